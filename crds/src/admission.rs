@@ -1,0 +1,286 @@
+//! The seed's seven admission checks as one pure function over (agent, active policy hash,
+//! key ring, now). Fail closed: anything unexpected is a deny with a decision code.
+
+use jiff::Timestamp;
+
+use crate::agent::{AgentMode, AgentSpec, AgentStatus};
+use crate::expiry::{ExpiryPolicy, sandbox_expires_at};
+use crate::hash::spec_hash;
+use crate::keyring::{KeyRing, VerifyFailure};
+use crate::proof::{ProofSubject, verify};
+
+/// The seven checks, in the seed's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdmissionCheck {
+    ProofExists,
+    SpecHashMatch,
+    PolicyHashMatch,
+    SignerNotRevoked,
+    SignatureValid,
+    SandboxNotExpired,
+    SandboxContainment,
+}
+
+impl AdmissionCheck {
+    pub const ALL: [AdmissionCheck; 7] = [
+        AdmissionCheck::ProofExists,
+        AdmissionCheck::SpecHashMatch,
+        AdmissionCheck::PolicyHashMatch,
+        AdmissionCheck::SignerNotRevoked,
+        AdmissionCheck::SignatureValid,
+        AdmissionCheck::SandboxNotExpired,
+        AdmissionCheck::SandboxContainment,
+    ];
+
+    /// The decision code a failure of this check carries.
+    pub fn deny_code(self) -> DecisionCode {
+        match self {
+            AdmissionCheck::ProofExists => DecisionCode::DenyProofMissing,
+            AdmissionCheck::SpecHashMatch => DecisionCode::DenySpecHashMismatch,
+            AdmissionCheck::PolicyHashMatch => DecisionCode::DenyPolicyHashMismatch,
+            AdmissionCheck::SignerNotRevoked => DecisionCode::DenySignerRevoked,
+            AdmissionCheck::SignatureValid => DecisionCode::DenySignatureInvalid,
+            AdmissionCheck::SandboxNotExpired => DecisionCode::DenySandboxExpired,
+            AdmissionCheck::SandboxContainment => DecisionCode::DenyContainmentViolation,
+        }
+    }
+}
+
+/// The seed's admission decision codes, plus three for fail-closed cases the seed folds into
+/// "any error denies": an unknown agent, a webhook not ready, and a request it cannot read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DecisionCode {
+    Allow,
+    DenyProofMissing,
+    DenySpecHashMismatch,
+    DenyPolicyHashMismatch,
+    DenySignerRevoked,
+    DenySignatureInvalid,
+    DenySandboxExpired,
+    DenyContainmentViolation,
+    DenyAgentNotFound,
+    DenyUnavailable,
+    DenyBadRequest,
+    DenyPolicy,
+    DenyUnauthorized,
+}
+
+impl DecisionCode {
+    pub const ALL: [DecisionCode; 13] = [
+        DecisionCode::Allow,
+        DecisionCode::DenyProofMissing,
+        DecisionCode::DenySpecHashMismatch,
+        DecisionCode::DenyPolicyHashMismatch,
+        DecisionCode::DenySignerRevoked,
+        DecisionCode::DenySignatureInvalid,
+        DecisionCode::DenySandboxExpired,
+        DecisionCode::DenyContainmentViolation,
+        DecisionCode::DenyAgentNotFound,
+        DecisionCode::DenyUnavailable,
+        DecisionCode::DenyBadRequest,
+        DecisionCode::DenyPolicy,
+        DecisionCode::DenyUnauthorized,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionCode::Allow => "ADMISSION_ALLOW",
+            DecisionCode::DenyProofMissing => "ADMISSION_DENY_PROOF_MISSING",
+            DecisionCode::DenySpecHashMismatch => "ADMISSION_DENY_SPEC_HASH_MISMATCH",
+            DecisionCode::DenyPolicyHashMismatch => "ADMISSION_DENY_POLICY_HASH_MISMATCH",
+            DecisionCode::DenySignerRevoked => "ADMISSION_DENY_SIGNER_REVOKED",
+            DecisionCode::DenySignatureInvalid => "ADMISSION_DENY_SIGNATURE_INVALID",
+            DecisionCode::DenySandboxExpired => "ADMISSION_DENY_SANDBOX_EXPIRED",
+            DecisionCode::DenyContainmentViolation => "ADMISSION_DENY_CONTAINMENT_VIOLATION",
+            DecisionCode::DenyAgentNotFound => "ADMISSION_DENY_AGENT_NOT_FOUND",
+            DecisionCode::DenyUnavailable => "ADMISSION_DENY_UNAVAILABLE",
+            DecisionCode::DenyBadRequest => "ADMISSION_DENY_BAD_REQUEST",
+            DecisionCode::DenyPolicy => "ADMISSION_DENY_POLICY",
+            DecisionCode::DenyUnauthorized => "ADMISSION_DENY_UNAUTHORIZED",
+        }
+    }
+}
+
+/// A refusal: which check failed (if one of the seven), its code, and a reason for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Denial {
+    pub check: Option<AdmissionCheck>,
+    pub code: DecisionCode,
+    pub reason: String,
+}
+
+impl Denial {
+    pub fn new(code: DecisionCode, reason: impl Into<String>) -> Self {
+        Denial {
+            check: None,
+            code,
+            reason: reason.into(),
+        }
+    }
+
+    fn check(check: AdmissionCheck, reason: impl Into<String>) -> Self {
+        Denial {
+            check: Some(check),
+            code: check.deny_code(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The agent as the webhook sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct AgentView<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub spec: &'a AgentSpec,
+    pub status: Option<&'a AgentStatus>,
+    /// The API server's creationTimestamp (for an Agent being created: now).
+    pub created: Timestamp,
+}
+
+/// What the checks are judged against.
+#[derive(Clone, Copy, Debug)]
+pub struct AdmissionContext<'a> {
+    /// Hash of the PolicyBundle version in force for the agent's namespace, if any.
+    pub active_policy_hash: Option<&'a str>,
+    pub keys: &'a KeyRing,
+    /// The webhook's clock.
+    pub now: Timestamp,
+    pub expiry: &'a ExpiryPolicy,
+}
+
+/// Run the seven checks. `Ok(())` admits; the first failing check denies.
+pub fn check_agent(agent: &AgentView<'_>, ctx: &AdmissionContext<'_>) -> Result<(), Denial> {
+    match agent.spec.mode {
+        AgentMode::Governed => check_governed(agent, ctx),
+        AgentMode::Sandbox => check_sandbox(agent, ctx),
+    }
+}
+
+fn check_governed(agent: &AgentView<'_>, ctx: &AdmissionContext<'_>) -> Result<(), Denial> {
+    let id = format!("{}/{}", agent.namespace, agent.name);
+    // 1. Proof exists, and the operator holds the agent in force.
+    let status = agent.status;
+    let in_force = status
+        .and_then(|s| s.governance_status)
+        .is_some_and(|g| g.is_governed_in_force());
+    let proof = match (in_force, status.and_then(|s| s.proof.as_ref())) {
+        (true, Some(proof)) => proof,
+        _ => {
+            let state = status
+                .and_then(|s| s.governance_status)
+                .map_or("not yet promoted", |g| g.as_str());
+            let denies = status.map(|s| s.denies.join("; ")).unwrap_or_default();
+            let why = if denies.is_empty() {
+                String::new()
+            } else {
+                format!(": {denies}")
+            };
+            return Err(Denial::check(
+                AdmissionCheck::ProofExists,
+                format!("agent {id} has no proof bundle in force ({state}){why}"),
+            ));
+        }
+    };
+    // 2. Spec hash.
+    let actual = spec_hash(agent.spec).map_err(|e| {
+        Denial::check(
+            AdmissionCheck::SpecHashMatch,
+            format!("cannot hash the spec of {id}: {e}"),
+        )
+    })?;
+    if actual != proof.spec_hash {
+        return Err(Denial::check(
+            AdmissionCheck::SpecHashMatch,
+            format!(
+                "spec of {id} changed after signing (hash {} is not the signed {})",
+                short(&actual),
+                short(&proof.spec_hash)
+            ),
+        ));
+    }
+    // 3. Policy hash.
+    match ctx.active_policy_hash {
+        Some(active) if active == proof.policy_hash => {}
+        Some(active) => {
+            return Err(Denial::check(
+                AdmissionCheck::PolicyHashMatch,
+                format!(
+                    "{id} was signed against policy {}, but policy {} is in force",
+                    short(&proof.policy_hash),
+                    short(active)
+                ),
+            ));
+        }
+        None => {
+            return Err(Denial::check(
+                AdmissionCheck::PolicyHashMatch,
+                format!("no policy is in force in namespace {}", agent.namespace),
+            ));
+        }
+    }
+    // 4. Signer not revoked.
+    if ctx.keys.is_revoked(&proof.key_id) {
+        return Err(Denial::check(
+            AdmissionCheck::SignerNotRevoked,
+            format!("signing key {} of {id} is revoked", proof.key_id),
+        ));
+    }
+    // 5. Signature valid.
+    let subject = ProofSubject {
+        namespace: agent.namespace,
+        name: agent.name,
+    };
+    verify(ctx.keys, subject, proof).map_err(|failure| {
+        let why = match failure {
+            VerifyFailure::Revoked => "its key is revoked",
+            VerifyFailure::UnknownKey => "its key id is not in the key ring",
+            VerifyFailure::AlgorithmMismatch => "its algorithm differs from the key's",
+            VerifyFailure::BadSignature => "the signature does not verify",
+        };
+        let check = if failure == VerifyFailure::Revoked {
+            AdmissionCheck::SignerNotRevoked
+        } else {
+            AdmissionCheck::SignatureValid
+        };
+        Denial::check(
+            check,
+            format!("proof of {id} (key {}) is invalid: {why}", proof.key_id),
+        )
+    })
+}
+
+fn check_sandbox(agent: &AgentView<'_>, ctx: &AdmissionContext<'_>) -> Result<(), Denial> {
+    let id = format!("{}/{}", agent.namespace, agent.name);
+    // 6. Not expired, by our clock.
+    let expires_at = sandbox_expires_at(agent.created, agent.spec.sandbox.as_ref(), ctx.expiry);
+    if ctx.now >= expires_at {
+        return Err(Denial::check(
+            AdmissionCheck::SandboxNotExpired,
+            format!("sandbox {id} expired at {expires_at}; promote it or recreate it"),
+        ));
+    }
+    // 7. Containment.
+    let containment = agent.spec.anatomy.containment;
+    let mut breaches = Vec::new();
+    if containment.external_calls {
+        breaches.push("externalCalls");
+    }
+    if containment.persistent_writes {
+        breaches.push("persistentWrites");
+    }
+    if !breaches.is_empty() {
+        return Err(Denial::check(
+            AdmissionCheck::SandboxContainment,
+            format!(
+                "sandbox {id} must not allow {}; set them to false",
+                breaches.join(" or ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}

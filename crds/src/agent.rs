@@ -1,0 +1,268 @@
+//! The `Agent` custom resource: one AI agent in a namespace (the seed's workspace).
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::conditions::conditions_schema;
+use crate::proof::ProofBundle;
+
+/// Desired state of an agent: what it is, how it reasons and what it may touch.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "agentgov.dev",
+    version = "v1alpha1",
+    kind = "Agent",
+    plural = "agents",
+    shortname = "agent",
+    namespaced,
+    status = "AgentStatus",
+    printcolumn = r#"{"name":"Status","type":"string","jsonPath":".status.governanceStatus"}"#,
+    printcolumn = r#"{"name":"Role","type":"string","jsonPath":".spec.roleClass"}"#,
+    printcolumn = r#"{"name":"Mode","type":"string","jsonPath":".spec.mode"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSpec {
+    /// What the agent is for, in a sentence or two.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The agent's own version label (for example `1.2.0`).
+    #[x_kube(validation = Rule::new("self.size() > 0").message("version must not be empty"))]
+    pub version: String,
+    /// The role class decides the policy limits that apply (temperature, for one).
+    pub role_class: RoleClass,
+    /// The desired tier: `sandbox` (contained, expiring) or `governed` (a promotion request).
+    #[serde(default)]
+    pub mode: AgentMode,
+    /// The agent's anatomy: reasoning, inputs, actions, memory, capabilities, containment, economics.
+    pub anatomy: Anatomy,
+    /// Sandbox lifetime. Give `ttlSeconds` or `expiresAt`, not both; the operator's default applies otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox: Option<SandboxSpec>,
+    /// How the agent was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<AgentSource>,
+}
+
+/// The seed's role classes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleClass {
+    Compliance,
+    Analysis,
+    Ideation,
+}
+
+impl RoleClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RoleClass::Compliance => "compliance",
+            RoleClass::Analysis => "analysis",
+            RoleClass::Ideation => "ideation",
+        }
+    }
+}
+
+/// The tier an agent asks for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentMode {
+    #[default]
+    Sandbox,
+    Governed,
+}
+
+/// The anatomy. Fields the Minimum Viable Anatomy needs (reasoning, inputs, actions, memory)
+/// are optional in the schema on purpose: the promotion policy names what is missing.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Anatomy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<Reasoning>,
+    /// Data sources the agent reads.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<String>,
+    /// Actions the agent may take.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<Memory>,
+    /// Capabilities the agent declares; promotion needs at least one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(default)]
+    pub containment: Containment,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub economics: Option<Economics>,
+}
+
+/// The model and how it samples.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Reasoning {
+    #[x_kube(validation = Rule::new("self.size() > 0").message("model must not be empty"))]
+    pub model: String,
+    /// Sampling temperature, 0 to 2.
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 2.0").message("temperature must be between 0 and 2"))]
+    pub temperature: f64,
+}
+
+/// Memory the agent keeps.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Memory {
+    /// The kind of memory.
+    pub kind: MemoryKind,
+    /// How long memory is kept, in days (persistent memory only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub retention_days: Option<u32>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MemoryKind {
+    None,
+    Session,
+    Persistent,
+}
+
+/// What the agent may reach outside itself. A sandbox agent has both false.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Containment {
+    #[serde(default)]
+    pub external_calls: bool,
+    #[serde(default)]
+    pub persistent_writes: bool,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Economics {
+    /// Monthly budget in US dollars; the bundle's `maxMonthlyBudgetUsd` caps it.
+    #[x_kube(validation = Rule::new("self >= 0.0").message("monthlyBudgetUsd must not be negative"))]
+    pub monthly_budget_usd: f64,
+}
+
+/// Sandbox lifetime: a TTL from creation, or an absolute time. Expiry is judged by agentgov's clock
+/// against the API server's `creationTimestamp`, capped by the operator's maximum TTL.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!(has(self.ttlSeconds) && has(self.expiresAt))").message("give sandbox.ttlSeconds or sandbox.expiresAt, not both"))]
+pub struct SandboxSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self > 0").message("ttlSeconds must be positive"))]
+    pub ttl_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+}
+
+/// How the agent came to be (the seed's seven creation modes).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentSource {
+    pub kind: SourceKind,
+    /// What it was made from: a template name, the agent cloned, a workflow or event id, an import URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    Template,
+    Scratch,
+    Clone,
+    Workflow,
+    Conversation,
+    Event,
+    Import,
+}
+
+/// The governance tiers of the seed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+pub enum GovernanceStatus {
+    #[serde(rename = "SANDBOX")]
+    Sandbox,
+    #[serde(rename = "GOVERNED_VALID")]
+    GovernedValid,
+    #[serde(rename = "GOVERNED_RESTRICTED")]
+    GovernedRestricted,
+    #[serde(rename = "GOVERNED_INVALIDATED")]
+    GovernedInvalidated,
+}
+
+impl GovernanceStatus {
+    pub const ALL: [GovernanceStatus; 4] = [
+        GovernanceStatus::Sandbox,
+        GovernanceStatus::GovernedValid,
+        GovernanceStatus::GovernedRestricted,
+        GovernanceStatus::GovernedInvalidated,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GovernanceStatus::Sandbox => "SANDBOX",
+            GovernanceStatus::GovernedValid => "GOVERNED_VALID",
+            GovernanceStatus::GovernedRestricted => "GOVERNED_RESTRICTED",
+            GovernanceStatus::GovernedInvalidated => "GOVERNED_INVALIDATED",
+        }
+    }
+
+    /// Valid or restricted: the agent holds a proof that admission accepts.
+    pub fn is_governed_in_force(self) -> bool {
+        matches!(
+            self,
+            GovernanceStatus::GovernedValid | GovernanceStatus::GovernedRestricted
+        )
+    }
+}
+
+/// The policy an agent was last judged against.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRef {
+    /// The PolicyBundle's name.
+    pub name: String,
+    /// The bundle's version label.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    /// SHA-256 (hex) of the bundle's canonical form.
+    pub hash: String,
+}
+
+/// Observed state, written by the operator through the status subresource.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub governance_status: Option<GovernanceStatus>,
+    /// The signed proof bundle (governed agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proof: Option<ProofBundle>,
+    /// The policy of the last evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyRef>,
+    /// Deny reasons of the last evaluation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub denies: Vec<String>,
+    /// Warnings of the last evaluation (GOVERNED_RESTRICTED).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// When the sandbox expires, by agentgov's clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// The generation the status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The label that ties a Pod to the Agent it runs.
+pub const AGENT_LABEL: &str = "agentgov.dev/agent";

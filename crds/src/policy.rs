@@ -1,0 +1,167 @@
+//! The promotion policy engine: compile a PolicyBundle once, evaluate many inputs (regorus,
+//! in-process). A bundle that does not compile is an error naming the module and line.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::agent::AgentSpec;
+use crate::hash::policy_hash;
+use crate::policy_bundle::{DEFAULT_ENTRYPOINT, PolicyBundleSpec, PolicyData, RegoModule};
+
+/// The promotion policy shipped with agentgov (`policies/promotion.rego`).
+pub const PROMOTION_REGO: &str = include_str!("../../policies/promotion.rego");
+
+/// Who asks for a promotion, as far as it is known and verified.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Actor {
+    pub username: String,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Seed roles the actor holds (for example `agent_admin`).
+    #[serde(default)]
+    pub roles: Vec<String>,
+    /// A SubjectAccessReview for the verb `promote` on agents.agentgov.dev allowed this actor.
+    #[serde(default)]
+    pub authorized_to_promote: bool,
+}
+
+#[derive(Serialize, Clone, Copy, Debug)]
+pub struct AgentInput<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+    pub spec: &'a AgentSpec,
+}
+
+/// The policy's input document.
+#[derive(Serialize, Clone, Copy, Debug)]
+pub struct PolicyInput<'a> {
+    pub agent: AgentInput<'a>,
+    pub actor: &'a Actor,
+}
+
+/// The policy's answer.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PolicyDecision {
+    pub allow: bool,
+    #[serde(default)]
+    pub denies: Vec<String>,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+impl PolicyDecision {
+    /// Allowed with warnings: the seed's GOVERNED_RESTRICTED.
+    pub fn is_restricted(&self) -> bool {
+        self.allow && !self.warnings.is_empty()
+    }
+}
+
+/// A compiled bundle, cheap to clone and safe to share between threads.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    compiled: Arc<regorus::CompiledPolicy>,
+    hash: Arc<str>,
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+/// The data document as the policy sees it: `data.agentgov.limits`.
+#[derive(Serialize)]
+struct DataDocument<'a> {
+    agentgov: LimitsDocument<'a>,
+}
+
+#[derive(Serialize)]
+struct LimitsDocument<'a> {
+    limits: &'a PolicyData,
+}
+
+impl PolicyEngine {
+    /// Compile a bundle. Errors name the module and line.
+    pub fn compile(spec: &PolicyBundleSpec) -> Result<Self, Error> {
+        let hash = policy_hash(spec)?;
+        let mut engine = regorus::Engine::new();
+        engine.set_rego_v0(false);
+        for module in &spec.modules {
+            engine
+                .add_policy(module.name.clone(), module.rego.clone())
+                .map_err(|e| Error::PolicyCompile(format!("{e}")))?;
+        }
+        let data = serde_json::to_string(&DataDocument {
+            agentgov: LimitsDocument { limits: &spec.data },
+        })
+        .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
+        engine
+            .add_data_json(&data)
+            .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
+        let entrypoint: regorus::Rc<str> = spec.entrypoint.as_str().into();
+        let compiled = engine
+            .compile_with_entrypoint(&entrypoint)
+            .map_err(|e| Error::PolicyCompile(format!("{e}")))?;
+        Ok(PolicyEngine {
+            compiled: Arc::new(compiled),
+            hash: hash.into(),
+        })
+    }
+
+    /// The hash of the bundle this engine was compiled from.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Evaluate the policy. Anything but a well-formed decision is an error (and so a deny).
+    pub fn evaluate(&self, input: &PolicyInput<'_>) -> Result<PolicyDecision, Error> {
+        let json = serde_json::to_string(input).map_err(|e| Error::PolicyEval(e.to_string()))?;
+        let value =
+            regorus::Value::from_json_str(&json).map_err(|e| Error::PolicyEval(e.to_string()))?;
+        let result = self
+            .compiled
+            .eval_with_input(value)
+            .map_err(|e| Error::PolicyEval(format!("{e}")))?;
+        if result == regorus::Value::Undefined {
+            return Err(Error::PolicyResult(
+                "the entrypoint is undefined for this input".into(),
+            ));
+        }
+        let text = result
+            .to_json_str()
+            .map_err(|e| Error::PolicyResult(e.to_string()))?;
+        let decision: PolicyDecision = serde_json::from_str(&text)
+            .map_err(|e| Error::PolicyResult(format!("{e}: {text}")))?;
+        if !decision.allow && decision.denies.is_empty() {
+            // Fail closed, but say so: a deny with no reason is still a deny.
+            return Ok(PolicyDecision {
+                denies: vec!["the policy denied without giving a reason".into()],
+                ..decision
+            });
+        }
+        if decision.allow && !decision.denies.is_empty() {
+            return Err(Error::PolicyResult(
+                "the policy allowed and denied at once".into(),
+            ));
+        }
+        Ok(decision)
+    }
+}
+
+/// The bundle agentgov ships: `policies/promotion.rego` with the seed's limits.
+pub fn default_bundle_spec() -> PolicyBundleSpec {
+    PolicyBundleSpec {
+        version: "1.0.0".into(),
+        entrypoint: DEFAULT_ENTRYPOINT.into(),
+        modules: vec![RegoModule {
+            name: "promotion.rego".into(),
+            rego: PROMOTION_REGO.into(),
+        }],
+        data: PolicyData::default(),
+    }
+}

@@ -1,0 +1,225 @@
+//! The `PolicyBundle` custom resource: the Rego modules, data and entrypoint of a namespace's
+//! promotion policy (the seed's policy snapshot), with its version history in status.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::conditions::conditions_schema;
+
+/// The entrypoint of the shipped promotion policy.
+pub const DEFAULT_ENTRYPOINT: &str = "data.agentgov.promotion.decision";
+
+/// The PolicyBundle in force for a namespace has this name (operator and webhook flag
+/// `--bundle-name` changes it).
+pub const DEFAULT_BUNDLE_NAME: &str = "default";
+
+/// How many versions `status.history` keeps.
+pub const HISTORY_LIMIT: usize = 10;
+
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "agentgov.dev",
+    version = "v1alpha1",
+    kind = "PolicyBundle",
+    plural = "policybundles",
+    shortname = "pb",
+    namespaced,
+    status = "PolicyBundleStatus",
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeVersion"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyBundleSpec {
+    /// A version label for people (the hash is what proofs bind to).
+    #[x_kube(validation = Rule::new("self.size() > 0").message("version must not be empty"))]
+    pub version: String,
+    /// The rule that returns `{allow, denies, warnings}`.
+    #[serde(default = "default_entrypoint")]
+    #[x_kube(validation = Rule::new("self.startsWith('data.')").message("entrypoint must be a rule path starting with data."))]
+    pub entrypoint: String,
+    /// Rego modules (Rego v1 syntax).
+    #[x_kube(validation = Rule::new("self.size() > 0").message("at least one Rego module is required"))]
+    pub modules: Vec<RegoModule>,
+    /// The data document: org limits the policy reads as `data.agentgov.limits`.
+    #[serde(default)]
+    pub data: PolicyData,
+}
+
+fn default_entrypoint() -> String {
+    DEFAULT_ENTRYPOINT.to_string()
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RegoModule {
+    /// A file name for error messages, such as `promotion.rego`.
+    #[x_kube(validation = Rule::new("self.size() > 0").message("module name must not be empty"))]
+    pub name: String,
+    /// The Rego source.
+    pub rego: String,
+}
+
+/// Org limits. A cluster admin changes these without touching Rego.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyData {
+    /// The largest monthly budget an agent may ask for, in US dollars.
+    #[serde(default = "default_max_budget")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("maxMonthlyBudgetUsd must not be negative"))]
+    pub max_monthly_budget_usd: f64,
+    /// The highest temperature each role class may use.
+    #[serde(default)]
+    pub temperature_limits: TemperatureLimits,
+    /// Roles that may promote (the seed's agent_admin and policy_admin). An actor holds a role
+    /// when the webhook's SubjectAccessReview for the verb `promote` allows it, or when one of the
+    /// actor's Kubernetes groups carries the role's name.
+    #[serde(default = "default_promoter_roles")]
+    pub promoter_roles: Vec<String>,
+    /// Free-form data for custom modules, available as `data.agentgov.limits.extra`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub extra: Option<serde_json::Value>,
+}
+
+impl Default for PolicyData {
+    fn default() -> Self {
+        PolicyData {
+            max_monthly_budget_usd: default_max_budget(),
+            temperature_limits: TemperatureLimits::default(),
+            promoter_roles: default_promoter_roles(),
+            extra: None,
+        }
+    }
+}
+
+fn default_max_budget() -> f64 {
+    1000.0
+}
+
+fn default_promoter_roles() -> Vec<String> {
+    vec!["agent_admin".into(), "policy_admin".into()]
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// Temperature ceilings per role class (the seed's 0.3 / 0.7 / 1.0).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TemperatureLimits {
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 2.0").message("limit must be between 0 and 2"))]
+    pub compliance: f64,
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 2.0").message("limit must be between 0 and 2"))]
+    pub analysis: f64,
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 2.0").message("limit must be between 0 and 2"))]
+    pub ideation: f64,
+}
+
+impl Default for TemperatureLimits {
+    fn default() -> Self {
+        TemperatureLimits {
+            compliance: 0.3,
+            analysis: 0.7,
+            ideation: 1.0,
+        }
+    }
+}
+
+/// Observed state of a bundle: what is in force, and what came before (the seed's policy_versions).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyBundleStatus {
+    /// Hash of the version in force (the last one that compiled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_hash: Option<String>,
+    /// Version label of the version in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_version: Option<String>,
+    /// The version in force itself: the last spec that compiled. A spec that fails to compile
+    /// never replaces it, so one bad edit cannot take the policy (or admission) down, and the
+    /// operator and webhook recover it after a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_spec: Option<PolicyBundleSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// Recent versions, newest first, at most ten.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<PolicyVersion>,
+    /// Outcome of the last revalidation of governed agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_revalidation: Option<RevalidationSummary>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyVersion {
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub time: Time,
+    /// Who changed it, where known (the last field manager).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RevalidationSummary {
+    /// The policy hash the agents were revalidated against.
+    pub policy_hash: String,
+    pub valid: u32,
+    pub restricted: u32,
+    pub invalidated: u32,
+    /// Promotion requests that were never governed and are still denied.
+    #[serde(default)]
+    pub denied: u32,
+    pub errors: u32,
+    pub duration_ms: u64,
+    pub finished_at: Option<Time>,
+}
+
+/// Push a version onto a history list, newest first, keeping at most [`HISTORY_LIMIT`].
+/// A hash already at the head is not added twice.
+pub fn push_history(history: &mut Vec<PolicyVersion>, entry: PolicyVersion) {
+    if history.first().is_some_and(|h| h.hash == entry.hash) {
+        return;
+    }
+    history.insert(0, entry);
+    history.truncate(HISTORY_LIMIT);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(hash: &str) -> PolicyVersion {
+        PolicyVersion {
+            hash: hash.into(),
+            version: String::new(),
+            time: Time(jiff::Timestamp::UNIX_EPOCH),
+            actor: None,
+            reason: "test".into(),
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_newest_first_and_deduplicated() {
+        let mut history = Vec::new();
+        for i in 0..(HISTORY_LIMIT + 5) {
+            push_history(&mut history, version(&i.to_string()));
+        }
+        push_history(&mut history, version(&(HISTORY_LIMIT + 4).to_string()));
+        assert_eq!(history.len(), HISTORY_LIMIT);
+        assert_eq!(history[0].hash, (HISTORY_LIMIT + 4).to_string());
+        assert_eq!(history[HISTORY_LIMIT - 1].hash, "5");
+    }
+}

@@ -1,0 +1,76 @@
+//! The Agent controller: sandbox status and expiry, promotion requests, re-signing after a
+//! spec change or a key revocation. Level-triggered: each reconcile judges the agent afresh.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentgov_api::Agent;
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::runtime::controller::Action;
+use tracing::{instrument, warn};
+
+use crate::context::Context;
+use crate::error::{Error, Result};
+use crate::judge::{AgentFacts, Judge};
+
+/// A safety net: every agent is looked at again this often even when nothing changed
+/// (for example, a PolicyBundle was deleted).
+const RESYNC: Duration = Duration::from_secs(600);
+
+#[instrument(skip(agent, ctx), fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
+pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.timer("agent");
+    if agent.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    // Judging a governed agent before the bundles are known would deny it for want of a policy.
+    ctx.bundles
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::CacheNotReady("PolicyBundle"))?;
+    let judgement = judge(&ctx, &agent, Timestamp::now())?;
+    crate::status::apply(&ctx, &agent, &judgement).await?;
+    Ok(match judgement.requeue_after {
+        Some(after) => Action::requeue(after.min(RESYNC)),
+        None => Action::requeue(RESYNC),
+    })
+}
+
+/// Judge one agent against the current caches and key ring.
+pub fn judge(ctx: &Context, agent: &Agent, now: Timestamp) -> Result<crate::judge::Judgement> {
+    let namespace = agent
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(agent.name_any()))?;
+    let policy = ctx.active_policy(&namespace)?;
+    let keys = ctx.keys.current();
+    let name = agent.name_any();
+    let facts = AgentFacts {
+        namespace: &namespace,
+        name: &name,
+        generation: agent.metadata.generation,
+        created: agent
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map_or(now, |t| t.0),
+        spec: &agent.spec,
+        status: agent.status.as_ref(),
+    };
+    Ok(Judge {
+        policy: policy.as_ref(),
+        bundle_name: &ctx.settings.bundle_name,
+        keys: &keys,
+        actor: &ctx.settings.actor,
+        expiry: &ctx.settings.expiry,
+        now,
+    }
+    .judge(&facts))
+}
+
+/// Retry with growing backoff, per object, up to five minutes.
+pub fn error_policy(agent: Arc<Agent>, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(agent = %agent.name_any(), error = %error, "agent reconcile failed");
+    ctx.metrics.reconcile_error("agent", error.category());
+    Action::requeue(crate::backoff::next(&agent.uid().unwrap_or_default()))
+}

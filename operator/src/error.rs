@@ -1,0 +1,36 @@
+//! The operator's one error type.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Api(#[from] agentgov_api::Error),
+    #[error("cannot serialize status: {0}")]
+    Serialize(#[from] serde_json::Error),
+    #[error("{0} has no namespace")]
+    MissingNamespace(String),
+    #[error("the {0} cache is not ready")]
+    CacheNotReady(&'static str),
+    #[error("cannot read key ring {path}: {message}")]
+    KeyRing { path: String, message: String },
+    #[error("configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// A short, bounded category for metric labels.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Api(e) => e.category(),
+            Error::Serialize(_) => "serialize",
+            Error::MissingNamespace(_) => "missing_namespace",
+            Error::CacheNotReady(_) => "cache_not_ready",
+            Error::KeyRing { .. } => "keyring",
+            Error::Config(_) => "config",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,223 @@
+//! Prometheus metrics with the seed's names. Labels are bounded: decision codes, outcomes,
+//! governance statuses and error categories, never object names.
+
+use agentgov_api::GovernanceStatus;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabel {
+    pub controller: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabel {
+    pub controller: String,
+    pub error: String,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    pub promotion_attempts: Counter,
+    pub promotion_denies: Family<ReasonLabel, Counter>,
+    pub policy_reload_success: Counter,
+    pub policy_reload_failure: Counter,
+    pub agent_invalidations: Counter,
+    pub reconcile_duration: Family<ControllerLabel, Histogram>,
+    pub reconcile_errors: Family<ErrorLabel, Counter>,
+    pub agents_by_status: Family<StatusLabel, Gauge>,
+    pub revalidation_duration: Histogram,
+}
+
+impl Metrics {
+    pub fn new(registry: &mut Registry) -> Self {
+        let metrics = Metrics {
+            promotion_attempts: Counter::default(),
+            promotion_denies: Family::default(),
+            policy_reload_success: Counter::default(),
+            policy_reload_failure: Counter::default(),
+            agent_invalidations: Counter::default(),
+            reconcile_duration: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+            }),
+            reconcile_errors: Family::default(),
+            agents_by_status: Family::default(),
+            revalidation_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+        };
+        // prometheus-client appends `_total` to counters.
+        registry.register(
+            "promotion_attempts",
+            "Promotion attempts (policy evaluations of governed agents)",
+            metrics.promotion_attempts.clone(),
+        );
+        registry.register(
+            "promotion_denies",
+            "Promotions denied, by deny reason category",
+            metrics.promotion_denies.clone(),
+        );
+        registry.register(
+            "policy_reload_success",
+            "PolicyBundle versions compiled and put in force",
+            metrics.policy_reload_success.clone(),
+        );
+        registry.register(
+            "policy_reload_failure",
+            "PolicyBundle versions that failed to compile (the last good one stayed in force)",
+            metrics.policy_reload_failure.clone(),
+        );
+        registry.register(
+            "agent_invalidation_events",
+            "Governed agents moved to GOVERNED_INVALIDATED",
+            metrics.agent_invalidations.clone(),
+        );
+        registry.register(
+            "agentgov_reconcile_duration_seconds",
+            "Reconcile duration by controller",
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "agentgov_reconcile_errors",
+            "Reconcile errors by controller and error category",
+            metrics.reconcile_errors.clone(),
+        );
+        registry.register(
+            "agentgov_agents",
+            "Agents by governance status",
+            metrics.agents_by_status.clone(),
+        );
+        registry.register(
+            "agentgov_revalidation_duration_seconds",
+            "Duration of a revalidation of every governed agent under a bundle",
+            metrics.revalidation_duration.clone(),
+        );
+        for status in GovernanceStatus::ALL {
+            metrics.set_agents(status, 0);
+        }
+        metrics
+    }
+
+    pub fn set_agents(&self, status: GovernanceStatus, count: i64) {
+        self.agents_by_status
+            .get_or_create(&StatusLabel {
+                status: status.as_str().to_string(),
+            })
+            .set(count);
+    }
+
+    /// Count a promotion deny under a bounded category derived from the reason's text.
+    pub fn deny(&self, reason: &str) {
+        self.promotion_denies
+            .get_or_create(&ReasonLabel {
+                reason: deny_category(reason).to_string(),
+            })
+            .inc();
+    }
+
+    pub fn reconcile_error(&self, controller: &str, error: &'static str) {
+        self.reconcile_errors
+            .get_or_create(&ErrorLabel {
+                controller: controller.to_string(),
+                error: error.to_string(),
+            })
+            .inc();
+    }
+
+    /// Time a reconcile; the duration is recorded when the guard drops.
+    pub fn timer(&self, controller: &str) -> ReconcileTimer {
+        ReconcileTimer {
+            start: std::time::Instant::now(),
+            histogram: self
+                .reconcile_duration
+                .get_or_create(&ControllerLabel {
+                    controller: controller.to_string(),
+                })
+                .clone(),
+        }
+    }
+}
+
+pub struct ReconcileTimer {
+    start: std::time::Instant,
+    histogram: Histogram,
+}
+
+impl Drop for ReconcileTimer {
+    fn drop(&mut self) {
+        self.histogram.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Deny reasons are sentences; metric labels must be bounded. Map each to the seed rule it
+/// belongs to (the shipped policy's wording), or `other`.
+pub fn deny_category(reason: &str) -> &'static str {
+    let r = reason.to_ascii_lowercase();
+    if r.contains("may not promote") {
+        "actor_unauthorized"
+    } else if r.contains("anatomy is incomplete") {
+        "anatomy_incomplete"
+    } else if r.contains("containment") {
+        "containment"
+    } else if r.contains("capabilit") {
+        "capabilities"
+    } else if r.contains("temperature") {
+        "temperature"
+    } else if r.contains("budget") {
+        "budget"
+    } else if r.contains("no policybundle") {
+        "no_policy"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deny_categories_are_bounded() {
+        assert_eq!(deny_category("alice may not promote agents: ..."), "actor_unauthorized");
+        assert_eq!(
+            deny_category("anatomy.reasoning.temperature 0.9 is above the limit"),
+            "temperature"
+        );
+        assert_eq!(deny_category("anything else entirely"), "other");
+    }
+
+    #[test]
+    fn metric_names_follow_the_seed() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        metrics.promotion_attempts.inc();
+        metrics.deny("alice may not promote agents");
+        metrics.policy_reload_success.inc();
+        metrics.policy_reload_failure.inc();
+        metrics.agent_invalidations.inc();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for name in [
+            "promotion_attempts_total 1",
+            "promotion_denies_total{reason=\"actor_unauthorized\"} 1",
+            "policy_reload_success_total 1",
+            "policy_reload_failure_total 1",
+            "agent_invalidation_events_total 1",
+            "agentgov_agents{status=\"GOVERNED_VALID\"} 0",
+        ] {
+            assert!(text.contains(name), "missing {name} in\n{text}");
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! Writing an agent's judgement: status by server-side apply, then the audit trail (JSON log
+//! lines with the seed's decision codes, Kubernetes Events, metrics). Only changes are written.
+
+use agentgov_api::agent::{AgentStatus, GovernanceStatus};
+use agentgov_api::conditions::{EXPIRED, is_true};
+use agentgov_api::{Agent, PolicyBundle};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::context::{Context, MANAGER};
+use crate::error::Result;
+use crate::judge::{Judgement, Outcome};
+
+/// Write the agent's new status (if it changed) and record what happened.
+pub async fn apply(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Result<bool> {
+    let namespace = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    let previous = agent.status.clone().unwrap_or_default();
+    let changed = agent.status.as_ref() != Some(&judgement.status);
+    if changed {
+        ctx.status_limiter.until_ready().await;
+        let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = json!({
+            "apiVersion": "agentgov.dev/v1alpha1",
+            "kind": "Agent",
+            "status": judgement.status,
+        });
+        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
+            .await?;
+    }
+    record(ctx, agent, &previous, judgement).await;
+    Ok(changed)
+}
+
+async fn record(ctx: &Context, agent: &Agent, previous: &AgentStatus, judgement: &Judgement) {
+    let namespace = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    let status = &judgement.status;
+    let governance = status.governance_status.map_or("", GovernanceStatus::as_str);
+    if judgement.outcome.evaluated() {
+        ctx.metrics.promotion_attempts.inc();
+        info!(
+            code = "PROMOTION_ATTEMPT",
+            agent = %name,
+            namespace = %namespace,
+            outcome = judgement.outcome.as_str(),
+            "promotion evaluated"
+        );
+    }
+    let event = match judgement.outcome {
+        Outcome::Promoted | Outcome::Restricted => {
+            let proof = status.proof.as_ref();
+            info!(
+                code = "PROMOTION_SUCCESS",
+                agent = %name,
+                namespace = %namespace,
+                status = governance,
+                policy_hash = proof.map_or("", |p| p.policy_hash.as_str()),
+                key_id = proof.map_or("", |p| p.key_id.as_str()),
+                warnings = ?status.warnings,
+                "promotion allowed; proof signed"
+            );
+            Some((
+                EventType::Normal,
+                if judgement.outcome == Outcome::Restricted {
+                    "PromotedRestricted"
+                } else {
+                    "Promoted"
+                },
+                format!(
+                    "{governance}: signed by key {} against policy {}",
+                    proof.map_or("", |p| p.key_id.as_str()),
+                    short(proof.map_or("", |p| p.policy_hash.as_str()))
+                ),
+            ))
+        }
+        Outcome::Denied | Outcome::Invalidated => {
+            for reason in &status.denies {
+                ctx.metrics.deny(reason);
+            }
+            warn!(
+                code = "PROMOTION_DENIED",
+                agent = %name,
+                namespace = %namespace,
+                status = governance,
+                denies = ?status.denies,
+                "promotion denied by policy"
+            );
+            let newly_invalidated = judgement.outcome == Outcome::Invalidated
+                && previous.governance_status != Some(GovernanceStatus::GovernedInvalidated);
+            if newly_invalidated {
+                ctx.metrics.agent_invalidations.inc();
+            }
+            Some((
+                EventType::Warning,
+                if judgement.outcome == Outcome::Invalidated {
+                    "Invalidated"
+                } else {
+                    "PromotionDenied"
+                },
+                truncate(&status.denies.join("; ")),
+            ))
+        }
+        Outcome::Expired if !is_true(&previous.conditions, EXPIRED) => {
+            warn!(code = "SANDBOX_EXPIRED", agent = %name, namespace = %namespace, "sandbox expired");
+            Some((
+                EventType::Warning,
+                "SandboxExpired",
+                "sandbox expired; its pods are no longer admitted".to_string(),
+            ))
+        }
+        Outcome::SigningUnavailable => {
+            warn!(agent = %name, namespace = %namespace, "no usable signing key; promotion postponed");
+            None
+        }
+        _ => None,
+    };
+    if let Some((type_, reason, note)) = event {
+        publish(ctx, &agent.object_ref(&()), type_, reason, note).await;
+    }
+}
+
+/// Publish an Event; a failure to record is logged, never fatal.
+pub async fn publish(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, reference).await {
+        warn!(error = %e, reason, "cannot publish event");
+    }
+}
+
+/// Server-side apply of a PolicyBundle's status.
+pub async fn apply_bundle_status(
+    ctx: &Context,
+    bundle: &PolicyBundle,
+    status: &agentgov_api::PolicyBundleStatus,
+) -> Result<()> {
+    let api: Api<PolicyBundle> =
+        Api::namespaced(ctx.client.clone(), &bundle.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": "agentgov.dev/v1alpha1",
+        "kind": "PolicyBundle",
+        "status": status,
+    });
+    api.patch_status(
+        &bundle.name_any(),
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// Event notes are capped at 1 KiB by the API server.
+fn truncate(text: &str) -> String {
+    if text.len() <= 1000 {
+        return text.to_string();
+    }
+    let mut end = 1000;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
