@@ -1,1 +1,162 @@
+//! Helpers for the e2e tests: a client for the loopback control plane that
+//! `e2e/controlplane/cluster.sh exec` starts, one namespace per test, CRD installation, and the
+//! operator as a child process. Tests fail loudly when there is no cluster; they never skip.
+#![forbid(unsafe_code)]
 
+pub mod operator;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Client, Config, CustomResourceExt};
+use serde::de::DeserializeOwned;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+/// A client for the test cluster. Panics with the reason when there is none: e2e tests must
+/// fail, not skip, when the control plane is missing.
+pub async fn client() -> Client {
+    let kubeconfig = std::env::var("KUBECONFIG").unwrap_or_default();
+    assert!(
+        !kubeconfig.is_empty(),
+        "KUBECONFIG is not set: run the e2e tests through `make e2e` \
+         (e2e/controlplane/cluster.sh exec -- cargo test -p agentgov-e2e), which starts a control plane"
+    );
+    let config = Config::infer()
+        .await
+        .unwrap_or_else(|e| panic!("cannot read KUBECONFIG {kubeconfig}: {e}"));
+    let client = Client::try_from(config).unwrap_or_else(|e| panic!("cannot build a client: {e}"));
+    client.apiserver_version().await.unwrap_or_else(|e| {
+        panic!("the control plane at KUBECONFIG {kubeconfig} does not answer: {e}")
+    });
+    client
+}
+
+/// Install (server-side apply) the generated CRDs and wait until they are Established.
+pub async fn install_crds(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in [
+        agentgov_api::Agent::crd(),
+        agentgov_api::PolicyBundle::crd(),
+    ] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        api.patch(
+            &name,
+            &PatchParams::apply("agentgov-e2e").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .with_context(|| format!("apply CRD {name}"))?;
+    }
+    for name in ["agents.agentgov.dev", "policybundles.agentgov.dev"] {
+        wait_for(Duration::from_secs(30), || {
+            let api = api.clone();
+            async move {
+                let crd = api.get(name).await.ok()?;
+                let established = crd
+                    .status?
+                    .conditions?
+                    .into_iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                established.then_some(())
+            }
+        })
+        .await
+        .with_context(|| format!("CRD {name} did not become Established"))?;
+    }
+    Ok(())
+}
+
+/// A namespace of its own for one test, deleted when the test ends.
+pub struct TestNamespace {
+    pub name: String,
+    client: Client,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Result<Self> {
+        let suffix = std::process::id()
+            ^ u32::try_from(jiff::Timestamp::now().subsec_nanosecond()).unwrap_or(0);
+        let name = format!("{prefix}-{:x}", suffix & 0xffffff);
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"agentgov.dev/e2e": "true"}}
+        }))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .with_context(|| format!("create namespace {name}"))?;
+        // Pods need the default ServiceAccount, made by kube-controller-manager.
+        Ok(TestNamespace {
+            name,
+            client: client.clone(),
+        })
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        Api::namespaced(self.client.clone(), &self.name)
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let name = self.name.clone();
+        // Best effort: the whole control plane is thrown away after the run anyway.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = Api::<Namespace>::all(client)
+                    .delete(&name, &DeleteParams::background())
+                    .await;
+            });
+        }
+    }
+}
+
+/// Poll `probe` every 100 ms until it returns Some, or fail after `timeout`.
+pub async fn wait_for<T, F, Fut>(timeout: Duration, mut probe: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = probe().await {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("timed out after {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Read a YAML manifest from the repository.
+pub fn manifest<T: DeserializeOwned>(path: &str) -> Result<T> {
+    let full = repo_root().join(path);
+    let text =
+        std::fs::read_to_string(&full).with_context(|| format!("read {}", full.display()))?;
+    serde_yaml::from_str(&text).map_err(|e| anyhow!("parse {}: {e}", full.display()))
+}
+
+/// The message of a Kubernetes API error, for asserting on what the API server said.
+pub fn api_error_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
+}

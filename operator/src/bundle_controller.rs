@@ -51,10 +51,20 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
 
     let hash = policy_hash(&bundle.spec)?;
     if previous.active_hash.as_deref() == Some(hash.as_str()) {
-        set_ready(&mut status, true, "Active", format!("policy {} is in force", short(&hash)), now);
+        set_ready(
+            &mut status,
+            true,
+            "Active",
+            format!("policy {} is in force", short(&hash)),
+            now,
+        );
+        if let Ok(engine) = ctx.policies.compile(&bundle.spec) {
+            ctx.set_in_force(&namespace, active(&bundle, engine))?;
+        }
     } else {
         match ctx.policies.compile(&bundle.spec) {
-            Ok(_) => {
+            Ok(engine) => {
+                ctx.set_in_force(&namespace, active(&bundle, engine))?;
                 status.active_hash = Some(hash.clone());
                 status.active_version = Some(bundle.spec.version.clone());
                 status.active_spec = Some(bundle.spec.clone());
@@ -71,7 +81,13 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                         },
                     },
                 );
-                set_ready(&mut status, true, "Active", format!("policy {} is in force", short(&hash)), now);
+                set_ready(
+                    &mut status,
+                    true,
+                    "Active",
+                    format!("policy {} is in force", short(&hash)),
+                    now,
+                );
                 ctx.metrics.policy_reload_success.inc();
                 info!(
                     code = "POLICY_HOTRELOAD",
@@ -87,7 +103,11 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                     &bundle.object_ref(&()),
                     EventType::Normal,
                     "PolicyActivated",
-                    format!("version {} ({}) is in force", bundle.spec.version, short(&hash)),
+                    format!(
+                        "version {} ({}) is in force",
+                        bundle.spec.version,
+                        short(&hash)
+                    ),
                 )
                 .await;
             }
@@ -95,12 +115,17 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                 let message = format!(
                     "version {} does not compile; {} stays in force: {e}",
                     bundle.spec.version,
-                    previous.active_hash.as_deref().map_or("no earlier version", short)
+                    previous
+                        .active_hash
+                        .as_deref()
+                        .map_or("no earlier version", short)
                 );
                 // Count and report each failing version once, not on every resync.
-                let already_reported = conditions::find(&previous.conditions, READY).is_some_and(|c| {
-                    c.reason == "CompileFailed" && c.observed_generation == bundle.metadata.generation
-                });
+                let already_reported =
+                    conditions::find(&previous.conditions, READY).is_some_and(|c| {
+                        c.reason == "CompileFailed"
+                            && c.observed_generation == bundle.metadata.generation
+                    });
                 set_ready(&mut status, false, "CompileFailed", message.clone(), now);
                 if !already_reported {
                     ctx.metrics.policy_reload_failure.inc();
@@ -112,7 +137,14 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                         error = %e,
                         "policy version rejected; the last good version stays in force"
                     );
-                    publish(&ctx, &bundle.object_ref(&()), EventType::Warning, "CompileFailed", message).await;
+                    publish(
+                        &ctx,
+                        &bundle.object_ref(&()),
+                        EventType::Warning,
+                        "CompileFailed",
+                        message,
+                    )
+                    .await;
                 }
             }
         }
@@ -124,7 +156,11 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
     // Level-triggered revalidation: until a summary for the hash in force exists, run one.
     // An operator restarted halfway through finds no summary and runs it again.
     if let Some(active) = status.active_hash.clone()
-        && status.last_revalidation.as_ref().map(|r| r.policy_hash.as_str()) != Some(active.as_str())
+        && status
+            .last_revalidation
+            .as_ref()
+            .map(|r| r.policy_hash.as_str())
+            != Some(active.as_str())
     {
         let summary = crate::revalidation::run(&ctx, &namespace, &active).await?;
         status.last_revalidation = Some(summary.clone());
@@ -155,7 +191,24 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
     Ok(Action::await_change())
 }
 
-fn set_ready(status: &mut PolicyBundleStatus, ok: bool, reason: &str, message: String, now: Timestamp) {
+fn active(
+    bundle: &PolicyBundle,
+    engine: agentgov_api::policy::PolicyEngine,
+) -> crate::judge::ActivePolicy {
+    crate::judge::ActivePolicy {
+        name: bundle.name_any(),
+        version: bundle.spec.version.clone(),
+        engine,
+    }
+}
+
+fn set_ready(
+    status: &mut PolicyBundleStatus,
+    ok: bool,
+    reason: &str,
+    message: String,
+    now: Timestamp,
+) {
     let generation = status.observed_generation;
     conditions::upsert(
         &mut status.conditions,
@@ -182,8 +235,13 @@ fn last_actor(bundle: &PolicyBundle) -> Option<String> {
         .and_then(|f| f.manager.clone())
 }
 
-pub fn error_policy(bundle: Arc<PolicyBundle>, error: &Error, ctx: Arc<Context>) -> kube::runtime::controller::Action {
+pub fn error_policy(
+    bundle: Arc<PolicyBundle>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> kube::runtime::controller::Action {
     warn!(bundle = %bundle.name_any(), error = %error, "policy bundle reconcile failed");
-    ctx.metrics.reconcile_error("policybundle", error.category());
+    ctx.metrics
+        .reconcile_error("policybundle", error.category());
     Action::requeue(crate::backoff::next(&bundle.uid().unwrap_or_default()))
 }

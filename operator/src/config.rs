@@ -118,8 +118,14 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("72h").unwrap(), SignedDuration::from_hours(72));
-        assert_eq!(parse_duration("90s").unwrap(), SignedDuration::from_secs(90));
+        assert_eq!(
+            parse_duration("72h").unwrap(),
+            SignedDuration::from_hours(72)
+        );
+        assert_eq!(
+            parse_duration("90s").unwrap(),
+            SignedDuration::from_secs(90)
+        );
         assert!(parse_duration("-5s").is_err());
         assert!(parse_duration("soon").is_err());
     }
@@ -129,7 +135,12 @@ mod tests {
         use clap::CommandFactory;
         Config::command().debug_assert();
         let help = Config::command().render_long_help().to_string();
-        for flag in ["--keyring-file", "--namespace", "--default-sandbox-ttl", "--concurrency"] {
+        for flag in [
+            "--keyring-file",
+            "--namespace",
+            "--default-sandbox-ttl",
+            "--concurrency",
+        ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }
     }

@@ -27,6 +27,9 @@ pub struct Context {
     pub agents: Store<Agent>,
     pub bundles: Store<PolicyBundle>,
     pub policies: PolicyCache,
+    /// The policy each namespace's bundle controller last put in force. It is newer than the
+    /// bundle cache, which sees the status write only after the watch delivers it.
+    pub in_force: Mutex<HashMap<String, ActivePolicy>>,
     pub settings: Settings,
     pub status_limiter: DefaultDirectRateLimiter,
 }
@@ -101,12 +104,17 @@ impl PolicyCache {
 }
 
 impl Context {
-    /// The policy in force in `namespace`: the named bundle's last good spec, as its status says.
+    /// The policy in force in `namespace`: what the bundle controller last activated, or else the
+    /// named bundle's last good spec as its status says (after a restart).
     pub fn active_policy(&self, namespace: &str) -> Result<Option<ActivePolicy>> {
         let key = ObjectRef::new(&self.settings.bundle_name).within(namespace);
         let Some(bundle) = self.bundles.get(&key) else {
+            // No bundle (or deleted): nothing is in force.
             return Ok(None);
         };
+        if let Some(policy) = self.lock_in_force()?.get(namespace) {
+            return Ok(Some(policy.clone()));
+        }
         let Some(status) = bundle.status.as_ref() else {
             return Ok(None);
         };
@@ -124,5 +132,17 @@ impl Context {
             version: status.active_version.clone().unwrap_or_default(),
             engine,
         }))
+    }
+
+    /// Record the policy the bundle controller put in force.
+    pub fn set_in_force(&self, namespace: &str, policy: ActivePolicy) -> Result<()> {
+        self.lock_in_force()?.insert(namespace.to_string(), policy);
+        Ok(())
+    }
+
+    fn lock_in_force(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, ActivePolicy>>> {
+        self.in_force
+            .lock()
+            .map_err(|_| Error::Config("policy map lock poisoned".into()))
     }
 }

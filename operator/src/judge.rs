@@ -148,7 +148,8 @@ impl Judge<'_> {
         let mut status = self.base_status(agent);
         status.conditions.retain(|c| c.type_ != PROMOTED);
         status.governance_status = Some(GovernanceStatus::Sandbox);
-        let expires_at = sandbox_expires_at(agent.created, agent.spec.sandbox.as_ref(), self.expiry);
+        let expires_at =
+            sandbox_expires_at(agent.created, agent.spec.sandbox.as_ref(), self.expiry);
         status.expires_at = Some(Time(expires_at));
         if self.now >= expires_at {
             let msg = format!("sandbox expired at {expires_at}; promote it or recreate it");
@@ -176,10 +177,14 @@ impl Judge<'_> {
 
     fn governed(&self, agent: &AgentFacts<'_>) -> Judgement {
         let previous = agent.status.cloned().unwrap_or_default();
-        let was_governed = previous.governance_status.is_some_and(|g| g != GovernanceStatus::Sandbox);
+        let was_governed = previous
+            .governance_status
+            .is_some_and(|g| g != GovernanceStatus::Sandbox);
         let spec_hash = match spec_hash(agent.spec) {
             Ok(h) => h,
-            Err(e) => return self.refuse(agent, was_governed, vec![format!("cannot hash spec: {e}")]),
+            Err(e) => {
+                return self.refuse(agent, was_governed, vec![format!("cannot hash spec: {e}")]);
+            }
         };
         let Some(policy) = self.policy else {
             return self.refuse(
@@ -193,7 +198,9 @@ impl Judge<'_> {
         };
         // A proof that still holds is kept: same spec, same policy, key not revoked, signature valid.
         if let Some(p) = previous.proof.as_ref()
-            && previous.governance_status.is_some_and(|g| g.is_governed_in_force())
+            && previous
+                .governance_status
+                .is_some_and(|g| g.is_governed_in_force())
             && p.spec_hash == spec_hash
             && p.policy_hash == policy.hash()
             && proof::verify(self.keys, subject(agent), p).is_ok()
@@ -212,7 +219,10 @@ impl Judge<'_> {
         if previous.proof.is_none()
             && !previous.denies.is_empty()
             && previous.observed_generation == agent.generation
-            && previous.policy.as_ref().is_some_and(|r| r.hash == policy.hash())
+            && previous
+                .policy
+                .as_ref()
+                .is_some_and(|r| r.hash == policy.hash())
         {
             return Judgement {
                 status: previous,
@@ -243,7 +253,13 @@ impl Judge<'_> {
             j.status.warnings = decision.warnings;
             return j;
         }
-        let proof = match proof::sign(self.keys, subject(agent), &spec_hash, policy.hash(), self.now) {
+        let proof = match proof::sign(
+            self.keys,
+            subject(agent),
+            &spec_hash,
+            policy.hash(),
+            self.now,
+        ) {
             Ok(p) => p,
             Err(e) => {
                 let mut status = previous;

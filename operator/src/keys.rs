@@ -62,7 +62,9 @@ impl KeyRingSource {
                     changed.send_modify(|n| *n += 1);
                 }
                 Ok(false) => {}
-                Err(e) => error!(error = %e, "key ring reload failed; the previous ring stays in force"),
+                Err(e) => {
+                    error!(error = %e, "key ring reload failed; the previous ring stays in force")
+                }
             }
         }
     }

@@ -77,7 +77,10 @@ async fn run(config: Config) -> Result<()> {
     }
 
     let (agents, bundles): (Api<Agent>, Api<PolicyBundle>) = match &config.namespace {
-        Some(ns) => (Api::namespaced(client.clone(), ns), Api::namespaced(client.clone(), ns)),
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client.clone(), ns),
+        ),
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let controller_config = ControllerConfig::default().concurrency(config.concurrency);
@@ -97,6 +100,7 @@ async fn run(config: Config) -> Result<()> {
         agents: agent_controller.store(),
         bundles: bundle_controller.store(),
         policies: PolicyCache::default(),
+        in_force: Default::default(),
         settings: Settings::new(&config),
         status_limiter: status_limiter(config.status_qps),
     });
@@ -129,10 +133,18 @@ async fn run(config: Config) -> Result<()> {
     let agents = agent_controller
         .reconcile_all_on(key_trigger)
         .graceful_shutdown_on(shutdown)
-        .run(agent_controller::reconcile, agent_controller::error_policy, ctx.clone())
+        .run(
+            agent_controller::reconcile,
+            agent_controller::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     let bundles = bundle_controller
-        .run(bundle_controller::reconcile, bundle_controller::error_policy, ctx.clone())
+        .run(
+            bundle_controller::reconcile,
+            bundle_controller::error_policy,
+            ctx.clone(),
+        )
         .for_each(|_| async {});
     tokio::select! {
         () = agents => {},

@@ -190,7 +190,10 @@ mod tests {
 
     #[test]
     fn deny_categories_are_bounded() {
-        assert_eq!(deny_category("alice may not promote agents: ..."), "actor_unauthorized");
+        assert_eq!(
+            deny_category("alice may not promote agents: ..."),
+            "actor_unauthorized"
+        );
         assert_eq!(
             deny_category("anatomy.reasoning.temperature 0.9 is above the limit"),
             "temperature"

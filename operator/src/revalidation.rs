@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use agentgov_api::Agent;
 use agentgov_api::agent::{AgentMode, GovernanceStatus};
 use agentgov_api::policy_bundle::RevalidationSummary;
-use agentgov_api::Agent;
 use futures::{StreamExt, stream};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -18,7 +18,11 @@ use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::judge::Judgement;
 
-pub async fn run(ctx: &Arc<Context>, namespace: &str, policy_hash: &str) -> Result<RevalidationSummary> {
+pub async fn run(
+    ctx: &Arc<Context>,
+    namespace: &str,
+    policy_hash: &str,
+) -> Result<RevalidationSummary> {
     let started = Instant::now();
     ctx.agents
         .wait_until_ready()
@@ -92,7 +96,9 @@ pub async fn run(ctx: &Arc<Context>, namespace: &str, policy_hash: &str) -> Resu
     let elapsed = started.elapsed();
     summary.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
     summary.finished_at = Some(Time(Timestamp::now()));
-    ctx.metrics.revalidation_duration.observe(elapsed.as_secs_f64());
+    ctx.metrics
+        .revalidation_duration
+        .observe(elapsed.as_secs_f64());
     info!(
         code = "POLICY_REVALIDATION",
         namespace = %namespace,

@@ -28,8 +28,12 @@ pub async fn apply(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Resul
             "kind": "Agent",
             "status": judgement.status,
         });
-        api.patch_status(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch))
-            .await?;
+        api.patch_status(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
     }
     record(ctx, agent, &previous, judgement).await;
     Ok(changed)
@@ -39,7 +43,9 @@ async fn record(ctx: &Context, agent: &Agent, previous: &AgentStatus, judgement:
     let namespace = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let status = &judgement.status;
-    let governance = status.governance_status.map_or("", GovernanceStatus::as_str);
+    let governance = status
+        .governance_status
+        .map_or("", GovernanceStatus::as_str);
     if judgement.outcome.evaluated() {
         ctx.metrics.promotion_attempts.inc();
         info!(

@@ -1,0 +1,180 @@
+//! The operator as a child process of a test: its own key ring, scoped to the test's namespace,
+//! logs in `.cache/e2e-logs/`, killed when the handle drops.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
+use anyhow::{Context as _, Result, bail};
+
+use crate::repo_root;
+
+/// A binary built by `cargo build --workspace --bins` (the Makefile's `build` target).
+pub fn binary(name: &str) -> Result<PathBuf> {
+    let var = format!(
+        "AGENTGOV_{}_BIN",
+        name.trim_start_matches("agentgov-").to_uppercase()
+    );
+    if let Ok(path) = std::env::var(&var) {
+        return Ok(PathBuf::from(path));
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join("target"));
+    let path = target.join("debug").join(name);
+    if !path.exists() {
+        bail!(
+            "{} is missing: build it first (`make build`), or point {var} at it",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// Where e2e child processes write their logs (CI prints this folder on failure).
+pub fn log_dir() -> PathBuf {
+    let dir = repo_root().join(".cache/e2e-logs");
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+/// A free loopback port.
+pub fn free_port() -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// A key ring on disk that a test can rotate and revoke.
+pub struct KeyFile {
+    pub path: PathBuf,
+    pub config: KeyRingConfig,
+}
+
+impl KeyFile {
+    pub fn new(dir: &Path, key_id: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        let key = generate_ed25519(key_id)?;
+        let config = KeyRingConfig {
+            active_key_id: Some(key.id.clone()),
+            keys: vec![key],
+            revoked: vec![],
+        };
+        let file = KeyFile {
+            path: dir.join("keyring.json"),
+            config,
+        };
+        file.write()?;
+        Ok(file)
+    }
+
+    pub fn write(&self) -> Result<()> {
+        // Write then rename, as a Secret volume swaps files atomically.
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&self.config)?)?;
+        std::fs::rename(&tmp, &self.path)?;
+        Ok(())
+    }
+
+    /// Add a new active key; the old one keeps verifying.
+    pub fn rotate(&mut self, key_id: &str) -> Result<()> {
+        let key = generate_ed25519(key_id)?;
+        self.config.active_key_id = Some(key.id.clone());
+        self.config.keys.push(key);
+        self.write()
+    }
+
+    pub fn revoke(&mut self, key_id: &str) -> Result<()> {
+        self.config.revoked.push(key_id.to_string());
+        self.write()
+    }
+
+    /// The ring as a verifier sees it (public keys only).
+    pub fn verifier(&self) -> Result<KeyRing> {
+        Ok(KeyRing::from_config(&self.config.verification_only()?)?)
+    }
+}
+
+/// A running operator.
+pub struct Operator {
+    child: Child,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Start an operator watching `namespace`, with a Lease in that namespace.
+    pub fn start(namespace: &str, keyring: &Path, tag: &str, extra: &[&str]) -> Result<Self> {
+        let bin = binary("agentgov-operator")?;
+        let metrics_port = free_port()?;
+        let log = log_dir().join(format!("{namespace}-operator-{tag}.log"));
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let child = Command::new(&bin)
+            .args(["--namespace", namespace])
+            .arg("--keyring-file")
+            .arg(keyring)
+            .args(["--keyring-poll", "500ms"])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .args(["--lease-namespace", namespace])
+            .args(["--identity", &format!("operator-{tag}")])
+            .args(["--log-format", "json"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        Ok(Operator {
+            child,
+            metrics_port,
+            log,
+        })
+    }
+
+    /// The operator's /metrics text (empty while it is not serving).
+    pub async fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics")
+            .await
+            .unwrap_or_default()
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kill it at once (a crash, as far as the cluster can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A minimal HTTP/1.0 GET on loopback, for /metrics and probes.
+pub async fn http_get(port: u16, path: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await?;
+    let mut body = String::new();
+    stream.read_to_string(&mut body).await?;
+    Ok(body)
+}
+
+/// The value of a metric line such as `promotion_attempts_total 3` (labels included in `name`).
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l[name.len()..].trim().parse().ok())
+}

@@ -1,0 +1,514 @@
+//! The operator on a real control plane: promotion with proof bundles, each seed rule's deny,
+//! hot reload (stricter, looser, broken), sandbox expiry, key rotation and revocation.
+//! Each test runs its own operator scoped to its own namespace.
+
+use std::time::Duration;
+
+use agentgov_api::agent::GovernanceStatus;
+use agentgov_api::conditions::{EXPIRED, PROMOTED, is_true};
+use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::proof::{ProofSubject, verify};
+use agentgov_api::{Agent, AgentSpec, PolicyBundle, PolicyBundleSpec};
+use agentgov_e2e::operator::{KeyFile, Operator, metric_value};
+use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+struct Setup {
+    ns: TestNamespace,
+    keys: KeyFile,
+    operator: Operator,
+}
+
+async fn setup(prefix: &str, operator_flags: &[&str]) -> Setup {
+    let client = client().await;
+    install_crds(&client).await.unwrap();
+    let ns = TestNamespace::new(&client, prefix).await.unwrap();
+    let dir = agentgov_e2e::operator::log_dir().join(format!("{}-keys", ns.name));
+    let keys = KeyFile::new(&dir, "key-1").unwrap();
+    let operator = Operator::start(&ns.name, &keys.path, "a", operator_flags).unwrap();
+    Setup { ns, keys, operator }
+}
+
+fn governed_spec() -> AgentSpec {
+    manifest::<Agent>("examples/agent-governed.yaml")
+        .unwrap()
+        .spec
+}
+
+async fn apply_bundle(ns: &TestNamespace, spec: PolicyBundleSpec) {
+    let bundle = PolicyBundle::new("default", spec);
+    ns.api::<PolicyBundle>()
+        .patch(
+            "default",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&bundle),
+        )
+        .await
+        .unwrap();
+}
+
+async fn create_agent(ns: &TestNamespace, name: &str, spec: AgentSpec) {
+    ns.api::<Agent>()
+        .create(&PostParams::default(), &Agent::new(name, spec))
+        .await
+        .unwrap();
+}
+
+/// Wait until the agent's status satisfies `check`; on timeout, fail with the status and logs.
+async fn wait_agent(
+    setup: &Setup,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Agent) -> bool,
+) -> Agent {
+    let api: Api<Agent> = setup.ns.api();
+    let result = wait_for(WAIT, || {
+        let api = api.clone();
+        let check = &check;
+        async move { api.get(name).await.ok().filter(|a| check(a)) }
+    })
+    .await;
+    match result {
+        Ok(agent) => agent,
+        Err(_) => {
+            let current = api.get(name).await.ok().and_then(|a| a.status);
+            panic!(
+                "agent {name} never became {what}; status: {current:#?}\noperator log:\n{}",
+                setup.operator.logs()
+            )
+        }
+    }
+}
+
+fn governance(agent: &Agent) -> Option<GovernanceStatus> {
+    agent.status.as_ref().and_then(|s| s.governance_status)
+}
+
+fn is(status: GovernanceStatus) -> impl Fn(&Agent) -> bool {
+    move |a| governance(a) == Some(status)
+}
+
+#[tokio::test]
+async fn a_passing_agent_is_promoted_with_a_proof_that_verifies() {
+    let setup = setup("op-promote", &[]).await;
+    apply_bundle(&setup.ns, default_bundle_spec()).await;
+    create_agent(&setup.ns, "auditor", governed_spec()).await;
+    let agent = wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_VALID",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+    let status = agent.status.unwrap();
+    let proof = status.proof.expect("a proof bundle in status");
+    assert_eq!(
+        proof.spec_hash,
+        agentgov_api::hash::spec_hash(&agent.spec).unwrap()
+    );
+    assert_eq!(
+        proof.policy_hash,
+        agentgov_api::hash::policy_hash(&default_bundle_spec()).unwrap()
+    );
+    assert_eq!(proof.key_id, "key-1");
+    let verifier = setup.keys.verifier().unwrap();
+    let subject = ProofSubject {
+        namespace: &setup.ns.name,
+        name: "auditor",
+    };
+    verify(&verifier, subject, &proof).expect("the proof verifies with the public key");
+    let other = ProofSubject {
+        namespace: &setup.ns.name,
+        name: "someone-else",
+    };
+    assert!(
+        verify(&verifier, other, &proof).is_err(),
+        "a copied proof must not verify"
+    );
+    assert!(is_true(&status.conditions, PROMOTED));
+    assert!(is_true(&status.conditions, "Ready"));
+    assert_eq!(status.observed_generation, agent.metadata.generation);
+
+    let metrics = setup.operator.metrics().await;
+    assert!(
+        metric_value(&metrics, "promotion_attempts_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metric_value(&metrics, "policy_reload_success_total").unwrap_or(0.0) >= 1.0,
+        "{metrics}"
+    );
+    let logs = setup.operator.logs();
+    for code in [
+        "PROMOTION_ATTEMPT",
+        "PROMOTION_SUCCESS",
+        "POLICY_HOTRELOAD",
+        "POLICY_REVALIDATION",
+    ] {
+        assert!(
+            logs.contains(code),
+            "{code} missing from the operator's JSON logs"
+        );
+    }
+
+    // Events are the audit trail.
+    let events: Api<k8s_openapi::api::events::v1::Event> = setup.ns.api();
+    let found = wait_for(WAIT, || {
+        let events = events.clone();
+        async move {
+            let list = events.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|e| e.reason.as_deref() == Some("Promoted"))
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(found.is_ok(), "a Promoted event on the agent");
+
+    // A spec change is a new promotion: re-signed with the new spec hash.
+    let mut spec = agent.spec.clone();
+    spec.description = "now with a new description".into();
+    setup
+        .ns
+        .api::<Agent>()
+        .patch(
+            "auditor",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&Agent::new("auditor", spec.clone())),
+        )
+        .await
+        .unwrap();
+    let new_hash = agentgov_api::hash::spec_hash(&spec).unwrap();
+    wait_agent(&setup, "auditor", "re-signed", |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.proof.as_ref())
+            .is_some_and(|p| p.spec_hash == new_hash)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn each_seed_rule_denies_with_its_reason() {
+    let setup = setup("op-denies", &[]).await;
+    apply_bundle(&setup.ns, default_bundle_spec()).await;
+    let base = governed_spec();
+    let mut cases: Vec<(&str, AgentSpec, &str)> = Vec::new();
+    let mut s = base.clone();
+    s.anatomy.reasoning = None;
+    cases.push(("no-reasoning", s, "add anatomy.reasoning"));
+    let mut s = base.clone();
+    s.anatomy.inputs.clear();
+    cases.push(("no-inputs", s, "add anatomy.inputs"));
+    let mut s = base.clone();
+    s.anatomy.actions.clear();
+    cases.push(("no-actions", s, "add anatomy.actions"));
+    let mut s = base.clone();
+    s.anatomy.memory = None;
+    cases.push(("no-memory", s, "add anatomy.memory"));
+    let mut s = base.clone();
+    s.anatomy.containment.external_calls = true;
+    cases.push(("external-calls", s, "externalCalls is true"));
+    let mut s = base.clone();
+    s.anatomy.containment.persistent_writes = true;
+    cases.push(("persistent-writes", s, "persistentWrites is true"));
+    let mut s = base.clone();
+    s.anatomy.capabilities.clear();
+    cases.push(("no-capabilities", s, "declare at least one capability"));
+    let mut s = base.clone();
+    if let Some(r) = s.anatomy.reasoning.as_mut() {
+        r.temperature = 0.5;
+    }
+    cases.push((
+        "too-hot",
+        s,
+        "above the limit 0.3 for role class compliance",
+    ));
+    let mut s = base.clone();
+    s.anatomy.economics = Some(agentgov_api::agent::Economics {
+        monthly_budget_usd: 5000.0,
+    });
+    cases.push(("too-costly", s, "above the org limit"));
+    for (name, spec, _) in &cases {
+        create_agent(&setup.ns, name, spec.clone()).await;
+    }
+    for (name, _, expected) in &cases {
+        let agent = wait_agent(&setup, name, "denied", |a| {
+            a.status.as_ref().is_some_and(|s| !s.denies.is_empty())
+        })
+        .await;
+        let status = agent.status.unwrap();
+        assert!(
+            status.denies.iter().any(|d| d.contains(expected)),
+            "{name}: expected a deny containing {expected:?}, got {:?}",
+            status.denies
+        );
+        assert_eq!(
+            status.governance_status,
+            Some(GovernanceStatus::Sandbox),
+            "{name} stays in the sandbox tier"
+        );
+        assert!(status.proof.is_none(), "{name} has no proof");
+        let promoted = agentgov_api::conditions::find(&status.conditions, PROMOTED)
+            .expect("Promoted condition");
+        assert_eq!(promoted.status, "False");
+    }
+    let metrics = setup.operator.metrics().await;
+    for reason in [
+        "anatomy_incomplete",
+        "containment",
+        "capabilities",
+        "temperature",
+        "budget",
+    ] {
+        let line = format!("promotion_denies_total{{reason=\"{reason}\"}}");
+        assert!(
+            metric_value(&metrics, &line).unwrap_or(0.0) >= 1.0,
+            "{line} in\n{metrics}"
+        );
+    }
+    assert!(setup.operator.logs().contains("PROMOTION_DENIED"));
+}
+
+#[tokio::test]
+async fn an_unverified_actor_is_denied() {
+    let setup = setup("op-actor", &["--trust-admission", "false"]).await;
+    apply_bundle(&setup.ns, default_bundle_spec()).await;
+    create_agent(&setup.ns, "auditor", governed_spec()).await;
+    let agent = wait_agent(&setup, "auditor", "denied", |a| {
+        a.status.as_ref().is_some_and(|s| !s.denies.is_empty())
+    })
+    .await;
+    let denies = agent.status.unwrap().denies;
+    assert!(
+        denies.iter().any(|d| d.contains("may not promote")),
+        "{denies:?}"
+    );
+}
+
+#[tokio::test]
+async fn hot_reload_invalidates_then_restores_and_a_broken_bundle_changes_nothing() {
+    let setup = setup("op-reload", &[]).await;
+    apply_bundle(&setup.ns, default_bundle_spec()).await;
+    create_agent(&setup.ns, "auditor", governed_spec()).await;
+    wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_VALID",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+
+    // Stricter: the org budget drops below the agent's 250.
+    let mut strict = default_bundle_spec();
+    strict.version = "1.1.0-strict".into();
+    strict.data.max_monthly_budget_usd = 100.0;
+    apply_bundle(&setup.ns, strict.clone()).await;
+    let agent = wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_INVALIDATED",
+        is(GovernanceStatus::GovernedInvalidated),
+    )
+    .await;
+    let status = agent.status.unwrap();
+    assert!(
+        status.proof.is_none(),
+        "an invalidated agent keeps no proof"
+    );
+    assert!(
+        status
+            .denies
+            .iter()
+            .any(|d| d.contains("above the org limit of 100")),
+        "{:?}",
+        status.denies
+    );
+
+    // Looser again: restored and re-signed against the new policy hash.
+    let mut loose = default_bundle_spec();
+    loose.version = "1.2.0-loose".into();
+    loose.data.max_monthly_budget_usd = 10_000.0;
+    apply_bundle(&setup.ns, loose.clone()).await;
+    let loose_hash = agentgov_api::hash::policy_hash(&loose).unwrap();
+    let agent = wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_VALID again",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+    assert_eq!(agent.status.unwrap().proof.unwrap().policy_hash, loose_hash);
+
+    let bundles: Api<PolicyBundle> = setup.ns.api();
+    let bundle = wait_for(WAIT, || {
+        let bundles = bundles.clone();
+        let loose_hash = loose_hash.clone();
+        async move {
+            let b = bundles.get("default").await.ok()?;
+            let s = b.status.as_ref()?;
+            (s.last_revalidation.as_ref()?.policy_hash == loose_hash).then_some(b)
+        }
+    })
+    .await
+    .expect("a revalidation summary for the loose policy");
+    let status = bundle.status.unwrap();
+    assert_eq!(status.active_hash.as_deref(), Some(loose_hash.as_str()));
+    assert_eq!(
+        status.history.len(),
+        3,
+        "three versions in the history: {:?}",
+        status.history
+    );
+    assert_eq!(status.last_revalidation.unwrap().valid, 1);
+
+    // Broken: a syntax error. The loose policy stays in force; nothing is invalidated.
+    let mut broken = loose.clone();
+    broken.version = "1.3.0-broken".into();
+    broken.modules[0].rego.push_str("\nthis is not rego {{{\n");
+    apply_bundle(&setup.ns, broken).await;
+    let bundle = wait_for(WAIT, || {
+        let bundles = bundles.clone();
+        async move {
+            let b = bundles.get("default").await.ok()?;
+            let ready =
+                agentgov_api::conditions::find(&b.status.as_ref()?.conditions, "Ready")?.clone();
+            (ready.reason == "CompileFailed").then_some((b, ready))
+        }
+    })
+    .await
+    .expect("the broken bundle is reported");
+    let (bundle, ready) = bundle;
+    assert_eq!(ready.status, "False");
+    assert!(
+        ready.message.contains("promotion.rego"),
+        "the compiler's message names the module: {}",
+        ready.message
+    );
+    assert_eq!(
+        bundle.status.unwrap().active_hash.as_deref(),
+        Some(loose_hash.as_str())
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let agent = setup.ns.api::<Agent>().get("auditor").await.unwrap();
+    assert_eq!(governance(&agent), Some(GovernanceStatus::GovernedValid));
+    let metrics = setup.operator.metrics().await;
+    assert_eq!(
+        metric_value(&metrics, "policy_reload_failure_total"),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert!(metric_value(&metrics, "agent_invalidation_events_total").unwrap_or(0.0) >= 1.0);
+}
+
+#[tokio::test]
+async fn a_sandbox_expires_on_time() {
+    let setup = setup("op-expiry", &[]).await;
+    let mut spec = manifest::<Agent>("examples/agent-sandbox.yaml")
+        .unwrap()
+        .spec;
+    spec.sandbox = Some(agentgov_api::agent::SandboxSpec {
+        ttl_seconds: Some(3),
+        expires_at: None,
+    });
+    create_agent(&setup.ns, "short-lived", spec).await;
+    let agent = wait_agent(
+        &setup,
+        "short-lived",
+        "SANDBOX",
+        is(GovernanceStatus::Sandbox),
+    )
+    .await;
+    let status = agent.status.unwrap();
+    let created = agent.metadata.creation_timestamp.unwrap().0;
+    assert_eq!(
+        status.expires_at.unwrap().0,
+        created + jiff::SignedDuration::from_secs(3)
+    );
+    assert!(!is_true(&status.conditions, EXPIRED));
+    let agent = wait_agent(&setup, "short-lived", "expired", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| is_true(&s.conditions, EXPIRED))
+    })
+    .await;
+    assert!(!is_true(&agent.status.unwrap().conditions, "Ready"));
+    assert!(setup.operator.logs().contains("SANDBOX_EXPIRED"));
+
+    // A sandbox asking for more than the maximum is capped by the operator's clock.
+    let mut far = manifest::<Agent>("examples/agent-sandbox.yaml")
+        .unwrap()
+        .spec;
+    far.sandbox = Some(agentgov_api::agent::SandboxSpec {
+        ttl_seconds: None,
+        expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2999-01-01T00:00:00Z".parse().unwrap(),
+        )),
+    });
+    create_agent(&setup.ns, "greedy", far).await;
+    let agent = wait_agent(&setup, "greedy", "SANDBOX", is(GovernanceStatus::Sandbox)).await;
+    let created = agent.metadata.creation_timestamp.unwrap().0;
+    assert_eq!(
+        agent.status.unwrap().expires_at.unwrap().0,
+        created + jiff::SignedDuration::from_hours(720)
+    );
+}
+
+#[tokio::test]
+async fn keys_rotate_with_overlap_and_revoke_live() {
+    let mut setup = setup("op-keys", &[]).await;
+    apply_bundle(&setup.ns, default_bundle_spec()).await;
+    create_agent(&setup.ns, "old", governed_spec()).await;
+    wait_agent(
+        &setup,
+        "old",
+        "GOVERNED_VALID",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+
+    setup.keys.rotate("key-2").unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    create_agent(&setup.ns, "new", governed_spec()).await;
+    let new = wait_agent(
+        &setup,
+        "new",
+        "GOVERNED_VALID",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+    assert_eq!(
+        new.status.unwrap().proof.unwrap().key_id,
+        "key-2",
+        "the new key signs the next proof"
+    );
+    let old = setup.ns.api::<Agent>().get("old").await.unwrap();
+    assert_eq!(
+        old.status.unwrap().proof.unwrap().key_id,
+        "key-1",
+        "old proofs stay while their key is not revoked"
+    );
+
+    setup.keys.revoke("key-1").unwrap();
+    let old = wait_agent(&setup, "old", "re-signed with key-2", |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.proof.as_ref())
+            .is_some_and(|p| p.key_id == "key-2")
+    })
+    .await;
+    let verifier = setup.keys.verifier().unwrap();
+    let proof = old.status.unwrap().proof.unwrap();
+    verify(
+        &verifier,
+        ProofSubject {
+            namespace: &setup.ns.name,
+            name: "old",
+        },
+        &proof,
+    )
+    .unwrap();
+}
