@@ -25,10 +25,7 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
         return Ok(Action::await_change());
     }
     // Judging a governed agent before the bundles are known would deny it for want of a policy.
-    ctx.bundles
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheNotReady("PolicyBundle"))?;
+    ctx.bundles_synced.wait().await;
     let judgement = judge(&ctx, &agent, Timestamp::now())?;
     crate::status::apply(&ctx, &agent, &judgement).await?;
     Ok(match judgement.requeue_after {

@@ -26,6 +26,8 @@ pub struct Context {
     pub keys: Arc<KeyRingSource>,
     pub agents: Store<Agent>,
     pub bundles: Store<PolicyBundle>,
+    pub agents_synced: crate::cache::Synced,
+    pub bundles_synced: crate::cache::Synced,
     pub policies: PolicyCache,
     /// The policy each namespace's bundle controller last put in force. It is newer than the
     /// bundle cache, which sees the status write only after the watch delivers it.

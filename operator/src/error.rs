@@ -10,8 +10,6 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     #[error("{0} has no namespace")]
     MissingNamespace(String),
-    #[error("the {0} cache is not ready")]
-    CacheNotReady(&'static str),
     #[error("cannot read key ring {path}: {message}")]
     KeyRing { path: String, message: String },
     #[error("configuration: {0}")]
@@ -26,7 +24,6 @@ impl Error {
             Error::Api(e) => e.category(),
             Error::Serialize(_) => "serialize",
             Error::MissingNamespace(_) => "missing_namespace",
-            Error::CacheNotReady(_) => "cache_not_ready",
             Error::KeyRing { .. } => "keyring",
             Error::Config(_) => "config",
         }

@@ -5,6 +5,7 @@
 mod agent_controller;
 mod backoff;
 mod bundle_controller;
+mod cache;
 mod config;
 mod context;
 mod error;
@@ -26,7 +27,6 @@ use clap::Parser;
 use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::watcher;
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -84,10 +84,12 @@ async fn run(config: Config) -> Result<()> {
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let controller_config = ControllerConfig::default().concurrency(config.concurrency);
-    let agent_controller =
-        Controller::new(agents, watcher::Config::default()).with_config(controller_config.clone());
+    let (agent_store, agent_stream, agents_synced) = cache::watched(agents);
+    let (bundle_store, bundle_stream, bundles_synced) = cache::watched(bundles);
+    let agent_controller = Controller::for_stream(agent_stream, agent_store.clone())
+        .with_config(controller_config.clone());
     let bundle_controller =
-        Controller::new(bundles, watcher::Config::default()).with_config(controller_config);
+        Controller::for_stream(bundle_stream, bundle_store.clone()).with_config(controller_config);
     let reporter = Reporter {
         controller: "agentgov-operator".into(),
         instance: Some(identity),
@@ -97,8 +99,10 @@ async fn run(config: Config) -> Result<()> {
         client,
         metrics,
         keys: keys.clone(),
-        agents: agent_controller.store(),
-        bundles: bundle_controller.store(),
+        agents: agent_store,
+        bundles: bundle_store,
+        agents_synced,
+        bundles_synced,
         policies: PolicyCache::default(),
         in_force: Default::default(),
         settings: Settings::new(&config),
@@ -116,12 +120,10 @@ async fn run(config: Config) -> Result<()> {
     let readiness = {
         let ctx = ctx.clone();
         async move {
-            let agents = ctx.agents.wait_until_ready().await;
-            let bundles = ctx.bundles.wait_until_ready().await;
-            if agents.is_ok() && bundles.is_ok() {
-                info!("caches synced; ready");
-                ready.store(true, Ordering::Relaxed);
-            }
+            ctx.agents_synced.wait().await;
+            ctx.bundles_synced.wait().await;
+            info!("caches synced; ready");
+            ready.store(true, Ordering::Relaxed);
         }
     };
     tokio::spawn(readiness);

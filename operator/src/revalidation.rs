@@ -15,7 +15,7 @@ use kube::ResourceExt;
 use tracing::{info, warn};
 
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::judge::Judgement;
 
 pub async fn run(
@@ -24,10 +24,7 @@ pub async fn run(
     policy_hash: &str,
 ) -> Result<RevalidationSummary> {
     let started = Instant::now();
-    ctx.agents
-        .wait_until_ready()
-        .await
-        .map_err(|_| Error::CacheNotReady("Agent"))?;
+    ctx.agents_synced.wait().await;
     let agents: Vec<Arc<Agent>> = ctx.agents.state_filter(|a| {
         a.namespace().as_deref() == Some(namespace) && a.spec.mode == AgentMode::Governed
     });

@@ -1,0 +1,217 @@
+//! Operator availability on a real control plane: a restart in the middle of a revalidation of
+//! many agents converges (level-triggered), and of two replicas only the Lease holder writes.
+
+use std::time::Duration;
+
+use agentgov_api::agent::GovernanceStatus;
+use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::{Agent, PolicyBundle, PolicyBundleSpec};
+use agentgov_e2e::operator::{KeyFile, Operator, log_dir};
+use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
+use futures::{StreamExt, stream};
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+
+const AGENTS: usize = 300;
+
+async fn apply_bundle(ns: &TestNamespace, spec: PolicyBundleSpec) {
+    let bundle = PolicyBundle::new("default", spec);
+    ns.api::<PolicyBundle>()
+        .patch(
+            "default",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&bundle),
+        )
+        .await
+        .unwrap();
+}
+
+async fn count(api: &Api<Agent>, status: GovernanceStatus, policy_hash: Option<&str>) -> usize {
+    let list = api.list(&ListParams::default()).await.unwrap();
+    list.items
+        .iter()
+        .filter(|a| {
+            let s = a.status.as_ref();
+            s.and_then(|s| s.governance_status) == Some(status)
+                && policy_hash.is_none_or(|h| {
+                    s.and_then(|s| s.policy.as_ref())
+                        .is_some_and(|p| p.hash == h)
+                })
+        })
+        .count()
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_revalidation_converges() {
+    let client = client().await;
+    install_crds(&client).await.unwrap();
+    let ns = TestNamespace::new(&client, "op-restart").await.unwrap();
+    let keys = KeyFile::new(&log_dir().join(format!("{}-keys", ns.name)), "key-1").unwrap();
+    apply_bundle(&ns, default_bundle_spec()).await;
+    let spec = manifest::<Agent>("examples/agent-governed.yaml")
+        .unwrap()
+        .spec;
+    let agents: Api<Agent> = ns.api();
+    stream::iter(0..AGENTS)
+        .for_each_concurrent(16, |i| {
+            let agents = agents.clone();
+            let spec = spec.clone();
+            async move {
+                agents
+                    .create(
+                        &PostParams::default(),
+                        &Agent::new(&format!("agent-{i:04}"), spec),
+                    )
+                    .await
+                    .unwrap();
+            }
+        })
+        .await;
+    let mut first =
+        Operator::start(&ns.name, &keys.path, "first", &["--status-qps", "100"]).unwrap();
+    wait_for(Duration::from_secs(120), || {
+        let agents = agents.clone();
+        async move {
+            (count(&agents, GovernanceStatus::GovernedValid, None).await == AGENTS).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("all agents promoted; log:\n{}", first.logs()));
+
+    // A stricter policy invalidates every agent; the operator dies partway through.
+    let mut strict = default_bundle_spec();
+    strict.version = "strict".into();
+    strict.data.max_monthly_budget_usd = 10.0;
+    let strict_hash = agentgov_api::hash::policy_hash(&strict).unwrap();
+    apply_bundle(&ns, strict).await;
+    wait_for(Duration::from_secs(60), || {
+        let agents = agents.clone();
+        async move {
+            (count(&agents, GovernanceStatus::GovernedInvalidated, None).await > 0).then_some(())
+        }
+    })
+    .await
+    .expect("the revalidation started");
+    first.kill();
+    let halfway = count(&agents, GovernanceStatus::GovernedInvalidated, None).await;
+    assert!(
+        halfway < AGENTS,
+        "the kill came too late to test a restart ({halfway} done)"
+    );
+
+    let second = Operator::start(&ns.name, &keys.path, "second", &[]).unwrap();
+    wait_for(Duration::from_secs(120), || {
+        let agents = agents.clone();
+        let strict_hash = strict_hash.clone();
+        async move {
+            (count(
+                &agents,
+                GovernanceStatus::GovernedInvalidated,
+                Some(&strict_hash),
+            )
+            .await
+                == AGENTS)
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "every agent judged against the strict policy after the restart; log:\n{}",
+            second.logs()
+        )
+    });
+    // No agent is left signed against a policy that is no longer in force.
+    let list = agents.list(&ListParams::default()).await.unwrap();
+    assert!(
+        list.items
+            .iter()
+            .all(|a| a.status.as_ref().unwrap().proof.is_none())
+    );
+    let bundles: Api<PolicyBundle> = ns.api();
+    let summary = wait_for(Duration::from_secs(60), || {
+        let bundles = bundles.clone();
+        let strict_hash = strict_hash.clone();
+        async move {
+            let b = bundles.get("default").await.ok()?;
+            b.status?
+                .last_revalidation
+                .filter(|r| r.policy_hash == strict_hash)
+        }
+    })
+    .await
+    .expect("a revalidation summary for the strict policy");
+    assert_eq!(summary.errors, 0);
+    assert_eq!(summary.valid + summary.restricted, 0);
+}
+
+#[tokio::test]
+async fn of_two_replicas_only_the_leader_writes() {
+    let client = client().await;
+    install_crds(&client).await.unwrap();
+    let ns = TestNamespace::new(&client, "op-leader").await.unwrap();
+    let keys = KeyFile::new(&log_dir().join(format!("{}-keys", ns.name)), "key-1").unwrap();
+    apply_bundle(&ns, default_bundle_spec()).await;
+    let mut one = Operator::start(&ns.name, &keys.path, "one", &[]).unwrap();
+    let mut two = Operator::start(&ns.name, &keys.path, "two", &[]).unwrap();
+    let leases: Api<Lease> = ns.api();
+    let holder = wait_for(Duration::from_secs(30), || {
+        let leases = leases.clone();
+        async move {
+            leases
+                .get("agentgov-operator")
+                .await
+                .ok()?
+                .spec?
+                .holder_identity
+        }
+    })
+    .await
+    .expect("a Lease holder");
+    let spec = manifest::<Agent>("examples/agent-governed.yaml")
+        .unwrap()
+        .spec;
+    let agents: Api<Agent> = ns.api();
+    agents
+        .create(&PostParams::default(), &Agent::new("first", spec.clone()))
+        .await
+        .unwrap();
+    wait_for(Duration::from_secs(60), || {
+        let agents = agents.clone();
+        async move { agents.get("first").await.ok()?.status?.proof.map(|_| ()) }
+    })
+    .await
+    .expect("the leader promotes");
+    let (leader, standby) = if holder == "operator-one" {
+        (&mut one, &mut two)
+    } else {
+        (&mut two, &mut one)
+    };
+    assert!(leader.logs().contains("became leader"));
+    assert!(
+        !standby.logs().contains("became leader"),
+        "only one replica leads"
+    );
+    assert!(
+        !standby.logs().contains("PROMOTION_SUCCESS"),
+        "the standby writes nothing"
+    );
+
+    // The leader dies; the standby takes over and promotes the next agent.
+    leader.kill();
+    agents
+        .create(&PostParams::default(), &Agent::new("second", spec))
+        .await
+        .unwrap();
+    let promoted = wait_for(Duration::from_secs(60), || {
+        let agents = agents.clone();
+        async move { agents.get("second").await.ok()?.status?.proof.map(|_| ()) }
+    })
+    .await;
+    assert!(
+        promoted.is_ok(),
+        "the standby takes over; its log:\n{}",
+        standby.logs()
+    );
+    assert!(standby.logs().contains("became leader"));
+}
