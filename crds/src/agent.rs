@@ -119,7 +119,7 @@ pub struct Memory {
     /// How long memory is kept, in days (persistent memory only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0))]
-    pub retention_days: Option<u32>,
+    pub retention_days: Option<i32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

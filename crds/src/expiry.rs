@@ -71,7 +71,9 @@ mod tests {
         assert_eq!(sandbox_expires_at(created, Some(&ttl), &policy), at(10_050));
         let far = SandboxSpec {
             ttl_seconds: None,
-            expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(99_999_999))),
+            expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at(
+                99_999_999,
+            ))),
         };
         assert_eq!(sandbox_expires_at(created, Some(&far), &policy), at(11_000));
         let huge_ttl = SandboxSpec {

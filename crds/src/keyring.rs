@@ -145,7 +145,11 @@ impl KeyRing {
                 signers.insert(id.to_string(), (key.algorithm, signer));
             }
         }
-        let revoked: BTreeSet<String> = config.revoked.iter().map(|r| r.trim().to_string()).collect();
+        let revoked: BTreeSet<String> = config
+            .revoked
+            .iter()
+            .map(|r| r.trim().to_string())
+            .collect();
         let active = match config.active_key_id.as_deref().map(str::trim) {
             None | Some("") => None,
             Some(id) => {

@@ -32,11 +32,17 @@ pub fn generated_files() -> Result<Vec<(&'static str, String)>, serde_yaml::Erro
         map.remove("status");
     }
     Ok(vec![
-        ("crds/agents.agentgov.dev.yaml", serde_yaml::to_string(&Agent::crd())?),
+        (
+            "crds/agents.agentgov.dev.yaml",
+            serde_yaml::to_string(&Agent::crd())?,
+        ),
         (
             "crds/policybundles.agentgov.dev.yaml",
             serde_yaml::to_string(&PolicyBundle::crd())?,
         ),
-        ("examples/policybundle-default.yaml", serde_yaml::to_string(&bundle)?),
+        (
+            "examples/policybundle-default.yaml",
+            serde_yaml::to_string(&bundle)?,
+        ),
     ])
 }

@@ -135,8 +135,8 @@ impl PolicyEngine {
         let text = result
             .to_json_str()
             .map_err(|e| Error::PolicyResult(e.to_string()))?;
-        let decision: PolicyDecision = serde_json::from_str(&text)
-            .map_err(|e| Error::PolicyResult(format!("{e}: {text}")))?;
+        let decision: PolicyDecision =
+            serde_json::from_str(&text).map_err(|e| Error::PolicyResult(format!("{e}: {text}")))?;
         if !decision.allow && decision.denies.is_empty() {
             // Fail closed, but say so: a deny with no reason is still a deny.
             return Ok(PolicyDecision {

@@ -176,14 +176,14 @@ pub struct PolicyVersion {
 pub struct RevalidationSummary {
     /// The policy hash the agents were revalidated against.
     pub policy_hash: String,
-    pub valid: u32,
-    pub restricted: u32,
-    pub invalidated: u32,
+    pub valid: i64,
+    pub restricted: i64,
+    pub invalidated: i64,
     /// Promotion requests that were never governed and are still denied.
     #[serde(default)]
-    pub denied: u32,
-    pub errors: u32,
-    pub duration_ms: u64,
+    pub denied: i64,
+    pub errors: i64,
+    pub duration_ms: i64,
     pub finished_at: Option<Time>,
 }
 

@@ -87,7 +87,14 @@ pub fn sign(
     let (key_id, algorithm) = ring.active_key().ok_or(Error::NoSigningKey)?;
     let key_id = key_id.to_string();
     let signed_at = format_signed_at(now);
-    let payload = signing_payload(subject, spec_hash, policy_hash, &signed_at, &key_id, algorithm)?;
+    let payload = signing_payload(
+        subject,
+        spec_hash,
+        policy_hash,
+        &signed_at,
+        &key_id,
+        algorithm,
+    )?;
     let (_, _, signature) = ring.sign(&payload)?;
     Ok(ProofBundle {
         spec_hash: spec_hash.to_string(),

@@ -52,3 +52,9 @@ where
         .applied_objects();
     (reader, stream, Synced(rx))
 }
+
+/// Already synced: for tests that build a [`crate::context::Context`] by hand.
+#[cfg(test)]
+pub fn synced_for_test() -> Synced {
+    Synced(watch::channel(true).1)
+}

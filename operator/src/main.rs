@@ -182,3 +182,8 @@ async fn gauge_loop(ctx: Arc<Context>) {
 }
 
 mod leader;
+
+#[cfg(test)]
+mod fixtures;
+#[cfg(test)]
+mod judge_tests;

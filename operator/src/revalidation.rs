@@ -56,7 +56,7 @@ pub async fn run(
         policy_hash: policy_hash.to_string(),
         ..Default::default()
     };
-    summary.errors += u32::try_from(agents.len().saturating_sub(judged.len())).unwrap_or(u32::MAX);
+    summary.errors += i64::try_from(agents.len().saturating_sub(judged.len())).unwrap_or(i64::MAX);
     let results: Vec<Option<GovernanceStatus>> = stream::iter(judged)
         .map(|(agent, judgement)| {
             let ctx = ctx.clone();
@@ -91,7 +91,7 @@ pub async fn run(
         }
     }
     let elapsed = started.elapsed();
-    summary.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+    summary.duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
     summary.finished_at = Some(Time(Timestamp::now()));
     ctx.metrics
         .revalidation_duration

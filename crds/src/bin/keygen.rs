@@ -42,7 +42,10 @@ fn read(path: &str) -> Result<KeyRingConfig, String> {
     serde_yaml::from_slice(&bytes).map_err(|e| format!("cannot parse {path}: {e}"))
 }
 
-fn new_key(args: &[String], default_id: String) -> Result<agentgov_api::keyring::KeyConfig, String> {
+fn new_key(
+    args: &[String],
+    default_id: String,
+) -> Result<agentgov_api::keyring::KeyConfig, String> {
     let id = flag(args, "--id").map_or(default_id, str::to_string);
     match flag(args, "--algorithm").unwrap_or("ed25519") {
         "ed25519" => generate_ed25519(&id),

@@ -78,6 +78,15 @@ pub fn hmac_ring() -> &'static KeyRing {
     RING.get_or_init(|| load_ring(&ring_config(HMAC_RING)))
 }
 
+/// The id of the other committed key.
+pub fn other_key(id: &str) -> &'static str {
+    if id == ED25519_KEY_ID {
+        HMAC_KEY_ID
+    } else {
+        ED25519_KEY_ID
+    }
+}
+
 /// Both committed signing rings, named for failure messages.
 pub fn signing_rings() -> [(&'static str, &'static KeyRing); 2] {
     [("Ed25519", ed25519_ring()), ("HMAC", hmac_ring())]
@@ -133,22 +142,34 @@ impl Scenario {
     }
 
     pub fn proof(&self) -> &ProofBundle {
-        self.status.as_ref().and_then(|s| s.proof.as_ref()).expect("the scenario has a proof")
+        self.status
+            .as_ref()
+            .and_then(|s| s.proof.as_ref())
+            .expect("the scenario has a proof")
     }
 
     pub fn proof_mut(&mut self) -> &mut ProofBundle {
-        self.status.as_mut().and_then(|s| s.proof.as_mut()).expect("the scenario has a proof")
+        self.status
+            .as_mut()
+            .and_then(|s| s.proof.as_mut())
+            .expect("the scenario has a proof")
     }
 
     pub fn subject(&self) -> ProofSubject<'_> {
-        ProofSubject { namespace: &self.namespace, name: &self.name }
+        ProofSubject {
+            namespace: &self.namespace,
+            name: &self.name,
+        }
     }
 
     /// Sign the current spec with `ring`'s active key against the active policy, as the
     /// operator does on promotion, and mark the agent GOVERNED_VALID.
     pub fn sign_with(&mut self, ring: &KeyRing) {
         let spec_hash = spec_hash(&self.spec).expect("the spec hashes");
-        let policy = self.active_policy_hash.clone().expect("a policy is in force");
+        let policy = self
+            .active_policy_hash
+            .clone()
+            .expect("a policy is in force");
         let proof = sign(ring, self.subject(), &spec_hash, &policy, at(T0)).expect("signing works");
         self.status = Some(AgentStatus {
             governance_status: Some(GovernanceStatus::GovernedValid),
@@ -201,14 +222,29 @@ pub fn assert_denied(result: Result<(), Denial>, check: AdmissionCheck, what: &s
         Ok(()) => panic!("{what}: admitted, expected {check:?}"),
         Err(d) => d,
     };
-    assert_eq!(denial.check, Some(check), "{what}: wrong check ({})", denial.reason);
-    assert_eq!(denial.code, check.deny_code(), "{what}: wrong code ({})", denial.reason);
+    assert_eq!(
+        denial.check,
+        Some(check),
+        "{what}: wrong check ({})",
+        denial.reason
+    );
+    assert_eq!(
+        denial.code,
+        check.deny_code(),
+        "{what}: wrong code ({})",
+        denial.reason
+    );
     assert!(!denial.reason.is_empty(), "{what}: a denial needs a reason");
     denial
 }
 
 pub fn assert_admitted(result: Result<(), Denial>, what: &str) {
     if let Err(d) = result {
-        panic!("{what}: denied {} ({:?}): {}", d.code.as_str(), d.check, d.reason);
+        panic!(
+            "{what}: denied {} ({:?}): {}",
+            d.code.as_str(),
+            d.check,
+            d.reason
+        );
     }
 }
