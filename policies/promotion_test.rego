@@ -1,5 +1,6 @@
 # Unit tests of promotion.rego: the allow and the deny side of every rule, and the warnings.
-# Run by `cargo test -p agentgov-api --test rego_policy` (regorus); `opa test policies/` works too.
+# Run by `cargo test -p agentgov-api --test rego_policy` (regorus); written to OPA semantics, so
+# `opa test policies/` should run them too.
 # Every test_ rule must evaluate to true; an undefined rule is a failure.
 package agentgov.promotion_test
 
@@ -39,12 +40,19 @@ request(role, anatomy, actor) := {
 }
 
 # The decision for a request under the seed's limits, and under custom limits.
-decide(req) := promotion.decision with input as req with data.agentgov.limits as seed_limits
+decide(req) := d if {
+	d := promotion.decision with input as req with data.agentgov.limits as seed_limits
+}
 
-decide_with(req, lim) := promotion.decision with input as req with data.agentgov.limits as lim
+decide_with(req, lim) := d if {
+	d := promotion.decision with input as req with data.agentgov.limits as lim
+}
+
+# Top-level fields of `base` replaced by those of `patch` (object.union would merge them).
+overlay(base, patch) := object.union(object.remove(base, patch), patch)
 
 # The decision for the complete anatomy with some fields replaced, for an admin.
-patched(role, patch) := decide(request(role, object.union(complete, patch), admin))
+patched(role, patch) := decide(request(role, overlay(complete, patch), admin))
 
 without(field) := decide(request("compliance", object.remove(complete, [field]), admin))
 
@@ -229,8 +237,7 @@ test_temperature_limits_come_from_data if {
 }
 
 test_temperature_limit_missing_for_role_denied if {
-	# object.union merges maps, so drop temperatureLimits first to leave ideation out.
-	lim := object.union(object.remove(seed_limits, ["temperatureLimits"]), {"temperatureLimits": {"compliance": 0.3}})
+	lim := overlay(seed_limits, {"temperatureLimits": {"compliance": 0.3, "analysis": 0.7}})
 	d := decide_with(request("ideation", complete, admin), lim)
 	denied_for(d, "no temperature limit is set for role class ideation")
 }

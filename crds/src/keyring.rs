@@ -299,6 +299,9 @@ impl KeyRingConfig {
     /// The same ring without Ed25519 private keys: what the webhook needs to verify.
     /// HMAC secrets stay, because HMAC verification needs the secret.
     pub fn verification_only(&self) -> Result<KeyRingConfig, Error> {
+        // Refuse a ring that does not load (a public key not matching its private key, say),
+        // rather than hand a verifier a ring that rejects every real proof.
+        KeyRing::from_config(self)?;
         let keys = self
             .keys
             .iter()

@@ -441,7 +441,7 @@ mod tests {
     async fn sandbox_agent_without_status_gets_exactly_one_status_apply() {
         let keys = ring_config("k1", &["k1"]);
         let agent = agent("scratch", sandbox_spec());
-        let (ctx, verifier, _registry) = Context::test(&keys, &[], &[agent.clone()]);
+        let (ctx, verifier, _registry) = Context::test(&keys, &[], std::slice::from_ref(&agent));
         let verifier = verifier.run(Scenario::StatusApply(agent.clone()));
 
         let action = run_reconcile(&agent, &ctx).await;
@@ -497,8 +497,11 @@ mod tests {
         let keys = ring_config("k1", &["k1"]);
         let policy = default_bundle_spec();
         let agent = agent("filings", governed_spec());
-        let (ctx, verifier, registry) =
-            Context::test(&keys, &[bundle_in_force(policy.clone())], &[agent.clone()]);
+        let (ctx, verifier, registry) = Context::test(
+            &keys,
+            &[bundle_in_force(policy.clone())],
+            std::slice::from_ref(&agent),
+        );
         let verifier = verifier.run(Scenario::StatusApplyThenEvent(agent.clone(), "Promoted"));
 
         let action = run_reconcile(&agent, &ctx).await;
@@ -536,7 +539,8 @@ mod tests {
         let keys = ring_config("k1", &["k1"]);
         let agent = agent("hot", too_hot_spec());
         let bundle = bundle_in_force(default_bundle_spec());
-        let (ctx, verifier, registry) = Context::test(&keys, &[bundle], &[agent.clone()]);
+        let (ctx, verifier, registry) =
+            Context::test(&keys, &[bundle], std::slice::from_ref(&agent));
         let verifier = verifier.run(Scenario::StatusApplyThenEvent(
             agent.clone(),
             "PromotionDenied",
@@ -574,7 +578,7 @@ mod tests {
     async fn failed_status_apply_is_an_error_that_requeues() {
         let keys = ring_config("k1", &["k1"]);
         let agent = agent("scratch", sandbox_spec());
-        let (ctx, verifier, registry) = Context::test(&keys, &[], &[agent.clone()]);
+        let (ctx, verifier, registry) = Context::test(&keys, &[], std::slice::from_ref(&agent));
         let verifier = verifier.run(Scenario::StatusApplyFails(
             agent.clone(),
             StatusCode::INTERNAL_SERVER_ERROR,

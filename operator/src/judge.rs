@@ -209,6 +209,10 @@ impl Judge<'_> {
             status.observed_generation = agent.generation;
             status.policy = Some(policy.reference());
             status.expires_at = None;
+            // Conditions follow the kept proof (a SigningUnavailable from earlier is over).
+            let (reason, msg) = in_force_reason(&status.warnings, &p.key_id);
+            self.set(&mut status, PROMOTED, true, reason, msg.clone());
+            self.set(&mut status, READY, true, reason, msg);
             return Judgement {
                 status,
                 outcome: Outcome::Kept,
@@ -287,14 +291,7 @@ impl Judge<'_> {
         });
         status.policy = Some(policy.reference());
         status.warnings = decision.warnings;
-        let (reason, msg) = if restricted {
-            (
-                "Restricted",
-                format!("promoted with restrictions: {}", status.warnings.join("; ")),
-            )
-        } else {
-            ("Promoted", format!("signed by key {}", proof.key_id))
-        };
+        let (reason, msg) = in_force_reason(&status.warnings, &proof.key_id);
         status.proof = Some(proof);
         self.set(&mut status, PROMOTED, true, reason, msg.clone());
         self.set(&mut status, READY, true, reason, msg);
@@ -333,6 +330,18 @@ impl Judge<'_> {
             outcome,
             requeue_after: None,
         }
+    }
+}
+
+/// The reason and message of Promoted/Ready for an agent whose proof is in force.
+fn in_force_reason(warnings: &[String], key_id: &str) -> (&'static str, String) {
+    if warnings.is_empty() {
+        ("Promoted", format!("signed by key {key_id}"))
+    } else {
+        (
+            "Restricted",
+            format!("promoted with restrictions: {}", warnings.join("; ")),
+        )
     }
 }
 

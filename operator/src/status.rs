@@ -35,11 +35,17 @@ pub async fn apply(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Resul
         )
         .await?;
     }
-    record(ctx, agent, &previous, judgement).await;
+    record(ctx, agent, &previous, judgement, changed).await;
     Ok(changed)
 }
 
-async fn record(ctx: &Context, agent: &Agent, previous: &AgentStatus, judgement: &Judgement) {
+async fn record(
+    ctx: &Context,
+    agent: &Agent,
+    previous: &AgentStatus,
+    judgement: &Judgement,
+    changed: bool,
+) {
     let namespace = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let status = &judgement.status;

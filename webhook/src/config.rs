@@ -57,7 +57,11 @@ pub struct Args {
     pub listen: SocketAddr,
 
     /// Address of the plain-HTTP server for /healthz, /readyz and /metrics.
-    #[arg(long, env = "AGENTGOV_WEBHOOK_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        env = "AGENTGOV_WEBHOOK_METRICS_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
     pub metrics_listen: SocketAddr,
 
     /// PEM file with the serving certificate chain (leaf first).
@@ -76,7 +80,12 @@ pub struct Args {
     /// Client authentication: `required` (mTLS, the default), `optional` or `none`. The last two
     /// are for managed clusters whose API server cannot present a client certificate; the server
     /// logs a warning at start when not `required`.
-    #[arg(long, env = "AGENTGOV_CLIENT_AUTH", value_enum, default_value = "required")]
+    #[arg(
+        long,
+        env = "AGENTGOV_CLIENT_AUTH",
+        value_enum,
+        default_value = "required"
+    )]
     pub client_auth: ClientAuth,
 
     /// The key ring file (JSON or YAML; a verification-only ring from `keygen public` is enough).
@@ -166,13 +175,19 @@ impl Args {
             )));
         }
         if self.max_body_bytes == 0 {
-            return Err(crate::Error::Config("--max-body-bytes must be positive".into()));
+            return Err(crate::Error::Config(
+                "--max-body-bytes must be positive".into(),
+            ));
         }
         if self.reload_interval.is_zero() {
-            return Err(crate::Error::Config("--reload-interval must be positive".into()));
+            return Err(crate::Error::Config(
+                "--reload-interval must be positive".into(),
+            ));
         }
         if self.bundle_name.trim().is_empty() {
-            return Err(crate::Error::Config("--bundle-name must not be empty".into()));
+            return Err(crate::Error::Config(
+                "--bundle-name must not be empty".into(),
+            ));
         }
         self.expiry().map(|_| ())
     }
@@ -200,7 +215,10 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("72h").unwrap(), Duration::from_secs(72 * 3600));
+        assert_eq!(
+            parse_duration("72h").unwrap(),
+            Duration::from_secs(72 * 3600)
+        );
         assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
         assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
@@ -233,7 +251,10 @@ mod tests {
         ])
         .unwrap();
         args.validate().unwrap();
-        assert_eq!(args.expiry().unwrap().default_ttl, SignedDuration::from_hours(1));
+        assert_eq!(
+            args.expiry().unwrap().default_ttl,
+            SignedDuration::from_hours(1)
+        );
         let args = Args::try_parse_from([
             "agentgov-webhook",
             "--tls-cert-file=c",

@@ -210,8 +210,14 @@ mod tests {
             text.contains(r#"agent_starts_denied_total{reason="ADMISSION_DENY_PROOF_MISSING"} 1"#),
             "{text}"
         );
-        assert!(text.contains(r#"admission_review_duration_seconds_count{kind="pod"} 1"#), "{text}");
-        assert!(text.contains(r#"keyring_reload_total{result="success"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"admission_review_duration_seconds_count{kind="pod"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"keyring_reload_total{result="success"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("webhook_cache_synced 0"), "{text}");
     }
 }

@@ -54,9 +54,62 @@ impl WatchedFiles {
 }
 
 pub async fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    tokio::fs::read(path).await.map_err(|source| Error::ReadFile {
-        path: path.to_path_buf(),
-        source,
+    tokio::fs::read(path)
+        .await
+        .map_err(|source| Error::ReadFile {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Poll `files` every `interval` and hand changed contents to `apply`. An `apply` error (a file
+/// that does not parse, a key that does not match its certificate) keeps whatever was in force
+/// and is logged and counted; the next change is tried again. A file that cannot be read is
+/// logged once until it can be read again.
+pub fn spawn_poller<F>(
+    what: &'static str,
+    mut files: WatchedFiles,
+    interval: std::time::Duration,
+    results: prometheus_client::metrics::family::Family<
+        crate::metrics::ResultLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    mut apply: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnMut(Vec<Vec<u8>>) -> Result<(), Error> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut unreadable = false;
+        loop {
+            tick.tick().await;
+            match files.poll().await {
+                Ok(None) => unreadable = false,
+                Ok(Some(contents)) => {
+                    unreadable = false;
+                    match apply(contents) {
+                        Ok(()) => {
+                            crate::metrics::Metrics::reload(&results, true);
+                            tracing::info!(what, files = ?files.paths(), "reloaded");
+                        }
+                        Err(e) => {
+                            crate::metrics::Metrics::reload(&results, false);
+                            tracing::error!(what, error = %e, "reload failed; the previous version stays in force");
+                        }
+                    }
+                }
+                Err(e) => {
+                    if !unreadable {
+                        crate::metrics::Metrics::reload(&results, false);
+                        tracing::warn!(what, error = %e, "cannot read; the previous version stays in force");
+                    }
+                    unreadable = true;
+                }
+            }
+        }
     })
 }
 
