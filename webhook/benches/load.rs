@@ -8,6 +8,7 @@
 //!
 //!   cargo bench -p agentgov-webhook --bench load
 //!   cargo bench -p agentgov-webhook --bench load -- --seconds 5 --connections 1,8,32
+//!   (decision log lines are formatted as JSON into a sink; --no-logs leaves them out)
 //!
 //! Against a running webhook (for example the one `make run` starts):
 //!
@@ -52,6 +53,7 @@ struct Options {
     cert: Option<String>,
     key: Option<String>,
     server_name: String,
+    no_logs: bool,
 }
 
 fn options() -> Options {
@@ -66,6 +68,7 @@ fn options() -> Options {
         cert: None,
         key: None,
         server_name: "localhost".into(),
+        no_logs: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -84,6 +87,11 @@ fn options() -> Options {
             "--cert" => o.cert = Some(value),
             "--key" => o.key = Some(value),
             "--server-name" => o.server_name = value,
+            "--no-logs" => {
+                o.no_logs = true;
+                i += 1;
+                continue;
+            }
             // cargo bench passes --bench; libtest-style flags are ignored.
             _ => {
                 i += 1;
@@ -350,7 +358,20 @@ fn row(name: &str, connections: usize, run: &Run) -> String {
 }
 
 fn main() {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this without it: no load then.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("load generator: run it with `cargo bench -p agentgov-webhook --bench load`");
+        return;
+    }
     let o = options();
+    // Production logs every decision as a JSON line; include that cost (written to a sink).
+    if !o.no_logs {
+        let _ = tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::sink)
+            .try_init();
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bench-client")

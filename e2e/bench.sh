@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# `make bench`: benchmarks, written to BENCHMARKS.md. Timings live here, never in tests.
+#   - policy evaluations per second (the Rego step alone)
+#   - revalidation of N governed agents after a policy change on the real control plane
+#     (AGENTGOV_BENCH_AGENTS, default "1000 10000")
+#   - the webhook's admission throughput and latency, when its benchmark exists
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "${REPO}"
+OUT="${REPO}/BENCHMARKS.md"
+SIZES="${AGENTGOV_BENCH_AGENTS:-1000 10000}"
+
+cargo build --release --locked -q -p agentgov-operator -p agentgov-e2e --bins
+cargo build --release --locked -q -p agentgov-api --example policy_throughput
+policy=$("${REPO}/target/release/examples/policy_throughput" 200000)
+echo "${policy}"
+
+rows=""
+for n in ${SIZES}; do
+  echo "revalidation benchmark: ${n} agents" >&2
+  row=$(AGENTGOV_OPERATOR_BIN="${REPO}/target/release/agentgov-operator" \
+    bash e2e/controlplane/cluster.sh exec -- "${REPO}/target/release/revalidation-bench" "${n}")
+  echo "${row}"
+  rows+="${row}"$'\n'
+done
+
+{
+  echo "# Benchmarks"
+  echo
+  echo "Made by \`make bench\` on $(date -u +%Y-%m-%d) ($(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(uname -m))."
+  echo
+  echo "## Policy evaluation (the Rego step alone)"
+  echo
+  echo "\`target/release/examples/policy_throughput 200000\`: ${policy}"
+  echo
+  echo "## Revalidation after a policy change (real kube-apiserver + etcd on loopback)"
+  echo
+  echo "\`AGENTGOV_BENCH_AGENTS=N make bench\` (revalidation-bench): N governed agents are promoted, then"
+  echo "the PolicyBundle changes and every agent must be re-signed against the new policy hash."
+  echo "Converged = from the bundle change until the operator's revalidation summary counts all N"
+  echo "and a list confirms every proof names the new hash. Default flags (status writes limited"
+  echo "to 500/s, 16 in flight). Peak RSS is the operator's VmHWM."
+  echo
+  echo "| agents | initial promotion | converged after policy change | agents/s | operator peak RSS |"
+  echo "|---|---|---|---|---|"
+  printf '%s' "${rows}"
+  if [[ -f "${REPO}/BENCHMARKS-webhook.md" ]]; then
+    echo
+    cat "${REPO}/BENCHMARKS-webhook.md"
+  fi
+} > "${OUT}"
+echo "wrote ${OUT}"
