@@ -28,6 +28,18 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
     ctx.bundles_synced.wait().await;
     let judgement = judge(&ctx, &agent, Timestamp::now())?;
     crate::status::apply(&ctx, &agent, &judgement).await?;
+    // A policy put in force while this agent was being judged may have been revalidated before
+    // this write landed; look again so a stale judgement never stands.
+    if agent.spec.mode == agentgov_api::agent::AgentMode::Governed
+        && judgement.outcome != crate::judge::Outcome::SigningUnavailable
+    {
+        let namespace = agent.namespace().unwrap_or_default();
+        let in_force = ctx.active_policy(&namespace)?;
+        let judged = judgement.status.policy.as_ref().map(|p| p.hash.as_str());
+        if in_force.as_ref().map(|p| p.hash()) != judged {
+            return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+    }
     Ok(match judgement.requeue_after {
         Some(after) => Action::requeue(after.min(RESYNC)),
         None => Action::requeue(RESYNC),

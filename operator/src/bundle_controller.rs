@@ -161,8 +161,11 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
             .as_ref()
             .map(|r| r.policy_hash.as_str())
             != Some(active.as_str())
+        // The cache may not show our own summary yet; remember what this process finished.
+        && !ctx.revalidated(&namespace, &active)
     {
         let summary = crate::revalidation::run(&ctx, &namespace, &active).await?;
+        ctx.set_revalidated(&namespace, &active);
         status.last_revalidation = Some(summary.clone());
         apply_bundle_status(&ctx, &bundle, &status).await?;
         let note = format!(

@@ -32,6 +32,8 @@ pub struct Context {
     /// The policy each namespace's bundle controller last put in force. It is newer than the
     /// bundle cache, which sees the status write only after the watch delivers it.
     pub in_force: Mutex<HashMap<String, ActivePolicy>>,
+    /// Per namespace, the policy hash of the last revalidation this process finished.
+    pub revalidations: Mutex<HashMap<String, String>>,
     pub settings: Settings,
     pub status_limiter: DefaultDirectRateLimiter,
 }
@@ -134,6 +136,19 @@ impl Context {
             version: status.active_version.clone().unwrap_or_default(),
             engine,
         }))
+    }
+
+    /// Whether this process already finished a revalidation of `namespace` against `hash`.
+    pub fn revalidated(&self, namespace: &str, hash: &str) -> bool {
+        self.revalidations
+            .lock()
+            .is_ok_and(|m| m.get(namespace).is_some_and(|h| h == hash))
+    }
+
+    pub fn set_revalidated(&self, namespace: &str, hash: &str) {
+        if let Ok(mut m) = self.revalidations.lock() {
+            m.insert(namespace.to_string(), hash.to_string());
+        }
     }
 
     /// Record the policy the bundle controller put in force.

@@ -371,6 +371,7 @@ impl Context {
             bundles_synced: crate::cache::synced_for_test(),
             policies: PolicyCache::default(),
             in_force: Default::default(),
+            revalidations: Default::default(),
             settings: Settings {
                 bundle_name: BUNDLE.into(),
                 expiry: agentgov_api::expiry::ExpiryPolicy::default(),

@@ -105,6 +105,7 @@ async fn run(config: Config) -> Result<()> {
         bundles_synced,
         policies: PolicyCache::default(),
         in_force: Default::default(),
+        revalidations: Default::default(),
         settings: Settings::new(&config),
         status_limiter: status_limiter(config.status_qps),
     });

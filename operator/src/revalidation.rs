@@ -1,6 +1,7 @@
 //! Revalidation of every governed agent in a namespace after a policy change (the seed's
-//! Revalidation Workflow): judge in parallel on blocking threads, write with bounded concurrency
-//! and a client-side rate limit, and summarise (POLICY_REVALIDATION).
+//! Revalidation Workflow): judge each agent as it comes up (so an agent the Agent controller has
+//! just signed is kept, not signed twice), many at once across the runtime's threads, write with
+//! bounded concurrency under the client-side rate limit, and summarise (POLICY_REVALIDATION).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,11 +13,11 @@ use futures::{StreamExt, stream};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
+use kube::runtime::reflector::ObjectRef;
 use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::judge::Judgement;
 
 pub async fn run(
     ctx: &Arc<Context>,
@@ -25,53 +26,33 @@ pub async fn run(
 ) -> Result<RevalidationSummary> {
     let started = Instant::now();
     ctx.agents_synced.wait().await;
-    let agents: Vec<Arc<Agent>> = ctx.agents.state_filter(|a| {
-        a.namespace().as_deref() == Some(namespace) && a.spec.mode == AgentMode::Governed
-    });
-    let now = Timestamp::now();
-    // Policy evaluation is CPU work: spread it over the blocking pool, one chunk per core.
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let chunk = agents.len().div_ceil(workers).max(1);
-    let mut tasks = Vec::new();
-    for part in agents.chunks(chunk) {
-        let part: Vec<Arc<Agent>> = part.to_vec();
-        let ctx = ctx.clone();
-        tasks.push(tokio::task::spawn_blocking(move || {
-            part.into_iter()
-                .map(|agent| {
-                    let judgement = crate::agent_controller::judge(&ctx, &agent, now);
-                    (agent, judgement)
-                })
-                .collect::<Vec<_>>()
-        }));
-    }
-    let mut judged: Vec<(Arc<Agent>, Result<Judgement>)> = Vec::with_capacity(agents.len());
-    for task in tasks {
-        match task.await {
-            Ok(part) => judged.extend(part),
-            Err(e) => warn!(error = %e, "a revalidation worker failed"),
-        }
-    }
-    let mut summary = RevalidationSummary {
-        policy_hash: policy_hash.to_string(),
-        ..Default::default()
-    };
-    summary.errors += i64::try_from(agents.len().saturating_sub(judged.len())).unwrap_or(i64::MAX);
-    let results: Vec<Option<GovernanceStatus>> = stream::iter(judged)
-        .map(|(agent, judgement)| {
+    let keys: Vec<ObjectRef<Agent>> = ctx
+        .agents
+        .state_filter(|a| {
+            a.namespace().as_deref() == Some(namespace) && a.spec.mode == AgentMode::Governed
+        })
+        .iter()
+        .map(|a| ObjectRef::from_obj(a.as_ref()))
+        .collect();
+    let total = keys.len();
+    let results: Vec<Option<GovernanceStatus>> = stream::iter(keys)
+        .map(|key| {
             let ctx = ctx.clone();
             async move {
-                let judgement = match judgement {
+                // The freshest copy: the Agent controller may have judged it meanwhile.
+                let agent = ctx.agents.get(&key)?;
+                let judgement = match crate::agent_controller::judge(&ctx, &agent, Timestamp::now())
+                {
                     Ok(j) => j,
                     Err(e) => {
-                        warn!(agent = %agent.name_any(), error = %e, "cannot revalidate agent");
+                        warn!(agent = %key.name, error = %e, "cannot revalidate agent");
                         return None;
                     }
                 };
                 match crate::status::apply(&ctx, &agent, &judgement).await {
                     Ok(_) => judgement.status.governance_status,
                     Err(e) => {
-                        warn!(agent = %agent.name_any(), error = %e, "cannot write revalidated status");
+                        warn!(agent = %key.name, error = %e, "cannot write revalidated status");
                         None
                     }
                 }
@@ -80,6 +61,10 @@ pub async fn run(
         .buffer_unordered(ctx.settings.write_concurrency)
         .collect()
         .await;
+    let mut summary = RevalidationSummary {
+        policy_hash: policy_hash.to_string(),
+        ..Default::default()
+    };
     for result in results {
         match result {
             Some(GovernanceStatus::GovernedValid) => summary.valid += 1,
@@ -100,7 +85,7 @@ pub async fn run(
         code = "POLICY_REVALIDATION",
         namespace = %namespace,
         policy_hash = %policy_hash,
-        agents = agents.len(),
+        agents = total,
         valid = summary.valid,
         restricted = summary.restricted,
         invalidated = summary.invalidated,

@@ -8,7 +8,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::context::{Context, MANAGER};
 use crate::error::Result;
@@ -52,6 +52,10 @@ async fn record(
     let governance = status
         .governance_status
         .map_or("", GovernanceStatus::as_str);
+    // The same refusal judged again (a resync with no policy in force) is not news.
+    if !changed && matches!(judgement.outcome, Outcome::Denied | Outcome::Invalidated) {
+        return;
+    }
     if judgement.outcome.evaluated() {
         ctx.metrics.promotion_attempts.inc();
         info!(
@@ -63,6 +67,20 @@ async fn record(
         );
     }
     let event = match judgement.outcome {
+        // A proof re-signed for a new policy or key, with the status unchanged, is not a
+        // promotion: the bundle's revalidation summary reports it, not one event per agent.
+        Outcome::Promoted | Outcome::Restricted
+            if previous.governance_status == status.governance_status =>
+        {
+            debug!(
+                agent = %name,
+                namespace = %namespace,
+                status = governance,
+                policy_hash = status.proof.as_ref().map_or("", |p| p.policy_hash.as_str()),
+                "proof re-signed"
+            );
+            None
+        }
         Outcome::Promoted | Outcome::Restricted => {
             let proof = status.proof.as_ref();
             info!(
