@@ -9,7 +9,9 @@ use proptest::prelude::*;
 
 fn engine() -> &'static PolicyEngine {
     static ENGINE: std::sync::OnceLock<PolicyEngine> = std::sync::OnceLock::new();
-    ENGINE.get_or_init(|| PolicyEngine::compile(&default_bundle_spec()).unwrap())
+    ENGINE.get_or_init(|| {
+        PolicyEngine::compile(&default_bundle_spec()).expect("the shipped policy compiles")
+    })
 }
 
 #[test]

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod operator;
+pub mod webhook;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -143,6 +144,46 @@ where
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Apply (server-side) the namespace's PolicyBundle `default` with this spec.
+pub async fn apply_bundle(ns: &TestNamespace, spec: agentgov_api::PolicyBundleSpec) -> Result<()> {
+    let bundle = agentgov_api::PolicyBundle::new("default", spec);
+    ns.api::<agentgov_api::PolicyBundle>()
+        .patch(
+            "default",
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&bundle),
+        )
+        .await
+        .context("apply PolicyBundle default")?;
+    Ok(())
+}
+
+/// Create `count` agents named `{prefix}-00000`... with the same spec, 32 at a time.
+pub async fn create_agents(
+    ns: &TestNamespace,
+    prefix: &str,
+    count: usize,
+    spec: &agentgov_api::AgentSpec,
+) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt, stream};
+    let agents: Api<agentgov_api::Agent> = ns.api();
+    stream::iter(0..count)
+        .map(|i| {
+            let agents = agents.clone();
+            let agent = agentgov_api::Agent::new(&format!("{prefix}-{i:05}"), spec.clone());
+            async move {
+                agents
+                    .create(&PostParams::default(), &agent)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<()>()
+        .await
+        .context("create agents")
 }
 
 /// Read a YAML manifest from the repository.

@@ -2,6 +2,9 @@
 //! bad manifests are rejected with the API server's own message, status is written through the
 //! status subresource.
 
+// Test code: a panic with the value is the failure report, in helpers as in #[test]s.
+#![allow(clippy::unwrap_used)]
+
 use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::{Agent, PolicyBundle};
 use agentgov_e2e::{TestNamespace, api_error_message, client, install_crds, manifest};

@@ -2,6 +2,9 @@
 //! hot reload (stricter, looser, broken), sandbox expiry, key rotation and revocation.
 //! Each test runs its own operator scoped to its own namespace.
 
+// Test code: a panic with the value is the failure report, in helpers as in #[test]s.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use agentgov_api::agent::GovernanceStatus;
@@ -38,15 +41,7 @@ fn governed_spec() -> AgentSpec {
 }
 
 async fn apply_bundle(ns: &TestNamespace, spec: PolicyBundleSpec) {
-    let bundle = PolicyBundle::new("default", spec);
-    ns.api::<PolicyBundle>()
-        .patch(
-            "default",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&bundle),
-        )
-        .await
-        .unwrap();
+    agentgov_e2e::apply_bundle(ns, spec).await.unwrap();
 }
 
 async fn create_agent(ns: &TestNamespace, name: &str, spec: AgentSpec) {

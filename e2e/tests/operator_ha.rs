@@ -1,6 +1,9 @@
 //! Operator availability on a real control plane: a restart in the middle of a revalidation of
 //! many agents converges (level-triggered), and of two replicas only the Lease holder writes.
 
+// Test code: a panic with the value is the failure report, in helpers as in #[test]s.
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use agentgov_api::agent::GovernanceStatus;
@@ -8,22 +11,13 @@ use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, PolicyBundle, PolicyBundleSpec};
 use agentgov_e2e::operator::{KeyFile, Operator, log_dir};
 use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
-use futures::{StreamExt, stream};
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, PostParams};
 
 const AGENTS: usize = 300;
 
 async fn apply_bundle(ns: &TestNamespace, spec: PolicyBundleSpec) {
-    let bundle = PolicyBundle::new("default", spec);
-    ns.api::<PolicyBundle>()
-        .patch(
-            "default",
-            &PatchParams::apply("e2e").force(),
-            &Patch::Apply(&bundle),
-        )
-        .await
-        .unwrap();
+    agentgov_e2e::apply_bundle(ns, spec).await.unwrap();
 }
 
 async fn count(api: &Api<Agent>, status: GovernanceStatus, policy_hash: Option<&str>) -> usize {
@@ -52,21 +46,9 @@ async fn a_restart_in_the_middle_of_a_revalidation_converges() {
         .unwrap()
         .spec;
     let agents: Api<Agent> = ns.api();
-    stream::iter(0..AGENTS)
-        .for_each_concurrent(16, |i| {
-            let agents = agents.clone();
-            let spec = spec.clone();
-            async move {
-                agents
-                    .create(
-                        &PostParams::default(),
-                        &Agent::new(&format!("agent-{i:04}"), spec),
-                    )
-                    .await
-                    .unwrap();
-            }
-        })
-        .await;
+    agentgov_e2e::create_agents(&ns, "agent", AGENTS, &spec)
+        .await
+        .unwrap();
     let mut first =
         Operator::start(&ns.name, &keys.path, "first", &["--status-qps", "100"]).unwrap();
     wait_for(Duration::from_secs(120), || {

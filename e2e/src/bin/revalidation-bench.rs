@@ -11,8 +11,7 @@ use agentgov_api::{Agent, PolicyBundle};
 use agentgov_e2e::operator::{KeyFile, Operator, log_dir};
 use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
 use anyhow::{Context as _, Result, bail};
-use futures::{StreamExt, stream};
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -25,32 +24,15 @@ async fn main() -> Result<()> {
     let ns = TestNamespace::new(&client, &format!("bench-{n}")).await?;
     let keys = KeyFile::new(&log_dir().join(format!("{}-keys", ns.name)), "bench")?;
     let bundles: Api<PolicyBundle> = ns.api();
-    let apply = |spec| {
-        let bundles = bundles.clone();
-        async move {
-            bundles
-                .patch("default", &PatchParams::apply("bench").force(), &Patch::Apply(&PolicyBundle::new("default", spec)))
-                .await
-        }
-    };
-    apply(default_bundle_spec()).await?;
+    agentgov_e2e::apply_bundle(&ns, default_bundle_spec()).await?;
     let spec = manifest::<Agent>("examples/agent-governed.yaml")?.spec;
     let agents: Api<Agent> = ns.api();
     let started = Instant::now();
-    stream::iter(0..n)
-        .map(|i| {
-            let agents = agents.clone();
-            let spec = spec.clone();
-            async move { agents.create(&PostParams::default(), &Agent::new(&format!("agent-{i:05}"), spec)).await }
-        })
-        .buffer_unordered(32)
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                eprintln!("create failed: {e}");
-            }
-        })
-        .await;
-    eprintln!("created {n} agents in {:.1}s", started.elapsed().as_secs_f64());
+    agentgov_e2e::create_agents(&ns, "agent", n, &spec).await?;
+    eprintln!(
+        "created {n} agents in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
 
     let mut operator = Operator::start(&ns.name, &keys.path, "bench", &[])?;
     let pid = operator.pid();
@@ -59,7 +41,10 @@ async fn main() -> Result<()> {
     let started = Instant::now();
     wait_summary(&bundles, &first_hash, n, Duration::from_secs(600)).await?;
     let initial = started.elapsed();
-    eprintln!("initial promotion of {n} agents: {:.1}s", initial.as_secs_f64());
+    eprintln!(
+        "initial promotion of {n} agents: {:.1}s",
+        initial.as_secs_f64()
+    );
 
     // The policy change: a new limit; every agent must be re-signed against the new hash.
     let mut second = default_bundle_spec();
@@ -67,14 +52,19 @@ async fn main() -> Result<()> {
     second.data.max_monthly_budget_usd = 5000.0;
     let second_hash = agentgov_api::hash::policy_hash(&second)?;
     let started = Instant::now();
-    apply(second).await?;
+    agentgov_e2e::apply_bundle(&ns, second).await?;
     wait_summary(&bundles, &second_hash, n, Duration::from_secs(600)).await?;
     let converged = started.elapsed();
     let list = agents.list(&ListParams::default()).await?;
     let stale = list
         .items
         .iter()
-        .filter(|a| a.status.as_ref().and_then(|s| s.proof.as_ref()).is_none_or(|p| p.policy_hash != second_hash))
+        .filter(|a| {
+            a.status
+                .as_ref()
+                .and_then(|s| s.proof.as_ref())
+                .is_none_or(|p| p.policy_hash != second_hash)
+        })
         .count();
     if stale > 0 {
         bail!("{stale} agents are not signed against the new policy");
@@ -91,12 +81,23 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn wait_summary(bundles: &Api<PolicyBundle>, hash: &str, n: usize, timeout: Duration) -> Result<()> {
+async fn wait_summary(
+    bundles: &Api<PolicyBundle>,
+    hash: &str,
+    n: usize,
+    timeout: Duration,
+) -> Result<()> {
     wait_for(timeout, || {
         let bundles = bundles.clone();
         async move {
-            let s = bundles.get("default").await.ok()?.status?.last_revalidation?;
-            (s.policy_hash == hash && usize::try_from(s.valid + s.restricted).ok()? == n).then_some(())
+            let s = bundles
+                .get("default")
+                .await
+                .ok()?
+                .status?
+                .last_revalidation?;
+            (s.policy_hash == hash && usize::try_from(s.valid + s.restricted).ok()? == n)
+                .then_some(())
         }
     })
     .await
