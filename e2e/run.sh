@@ -28,7 +28,7 @@ cleanup() {
   trap - EXIT INT TERM
   log "cleaning up"
   if [[ ${WEBHOOK_REGISTERED} == 1 ]]; then
-    kubectl delete validatingwebhookconfiguration agentgov --ignore-not-found >/dev/null 2>&1 || true
+    kubectl delete validatingwebhookconfiguration agentgov-webhook --ignore-not-found >/dev/null 2>&1 || true
   fi
   for pid in "${PIDS[@]}"; do kill "${pid}" 2>/dev/null || true; done
   for pid in "${PIDS[@]}"; do wait "${pid}" 2>/dev/null || true; done

@@ -1,0 +1,443 @@
+//! The webhook as a child process of a test, and its registration with the API server.
+//!
+//! Each test runs its own `agentgov-webhook` on a free loopback port (the API server presents its
+//! webhook client certificate to any host:port: the admission kubeconfig has a `*` user), and
+//! registers its own ValidatingWebhookConfiguration, filled from
+//! `deploy/webhook/validating-webhook-configuration.yaml`, whose namespaceSelector matches only
+//! the test's namespace. Tests therefore run in parallel without judging each other's Pods.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use agentgov_api::agent::AGENT_LABEL;
+use anyhow::{Context as _, Result, anyhow, bail};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::Client;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+
+use crate::operator::{KeyFile, binary, free_port, http_get, log_dir};
+use crate::{api_error_message, repo_root, wait_for};
+
+/// The registration template, with `${WEBHOOK_URL}` and `${CA_BUNDLE}` placeholders.
+pub const TEMPLATE: &str = "deploy/webhook/validating-webhook-configuration.yaml";
+
+/// The files `e2e/controlplane/cluster.sh` exports for a webhook.
+#[derive(Clone, Debug)]
+pub struct ClusterCerts {
+    /// Serving certificate for 127.0.0.1/localhost, signed by `ca_crt`.
+    pub serving_cert: PathBuf,
+    pub serving_key: PathBuf,
+    /// The CA of the API server's webhook client certificate.
+    pub client_ca: PathBuf,
+    /// The cluster CA: the caBundle of the registration.
+    pub ca_crt: PathBuf,
+}
+
+impl ClusterCerts {
+    /// From the environment of `e2e/controlplane/cluster.sh exec`. Fails (never skips) without it.
+    pub fn from_env() -> Result<Self> {
+        let var = |name: &str| -> Result<PathBuf> {
+            let value = std::env::var(name).unwrap_or_default();
+            if value.is_empty() {
+                bail!(
+                    "{name} is not set: run the e2e tests through `make e2e` \
+                     (e2e/controlplane/cluster.sh exec -- cargo test -p agentgov-e2e)"
+                );
+            }
+            let path = PathBuf::from(value);
+            if !path.exists() {
+                bail!("{name}={} does not exist", path.display());
+            }
+            Ok(path)
+        };
+        Ok(ClusterCerts {
+            serving_cert: var("AGENTGOV_WEBHOOK_SERVING_CERT")?,
+            serving_key: var("AGENTGOV_WEBHOOK_SERVING_KEY")?,
+            client_ca: var("AGENTGOV_WEBHOOK_CLIENT_CA")?,
+            ca_crt: var("AGENTGOV_CA_CRT")?,
+        })
+    }
+
+    /// The PEM the registration's caBundle carries.
+    pub fn ca_bundle(&self) -> Result<Vec<u8>> {
+        std::fs::read(&self.ca_crt).with_context(|| format!("read {}", self.ca_crt.display()))
+    }
+}
+
+/// A free loopback address for a webhook.
+pub fn free_addr() -> Result<SocketAddr> {
+    Ok(SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+}
+
+/// Write the verification-only form of `keys` (public keys and the revoked list, no active key),
+/// atomically, as `keygen public` would for the webhook's Secret.
+pub fn write_verification_ring(keys: &KeyFile, path: &Path) -> Result<()> {
+    let ring = keys
+        .config
+        .verification_only()
+        .context("make the verification-only key ring")?;
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&ring)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// A running webhook.
+pub struct Webhook {
+    child: Child,
+    /// The HTTPS admission address.
+    pub addr: SocketAddr,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+    /// Its verification-only key ring file (rewrite it with [`Webhook::write_keyring`]).
+    pub keyring: PathBuf,
+}
+
+impl Webhook {
+    /// Start a webhook on a free loopback port; see [`Webhook::start_on`].
+    pub async fn start(namespace: &str, keys: &KeyFile, tag: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_on(free_addr()?, Some(namespace), keys, tag, extra).await
+    }
+
+    /// Start a webhook listening on `listen` with the cluster's serving certificate and client
+    /// CA, the verification-only form of `keys`, watching `namespace` only (all namespaces with
+    /// None), and wait until `/readyz` answers 200 (its caches synced).
+    pub async fn start_on(
+        listen: SocketAddr,
+        namespace: Option<&str>,
+        keys: &KeyFile,
+        tag: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
+        let certs = ClusterCerts::from_env()?;
+        let bin = binary("agentgov-webhook")?;
+        let metrics_port = free_port()?;
+        let scope = namespace.unwrap_or("all");
+        let log = log_dir().join(format!("{scope}-webhook-{tag}.log"));
+        let keyring = log_dir().join(format!("{scope}-webhook-{tag}-keyring.json"));
+        write_verification_ring(keys, &keyring)?;
+        let out = std::fs::File::create(&log)?;
+        let err = out.try_clone()?;
+        let mut command = Command::new(&bin);
+        command
+            .args(["--listen", &listen.to_string()])
+            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+            .arg("--tls-cert-file")
+            .arg(&certs.serving_cert)
+            .arg("--tls-key-file")
+            .arg(&certs.serving_key)
+            .arg("--client-ca-file")
+            .arg(&certs.client_ca)
+            .arg("--keyring-file")
+            .arg(&keyring)
+            .args(["--reload-interval", "300ms"])
+            .args(["--shutdown-grace", "0s"])
+            .args(["--log-format", "json"]);
+        if let Some(namespace) = namespace {
+            command.args(["--namespace", namespace]);
+        }
+        let child = command
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        let mut webhook = Webhook {
+            child,
+            addr: listen,
+            metrics_port,
+            log,
+            keyring,
+        };
+        webhook.wait_ready(Duration::from_secs(60)).await?;
+        Ok(webhook)
+    }
+
+    /// Wait until `/readyz` says 200; fail early if the process exits.
+    pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                bail!(
+                    "the webhook exited ({status}) before it was ready; log {}:\n{}",
+                    self.log.display(),
+                    self.logs()
+                );
+            }
+            if let Ok(response) = http_get(self.metrics_port, "/readyz").await
+                && response.lines().next().is_some_and(|l| l.contains(" 200"))
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "the webhook was not ready after {timeout:?}; log {}:\n{}",
+                    self.log.display(),
+                    self.logs()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The base URL for the registration (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Publish a new verification ring (after a rotation or revocation); the webhook picks it up
+    /// at its next poll (see [`Webhook::keyring_reloads`]).
+    pub fn write_keyring(&self, keys: &KeyFile) -> Result<()> {
+        write_verification_ring(keys, &self.keyring)
+    }
+
+    /// The webhook's /metrics text (empty while it is not serving).
+    pub async fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics")
+            .await
+            .unwrap_or_default()
+    }
+
+    /// `keyring_reload_total{result="success"}`.
+    pub async fn keyring_reloads(&self) -> f64 {
+        crate::operator::metric_value(
+            &self.metrics().await,
+            r#"keyring_reload_total{result="success"}"#,
+        )
+        .unwrap_or(0.0)
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last `n` lines of the log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let logs = self.logs();
+        let lines: Vec<&str> = logs.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Kill it at once (a crash, as far as the API server can tell).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Webhook {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A selector for exactly one namespace (the label the API server sets on every namespace).
+pub fn only_namespace(namespace: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some(BTreeMap::from([(
+            "kubernetes.io/metadata.name".to_string(),
+            namespace.to_string(),
+        )])),
+        match_expressions: None,
+    }
+}
+
+/// The registration template filled in: `${WEBHOOK_URL}` (base URL, no trailing slash),
+/// `${CA_BUNDLE}` (base64 of `ca_bundle`, a PEM), the given name, and `namespace_selector` on
+/// every webhook in place of the template's. Everything else (rules, objectSelector,
+/// matchConditions, failurePolicy, timeouts) is the template's.
+pub fn registration(
+    name: &str,
+    url: &str,
+    ca_bundle: &[u8],
+    namespace_selector: LabelSelector,
+) -> Result<ValidatingWebhookConfiguration> {
+    let path = repo_root().join(TEMPLATE);
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let mut doc: serde_json::Value =
+        serde_yaml::from_str(&text).map_err(|e| anyhow!("parse {}: {e}", path.display()))?;
+    // ByteString serializes as base64, as caBundle wants.
+    let ca = serde_json::to_value(ByteString(ca_bundle.to_vec()))?;
+    let ca = ca.as_str().unwrap_or_default().to_string();
+    let url = url.trim_end_matches('/');
+    substitute(&mut doc, &[("${WEBHOOK_URL}", url), ("${CA_BUNDLE}", &ca)]);
+    let leftover = doc.to_string();
+    if let Some(at) = leftover.find("${") {
+        bail!(
+            "{TEMPLATE} has a placeholder this helper does not fill: {}",
+            &leftover[at..leftover.len().min(at + 40)]
+        );
+    }
+    doc["metadata"]["name"] = serde_json::Value::String(name.to_string());
+    let selector = serde_json::to_value(&namespace_selector)?;
+    let webhooks = doc["webhooks"]
+        .as_array_mut()
+        .ok_or_else(|| anyhow!("{TEMPLATE} has no webhooks list"))?;
+    for webhook in webhooks {
+        webhook["namespaceSelector"] = selector.clone();
+    }
+    serde_json::from_value(doc).with_context(|| format!("{TEMPLATE} filled in"))
+}
+
+fn substitute(value: &mut serde_json::Value, pairs: &[(&str, &str)]) {
+    match value {
+        serde_json::Value::String(s) => {
+            for (from, to) in pairs {
+                if s.contains(from) {
+                    *s = s.replace(from, to);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for item in items {
+                substitute(item, pairs);
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for item in map.values_mut() {
+                substitute(item, pairs);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A ValidatingWebhookConfiguration a test applied; deleted (best effort) when dropped.
+pub struct Registration {
+    pub name: String,
+    client: Client,
+}
+
+impl Registration {
+    /// Delete it now and wait for the API server to confirm.
+    pub async fn delete(self) -> Result<()> {
+        let api: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
+        match api.delete(&self.name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("delete {}", self.name)),
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let name = self.name.clone();
+        // Best effort, like TestNamespace: a left-over registration selects only a namespace
+        // that is gone, and the control plane is thrown away after the run.
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = Api::<ValidatingWebhookConfiguration>::all(client)
+                    .delete(&name, &DeleteParams::default())
+                    .await;
+            });
+        }
+    }
+}
+
+/// Fill the template (see [`registration`]) and server-side apply it.
+pub async fn register(
+    client: &Client,
+    name: &str,
+    url: &str,
+    ca_bundle: &[u8],
+    namespace_selector: LabelSelector,
+) -> Result<Registration> {
+    let vwc = registration(name, url, ca_bundle, namespace_selector)?;
+    Api::<ValidatingWebhookConfiguration>::all(client.clone())
+        .patch(
+            name,
+            &PatchParams::apply("agentgov-e2e").force(),
+            &Patch::Apply(&vwc),
+        )
+        .await
+        .with_context(|| format!("apply ValidatingWebhookConfiguration {name}"))?;
+    Ok(Registration {
+        name: name.to_string(),
+        client: client.clone(),
+    })
+}
+
+/// A Pod that claims to run `agent` (no scheduler or kubelet runs: it stays Pending).
+pub fn agent_pod(name: &str, agent: &str) -> Pod {
+    let mut pod = plain_pod(name);
+    pod.metadata.labels = Some(BTreeMap::from([(
+        AGENT_LABEL.to_string(),
+        agent.to_string(),
+    )]));
+    pod
+}
+
+/// A Pod without the agent label.
+pub fn plain_pod(name: &str) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(name.to_string()),
+            ..ObjectMeta::default()
+        },
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "agent".into(),
+                image: Some("registry.invalid/agent:1".into()),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+/// Wait for the namespace's `default` ServiceAccount (kube-controller-manager makes it; Pods
+/// are refused without it).
+pub async fn wait_for_service_account(client: &Client, namespace: &str) -> Result<()> {
+    let api: Api<ServiceAccount> = Api::namespaced(client.clone(), namespace);
+    wait_for(Duration::from_secs(60), || {
+        let api = api.clone();
+        async move { api.get_opt("default").await.ok().flatten().map(|_| ()) }
+    })
+    .await
+    .with_context(|| format!("no default ServiceAccount in {namespace}"))
+}
+
+/// Wait until the API server sends this namespace's agent Pods to a webhook: a dry-run Pod of an
+/// agent that does not exist is denied with ADMISSION_DENY_AGENT_NOT_FOUND. (The API server
+/// picks up a new registration from its informer, a moment after the apply.)
+pub async fn wait_enforced(client: &Client, namespace: &str) -> Result<()> {
+    wait_for_service_account(client, namespace).await?;
+    let api: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let probe = agent_pod("e2e-registration-probe", "e2e-no-such-agent");
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = match api.create(&dry_run, &probe).await {
+            Err(e) => api_error_message(&e),
+            Ok(_) => "admitted (no webhook consulted yet)".into(),
+        };
+        if last.contains("ADMISSION_DENY_AGENT_NOT_FOUND") {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!(
+                "the webhook registration for {namespace} never took effect; last answer: {last}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

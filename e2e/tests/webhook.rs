@@ -1,0 +1,1036 @@
+//! The webhook through the API server: agent Pods of valid agents are admitted, each of the
+//! seven checks denies with its own decision code, a Deployment of an invalid agent reports
+//! FailedCreate, only users with `promote` create governed agents, a stopped webhook fails closed
+//! for agent Pods only, and a quarantined agent can still be deleted.
+//!
+//! Each test has its own namespace, its own operator (the real one, signing proofs) and its own
+//! webhook on a free loopback port, registered by its own ValidatingWebhookConfiguration whose
+//! namespaceSelector matches only that namespace, so the tests run in parallel.
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::time::Duration;
+
+use agentgov_api::agent::{GovernanceStatus, SandboxSpec};
+use agentgov_api::hash::policy_hash;
+use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::{Agent, AgentSpec, PolicyBundle, PolicyBundleSpec};
+use agentgov_e2e::operator::{KeyFile, Operator, log_dir, metric_value};
+use agentgov_e2e::webhook::{
+    ClusterCerts, Registration, Webhook, agent_pod, only_namespace, plain_pod, register,
+    wait_enforced,
+};
+use agentgov_e2e::{
+    TestNamespace, api_error_message, apply_bundle, client, install_crds, manifest, wait_for,
+};
+use futures::future::BoxFuture;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::authorization::v1::SubjectAccessReview;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, Config};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+/// How long the operator may take to write a status.
+const WAIT: Duration = Duration::from_secs(60);
+/// How long the webhook's caches (and the API server's registration) may take to catch up.
+const SETTLE: Duration = Duration::from_secs(20);
+
+const ALLOW: &str = "ADMISSION_ALLOW";
+const PROOF_MISSING: &str = "ADMISSION_DENY_PROOF_MISSING";
+const SPEC_HASH_MISMATCH: &str = "ADMISSION_DENY_SPEC_HASH_MISMATCH";
+const POLICY_HASH_MISMATCH: &str = "ADMISSION_DENY_POLICY_HASH_MISMATCH";
+const SIGNER_REVOKED: &str = "ADMISSION_DENY_SIGNER_REVOKED";
+const SIGNATURE_INVALID: &str = "ADMISSION_DENY_SIGNATURE_INVALID";
+const SANDBOX_EXPIRED: &str = "ADMISSION_DENY_SANDBOX_EXPIRED";
+const CONTAINMENT_VIOLATION: &str = "ADMISSION_DENY_CONTAINMENT_VIOLATION";
+const AGENT_NOT_FOUND: &str = "ADMISSION_DENY_AGENT_NOT_FOUND";
+const UNAUTHORIZED: &str = "ADMISSION_DENY_UNAUTHORIZED";
+
+struct Setup {
+    client: Client,
+    ns: TestNamespace,
+    keys: KeyFile,
+    operator: Operator,
+    webhook: Webhook,
+    _registration: Registration,
+}
+
+/// A namespace, a key ring, the operator and the webhook (both scoped to the namespace), and a
+/// registration that sends only this namespace's Pods and Agents to this webhook.
+async fn setup(prefix: &str) -> Setup {
+    let client = client().await;
+    install_crds(&client).await.expect("install the CRDs");
+    let ns = TestNamespace::new(&client, prefix)
+        .await
+        .expect("create the test namespace");
+    let keys = KeyFile::new(&log_dir().join(format!("{}-keys", ns.name)), "key-1")
+        .expect("write a key ring");
+    let operator = Operator::start(&ns.name, &keys.path, "a", &[]).expect("start the operator");
+    let webhook = Webhook::start(&ns.name, &keys, "a", &[])
+        .await
+        .expect("start the webhook");
+    let ca = ClusterCerts::from_env()
+        .and_then(|certs| certs.ca_bundle())
+        .expect("the cluster CA");
+    let registration = register(
+        &client,
+        &format!("agentgov-e2e-{}", ns.name),
+        &webhook.url(),
+        &ca,
+        only_namespace(&ns.name),
+    )
+    .await
+    .expect("register the webhook");
+    wait_enforced(&client, &ns.name)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\nwebhook log:\n{}", webhook.log_tail(30)));
+    Setup {
+        client,
+        ns,
+        keys,
+        operator,
+        webhook,
+        _registration: registration,
+    }
+}
+
+impl Setup {
+    fn diagnostics(&self) -> String {
+        format!(
+            "webhook log ({}):\n{}\noperator log ({}):\n{}",
+            self.webhook.log.display(),
+            self.webhook.log_tail(15),
+            self.operator.log.display(),
+            tail(&self.operator.logs(), 15)
+        )
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        self.ns.api()
+    }
+
+    fn agents(&self) -> Api<Agent> {
+        self.ns.api()
+    }
+}
+
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+fn governed_spec() -> AgentSpec {
+    manifest::<Agent>("examples/agent-governed.yaml")
+        .expect("examples/agent-governed.yaml")
+        .spec
+}
+
+fn sandbox_spec(ttl_seconds: i64) -> AgentSpec {
+    let mut spec = manifest::<Agent>("examples/agent-sandbox.yaml")
+        .expect("examples/agent-sandbox.yaml")
+        .spec;
+    spec.sandbox = Some(SandboxSpec {
+        ttl_seconds: Some(ttl_seconds),
+        expires_at: None,
+    });
+    spec
+}
+
+fn dry_run() -> PostParams {
+    PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    }
+}
+
+/// `api.create(pp, object)` as a repeatable attempt.
+fn creating<K>(
+    api: &Api<K>,
+    object: &K,
+) -> impl Fn(PostParams) -> BoxFuture<'static, kube::Result<K>>
+where
+    K: Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static,
+{
+    let api = api.clone();
+    let object = object.clone();
+    move |pp| {
+        let api = api.clone();
+        let object = object.clone();
+        Box::pin(async move { api.create(&pp, &object).await })
+    }
+}
+
+/// Dry-run `attempt` until the API server admits it (the webhook's caches catch up), then do it
+/// for real; that must be admitted too.
+async fn admitted<T, F, Fut>(setup: &Setup, what: &str, attempt: F) -> T
+where
+    F: Fn(PostParams) -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        match attempt(dry_run()).await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() >= deadline => panic!(
+                "{what}: expected to be admitted, still refused after {SETTLE:?}: {}\n{}",
+                api_error_message(&e),
+                setup.diagnostics()
+            ),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    attempt(PostParams::default()).await.unwrap_or_else(|e| {
+        panic!(
+            "{what}: admitted on a dry run, refused for real: {}\n{}",
+            api_error_message(&e),
+            setup.diagnostics()
+        )
+    })
+}
+
+/// Dry-run `attempt` until it is refused with `expected` in the API server's message, then do it
+/// for real; that must be refused the same way. Returns the message.
+async fn refused<T, F, Fut>(setup: &Setup, what: &str, expected: &str, attempt: F) -> String
+where
+    F: Fn(PostParams) -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + SETTLE;
+    loop {
+        let last = match attempt(dry_run()).await {
+            Ok(_) => "admitted".to_string(),
+            Err(e) => api_error_message(&e),
+        };
+        if last.contains(expected) {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            panic!(
+                "{what}: expected a refusal with {expected}, got after {SETTLE:?}: {last}\n{}",
+                setup.diagnostics()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    match attempt(PostParams::default()).await {
+        Ok(_) => panic!(
+            "{what}: refused on a dry run, admitted for real\n{}",
+            setup.diagnostics()
+        ),
+        Err(e) => {
+            let message = api_error_message(&e);
+            assert!(
+                message.contains(expected),
+                "{what}: expected {expected}, got: {message}"
+            );
+            message
+        }
+    }
+}
+
+/// A Pod of `agent` is admitted.
+async fn pod_admitted(setup: &Setup, pod: &str, agent: &str) -> Pod {
+    admitted(
+        setup,
+        &format!("pod {pod} of agent {agent}"),
+        creating(&setup.pods(), &agent_pod(pod, agent)),
+    )
+    .await
+}
+
+/// A Pod of `agent` is denied by the pods webhook with `code`; returns the message.
+async fn pod_denied(setup: &Setup, pod: &str, agent: &str, code: &str) -> String {
+    let message = refused(
+        setup,
+        &format!("pod {pod} of agent {agent}"),
+        code,
+        creating(&setup.pods(), &agent_pod(pod, agent)),
+    )
+    .await;
+    assert!(
+        message.contains(r#"admission webhook "pods.validate.agentgov.dev" denied the request"#),
+        "{message}"
+    );
+    message
+}
+
+/// Apply a bundle and wait until the operator has put it in force (status.activeHash).
+async fn bundle_in_force(setup: &Setup, spec: &PolicyBundleSpec) {
+    apply_bundle(&setup.ns, spec.clone())
+        .await
+        .expect("apply the PolicyBundle");
+    let hash = policy_hash(spec).expect("hash the policy");
+    let api: Api<PolicyBundle> = setup.ns.api();
+    wait_for(WAIT, || {
+        let api = api.clone();
+        let hash = hash.clone();
+        async move {
+            let bundle = api.get("default").await.ok()?;
+            (bundle.status?.active_hash? == hash).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the operator never put policy {hash} in force\n{}",
+            setup.diagnostics()
+        )
+    });
+}
+
+/// Create an agent through the webhook (admitted, once its caches know the policy in force).
+async fn create_agent(setup: &Setup, name: &str, spec: AgentSpec) -> Agent {
+    admitted(
+        setup,
+        &format!("agent {name}"),
+        creating(&setup.agents(), &Agent::new(name, spec)),
+    )
+    .await
+}
+
+/// Wait until the agent's status satisfies `check`; on timeout, fail with the status and logs.
+async fn wait_agent(
+    setup: &Setup,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Agent) -> bool,
+) -> Agent {
+    let api = setup.agents();
+    let result = wait_for(WAIT, || {
+        let api = api.clone();
+        let check = &check;
+        async move { api.get(name).await.ok().filter(|a| check(a)) }
+    })
+    .await;
+    match result {
+        Ok(agent) => agent,
+        Err(_) => {
+            let current = api.get(name).await.ok().and_then(|a| a.status);
+            panic!(
+                "agent {name} never became {what}; status: {current:#?}\n{}",
+                setup.diagnostics()
+            )
+        }
+    }
+}
+
+fn governance(agent: &Agent) -> Option<GovernanceStatus> {
+    agent.status.as_ref().and_then(|s| s.governance_status)
+}
+
+fn signed_by(agent: &Agent, key: &str) -> bool {
+    governance(agent).is_some_and(GovernanceStatus::is_governed_in_force)
+        && agent
+            .status
+            .as_ref()
+            .and_then(|s| s.proof.as_ref())
+            .is_some_and(|p| p.key_id == key)
+}
+
+/// The webhook's JSON decision lines for `agent` with `code`.
+fn decision_logged(webhook: &Webhook, agent: &str, code: &str) -> bool {
+    webhook.logs().lines().any(|line| {
+        line.contains("admission decision")
+            && line.contains(&format!("\"{code}\""))
+            && line.contains(&format!("\"{agent}\""))
+    })
+}
+
+#[tokio::test]
+async fn signed_governed_and_sandbox_agent_pods_are_admitted() {
+    let setup = setup("wh-admit").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    create_agent(&setup, "auditor", governed_spec()).await;
+    // No budget declared: the policy allows with a warning (GOVERNED_RESTRICTED).
+    let mut frugal = governed_spec();
+    frugal.anatomy.economics = None;
+    create_agent(&setup, "frugal", frugal).await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedValid)
+    })
+    .await;
+    wait_agent(&setup, "frugal", "GOVERNED_RESTRICTED", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedRestricted)
+    })
+    .await;
+
+    let pod = pod_admitted(&setup, "auditor-0", "auditor").await;
+    assert_eq!(
+        pod.metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("agentgov.dev/agent"))
+            .map(String::as_str),
+        Some("auditor")
+    );
+    pod_admitted(&setup, "lab-0", "lab").await;
+    pod_admitted(&setup, "frugal-0", "frugal").await;
+
+    // A restricted agent's policy warnings come back as admission warnings (the Warning header).
+    let body = serde_json::to_vec(&agent_pod("frugal-1", "frugal")).unwrap();
+    let request = kube::core::Request::new(format!("/api/v1/namespaces/{}/pods", setup.ns.name))
+        .create(&PostParams::default(), body)
+        .unwrap();
+    let response = setup
+        .client
+        .send(request.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201, "frugal-1 is created");
+    let warnings: Vec<String> = response
+        .headers()
+        .get_all("warning")
+        .iter()
+        .filter_map(|v| v.to_str().ok().map(str::to_string))
+        .collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("GOVERNED_RESTRICTED") && w.contains("no monthly budget")),
+        "admission warnings: {warnings:?}"
+    );
+
+    // Pods that do not claim an agent are not the webhook's business.
+    setup
+        .pods()
+        .create(&PostParams::default(), &plain_pod("plain"))
+        .await
+        .unwrap();
+
+    let metrics = setup.webhook.metrics().await;
+    assert!(
+        metric_value(&metrics, "agent_starts_allowed_total").unwrap_or(0.0) >= 4.0,
+        "{metrics}"
+    );
+    for agent in ["auditor", "lab", "frugal"] {
+        assert!(
+            decision_logged(&setup.webhook, agent, ALLOW),
+            "no ADMISSION_ALLOW decision line for {agent}\n{}",
+            setup.diagnostics()
+        );
+    }
+}
+
+#[tokio::test]
+async fn each_of_the_seven_checks_denies_with_its_own_code() {
+    let mut setup = setup("wh-seven").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    // Created first, so that it has expired by the time its Pod is judged.
+    create_agent(&setup, "short-lived", sandbox_spec(1)).await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    // Signed by key-1, which is revoked below.
+    create_agent(&setup, "old-signer", governed_spec()).await;
+    wait_agent(&setup, "old-signer", "signed by key-1", |a| {
+        signed_by(a, "key-1")
+    })
+    .await;
+    // Rotate: key-2 signs from now on, key-1 keeps verifying.
+    setup.keys.rotate("key-2").unwrap();
+    setup.webhook.write_keyring(&setup.keys).unwrap();
+    wait_for(WAIT, || async {
+        setup
+            .operator
+            .logs()
+            .lines()
+            .any(|l| l.contains("key ring reloaded") && l.contains("key-2"))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the operator never loaded key-2\n{}", setup.diagnostics()));
+    for name in ["auditor", "tampered", "forged"] {
+        create_agent(&setup, name, governed_spec()).await;
+    }
+    for name in ["auditor", "tampered", "forged"] {
+        wait_agent(&setup, name, "signed by key-2", |a| signed_by(a, "key-2")).await;
+    }
+    // Baseline: every signed agent's Pod is admitted, whichever key signed it.
+    for name in ["auditor", "tampered", "forged", "old-signer"] {
+        pod_admitted(&setup, &format!("{name}-ok"), name).await;
+    }
+    pod_admitted(&setup, "lab-ok", "lab").await;
+
+    // From here on, nobody re-signs: the operator is down (as during a tamper attempt).
+    setup.operator.kill();
+
+    // 1. Proof exists: a governed agent the operator never signed.
+    create_agent(&setup, "unsigned", governed_spec()).await;
+    let message = pod_denied(&setup, "unsigned-0", "unsigned", PROOF_MISSING).await;
+    assert!(message.contains("not yet promoted"), "{message}");
+
+    // 2. Spec hash: the spec changes after signing (an admin may; nobody re-signs it).
+    setup
+        .agents()
+        .patch(
+            "tampered",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"description": "changed after signing"}})),
+        )
+        .await
+        .unwrap();
+    pod_denied(&setup, "tampered-0", "tampered", SPEC_HASH_MISMATCH).await;
+
+    // 5. Signature: the proof's signature is replaced (status writes are never admission-checked).
+    let zeros = "A".repeat(86) + "==";
+    setup
+        .agents()
+        .patch_status(
+            "forged",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"proof": {"signature": zeros}}})),
+        )
+        .await
+        .unwrap();
+    let message = pod_denied(&setup, "forged-0", "forged", SIGNATURE_INVALID).await;
+    assert!(message.contains("does not verify"), "{message}");
+
+    // 6. Sandbox expiry: ttlSeconds 1, judged by the webhook's clock.
+    let message = pod_denied(&setup, "short-lived-0", "short-lived", SANDBOX_EXPIRED).await;
+    assert!(message.contains("expired at"), "{message}");
+
+    // 7. Containment: a sandbox that may call out is refused at the Agent itself, so no Pod of
+    // it can exist; a sandbox Pod that mounts the host is refused too.
+    let mut leaky = sandbox_spec(3600);
+    leaky.anatomy.containment.external_calls = true;
+    let message = refused(
+        &setup,
+        "sandbox agent with externalCalls",
+        CONTAINMENT_VIOLATION,
+        creating(&setup.agents(), &Agent::new("leaky", leaky)),
+    )
+    .await;
+    assert!(
+        message.contains(r#"admission webhook "agents.validate.agentgov.dev" denied the request"#)
+            && message.contains("externalCalls"),
+        "{message}"
+    );
+    assert!(setup.agents().get_opt("leaky").await.unwrap().is_none());
+    pod_denied(&setup, "leaky-0", "leaky", AGENT_NOT_FOUND).await;
+    let mut host = agent_pod("lab-host", "lab");
+    host.spec.as_mut().unwrap().volumes = Some(vec![
+        serde_json::from_value(json!({"name": "h", "hostPath": {"path": "/tmp"}})).unwrap(),
+    ]);
+    refused(
+        &setup,
+        "sandbox pod with a hostPath volume",
+        CONTAINMENT_VIOLATION,
+        creating(&setup.pods(), &host),
+    )
+    .await;
+
+    // 4. Signer revoked: key-1 goes on the revoked list; the webhook reloads it without a restart.
+    let reloads = setup.webhook.keyring_reloads().await;
+    setup.keys.revoke("key-1").unwrap();
+    setup.webhook.write_keyring(&setup.keys).unwrap();
+    wait_for(SETTLE, || async {
+        (setup.webhook.keyring_reloads().await > reloads).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the webhook never reloaded its key ring\n{}",
+            setup.diagnostics()
+        )
+    });
+    pod_denied(&setup, "old-signer-0", "old-signer", SIGNER_REVOKED).await;
+    // ... and only key-1: key-2's proofs still hold.
+    pod_admitted(&setup, "auditor-1", "auditor").await;
+
+    // 3. Policy hash: a new policy version is put in force (as the operator would: status
+    // activeHash/activeSpec), and nobody re-signs against it.
+    let mut policy = default_bundle_spec();
+    policy.version = "2.0.0".into();
+    policy.data.max_monthly_budget_usd = 900.0;
+    apply_bundle(&setup.ns, policy.clone()).await.unwrap();
+    setup
+        .ns
+        .api::<PolicyBundle>()
+        .patch_status(
+            "default",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {
+                "activeHash": policy_hash(&policy).unwrap(),
+                "activeVersion": policy.version,
+                "activeSpec": policy,
+            }})),
+        )
+        .await
+        .unwrap();
+    let message = pod_denied(&setup, "auditor-2", "auditor", POLICY_HASH_MISMATCH).await;
+    assert!(message.contains("is in force"), "{message}");
+
+    // Each code is counted and logged.
+    let metrics = setup.webhook.metrics().await;
+    for code in [
+        PROOF_MISSING,
+        SPEC_HASH_MISMATCH,
+        POLICY_HASH_MISMATCH,
+        SIGNER_REVOKED,
+        SIGNATURE_INVALID,
+        SANDBOX_EXPIRED,
+        CONTAINMENT_VIOLATION,
+    ] {
+        let line = format!("agent_starts_denied_total{{reason=\"{code}\"}}");
+        assert!(
+            metric_value(&metrics, &line).unwrap_or(0.0) >= 1.0,
+            "{line} in\n{metrics}"
+        );
+    }
+    for (agent, code) in [
+        ("unsigned", PROOF_MISSING),
+        ("tampered", SPEC_HASH_MISMATCH),
+        ("auditor", POLICY_HASH_MISMATCH),
+        ("old-signer", SIGNER_REVOKED),
+        ("forged", SIGNATURE_INVALID),
+        ("short-lived", SANDBOX_EXPIRED),
+        ("leaky", CONTAINMENT_VIOLATION),
+    ] {
+        assert!(
+            decision_logged(&setup.webhook, agent, code),
+            "no {code} decision line for {agent}\n{}",
+            setup.diagnostics()
+        );
+    }
+}
+
+fn deployment(name: &str, agent: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name, "agentgov.dev/agent": agent}},
+                "spec": {"containers": [{"name": "agent", "image": "registry.invalid/agent:1"}]},
+            },
+        },
+    }))
+    .expect("a Deployment")
+}
+
+/// The ReplicaSet kube-controller-manager made for Deployment `app`.
+async fn replica_set(
+    setup: &Setup,
+    app: &str,
+    what: &str,
+    check: impl Fn(&ReplicaSet) -> bool,
+) -> ReplicaSet {
+    let api: Api<ReplicaSet> = setup.ns.api();
+    let params = ListParams::default().labels(&format!("app={app}"));
+    let result = wait_for(WAIT, || {
+        let api = api.clone();
+        let params = params.clone();
+        let check = &check;
+        async move {
+            api.list(&params)
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|rs| check(rs))
+        }
+    })
+    .await;
+    match result {
+        Ok(rs) => rs,
+        Err(_) => {
+            let current = api.list(&params).await.map(|l| l.items);
+            panic!(
+                "the ReplicaSet of {app} never {what}: {current:#?}\n{}",
+                setup.diagnostics()
+            )
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_deployment_of_an_invalid_agent_reports_failed_create() {
+    let setup = setup("wh-deploy").await;
+    create_agent(&setup, "short-lived", sandbox_spec(1)).await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    // Wait until the sandbox has expired by the webhook's clock.
+    pod_denied(&setup, "short-lived-probe", "short-lived", SANDBOX_EXPIRED).await;
+    let deployments: Api<Deployment> = setup.ns.api();
+    for (name, agent) in [("expired", "short-lived"), ("contained", "lab")] {
+        deployments
+            .create(&PostParams::default(), &deployment(name, agent))
+            .await
+            .unwrap();
+    }
+
+    let failing = replica_set(&setup, "expired", "reported FailedCreate", |rs| {
+        rs.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|c| {
+                c.iter().any(|c| {
+                    c.type_.as_deref() == Some("ReplicaFailure")
+                        && c.status.as_deref() == Some("True")
+                        && c.reason.as_deref() == Some("FailedCreate")
+                        && c.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains(SANDBOX_EXPIRED))
+                })
+            })
+    })
+    .await;
+    assert_eq!(failing.status.as_ref().map(|s| s.replicas), Some(0));
+    let rs_name = failing.metadata.name.clone().unwrap();
+    // The same refusal is an Event on the ReplicaSet.
+    let events: Api<Event> = setup.ns.api();
+    wait_for(WAIT, || {
+        let events = events.clone();
+        let rs_name = rs_name.clone();
+        async move {
+            events
+                .list(&ListParams::default())
+                .await
+                .ok()?
+                .items
+                .iter()
+                .any(|e| {
+                    e.reason.as_deref() == Some("FailedCreate")
+                        && e.involved_object.name.as_deref() == Some(rs_name.as_str())
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.contains(SANDBOX_EXPIRED))
+                })
+                .then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "no FailedCreate event on {rs_name}\n{}",
+            setup.diagnostics()
+        )
+    });
+
+    // The Deployment of a valid agent gets its Pod.
+    replica_set(&setup, "contained", "created its Pod", |rs| {
+        rs.status.as_ref().is_some_and(|s| s.replicas == 1)
+    })
+    .await;
+    let pods = setup
+        .pods()
+        .list(&ListParams::default().labels("app=contained,agentgov.dev/agent=lab"))
+        .await
+        .unwrap();
+    assert_eq!(pods.items.len(), 1, "one Pod of the contained agent");
+}
+
+/// A client that impersonates `user` (the admin of the test cluster may).
+async fn client_as(user: &str) -> Client {
+    let mut config = Config::infer().await.expect("read KUBECONFIG");
+    config.auth_info.impersonate = Some(user.to_string());
+    Client::try_from(config).expect("an impersonating client")
+}
+
+/// Wait until RBAC allows `user` to `verb` agents in the namespace (role bindings take a moment).
+async fn wait_rbac(setup: &Setup, user: &str, verb: &str) {
+    let api: Api<SubjectAccessReview> = Api::all(setup.client.clone());
+    let review: SubjectAccessReview = serde_json::from_value(json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": user,
+            "groups": ["system:authenticated"],
+            "resourceAttributes": {
+                "namespace": setup.ns.name,
+                "verb": verb,
+                "group": "agentgov.dev",
+                "resource": "agents",
+            },
+        },
+    }))
+    .expect("a SubjectAccessReview");
+    wait_for(WAIT, || {
+        let api = api.clone();
+        let review = review.clone();
+        async move {
+            let answer = api.create(&PostParams::default(), &review).await.ok()?;
+            answer.status?.allowed.then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("RBAC never allowed {user} to {verb} agents"));
+}
+
+#[tokio::test]
+async fn only_a_user_with_promote_may_create_a_governed_agent() {
+    let setup = setup("wh-promote").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    let ns = &setup.ns.name;
+    // mallory may write Agents, but holds no `promote`.
+    let role: Role = serde_json::from_value(json!({
+        "metadata": {"name": "agent-writer"},
+        "rules": [{
+            "apiGroups": ["agentgov.dev"],
+            "resources": ["agents"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch"],
+        }],
+    }))
+    .unwrap();
+    setup
+        .ns
+        .api::<Role>()
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
+    // alice is an agent admin (the chart's agentgov-agent-admin; a name of this test's own, as
+    // ClusterRoles are shared by the parallel tests).
+    let admin_role = format!("{ns}-agent-admin");
+    let cluster_role: ClusterRole = serde_json::from_value(json!({
+        "metadata": {"name": admin_role, "labels": {"agentgov.dev/e2e": "true"}},
+        "rules": [{
+            "apiGroups": ["agentgov.dev"],
+            "resources": ["agents"],
+            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "promote"],
+        }],
+    }))
+    .unwrap();
+    let cluster_roles: Api<ClusterRole> = Api::all(setup.client.clone());
+    cluster_roles
+        .patch(
+            &admin_role,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&cluster_role),
+        )
+        .await
+        .unwrap();
+    for (name, kind, role, user) in [
+        ("mallory-agent-writer", "Role", "agent-writer", "mallory"),
+        (
+            "alice-agent-admin",
+            "ClusterRole",
+            admin_role.as_str(),
+            "alice",
+        ),
+    ] {
+        let binding: RoleBinding = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
+        }))
+        .unwrap();
+        setup
+            .ns
+            .api::<RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+    }
+    wait_rbac(&setup, "mallory", "create").await;
+    wait_rbac(&setup, "alice", "promote").await;
+    let mallory: Api<Agent> = Api::namespaced(client_as("mallory").await, ns);
+    let alice: Api<Agent> = Api::namespaced(client_as("alice").await, ns);
+
+    // mallory cannot promote: neither create a governed agent ...
+    let message = refused(
+        &setup,
+        "governed agent created by mallory",
+        UNAUTHORIZED,
+        creating(&mallory, &Agent::new("auditor", governed_spec())),
+    )
+    .await;
+    assert!(
+        message.contains(r#"admission webhook "agents.validate.agentgov.dev" denied the request"#)
+            && message.contains("promote"),
+        "{message}"
+    );
+    // ... nor turn her sandbox into one.
+    admitted(
+        &setup,
+        "sandbox agent created by mallory",
+        creating(&mallory, &Agent::new("lab", sandbox_spec(3600))),
+    )
+    .await;
+    let mut promoted = sandbox_spec(3600);
+    promoted.mode = agentgov_api::agent::AgentMode::Governed;
+    promoted.sandbox = None;
+    let error = mallory
+        .patch(
+            "lab",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": promoted})),
+        )
+        .await
+        .expect_err("mallory cannot promote her sandbox");
+    assert!(api_error_message(&error).contains(UNAUTHORIZED), "{error}");
+
+    // alice can.
+    admitted(
+        &setup,
+        "governed agent created by alice",
+        creating(&alice, &Agent::new("auditor", governed_spec())),
+    )
+    .await;
+    wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedValid)
+    })
+    .await;
+    pod_admitted(&setup, "auditor-0", "auditor").await;
+
+    // mallory may still label alice's governed agent (metadata only), not change its spec.
+    mallory
+        .patch(
+            "auditor",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "finance"}}})),
+        )
+        .await
+        .expect("a metadata-only update needs no promote");
+    let error = mallory
+        .patch(
+            "auditor",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"description": "mallory was here"}})),
+        )
+        .await
+        .expect_err("mallory cannot change a governed spec");
+    assert!(api_error_message(&error).contains(UNAUTHORIZED), "{error}");
+
+    assert!(
+        setup
+            .webhook
+            .logs()
+            .lines()
+            .any(|l| l.contains(UNAUTHORIZED) && l.contains("\"mallory\"")),
+        "the decision line names the requester\n{}",
+        setup.diagnostics()
+    );
+    let _ = cluster_roles
+        .delete(&admin_role, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn a_stopped_webhook_fails_closed_for_agent_pods_only() {
+    let mut setup = setup("wh-down").await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    create_agent(&setup, "doomed", sandbox_spec(3600)).await;
+    pod_admitted(&setup, "lab-0", "lab").await;
+
+    // The webhook dies; its registration stays (failurePolicy: Fail).
+    setup.webhook.kill();
+    let message = refused(
+        &setup,
+        "agent pod with the webhook down",
+        "failed calling webhook",
+        creating(&setup.pods(), &agent_pod("lab-1", "lab")),
+    )
+    .await;
+    assert!(
+        message.contains("pods.validate.agentgov.dev")
+            && (message.contains("connection refused") || message.contains("connect")),
+        "{message}"
+    );
+    // A Pod that claims no agent is not sent to the webhook at all (objectSelector).
+    setup
+        .pods()
+        .create(&PostParams::default(), &plain_pod("plain"))
+        .await
+        .expect("a pod without the agent label is created with the webhook down");
+    // Agents fail closed too ...
+    let message = refused(
+        &setup,
+        "agent created with the webhook down",
+        "failed calling webhook",
+        creating(&setup.agents(), &Agent::new("lab-2", sandbox_spec(3600))),
+    )
+    .await;
+    assert!(
+        message.contains("agents.validate.agentgov.dev"),
+        "{message}"
+    );
+    // ... but metadata-only updates (matchCondition), status writes (not registered) and
+    // deletes (not registered) go through.
+    setup
+        .agents()
+        .patch(
+            "lab",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"team": "research"}}})),
+        )
+        .await
+        .expect("a metadata-only update with the webhook down");
+    setup
+        .agents()
+        .patch_status(
+            "lab",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"warnings": ["written with the webhook down"]}})),
+        )
+        .await
+        .expect("a status write with the webhook down");
+    setup
+        .agents()
+        .delete("doomed", &DeleteParams::default())
+        .await
+        .expect("a delete with the webhook down");
+
+    // Back up on the same address: agent Pods are judged again.
+    let listen = setup.webhook.addr;
+    setup.webhook = Webhook::start_on(listen, Some(&setup.ns.name), &setup.keys, "b", &[])
+        .await
+        .unwrap();
+    pod_admitted(&setup, "lab-2", "lab").await;
+    pod_denied(&setup, "doomed-0", "doomed", AGENT_NOT_FOUND).await;
+}
+
+#[tokio::test]
+async fn a_quarantined_agent_is_refused_but_can_be_deleted() {
+    let setup = setup("wh-quarantine").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    create_agent(&setup, "auditor", governed_spec()).await;
+    wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedValid)
+    })
+    .await;
+    pod_admitted(&setup, "auditor-0", "auditor").await;
+
+    // A stricter policy: compliance agents may not sample above 0.1. The operator revalidates
+    // and quarantines the agent (its status write is not admission-checked).
+    let mut strict = default_bundle_spec();
+    strict.version = "1.1.0".into();
+    strict.data.temperature_limits.compliance = 0.1;
+    bundle_in_force(&setup, &strict).await;
+    wait_agent(&setup, "auditor", "GOVERNED_INVALIDATED", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedInvalidated)
+    })
+    .await;
+    let message = pod_denied(&setup, "auditor-1", "auditor", PROOF_MISSING).await;
+    assert!(message.contains("GOVERNED_INVALIDATED"), "{message}");
+
+    // Status writes are never blocked, whoever writes them.
+    setup
+        .agents()
+        .patch_status(
+            "auditor",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"warnings": ["quarantined; under review"]}})),
+        )
+        .await
+        .expect("a status write of a quarantined agent");
+
+    // The quarantined agent can be deleted; then its Pods are refused as unknown.
+    setup
+        .agents()
+        .delete("auditor", &DeleteParams::default())
+        .await
+        .expect("a quarantined agent can be deleted");
+    let api = setup.agents();
+    wait_for(WAIT, || {
+        let api = api.clone();
+        async move { api.get_opt("auditor").await.ok()?.is_none().then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the agent was never deleted\n{}", setup.diagnostics()));
+    pod_denied(&setup, "auditor-2", "auditor", AGENT_NOT_FOUND).await;
+}
