@@ -93,7 +93,15 @@ fi
 
 log "applying examples/ into namespace ${DEMO_NS}"
 kubectl apply -n "${DEMO_NS}" -f examples/policybundle-default.yaml >/dev/null
-kubectl apply -n "${DEMO_NS}" -f examples/agent-sandbox.yaml -f examples/agent-governed.yaml
+# The webhook evaluates a governed agent's policy at admission: wait until one is in force.
+kubectl wait -n "${DEMO_NS}" --for=condition=Ready --timeout=60s policybundle/default >/dev/null
+for attempt in 1 2 3 4 5; do
+  if kubectl apply -n "${DEMO_NS}" -f examples/agent-sandbox.yaml -f examples/agent-governed.yaml; then
+    break
+  fi
+  [[ ${attempt} == 5 ]] && exit 1
+  sleep 1
+done
 
 for _ in $(seq 1 60); do
   pending=$(kubectl get agents -n "${DEMO_NS}" -o jsonpath='{range .items[*]}{.status.governanceStatus}{"\n"}{end}' | grep -c '^$' || true)

@@ -1,5 +1,12 @@
 //! The seed's seven admission checks as one pure function over (agent, active policy hash,
 //! key ring, now). Fail closed: anything unexpected is a deny with a decision code.
+//!
+//! [`check_agent`] is the reference. [`check_agent_with`] is the same checks, in the same order,
+//! with the two costly deterministic steps (the spec hash and the signature verification)
+//! obtained through [`Derivations`], so a caller can remember them between calls. Nothing that
+//! depends on the clock, the policy in force or the revoked list goes through it.
+
+use std::sync::Arc;
 
 use jiff::Timestamp;
 
@@ -7,7 +14,7 @@ use crate::agent::{AgentMode, AgentSpec, AgentStatus};
 use crate::expiry::{ExpiryPolicy, sandbox_expires_at};
 use crate::hash::spec_hash;
 use crate::keyring::{KeyRing, VerifyFailure};
-use crate::proof::{ProofSubject, verify};
+use crate::proof::{ProofBundle, ProofSubject, verify};
 
 /// The seven checks, in the seed's order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,15 +156,64 @@ pub struct AdmissionContext<'a> {
     pub expiry: &'a ExpiryPolicy,
 }
 
+/// The deterministic, costly steps of the checks of a governed agent. An implementation must
+/// return exactly what [`Recompute`] returns for the same arguments; it may remember earlier
+/// answers, as long as it tells apart everything the answer depends on (the spec for
+/// `spec_hash`; the key ring, the subject and every field of the proof for `verify`).
+pub trait Derivations {
+    /// [`spec_hash`] of `spec`, its error as text.
+    fn spec_hash(&self, spec: &AgentSpec) -> Result<Arc<str>, String>;
+    /// [`verify`] of `proof` for `subject` with `keys`.
+    fn verify(
+        &self,
+        keys: &KeyRing,
+        subject: ProofSubject<'_>,
+        proof: &ProofBundle,
+    ) -> Result<(), VerifyFailure>;
+}
+
+/// Compute everything on every call (what [`check_agent`] uses).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recompute;
+
+impl Derivations for Recompute {
+    fn spec_hash(&self, spec: &AgentSpec) -> Result<Arc<str>, String> {
+        spec_hash(spec).map(Arc::from).map_err(|e| e.to_string())
+    }
+
+    fn verify(
+        &self,
+        keys: &KeyRing,
+        subject: ProofSubject<'_>,
+        proof: &ProofBundle,
+    ) -> Result<(), VerifyFailure> {
+        verify(keys, subject, proof)
+    }
+}
+
 /// Run the seven checks. `Ok(())` admits; the first failing check denies.
 pub fn check_agent(agent: &AgentView<'_>, ctx: &AdmissionContext<'_>) -> Result<(), Denial> {
+    check_agent_with(agent, ctx, &Recompute)
+}
+
+/// [`check_agent`], with the spec hash and the signature verdict from `derived`. The order of
+/// the checks, the policy-hash comparison, the revoked list and the clock are unchanged.
+pub fn check_agent_with(
+    agent: &AgentView<'_>,
+    ctx: &AdmissionContext<'_>,
+    derived: &dyn Derivations,
+) -> Result<(), Denial> {
     match agent.spec.mode {
-        AgentMode::Governed => check_governed(agent, ctx),
+        AgentMode::Governed => check_governed(agent, ctx, derived),
         AgentMode::Sandbox => check_sandbox(agent, ctx),
     }
 }
 
-fn check_governed(agent: &AgentView<'_>, ctx: &AdmissionContext<'_>) -> Result<(), Denial> {
+fn check_governed(
+    agent: &AgentView<'_>,
+    ctx: &AdmissionContext<'_>,
+    derived: &dyn Derivations,
+) -> Result<(), Denial> {
     let id = format!("{}/{}", agent.namespace, agent.name);
     // 1. Proof exists, and the operator holds the agent in force.
     let status = agent.status;
@@ -183,13 +239,13 @@ fn check_governed(agent: &AgentView<'_>, ctx: &AdmissionContext<'_>) -> Result<(
         }
     };
     // 2. Spec hash.
-    let actual = spec_hash(agent.spec).map_err(|e| {
+    let actual = derived.spec_hash(agent.spec).map_err(|e| {
         Denial::check(
             AdmissionCheck::SpecHashMatch,
             format!("cannot hash the spec of {id}: {e}"),
         )
     })?;
-    if actual != proof.spec_hash {
+    if *actual != *proof.spec_hash {
         return Err(Denial::check(
             AdmissionCheck::SpecHashMatch,
             format!(
@@ -231,7 +287,7 @@ fn check_governed(agent: &AgentView<'_>, ctx: &AdmissionContext<'_>) -> Result<(
         namespace: agent.namespace,
         name: agent.name,
     };
-    verify(ctx.keys, subject, proof).map_err(|failure| {
+    derived.verify(ctx.keys, subject, proof).map_err(|failure| {
         let why = match failure {
             VerifyFailure::Revoked => "its key is revoked",
             VerifyFailure::UnknownKey => "its key id is not in the key ring",

@@ -152,10 +152,10 @@ impl KeyRing {
             .collect();
         let active = match config.active_key_id.as_deref().map(str::trim) {
             None | Some("") => None,
+            // Revocation wins over everything, also over the active key: such a ring verifies
+            // (refusing that key's proofs) but signs nothing until a new key is made active.
+            Some(id) if revoked.contains(id) => None,
             Some(id) => {
-                if revoked.contains(id) {
-                    return Err(Error::KeyRing(format!("active key {id} is revoked")));
-                }
                 let (alg, signer) = signers.remove(id).ok_or_else(|| {
                     Error::KeyRing(format!(
                         "active key {id} is not in the ring or has no private key"

@@ -58,10 +58,6 @@ fn bad_key_rings_are_refused_with_a_clear_message() {
             "key k: HmacSha256 needs a secret",
         ),
         (
-            json!({"activeKeyId": "k1", "keys": [hmac("k1")], "revoked": ["k1"]}),
-            "active key k1 is revoked",
-        ),
-        (
             json!({"activeKeyId": "k", "keys": [{"id": "k", "algorithm": "Ed25519", "publicKey": public}]}),
             "active key k is not in the ring or has no private key",
         ),
@@ -239,4 +235,20 @@ fn rotation_keeps_old_proofs_valid_until_the_old_key_is_revoked() {
             );
         }
     }
+}
+
+#[test]
+fn a_revoked_active_key_verifies_nothing_and_signs_nothing() {
+    let secret = B64.encode([7u8; 32]);
+    let config: agentgov_api::keyring::KeyRingConfig = serde_json::from_value(serde_json::json!({
+        "activeKeyId": "k1",
+        "keys": [{"id": "k1", "algorithm": "HmacSha256", "secret": secret}],
+        "revoked": ["k1"],
+    }))
+    .unwrap();
+    let ring =
+        KeyRing::from_config(&config).expect("a ring with its active key revoked still loads");
+    assert_eq!(ring.active_key_id(), None, "a revoked key never signs");
+    assert!(ring.sign(b"payload").is_err());
+    assert!(ring.is_revoked("k1"));
 }
