@@ -4,10 +4,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test run bench fmt-check clippy unit crd-check crds controlplane build e2e clean-cache
+.PHONY: test run bench fmt-check clippy unit crd-check crds controlplane build e2e clean-cache tools chart-test
 
 ## test: everything CI runs: formatting, lints, unit and policy tests, CRD drift, e2e on a real control plane
-test: fmt-check clippy unit crd-check e2e
+test: fmt-check clippy unit crd-check chart-test e2e
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -27,6 +27,16 @@ crd-check:
 crds:
 	$(CARGO) run -q --locked -p agentgov-api --bin crdgen
 
+## tools: helm, the PromQL checker and lua5.4 into .cache/tools (cached; hack/tools.sh)
+tools:
+	bash hack/tools.sh
+
+## chart-test: the Helm chart without a cluster: CRD drift, lint/template of every values variant,
+## security/RBAC/webhook checks, alerts and dashboard, Argo CD health (the cluster part,
+## e2e/tests/chart.rs, runs in e2e)
+chart-test: tools
+	bash e2e/chart/test.sh
+
 ## controlplane: build (once, cached) etcd, kube-apiserver, kube-controller-manager and kubectl from Go modules
 controlplane:
 	bash e2e/controlplane/build.sh
@@ -36,7 +46,7 @@ build:
 	$(CARGO) build --workspace --locked --bins
 
 ## e2e: start a throwaway control plane on loopback, run the e2e suite against it, tear it down
-e2e: controlplane build
+e2e: controlplane build tools
 	bash e2e/controlplane/cluster.sh exec -- $(CARGO) test --locked -p agentgov-e2e -- --test-threads=2
 
 ## run: the main job: a cluster (KUBECONFIG or an embedded loopback one) with agentgov running in it

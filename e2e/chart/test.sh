@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Chart tests that need no cluster (the cluster part is e2e/tests/chart.rs):
+#   1. the chart's CRDs are the generated crds/*.yaml
+#   2. for each values variant in e2e/chart/values/ (each on top of minimal.yaml):
+#      helm lint --strict, helm template, and check_rendered.py (security settings of every
+#      container, least-privilege RBAC, webhook registration, replicas, PDBs, certificates)
+#   3. values that must be refused are refused, with the message a user needs
+#   4. alerts and dashboard: metric names exist in the binaries, PromQL parses
+#   5. the Argo CD health check against example statuses (lua5.4)
+# Needs the tools of hack/tools.sh; fails (never skips) without them. Exits non-zero on failure.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "${REPO}"
+BIN="$(bash hack/tools.sh --print-bin-dir)"
+CHART=charts/agentgov
+NS=agentgov-system
+OUT="$(mktemp -d)"
+trap 'rm -rf "${OUT}"' EXIT
+for tool in helm promql; do
+  [[ -x "${BIN}/${tool}" ]] || { echo "${BIN}/${tool} is missing: run hack/tools.sh" >&2; exit 1; }
+done
+export PATH="${BIN}:${PATH}"
+
+PASSED=0
+FAILED=0
+pass() { PASSED=$((PASSED + 1)); echo "ok   $*"; }
+fail() { FAILED=$((FAILED + 1)); echo "FAIL $*"; }
+
+if bash e2e/chart/check-crds.sh >"${OUT}/crds.log" 2>&1; then pass "chart CRDs match crds/"; else cat "${OUT}/crds.log"; fail "chart CRDs drifted"; fi
+
+for values in e2e/chart/values/*.yaml; do
+  variant="$(basename "${values}" .yaml)"
+  args=(-f e2e/chart/values/minimal.yaml)
+  [[ "${variant}" == minimal ]] || args+=(-f "${values}")
+  if ! helm lint --strict --quiet "${CHART}" --namespace "${NS}" "${args[@]}" >"${OUT}/lint.log" 2>&1; then
+    cat "${OUT}/lint.log"; fail "${variant}: helm lint --strict"; continue
+  fi
+  if ! helm template agentgov "${CHART}" --namespace "${NS}" "${args[@]}" >"${OUT}/${variant}.yaml" 2>"${OUT}/template.log"; then
+    cat "${OUT}/template.log"; fail "${variant}: helm template"; continue
+  fi
+  if python3 e2e/chart/check_rendered.py "${NS}" "${OUT}/${variant}.yaml"; then
+    pass "${variant}: lint, template, security and structure ($(grep -c '^kind:' "${OUT}/${variant}.yaml") objects)"
+  else
+    fail "${variant}: check_rendered.py"
+  fi
+done
+
+# refused VALUES... MESSAGE: helm template must fail and say MESSAGE.
+refused() {
+  local message="$1"; shift
+  if helm template agentgov "${CHART}" --namespace "${NS}" "$@" >/dev/null 2>"${OUT}/refused.log"; then
+    fail "accepted: $*"
+  elif grep -qF -- "${message}" "${OUT}/refused.log"; then
+    pass "refused with \"${message}\": $*"
+  else
+    cat "${OUT}/refused.log"; fail "refused without \"${message}\": $*"
+  fi
+}
+refused "signing keys are required"
+refused "signingKeys.existingVerificationSecret is required" --set signingKeys.existingSecret=keys --set webhook.clientAuth=none
+refused "signingKeys.keyring is empty" --set signingKeys.create=true --set webhook.clientAuth=none
+refused "signingKeys.keyring is not JSON" --set signingKeys.create=true --set-string 'signingKeys.keyring=keys: [' --set webhook.clientAuth=none
+refused "either create: true (with keyring) or existingSecret" -f e2e/chart/values/generated-keys.yaml --set signingKeys.existingSecret=keys
+refused "webhook.clientAuth=required needs the CA" -f e2e/chart/values/minimal.yaml --set webhook.clientCA.existingConfigMap=
+refused "additional properties 'webhok' not allowed" -f e2e/chart/values/minimal.yaml --set webhok.replicas=3
+refused "additional properties 'replica' not allowed" -f e2e/chart/values/minimal.yaml --set operator.replica=3
+refused "value must be one of" -f e2e/chart/values/minimal.yaml --set webhook.clientAuth=maybe
+refused "value must be one of" -f e2e/chart/values/minimal.yaml --set certificates.mode=selfSigned
+refused "/operator/image/digest" -f e2e/chart/values/minimal.yaml --set operator.image.digest=latest
+refused "/defaultSandboxTTL" -f e2e/chart/values/minimal.yaml --set defaultSandboxTTL=3days
+
+if python3 e2e/chart/check_monitoring.py "${OUT}/monitoring.yaml" --promql "${BIN}/promql"; then
+  pass "alerts and dashboard: metrics exist, PromQL parses"
+else
+  fail "alerts and dashboard"
+fi
+
+if python3 e2e/chart/argocd_health_test.py; then pass "Argo CD health check"; else fail "Argo CD health check"; fi
+
+# GitOps examples parse; the Agents in them are validated against the CRD by e2e/tests/chart.rs.
+if python3 -c 'import sys, yaml; [list(yaml.safe_load_all(open(f))) for f in sys.argv[1:]]' $(find examples/gitops -name '*.yaml'); then
+  pass "examples/gitops/**/*.yaml parse"
+else
+  fail "examples/gitops YAML"
+fi
+
+# Dockerfiles: static musl build, distroless static (or scratch) base, non-root.
+for dockerfile in deploy/docker/operator.Dockerfile deploy/docker/webhook.Dockerfile; do
+  missing=()
+  grep -q -- '--target x86_64-unknown-linux-musl' "${dockerfile}" || missing+=("musl target")
+  tail -n +"$(grep -n '^FROM' "${dockerfile}" | tail -1 | cut -d: -f1)" "${dockerfile}" \
+    | grep -qE '^FROM (gcr.io/distroless/static|scratch)' || missing+=("distroless static or scratch final stage")
+  grep -qx 'USER 65532:65532' "${dockerfile}" || missing+=("USER 65532:65532")
+  if [[ ${#missing[@]} == 0 ]]; then pass "${dockerfile}"; else fail "${dockerfile}: ${missing[*]}"; fi
+done
+
+echo "chart: ${PASSED} passed, ${FAILED} failed"
+[[ "${FAILED}" == 0 ]]

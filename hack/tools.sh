@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Install the chart tooling into .cache/tools (cached, idempotent, safe to run concurrently):
+#   helm    helm.sh/helm/v3, built from the Go module proxy (static, version and default
+#           Kubernetes version stamped the way helm's own Makefile does)
+#   promql  e2e/chart/promql: Prometheus' PromQL parser, to check the chart's alerts and dashboard
+#   lua5.4  Debian package, for the Argo CD health-check tests (examples/gitops/argocd)
+#   PyYAML  for e2e/chart/*.py (already on the machine image; installed if missing)
+#
+#   hack/tools.sh                  install what is missing
+#   hack/tools.sh --print-bin-dir  print the directory holding helm (for PATH)
+#
+# Environment: AGENTGOV_TOOLS_DIR (default <repo>/.cache/tools).
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS_DIR="${AGENTGOV_TOOLS_DIR:-${REPO}/.cache/tools}"
+BIN="${TOOLS_DIR}/bin"
+
+# helm v3.22.0 is built against k8s.io/client-go v0.37, the same minor as the loopback control
+# plane (e2e/controlplane). `helm template` assumes that Kubernetes version when no cluster is
+# asked, so Chart.yaml's kubeVersion constraint is checked against 1.37.
+HELM_VERSION="v3.22.0"
+HELM_K8S_MAJOR="1"
+HELM_K8S_MINOR="37"
+
+if [[ "${1:-}" == "--print-bin-dir" ]]; then
+  echo "${BIN}"
+  exit 0
+fi
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+mkdir -p "${BIN}"
+exec 9>"${TOOLS_DIR}/.lock"
+flock 9
+
+install_helm() {
+  local pkg="helm.sh/helm/v3"
+  local ldflags="-s -w -X ${pkg}/internal/version.version=${HELM_VERSION} -X ${pkg}/internal/version.gitTreeState=clean"
+  local k
+  for k in pkg/lint/rules pkg/chartutil; do
+    ldflags+=" -X ${pkg}/${k}.k8sVersionMajor=${HELM_K8S_MAJOR} -X ${pkg}/${k}.k8sVersionMinor=${HELM_K8S_MINOR}"
+  done
+  local stamp
+  stamp="$(printf '%s\n' "${HELM_VERSION}" "$(go version)" "${ldflags}" | sha256sum | cut -d' ' -f1)"
+  if [[ -x "${BIN}/helm" && "$(cat "${BIN}/.helm.stamp" 2>/dev/null)" == "${stamp}" ]]; then
+    return 0
+  fi
+  command -v go >/dev/null || { log "go is needed to build helm"; exit 1; }
+  log "building helm ${HELM_VERSION} (Go module proxy; a few minutes the first time)"
+  GOBIN="${BIN}" CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
+    go install -trimpath -ldflags "${ldflags}" "${pkg}/cmd/helm@${HELM_VERSION}"
+  echo "${stamp}" > "${BIN}/.helm.stamp"
+}
+
+install_promql() {
+  local src="${REPO}/e2e/chart/promql"
+  local stamp
+  stamp="$(cat "${src}/go.mod" "${src}/go.sum" "${src}/main.go" <(go version) | sha256sum | cut -d' ' -f1)"
+  if [[ -x "${BIN}/promql" && "$(cat "${BIN}/.promql.stamp" 2>/dev/null)" == "${stamp}" ]]; then
+    return 0
+  fi
+  log "building e2e/chart/promql (Prometheus' PromQL parser)"
+  (cd "${src}" && CGO_ENABLED=0 GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -o "${BIN}/promql" .)
+  echo "${stamp}" > "${BIN}/.promql.stamp"
+}
+
+install_lua() {
+  command -v lua5.4 >/dev/null && return 0
+  log "installing lua5.4 (apt-get)"
+  local sudo=""
+  [[ "$(id -u)" == 0 ]] || sudo="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  ${sudo} apt-get install -y -q --no-install-recommends lua5.4 >/dev/null 2>&1 \
+    || { ${sudo} apt-get update -q >/dev/null && ${sudo} apt-get install -y -q --no-install-recommends lua5.4 >/dev/null; }
+  command -v lua5.4 >/dev/null || { log "lua5.4 is still missing after apt-get install"; exit 1; }
+}
+
+install_pyyaml() {
+  python3 -c 'import yaml' 2>/dev/null && return 0
+  log "installing PyYAML (pip)"
+  python3 -m pip install -q 'PyYAML==6.0.3'
+}
+
+install_helm
+install_promql
+install_lua
+install_pyyaml
+"${BIN}/helm" version --short >&2
