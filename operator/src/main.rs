@@ -84,8 +84,9 @@ async fn run(config: Config) -> Result<()> {
         None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let controller_config = ControllerConfig::default().concurrency(config.concurrency);
-    let (agent_store, agent_stream, agents_synced) = cache::watched(agents);
-    let (bundle_store, bundle_stream, bundles_synced) = cache::watched(bundles);
+    let (agent_store, agent_stream, agents_synced) = cache::watched(agents, cache::slim);
+    // Bundles keep their managed fields: the history names the last writer.
+    let (bundle_store, bundle_stream, bundles_synced) = cache::watched(bundles, |_| {});
     let agent_controller = Controller::for_stream(agent_stream, agent_store.clone())
         .with_config(controller_config.clone());
     let bundle_controller =
