@@ -2,13 +2,20 @@
 //! p50/p90/p99/max latency and throughput as a Markdown table (see BENCHMARKS-webhook.md).
 //!
 //! Self-contained (the default): starts in this process, on loopback, the real admission
-//! router over a fixed view (a signed governed agent, a sandbox, the shipped policy, a fake
-//! SubjectAccessReview that allows) and a baseline server with the same TLS and HTTP stack that
-//! answers every review with a canned allow (no parse, no checks); then loads each.
+//! router over a fixed view (a signed governed agent, 10,000 more, a sandbox, the shipped
+//! policy, a fake SubjectAccessReview that allows), the same router without the check memo,
+//! and a baseline server with the same TLS and HTTP stack that answers every review with a
+//! canned allow (no parse, no checks); then loads each. Then, in process and on one thread,
+//! the cost of the checks and of a whole review, fresh and memoized.
 //!
 //!   cargo bench -p agentgov-webhook --bench load
 //!   cargo bench -p agentgov-webhook --bench load -- --seconds 5 --connections 1,8,32
-//!   (decision log lines are formatted as JSON into a sink; --no-logs leaves them out)
+//!   (decision log lines are formatted as JSON into a sink; --no-logs leaves them out;
+//!   --many N sets the number of extra governed agents)
+//!
+//! Resident memory of the Agent cache and the memo with N governed agents (nothing else runs):
+//!
+//!   cargo bench -p agentgov-webhook --bench load -- --rss 10000
 //!
 //! Against a running webhook (for example the one `make run` starts):
 //!
@@ -18,6 +25,8 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "load/inprocess.rs"]
+mod inprocess;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -54,6 +63,8 @@ struct Options {
     key: Option<String>,
     server_name: String,
     no_logs: bool,
+    many: usize,
+    rss: Option<usize>,
 }
 
 fn options() -> Options {
@@ -69,6 +80,8 @@ fn options() -> Options {
         key: None,
         server_name: "localhost".into(),
         no_logs: false,
+        many: 10_000,
+        rss: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -87,6 +100,8 @@ fn options() -> Options {
             "--cert" => o.cert = Some(value),
             "--key" => o.key = Some(value),
             "--server-name" => o.server_name = value,
+            "--many" => o.many = value.parse().unwrap(),
+            "--rss" => o.rss = Some(value.parse().unwrap()),
             "--no-logs" => {
                 o.no_logs = true;
                 i += 1;
@@ -251,7 +266,7 @@ async fn load(
     server_name: &str,
     config: Arc<rustls::ClientConfig>,
     path: &str,
-    body: Bytes,
+    bodies: Arc<Vec<Bytes>>,
     expect_allowed: Option<bool>,
     connections: usize,
     warmup: Duration,
@@ -260,9 +275,9 @@ async fn load(
     let start = Instant::now() + warmup;
     let end = start + measure;
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for connection in 0..connections {
         let config = config.clone();
-        let body = body.clone();
+        let bodies = Arc::clone(&bodies);
         let path = path.to_string();
         let addr = addr.to_string();
         let name = ServerName::try_from(server_name.to_string()).unwrap();
@@ -276,6 +291,8 @@ async fn load(
                 .await
                 .unwrap();
             tokio::spawn(conn);
+            // Each connection walks the bodies from its own offset.
+            let mut next = connection * bodies.len() / connections;
             loop {
                 let sent = Instant::now();
                 if sent >= end {
@@ -284,8 +301,9 @@ async fn load(
                 let request = Request::post(path.as_str())
                     .header("host", "localhost")
                     .header("content-type", "application/json")
-                    .body(Full::new(body.clone()))
+                    .body(Full::new(bodies[next % bodies.len()].clone()))
                     .unwrap();
+                next += 1;
                 let ok = match sender.send_request(request).await {
                     Ok(response) if response.status().is_success() => {
                         match response.into_body().collect().await {
@@ -357,6 +375,9 @@ fn row(name: &str, connections: usize, run: &Run) -> String {
     )
 }
 
+/// (name, address, path, bodies in turn, expected `allowed`).
+type Scenario<'a> = (&'a str, &'a str, &'a str, Arc<Vec<Bytes>>, Option<bool>);
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --all-targets` runs this without it: no load then.
     if !std::env::args().any(|a| a == "--bench") {
@@ -364,6 +385,10 @@ fn main() {
         return;
     }
     let o = options();
+    if let Some(n) = o.rss {
+        inprocess::rss(n);
+        return;
+    }
     // Production logs every decision as a JSON line; include that cost (written to a sink).
     if !o.no_logs {
         let _ = tracing_subscriber::fmt()
@@ -395,7 +420,7 @@ fn main() {
             &read(&o.cert, "cert"),
             &read(&o.key, "key"),
         );
-        let body = Bytes::from(read(&o.body, "body"));
+        let body = Arc::new(vec![Bytes::from(read(&o.body, "body"))]);
         for &c in &o.connections {
             let run = runtime.block_on(load(
                 target,
@@ -416,47 +441,82 @@ fn main() {
     let pki = pki();
     let config = client_config(&pki.ca_pem, &pki.client.0, &pki.client.1);
     let baseline = spawn_server(&pki, baseline_router()).to_string();
-    let app = app(world().view);
-    let webhook = spawn_server(&pki, app.router).to_string();
+    // The webhook: the memo on (as shipped), with `many` more governed agents whose memo
+    // entries are warmed before the load; and the same without the memo.
+    let expiry = agentgov_api::expiry::ExpiryPolicy::default();
+    let World { keys, mut view } = world();
+    let many = inprocess::many_bodies(o.many);
+    for i in 0..o.many {
+        view.add_agent(inprocess::realistic_agent(
+            &inprocess::many_name(i),
+            &keys.ring,
+            engine().hash(),
+            i + 1,
+        ));
+    }
+    for body in &many {
+        let reviewed = agentgov_webhook::review::review_pod(body, &view, &expiry, now());
+        assert!(reviewed.allowed(), "{:?}", reviewed.decision);
+    }
+    let webhook = spawn_server(&pki, app(view).router).to_string();
+    let mut fresh_view = world().view;
+    fresh_view.memo = None;
+    let fresh = spawn_server(&pki, app(fresh_view).router).to_string();
 
+    let one = |body: Bytes| Arc::new(vec![body]);
     let governed_pod = Bytes::from(bytes(&pod_review(Some(GOVERNED))));
     let sandbox_pod = Bytes::from(bytes(&pod_review(Some(SANDBOX))));
     let unknown_pod = Bytes::from(bytes(&pod_review(Some("nobody"))));
     let governed_agent = Bytes::from(bytes(&agent_create("auditor-2", &governed_spec())));
-    let scenarios: [(&str, &str, &str, Bytes, Option<bool>); 5] = [
+    let many_label = format!("pods of {} governed agents in turn (memo warm)", o.many);
+    let scenarios: [Scenario<'_>; 7] = [
         (
             "baseline: TLS + HTTP, canned allow",
             baseline.as_str(),
             "/validate/pods",
-            governed_pod.clone(),
+            one(governed_pod.clone()),
             None,
         ),
         (
-            "pod of a governed agent (allow: 7 checks, Ed25519)",
+            "pod of a governed agent, memo off (7 checks, Ed25519)",
+            fresh.as_str(),
+            "/validate/pods",
+            one(governed_pod.clone()),
+            Some(true),
+        ),
+        (
+            "pod of a governed agent, memo (7 checks, Ed25519)",
             webhook.as_str(),
             "/validate/pods",
-            governed_pod,
+            one(governed_pod),
+            Some(true),
+        ),
+        (
+            many_label.as_str(),
+            webhook.as_str(),
+            "/validate/pods",
+            Arc::new(many),
             Some(true),
         ),
         (
             "pod of a sandbox agent (allow)",
             webhook.as_str(),
             "/validate/pods",
-            sandbox_pod,
+            one(sandbox_pod),
             Some(true),
         ),
         (
             "pod of an unknown agent (deny)",
             webhook.as_str(),
             "/validate/pods",
-            unknown_pod,
+            one(unknown_pod),
             Some(false),
         ),
         (
             "governed Agent CREATE (SAR fake + Rego)",
             webhook.as_str(),
             "/validate/agents",
-            governed_agent,
+            one(governed_agent),
             Some(true),
         ),
     ];
@@ -476,4 +536,9 @@ fn main() {
             println!("{}", row(name, c, &run));
         }
     }
+
+    let memo_view = world().view;
+    let mut fresh_view = world().view;
+    fresh_view.memo = None;
+    inprocess::micro(&memo_view, &fresh_view);
 }

@@ -1,23 +1,25 @@
 //! In-memory caches fed by watches, so that an admission makes no API call in the common path:
 //! a kube-runtime reflector of Agents, the [`PolicyIndex`] of PolicyBundles (watched by name),
-//! and the key ring. Readiness is false until both watches have listed once.
+//! and the key ring. Readiness is false until both watches have listed once. Beside the Agent
+//! cache, the [`CheckMemo`] of spec hashes and signature verdicts, pruned as agents leave.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use agentgov_api::keyring::KeyRing;
 use agentgov_api::policy::PolicyEngine;
 use agentgov_api::{Agent, PolicyBundle};
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::Event;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use tokio::task::JoinHandle;
 
 use crate::decide::View;
-use crate::keys::Keys;
+use crate::keys::{KeySnapshot, Keys};
+use crate::memo::CheckMemo;
 use crate::metrics::Metrics;
 use crate::policy::PolicyIndex;
 
@@ -27,14 +29,66 @@ pub struct Caches {
     agents_synced: AtomicBool,
     policies: Arc<PolicyIndex>,
     keys: Arc<Keys>,
+    memo: CheckMemo,
 }
 
 impl std::fmt::Debug for Caches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Caches")
             .field("agents", &self.agents.len())
+            .field("memo", &self.memo.len())
             .field("synced", &self.synced())
             .finish_non_exhaustive()
+    }
+}
+
+impl Caches {
+    fn new(agents: Store<Agent>, policies: Arc<PolicyIndex>, keys: Arc<Keys>) -> Self {
+        Caches {
+            agents,
+            agents_synced: AtomicBool::new(false),
+            policies,
+            keys,
+            memo: CheckMemo::default(),
+        }
+    }
+
+    /// Caches without watches (tools, tests, benchmarks): the caller feeds the Agent cache
+    /// through the returned writer, then hands each event to [`Caches::observe`], as the watch
+    /// does. The Agent cache counts as synced; the policy index once a policy is put in force.
+    pub fn detached(
+        policies: Arc<PolicyIndex>,
+        keys: Arc<Keys>,
+    ) -> (Self, reflector::store::Writer<Agent>) {
+        let (reader, writer) = reflector::store::<Agent>();
+        let caches = Caches::new(reader, policies, keys);
+        caches.agents_synced.store(true, Ordering::Release);
+        (caches, writer)
+    }
+
+    /// Keep the memo to the agents in the cache, after the reflector has applied `event`.
+    pub fn observe(&self, event: &Event<Agent>) {
+        match event {
+            Event::Delete(agent) => self
+                .memo
+                .forget(&agent.namespace().unwrap_or_default(), &agent.name_any()),
+            Event::InitDone => {
+                let present: std::collections::HashSet<ObjectRef<Agent>> = self
+                    .agents
+                    .state()
+                    .iter()
+                    .map(|agent| ObjectRef::from(agent.as_ref()))
+                    .collect();
+                self.memo.retain(|namespace, name| {
+                    present.contains(&ObjectRef::new(name).within(namespace))
+                });
+            }
+            Event::Apply(_) | Event::Init | Event::InitApply(_) => {}
+        }
+    }
+
+    pub fn memo_stats(&self) -> (usize, crate::memo::MemoStats) {
+        (self.memo.len(), self.memo.stats())
     }
 }
 
@@ -51,8 +105,30 @@ impl View for Caches {
         self.policies.get(namespace)
     }
 
-    fn keys(&self) -> Arc<KeyRing> {
+    fn keys(&self) -> Arc<KeySnapshot> {
         self.keys.current()
+    }
+
+    fn memo(&self) -> Option<&CheckMemo> {
+        Some(&self.memo)
+    }
+}
+
+/// Drop from a watched Agent what no decision reads, before it is cached: managed fields
+/// (half an object's size), annotations (`kubectl apply` keeps the whole manifest there),
+/// labels, owner references, finalizers and status conditions. Kept: name, namespace, uid,
+/// resourceVersion, creation and deletion timestamps, the whole spec (it is hashed), and the
+/// status fields the checks read (governance status, proof, denies, warnings) with the rest of
+/// the (small) status.
+pub fn trim_for_cache(agent: &mut Agent) {
+    let metadata = &mut agent.metadata;
+    metadata.managed_fields = None;
+    metadata.annotations = None;
+    metadata.labels = None;
+    metadata.owner_references = None;
+    metadata.finalizers = None;
+    if let Some(status) = agent.status.as_mut() {
+        status.conditions = Vec::new();
     }
 }
 
@@ -76,25 +152,22 @@ pub fn start(
         metrics.policy_bundle_load.clone(),
     ));
     let (reader, writer) = reflector::store::<Agent>();
-    let caches = Arc::new(Caches {
-        agents: reader.clone(),
-        agents_synced: AtomicBool::new(false),
-        policies: Arc::clone(&policies),
-        keys,
-    });
+    let caches = Arc::new(Caches::new(reader.clone(), Arc::clone(&policies), keys));
 
     let agent_stream = watcher(agents_api, watcher::Config::default())
         .default_backoff()
-        .modify(|agent: &mut Agent| {
-            // Managed fields are half an object's size and never read here.
-            agent.managed_fields_mut().clear();
-        });
+        .modify(trim_for_cache);
+    let observer = Arc::clone(&caches);
     let agents_task = tokio::spawn(async move {
         reflector::reflector(writer, agent_stream)
-            .for_each(|event| async move {
-                if let Err(e) = event {
-                    tracing::warn!(error = %e, "agent watch error; retrying with backoff");
+            .for_each(|event| {
+                match event {
+                    Ok(event) => observer.observe(&event),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "agent watch error; retrying with backoff");
+                    }
                 }
+                std::future::ready(())
             })
             .await;
     });
@@ -139,6 +212,8 @@ pub struct StaticView {
     pub agents: std::collections::HashMap<(String, String), Arc<Agent>>,
     pub policies: PolicyIndex,
     pub keys: Arc<Keys>,
+    /// `None` computes every spec hash and signature on every review.
+    pub memo: Option<CheckMemo>,
 }
 
 impl std::fmt::Debug for StaticView {
@@ -151,7 +226,7 @@ impl std::fmt::Debug for StaticView {
 }
 
 impl StaticView {
-    pub fn new(keys: KeyRing) -> Self {
+    pub fn new(keys: agentgov_api::keyring::KeyRing) -> Self {
         StaticView {
             synced: true,
             agents: Default::default(),
@@ -160,10 +235,18 @@ impl StaticView {
                 Default::default(),
             ),
             keys: Keys::new(keys),
+            memo: Some(CheckMemo::default()),
         }
     }
 
-    pub fn add_agent(&mut self, agent: Agent) {
+    /// Add or replace an agent. Like the API server, give it a new resourceVersion unless it
+    /// has one.
+    pub fn add_agent(&mut self, mut agent: Agent) {
+        static VERSIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        if agent.metadata.resource_version.is_none() {
+            let version = VERSIONS.fetch_add(1, Ordering::Relaxed);
+            agent.metadata.resource_version = Some(version.to_string());
+        }
         let key = (agent.namespace().unwrap_or_default(), agent.name_any());
         self.agents.insert(key, Arc::new(agent));
     }
@@ -184,7 +267,11 @@ impl View for StaticView {
         self.policies.get(namespace)
     }
 
-    fn keys(&self) -> Arc<KeyRing> {
+    fn keys(&self) -> Arc<KeySnapshot> {
         self.keys.current()
+    }
+
+    fn memo(&self) -> Option<&CheckMemo> {
+        self.memo.as_ref()
     }
 }

@@ -1,8 +1,13 @@
 //! The key ring in force, read from a file and swapped on change. A revoked key takes effect at
 //! the next poll; old and new keys overlap during rotation because the ring lists both.
+//!
+//! Every ring put in force gets a new generation, a number no other ring in this process has
+//! had: signature verdicts are remembered per generation ([`crate::memo`]), so a reload (a
+//! revocation, a removed key) leaves no verdict of the previous ring in use.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use agentgov_api::keyring::KeyRing;
 use arc_swap::ArcSwap;
@@ -10,15 +15,33 @@ use arc_swap::ArcSwap;
 use crate::Error;
 use crate::reload::WatchedFiles;
 
+/// A key ring and its generation, swapped together so they always belong to each other.
+#[derive(Debug)]
+pub struct KeySnapshot {
+    pub generation: u64,
+    pub ring: KeyRing,
+}
+
+impl KeySnapshot {
+    /// `ring` under a generation never handed out before in this process.
+    pub fn new(ring: KeyRing) -> Self {
+        static GENERATIONS: AtomicU64 = AtomicU64::new(1);
+        KeySnapshot {
+            generation: GENERATIONS.fetch_add(1, Ordering::Relaxed),
+            ring,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Keys {
-    current: ArcSwap<KeyRing>,
+    current: ArcSwap<KeySnapshot>,
 }
 
 impl Keys {
     pub fn new(ring: KeyRing) -> Arc<Self> {
         Arc::new(Keys {
-            current: ArcSwap::from_pointee(ring),
+            current: ArcSwap::from_pointee(KeySnapshot::new(ring)),
         })
     }
 
@@ -38,12 +61,14 @@ impl Keys {
         Ok((Keys::new(ring), watched))
     }
 
-    pub fn current(&self) -> Arc<KeyRing> {
+    /// The ring in force and its generation.
+    pub fn current(&self) -> Arc<KeySnapshot> {
         self.current.load_full()
     }
 
+    /// Put `ring` in force under a new generation.
     pub fn store(&self, ring: KeyRing) {
-        self.current.store(Arc::new(ring));
+        self.current.store(Arc::new(KeySnapshot::new(ring)));
     }
 
     pub fn spawn_reloader(

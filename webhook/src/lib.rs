@@ -7,7 +7,8 @@
 //!   agents the `promote` SubjectAccessReview and the promotion policy.
 //!
 //! Decisions are pure functions ([`decide`]) over a [`decide::View`] of in-memory caches
-//! ([`cache`]); I/O lives in [`server`], [`tls`], [`authz`] and the reloaders.
+//! ([`cache`]), with the costly deterministic steps of the checks remembered in [`memo`]; I/O
+//! lives in [`server`], [`tls`], [`authz`] and the reloaders.
 #![forbid(unsafe_code)]
 
 pub mod authz;
@@ -16,6 +17,7 @@ pub mod config;
 pub mod decide;
 pub mod error;
 pub mod keys;
+pub mod memo;
 pub mod metrics;
 pub mod policy;
 pub mod reload;

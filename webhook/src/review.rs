@@ -93,9 +93,15 @@ fn probe_uid(body: &[u8]) -> Option<String> {
 
 /// Parse an `admission.k8s.io/v1` AdmissionReview and take its request.
 pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+    // JSON is UTF-8 (RFC 8259), and serde_json does not check the bytes of fields it skips:
+    // check the whole body, so malformed input is never half-read into an allow.
+    let body = std::str::from_utf8(body).map_err(|e| ReviewError {
+        uid: None,
+        reason: format!("the body is not UTF-8: {e}"),
+    })?;
     let review: AdmissionReview<DynamicObject> =
-        serde_json::from_slice(body).map_err(|e| ReviewError {
-            uid: probe_uid(body),
+        serde_json::from_str(body).map_err(|e| ReviewError {
+            uid: probe_uid(body.as_bytes()),
             reason: truncate(
                 &format!("the body is not a valid AdmissionReview: {e}"),
                 MAX_REASON_CHARS,

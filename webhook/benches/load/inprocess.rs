@@ -1,0 +1,259 @@
+//! The in-process parts of the load benchmark: many governed agents, the cost of one review
+//! without TLS or HTTP (with and without the check memo), and the resident memory of the Agent
+//! cache and the memo with N agents.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentgov_api::Agent;
+use agentgov_api::admission::{AdmissionContext, AgentView, check_agent, check_agent_with};
+use agentgov_api::expiry::ExpiryPolicy;
+use agentgov_api::keyring::KeyRing;
+use agentgov_webhook::cache::{Caches, StaticView, trim_for_cache};
+use agentgov_webhook::decide::View;
+use agentgov_webhook::keys::Keys;
+use agentgov_webhook::policy::PolicyIndex;
+use agentgov_webhook::review::review_pod;
+use kube::runtime::watcher::Event;
+use serde_json::json;
+
+use crate::common::*;
+
+/// The name of the i-th of many agents.
+pub fn many_name(i: usize) -> String {
+    format!("agent-{i:05}")
+}
+
+/// A governed agent as the watch delivers it after `kubectl apply` and the operator's status:
+/// labels, the last-applied annotation, a proof, a policy reference, two conditions (managed
+/// fields are dropped by the webhook's cache).
+pub fn realistic_agent(name: &str, signing: &KeyRing, policy_hash: &str, rv: usize) -> Agent {
+    let agent = signed_agent(name, governed_spec(), signing, policy_hash);
+    let mut value = serde_json::to_value(&agent).unwrap();
+    let applied = json!({
+        "apiVersion": "agentgov.dev/v1alpha1",
+        "kind": "Agent",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": value["spec"].clone(),
+    });
+    value["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{rv:012}"));
+    value["metadata"]["resourceVersion"] = json!(rv.to_string());
+    value["metadata"]["generation"] = json!(1);
+    value["metadata"]["labels"] = json!({"app.kubernetes.io/name": name, "team": NS});
+    value["metadata"]["annotations"] = json!({
+        "kubectl.kubernetes.io/last-applied-configuration": applied.to_string(),
+    });
+    value["metadata"]["finalizers"] = json!(["agentgov.dev/finalizer"]);
+    let status = &mut value["status"];
+    status["policy"] = json!({"name": "default", "version": "v1", "hash": policy_hash});
+    status["observedGeneration"] = json!(1);
+    status["conditions"] = json!([
+        {"type": "Ready", "status": "True", "reason": "GovernedValid",
+         "message": "the proof verifies against the policy in force",
+         "lastTransitionTime": "2026-01-10T09:00:00Z", "observedGeneration": 1},
+        {"type": "PolicyCompliant", "status": "True", "reason": "Allowed",
+         "message": "promotion policy allows the agent",
+         "lastTransitionTime": "2026-01-10T09:00:00Z", "observedGeneration": 1},
+    ]);
+    serde_json::from_value(value).unwrap()
+}
+
+/// Pod review bodies naming the first `n` of many agents.
+pub fn many_bodies(n: usize) -> Vec<axum::body::Bytes> {
+    (0..n)
+        .map(|i| axum::body::Bytes::from(bytes(&pod_review(Some(&many_name(i))))))
+        .collect()
+}
+
+fn per_op(iterations: u32, run: impl FnMut()) -> Duration {
+    let mut run = run;
+    // A few rounds; the fastest is the least disturbed by the other users of the cores.
+    (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..iterations {
+                run();
+            }
+            start.elapsed() / iterations
+        })
+        .min()
+        .unwrap()
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e6)
+}
+
+/// One thread, no TLS, no HTTP: the seven checks alone and a whole Pod review (parse, decide,
+/// build the response), each fresh and through the memo. Printed as a Markdown table.
+pub fn micro(memo_view: &StaticView, fresh_view: &StaticView) {
+    let expiry = ExpiryPolicy::default();
+    let agent = memo_view.agent(NS, GOVERNED).unwrap();
+    let keys = memo_view.keys();
+    let policy = memo_view.policy(NS).unwrap();
+    let view = AgentView {
+        namespace: NS,
+        name: GOVERNED,
+        spec: &agent.spec,
+        status: agent.status.as_ref(),
+        created: hours_ago(3),
+    };
+    let ctx = AdmissionContext {
+        active_policy_hash: Some(policy.hash()),
+        keys: &keys.ring,
+        now: now(),
+        expiry: &expiry,
+    };
+    let memo = memo_view.memo.as_ref().unwrap();
+    let checks_fresh = per_op(2_000, || {
+        check_agent(&view, &ctx).unwrap();
+    });
+    let checks_memo = per_op(20_000, || {
+        let derived = memo.for_agent(NS, GOVERNED, &agent, &keys);
+        check_agent_with(&view, &ctx, &derived).unwrap();
+    });
+    let body = bytes(&pod_review(Some(GOVERNED)));
+    let sandbox_body = bytes(&pod_review(Some(SANDBOX)));
+    let review_fresh = per_op(2_000, || {
+        assert!(review_pod(&body, fresh_view, &expiry, now()).allowed());
+    });
+    let review_memo = per_op(5_000, || {
+        assert!(review_pod(&body, memo_view, &expiry, now()).allowed());
+    });
+    let review_sandbox = per_op(5_000, || {
+        assert!(review_pod(&sandbox_body, memo_view, &expiry, now()).allowed());
+    });
+    let parse_only = per_op(5_000, || {
+        agentgov_webhook::review::parse(&body).unwrap();
+    });
+    let reviewed = review_pod(&body, memo_view, &expiry, now());
+    let metrics = agentgov_webhook::metrics::Metrics::new();
+    let log = per_op(5_000, || {
+        agentgov_webhook::server::record(
+            &metrics,
+            agentgov_webhook::metrics::ReviewKind::pod,
+            &reviewed.facts,
+            &reviewed.decision,
+        );
+    });
+    let encode = per_op(5_000, || {
+        serde_json::to_vec(&reviewed.review).unwrap();
+    });
+    println!();
+    println!("| in-process, 1 thread (fastest of 5 rounds) | µs per review |");
+    println!("|---|---|");
+    println!(
+        "| seven checks of a governed agent, fresh (`check_agent`) | {} |",
+        micros(checks_fresh)
+    );
+    println!(
+        "| seven checks of a governed agent, memo hit (`check_agent_with`) | {} |",
+        micros(checks_memo)
+    );
+    println!(
+        "| whole governed Pod review (parse + decide + response), fresh | {} |",
+        micros(review_fresh)
+    );
+    println!(
+        "| whole governed Pod review, memo hit | {} |",
+        micros(review_memo)
+    );
+    println!(
+        "| whole sandbox Pod review (no costly check) | {} |",
+        micros(review_sandbox)
+    );
+    println!(
+        "| of which: parsing the AdmissionReview | {} |",
+        micros(parse_only)
+    );
+    println!(
+        "| outside the review: encoding the response | {} |",
+        micros(encode)
+    );
+    println!(
+        "| outside the review: decision log line (JSON, to a sink) and counter | {} |",
+        micros(log)
+    );
+}
+
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.1}", kib as f64 / 1024.0)
+}
+
+/// Resident memory of the real Agent cache (a kube reflector store, fed as the watch feeds it,
+/// trimmed as the watch trims) and the memo, with `n` governed agents each reviewed once.
+pub fn rss(n: usize) {
+    let signing = SigningKeys::new("k1");
+    let engine = engine();
+    let policies = Arc::new(PolicyIndex::new("default", Default::default()));
+    policies.insert(NS, engine.clone());
+    let (caches, mut writer) = Caches::detached(policies, Keys::new(signing.verification(&[])));
+    let expiry = ExpiryPolicy::default();
+    let start = status_kib("VmRSS:");
+
+    for i in 0..n {
+        let mut agent = realistic_agent(&many_name(i), &signing.ring, engine.hash(), i + 1);
+        // What the watch does to every Agent before the reflector caches it.
+        trim_for_cache(&mut agent);
+        let event = Event::Apply(agent);
+        writer.apply_watcher_event(&event);
+        caches.observe(&event);
+    }
+    let cached = status_kib("VmRSS:");
+
+    let started = Instant::now();
+    for i in 0..n {
+        let body = bytes(&pod_review(Some(&many_name(i))));
+        assert!(review_pod(&body, &caches, &expiry, now()).allowed());
+    }
+    let cold = started.elapsed();
+    let remembered = status_kib("VmRSS:");
+    let started = Instant::now();
+    for i in 0..n {
+        let body = bytes(&pod_review(Some(&many_name(i))));
+        assert!(review_pod(&body, &caches, &expiry, now()).allowed());
+    }
+    let warm = started.elapsed();
+    let (entries, stats) = caches.memo_stats();
+    let done = status_kib("VmRSS:");
+
+    println!("| {n} governed agents, in process | VmRSS MiB | delta MiB |");
+    println!("|---|---|---|");
+    println!(
+        "| start (runtime-free; compiled policy, fixtures) | {} | |",
+        mib(start)
+    );
+    println!(
+        "| Agent cache filled (reflector store) | {} | +{} |",
+        mib(cached),
+        mib(cached.saturating_sub(start))
+    );
+    println!(
+        "| each agent's Pod reviewed once (memo: {entries} entries) | {} | +{} |",
+        mib(remembered),
+        mib(remembered.saturating_sub(cached))
+    );
+    println!(
+        "| each reviewed again (memo hits) | {} | +{} |",
+        mib(done),
+        mib(done.saturating_sub(remembered))
+    );
+    println!("| peak (VmHWM) | {} | |", mib(status_kib("VmHWM:")));
+    println!();
+    println!(
+        "first pass (memo misses): {:.1} µs per review; second pass (hits): {:.1} µs per review; memo {:?}",
+        cold.as_secs_f64() * 1e6 / n as f64,
+        warm.as_secs_f64() * 1e6 / n as f64,
+        stats
+    );
+}

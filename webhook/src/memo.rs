@@ -1,0 +1,330 @@
+//! A memo of the costly, deterministic parts of the seven checks, so that a Pod review of a
+//! governed agent costs about the same whatever the agent: the spec hash (canonical JSON +
+//! SHA-256) and the proof's signature verdict (Ed25519 or HMAC).
+//!
+//! What an answer is remembered under:
+//! - the spec hash: the Agent object version, `(namespace/name, uid, resourceVersion)`. The API
+//!   server gives every change of an object a new resourceVersion, and a re-created object a
+//!   new uid; an object without either is never remembered.
+//! - the signature verdict: the object version, and the key ring's generation (a new number on
+//!   every reload: a revocation or a removed key is in force from the next review on), and the
+//!   proof's contents: a SHA-256 over every field of the proof, compared on each hit.
+//!
+//! Nothing that depends on the clock (sandbox expiry), on the policy in force (the policy-hash
+//! comparison) or on the revoked list (checked before the verdict is looked at) is remembered:
+//! [`check_agent_with`](agentgov_api::admission::check_agent_with) evaluates those on every
+//! review. Sandbox agents never reach the memo (their checks have no costly part).
+//!
+//! Bounded: one entry per agent (a new version replaces the old one), entries of agents that
+//! leave the cache are forgotten ([`CheckMemo::forget`], [`CheckMemo::retain`]), and beyond
+//! `capacity` entries an arbitrary one is evicted (it costs one fresh check later).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use agentgov_api::Agent;
+use agentgov_api::admission::{Derivations, Recompute};
+use agentgov_api::agent::AgentSpec;
+use agentgov_api::keyring::{KeyRing, VerifyFailure};
+use agentgov_api::proof::{ProofBundle, ProofSubject};
+
+use crate::keys::KeySnapshot;
+
+/// The default bound: far above the agents one webhook serves; ~0.5 KB an entry.
+pub const DEFAULT_CAPACITY: usize = 100_000;
+
+/// Hits and misses since start (a lookup that cannot be remembered counts as a miss).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoStats {
+    pub hits: u64,
+    pub misses: u64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    uid: String,
+    resource_version: String,
+    spec_hash: Option<Result<Arc<str>, String>>,
+    signature: Option<Signature>,
+}
+
+#[derive(Debug)]
+struct Signature {
+    generation: u64,
+    proof: ProofDigest,
+    verdict: Result<(), VerifyFailure>,
+}
+
+/// SHA-256 over every field of a proof, each length-prefixed (no two proofs share an encoding).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ProofDigest([u8; 32]);
+
+impl ProofDigest {
+    fn of(proof: &ProofBundle) -> Self {
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        for field in [
+            proof.spec_hash.as_str(),
+            proof.policy_hash.as_str(),
+            proof.signature.as_str(),
+            proof.algorithm.as_str(),
+            proof.key_id.as_str(),
+            proof.signed_at.as_str(),
+        ] {
+            context.update(&(field.len() as u64).to_le_bytes());
+            context.update(field.as_bytes());
+        }
+        let mut digest = [0; 32];
+        digest.copy_from_slice(context.finish().as_ref());
+        ProofDigest(digest)
+    }
+}
+
+impl Entry {
+    fn is(&self, version: &Version<'_>) -> bool {
+        self.uid == version.uid && self.resource_version == version.resource_version
+    }
+}
+
+/// The identity of one Agent object version.
+#[derive(Clone, Copy, Debug)]
+struct Version<'a> {
+    uid: &'a str,
+    resource_version: &'a str,
+}
+
+/// The memo. Shared by all reviews; cheap to read concurrently.
+#[derive(Debug)]
+pub struct CheckMemo {
+    /// By `namespace/name` (names cannot contain `/`).
+    entries: RwLock<HashMap<String, Entry>>,
+    capacity: usize,
+    hits: AtomicU64,
+    misses: AtomicU64,
+}
+
+impl Default for CheckMemo {
+    fn default() -> Self {
+        CheckMemo::new(DEFAULT_CAPACITY)
+    }
+}
+
+fn key(namespace: &str, name: &str) -> String {
+    let mut key = String::with_capacity(namespace.len() + name.len() + 1);
+    key.push_str(namespace);
+    key.push('/');
+    key.push_str(name);
+    key
+}
+
+impl CheckMemo {
+    pub fn new(capacity: usize) -> Self {
+        CheckMemo {
+            entries: RwLock::default(),
+            capacity: capacity.max(1),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+        }
+    }
+
+    /// The derivations for one review of `agent` (the cached object named `namespace/name`)
+    /// under the ring `keys`.
+    pub fn for_agent<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        agent: &'a Agent,
+        keys: &'a KeySnapshot,
+    ) -> AgentDerivations<'a> {
+        let version = match (
+            agent.metadata.uid.as_deref(),
+            agent.metadata.resource_version.as_deref(),
+        ) {
+            (Some(uid), Some(rv)) if !uid.is_empty() && !rv.is_empty() => Some(Version {
+                uid,
+                resource_version: rv,
+            }),
+            _ => None,
+        };
+        AgentDerivations {
+            memo: self,
+            namespace,
+            name,
+            key: key(namespace, name),
+            agent,
+            keys,
+            version,
+        }
+    }
+
+    /// Forget the agent `namespace/name` (it left the cache).
+    pub fn forget(&self, namespace: &str, name: &str) {
+        self.write().remove(&key(namespace, name));
+    }
+
+    /// Keep only the agents for which `keep(namespace, name)` holds (after a re-list).
+    pub fn retain(&self, mut keep: impl FnMut(&str, &str) -> bool) {
+        self.write().retain(|key, _| {
+            let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+            keep(namespace, name)
+        });
+    }
+
+    /// How many agents have an entry.
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn stats(&self) -> MemoStats {
+        MemoStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
+        self.entries.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
+        self.entries.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn count(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Update the entry of `key` for `version`, replacing an entry of another version.
+    fn update(&self, key: &str, version: Version<'_>, change: impl FnOnce(&mut Entry)) {
+        let mut entries = self.write();
+        if let Some(entry) = entries.get_mut(key) {
+            if !entry.is(&version) {
+                *entry = Entry::new(version);
+            }
+            change(entry);
+            return;
+        }
+        if entries.len() >= self.capacity
+            && let Some(victim) = entries.keys().next().cloned()
+        {
+            entries.remove(&victim);
+        }
+        let mut entry = Entry::new(version);
+        change(&mut entry);
+        entries.insert(key.to_string(), entry);
+    }
+}
+
+impl Entry {
+    fn new(version: Version<'_>) -> Self {
+        Entry {
+            uid: version.uid.to_string(),
+            resource_version: version.resource_version.to_string(),
+            spec_hash: None,
+            signature: None,
+        }
+    }
+}
+
+/// [`Derivations`] for one review of one cached Agent object: answers from the memo when it
+/// holds them for this object version (and ring generation), computes and remembers otherwise.
+/// Anything it is asked about that is not this object's own spec or proof, or this review's
+/// ring, is computed and not remembered.
+#[derive(Debug)]
+pub struct AgentDerivations<'a> {
+    memo: &'a CheckMemo,
+    namespace: &'a str,
+    name: &'a str,
+    key: String,
+    agent: &'a Agent,
+    keys: &'a KeySnapshot,
+    version: Option<Version<'a>>,
+}
+
+impl AgentDerivations<'_> {
+    fn own_proof(&self, proof: &ProofBundle) -> bool {
+        self.agent
+            .status
+            .as_ref()
+            .and_then(|s| s.proof.as_ref())
+            .is_some_and(|own| std::ptr::eq(own, proof))
+    }
+}
+
+impl Derivations for AgentDerivations<'_> {
+    fn spec_hash(&self, spec: &AgentSpec) -> Result<Arc<str>, String> {
+        let Some(version) = self
+            .version
+            .filter(|_| std::ptr::eq(spec, &self.agent.spec))
+        else {
+            self.memo.count(false);
+            return Recompute.spec_hash(spec);
+        };
+        let known = self
+            .memo
+            .read()
+            .get(&self.key)
+            .filter(|entry| entry.is(&version))
+            .and_then(|entry| entry.spec_hash.clone());
+        if let Some(hash) = known {
+            self.memo.count(true);
+            return hash;
+        }
+        self.memo.count(false);
+        let hash = Recompute.spec_hash(spec);
+        let remembered = hash.clone();
+        self.memo.update(&self.key, version, |entry| {
+            entry.spec_hash = Some(remembered);
+        });
+        hash
+    }
+
+    fn verify(
+        &self,
+        keys: &KeyRing,
+        subject: ProofSubject<'_>,
+        proof: &ProofBundle,
+    ) -> Result<(), VerifyFailure> {
+        let ours = std::ptr::eq(keys, &self.keys.ring)
+            && subject.namespace == self.namespace
+            && subject.name == self.name
+            && self.own_proof(proof);
+        let Some(version) = self.version.filter(|_| ours) else {
+            self.memo.count(false);
+            return Recompute.verify(keys, subject, proof);
+        };
+        let generation = self.keys.generation;
+        let digest = ProofDigest::of(proof);
+        let known = self
+            .memo
+            .read()
+            .get(&self.key)
+            .filter(|entry| entry.is(&version))
+            .and_then(|entry| entry.signature.as_ref())
+            .filter(|sig| sig.generation == generation && sig.proof == digest)
+            .map(|sig| sig.verdict);
+        if let Some(verdict) = known {
+            self.memo.count(true);
+            return verdict;
+        }
+        self.memo.count(false);
+        let verdict = Recompute.verify(keys, subject, proof);
+        self.memo.update(&self.key, version, |entry| {
+            entry.signature = Some(Signature {
+                generation,
+                proof: digest,
+                verdict,
+            });
+        });
+        verdict
+    }
+}
+
+#[cfg(test)]
+#[path = "memo_tests.rs"]
+mod tests;
