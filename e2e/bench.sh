@@ -3,7 +3,8 @@
 #   - policy evaluations per second (the Rego step alone)
 #   - revalidation of N governed agents after a policy change on the real control plane
 #     (AGENTGOV_BENCH_AGENTS, default "1000 10000")
-#   - the webhook's admission throughput and latency, when its benchmark exists
+#   - the webhook's admission throughput and latency over mTLS (webhook/benches/load.rs), and the
+#     memory of its cache with 10,000 agents
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${REPO}"
@@ -14,6 +15,10 @@ cargo build --release --locked -q -p agentgov-operator -p agentgov-e2e --bins
 cargo build --release --locked -q -p agentgov-api --example policy_throughput
 policy=$("${REPO}/target/release/examples/policy_throughput" 200000)
 echo "${policy}"
+
+echo "webhook load benchmark" >&2
+webhook=$(cargo bench --locked -q -p agentgov-webhook --bench load 2>/dev/null)
+webhook_rss=$(cargo bench --locked -q -p agentgov-webhook --bench load -- --rss 10000 2>/dev/null)
 
 rows=""
 for n in ${SIZES}; do
@@ -44,9 +49,15 @@ done
   echo "| agents | initial promotion | converged after policy change | agents/s | operator peak RSS |"
   echo "|---|---|---|---|---|"
   printf '%s' "${rows}"
-  if [[ -f "${REPO}/BENCHMARKS-webhook.md" ]]; then
-    echo
-    cat "${REPO}/BENCHMARKS-webhook.md"
-  fi
+  echo
+  echo "## Admission webhook (mTLS, keep-alive, loopback)"
+  echo
+  echo "\`cargo bench -p agentgov-webhook --bench load\` (scenarios and method: webhook/BENCHMARKS-webhook.md):"
+  echo
+  printf '%s\n' "${webhook}"
+  echo
+  echo "\`cargo bench -p agentgov-webhook --bench load -- --rss 10000\`:"
+  echo
+  printf '%s\n' "${webhook_rss}"
 } > "${OUT}"
 echo "wrote ${OUT}"

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod operator;
+pub mod process;
 pub mod webhook;
 
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! logs in `.cache/e2e-logs/`, killed when the handle drops.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
 use anyhow::{Context as _, Result, bail};
@@ -96,7 +96,7 @@ impl KeyFile {
 
 /// A running operator.
 pub struct Operator {
-    child: Child,
+    child: crate::process::Process,
     pub metrics_port: u16,
     pub log: PathBuf,
 }
@@ -126,7 +126,7 @@ impl Operator {
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
         Ok(Operator {
-            child,
+            child: crate::process::Process::new(child),
             metrics_port,
             log,
         })
@@ -148,19 +148,12 @@ impl Operator {
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.child.is_running()
     }
 
     /// Kill it at once (a crash, as far as the cluster can tell).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Operator {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.kill();
     }
 }
 

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use agentgov_api::agent::AGENT_LABEL;
@@ -90,7 +90,7 @@ pub fn write_verification_ring(keys: &KeyFile, path: &Path) -> Result<()> {
 
 /// A running webhook.
 pub struct Webhook {
-    child: Child,
+    child: crate::process::Process,
     /// The HTTPS admission address.
     pub addr: SocketAddr,
     pub metrics_port: u16,
@@ -151,7 +151,7 @@ impl Webhook {
             .spawn()
             .with_context(|| format!("start {}", bin.display()))?;
         let mut webhook = Webhook {
-            child,
+            child: crate::process::Process::new(child),
             addr: listen,
             metrics_port,
             log,
@@ -165,7 +165,7 @@ impl Webhook {
     pub async fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
+            if let Some(status) = self.child.exited() {
                 bail!(
                     "the webhook exited ({status}) before it was ready; log {}:\n{}",
                     self.log.display(),
@@ -227,19 +227,12 @@ impl Webhook {
     }
 
     pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.child.is_running()
     }
 
     /// Kill it at once (a crash, as far as the API server can tell).
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Webhook {
-    fn drop(&mut self) {
-        self.kill();
+        self.child.kill();
     }
 }
 
