@@ -23,6 +23,19 @@ impl Default for ExpiryPolicy {
     }
 }
 
+/// A flag's duration: "72h", "1h30m", "500ms", ISO 8601 ("PT10S"), or a plain number of
+/// seconds. Negative durations are refused. (Shared by the operator's and webhook's flags.)
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let signed: SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration (like 10s, 72h or 500ms): {e}"))?;
+    std::time::Duration::try_from(signed).map_err(|_| format!("{text:?} must not be negative"))
+}
+
 /// When a sandbox created at `created` expires.
 pub fn sandbox_expires_at(
     created: Timestamp,
@@ -54,6 +67,19 @@ mod tests {
 
     fn at(secs: i64) -> Timestamp {
         Timestamp::from_second(secs).unwrap()
+    }
+
+    #[test]
+    fn flag_durations() {
+        use std::time::Duration;
+        assert_eq!(
+            parse_duration("72h").unwrap(),
+            Duration::from_secs(72 * 3600)
+        );
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
+        assert!(parse_duration("-5s").is_err());
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

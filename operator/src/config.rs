@@ -84,16 +84,13 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Durations as `72h`, `30m`, `90s`, `1h 30m` or ISO 8601 (`PT72H`).
+/// Durations as `72h`, `30m`, `90s`, `500ms`, ISO 8601 (`PT72H`) or plain seconds; positive.
 pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
-    let d: SignedDuration = text
-        .trim()
-        .parse()
-        .map_err(|e| format!("not a duration ({e}); use for example 72h, 30m or 90s"))?;
-    if d.is_negative() || d.is_zero() {
+    let d = agentgov_api::expiry::parse_duration(text)?;
+    if d.is_zero() {
         return Err("duration must be positive".into());
     }
-    Ok(d)
+    SignedDuration::try_from(d).map_err(|e| e.to_string())
 }
 
 impl Config {

@@ -197,17 +197,7 @@ fn signed(d: Duration) -> Result<SignedDuration, crate::Error> {
     SignedDuration::try_from(d).map_err(|e| crate::Error::Config(format!("duration {d:?}: {e}")))
 }
 
-/// "72h", "1h30m", "500ms", "PT10S", or a plain number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    if let Ok(secs) = text.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    let signed: SignedDuration = text
-        .parse()
-        .map_err(|e| format!("{text:?} is not a duration (like 10s, 72h or 500ms): {e}"))?;
-    Duration::try_from(signed).map_err(|_| format!("{text:?} must not be negative"))
-}
+pub use agentgov_api::expiry::parse_duration;
 
 #[cfg(test)]
 mod tests {
