@@ -4,10 +4,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test run bench fmt-check clippy unit crd-check crds controlplane build e2e clean-cache tools chart-test
+.PHONY: test run bench fmt-check clippy unit crd-check crds controlplane build e2e clean-cache tools chart-test static
 
 ## test: everything CI runs: formatting, lints, unit and policy tests, CRD drift, e2e on a real control plane
-test: fmt-check clippy unit crd-check chart-test e2e
+test: fmt-check clippy unit crd-check chart-test e2e static
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -48,6 +48,11 @@ build:
 ## e2e: start a throwaway control plane on loopback, run the e2e suite against it, tear it down
 e2e: controlplane build tools
 	bash e2e/controlplane/cluster.sh exec -- $(CARGO) test --locked -p agentgov-e2e -- --test-threads=2
+
+## static: the operator and webhook linked statically (as the images ship them), checked, and the
+## operator and webhook e2e suites run with them against the real control plane
+static: controlplane tools
+	bash e2e/static.sh
 
 ## run: the main job: a cluster (KUBECONFIG or an embedded loopback one) with agentgov running in it
 run:

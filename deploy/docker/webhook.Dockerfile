@@ -3,6 +3,8 @@
 # 65532 (nonroot). Build from the repository root:
 #   docker build -f deploy/docker/webhook.Dockerfile -t agentgov-webhook .
 # Pin the base images by digest in your registry mirror (docker buildx imagetools inspect).
+# No container engine runs on the dev machines: `make static` (in `make test`) links the same code
+# statically (glibc crt-static) and runs the operator and webhook e2e suites with those binaries.
 
 FROM docker.io/library/rust:1.95-bookworm AS build
 RUN apt-get update \
