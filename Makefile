@@ -48,6 +48,7 @@ build:
 ## e2e: start a throwaway control plane on loopback, run the e2e suite against it, tear it down
 e2e: controlplane build tools
 	bash e2e/controlplane/cluster.sh exec -- $(CARGO) test --locked -p agentgov-e2e -- --test-threads=2
+	bash e2e/controlplane/cluster.sh exec -- bash e2e/chart/kubeconform.sh
 
 ## static: the operator and webhook linked statically (as the images ship them), checked, and the
 ## operator and webhook e2e suites run with them against the real control plane

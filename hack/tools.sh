@@ -20,6 +20,7 @@ BIN="${TOOLS_DIR}/bin"
 # plane (e2e/controlplane). `helm template` assumes that Kubernetes version when no cluster is
 # asked, so Chart.yaml's kubeVersion constraint is checked against 1.37.
 HELM_VERSION="v3.22.0"
+KUBECONFORM_VERSION="v0.7.0"
 HELM_K8S_MAJOR="1"
 HELM_K8S_MINOR="37"
 
@@ -64,6 +65,28 @@ install_promql() {
   echo "${stamp}" > "${BIN}/.promql.stamp"
 }
 
+install_kubeconform() {
+  local stamp
+  stamp="$(printf '%s\n' "${KUBECONFORM_VERSION}" "$(go version)" | sha256sum | cut -d' ' -f1)"
+  if [[ -x "${BIN}/kubeconform" && "$(cat "${BIN}/.kubeconform.stamp" 2>/dev/null)" == "${stamp}" ]]; then
+    return 0
+  fi
+  log "building kubeconform ${KUBECONFORM_VERSION} (Go module proxy)"
+  GOBIN="${BIN}" CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
+    go install -trimpath "github.com/yannh/kubeconform/cmd/kubeconform@${KUBECONFORM_VERSION}"
+  echo "${stamp}" > "${BIN}/.kubeconform.stamp"
+}
+
+# openapi2jsonschema turns the loopback API server's OpenAPI (built-in kinds and our CRDs) into
+# the JSON schemas kubeconform reads: no schema download. Its pin of PyYAML < 6 does not build on
+# Python 3.11, so it is installed without dependencies and given current ones.
+install_openapi2jsonschema() {
+  command -v openapi2jsonschema >/dev/null && python3 -c 'import jsonref, click, colorama' 2>/dev/null && return 0
+  log "installing openapi2jsonschema (pip)"
+  python3 -m pip install -q --no-deps 'openapi2jsonschema==0.9.1'
+  python3 -m pip install -q 'jsonref==1.1.0' 'click==8.4.0' 'colorama==0.4.6'
+}
+
 install_lua() {
   command -v lua5.4 >/dev/null && return 0
   log "installing lua5.4 (apt-get)"
@@ -83,6 +106,8 @@ install_pyyaml() {
 
 install_helm
 install_promql
+install_kubeconform
+install_openapi2jsonschema
 install_lua
 install_pyyaml
 "${BIN}/helm" version --short >&2
