@@ -18,6 +18,9 @@ use crate::judge::{AgentFacts, Judge};
 /// (for example, a PolicyBundle was deleted).
 const RESYNC: Duration = Duration::from_secs(600);
 
+/// How soon a governed agent refused for want of a policy is judged again.
+const NO_POLICY_RETRY: Duration = Duration::from_secs(10);
+
 #[instrument(skip(agent, ctx), fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
 pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.timer("agent");
@@ -38,6 +41,11 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
         let judged = judgement.status.policy.as_ref().map(|p| p.hash.as_str());
         if in_force.as_ref().map(|p| p.hash()) != judged {
             return Ok(Action::requeue(Duration::from_millis(200)));
+        }
+        // Refused for want of a policy: this controller does not watch bundles, so look again
+        // soon rather than at the next resync (the bundle may be compiling right now).
+        if judged.is_none() {
+            return Ok(Action::requeue(NO_POLICY_RETRY));
         }
     }
     Ok(match judgement.requeue_after {
