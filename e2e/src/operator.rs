@@ -2,10 +2,10 @@
 //! logs in `.cache/e2e-logs/`, killed when the handle drops.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Result, bail};
 
 use crate::repo_root;
 
@@ -107,26 +107,21 @@ impl Operator {
         let bin = binary("agentgov-operator")?;
         let metrics_port = free_port()?;
         let log = log_dir().join(format!("{namespace}-operator-{tag}.log"));
-        let out = std::fs::File::create(&log)?;
-        let err = out.try_clone()?;
-        let child = Command::new(&bin)
-            .args(["--namespace", namespace])
-            .arg("--keyring-file")
-            .arg(keyring)
-            .args(["--keyring-poll", "500ms"])
-            .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--lease-namespace", namespace])
-            .args(["--identity", &format!("operator-{tag}")])
-            .args(["--log-format", "json"])
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
+        let child = crate::process::Process::spawn(
+            Command::new(&bin)
+                .args(["--namespace", namespace])
+                .arg("--keyring-file")
+                .arg(keyring)
+                .args(["--keyring-poll", "500ms"])
+                .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
+                .args(["--lease-namespace", namespace])
+                .args(["--identity", &format!("operator-{tag}")])
+                .args(["--log-format", "json"])
+                .args(extra),
+            &log,
+        )?;
         Ok(Operator {
-            child: crate::process::Process::new(child),
+            child,
             metrics_port,
             log,
         })

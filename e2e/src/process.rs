@@ -1,13 +1,26 @@
 //! A child process that a test owns: killed when the handle drops, so a failing test leaves
 //! no operator or webhook behind.
 
-use std::process::{Child, ExitStatus};
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+
+use anyhow::{Context as _, Result};
 
 pub struct Process(Child);
 
 impl Process {
-    pub fn new(child: Child) -> Self {
-        Process(child)
+    /// Start `command` with its stdout and stderr in `log` (RUST_LOG=info, no stdin).
+    pub fn spawn(command: &mut Command, log: &Path) -> Result<Self> {
+        let out = std::fs::File::create(log)?;
+        let err = out.try_clone()?;
+        let child = command
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .with_context(|| format!("start {:?}", command.get_program()))?;
+        Ok(Process(child))
     }
 
     pub fn id(&self) -> u32 {

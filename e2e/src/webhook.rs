@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use agentgov_api::agent::AGENT_LABEL;
@@ -122,8 +122,6 @@ impl Webhook {
         let log = log_dir().join(format!("{scope}-webhook-{tag}.log"));
         let keyring = log_dir().join(format!("{scope}-webhook-{tag}-keyring.json"));
         write_verification_ring(keys, &keyring)?;
-        let out = std::fs::File::create(&log)?;
-        let err = out.try_clone()?;
         let mut command = Command::new(&bin);
         command
             .args(["--listen", &listen.to_string()])
@@ -142,16 +140,9 @@ impl Webhook {
         if let Some(namespace) = namespace {
             command.args(["--namespace", namespace]);
         }
-        let child = command
-            .args(extra)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .with_context(|| format!("start {}", bin.display()))?;
+        let child = crate::process::Process::spawn(command.args(extra), &log)?;
         let mut webhook = Webhook {
-            child: crate::process::Process::new(child),
+            child,
             addr: listen,
             metrics_port,
             log,
