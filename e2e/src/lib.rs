@@ -161,6 +161,34 @@ pub async fn apply_bundle(ns: &TestNamespace, spec: agentgov_api::PolicyBundleSp
     Ok(())
 }
 
+/// Apply the namespace's PolicyBundle `default` and wait until an operator reports this very
+/// version in force (status.activeHash and Ready=True), so that agents created next are judged
+/// against it rather than refused for want of a policy.
+pub async fn apply_bundle_in_force(
+    ns: &TestNamespace,
+    spec: agentgov_api::PolicyBundleSpec,
+    timeout: Duration,
+) -> Result<()> {
+    let hash = agentgov_api::hash::policy_hash(&spec)?;
+    apply_bundle(ns, spec).await?;
+    let bundles = ns.api::<agentgov_api::PolicyBundle>();
+    wait_for(timeout, || {
+        let bundles = bundles.clone();
+        let hash = hash.clone();
+        async move {
+            let status = bundles.get("default").await.ok()?.status?;
+            let in_force = status.active_hash.as_deref() == Some(hash.as_str())
+                && agentgov_api::conditions::is_true(
+                    &status.conditions,
+                    agentgov_api::conditions::READY,
+                );
+            in_force.then_some(())
+        }
+    })
+    .await
+    .with_context(|| format!("PolicyBundle default {hash} in force in {}", ns.name))
+}
+
 /// Create `count` agents named `{prefix}-00000`... with the same spec, 32 at a time.
 pub async fn create_agents(
     ns: &TestNamespace,

@@ -40,8 +40,11 @@ fn governed_spec() -> AgentSpec {
         .spec
 }
 
+/// Apply a bundle that compiles and wait until the operator has put it in force.
 async fn apply_bundle(ns: &TestNamespace, spec: PolicyBundleSpec) {
-    agentgov_e2e::apply_bundle(ns, spec).await.unwrap();
+    agentgov_e2e::apply_bundle_in_force(ns, spec, WAIT)
+        .await
+        .unwrap();
 }
 
 async fn create_agent(ns: &TestNamespace, name: &str, spec: AgentSpec) {
@@ -231,8 +234,11 @@ async fn each_seed_rule_denies_with_its_reason() {
         create_agent(&setup.ns, name, spec.clone()).await;
     }
     for (name, _, expected) in &cases {
-        let agent = wait_agent(&setup, name, "denied", |a| {
-            a.status.as_ref().is_some_and(|s| !s.denies.is_empty())
+        // Judged against the bundle (status.policy set), not refused for want of one.
+        let agent = wait_agent(&setup, name, "denied by the policy", |a| {
+            a.status
+                .as_ref()
+                .is_some_and(|s| s.policy.is_some() && !s.denies.is_empty())
         })
         .await;
         let status = agent.status.unwrap();
@@ -364,7 +370,7 @@ async fn hot_reload_invalidates_then_restores_and_a_broken_bundle_changes_nothin
     let mut broken = loose.clone();
     broken.version = "1.3.0-broken".into();
     broken.modules[0].rego.push_str("\nthis is not rego {{{\n");
-    apply_bundle(&setup.ns, broken).await;
+    agentgov_e2e::apply_bundle(&setup.ns, broken).await.unwrap();
     let bundle = wait_for(WAIT, || {
         let bundles = bundles.clone();
         async move {

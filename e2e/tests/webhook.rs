@@ -260,26 +260,9 @@ async fn pod_denied(setup: &Setup, pod: &str, agent: &str, code: &str) -> String
 
 /// Apply a bundle and wait until the operator has put it in force (status.activeHash).
 async fn bundle_in_force(setup: &Setup, spec: &PolicyBundleSpec) {
-    apply_bundle(&setup.ns, spec.clone())
+    agentgov_e2e::apply_bundle_in_force(&setup.ns, spec.clone(), WAIT)
         .await
-        .expect("apply the PolicyBundle");
-    let hash = policy_hash(spec).expect("hash the policy");
-    let api: Api<PolicyBundle> = setup.ns.api();
-    wait_for(WAIT, || {
-        let api = api.clone();
-        let hash = hash.clone();
-        async move {
-            let bundle = api.get("default").await.ok()?;
-            (bundle.status?.active_hash? == hash).then_some(())
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "the operator never put policy {hash} in force\n{}",
-            setup.diagnostics()
-        )
-    });
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", setup.diagnostics()));
 }
 
 /// Create an agent through the webhook (admitted, once its caches know the policy in force).
