@@ -4,14 +4,17 @@
 //! Self-contained (the default): starts in this process, on loopback, the real admission
 //! router over a fixed view (a signed governed agent, 10,000 more, a sandbox, the shipped
 //! policy, a fake SubjectAccessReview that allows), the same router without the check memo,
-//! and a baseline server with the same TLS and HTTP stack that answers every review with a
-//! canned allow (no parse, no checks); then loads each. Then, in process and on one thread,
+//! and two servers with the same TLS and HTTP stack and no checks: the baseline, which reads the
+//! request uid and answers allow with it (the least a valid webhook does), and the floor, which
+//! answers a canned allow without reading the body; then loads each. The load generator checks
+//! every answer of every server the same way. Then, in process and on one thread,
 //! the cost of the checks and of a whole review, fresh and memoized.
 //!
 //!   cargo bench -p agentgov-webhook --bench load
 //!   cargo bench -p agentgov-webhook --bench load -- --seconds 5 --connections 1,8,32
 //!   (decision log lines are formatted as JSON into a sink; --no-logs leaves them out;
-//!   --many N sets the number of extra governed agents)
+//!   --many N sets the number of extra governed agents; --micro runs only the in-process part;
+//!   --only TEXT loads only the scenarios whose name contains TEXT)
 //!
 //! Resident memory of the Agent cache and the memo with N governed agents (nothing else runs):
 //!
@@ -63,6 +66,8 @@ struct Options {
     key: Option<String>,
     server_name: String,
     no_logs: bool,
+    micro_only: bool,
+    only: Option<String>,
     many: usize,
     rss: Option<usize>,
 }
@@ -80,6 +85,8 @@ fn options() -> Options {
         key: None,
         server_name: "localhost".into(),
         no_logs: false,
+        micro_only: false,
+        only: None,
         many: 10_000,
         rss: None,
     };
@@ -101,9 +108,15 @@ fn options() -> Options {
             "--key" => o.key = Some(value),
             "--server-name" => o.server_name = value,
             "--many" => o.many = value.parse().unwrap(),
+            "--only" => o.only = Some(value),
             "--rss" => o.rss = Some(value.parse().unwrap()),
             "--no-logs" => {
                 o.no_logs = true;
+                i += 1;
+                continue;
+            }
+            "--micro" => {
+                o.micro_only = true;
                 i += 1;
                 continue;
             }
@@ -239,14 +252,47 @@ fn rand_suffix() -> u128 {
         .unwrap_or_default()
 }
 
-/// The baseline: read the body, answer a canned allow. What TLS + HTTP + JSON out cost alone.
-fn baseline_router() -> Router {
+/// The floor: read the body, answer a canned allow (not a valid answer: its uid is empty, which
+/// the API server refuses). What TLS + HTTP + JSON out cost alone.
+fn canned_router() -> Router {
     const ALLOW: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true,"status":{}}}"#;
     Router::new().route(
         "/validate/{kind}",
         post(|body: Bytes| async move {
             let _ = body.len();
             ([("content-type", "application/json")], ALLOW)
+        }),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct UidOnly<'a> {
+    #[serde(borrow)]
+    request: UidOnlyRequest<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct UidOnlyRequest<'a> {
+    #[serde(borrow)]
+    uid: std::borrow::Cow<'a, str>,
+}
+
+/// The baseline: the least a valid webhook does, with no checks: read the request uid
+/// (skipping the rest of the body) and answer allow with it.
+fn baseline_router() -> Router {
+    Router::new().route(
+        "/validate/{kind}",
+        post(|body: Bytes| async move {
+            let review: UidOnly<'_> = serde_json::from_slice(&body).unwrap();
+            let answer = serde_json::json!({
+                "apiVersion": "admission.k8s.io/v1",
+                "kind": "AdmissionReview",
+                "response": {"uid": review.request.uid, "allowed": true},
+            });
+            (
+                [("content-type", "application/json")],
+                serde_json::to_vec(&answer).unwrap(),
+            )
         }),
     )
 }
@@ -397,6 +443,10 @@ fn main() {
             .with_writer(std::io::sink)
             .try_init();
     }
+    if o.micro_only {
+        micro();
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("bench-client")
@@ -440,6 +490,7 @@ fn main() {
 
     let pki = pki();
     let config = client_config(&pki.ca_pem, &pki.client.0, &pki.client.1);
+    let canned = spawn_server(&pki, canned_router()).to_string();
     let baseline = spawn_server(&pki, baseline_router()).to_string();
     // The webhook: the memo on (as shipped), with `many` more governed agents whose memo
     // entries are warmed before the load; and the same without the memo.
@@ -469,13 +520,20 @@ fn main() {
     let unknown_pod = Bytes::from(bytes(&pod_review(Some("nobody"))));
     let governed_agent = Bytes::from(bytes(&agent_create("auditor-2", &governed_spec())));
     let many_label = format!("pods of {} governed agents in turn (memo warm)", o.many);
-    let scenarios: [Scenario<'_>; 7] = [
+    let scenarios: [Scenario<'_>; 8] = [
         (
-            "baseline: TLS + HTTP, canned allow",
+            "floor: TLS + HTTP, canned allow (no parse)",
+            canned.as_str(),
+            "/validate/pods",
+            one(governed_pod.clone()),
+            Some(true),
+        ),
+        (
+            "baseline: allow echoing the uid, no checks",
             baseline.as_str(),
             "/validate/pods",
             one(governed_pod.clone()),
-            None,
+            Some(true),
         ),
         (
             "pod of a governed agent, memo off (7 checks, Ed25519)",
@@ -521,6 +579,12 @@ fn main() {
         ),
     ];
     for (name, addr, path, body, expect) in scenarios {
+        if o.only
+            .as_ref()
+            .is_some_and(|only| !name.contains(only.as_str()))
+        {
+            continue;
+        }
         for &c in &o.connections {
             let run = runtime.block_on(load(
                 addr,
@@ -537,6 +601,11 @@ fn main() {
         }
     }
 
+    micro();
+}
+
+/// The in-process measurements (one thread, no TLS, no HTTP).
+fn micro() {
     let memo_view = world().view;
     let mut fresh_view = world().view;
     fresh_view.memo = None;

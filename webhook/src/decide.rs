@@ -22,6 +22,7 @@ use kube::core::gvk::GroupVersionKind;
 
 use crate::keys::KeySnapshot;
 use crate::memo::CheckMemo;
+use crate::review::{PodObject, PodRequest};
 
 mod agent;
 
@@ -158,11 +159,11 @@ pub const SANDBOX_VOLUME_SOURCES: [&str; 6] = [
 /// Containment as far as the Pod shows it: no volume that persists writes when
 /// `persistentWrites` is false, no host network when `externalCalls` is false (it bypasses
 /// NetworkPolicy).
-pub fn pod_containment(pod: &DynamicObject, containment: Containment) -> Result<(), String> {
-    let spec = pod.data.get("spec");
+pub fn pod_containment(pod: &PodObject, containment: Containment) -> Result<(), String> {
+    let spec = pod.spec.as_ref();
     let mut breaches = Vec::new();
     if !containment.persistent_writes {
-        match spec.and_then(|s| s.get("volumes")) {
+        match spec.and_then(|s| s.volumes.as_ref()) {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Array(volumes)) => {
                 for (i, volume) in volumes.iter().enumerate() {
@@ -186,8 +187,8 @@ pub fn pod_containment(pod: &DynamicObject, containment: Containment) -> Result<
     }
     if !containment.external_calls
         && spec
-            .and_then(|s| s.get("hostNetwork"))
-            .and_then(|h| h.as_bool())
+            .and_then(|s| s.host_network.as_ref())
+            .and_then(serde_json::Value::as_bool)
             .unwrap_or(false)
     {
         breaches.push("hostNetwork is true".into());
@@ -201,7 +202,7 @@ pub fn pod_containment(pod: &DynamicObject, containment: Containment) -> Result<
 
 /// A Pod CREATE: admitted only if the agent it names passes the seven checks.
 pub fn decide_pod(
-    req: &AdmissionRequest<DynamicObject>,
+    req: &PodRequest,
     view: &dyn View,
     expiry: &ExpiryPolicy,
     now: Timestamp,
@@ -224,15 +225,10 @@ pub fn decide_pod(
     let Some(pod) = req.object.as_ref() else {
         return Decision::bad_request("the AdmissionReview has no object");
     };
-    let Some(agent_name) = pod
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(AGENT_LABEL))
-    else {
+    let Some(agent_name) = req.label(AGENT_LABEL) else {
         return Decision::pass(format!("not an agent workload (no {AGENT_LABEL} label)"));
     };
-    let Some(namespace) = namespace_of(req) else {
+    let Some(namespace) = req.namespace() else {
         return Decision::bad_request("the request has no namespace");
     };
     if agent_name.is_empty() {

@@ -8,12 +8,17 @@ use jiff::Timestamp;
 use kube::core::admission::{
     AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
 };
-use kube::core::{DynamicObject, Status};
+use kube::core::{DynamicObject, Status, TypeMeta};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use crate::authz::Authorizer;
 use crate::decide::{self, Decision, View};
+
+mod pod;
+
+pub use pod::{PodObject, PodRequest, PodSpecView};
 
 /// Reasons longer than this are cut (a parser error can quote a whole field).
 pub const MAX_REASON_CHARS: usize = 1024;
@@ -45,12 +50,17 @@ impl Facts {
             uid: req.uid.clone(),
             namespace: req.namespace.clone().unwrap_or_default(),
             requester: req.user_info.username.clone().unwrap_or_default(),
-            operation: match req.operation {
-                Operation::Create => "CREATE",
-                Operation::Update => "UPDATE",
-                Operation::Delete => "DELETE",
-                Operation::Connect => "CONNECT",
-            },
+            operation: operation_name(&req.operation),
+            dry_run: req.dry_run,
+        }
+    }
+
+    pub fn of_pod(req: &PodRequest) -> Self {
+        Facts {
+            uid: req.uid.clone(),
+            namespace: req.namespace.clone().unwrap_or_default(),
+            requester: req.user_info.username.clone().unwrap_or_default(),
+            operation: operation_name(&req.operation),
             dry_run: req.dry_run,
         }
     }
@@ -61,6 +71,15 @@ impl Facts {
             operation: "UNKNOWN",
             ..Facts::default()
         }
+    }
+}
+
+fn operation_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
     }
 }
 
@@ -91,50 +110,83 @@ fn probe_uid(body: &[u8]) -> Option<String> {
         .filter(|uid| !uid.is_empty() && uid.len() <= 256)
 }
 
-/// Parse an `admission.k8s.io/v1` AdmissionReview and take its request.
-pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+/// An AdmissionReview read field by field (kube's type flattens its TypeMeta, which makes serde
+/// buffer the whole body before reading it).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<R> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(default = "Option::default")]
+    request: Option<R>,
+}
+
+/// Parse an `admission.k8s.io/v1` AdmissionReview and take its request, of type `R`; `uid`
+/// reads a parsed request's uid.
+fn parse_request<R: DeserializeOwned>(
+    body: &[u8],
+    uid: impl Fn(&R) -> &str,
+) -> Result<R, ReviewError> {
     // JSON is UTF-8 (RFC 8259), and serde_json does not check the bytes of fields it skips:
     // check the whole body, so malformed input is never half-read into an allow.
     let body = std::str::from_utf8(body).map_err(|e| ReviewError {
         uid: None,
         reason: format!("the body is not UTF-8: {e}"),
     })?;
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_str(body).map_err(|e| ReviewError {
-            uid: probe_uid(body.as_bytes()),
-            reason: truncate(
-                &format!("the body is not a valid AdmissionReview: {e}"),
-                MAX_REASON_CHARS,
-            ),
-        })?;
-    let uid = review
-        .request
-        .as_ref()
-        .map(|r| r.uid.clone())
-        .filter(|u| !u.is_empty());
-    if review.types.api_version != META_API_VERSION_V1 || review.types.kind != META_KIND {
+    let review: Envelope<R> = serde_json::from_str(body).map_err(|e| ReviewError {
+        uid: probe_uid(body.as_bytes()),
+        reason: truncate(
+            &format!("the body is not a valid AdmissionReview: {e}"),
+            MAX_REASON_CHARS,
+        ),
+    })?;
+    if review.api_version != META_API_VERSION_V1 || review.kind != META_KIND {
         return Err(ReviewError {
-            uid,
+            uid: review
+                .request
+                .as_ref()
+                .map(|r| uid(r).to_string())
+                .filter(|u| !u.is_empty()),
             reason: truncate(
                 &format!(
                     "expected apiVersion {META_API_VERSION_V1} kind {META_KIND}, got apiVersion {:?} kind {:?} (register the webhook with admissionReviewVersions: [v1])",
-                    review.types.api_version, review.types.kind
+                    review.api_version, review.kind
                 ),
                 MAX_REASON_CHARS,
             ),
         });
     }
-    let request: AdmissionRequest<DynamicObject> = review.try_into().map_err(|_| ReviewError {
-        uid: None,
-        reason: "the AdmissionReview has no request".into(),
-    })?;
-    if request.uid.is_empty() {
+    let Some(request) = review.request else {
+        return Err(ReviewError {
+            uid: None,
+            reason: "the AdmissionReview has no request".into(),
+        });
+    };
+    if uid(&request).is_empty() {
         return Err(ReviewError {
             uid: None,
             reason: "the AdmissionReview request has no uid".into(),
         });
     }
     Ok(request)
+}
+
+/// Parse an `admission.k8s.io/v1` AdmissionReview and take its request, with the whole object.
+pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError> {
+    let mut request: AdmissionRequest<DynamicObject> =
+        parse_request(body, |r: &AdmissionRequest<DynamicObject>| r.uid.as_str())?;
+    request.types = TypeMeta {
+        api_version: META_API_VERSION_V1.into(),
+        kind: META_KIND.into(),
+    };
+    Ok(request)
+}
+
+/// Parse an `admission.k8s.io/v1` AdmissionReview of a Pod, reading only what decisions need.
+pub fn parse_pod(body: &[u8]) -> Result<PodRequest, ReviewError> {
+    parse_request(body, |r: &PodRequest| r.uid.as_str())
 }
 
 fn status_for(code: DecisionCode) -> (u16, &'static str) {
@@ -154,13 +206,14 @@ pub fn message(decision: &Decision) -> String {
     )
 }
 
-/// The response to a parsed request.
-pub fn respond(
-    req: &AdmissionRequest<DynamicObject>,
-    decision: &Decision,
-) -> AdmissionReview<DynamicObject> {
-    let mut response = AdmissionResponse::from(req);
-    if !decision.allowed() {
+/// The response to the request with this uid.
+pub fn respond(uid: &str, decision: &Decision) -> AdmissionReview<DynamicObject> {
+    let mut response = AdmissionResponse::invalid("");
+    response.uid = uid.to_string();
+    if decision.allowed() {
+        response.allowed = true;
+        response.result = Status::default();
+    } else {
         let (code, reason) = status_for(decision.code);
         response.allowed = false;
         response.result = Status::failure(&message(decision), reason).with_code(code);
@@ -183,15 +236,8 @@ pub fn respond(
 
 /// The response to a body that could not be used: always a deny.
 pub fn reject(uid: Option<&str>, decision: &Decision) -> AdmissionReview<DynamicObject> {
-    let (code, reason) = status_for(decision.code);
-    let mut response = AdmissionResponse::invalid(message(decision));
-    response.allowed = false;
-    response.result = Status::failure(&message(decision), reason).with_code(code);
-    response.uid = uid.unwrap_or_default().to_string();
-    response
-        .audit_annotations
-        .insert("decision".into(), decision.code.as_str().into());
-    response.into_review()
+    debug_assert!(!decision.allowed());
+    respond(uid.unwrap_or_default(), decision)
 }
 
 /// One reviewed request: the answer, and what to log and count.
@@ -220,13 +266,13 @@ impl Reviewed {
 
 /// Parse and decide a Pod review (no I/O).
 pub fn review_pod(body: &[u8], view: &dyn View, expiry: &ExpiryPolicy, now: Timestamp) -> Reviewed {
-    match parse(body) {
+    match parse_pod(body) {
         Err(err) => Reviewed::rejected(err),
         Ok(req) => {
             let decision = decide::decide_pod(&req, view, expiry, now);
             Reviewed {
-                review: respond(&req, &decision),
-                facts: Facts::of(&req),
+                review: respond(&req.uid, &decision),
+                facts: Facts::of_pod(&req),
                 decision,
             }
         }
@@ -247,7 +293,7 @@ pub async fn review_agent(
         Ok(req) => {
             let decision = decide::decide_agent(&req, view, authz, expiry, now, policy_slots).await;
             Reviewed {
-                review: respond(&req, &decision),
+                review: respond(&req.uid, &decision),
                 facts: Facts::of(&req),
                 decision,
             }
