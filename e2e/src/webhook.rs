@@ -221,6 +221,39 @@ impl Webhook {
         self.child.is_running()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A client that speaks to this webhook as the API server does: over TLS, trusting the
+    /// cluster CA, presenting the API server's webhook client certificate.
+    pub async fn admission_client(&self) -> Result<Client> {
+        let certs = ClusterCerts::from_env()?;
+        let var = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+        let kubeconfig = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "webhook", "cluster": {
+                "server": self.url(),
+                "certificate-authority": certs.ca_crt,
+            }}],
+            "users": [{"name": "apiserver", "user": {
+                "client-certificate": var("AGENTGOV_WEBHOOK_CLIENT_CERT")?,
+                "client-key": var("AGENTGOV_WEBHOOK_CLIENT_KEY")?,
+            }}],
+            "contexts": [{"name": "webhook", "context": {"cluster": "webhook", "user": "apiserver"}}],
+            "current-context": "webhook",
+        });
+        let kubeconfig: kube::config::Kubeconfig = serde_json::from_value(kubeconfig)?;
+        let config = kube::Config::from_custom_kubeconfig(
+            kubeconfig,
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .context("a client configuration for the webhook")?;
+        Client::try_from(config).context("a client for the webhook")
+    }
+
     /// Kill it at once (a crash, as far as the API server can tell).
     pub fn kill(&mut self) {
         self.child.kill();

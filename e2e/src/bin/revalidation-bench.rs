@@ -1,16 +1,21 @@
 //! Revalidation benchmark on the real control plane (`make bench`): N governed agents, a
 //! policy change, and the time until every agent is judged against the new policy, with the
-//! operator's peak memory. Run under `e2e/controlplane/cluster.sh exec`.
+//! operator's peak memory. Then the webhook's memory with those N agents cached: started on
+//! the same namespace, once its caches have synced and again after it has reviewed one Pod of
+//! each agent (every memo entry filled). Run under `e2e/controlplane/cluster.sh exec`.
 //!
-//! usage: revalidation-bench N [--operator PATH]
+//! usage: revalidation-bench N
+//! prints two Markdown rows, `revalidation| ...` and `webhook| ...`
 
 use std::time::{Duration, Instant};
 
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, PolicyBundle};
 use agentgov_e2e::operator::{KeyFile, Operator, log_dir};
+use agentgov_e2e::webhook::{Webhook, agent_pod};
 use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
 use anyhow::{Context as _, Result, bail};
+use futures::{StreamExt, TryStreamExt, stream};
 use kube::api::{Api, ListParams};
 
 #[tokio::main]
@@ -69,16 +74,80 @@ async fn main() -> Result<()> {
     if stale > 0 {
         bail!("{stale} agents are not signed against the new policy");
     }
-    let peak_kib = peak_rss_kib(pid).unwrap_or(0);
+    let peak_kib = memory_kib(pid, "VmHWM:").unwrap_or(0);
     operator.kill();
     println!(
-        "| {n} | {:.1} s | {:.1} s | {:.0} | {} MiB |",
+        "revalidation| {n} | {:.1} s | {:.1} s | {:.0} | {} MiB |",
         initial.as_secs_f64(),
         converged.as_secs_f64(),
         n as f64 / converged.as_secs_f64(),
         peak_kib / 1024
     );
+    webhook_memory(&ns, &keys, n).await
+}
+
+/// The webhook's resident memory with the namespace's N signed agents cached.
+async fn webhook_memory(ns: &TestNamespace, keys: &KeyFile, n: usize) -> Result<()> {
+    let started = Instant::now();
+    let mut webhook = Webhook::start(&ns.name, keys, "bench", &[]).await?;
+    let ready = started.elapsed();
+    let synced_kib = memory_kib(webhook.pid(), "VmRSS:").context("the webhook's VmRSS")?;
+    let client = webhook.admission_client().await?;
+    let started = Instant::now();
+    let allowed: usize = stream::iter(0..n)
+        .map(|i| {
+            let client = client.clone();
+            let namespace = ns.name.clone();
+            async move { review_pod(&client, &namespace, i).await }
+        })
+        .buffer_unordered(8)
+        .try_fold(0, |count, ok| async move { Ok(count + usize::from(ok)) })
+        .await?;
+    let reviewing = started.elapsed();
+    if allowed != n {
+        bail!(
+            "the webhook allowed {allowed} of {n} Pods of signed agents; log:\n{}",
+            webhook.log_tail(20)
+        );
+    }
+    let reviewed_kib = memory_kib(webhook.pid(), "VmRSS:").context("the webhook's VmRSS")?;
+    let peak_kib = memory_kib(webhook.pid(), "VmHWM:").context("the webhook's VmHWM")?;
+    webhook.kill();
+    println!(
+        "webhook| {n} | {:.1} s | {:.1} MiB | {:.1} MiB | {:.1} MiB | {:.0} |",
+        ready.as_secs_f64(),
+        synced_kib as f64 / 1024.0,
+        reviewed_kib as f64 / 1024.0,
+        peak_kib as f64 / 1024.0,
+        n as f64 / reviewing.as_secs_f64(),
+    );
     Ok(())
+}
+
+/// Send the webhook, as the API server would, the review of a Pod of agent `i`; whether it
+/// was allowed.
+async fn review_pod(client: &kube::Client, namespace: &str, i: usize) -> Result<bool> {
+    let agent = format!("agent-{i:05}");
+    let mut pod = agent_pod(&format!("{agent}-pod"), &agent);
+    pod.metadata.namespace = Some(namespace.to_string());
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": format!("bench-{i}"),
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+        }
+    });
+    let request = http::Request::post("/validate/pods")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&review)?)?;
+    let answer: serde_json::Value = serde_json::from_str(&client.request_text(request).await?)?;
+    Ok(answer["response"]["allowed"] == serde_json::json!(true))
 }
 
 async fn wait_summary(
@@ -104,11 +173,12 @@ async fn wait_summary(
     .with_context(|| format!("revalidation against {hash} did not finish"))
 }
 
-fn peak_rss_kib(pid: u32) -> Option<u64> {
+/// A memory figure (`VmRSS:`, `VmHWM:`) of a process, in KiB.
+fn memory_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
