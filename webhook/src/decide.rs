@@ -133,15 +133,21 @@ fn is_agent(gvk: &GroupVersionKind) -> bool {
         && gvk.kind == Agent::kind(&())
 }
 
+/// The namespace a request is about: the request's, or else its object's; never empty.
+pub(crate) fn request_namespace<'a>(
+    request: Option<&'a str>,
+    object: Option<&'a str>,
+) -> Option<&'a str> {
+    request.or(object).filter(|ns| !ns.is_empty())
+}
+
 fn namespace_of(req: &AdmissionRequest<DynamicObject>) -> Option<&str> {
-    req.namespace
-        .as_deref()
-        .or_else(|| {
-            req.object
-                .as_ref()
-                .and_then(|o| o.metadata.namespace.as_deref())
-        })
-        .filter(|ns| !ns.is_empty())
+    request_namespace(
+        req.namespace.as_deref(),
+        req.object
+            .as_ref()
+            .and_then(|o| o.metadata.namespace.as_deref()),
+    )
 }
 
 /// Volume sources a contained sandbox Pod may use: none of them outlives the Pod or reaches

@@ -72,14 +72,12 @@ pub struct PodSpecView {
 impl PodRequest {
     /// The namespace of the request, or else of the object; never empty.
     pub fn namespace(&self) -> Option<&str> {
-        self.namespace
-            .as_deref()
-            .or_else(|| {
-                self.object
-                    .as_ref()
-                    .and_then(|o| o.metadata.namespace.as_deref())
-            })
-            .filter(|ns| !ns.is_empty())
+        crate::decide::request_namespace(
+            self.namespace.as_deref(),
+            self.object
+                .as_ref()
+                .and_then(|o| o.metadata.namespace.as_deref()),
+        )
     }
 
     /// The value of `label` on the Pod, if the Pod has it.
