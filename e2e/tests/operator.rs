@@ -54,6 +54,21 @@ async fn create_agent(ns: &TestNamespace, name: &str, spec: AgentSpec) {
         .unwrap();
 }
 
+/// Wait until the operator's log has a line containing `needle`. The operator logs a decision
+/// after its status write returns, so a test that has just seen the status may be a moment early.
+async fn wait_logged(setup: &Setup, needle: &str) {
+    wait_for(WAIT, || async {
+        setup.operator.logs().contains(needle).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the operator never logged {needle:?}; log:\n{}",
+            setup.operator.logs()
+        )
+    });
+}
+
 /// Wait until the agent's status satisfies `check`; on timeout, fail with the status and logs.
 async fn wait_agent(
     setup: &Setup,
@@ -257,21 +272,31 @@ async fn each_seed_rule_denies_with_its_reason() {
             .expect("Promoted condition");
         assert_eq!(promoted.status, "False");
     }
-    let metrics = setup.operator.metrics().await;
-    for reason in [
+    // Counted after each status write, like the log line: wait for the last of them.
+    let lines: Vec<String> = [
         "anatomy_incomplete",
         "containment",
         "capabilities",
         "temperature",
         "budget",
-    ] {
-        let line = format!("promotion_denies_total{{reason=\"{reason}\"}}");
-        assert!(
-            metric_value(&metrics, &line).unwrap_or(0.0) >= 1.0,
-            "{line} in\n{metrics}"
-        );
-    }
-    assert!(setup.operator.logs().contains("PROMOTION_DENIED"));
+    ]
+    .iter()
+    .map(|reason| format!("promotion_denies_total{{reason=\"{reason}\"}}"))
+    .collect();
+    let counted = wait_for(WAIT, || async {
+        let metrics = setup.operator.metrics().await;
+        lines
+            .iter()
+            .all(|line| metric_value(&metrics, line).unwrap_or(0.0) >= 1.0)
+            .then_some(())
+    })
+    .await;
+    assert!(
+        counted.is_ok(),
+        "every deny reason counted: {lines:?} in\n{}",
+        setup.operator.metrics().await
+    );
+    wait_logged(&setup, "PROMOTION_DENIED").await;
 }
 
 #[tokio::test]
@@ -439,7 +464,7 @@ async fn a_sandbox_expires_on_time() {
     })
     .await;
     assert!(!is_true(&agent.status.unwrap().conditions, "Ready"));
-    assert!(setup.operator.logs().contains("SANDBOX_EXPIRED"));
+    wait_logged(&setup, "SANDBOX_EXPIRED").await;
 
     // A sandbox asking for more than the maximum is capped by the operator's clock.
     let mut far = manifest::<Agent>("examples/agent-sandbox.yaml")

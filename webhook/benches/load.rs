@@ -297,6 +297,23 @@ fn baseline_router() -> Router {
     )
 }
 
+/// The webhook's own parse, then allow without looking anything up or checking: what is left of
+/// a governed review once the checks, the cache lookups and the decision log are taken out.
+fn parse_only_router() -> Router {
+    Router::new().route(
+        "/validate/{kind}",
+        post(|body: Bytes| async move {
+            let request = agentgov_webhook::review::parse_pod(&body).unwrap();
+            let decision = agentgov_webhook::decide::Decision::pass("no checks");
+            let review = agentgov_webhook::review::respond(&request.uid, &decision);
+            (
+                [("content-type", "application/json")],
+                serde_json::to_vec(&review).unwrap(),
+            )
+        }),
+    )
+}
+
 // ---- Load ------------------------------------------------------------------------------
 
 struct Run {
@@ -492,6 +509,7 @@ fn main() {
     let config = client_config(&pki.ca_pem, &pki.client.0, &pki.client.1);
     let canned = spawn_server(&pki, canned_router()).to_string();
     let baseline = spawn_server(&pki, baseline_router()).to_string();
+    let parse_only = spawn_server(&pki, parse_only_router()).to_string();
     // The webhook: the memo on (as shipped), with `many` more governed agents whose memo
     // entries are warmed before the load; and the same without the memo.
     let expiry = agentgov_api::expiry::ExpiryPolicy::default();
@@ -520,7 +538,7 @@ fn main() {
     let unknown_pod = Bytes::from(bytes(&pod_review(Some("nobody"))));
     let governed_agent = Bytes::from(bytes(&agent_create("auditor-2", &governed_spec())));
     let many_label = format!("pods of {} governed agents in turn (memo warm)", o.many);
-    let scenarios: [Scenario<'_>; 8] = [
+    let scenarios: [Scenario<'_>; 9] = [
         (
             "floor: TLS + HTTP, canned allow (no parse)",
             canned.as_str(),
@@ -531,6 +549,13 @@ fn main() {
         (
             "baseline: allow echoing the uid, no checks",
             baseline.as_str(),
+            "/validate/pods",
+            one(governed_pod.clone()),
+            Some(true),
+        ),
+        (
+            "webhook's Pod parse + allow, no lookup, checks or log",
+            parse_only.as_str(),
             "/validate/pods",
             one(governed_pod.clone()),
             Some(true),
