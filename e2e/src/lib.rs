@@ -147,6 +147,29 @@ where
     }
 }
 
+/// Wait until the Agent `name` satisfies `check`. On timeout, the error names `what` was awaited
+/// and the status last seen.
+pub async fn wait_agent(
+    api: &Api<agentgov_api::Agent>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&agentgov_api::Agent) -> bool,
+) -> Result<agentgov_api::Agent> {
+    let result = wait_for(timeout, || {
+        let check = &check;
+        async move { api.get(name).await.ok().filter(|a| check(a)) }
+    })
+    .await;
+    match result {
+        Ok(agent) => Ok(agent),
+        Err(_) => {
+            let current = api.get(name).await.ok().and_then(|a| a.status);
+            bail!("agent {name} never became {what}; status: {current:#?}")
+        }
+    }
+}
+
 /// Apply (server-side) the namespace's PolicyBundle `default` with this spec.
 pub async fn apply_bundle(ns: &TestNamespace, spec: agentgov_api::PolicyBundleSpec) -> Result<()> {
     let bundle = agentgov_api::PolicyBundle::new("default", spec);

@@ -76,23 +76,9 @@ async fn wait_agent(
     what: &str,
     check: impl Fn(&Agent) -> bool,
 ) -> Agent {
-    let api: Api<Agent> = setup.ns.api();
-    let result = wait_for(WAIT, || {
-        let api = api.clone();
-        let check = &check;
-        async move { api.get(name).await.ok().filter(|a| check(a)) }
-    })
-    .await;
-    match result {
-        Ok(agent) => agent,
-        Err(_) => {
-            let current = api.get(name).await.ok().and_then(|a| a.status);
-            panic!(
-                "agent {name} never became {what}; status: {current:#?}\noperator log:\n{}",
-                setup.operator.logs()
-            )
-        }
-    }
+    agentgov_e2e::wait_agent(&setup.ns.api(), name, what, WAIT, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\noperator log:\n{}", setup.operator.logs()))
 }
 
 fn governance(agent: &Agent) -> Option<GovernanceStatus> {
