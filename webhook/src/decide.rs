@@ -123,10 +123,6 @@ fn gvk_string(gvk: &GroupVersionKind) -> String {
     }
 }
 
-fn is_pod(gvk: &GroupVersionKind) -> bool {
-    gvk.group.is_empty() && gvk.version == "v1" && gvk.kind == "Pod"
-}
-
 fn is_agent(gvk: &GroupVersionKind) -> bool {
     gvk.group == Agent::group(&())
         && gvk.version == Agent::version(&())
@@ -165,11 +161,15 @@ pub const SANDBOX_VOLUME_SOURCES: [&str; 6] = [
 /// Containment as far as the Pod shows it: no volume that persists writes when
 /// `persistentWrites` is false, no host network when `externalCalls` is false (it bypasses
 /// NetworkPolicy).
-pub fn pod_containment(pod: &PodObject, containment: Containment) -> Result<(), String> {
+pub fn pod_containment(pod: &PodObject<'_>, containment: Containment) -> Result<(), String> {
     let spec = pod.spec.as_ref();
     let mut breaches = Vec::new();
     if !containment.persistent_writes {
-        match spec.and_then(|s| s.volumes.as_ref()) {
+        // Kept raw by the parse (valid JSON by then); read only here.
+        let volumes = spec
+            .and_then(|s| s.volumes)
+            .map(|raw| serde_json::from_str::<serde_json::Value>(raw.get()));
+        match volumes.transpose().map_err(|e| e.to_string())? {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Array(volumes)) => {
                 for (i, volume) in volumes.iter().enumerate() {
@@ -208,7 +208,7 @@ pub fn pod_containment(pod: &PodObject, containment: Containment) -> Result<(), 
 
 /// A Pod CREATE: admitted only if the agent it names passes the seven checks.
 pub fn decide_pod(
-    req: &PodRequest,
+    req: &PodRequest<'_>,
     view: &dyn View,
     expiry: &ExpiryPolicy,
     now: Timestamp,
@@ -219,10 +219,10 @@ pub fn decide_pod(
     if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
         return Decision::pass(format!("the {sub} subresource is not governed"));
     }
-    if !is_pod(&req.kind) {
+    if !req.kind.is_core_pod() {
         return Decision::bad_request(format!(
             "this endpoint reviews core v1/Pod, not {}",
-            gvk_string(&req.kind)
+            req.kind
         ));
     }
     if req.operation != Operation::Create {
@@ -231,7 +231,7 @@ pub fn decide_pod(
     let Some(pod) = req.object.as_ref() else {
         return Decision::bad_request("the AdmissionReview has no object");
     };
-    let Some(agent_name) = req.label(AGENT_LABEL) else {
+    let Some(agent_name) = req.agent_label() else {
         return Decision::pass(format!("not an agent workload (no {AGENT_LABEL} label)"));
     };
     let Some(namespace) = req.namespace() else {

@@ -377,7 +377,8 @@ fn the_policy_in_force_is_compared_on_every_review() {
 fn pod_decision(view: &StaticView, agent: &str, at: Timestamp) -> Decision {
     let mut review: serde_json::Value = serde_json::from_str(POD_REVIEW).unwrap();
     review["request"]["object"]["metadata"]["labels"]["agentgov.dev/agent"] = agent.into();
-    let req = crate::review::parse_pod(&serde_json::to_vec(&review).unwrap()).unwrap();
+    let body = serde_json::to_vec(&review).unwrap();
+    let req = crate::review::parse_pod(&body).unwrap();
     decide_pod(&req, view, &ExpiryPolicy::default(), at)
 }
 

@@ -10,7 +10,6 @@ use kube::core::admission::{
 };
 use kube::core::{DynamicObject, Status, TypeMeta};
 use serde::Deserialize;
-use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 
 use crate::authz::Authorizer;
@@ -18,7 +17,7 @@ use crate::decide::{self, Decision, View};
 
 mod pod;
 
-pub use pod::{PodObject, PodRequest, PodSpecView};
+pub use pod::{AgentLabel, Gvk, PodMetadata, PodObject, PodRequest, PodSpecView, Requester};
 
 /// Reasons longer than this are cut (a parser error can quote a whole field).
 pub const MAX_REASON_CHARS: usize = 1024;
@@ -55,7 +54,7 @@ impl Facts {
         }
     }
 
-    pub fn of_pod(req: &PodRequest) -> Self {
+    pub fn of_pod(req: &PodRequest<'_>) -> Self {
         Facts {
             uid: req.uid.clone(),
             namespace: req.namespace.clone().unwrap_or_default(),
@@ -125,8 +124,8 @@ struct Envelope<R> {
 
 /// Parse an `admission.k8s.io/v1` AdmissionReview and take its request, of type `R`; `uid`
 /// reads a parsed request's uid.
-fn parse_request<R: DeserializeOwned>(
-    body: &[u8],
+fn parse_request<'a, R: Deserialize<'a>>(
+    body: &'a [u8],
     uid: impl Fn(&R) -> &str,
 ) -> Result<R, ReviewError> {
     // JSON is UTF-8 (RFC 8259), and serde_json does not check the bytes of fields it skips:
@@ -185,8 +184,8 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError
 }
 
 /// Parse an `admission.k8s.io/v1` AdmissionReview of a Pod, reading only what decisions need.
-pub fn parse_pod(body: &[u8]) -> Result<PodRequest, ReviewError> {
-    parse_request(body, |r: &PodRequest| r.uid.as_str())
+pub fn parse_pod(body: &[u8]) -> Result<PodRequest<'_>, ReviewError> {
+    parse_request(body, |r: &PodRequest<'_>| r.uid.as_str())
 }
 
 fn status_for(code: DecisionCode) -> (u16, &'static str) {

@@ -2,24 +2,30 @@
 //! body. Everything else (containers, managed fields, annotations, status) is skipped by the
 //! parser without being built: a Pod review is mostly fields no decision looks at, and building
 //! them into a `DynamicObject` (a `serde_json::Value` behind a flattened map) was most of the
-//! cost of a review.
+//! cost of a review. Strings borrow from the body where JSON allows (no escapes), the volumes
+//! are kept as raw JSON until a sandbox's containment needs them, and of the labels only the
+//! agent label is kept.
 //!
-//! Required fields are those kube's `AdmissionRequest` requires, so a body that kube would
-//! refuse is refused here too.
+//! Required fields are those kube's `AdmissionRequest` requires, and every label value must
+//! be a string, so a body that kube would refuse is refused here too.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
+use agentgov_api::agent::AGENT_LABEL;
 use kube::core::admission::Operation;
-use kube::core::gvk::GroupVersionKind;
-use serde::Deserialize;
-use serde::de::IgnoredAny;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use serde_json::value::RawValue;
 
 /// A Pod review's request: plain data for [`crate::decide::decide_pod`].
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PodRequest {
+pub struct PodRequest<'a> {
     pub uid: String,
-    pub kind: GroupVersionKind,
+    #[serde(borrow)]
+    pub kind: Gvk<'a>,
     /// Required, as in kube's type; not read.
     #[serde(rename = "resource")]
     _resource: IgnoredAny,
@@ -29,10 +35,37 @@ pub struct PodRequest {
     pub namespace: Option<String>,
     pub operation: Operation,
     pub user_info: Requester,
-    #[serde(default)]
-    pub object: Option<PodObject>,
+    #[serde(default, borrow)]
+    pub object: Option<PodObject<'a>>,
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// The group, version and kind of the reviewed object.
+#[derive(Clone, Debug, Deserialize)]
+pub struct Gvk<'a> {
+    #[serde(borrow)]
+    pub group: Cow<'a, str>,
+    #[serde(borrow)]
+    pub version: Cow<'a, str>,
+    #[serde(borrow)]
+    pub kind: Cow<'a, str>,
+}
+
+impl Gvk<'_> {
+    pub fn is_core_pod(&self) -> bool {
+        self.group.is_empty() && self.version == "v1" && self.kind == "Pod"
+    }
+}
+
+impl fmt::Display for Gvk<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.group.is_empty() {
+            write!(f, "{}/{}", self.version, self.kind)
+        } else {
+            write!(f, "{}/{}/{}", self.group, self.version, self.kind)
+        }
+    }
 }
 
 /// Who sent the request (the AdmissionReview's userInfo); only the name is logged.
@@ -43,33 +76,39 @@ pub struct Requester {
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct PodObject {
-    #[serde(default)]
-    pub metadata: PodMetadata,
-    #[serde(default)]
-    pub spec: Option<PodSpecView>,
+pub struct PodObject<'a> {
+    #[serde(default, borrow)]
+    pub metadata: PodMetadata<'a>,
+    #[serde(default, borrow)]
+    pub spec: Option<PodSpecView<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct PodMetadata {
+pub struct PodMetadata<'a> {
     #[serde(default)]
     pub namespace: Option<String>,
-    #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
+    /// The value of the agent label, when the Pod has it.
+    #[serde(default, borrow, rename = "labels")]
+    pub agent_label: Option<AgentLabel<'a>>,
 }
 
-/// What containment reads of a Pod spec, as JSON values so that a malformed field is reported
-/// as such rather than read as absent.
+/// Of a label map, the value of [`AGENT_LABEL`]; the other labels are checked to be strings
+/// and dropped.
+#[derive(Clone, Debug, Default)]
+pub struct AgentLabel<'a>(pub Option<Cow<'a, str>>);
+
+/// What containment reads of a Pod spec. The volumes stay raw JSON until a sandbox's
+/// containment reads them (most reviewed Pods are not a sandbox's).
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct PodSpecView {
-    #[serde(default)]
-    pub volumes: Option<serde_json::Value>,
+pub struct PodSpecView<'a> {
+    #[serde(default, borrow)]
+    pub volumes: Option<&'a RawValue>,
     #[serde(default)]
     pub host_network: Option<serde_json::Value>,
 }
 
-impl PodRequest {
+impl PodRequest<'_> {
     /// The namespace of the request, or else of the object; never empty.
     pub fn namespace(&self) -> Option<&str> {
         crate::decide::request_namespace(
@@ -80,15 +119,64 @@ impl PodRequest {
         )
     }
 
-    /// The value of `label` on the Pod, if the Pod has it.
-    pub fn label(&self, label: &str) -> Option<&str> {
+    /// The value of the agent label on the Pod, if the Pod has it.
+    pub fn agent_label(&self) -> Option<&str> {
         self.object
             .as_ref()?
             .metadata
-            .labels
+            .agent_label
             .as_ref()?
-            .get(label)
-            .map(String::as_str)
+            .0
+            .as_deref()
+    }
+}
+
+/// A string that borrows from the body unless JSON escapes forced a copy.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for TextVisitor<'a> {
+            type Value = Text<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor(PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for AgentLabel<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LabelsVisitor<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for LabelsVisitor<'a> {
+            type Value = AgentLabel<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a map of label names to string values")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut agent = None;
+                while let Some(Text(key)) = map.next_key::<Text<'a>>()? {
+                    let Text(value) = map.next_value::<Text<'a>>()?;
+                    // As with a map, the last of repeated keys wins.
+                    if key == AGENT_LABEL {
+                        agent = Some(value);
+                    }
+                }
+                Ok(AgentLabel(agent))
+            }
+        }
+        deserializer.deserialize_map(LabelsVisitor(PhantomData))
     }
 }
 
@@ -96,21 +184,46 @@ impl PodRequest {
 mod tests {
     use super::*;
 
+    const REQUEST: &str = r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},
+        "resource":{"group":"","version":"v1","resource":"pods"},
+        "operation":"CREATE","userInfo":{"username":"alice","groups":["g"]},
+        "object":{"metadata":{"namespace":"team","labels":{"app":"x","agentgov.dev/agent":"a"},
+                  "managedFields":[{"x":1}]},
+                  "spec":{"containers":[{"name":"c"}],"volumes":[{"name":"v","emptyDir":{}}]}}}"#;
+
     #[test]
-    fn reads_only_what_decisions_need_and_requires_what_kube_requires() {
-        let req: PodRequest = serde_json::from_str(
-            r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},
-                "resource":{"group":"","version":"v1","resource":"pods"},
-                "operation":"CREATE","userInfo":{"username":"alice","groups":["g"]},
-                "object":{"metadata":{"namespace":"team","labels":{"agentgov.dev/agent":"a"},
-                          "managedFields":[{"x":1}]},
-                          "spec":{"containers":[{"name":"c"}],"volumes":[{"name":"v","emptyDir":{}}]}}}"#,
-        )
-        .unwrap();
+    fn reads_only_what_decisions_need() {
+        let req: PodRequest<'_> = serde_json::from_str(REQUEST).unwrap();
         assert_eq!(req.namespace(), Some("team"));
-        assert_eq!(req.label("agentgov.dev/agent"), Some("a"));
+        assert_eq!(req.agent_label(), Some("a"));
+        assert!(req.kind.is_core_pod());
+        assert_eq!(req.kind.to_string(), "v1/Pod");
         assert_eq!(req.user_info.username.as_deref(), Some("alice"));
         assert!(!req.dry_run);
+        let spec = req.object.as_ref().unwrap().spec.as_ref().unwrap();
+        assert_eq!(
+            spec.volumes.unwrap().get(),
+            r#"[{"name":"v","emptyDir":{}}]"#
+        );
+    }
+
+    #[test]
+    fn labels_are_strings_and_escapes_are_read() {
+        let escaped = REQUEST.replace(
+            r#""agentgov.dev/agent":"a""#,
+            r#""agentgov.dev\/agent":"\u0061""#,
+        );
+        let req: PodRequest<'_> = serde_json::from_str(&escaped).unwrap();
+        assert_eq!(req.agent_label(), Some("a"));
+        let not_a_string = REQUEST.replace(r#""app":"x""#, r#""app":1"#);
+        assert!(serde_json::from_str::<PodRequest<'_>>(&not_a_string).is_err());
+        let no_labels = REQUEST.replace(r#""labels":{"app":"x","agentgov.dev/agent":"a"},"#, "");
+        let req: PodRequest<'_> = serde_json::from_str(&no_labels).unwrap();
+        assert_eq!(req.agent_label(), None);
+    }
+
+    #[test]
+    fn requires_what_kube_requires() {
         for missing in ["uid", "kind", "resource", "operation", "userInfo"] {
             let mut value: serde_json::Value = serde_json::json!({
                 "uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},
@@ -118,8 +231,9 @@ mod tests {
                 "operation":"CREATE","userInfo":{}
             });
             value.as_object_mut().unwrap().remove(missing);
+            let text = value.to_string();
             assert!(
-                serde_json::from_value::<PodRequest>(value).is_err(),
+                serde_json::from_str::<PodRequest<'_>>(&text).is_err(),
                 "{missing} is required"
             );
         }
