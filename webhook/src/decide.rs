@@ -116,11 +116,12 @@ impl Decision {
 }
 
 fn gvk_string(gvk: &GroupVersionKind) -> String {
-    if gvk.group.is_empty() {
-        format!("{}/{}", gvk.version, gvk.kind)
-    } else {
-        format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind)
+    crate::review::Gvk {
+        group: gvk.group.as_str().into(),
+        version: gvk.version.as_str().into(),
+        kind: gvk.kind.as_str().into(),
     }
+    .to_string()
 }
 
 fn is_agent(gvk: &GroupVersionKind) -> bool {

@@ -45,22 +45,43 @@ pub struct Facts {
 
 impl Facts {
     pub fn of(req: &AdmissionRequest<DynamicObject>) -> Self {
-        Facts {
-            uid: req.uid.clone(),
-            namespace: req.namespace.clone().unwrap_or_default(),
-            requester: req.user_info.username.clone().unwrap_or_default(),
-            operation: operation_name(&req.operation),
-            dry_run: req.dry_run,
-        }
+        Facts::from_request(
+            &req.uid,
+            req.namespace.as_deref(),
+            req.user_info.username.as_deref(),
+            &req.operation,
+            req.dry_run,
+        )
     }
 
     pub fn of_pod(req: &PodRequest<'_>) -> Self {
+        Facts::from_request(
+            &req.uid,
+            req.namespace.as_deref(),
+            req.user_info.username.as_deref(),
+            &req.operation,
+            req.dry_run,
+        )
+    }
+
+    fn from_request(
+        uid: &str,
+        namespace: Option<&str>,
+        requester: Option<&str>,
+        operation: &Operation,
+        dry_run: bool,
+    ) -> Self {
         Facts {
-            uid: req.uid.clone(),
-            namespace: req.namespace.clone().unwrap_or_default(),
-            requester: req.user_info.username.clone().unwrap_or_default(),
-            operation: operation_name(&req.operation),
-            dry_run: req.dry_run,
+            uid: uid.to_string(),
+            namespace: namespace.unwrap_or_default().to_string(),
+            requester: requester.unwrap_or_default().to_string(),
+            operation: match operation {
+                Operation::Create => "CREATE",
+                Operation::Update => "UPDATE",
+                Operation::Delete => "DELETE",
+                Operation::Connect => "CONNECT",
+            },
+            dry_run,
         }
     }
 
@@ -70,15 +91,6 @@ impl Facts {
             operation: "UNKNOWN",
             ..Facts::default()
         }
-    }
-}
-
-fn operation_name(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::Create => "CREATE",
-        Operation::Update => "UPDATE",
-        Operation::Delete => "DELETE",
-        Operation::Connect => "CONNECT",
     }
 }
 
