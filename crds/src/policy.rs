@@ -172,6 +172,11 @@ impl PolicyEngine {
         &self.hash
     }
 
+    /// The hash, shared (a reference count, not a copy).
+    pub fn shared_hash(&self) -> Arc<str> {
+        Arc::clone(&self.hash)
+    }
+
     /// Evaluate the policy. Anything but a well-formed decision is an error (and so a deny).
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Result<PolicyDecision, Error> {
         let json = serde_json::to_string(input).map_err(|e| Error::PolicyEval(e.to_string()))?;

@@ -277,21 +277,27 @@ struct UidOnlyRequest<'a> {
     uid: std::borrow::Cow<'a, str>,
 }
 
+/// The baseline's answer to `body`: read the request uid (skipping the rest of the body) and
+/// allow with it.
+pub fn baseline_answer(body: &[u8]) -> Vec<u8> {
+    let review: UidOnly<'_> = serde_json::from_slice(body).unwrap();
+    let answer = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "response": {"uid": review.request.uid, "allowed": true},
+    });
+    serde_json::to_vec(&answer).unwrap()
+}
+
 /// The baseline: the least a valid webhook does, with no checks: read the request uid
 /// (skipping the rest of the body) and answer allow with it.
 fn baseline_router() -> Router {
     Router::new().route(
         "/validate/{kind}",
         post(|body: Bytes| async move {
-            let review: UidOnly<'_> = serde_json::from_slice(&body).unwrap();
-            let answer = serde_json::json!({
-                "apiVersion": "admission.k8s.io/v1",
-                "kind": "AdmissionReview",
-                "response": {"uid": review.request.uid, "allowed": true},
-            });
             (
                 [("content-type", "application/json")],
-                serde_json::to_vec(&answer).unwrap(),
+                baseline_answer(&body),
             )
         }),
     )
@@ -305,7 +311,7 @@ fn parse_only_router() -> Router {
         post(|body: Bytes| async move {
             let request = agentgov_webhook::review::parse_pod(&body).unwrap();
             let decision = agentgov_webhook::decide::Decision::pass("no checks");
-            let review = agentgov_webhook::review::respond(&request.uid, &decision);
+            let review = agentgov_webhook::review::Answer::new(&request.uid, &decision);
             (
                 [("content-type", "application/json")],
                 serde_json::to_vec(&review).unwrap(),
@@ -455,8 +461,8 @@ fn main() {
     // Production logs every decision as a JSON line; include that cost (written to a sink).
     if !o.no_logs {
         let _ = tracing_subscriber::fmt()
-            .json()
-            .flatten_event(true)
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+            .event_format(agentgov_webhook::telemetry::JsonLine)
             .with_writer(std::io::sink)
             .try_init();
     }

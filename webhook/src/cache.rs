@@ -105,6 +105,10 @@ impl View for Caches {
         self.policies.get(namespace)
     }
 
+    fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
+        self.policies.hash(namespace)
+    }
+
     fn keys(&self) -> Arc<KeySnapshot> {
         self.keys.current()
     }
@@ -275,6 +279,10 @@ impl View for StaticView {
 
     fn policy(&self, namespace: &str) -> Option<PolicyEngine> {
         self.policies.get(namespace)
+    }
+
+    fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
+        self.policies.hash(namespace)
     }
 
     fn keys(&self) -> Arc<KeySnapshot> {

@@ -5,13 +5,14 @@
 //! Agent updates, objects being deleted) pass with [`Scope::Passthrough`]: a quarantined agent
 //! and its workloads can always be deleted or scaled down.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use agentgov_api::Agent;
 use agentgov_api::admission::{
     AdmissionContext, AgentView, DecisionCode, Denial, check_agent, check_agent_with,
 };
-use agentgov_api::agent::{AGENT_LABEL, AgentMode, Containment};
+use agentgov_api::agent::{AGENT_LABEL, AgentMode, Containment, GovernanceStatus};
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::policy::PolicyEngine;
 use jiff::Timestamp;
@@ -38,6 +39,10 @@ pub trait View: Send + Sync {
     fn agent(&self, namespace: &str, name: &str) -> Option<Arc<Agent>>;
     /// The promotion policy in force in `namespace` (its hash is the active policy hash).
     fn policy(&self, namespace: &str) -> Option<PolicyEngine>;
+    /// The hash of the policy in force in `namespace`, without the engine (Pod reviews).
+    fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
+        self.policy(namespace).map(|engine| engine.shared_hash())
+    }
     /// The key ring in force and its generation.
     fn keys(&self) -> Arc<KeySnapshot>;
     /// Where spec hashes and signature verdicts of cached agents are remembered; `None`
@@ -58,7 +63,7 @@ pub enum Scope {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
     pub code: DecisionCode,
-    pub reason: String,
+    pub reason: Cow<'static, str>,
     /// Returned to the client as admission warnings (GOVERNED_RESTRICTED outcomes).
     pub warnings: Vec<String>,
     /// The agent concerned, when known.
@@ -67,7 +72,7 @@ pub struct Decision {
 }
 
 impl Decision {
-    pub fn allow(agent: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn allow(agent: impl Into<String>, reason: impl Into<Cow<'static, str>>) -> Self {
         Decision {
             code: DecisionCode::Allow,
             reason: reason.into(),
@@ -77,7 +82,11 @@ impl Decision {
         }
     }
 
-    pub fn deny(code: DecisionCode, agent: Option<&str>, reason: impl Into<String>) -> Self {
+    pub fn deny(
+        code: DecisionCode,
+        agent: Option<&str>,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Decision {
             code,
             reason: reason.into(),
@@ -87,11 +96,11 @@ impl Decision {
         }
     }
 
-    pub fn bad_request(reason: impl Into<String>) -> Self {
+    pub fn bad_request(reason: impl Into<Cow<'static, str>>) -> Self {
         Decision::deny(DecisionCode::DenyBadRequest, None, reason)
     }
 
-    pub fn pass(reason: impl Into<String>) -> Self {
+    pub fn pass(reason: impl Into<Cow<'static, str>>) -> Self {
         Decision {
             code: DecisionCode::Allow,
             reason: reason.into(),
@@ -207,6 +216,19 @@ pub fn pod_containment(pod: &PodObject<'_>, containment: Containment) -> Result<
     }
 }
 
+/// `namespace/name` in messages, formatted only when a message is.
+#[derive(Clone, Copy)]
+struct AgentId<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl std::fmt::Display for AgentId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// A Pod CREATE: admitted only if the agent it names passes the seven checks.
 pub fn decide_pod(
     req: &PodRequest<'_>,
@@ -245,7 +267,10 @@ pub fn decide_pod(
             format!("label {AGENT_LABEL} is empty: a Pod must name its Agent"),
         );
     }
-    let id = format!("{namespace}/{agent_name}");
+    let id = AgentId {
+        namespace,
+        name: agent_name,
+    };
     if !view.synced() {
         return Decision::deny(
             DecisionCode::DenyUnavailable,
@@ -275,7 +300,7 @@ pub fn decide_pod(
         );
     };
     let keys = view.keys();
-    let policy = view.policy(namespace);
+    let policy_hash = view.policy_hash(namespace);
     let agent_view = AgentView {
         namespace,
         name: agent_name,
@@ -284,7 +309,7 @@ pub fn decide_pod(
         created,
     };
     let ctx = AdmissionContext {
-        active_policy_hash: policy.as_ref().map(PolicyEngine::hash),
+        active_policy_hash: policy_hash.as_deref(),
         keys: &keys.ring,
         now,
         expiry,
@@ -319,14 +344,22 @@ pub fn decide_pod(
             .collect(),
         _ => Vec::new(),
     };
-    let state = agent
-        .status
-        .as_ref()
-        .and_then(|s| s.governance_status)
-        .map_or("SANDBOX", |g| g.as_str());
-    Decision::allow(
-        agent_name,
-        format!("agent {id} ({state}) passed the seven checks"),
-    )
-    .with_warnings(warnings)
+    let state = agent.status.as_ref().and_then(|s| s.governance_status);
+    Decision::allow(agent_name, passed(state)).with_warnings(warnings)
+}
+
+/// The reason of an allow (the log line names the agent and namespace beside it). A constant:
+/// formatting it was a visible part of a review's cost.
+fn passed(state: Option<GovernanceStatus>) -> &'static str {
+    match state {
+        None | Some(GovernanceStatus::Sandbox) => "a SANDBOX agent: passed the seven checks",
+        Some(GovernanceStatus::GovernedValid) => "a GOVERNED_VALID agent: passed the seven checks",
+        Some(GovernanceStatus::GovernedRestricted) => {
+            "a GOVERNED_RESTRICTED agent: passed the seven checks"
+        }
+        // The checks deny an invalidated agent; named all the same should that change.
+        Some(GovernanceStatus::GovernedInvalidated) => {
+            "a GOVERNED_INVALIDATED agent: passed the seven checks"
+        }
+    }
 }

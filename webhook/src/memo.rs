@@ -8,7 +8,7 @@
 //!   new uid; an object without either is never remembered.
 //! - the signature verdict: the object version, and the key ring's generation (a new number on
 //!   every reload: a revocation or a removed key is in force from the next review on), and the
-//!   proof's contents: a SHA-256 over every field of the proof, compared on each hit.
+//!   proof's contents: a keyed hash over every field of the proof, compared on each hit.
 //!
 //! Nothing that depends on the clock (sandbox expiry), on the policy in force (the policy-hash
 //! comparison) or on the revoked list (checked before the verdict is looked at) is remembered:
@@ -28,6 +28,7 @@ use agentgov_api::admission::{Derivations, Recompute};
 use agentgov_api::agent::AgentSpec;
 use agentgov_api::keyring::{KeyRing, VerifyFailure};
 use agentgov_api::proof::{ProofBundle, ProofSubject};
+use ahash::RandomState;
 
 use crate::keys::KeySnapshot;
 
@@ -56,27 +57,23 @@ struct Signature {
     verdict: Result<(), VerifyFailure>,
 }
 
-/// SHA-256 over every field of a proof, each length-prefixed (no two proofs share an encoding).
+/// A keyed hash (aHash with the memo's random keys) over every field of a proof, each
+/// delimited (no two proofs share an encoding). It guards against a proof that changed under
+/// an unchanged object version, which the API server never serves; a forged collision would
+/// need the memo's secret keys. A cryptographic digest cost a SHA-256 on every review.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct ProofDigest([u8; 32]);
+struct ProofDigest(u64);
 
 impl ProofDigest {
-    fn of(proof: &ProofBundle) -> Self {
-        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
-        for field in [
+    fn of(proof: &ProofBundle, keys: &RandomState) -> Self {
+        ProofDigest(keys.hash_one((
             proof.spec_hash.as_str(),
             proof.policy_hash.as_str(),
             proof.signature.as_str(),
             proof.algorithm.as_str(),
             proof.key_id.as_str(),
             proof.signed_at.as_str(),
-        ] {
-            context.update(&(field.len() as u64).to_le_bytes());
-            context.update(field.as_bytes());
-        }
-        let mut digest = [0; 32];
-        digest.copy_from_slice(context.finish().as_ref());
-        ProofDigest(digest)
+        )))
     }
 }
 
@@ -93,12 +90,18 @@ struct Version<'a> {
     resource_version: &'a str,
 }
 
+/// Entries by `namespace/name`. aHash (keyed at random, as kube's reflector store uses):
+/// SipHash was a visible part of a review's cost.
+type Entries = HashMap<String, Entry, RandomState>;
+
 /// The memo. Shared by all reviews; cheap to read concurrently.
 #[derive(Debug)]
 pub struct CheckMemo {
     /// By `namespace/name` (names cannot contain `/`).
-    entries: RwLock<HashMap<String, Entry>>,
+    entries: RwLock<Entries>,
     capacity: usize,
+    /// The keys of [`ProofDigest`], random for each memo.
+    digest_keys: RandomState,
     hits: AtomicU64,
     misses: AtomicU64,
 }
@@ -122,6 +125,7 @@ impl CheckMemo {
         CheckMemo {
             entries: RwLock::default(),
             capacity: capacity.max(1),
+            digest_keys: RandomState::new(),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
         }
@@ -186,11 +190,11 @@ impl CheckMemo {
         }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Entry>> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
         self.entries.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Entry>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
         self.entries.write().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -299,7 +303,7 @@ impl Derivations for AgentDerivations<'_> {
             return Recompute.verify(keys, subject, proof);
         };
         let generation = self.keys.generation;
-        let digest = ProofDigest::of(proof);
+        let digest = ProofDigest::of(proof, &self.memo.digest_keys);
         let known = self
             .memo
             .read()

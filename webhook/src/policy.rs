@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use agentgov_api::PolicyBundle;
 use agentgov_api::hash::policy_hash;
@@ -60,6 +60,15 @@ impl PolicyIndex {
             .unwrap_or_else(PoisonError::into_inner)
             .get(namespace)
             .cloned()
+    }
+
+    /// The hash of the engine in force in `namespace`, if any.
+    pub fn hash(&self, namespace: &str) -> Option<Arc<str>> {
+        self.in_force
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(namespace)
+            .map(PolicyEngine::shared_hash)
     }
 
     /// Whether the first list has been applied.

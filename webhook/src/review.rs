@@ -2,6 +2,8 @@
 //! AdmissionReview with a request is answered with a deny (`ADMISSION_DENY_BAD_REQUEST`),
 //! never an allow, and never a panic.
 
+use std::borrow::Cow;
+
 use agentgov_api::admission::DecisionCode;
 use agentgov_api::expiry::ExpiryPolicy;
 use jiff::Timestamp;
@@ -15,9 +17,12 @@ use tokio::sync::Semaphore;
 use crate::authz::Authorizer;
 use crate::decide::{self, Decision, View};
 
+mod answer;
 mod pod;
 
-pub use pod::{AgentLabel, Gvk, PodMetadata, PodObject, PodRequest, PodSpecView, Requester};
+pub use answer::Answer;
+
+pub use pod::{AgentLabel, Gvk, PodMetadata, PodObject, PodRequest, PodSpecView, Requester, Text};
 
 /// Reasons longer than this are cut (a parser error can quote a whole field).
 pub const MAX_REASON_CHARS: usize = 1024;
@@ -33,48 +38,58 @@ pub struct ReviewError {
     pub reason: String,
 }
 
-/// The facts a decision log line carries about its request.
+/// The facts a decision log line carries about its request (borrowed from a Pod review's body).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Facts {
-    pub uid: String,
-    pub namespace: String,
-    pub requester: String,
+pub struct Facts<'a> {
+    pub uid: Cow<'a, str>,
+    pub namespace: Cow<'a, str>,
+    pub requester: Cow<'a, str>,
     pub operation: &'static str,
     pub dry_run: bool,
 }
 
-impl Facts {
+impl Facts<'static> {
     pub fn of(req: &AdmissionRequest<DynamicObject>) -> Self {
         Facts::from_request(
-            &req.uid,
-            req.namespace.as_deref(),
-            req.user_info.username.as_deref(),
+            Cow::Owned(req.uid.clone()),
+            req.namespace.clone().map(Cow::Owned),
+            req.user_info.username.clone().map(Cow::Owned),
             &req.operation,
             req.dry_run,
         )
     }
 
-    pub fn of_pod(req: &PodRequest<'_>) -> Self {
+    fn unparsed(err: &ReviewError) -> Self {
+        Facts {
+            uid: Cow::Owned(err.uid.clone().unwrap_or_default()),
+            operation: "UNKNOWN",
+            ..Facts::default()
+        }
+    }
+}
+
+impl<'a> Facts<'a> {
+    pub fn of_pod(req: &PodRequest<'a>) -> Self {
         Facts::from_request(
-            &req.uid,
-            req.namespace.as_deref(),
-            req.user_info.username.as_deref(),
+            req.uid.clone(),
+            req.namespace.as_ref().map(|ns| ns.0.clone()),
+            req.user_info.username.as_ref().map(|name| name.0.clone()),
             &req.operation,
             req.dry_run,
         )
     }
 
     fn from_request(
-        uid: &str,
-        namespace: Option<&str>,
-        requester: Option<&str>,
+        uid: Cow<'a, str>,
+        namespace: Option<Cow<'a, str>>,
+        requester: Option<Cow<'a, str>>,
         operation: &Operation,
         dry_run: bool,
     ) -> Self {
         Facts {
-            uid: uid.to_string(),
-            namespace: namespace.unwrap_or_default().to_string(),
-            requester: requester.unwrap_or_default().to_string(),
+            uid,
+            namespace: namespace.unwrap_or_default(),
+            requester: requester.unwrap_or_default(),
             operation: match operation {
                 Operation::Create => "CREATE",
                 Operation::Update => "UPDATE",
@@ -82,14 +97,6 @@ impl Facts {
                 Operation::Connect => "CONNECT",
             },
             dry_run,
-        }
-    }
-
-    fn unparsed(err: &ReviewError) -> Self {
-        Facts {
-            uid: err.uid.clone().unwrap_or_default(),
-            operation: "UNKNOWN",
-            ..Facts::default()
         }
     }
 }
@@ -142,9 +149,14 @@ fn parse_request<'a, R: Deserialize<'a>>(
 ) -> Result<R, ReviewError> {
     // JSON is UTF-8 (RFC 8259), and serde_json does not check the bytes of fields it skips:
     // check the whole body, so malformed input is never half-read into an allow.
-    let body = std::str::from_utf8(body).map_err(|e| ReviewError {
+    // SIMD validation, as most of the body is fields no decision reads; on failure, std's
+    // validator says where the body breaks.
+    let body = simdutf8::basic::from_utf8(body).map_err(|_| ReviewError {
         uid: None,
-        reason: format!("the body is not UTF-8: {e}"),
+        reason: match std::str::from_utf8(body) {
+            Err(e) => format!("the body is not UTF-8: {e}"),
+            Ok(_) => "the body is not UTF-8".into(),
+        },
     })?;
     let review: Envelope<R> = serde_json::from_str(body).map_err(|e| ReviewError {
         uid: probe_uid(body.as_bytes()),
@@ -197,7 +209,7 @@ pub fn parse(body: &[u8]) -> Result<AdmissionRequest<DynamicObject>, ReviewError
 
 /// Parse an `admission.k8s.io/v1` AdmissionReview of a Pod, reading only what decisions need.
 pub fn parse_pod(body: &[u8]) -> Result<PodRequest<'_>, ReviewError> {
-    parse_request(body, |r: &PodRequest<'_>| r.uid.as_str())
+    parse_request(body, |r: &PodRequest<'_>| &r.uid)
 }
 
 fn status_for(code: DecisionCode) -> (u16, &'static str) {
@@ -217,72 +229,81 @@ pub fn message(decision: &Decision) -> String {
     )
 }
 
-/// The response to the request with this uid.
+/// The `status` of the response: empty for an allow; for a deny, the message, reason and code.
+fn status(decision: &Decision) -> Status {
+    if decision.allowed() {
+        Status::default()
+    } else {
+        let (code, reason) = status_for(decision.code);
+        Status::failure(&message(decision), reason).with_code(code)
+    }
+}
+
+/// The admission warnings of the response, bounded in number and length.
+fn warnings(decision: &Decision) -> Option<Vec<String>> {
+    (!decision.warnings.is_empty()).then(|| {
+        decision
+            .warnings
+            .iter()
+            .take(MAX_WARNINGS)
+            .map(|w| truncate(w, MAX_WARNING_CHARS - 1))
+            .collect()
+    })
+}
+
+/// The response to the request with this uid, as kube's type. The server sends the same JSON
+/// through [`Answer`].
 pub fn respond(uid: &str, decision: &Decision) -> AdmissionReview<DynamicObject> {
     let mut response = AdmissionResponse::invalid("");
     response.uid = uid.to_string();
-    if decision.allowed() {
-        response.allowed = true;
-        response.result = Status::default();
-    } else {
-        let (code, reason) = status_for(decision.code);
-        response.allowed = false;
-        response.result = Status::failure(&message(decision), reason).with_code(code);
-    }
+    response.allowed = decision.allowed();
+    response.result = status(decision);
     response
         .audit_annotations
         .insert("decision".into(), decision.code.as_str().into());
-    if !decision.warnings.is_empty() {
-        response.warnings = Some(
-            decision
-                .warnings
-                .iter()
-                .take(MAX_WARNINGS)
-                .map(|w| truncate(w, MAX_WARNING_CHARS - 1))
-                .collect(),
-        );
-    }
+    response.warnings = warnings(decision);
     response.into_review()
 }
 
-/// The response to a body that could not be used: always a deny.
-pub fn reject(uid: Option<&str>, decision: &Decision) -> AdmissionReview<DynamicObject> {
-    debug_assert!(!decision.allowed());
-    respond(uid.unwrap_or_default(), decision)
-}
-
-/// One reviewed request: the answer, and what to log and count.
+/// One reviewed request: what to answer, log and count.
 #[derive(Debug)]
-pub struct Reviewed {
-    pub review: AdmissionReview<DynamicObject>,
-    pub facts: Facts,
+pub struct Reviewed<'a> {
+    pub facts: Facts<'a>,
     pub decision: Decision,
 }
 
-impl Reviewed {
+impl Reviewed<'_> {
     fn rejected(err: ReviewError) -> Self {
-        let decision = Decision::bad_request(err.reason.clone());
         Reviewed {
-            review: reject(err.uid.as_deref(), &decision),
+            decision: Decision::bad_request(err.reason.clone()),
             facts: Facts::unparsed(&err),
-            decision,
         }
+    }
+
+    /// The answer to send: to the request's uid (or, for a body that could not be used, the
+    /// uid it was seen to carry, if any).
+    pub fn answer(&self) -> Answer<'_> {
+        Answer::new(&self.facts.uid, &self.decision)
     }
 
     /// Whether the answer admits the request.
     pub fn allowed(&self) -> bool {
-        self.review.response.as_ref().is_some_and(|r| r.allowed)
+        self.decision.allowed()
     }
 }
 
 /// Parse and decide a Pod review (no I/O).
-pub fn review_pod(body: &[u8], view: &dyn View, expiry: &ExpiryPolicy, now: Timestamp) -> Reviewed {
+pub fn review_pod<'a>(
+    body: &'a [u8],
+    view: &dyn View,
+    expiry: &ExpiryPolicy,
+    now: Timestamp,
+) -> Reviewed<'a> {
     match parse_pod(body) {
         Err(err) => Reviewed::rejected(err),
         Ok(req) => {
             let decision = decide::decide_pod(&req, view, expiry, now);
             Reviewed {
-                review: respond(&req.uid, &decision),
                 facts: Facts::of_pod(&req),
                 decision,
             }
@@ -298,13 +319,12 @@ pub async fn review_agent(
     expiry: &ExpiryPolicy,
     now: Timestamp,
     policy_slots: &Semaphore,
-) -> Reviewed {
+) -> Reviewed<'static> {
     match parse(body) {
         Err(err) => Reviewed::rejected(err),
         Ok(req) => {
             let decision = decide::decide_agent(&req, view, authz, expiry, now, policy_slots).await;
             Reviewed {
-                review: respond(&req.uid, &decision),
                 facts: Facts::of(&req),
                 decision,
             }

@@ -20,8 +20,6 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use jiff::Timestamp;
-use kube::core::DynamicObject;
-use kube::core::admission::AdmissionReview;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
@@ -59,10 +57,11 @@ impl std::fmt::Debug for AppState {
 
 /// `POST /validate/pods` and `POST /validate/agents`.
 pub fn admission_router(state: AppState) -> Router {
+    // Handlers get the state behind one `Arc`: one reference count a request, not one a field.
     Router::new()
         .route("/validate/pods", post(validate_pods))
         .route("/validate/agents", post(validate_agents))
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
 /// Readiness: synced caches and not shutting down.
@@ -127,8 +126,8 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
     }
 }
 
-fn json(status: StatusCode, review: &AdmissionReview<DynamicObject>) -> Response {
-    match serde_json::to_vec(review) {
+fn json(status: StatusCode, answer: &review::Answer<'_>) -> Response {
+    match serde_json::to_vec(answer) {
         Ok(bytes) => {
             let mut response = (status, bytes).into_response();
             response.headers_mut().insert(
@@ -137,7 +136,7 @@ fn json(status: StatusCode, review: &AdmissionReview<DynamicObject>) -> Response
             );
             response
         }
-        // Serializing kube's response type cannot fail in practice; still, never an allow.
+        // Serializing the answer cannot fail in practice; still, never an allow.
         Err(_) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             "cannot encode the response\n",
@@ -147,7 +146,7 @@ fn json(status: StatusCode, review: &AdmissionReview<DynamicObject>) -> Response
 }
 
 /// Log and count one decision.
-pub fn record(metrics: &Metrics, kind: ReviewKind, facts: &Facts, decision: &Decision) {
+pub fn record(metrics: &Metrics, kind: ReviewKind, facts: &Facts<'_>, decision: &Decision) {
     let agent = decision.agent.as_deref().unwrap_or_default();
     let code = decision.code.as_str();
     match decision.scope {
@@ -157,12 +156,12 @@ pub fn record(metrics: &Metrics, kind: ReviewKind, facts: &Facts, decision: &Dec
                 code,
                 allowed = decision.allowed(),
                 agent,
-                namespace = %facts.namespace,
-                requester = %facts.requester,
-                reason = %decision.reason,
+                namespace = &*facts.namespace,
+                requester = &*facts.requester,
+                reason = &*decision.reason,
                 operation = facts.operation,
                 kind = kind.as_str(),
-                uid = %facts.uid,
+                uid = &*facts.uid,
                 dry_run = facts.dry_run,
                 warnings = decision.warnings.len(),
                 "admission decision"
@@ -171,12 +170,12 @@ pub fn record(metrics: &Metrics, kind: ReviewKind, facts: &Facts, decision: &Dec
         Scope::Passthrough => tracing::debug!(
             code,
             allowed = decision.allowed(),
-            namespace = %facts.namespace,
-            requester = %facts.requester,
-            reason = %decision.reason,
+            namespace = &*facts.namespace,
+            requester = &*facts.requester,
+            reason = &*decision.reason,
             operation = facts.operation,
             kind = kind.as_str(),
-            uid = %facts.uid,
+            uid = &*facts.uid,
             dry_run = facts.dry_run,
             "admission pass-through"
         ),
@@ -201,10 +200,10 @@ fn body_failure(metrics: &Metrics, kind: ReviewKind, err: BodyError) -> Response
     };
     let decision = Decision::deny(DecisionCode::DenyBadRequest, None, reason);
     record(metrics, kind, &Facts::default(), &decision);
-    json(status, &review::reject(None, &decision))
+    json(status, &review::Answer::new("", &decision))
 }
 
-async fn validate_pods(State(s): State<AppState>, request: Request) -> Response {
+async fn validate_pods(State(s): State<Arc<AppState>>, request: Request) -> Response {
     let _timer = s.metrics.review_timer(ReviewKind::pod);
     let body = match read_body(request.into_body(), s.max_body_bytes, s.body_timeout).await {
         Ok(body) => body,
@@ -214,7 +213,7 @@ async fn validate_pods(State(s): State<AppState>, request: Request) -> Response 
     finish(&s, ReviewKind::pod, reviewed)
 }
 
-async fn validate_agents(State(s): State<AppState>, request: Request) -> Response {
+async fn validate_agents(State(s): State<Arc<AppState>>, request: Request) -> Response {
     let _timer = s.metrics.review_timer(ReviewKind::agent);
     let body = match read_body(request.into_body(), s.max_body_bytes, s.body_timeout).await {
         Ok(body) => body,
@@ -232,9 +231,9 @@ async fn validate_agents(State(s): State<AppState>, request: Request) -> Respons
     finish(&s, ReviewKind::agent, reviewed)
 }
 
-fn finish(s: &AppState, kind: ReviewKind, reviewed: Reviewed) -> Response {
+fn finish(s: &AppState, kind: ReviewKind, reviewed: Reviewed<'_>) -> Response {
     record(&s.metrics, kind, &reviewed.facts, &reviewed.decision);
-    json(StatusCode::OK, &reviewed.review)
+    json(StatusCode::OK, &reviewed.answer())
 }
 
 /// Limits of the TLS server.

@@ -40,12 +40,7 @@ async fn sandbox_create_breaking_containment_is_denied() {
         external_calls: false,
         persistent_writes: true,
     };
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("lab", &spec)),
-    )
-    .await;
+    let answer = create(&app, "lab", &spec).await;
     assert_denied(&answer, DecisionCode::DenyContainmentViolation);
     assert!(message(&answer).contains("persistentWrites"));
 }
@@ -58,12 +53,7 @@ async fn sandbox_create_already_expired_is_denied() {
         ttl_seconds: None,
         expires_at: Some(Time(hours_ago(1))),
     });
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("lab", &spec)),
-    )
-    .await;
+    let answer = create(&app, "lab", &spec).await;
     assert_denied(&answer, DecisionCode::DenySandboxExpired);
 }
 
@@ -88,12 +78,7 @@ async fn sandbox_update_is_judged_from_the_stored_creation_time() {
 #[tokio::test]
 async fn governed_create_authorized_and_allowed_by_policy() {
     let app = app(world().view);
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("auditor-2", &governed_spec())),
-    )
-    .await;
+    let answer = create(&app, "auditor-2", &governed_spec()).await;
     assert!(allowed(&answer), "{answer:#}");
     assert_eq!(code(&answer), "ADMISSION_ALLOW");
     assert!(warnings(&answer).is_empty(), "{answer:#}");
@@ -103,12 +88,7 @@ async fn governed_create_authorized_and_allowed_by_policy() {
 #[tokio::test]
 async fn governed_create_unauthorized() {
     let app = app_with(world().view, Ok(false), Duration::from_secs(5));
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("auditor-2", &governed_spec())),
-    )
-    .await;
+    let answer = create(&app, "auditor-2", &governed_spec()).await;
     assert_denied(&answer, DecisionCode::DenyUnauthorized);
     let message = message(&answer);
     assert!(message.contains("alice@example.com"), "{message}");
@@ -124,12 +104,7 @@ async fn governed_create_when_authorization_fails_is_denied() {
         Err("connection refused".into()),
         Duration::from_secs(5),
     );
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("auditor-2", &governed_spec())),
-    )
-    .await;
+    let answer = create(&app, "auditor-2", &governed_spec()).await;
     assert_denied(&answer, DecisionCode::DenyUnavailable);
     assert!(message(&answer).contains("connection refused"));
 }
@@ -140,12 +115,7 @@ async fn governed_create_breaking_policy_is_refused_with_reasons() {
     let mut spec = governed_spec();
     spec.anatomy.reasoning.as_mut().unwrap().temperature = 0.9;
     spec.anatomy.capabilities.clear();
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("hot", &spec)),
-    )
-    .await;
+    let answer = create(&app, "hot", &spec).await;
     assert_denied(&answer, DecisionCode::DenyPolicy);
     let message = message(&answer);
     assert!(
@@ -160,12 +130,7 @@ async fn governed_restricted_comes_back_as_warnings() {
     let app = app(world().view);
     let mut spec = governed_spec();
     spec.anatomy.economics = None;
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("no-budget", &spec)),
-    )
-    .await;
+    let answer = create(&app, "no-budget", &spec).await;
     assert!(allowed(&answer), "{answer:#}");
     let warnings = warnings(&answer);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -181,12 +146,7 @@ async fn governed_create_without_policy_in_force() {
     let keys = SigningKeys::new("k1");
     let view = agentgov_webhook::cache::StaticView::new(keys.verification(&[]));
     let app = app(view);
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("auditor-2", &governed_spec())),
-    )
-    .await;
+    let answer = create(&app, "auditor-2", &governed_spec()).await;
     assert_denied(&answer, DecisionCode::DenyPolicy);
     assert!(message(&answer).contains("no policy in force"));
 }
@@ -196,20 +156,10 @@ async fn governed_create_while_unsynced_is_unavailable() {
     let mut w = world();
     w.view.synced = false;
     let app = app(w.view);
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("auditor-2", &governed_spec())),
-    )
-    .await;
+    let answer = create(&app, "auditor-2", &governed_spec()).await;
     assert_denied(&answer, DecisionCode::DenyUnavailable);
     // Sandboxes need no cache.
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("lab", &sandbox_spec())),
-    )
-    .await;
+    let answer = create(&app, "lab", &sandbox_spec()).await;
     assert!(allowed(&answer), "{answer:#}");
 }
 

@@ -1,4 +1,5 @@
-//! The decision log line of `POST /validate/agents`: JSON with the seed's fields.
+//! The JSON log lines of `telemetry::JsonLine`, and the decision line of `POST /validate/agents`
+//! with the seed's fields.
 //!
 //! In a test binary of its own: the subscriber is set for this thread only, and tracing caches
 //! per-callsite interest globally, so tests in other threads of a shared binary could register
@@ -7,52 +8,104 @@
 
 mod common;
 
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentgov_api::admission::DecisionCode;
+use agentgov_webhook::telemetry::JsonLine;
 use common::*;
-use serde_json::json;
+use serde_json::{Value, json};
 
-#[tokio::test]
-async fn decision_log_line_is_json_with_the_fields() {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
 
-    #[derive(Clone, Default)]
-    struct Sink(Arc<Mutex<Vec<u8>>>);
-    impl Write for Sink {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
     }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The lines written while `log` runs under a [`JsonLine`] subscriber on this thread.
+async fn lines<F: std::future::Future>(log: impl FnOnce() -> F) -> Vec<Value> {
     let sink = Sink::default();
     let writer = sink.clone();
     let subscriber = tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
+        .event_format(JsonLine)
         .with_writer(move || writer.clone())
         .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
-    let app = app_with(world().view, Ok(false), Duration::from_secs(5));
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_create("auditor-2", &governed_spec())),
-    )
-    .await;
-    assert_denied(&answer, DecisionCode::DenyUnauthorized);
-
+    let guard = tracing::subscriber::set_default(subscriber);
+    log().await;
+    drop(guard);
     let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-    let line = text
-        .lines()
-        .find(|l| l.contains("admission decision"))
-        .unwrap_or_else(|| panic!("no decision line in {text}"));
-    let line: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert!(text.ends_with('\n'), "{text:?}");
+    text.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_line_has_every_field_typed_and_escaped() {
+    let reason = "quote \" backslash \\ newline \n tab \t é";
+    let lines = lines(|| async {
+        tracing::info!(
+            code = "ADMISSION_ALLOW",
+            allowed = true,
+            warnings = 2u64,
+            delta = -3i64,
+            ratio = 0.5,
+            reason = %reason,
+            debugged = ?Some("x"),
+            "admission decision"
+        );
+    })
+    .await;
+    let [line] = lines.as_slice() else {
+        panic!("{lines:?}")
+    };
+    assert_eq!(line["level"], json!("INFO"));
+    assert_eq!(line["code"], json!("ADMISSION_ALLOW"));
+    assert_eq!(line["allowed"], json!(true));
+    assert_eq!(line["warnings"], json!(2));
+    assert_eq!(line["delta"], json!(-3));
+    assert_eq!(line["ratio"], json!(0.5));
+    assert_eq!(line["reason"], json!(reason));
+    assert_eq!(line["debugged"], json!("Some(\"x\")"));
+    assert_eq!(line["message"], json!("admission decision"));
+    assert_eq!(line["target"], json!("decision_log"));
+    let at: jiff::Timestamp = line["timestamp"].as_str().unwrap().parse().unwrap();
+    let age = jiff::Timestamp::now().duration_since(at);
+    assert!(age.as_secs() < 60 && !age.is_negative(), "{at}");
+    assert_eq!(line.as_object().unwrap().len(), 11, "{line}");
+}
+
+#[tokio::test]
+async fn an_error_field_is_its_message() {
+    let err = std::io::Error::other("disk \"full\"");
+    let lines = lines(|| async {
+        tracing::warn!(error = &err as &(dyn std::error::Error + 'static), "failed");
+    })
+    .await;
+    assert_eq!(lines[0]["error"], json!("disk \"full\""));
+    assert_eq!(lines[0]["level"], json!("WARN"));
+}
+
+#[tokio::test]
+async fn decision_log_line_is_json_with_the_fields() {
+    let app = app_with(world().view, Ok(false), Duration::from_secs(5));
+    let lines = lines(|| async {
+        let answer = create(&app, "auditor-2", &governed_spec()).await;
+        assert_denied(&answer, DecisionCode::DenyUnauthorized);
+    })
+    .await;
+    let line = lines
+        .iter()
+        .find(|l| l["message"] == json!("admission decision"))
+        .unwrap_or_else(|| panic!("no decision line in {lines:?}"));
     assert_eq!(line["code"], json!("ADMISSION_DENY_UNAUTHORIZED"));
     assert_eq!(line["agent"], json!("auditor-2"));
     assert_eq!(line["namespace"], json!(NS));

@@ -33,11 +33,11 @@ fn runtime() -> &'static tokio::runtime::Runtime {
     })
 }
 
-fn pod(body: &[u8]) -> Reviewed {
+fn pod(body: &[u8]) -> Reviewed<'_> {
     review_pod(body, view(), &ExpiryPolicy::default(), now())
 }
 
-fn agent(body: &[u8]) -> Reviewed {
+fn agent(body: &[u8]) -> Reviewed<'_> {
     let authz = FixedAuthorizer::new(Ok(true));
     let slots = Semaphore::new(1);
     runtime().block_on(review_agent(
@@ -118,10 +118,7 @@ fn check_allow(body: &[u8], reviewed: &Reviewed, sandbox: bool) -> Result<(), Te
         .map_err(|e| TestCaseError::fail(format!("allowed a body that is not JSON: {e}")))?;
     let uid = value["request"]["uid"].as_str().unwrap_or_default();
     prop_assert!(!uid.is_empty(), "allowed without a uid");
-    prop_assert_eq!(
-        reviewed.review.response.as_ref().map(|r| r.uid.as_str()),
-        Some(uid)
-    );
+    prop_assert_eq!(reviewed.answer().uid(), uid);
     if out_of_scope(&value) {
         return Ok(());
     }
@@ -295,7 +292,7 @@ proptest! {
             let parsed = agentgov_webhook::review::parse(&body);
             prop_assert!(parsed.is_ok(), "allowed an unparsable review");
             let uid = parsed.map(|r| r.uid).unwrap_or_default();
-            prop_assert_eq!(reviewed.review.response.as_ref().map(|r| r.uid.clone()), Some(uid));
+            prop_assert_eq!(reviewed.answer().uid(), uid);
         }
     }
 }

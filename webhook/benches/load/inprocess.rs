@@ -126,6 +126,9 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView) {
     let parse_only = per_op(5_000, || {
         agentgov_webhook::review::parse_pod(&body).unwrap();
     });
+    let baseline = per_op(5_000, || {
+        crate::baseline_answer(&body);
+    });
     let parse_whole = per_op(5_000, || {
         agentgov_webhook::review::parse(&body).unwrap();
     });
@@ -139,8 +142,24 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView) {
             &reviewed.decision,
         );
     });
+    // The same line through tracing-subscriber's own JSON format, as before `JsonLine`.
+    let tracing_json = tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_writer(std::io::sink)
+        .finish();
+    let log_tracing_json = tracing::subscriber::with_default(tracing_json, || {
+        per_op(5_000, || {
+            agentgov_webhook::server::record(
+                &metrics,
+                agentgov_webhook::metrics::ReviewKind::pod,
+                &reviewed.facts,
+                &reviewed.decision,
+            );
+        })
+    });
     let encode = per_op(5_000, || {
-        serde_json::to_vec(&reviewed.review).unwrap();
+        serde_json::to_vec(&reviewed.answer()).unwrap();
     });
     println!();
     println!("| in-process, 1 thread (fastest of 5 rounds) | µs per review |");
@@ -170,6 +189,10 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView) {
         micros(parse_only)
     );
     println!(
+        "| for comparison: the baseline's whole answer (parse of the uid only, encoding) | {} |",
+        micros(baseline)
+    );
+    println!(
         "| for comparison: parsing it whole (`AdmissionReview<DynamicObject>`, as Agent reviews are) | {} |",
         micros(parse_whole)
     );
@@ -180,6 +203,10 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView) {
     println!(
         "| outside the review: decision log line (JSON, to a sink) and counter | {} |",
         micros(log)
+    );
+    println!(
+        "| for comparison: the same line in tracing-subscriber's JSON format | {} |",
+        micros(log_tracing_json)
     );
 }
 

@@ -23,18 +23,20 @@ use serde_json::value::RawValue;
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodRequest<'a> {
-    pub uid: String,
+    #[serde(borrow)]
+    pub uid: Cow<'a, str>,
     #[serde(borrow)]
     pub kind: Gvk<'a>,
     /// Required, as in kube's type; not read.
     #[serde(rename = "resource")]
     _resource: IgnoredAny,
-    #[serde(default)]
-    pub sub_resource: Option<String>,
-    #[serde(default)]
-    pub namespace: Option<String>,
+    #[serde(default, borrow)]
+    pub sub_resource: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Text<'a>>,
     pub operation: Operation,
-    pub user_info: Requester,
+    #[serde(borrow)]
+    pub user_info: Requester<'a>,
     #[serde(default, borrow)]
     pub object: Option<PodObject<'a>>,
     #[serde(default)]
@@ -70,9 +72,9 @@ impl fmt::Display for Gvk<'_> {
 
 /// Who sent the request (the AdmissionReview's userInfo); only the name is logged.
 #[derive(Clone, Debug, Default, Deserialize)]
-pub struct Requester {
-    #[serde(default)]
-    pub username: Option<String>,
+pub struct Requester<'a> {
+    #[serde(default, borrow)]
+    pub username: Option<Text<'a>>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -85,8 +87,8 @@ pub struct PodObject<'a> {
 
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct PodMetadata<'a> {
-    #[serde(default)]
-    pub namespace: Option<String>,
+    #[serde(default, borrow)]
+    pub namespace: Option<Text<'a>>,
     /// The value of the agent label, when the Pod has it.
     #[serde(default, borrow, rename = "labels")]
     pub agent_label: Option<AgentLabel<'a>>,
@@ -131,8 +133,17 @@ impl PodRequest<'_> {
     }
 }
 
-/// A string that borrows from the body unless JSON escapes forced a copy.
-struct Text<'a>(Cow<'a, str>);
+/// A string that borrows from the body unless JSON escapes forced a copy. (serde borrows a
+/// `Cow<str>` field only when it is not inside an `Option`.)
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
