@@ -14,7 +14,9 @@
 //!   cargo bench -p agentgov-webhook --bench load -- --seconds 5 --connections 1,8,32
 //!   (decision log lines are formatted as JSON into a sink; --no-logs leaves them out;
 //!   --many N sets the number of extra governed agents; --micro runs only the in-process part;
-//!   --only TEXT loads only the scenarios whose name contains TEXT)
+//!   --only TEXT loads only the scenarios whose name contains TEXT; --pairs N sets how many
+//!   interleaved baseline / governed pairs measure the ratio: 5 by default, none with --only
+//!   unless given)
 //!
 //! Resident memory of the Agent cache and the memo with N governed agents (nothing else runs):
 //!
@@ -69,6 +71,8 @@ struct Options {
     micro_only: bool,
     only: Option<String>,
     many: usize,
+    /// Interleaved pairs measuring the ratio (default 5; none with `--only` unless given).
+    pairs: Option<usize>,
     rss: Option<usize>,
 }
 
@@ -88,6 +92,7 @@ fn options() -> Options {
         micro_only: false,
         only: None,
         many: 10_000,
+        pairs: None,
         rss: None,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -108,6 +113,7 @@ fn options() -> Options {
             "--key" => o.key = Some(value),
             "--server-name" => o.server_name = value,
             "--many" => o.many = value.parse().unwrap(),
+            "--pairs" => o.pairs = Some(value.parse().unwrap()),
             "--only" => o.only = Some(value),
             "--rss" => o.rss = Some(value.parse().unwrap()),
             "--no-logs" => {
@@ -577,7 +583,7 @@ fn main() {
             "pod of a governed agent, memo (7 checks, Ed25519)",
             webhook.as_str(),
             "/validate/pods",
-            one(governed_pod),
+            one(governed_pod.clone()),
             Some(true),
         ),
         (
@@ -631,14 +637,78 @@ fn main() {
             println!("{}", row(name, c, &run));
         }
     }
+    let pairs = o.pairs.unwrap_or(if o.only.is_none() { 5 } else { 0 });
+    if pairs > 0 {
+        let pair = |addr: &str, c: usize| {
+            let run = runtime.block_on(load(
+                addr,
+                "localhost",
+                config.clone(),
+                "/validate/pods",
+                one(governed_pod.clone()),
+                Some(true),
+                c,
+                warmup,
+                measure,
+            ));
+            assert_eq!(
+                run.errors + run.unexpected,
+                0,
+                "errors while measuring a pair"
+            );
+            run.latencies.len() as f64 / run.elapsed.as_secs_f64()
+        };
+        ratios(&o.connections, pairs, |c| {
+            (pair(&baseline, c), pair(&webhook, c))
+        });
+    }
 
     micro();
 }
 
+/// The governed Pod's throughput against the baseline's, in `pairs` interleaved pairs of runs
+/// (baseline, then governed) for each connection count: a change in the machine's load between
+/// runs moves both sides of a pair alike, and the median ratio is robust to an outlier pair.
+fn ratios(connections: &[usize], pairs: usize, mut pair: impl FnMut(usize) -> (f64, f64)) {
+    println!();
+    println!(
+        "| connections | baseline req/s (median) | governed Pod req/s (median) | governed / baseline, median of {pairs} pairs | lowest pair | highest pair |"
+    );
+    println!("|---|---|---|---|---|---|");
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    for &c in connections {
+        let (mut base, mut governed, mut ratio) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..pairs {
+            let (b, g) = pair(c);
+            base.push(b);
+            governed.push(g);
+            ratio.push(g / b);
+        }
+        let (low, high) = (
+            ratio.iter().copied().fold(f64::INFINITY, f64::min),
+            ratio.iter().copied().fold(0.0, f64::max),
+        );
+        println!(
+            "| {c} | {:.0} | {:.0} | {:.0}% | {:.0}% | {:.0}% |",
+            median(&mut base),
+            median(&mut governed),
+            100.0 * median(&mut ratio),
+            100.0 * low,
+            100.0 * high
+        );
+    }
+}
+
 /// The in-process measurements (one thread, no TLS, no HTTP).
 fn micro() {
-    let memo_view = world().view;
+    let World {
+        keys,
+        view: memo_view,
+    } = world();
     let mut fresh_view = world().view;
     fresh_view.memo = None;
-    inprocess::micro(&memo_view, &fresh_view);
+    inprocess::micro(&memo_view, &fresh_view, keys.verification(&[]));
 }

@@ -19,7 +19,7 @@
 //! leave the cache are forgotten ([`CheckMemo::forget`], [`CheckMemo::retain`]), and beyond
 //! `capacity` entries an arbitrary one is evicted (it costs one fresh check later).
 
-use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
@@ -29,6 +29,7 @@ use agentgov_api::agent::AgentSpec;
 use agentgov_api::keyring::{KeyRing, VerifyFailure};
 use agentgov_api::proof::{ProofBundle, ProofSubject};
 use ahash::RandomState;
+use hashbrown::{Equivalent, HashMap};
 
 use crate::keys::KeySnapshot;
 
@@ -90,9 +91,52 @@ struct Version<'a> {
     resource_version: &'a str,
 }
 
-/// Entries by `namespace/name`. aHash (keyed at random, as kube's reflector store uses):
-/// SipHash was a visible part of a review's cost.
-type Entries = HashMap<String, Entry, RandomState>;
+/// Entries by agent. aHash (keyed at random, as kube's reflector store uses): SipHash was a
+/// visible part of a review's cost.
+type Entries = HashMap<AgentKey, Entry, RandomState>;
+
+/// An agent's key in the memo.
+#[derive(Debug, PartialEq, Eq)]
+struct AgentKey {
+    namespace: String,
+    name: String,
+}
+
+/// The same key borrowed, so that a review looks its agent up without building a key.
+#[derive(Clone, Copy, Debug)]
+struct AgentRef<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+// `AgentKey` and `AgentRef` hash alike, as `Equivalent` requires.
+impl Hash for AgentKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_ref().hash(state);
+    }
+}
+
+impl Hash for AgentRef<'_> {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.namespace.hash(state);
+        self.name.hash(state);
+    }
+}
+
+impl AgentKey {
+    fn as_ref(&self) -> AgentRef<'_> {
+        AgentRef {
+            namespace: &self.namespace,
+            name: &self.name,
+        }
+    }
+}
+
+impl Equivalent<AgentKey> for AgentRef<'_> {
+    fn equivalent(&self, key: &AgentKey) -> bool {
+        self.namespace == key.namespace && self.name == key.name
+    }
+}
 
 /// The memo. Shared by all reviews; cheap to read concurrently.
 #[derive(Debug)]
@@ -110,14 +154,6 @@ impl Default for CheckMemo {
     fn default() -> Self {
         CheckMemo::new(DEFAULT_CAPACITY)
     }
-}
-
-fn key(namespace: &str, name: &str) -> String {
-    let mut key = String::with_capacity(namespace.len() + name.len() + 1);
-    key.push_str(namespace);
-    key.push('/');
-    key.push_str(name);
-    key
 }
 
 impl CheckMemo {
@@ -152,9 +188,7 @@ impl CheckMemo {
         };
         AgentDerivations {
             memo: self,
-            namespace,
-            name,
-            key: key(namespace, name),
+            key: AgentRef { namespace, name },
             agent,
             keys,
             version,
@@ -163,15 +197,13 @@ impl CheckMemo {
 
     /// Forget the agent `namespace/name` (it left the cache).
     pub fn forget(&self, namespace: &str, name: &str) {
-        self.write().remove(&key(namespace, name));
+        self.write().remove(&AgentRef { namespace, name });
     }
 
     /// Keep only the agents for which `keep(namespace, name)` holds (after a re-list).
     pub fn retain(&self, mut keep: impl FnMut(&str, &str) -> bool) {
-        self.write().retain(|key, _| {
-            let (namespace, name) = key.split_once('/').unwrap_or(("", key));
-            keep(namespace, name)
-        });
+        self.write()
+            .retain(|key, _| keep(&key.namespace, &key.name));
     }
 
     /// How many agents have an entry.
@@ -204,9 +236,9 @@ impl CheckMemo {
     }
 
     /// Update the entry of `key` for `version`, replacing an entry of another version.
-    fn update(&self, key: &str, version: Version<'_>, change: impl FnOnce(&mut Entry)) {
+    fn update(&self, key: AgentRef<'_>, version: Version<'_>, change: impl FnOnce(&mut Entry)) {
         let mut entries = self.write();
-        if let Some(entry) = entries.get_mut(key) {
+        if let Some(entry) = entries.get_mut(&key) {
             if !entry.is(&version) {
                 *entry = Entry::new(version);
             }
@@ -214,13 +246,25 @@ impl CheckMemo {
             return;
         }
         if entries.len() >= self.capacity
-            && let Some(victim) = entries.keys().next().cloned()
+            && let Some(victim) = entries
+                .keys()
+                .next()
+                .map(|k| (k.namespace.clone(), k.name.clone()))
         {
-            entries.remove(&victim);
+            entries.remove(&AgentRef {
+                namespace: &victim.0,
+                name: &victim.1,
+            });
         }
         let mut entry = Entry::new(version);
         change(&mut entry);
-        entries.insert(key.to_string(), entry);
+        entries.insert(
+            AgentKey {
+                namespace: key.namespace.to_string(),
+                name: key.name.to_string(),
+            },
+            entry,
+        );
     }
 }
 
@@ -242,9 +286,7 @@ impl Entry {
 #[derive(Debug)]
 pub struct AgentDerivations<'a> {
     memo: &'a CheckMemo,
-    namespace: &'a str,
-    name: &'a str,
-    key: String,
+    key: AgentRef<'a>,
     agent: &'a Agent,
     keys: &'a KeySnapshot,
     version: Option<Version<'a>>,
@@ -282,7 +324,7 @@ impl Derivations for AgentDerivations<'_> {
         self.memo.count(false);
         let hash = Recompute.spec_hash(spec);
         let remembered = hash.clone();
-        self.memo.update(&self.key, version, |entry| {
+        self.memo.update(self.key, version, |entry| {
             entry.spec_hash = Some(remembered);
         });
         hash
@@ -295,8 +337,8 @@ impl Derivations for AgentDerivations<'_> {
         proof: &ProofBundle,
     ) -> Result<(), VerifyFailure> {
         let ours = std::ptr::eq(keys, &self.keys.ring)
-            && subject.namespace == self.namespace
-            && subject.name == self.name
+            && subject.namespace == self.key.namespace
+            && subject.name == self.key.name
             && self.own_proof(proof);
         let Some(version) = self.version.filter(|_| ours) else {
             self.memo.count(false);
@@ -318,7 +360,7 @@ impl Derivations for AgentDerivations<'_> {
         }
         self.memo.count(false);
         let verdict = Recompute.verify(keys, subject, proof);
-        self.memo.update(&self.key, version, |entry| {
+        self.memo.update(self.key, version, |entry| {
             entry.signature = Some(Signature {
                 generation,
                 proof: digest,
