@@ -96,7 +96,7 @@ struct Version<'a> {
 type Entries = HashMap<AgentKey, Entry, RandomState>;
 
 /// An agent's key in the memo.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct AgentKey {
     namespace: String,
     name: String,
@@ -141,7 +141,6 @@ impl Equivalent<AgentKey> for AgentRef<'_> {
 /// The memo. Shared by all reviews; cheap to read concurrently.
 #[derive(Debug)]
 pub struct CheckMemo {
-    /// By `namespace/name` (names cannot contain `/`).
     entries: RwLock<Entries>,
     capacity: usize,
     /// The keys of [`ProofDigest`], random for each memo.
@@ -246,15 +245,9 @@ impl CheckMemo {
             return;
         }
         if entries.len() >= self.capacity
-            && let Some(victim) = entries
-                .keys()
-                .next()
-                .map(|k| (k.namespace.clone(), k.name.clone()))
+            && let Some(victim) = entries.keys().next().cloned()
         {
-            entries.remove(&AgentRef {
-                namespace: &victim.0,
-                name: &victim.1,
-            });
+            entries.remove(&victim);
         }
         let mut entry = Entry::new(version);
         change(&mut entry);

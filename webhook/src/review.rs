@@ -1,6 +1,7 @@
-//! AdmissionReview `admission.k8s.io/v1` in and out, with kube's types. A body that is not a v1
-//! AdmissionReview with a request is answered with a deny (`ADMISSION_DENY_BAD_REQUEST`),
-//! never an allow, and never a panic.
+//! AdmissionReview `admission.k8s.io/v1` in and out: Agent reviews parsed into kube's types,
+//! Pod reviews into the fields decisions read ([`PodRequest`]); every answer is an [`Answer`],
+//! the JSON of kube's `AdmissionReview`. A body that is not a v1 AdmissionReview with a request
+//! is answered with a deny (`ADMISSION_DENY_BAD_REQUEST`), never an allow, and never a panic.
 
 use std::borrow::Cow;
 
@@ -21,7 +22,6 @@ mod answer;
 mod pod;
 
 pub use answer::Answer;
-
 pub use pod::{AgentLabel, Gvk, PodMetadata, PodObject, PodRequest, PodSpecView, Requester, Text};
 
 /// Reasons longer than this are cut (a parser error can quote a whole field).
