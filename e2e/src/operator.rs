@@ -38,8 +38,27 @@ pub fn log_dir() -> PathBuf {
     dir
 }
 
-/// A free loopback port.
+/// A free loopback port, below the kernel's ephemeral range when it can: a port the kernel
+/// hands out for `:0` is also a source port for outgoing connections (the API server opens
+/// many), and one of them can take it between this check and the process that binds it (seen
+/// in CI as a webhook that could not listen).
 pub fn free_port() -> Result<u16> {
+    use std::hash::{BuildHasher, RandomState};
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(0);
+    const LOWEST: u16 = 10_000;
+    if ephemeral_start > LOWEST + 1_000 {
+        let span = u64::from(ephemeral_start - LOWEST);
+        for attempt in 0..100u32 {
+            let offset = RandomState::new().hash_one(attempt) % span;
+            let port = LOWEST + u16::try_from(offset).unwrap_or(0);
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                return Ok(port);
+            }
+        }
+    }
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(listener.local_addr()?.port())
 }
@@ -169,4 +188,28 @@ pub fn metric_value(text: &str, name: &str) -> Option<f64> {
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l[name.len()..].trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_free_port_is_bindable_and_below_the_ephemeral_range() {
+        let ephemeral_start: u16 =
+            std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        for _ in 0..20 {
+            let port = super::free_port().unwrap();
+            if ephemeral_start > 11_000 {
+                assert!((10_000..ephemeral_start).contains(&port), "{port}");
+            }
+            std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        }
+    }
 }

@@ -100,9 +100,22 @@ pub struct Webhook {
 }
 
 impl Webhook {
-    /// Start a webhook on a free loopback port; see [`Webhook::start_on`].
+    /// Start a webhook on a free loopback port; see [`Webhook::start_on`]. Should another
+    /// process take a port between its choice and the webhook's bind, it starts again on others.
     pub async fn start(namespace: &str, keys: &KeyFile, tag: &str, extra: &[&str]) -> Result<Self> {
-        Self::start_on(free_addr()?, Some(namespace), keys, tag, extra).await
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match Self::start_on(free_addr()?, Some(namespace), keys, tag, extra).await {
+                // The webhook logs a failed bind with `"category":"bind"` and exits.
+                Err(e) if attempts < 5 && e.to_string().contains(r#""category":"bind""#) => {
+                    eprintln!(
+                        "webhook {tag}: a port was taken before it could bind; again ({e:#})"
+                    );
+                }
+                started => return started,
+            }
+        }
     }
 
     /// Start a webhook listening on `listen` with the cluster's serving certificate and client
