@@ -4,10 +4,10 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test run bench fmt-check clippy unit crd-check crds controlplane build e2e clean-cache tools chart-test static
+.PHONY: test run bench fmt-check clippy unit policy-test crd-check crds controlplane build e2e clean-cache tools chart-test static
 
 ## test: everything CI runs: formatting, lints, unit and policy tests, CRD drift, e2e on a real control plane
-test: fmt-check clippy unit crd-check chart-test e2e static
+test: fmt-check clippy policy-test unit crd-check chart-test e2e static
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -15,9 +15,16 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
 
-## unit: unit tests, proof-contract vectors, schema validation of examples, Rego policy tests
-unit:
+## unit: unit tests, proof-contract vectors, schema validation of examples, the promotion policy's
+## test table on regorus' RVM, and the differential test against OPA (hence tools)
+unit: tools
 	$(CARGO) test --workspace --exclude agentgov-e2e --locked
+
+## policy-test: OPA (built by tools) checks policies/ strictly and runs the promotion policy's test
+## table (policies/testdata/promotion_cases.yaml, loaded as data) through policies/promotion_test.rego
+policy-test: tools
+	"$$(bash hack/tools.sh --print-bin-dir)/opa" check --strict policies/
+	"$$(bash hack/tools.sh --print-bin-dir)/opa" test -v policies/
 
 ## crd-check: the committed CRD YAML (and generated examples) match what crdgen prints
 crd-check:
@@ -27,7 +34,7 @@ crd-check:
 crds:
 	$(CARGO) run -q --locked -p agentgov-api --bin crdgen
 
-## tools: helm, the PromQL checker and lua5.4 into .cache/tools (cached; hack/tools.sh)
+## tools: helm, OPA, the PromQL checker and lua5.4 into .cache/tools (cached; hack/tools.sh)
 tools:
 	bash hack/tools.sh
 

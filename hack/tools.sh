@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Install the chart tooling into .cache/tools (cached, idempotent, safe to run concurrently):
+# Install the chart and policy tooling into .cache/tools (cached, idempotent, safe to run concurrently):
 #   helm    helm.sh/helm/v3, built from the Go module proxy (static, version and default
 #           Kubernetes version stamped the way helm's own Makefile does)
+#   opa     github.com/open-policy-agent/opa, built from the Go module proxy (static, no Wasm):
+#           `make policy-test` and the differential test crds/tests/opa_differential.rs
 #   promql  e2e/chart/promql: Prometheus' PromQL parser, to check the chart's alerts and dashboard
 #   lua5.4  Debian package, for the Argo CD health-check tests (examples/gitops/argocd)
 #   PyYAML  for e2e/chart/*.py (already on the machine image; installed if missing)
 #
 #   hack/tools.sh                  install what is missing
+#   hack/tools.sh opa helm         install only these (of helm opa promql kubeconform
+#                                  openapi2jsonschema lua pyyaml)
 #   hack/tools.sh --print-bin-dir  print the directory holding helm (for PATH)
 #
 # Environment: AGENTGOV_TOOLS_DIR (default <repo>/.cache/tools).
@@ -21,6 +25,10 @@ BIN="${TOOLS_DIR}/bin"
 # asked, so Chart.yaml's kubeVersion constraint is checked against 1.37.
 HELM_VERSION="v3.22.0"
 KUBECONFORM_VERSION="v0.7.0"
+# OPA, the reference the promotion policy is checked against (make policy-test and
+# crds/tests/opa_differential.rs). v1.22.4 differs from v1.22.3 only in the Go toolchain its
+# published binaries were built with, which does not apply to a build from source.
+OPA_VERSION="v1.22.3"
 HELM_K8S_MAJOR="1"
 HELM_K8S_MINOR="37"
 
@@ -51,6 +59,19 @@ install_helm() {
   GOBIN="${BIN}" CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
     go install -trimpath -ldflags "${ldflags}" "${pkg}/cmd/helm@${HELM_VERSION}"
   echo "${stamp}" > "${BIN}/.helm.stamp"
+}
+
+install_opa() {
+  local stamp
+  stamp="$(printf '%s\n' "${OPA_VERSION}" "$(go version)" | sha256sum | cut -d' ' -f1)"
+  if [[ -x "${BIN}/opa" && "$(cat "${BIN}/.opa.stamp" 2>/dev/null)" == "${stamp}" ]]; then
+    return 0
+  fi
+  command -v go >/dev/null || { log "go is needed to build opa"; exit 1; }
+  log "building opa ${OPA_VERSION} (Go module proxy; a few minutes the first time)"
+  GOBIN="${BIN}" CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
+    go install -trimpath -ldflags "-s -w" "github.com/open-policy-agent/opa@${OPA_VERSION}"
+  echo "${stamp}" > "${BIN}/.opa.stamp"
 }
 
 install_promql() {
@@ -104,10 +125,13 @@ install_pyyaml() {
   python3 -m pip install -q 'PyYAML==6.0.3'
 }
 
-install_helm
-install_promql
-install_kubeconform
-install_openapi2jsonschema
-install_lua
-install_pyyaml
-"${BIN}/helm" version --short >&2
+ALL_TOOLS=(helm opa promql kubeconform openapi2jsonschema lua pyyaml)
+if (($# == 0)); then
+  set -- "${ALL_TOOLS[@]}"
+fi
+for tool in "$@"; do
+  [[ " ${ALL_TOOLS[*]} " == *" ${tool} "* ]] || { log "unknown tool ${tool} (one of: ${ALL_TOOLS[*]})"; exit 2; }
+  "install_${tool}"
+done
+[[ ! -x "${BIN}/helm" ]] || "${BIN}/helm" version --short >&2
+[[ ! -x "${BIN}/opa" ]] || log "opa $("${BIN}/opa" version | sed -n 's/^Version: //p')"

@@ -5,129 +5,437 @@
 #         (maxMonthlyBudgetUsd, temperatureLimits, promoterRoles, extra)
 # Output: data.agentgov.promotion.decision = {"allow": bool, "denies": [string], "warnings": [string]}
 #
-# Each deny is a sentence a user can act on. Limits come from data, so a cluster admin changes
-# them without touching this file.
+# Fail closed: each seed rule is an `ok_<rule>` that is true only when the rule positively holds
+# for well-typed input and data, and `allow` is their conjunction. A missing, null or wrong-typed
+# field (of the input or of the policy data) leaves its ok_ rule false, so it denies, and every
+# ok_ rule that is not true adds a deny sentence a user can act on, naming what is wrong.
+# Limits come from data, so a cluster admin changes them without touching this file.
+#
+# Written to decide the same on OPA and on regorus' Rego VM (what agentgov runs), which
+# crds/tests/opa_differential.rs checks. Where the two differ, this file does not go:
+#   - the VM runs a rule body on past `x := <undefined>` (OPA stops there), so every value is
+#     read with object.get and a default and type-checked (is_object, is_array, is_string,
+#     is_number) before use, and no built-in sees a wrong type (OPA makes that undefined,
+#     regorus fails the evaluation);
+#   - Go and Rust print some floats differently, so numbers are printed with `show`;
+#   - OPA computes with 64-bit big floats, regorus with f64, so arithmetic is only where both
+#     are exact (`budget_line`).
+# Tests: policies/testdata/promotion_cases.yaml, run on the VM by crds/tests/rego_policy.rs and
+# on OPA by promotion_test.rego (`make policy-test`).
 package agentgov.promotion
 
 import rego.v1
 
+# --- Reading input and data ------------------------------------------------------------------
+
+default limits := null
+
 limits := data.agentgov.limits
 
-spec := input.agent.spec
+# o[k] when o is an object holding k, else null (absent and null read alike).
+get(o, k) := object.get(o, k, null) if is_object(o)
 
-anatomy := object.get(spec, "anatomy", {})
+else := null
 
-containment := object.get(anatomy, "containment", {})
+spec := get(get(input, "agent"), "spec")
+
+anatomy := get(spec, "anatomy")
+
+nonempty_string(x) if {
+	is_string(x)
+	x != ""
+}
+
+# A non-empty list of non-empty strings (anatomy.inputs, actions, capabilities).
+name_list(x) if {
+	is_array(x)
+	count(x) > 0
+	every s in x {
+		nonempty_string(s)
+	}
+}
+
+string_list(x) if {
+	is_array(x)
+	every s in x {
+		is_string(s)
+	}
+}
+
+# Not given at all: absent, null, or an empty string, list or object.
+empty(x) if x == null
+
+empty(x) if x == ""
+
+empty(x) if x == []
+
+empty(x) if x == {}
+
+# A number as text, the same on every engine: Go (OPA) prints floats of 1e6 or more and below
+# 1e-4 in exponent form and Rust (regorus) does not, so those are printed as whole numbers: in
+# full when they are whole, as "just over" their whole part when they are positive, and in words
+# otherwise (format_int and floor agree on both engines below 2^53).
+show(n) := sprintf("%v", [n]) if {
+	n == 0
+} else := sprintf("%v", [n]) if {
+	n >= 0.0001
+	n < 1000000
+} else := sprintf("%v", [n]) if {
+	n <= -0.0001
+	n > -1000000
+} else := format_int(n, 10) if {
+	n > -9007199254740992
+	n < 9007199254740992
+	floor(n) == n
+} else := sprintf("just over %s", [format_int(n, 10)]) if {
+	n > 0
+	n < 9007199254740992
+} else := "(a number too large or too small to print)"
 
 # --- Rule 1: the actor is authorized (the seed's agent_admin or policy_admin) -------------------
 
 # The webhook sets authorizedToPromote from a SubjectAccessReview for the verb "promote" on
 # agents.agentgov.dev, which the ClusterRoles agentgov-agent-admin and agentgov-policy-admin grant.
-default actor_authorized := false
+actor := get(input, "actor")
 
-actor_authorized if input.actor.authorizedToPromote == true
+promoter_roles := get(limits, "promoterRoles")
 
-actor_authorized if {
-	some role in object.get(input.actor, "roles", [])
-	role in limits.promoterRoles
+actor_name := name if {
+	name := get(actor, "username")
+	nonempty_string(name)
+} else := "an unknown actor"
+
+# The actor's groups or roles: absent or null is none; anything but a list of strings is
+# malformed (and denies).
+actor_list_ok(field) if get(actor, field) == null
+
+actor_list_ok(field) if string_list(get(actor, field))
+
+actor_list(field) := list if {
+	list := get(actor, field)
+	string_list(list)
+} else := []
+
+actor_flag_ok if get(actor, "authorizedToPromote") == null
+
+actor_flag_ok if is_boolean(get(actor, "authorizedToPromote"))
+
+actor_well_formed if {
+	is_object(actor)
+	actor_list_ok("groups")
+	actor_list_ok("roles")
+	actor_flag_ok
 }
 
-actor_authorized if {
-	some group in object.get(input.actor, "groups", [])
-	group in limits.promoterRoles
+actor_holds_role if get(actor, "authorizedToPromote") == true
+
+actor_holds_role if {
+	some role in actor_list("roles")
+	promoter_role(role)
 }
 
-denies contains msg if {
-	not actor_authorized
-	msg := sprintf(
-		"%s may not promote agents: promotion needs one of the roles %s (the Kubernetes verb 'promote' on agents.agentgov.dev, granted by the ClusterRoles agentgov-agent-admin and agentgov-policy-admin)",
-		[object.get(input.actor, "username", "an unknown actor"), concat(", ", limits.promoterRoles)],
-	)
+actor_holds_role if {
+	some group in actor_list("groups")
+	promoter_role(group)
 }
+
+promoter_role(name) if {
+	string_list(promoter_roles)
+	name in promoter_roles
+}
+
+default ok_actor := false
+
+ok_actor if {
+	string_list(promoter_roles)
+	actor_well_formed
+	actor_holds_role
+}
+
+roles_text := concat(", ", promoter_roles) if {
+	string_list(promoter_roles)
+	count(promoter_roles) > 0
+} else := "(none are configured)"
+
+actor_problem := "an unknown actor may not promote agents: the request names no actor (input.actor must be an object with username, groups, roles and authorizedToPromote)" if {
+	not is_object(actor)
+} else := sprintf("%s may not promote agents: the policy data has no promoterRoles list (data.agentgov.limits.promoterRoles, a list of role names); ask a policy admin", [actor_name]) if {
+	not string_list(promoter_roles)
+} else := sprintf("%s may not promote agents: input.actor.groups must be a list of strings", [actor_name]) if {
+	not actor_list_ok("groups")
+} else := sprintf("%s may not promote agents: input.actor.roles must be a list of strings", [actor_name]) if {
+	not actor_list_ok("roles")
+} else := sprintf("%s may not promote agents: input.actor.authorizedToPromote must be true or false", [actor_name]) if {
+	not actor_flag_ok
+} else := sprintf(
+	"%s may not promote agents: promotion needs one of the roles %s (the Kubernetes verb 'promote' on agents.agentgov.dev, granted by the ClusterRoles agentgov-agent-admin and agentgov-policy-admin)",
+	[actor_name, roles_text],
+)
+
+denies contains actor_problem if not ok_actor
 
 # --- Rule 2: the minimum viable anatomy is complete ----------------------------------------------
 
 mva_fields := ["reasoning", "inputs", "actions", "memory"]
 
-missing(field) if not anatomy[field]
+memory_kinds := ["none", "session", "persistent"]
 
-missing(field) if count(anatomy[field]) == 0
+# retentionDays: absent, or a whole number of days (an int32, as the schema says).
+retention_ok(r) if r == null
+
+retention_ok(r) if {
+	is_number(r)
+	r >= 0
+	r <= 2147483647
+	floor(r) == r
+}
+
+complete(field, value) if {
+	field == "reasoning"
+	nonempty_string(get(value, "model"))
+}
+
+complete(field, value) if {
+	field in ["inputs", "actions"]
+	name_list(value)
+}
+
+complete(field, value) if {
+	field == "memory"
+	get(value, "kind") in memory_kinds
+	retention_ok(get(value, "retentionDays"))
+}
+
+default ok_anatomy := false
+
+ok_anatomy if {
+	every field in mva_fields {
+		complete(field, get(anatomy, field))
+	}
+}
+
+field_shapes := {
+	"reasoning": "needs a model (a non-empty string)",
+	"inputs": "must be a list of non-empty strings",
+	"actions": "must be a list of non-empty strings",
+	"memory": "needs a kind (none, session or persistent) and, if it has retentionDays, a whole number of days, 0 or more",
+}
+
+anatomy_problem(field) := sprintf(
+	"anatomy is incomplete: add anatomy.%s (the minimum viable anatomy is reasoning, inputs, actions and memory)",
+	[field],
+) if {
+	empty(get(anatomy, field))
+} else := sprintf("anatomy is incomplete: anatomy.%s %s", [field, field_shapes[field]])
 
 denies contains msg if {
+	not ok_anatomy
 	some field in mva_fields
-	missing(field)
-	msg := sprintf(
-		"anatomy is incomplete: add anatomy.%s (the minimum viable anatomy is reasoning, inputs, actions and memory)",
-		[field],
-	)
+	not complete(field, get(anatomy, field))
+	msg := anatomy_problem(field)
 }
 
 # --- Rule 3: the sandbox stayed contained --------------------------------------------------------
 
-denies contains "anatomy.containment.externalCalls is true: an agent is promoted only from a contained sandbox; set it to false" if {
-	containment.externalCalls == true
+containment := get(anatomy, "containment")
+
+containment_flags := ["externalCalls", "persistentWrites"]
+
+# Absent or null is contained (the schema defaults both to false); only false is, otherwise.
+contained(flag) if get(containment, flag) == null
+
+contained(flag) if get(containment, flag) == false
+
+default ok_containment := false
+
+ok_containment if {
+	empty_or_object(containment)
+	every flag in containment_flags {
+		contained(flag)
+	}
 }
 
-denies contains "anatomy.containment.persistentWrites is true: an agent is promoted only from a contained sandbox; set it to false" if {
-	containment.persistentWrites == true
+empty_or_object(x) if x == null
+
+empty_or_object(x) if is_object(x)
+
+denies contains "anatomy.containment must be an object (externalCalls and persistentWrites, both false): an agent is promoted only from a contained sandbox" if {
+	not ok_containment
+	not empty_or_object(containment)
+}
+
+denies contains msg if {
+	not ok_containment
+	some flag in containment_flags
+	get(containment, flag) == true
+	msg := sprintf("anatomy.containment.%s is true: an agent is promoted only from a contained sandbox; set it to false", [flag])
+}
+
+denies contains msg if {
+	not ok_containment
+	some flag in containment_flags
+	not contained(flag)
+	not get(containment, flag) == true
+	msg := sprintf("anatomy.containment.%s must be true or false: an agent is promoted only from a contained sandbox; set it to false", [flag])
 }
 
 # --- Rule 4: at least one capability -------------------------------------------------------------
 
-denies contains "anatomy.capabilities is empty: declare at least one capability" if {
-	count(object.get(anatomy, "capabilities", [])) == 0
-}
+capabilities := get(anatomy, "capabilities")
+
+default ok_capabilities := false
+
+ok_capabilities if name_list(capabilities)
+
+capabilities_problem := "anatomy.capabilities is empty: declare at least one capability" if {
+	empty(capabilities)
+} else := "anatomy.capabilities must be a list of non-empty strings: declare at least one capability by name"
+
+denies contains capabilities_problem if not ok_capabilities
 
 # --- Rule 5: temperature within the role class's limit -------------------------------------------
 
-denies contains msg if {
-	temperature := anatomy.reasoning.temperature
-	limit := limits.temperatureLimits[spec.roleClass]
-	temperature > limit
-	msg := sprintf(
-		"anatomy.reasoning.temperature %v is above the limit %v for role class %s; lower it to %v or less",
-		[temperature, limit, spec.roleClass, limit],
-	)
+role_classes := ["compliance", "analysis", "ideation"]
+
+role_class := get(spec, "roleClass")
+
+temperature := get(get(anatomy, "reasoning"), "temperature")
+
+temperature_limit := get(get(limits, "temperatureLimits"), role_class) if {
+	role_class in role_classes
+} else := null
+
+default ok_temperature := false
+
+ok_temperature if {
+	is_number(temperature_limit)
+	is_number(temperature)
+	temperature <= temperature_limit
 }
 
-denies contains msg if {
-	not limits.temperatureLimits[spec.roleClass]
-	msg := sprintf("no temperature limit is set for role class %v in the policy data; ask a policy admin", [spec.roleClass])
-}
+temperature_problem := "spec.roleClass is missing or not a string: set it to compliance, analysis or ideation (it decides the temperature limit)" if {
+	not is_string(role_class)
+} else := sprintf("spec.roleClass %s is not one of compliance, analysis or ideation, so no temperature limit applies; use one of those", [role_class]) if {
+	not role_class in role_classes
+} else := sprintf("no temperature limit is set for role class %s in the policy data; ask a policy admin", [role_class]) if {
+	not is_number(temperature_limit)
+} else := sprintf(
+	"anatomy.reasoning.temperature is missing or not a number: set it (at most %s for role class %s)",
+	[show(temperature_limit), role_class],
+) if {
+	not is_number(temperature)
+} else := sprintf(
+	"anatomy.reasoning.temperature %s is above the limit %s for role class %s; lower it to %s or less",
+	[show(temperature), show(temperature_limit), role_class, show(temperature_limit)],
+)
+
+denies contains temperature_problem if not ok_temperature
 
 # --- Rule 6: budget within org limits ------------------------------------------------------------
 
-denies contains msg if {
-	budget := anatomy.economics.monthlyBudgetUsd
-	budget > limits.maxMonthlyBudgetUsd
-	msg := sprintf(
-		"anatomy.economics.monthlyBudgetUsd %v is above the org limit of %v; reduce it",
-		[budget, limits.maxMonthlyBudgetUsd],
-	)
+economics := get(anatomy, "economics")
+
+budget := get(economics, "monthlyBudgetUsd")
+
+max_budget := get(limits, "maxMonthlyBudgetUsd")
+
+max_budget_ok if {
+	is_number(max_budget)
+	max_budget >= 0
 }
+
+# No economics, or economics without a budget: allowed (with a warning below).
+budget_undeclared if economics == null
+
+budget_undeclared if {
+	is_object(economics)
+	budget == null
+}
+
+budget_nonnegative if {
+	is_number(budget)
+	budget >= 0
+}
+
+budget_within if {
+	budget_nonnegative
+	max_budget_ok
+	budget <= max_budget
+}
+
+default ok_budget := false
+
+ok_budget if {
+	max_budget_ok
+	budget_undeclared
+}
+
+ok_budget if {
+	max_budget_ok
+	budget_within
+}
+
+budget_problem := "the policy data has no maxMonthlyBudgetUsd (data.agentgov.limits.maxMonthlyBudgetUsd, a number, 0 or more), so no budget can be checked; ask a policy admin" if {
+	not max_budget_ok
+} else := "anatomy.economics must be an object with monthlyBudgetUsd (the monthly budget in US dollars)" if {
+	not empty_or_object(economics)
+} else := "anatomy.economics.monthlyBudgetUsd must be a number of US dollars, 0 or more" if {
+	not budget_nonnegative
+} else := sprintf(
+	"anatomy.economics.monthlyBudgetUsd %s is above the org limit of %s; reduce it",
+	[show(budget), show(max_budget)],
+)
+
+denies contains budget_problem if not ok_budget
 
 # --- Warnings: allowed, but restricted -----------------------------------------------------------
 
 warnings contains "no monthly budget is declared (anatomy.economics.monthlyBudgetUsd); spending is not capped by the agent" if {
-	not anatomy.economics.monthlyBudgetUsd
+	budget_undeclared
+}
+
+# Above 80 % of the limit. The line is 80 % of the limit to a tenth of a cent, computed so both
+# engines get the same number: round(limit * 800) is the same integer on OPA (64-bit big floats)
+# and regorus (f64) for limits below 10^10 dollars with at most five decimals (limit * 800 is
+# then never within rounding error of a half), and that integer / 1000 compares exactly on both.
+# `budget > 0.8 * limit` instead rounds either way at the line. Limits of 10^10 dollars or more
+# give no 80 % warning.
+default budget_line := null
+
+budget_line := round(max_budget * 800) / 1000 if {
+	max_budget_ok
+	max_budget < 10000000000
 }
 
 warnings contains msg if {
-	budget := anatomy.economics.monthlyBudgetUsd
-	budget <= limits.maxMonthlyBudgetUsd
-	budget > 0.8 * limits.maxMonthlyBudgetUsd
-	msg := sprintf("monthly budget %v is above 80%% of the org limit %v", [budget, limits.maxMonthlyBudgetUsd])
+	budget_within
+	is_number(budget_line)
+	budget > budget_line
+	msg := sprintf("monthly budget %s is above 80%% of the org limit %s", [show(budget), show(max_budget)])
 }
 
+memory := get(anatomy, "memory")
+
 warnings contains "persistent memory has no retentionDays; memory is kept forever" if {
-	anatomy.memory.kind == "persistent"
-	not anatomy.memory.retentionDays
+	get(memory, "kind") == "persistent"
+	get(memory, "retentionDays") == null
 }
 
 # --- The decision --------------------------------------------------------------------------------
 
+default allow := false
+
+allow if {
+	ok_actor
+	ok_anatomy
+	ok_containment
+	ok_capabilities
+	ok_temperature
+	ok_budget
+}
+
 decision := {
-	"allow": count(denies) == 0,
+	"allow": allow,
 	"denies": sort(denies),
 	"warnings": sort(warnings),
 }

@@ -53,11 +53,17 @@ impl AdmissionCheck {
     }
 }
 
-/// The seed's admission decision codes, plus three for fail-closed cases the seed folds into
-/// "any error denies": an unknown agent, a webhook not ready, and a request it cannot read.
+/// The seed's admission decision codes, plus codes for fail-closed cases the seed folds into
+/// "any error denies" (an unknown agent, a webhook not ready, a request it cannot read, a policy
+/// or authorization refusal), for the paths a tenant could use around the seven checks (an agent
+/// label removed from a running Pod, a sandbox's life lengthened, the spec of an agent being
+/// deleted changed), and for the one audited exception (a sandbox extended by someone holding the
+/// verb `extend`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DecisionCode {
     Allow,
+    /// Allowed: a sandbox's expiry moved later by someone holding the verb `extend`.
+    AllowSandboxExtended,
     DenyProofMissing,
     DenySpecHashMismatch,
     DenyPolicyHashMismatch,
@@ -70,11 +76,18 @@ pub enum DecisionCode {
     DenyBadRequest,
     DenyPolicy,
     DenyUnauthorized,
+    /// The agent label removed from (or emptied on) a Pod that carried it.
+    DenyAgentLabelRemoved,
+    /// A sandbox's expiry moved later without the verb `extend`.
+    DenySandboxExtension,
+    /// The spec of an agent being deleted changed.
+    DenyAgentDeleting,
 }
 
 impl DecisionCode {
-    pub const ALL: [DecisionCode; 13] = [
+    pub const ALL: [DecisionCode; 17] = [
         DecisionCode::Allow,
+        DecisionCode::AllowSandboxExtended,
         DecisionCode::DenyProofMissing,
         DecisionCode::DenySpecHashMismatch,
         DecisionCode::DenyPolicyHashMismatch,
@@ -87,11 +100,23 @@ impl DecisionCode {
         DecisionCode::DenyBadRequest,
         DecisionCode::DenyPolicy,
         DecisionCode::DenyUnauthorized,
+        DecisionCode::DenyAgentLabelRemoved,
+        DecisionCode::DenySandboxExtension,
+        DecisionCode::DenyAgentDeleting,
     ];
+
+    /// Whether the request is admitted.
+    pub fn is_allow(self) -> bool {
+        matches!(
+            self,
+            DecisionCode::Allow | DecisionCode::AllowSandboxExtended
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
             DecisionCode::Allow => "ADMISSION_ALLOW",
+            DecisionCode::AllowSandboxExtended => "ADMISSION_ALLOW_SANDBOX_EXTENDED",
             DecisionCode::DenyProofMissing => "ADMISSION_DENY_PROOF_MISSING",
             DecisionCode::DenySpecHashMismatch => "ADMISSION_DENY_SPEC_HASH_MISMATCH",
             DecisionCode::DenyPolicyHashMismatch => "ADMISSION_DENY_POLICY_HASH_MISMATCH",
@@ -104,6 +129,9 @@ impl DecisionCode {
             DecisionCode::DenyBadRequest => "ADMISSION_DENY_BAD_REQUEST",
             DecisionCode::DenyPolicy => "ADMISSION_DENY_POLICY",
             DecisionCode::DenyUnauthorized => "ADMISSION_DENY_UNAUTHORIZED",
+            DecisionCode::DenyAgentLabelRemoved => "ADMISSION_DENY_AGENT_LABEL_REMOVED",
+            DecisionCode::DenySandboxExtension => "ADMISSION_DENY_SANDBOX_EXTENSION",
+            DecisionCode::DenyAgentDeleting => "ADMISSION_DENY_AGENT_DELETING",
         }
     }
 }
@@ -145,15 +173,37 @@ pub struct AgentView<'a> {
     pub created: Timestamp,
 }
 
+/// A second opinion on a governed agent whose proof was signed under another policy than the
+/// one in force: a newer policy that the operator has not re-signed the agent under yet (it may
+/// be down). `Ok(())` when the policy in force allows the agent too; `Err` with its deny
+/// reasons otherwise.
+pub trait PolicyRecheck {
+    fn recheck(&self, agent: &AgentView<'_>) -> Result<(), String>;
+}
+
 /// What the checks are judged against.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct AdmissionContext<'a> {
     /// Hash of the PolicyBundle version in force for the agent's namespace, if any.
     pub active_policy_hash: Option<&'a str>,
+    /// How a proof signed under another policy is judged: `None` refuses it (check 3 strictly);
+    /// `Some` admits it when the policy in force allows the agent too.
+    pub recheck: Option<&'a dyn PolicyRecheck>,
     pub keys: &'a KeyRing,
     /// The webhook's clock.
     pub now: Timestamp,
     pub expiry: &'a ExpiryPolicy,
+}
+
+impl std::fmt::Debug for AdmissionContext<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdmissionContext")
+            .field("active_policy_hash", &self.active_policy_hash)
+            .field("recheck", &self.recheck.is_some())
+            .field("now", &self.now)
+            .field("expiry", &self.expiry)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The deterministic, costly steps of the checks of a governed agent. An implementation must
@@ -255,18 +305,32 @@ fn check_governed(
             ),
         ));
     }
-    // 3. Policy hash.
+    // 3. Policy hash: the proof's policy is in force, or (with a recheck) the policy in force
+    // allows the agent as well.
     match ctx.active_policy_hash {
         Some(active) if active == proof.policy_hash => {}
         Some(active) => {
-            return Err(Denial::check(
-                AdmissionCheck::PolicyHashMatch,
-                format!(
-                    "{id} was signed against policy {}, but policy {} is in force",
-                    short(&proof.policy_hash),
-                    short(active)
-                ),
-            ));
+            let signed = short(&proof.policy_hash);
+            let active = short(active);
+            match ctx.recheck.map(|r| r.recheck(agent)) {
+                Some(Ok(())) => {}
+                Some(Err(denies)) => {
+                    return Err(Denial::check(
+                        AdmissionCheck::PolicyHashMatch,
+                        format!(
+                            "{id} was signed against policy {signed}, and policy {active}, now in force, denies it: {denies}"
+                        ),
+                    ));
+                }
+                None => {
+                    return Err(Denial::check(
+                        AdmissionCheck::PolicyHashMatch,
+                        format!(
+                            "{id} was signed against policy {signed}, but policy {active} is in force"
+                        ),
+                    ));
+                }
+            }
         }
         None => {
             return Err(Denial::check(

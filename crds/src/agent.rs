@@ -82,16 +82,19 @@ pub enum AgentMode {
 pub struct Anatomy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<Reasoning>,
-    /// Data sources the agent reads.
+    /// Data sources the agent reads (non-empty names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1)))]
     pub inputs: Vec<String>,
-    /// Actions the agent may take.
+    /// Actions the agent may take (non-empty names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1)))]
     pub actions: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
-    /// Capabilities the agent declares; promotion needs at least one.
+    /// Capabilities the agent declares (non-empty names); promotion needs at least one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(inner(length(min = 1)))]
     pub capabilities: Vec<String>,
     #[serde(default)]
     pub containment: Containment,
@@ -264,5 +267,92 @@ pub struct AgentStatus {
     pub conditions: Vec<Condition>,
 }
 
+impl AgentStatus {
+    /// The status as the value of a JSON merge patch that replaces a stored status whole: every
+    /// field of the schema, those this status does not set as null (which a merge patch
+    /// removes). Whoever may write the status subresource may have added fields; this leaves
+    /// none of them.
+    pub fn as_merge_patch(&self) -> serde_json::Result<serde_json::Value> {
+        let mut value = serde_json::to_value(self)?;
+        if let Some(fields) = value.as_object_mut() {
+            for field in status_fields() {
+                fields
+                    .entry(field.as_str())
+                    .or_insert(serde_json::Value::Null);
+            }
+        }
+        Ok(value)
+    }
+}
+
+/// The names of the fields of `AgentStatus`, from its schema (a new field is covered).
+fn status_fields() -> &'static [String] {
+    static FIELDS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    FIELDS.get_or_init(|| {
+        schemars::schema_for!(AgentStatus)
+            .get("properties")
+            .and_then(serde_json::Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    })
+}
+
 /// The label that ties a Pod to the Agent it runs.
 pub const AGENT_LABEL: &str = "agentgov.dev/agent";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_merge_patch_names_every_status_field() {
+        let status = AgentStatus {
+            governance_status: Some(GovernanceStatus::Sandbox),
+            ..AgentStatus::default()
+        };
+        let patch = status.as_merge_patch().unwrap();
+        let fields = patch.as_object().unwrap();
+        assert_eq!(fields["governanceStatus"], "SANDBOX");
+        for absent in [
+            "proof",
+            "policy",
+            "denies",
+            "warnings",
+            "expiresAt",
+            "conditions",
+        ] {
+            assert_eq!(fields[absent], serde_json::Value::Null, "{absent}");
+        }
+        // Every field of the type is named (so a merge patch removes any other writer's value).
+        let full = serde_json::to_value(AgentStatus {
+            governance_status: Some(GovernanceStatus::Sandbox),
+            proof: Some(crate::proof::ProofBundle {
+                spec_hash: String::new(),
+                policy_hash: String::new(),
+                signature: String::new(),
+                algorithm: crate::keyring::Algorithm::Ed25519,
+                key_id: String::new(),
+                signed_at: String::new(),
+            }),
+            policy: Some(PolicyRef::default()),
+            denies: vec!["d".into()],
+            warnings: vec!["w".into()],
+            expires_at: Some(Time(jiff::Timestamp::UNIX_EPOCH)),
+            observed_generation: Some(1),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "True".into(),
+                reason: "r".into(),
+                message: String::new(),
+                last_transition_time: Time(jiff::Timestamp::UNIX_EPOCH),
+                observed_generation: None,
+            }],
+        })
+        .unwrap();
+        let mut named: Vec<&String> = fields.keys().collect();
+        let mut all: Vec<&String> = full.as_object().unwrap().keys().collect();
+        named.sort();
+        all.sort();
+        assert_eq!(named, all);
+    }
+}

@@ -10,6 +10,7 @@ mod error;
 pub mod expiry;
 pub mod hash;
 pub mod keyring;
+pub mod pod_security;
 pub mod policy;
 pub mod policy_bundle;
 pub mod proof;

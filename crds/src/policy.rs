@@ -94,6 +94,26 @@ struct LimitsDocument<'a> {
 impl PolicyEngine {
     /// Compile a bundle. Errors name the module and line.
     pub fn compile(spec: &PolicyBundleSpec) -> Result<Self, Error> {
+        let data = serde_json::to_string(&DataDocument {
+            agentgov: LimitsDocument { limits: &spec.data },
+        })
+        .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
+        Self::compile_data(spec, &data)
+    }
+
+    /// Compile a bundle's modules and entrypoint with a data document given as raw JSON (the
+    /// whole `data`, for example `{"agentgov": {"limits": {...}}}`) instead of one built from the
+    /// typed `spec.data`. For tests and tools that feed the policy data the schema would refuse
+    /// (missing or wrong-typed limits); agentgov itself always uses [`PolicyEngine::compile`].
+    /// The hash is still the spec's, so it does not describe this data.
+    pub fn compile_with_raw_data(
+        spec: &PolicyBundleSpec,
+        data: &serde_json::Value,
+    ) -> Result<Self, Error> {
+        Self::compile_data(spec, &data.to_string())
+    }
+
+    fn compile_data(spec: &PolicyBundleSpec, data: &str) -> Result<Self, Error> {
         let hash = policy_hash(spec)?;
         let mut engine = regorus::Engine::new();
         engine.set_rego_v0(false);
@@ -102,11 +122,7 @@ impl PolicyEngine {
                 .add_policy(module.name.clone(), module.rego.clone())
                 .map_err(|e| Error::PolicyCompile(format!("{e}")))?;
         }
-        let data = serde_json::to_string(&DataDocument {
-            agentgov: LimitsDocument { limits: &spec.data },
-        })
-        .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
-        let data = regorus::Value::from_json_str(&data)
+        let data = regorus::Value::from_json_str(data)
             .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
         engine
             .add_data(data.clone())
@@ -180,8 +196,14 @@ impl PolicyEngine {
     /// Evaluate the policy. Anything but a well-formed decision is an error (and so a deny).
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Result<PolicyDecision, Error> {
         let json = serde_json::to_string(input).map_err(|e| Error::PolicyEval(e.to_string()))?;
+        self.evaluate_json(&json)
+    }
+
+    /// Evaluate an input document given as JSON text, of any shape (the shipped policy denies
+    /// what is missing or wrong-typed): for tests and tools. Same checks as `evaluate`.
+    pub fn evaluate_json(&self, input: &str) -> Result<PolicyDecision, Error> {
         let value =
-            regorus::Value::from_json_str(&json).map_err(|e| Error::PolicyEval(e.to_string()))?;
+            regorus::Value::from_json_str(input).map_err(|e| Error::PolicyEval(e.to_string()))?;
         let result = self.run(value)?;
         if result == regorus::Value::Undefined {
             return Err(Error::PolicyResult(
@@ -219,5 +241,56 @@ pub fn default_bundle_spec() -> PolicyBundleSpec {
             rego: PROMOTION_REGO.into(),
         }],
         data: PolicyData::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parsed by serde_json without `float_roundtrip`, this text comes out one float step high
+    /// (0.9611757480989837); OPA compares the number as written.
+    const LIMIT: &str = "0.9611757480989835";
+
+    /// serde_json's `float_roundtrip`, pinned in Cargo.toml: a number parses to the float its
+    /// text names, in the bundle's data as anywhere.
+    #[test]
+    fn policy_numbers_parse_to_the_float_they_name() {
+        let parsed: f64 = serde_json::from_str(LIMIT).unwrap();
+        assert_eq!(parsed.to_bits(), 0.961_175_748_098_983_5_f64.to_bits());
+        let data: PolicyData = serde_json::from_str(&format!(
+            r#"{{"temperatureLimits": {{"compliance": {LIMIT}, "analysis": 0.7, "ideation": 1}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(data.temperature_limits.compliance.to_string(), LIMIT);
+    }
+
+    /// End to end: a bundle read from JSON allows a temperature at its limit and denies the
+    /// next float up.
+    #[test]
+    fn the_limit_is_the_number_written_in_the_bundle() {
+        let mut bundle = default_bundle_spec();
+        bundle.data = serde_json::from_str(&format!(
+            r#"{{"temperatureLimits": {{"compliance": {LIMIT}, "analysis": 0.7, "ideation": 1}}}}"#
+        ))
+        .unwrap();
+        let engine = PolicyEngine::compile(&bundle).unwrap();
+        let limit: f64 = LIMIT.parse().unwrap();
+        let decide = |temperature: f64| {
+            let input = serde_json::json!({
+                "agent": {"namespace": "ns", "name": "a", "spec": {
+                    "version": "1", "roleClass": "compliance", "anatomy": {
+                        "reasoning": {"model": "m", "temperature": temperature},
+                        "inputs": ["i"], "actions": ["a"], "memory": {"kind": "session"},
+                        "capabilities": ["c"], "economics": {"monthlyBudgetUsd": 1},
+                    }}},
+                "actor": {"username": "u", "authorizedToPromote": true},
+            });
+            engine.evaluate_json(&input.to_string()).unwrap()
+        };
+        assert!(decide(limit).allow, "{:?}", decide(limit));
+        let above = decide(limit.next_up());
+        assert!(!above.allow, "{above:?}");
+        assert!(above.denies[0].contains("is above the limit"), "{above:?}");
     }
 }

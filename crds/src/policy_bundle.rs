@@ -6,7 +6,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::agent::{AgentMode, RoleClass};
 use crate::conditions::conditions_schema;
+use crate::pod_security::PodSecurityLevel;
 
 /// The entrypoint of the shipped promotion policy.
 pub const DEFAULT_ENTRYPOINT: &str = "data.agentgov.promotion.decision";
@@ -83,6 +85,10 @@ pub struct PolicyData {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub extra: Option<serde_json::Value>,
+    /// The Pod Security Standards level agents' Pods must meet at admission. Unset: sandbox
+    /// agents' Pods `restricted`, governed agents' Pods `baseline`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security: Option<PodSecurityData>,
 }
 
 impl Default for PolicyData {
@@ -92,8 +98,58 @@ impl Default for PolicyData {
             temperature_limits: TemperatureLimits::default(),
             promoter_roles: default_promoter_roles(),
             extra: None,
+            pod_security: None,
         }
     }
+}
+
+impl PolicyData {
+    /// The Pod Security level an agent's Pods must meet under this data: `restricted` for a
+    /// sandbox (whatever the data says: a sandbox is contained), for a governed agent its role
+    /// class's level, else `governed`, else `baseline`. Nothing lower than `baseline` exists.
+    pub fn pod_security_level(&self, mode: AgentMode, role: RoleClass) -> PodSecurityLevel {
+        if mode == AgentMode::Sandbox {
+            return PodSecurityLevel::Restricted;
+        }
+        let Some(data) = self.pod_security.as_ref() else {
+            return PodSecurityLevel::Baseline;
+        };
+        let by_role = data.role_classes.as_ref().and_then(|r| match role {
+            RoleClass::Compliance => r.compliance,
+            RoleClass::Analysis => r.analysis,
+            RoleClass::Ideation => r.ideation,
+        });
+        by_role.unwrap_or(data.governed)
+    }
+}
+
+/// The Pod Security Standards levels of governed agents' Pods (sandbox agents' Pods always meet
+/// `restricted`). There is no level below `baseline`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityData {
+    /// The level of every governed agent's Pods, unless its role class has its own.
+    #[serde(default = "baseline")]
+    pub governed: PodSecurityLevel,
+    /// Levels per role class, for governed agents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_classes: Option<PodSecurityByRole>,
+}
+
+/// A Pod Security level per role class; an unset class takes `governed`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodSecurityByRole {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compliance: Option<PodSecurityLevel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<PodSecurityLevel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ideation: Option<PodSecurityLevel>,
+}
+
+fn baseline() -> PodSecurityLevel {
+    PodSecurityLevel::Baseline
 }
 
 fn default_max_budget() -> f64 {
@@ -209,6 +265,44 @@ mod tests {
             actor: None,
             reason: "test".into(),
         }
+    }
+
+    #[test]
+    fn pod_security_levels_never_go_below_baseline_and_sandboxes_are_restricted() {
+        use PodSecurityLevel::{Baseline, Restricted};
+        let mut data = PolicyData::default();
+        assert_eq!(
+            data.pod_security_level(AgentMode::Sandbox, RoleClass::Ideation),
+            Restricted
+        );
+        assert_eq!(
+            data.pod_security_level(AgentMode::Governed, RoleClass::Ideation),
+            Baseline
+        );
+        data.pod_security = Some(PodSecurityData {
+            governed: Baseline,
+            role_classes: Some(PodSecurityByRole {
+                compliance: Some(Restricted),
+                ..Default::default()
+            }),
+        });
+        assert_eq!(
+            data.pod_security_level(AgentMode::Governed, RoleClass::Compliance),
+            Restricted
+        );
+        assert_eq!(
+            data.pod_security_level(AgentMode::Governed, RoleClass::Analysis),
+            Baseline
+        );
+        // Data cannot loosen a sandbox.
+        assert_eq!(
+            data.pod_security_level(AgentMode::Sandbox, RoleClass::Analysis),
+            Restricted
+        );
+        let parsed: PodSecurityData =
+            serde_json::from_str(r#"{"roleClasses":{"analysis":"restricted"}}"#).unwrap();
+        assert_eq!(parsed.governed, Baseline);
+        assert!(serde_json::from_str::<PodSecurityData>(r#"{"governed":"privileged"}"#).is_err());
     }
 
     #[test]

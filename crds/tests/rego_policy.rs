@@ -1,130 +1,139 @@
-//! The promotion policy: runs the Rego unit tests (policies/*_test.rego) against
-//! policies/promotion.rego in regorus, and the shipped bundle end to end through `PolicyEngine`.
+//! The promotion policy on the engine and mode production uses (regorus' RVM, through
+//! `PolicyEngine`): every case of the test table policies/testdata/promotion_cases.yaml (which
+//! `opa test policies/` also runs, on OPA), and the shipped bundle end to end on the examples.
 
 mod common;
+#[path = "common/promotion_cases.rs"]
+mod promotion_cases;
 
+use agentgov_api::AgentSpec;
 use agentgov_api::policy::{
     Actor, AgentInput, PolicyDecision, PolicyEngine, PolicyInput, default_bundle_spec,
 };
-use common::{NAMESPACE, governed_agent, read, repo_root, sandbox_agent};
+use agentgov_api::policy_bundle::PolicyData;
+use common::{NAMESPACE, governed_agent, sandbox_agent};
+use promotion_cases::{Engines, matches, problems};
 
-/// policies/*_test.rego, sorted: (path from the root, text).
-fn test_modules() -> Vec<(String, String)> {
-    let mut paths: Vec<String> = std::fs::read_dir(repo_root().join("policies"))
-        .expect("policies/ is listable")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with("_test.rego"))
-        .map(|name| format!("policies/{name}"))
-        .collect();
-    paths.sort();
-    paths.into_iter().map(|p| (p.clone(), read(&p))).collect()
-}
-
-/// The rule paths of the tests in a module: `data.<package>.<rule>` for every line that starts
-/// with `test_` (a rule head at the start of a line).
-fn discover(path: &str, text: &str) -> Vec<String> {
-    let package = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("package "))
-        .unwrap_or_else(|| panic!("{path} has no package"))
-        .trim();
-    text.lines()
-        .filter(|l| l.starts_with("test_"))
-        .map(|l| {
-            let name: String = l
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            format!("data.{package}.{name}")
-        })
-        .collect()
-}
-
-/// Load the modules into a fresh engine (Rego v1, as `PolicyEngine` does) and evaluate every
-/// rule. A rule passes only when it is exactly `true`; undefined and errors fail.
-fn run(modules: &[(String, String)], rules: &[String]) -> Vec<(String, Result<(), String>)> {
-    let mut engine = regorus::Engine::new();
-    engine.set_rego_v0(false);
-    for (name, text) in modules {
-        if let Err(e) = engine.add_policy(name.clone(), text.clone()) {
-            panic!("{name} does not compile: {e}");
-        }
-    }
-    rules
-        .iter()
-        .map(|rule| {
-            let outcome = match engine.eval_rule(rule.clone()) {
-                Ok(v) if v == regorus::Value::from(true) => Ok(()),
-                Ok(regorus::Value::Undefined) => Err("undefined".to_string()),
-                Ok(v) => Err(format!("evaluated to {v}")),
-                Err(e) => Err(format!("error: {e}")),
-            };
-            (rule.clone(), outcome)
-        })
-        .collect()
-}
-
-/// Print one line per test and return the failures.
-fn report(results: &[(String, Result<(), String>)]) -> Vec<String> {
+#[test]
+fn every_case_of_the_table_passes_on_the_rvm() {
+    let table = promotion_cases::load();
+    assert!(table.cases.len() >= 60, "only {} cases", table.cases.len());
+    let mut engines = Engines::default();
     let mut failures = Vec::new();
-    for (rule, outcome) in results {
-        let name = rule.rsplit('.').next().unwrap_or(rule);
+    for case in &table.cases {
+        let engine = engines.get(&case.limits(&table.limits));
+        let input = case.input(&table.base);
+        let outcome = match engine.evaluate_json(&input.to_string()) {
+            Ok(decision) => {
+                let wrong = problems(&decision, &case.expect);
+                if wrong.is_empty() {
+                    Ok(())
+                } else {
+                    Err(format!("{wrong:?} (got {decision:?})"))
+                }
+            }
+            Err(e) => Err(format!("error: {e}")),
+        };
         match outcome {
-            Ok(()) => println!("ok   {name}"),
+            Ok(()) => println!("ok   {}", case.name),
             Err(why) => {
-                println!("FAIL {name} ({why})");
-                failures.push(format!("{rule}: {why}"));
+                println!("FAIL {}: {why}", case.name);
+                failures.push(format!("{}: {why}", case.name));
             }
         }
     }
-    failures
-}
-
-#[test]
-fn rego_unit_tests_pass() {
-    let tests = test_modules();
-    assert!(!tests.is_empty(), "no policies/*_test.rego");
-    let mut rules = Vec::new();
-    for (path, text) in &tests {
-        rules.extend(discover(path, text));
-    }
-    let mut unique = rules.clone();
-    unique.sort();
-    unique.dedup();
-    // Two heads with one name are OR-ed by Rego: one passing body would hide a failing one.
-    assert_eq!(unique.len(), rules.len(), "a test rule name is used twice");
-    assert!(rules.len() >= 20, "only {} Rego tests found", rules.len());
-    let mut modules = vec![(
-        "policies/promotion.rego".to_string(),
-        read("policies/promotion.rego"),
-    )];
-    modules.extend(tests);
-    let failures = report(&run(&modules, &rules));
-    println!("{} Rego tests, {} failed", rules.len(), failures.len());
+    println!("{} cases, {} failed", table.cases.len(), failures.len());
     assert!(
         failures.is_empty(),
-        "failing Rego tests:\n{}",
+        "failing cases:\n{}",
         failures.join("\n")
     );
 }
 
-/// The runner itself: only `true` passes; false, undefined, other values and errors fail.
 #[test]
-fn rego_runner_reports_every_kind_of_failure() {
-    let module = "package runner_check\n\nimport rego.v1\n\n\
-                  test_true if true\n\ntest_false := false\n\ntest_undefined if false\n\n\
-                  test_number := 1\n\ntest_error := 1 / 0\n";
-    let rules = discover("runner_check.rego", module);
-    assert_eq!(rules.len(), 5, "{rules:?}");
-    assert_eq!(rules[0], "data.runner_check.test_true");
-    let results = run(&[("runner_check.rego".into(), module.into())], &rules);
-    let failures = report(&results);
-    assert_eq!(failures.len(), 4, "{failures:?}");
-    assert!(results[0].1.is_ok());
-    assert!(
-        failures.iter().all(|f| !f.contains("test_true")),
-        "{failures:?}"
-    );
+fn case_names_are_unique() {
+    let table = promotion_cases::load();
+    let mut names: Vec<&str> = table.cases.iter().map(|c| c.name.as_str()).collect();
+    names.sort_unstable();
+    let count = names.len();
+    names.dedup();
+    assert_eq!(names.len(), count, "a case name is used twice");
+}
+
+/// The table's limits are what agentgov ships (`PolicyData::default()`).
+#[test]
+fn the_table_limits_are_the_shipped_ones() {
+    let table = promotion_cases::load();
+    let limits: PolicyData = serde_json::from_value(table.limits.clone()).expect("typed limits");
+    assert_eq!(limits, PolicyData::default());
+}
+
+/// Where a case's input and limits are well-typed, the typed path the operator and webhook use
+/// (`PolicyEngine::compile` and `evaluate`) decides exactly as the raw JSON path does.
+#[test]
+fn typed_cases_decide_the_same_through_the_typed_path() {
+    let table = promotion_cases::load();
+    let mut engines = Engines::default();
+    let mut typed = 0;
+    for case in &table.cases {
+        let limits = case.limits(&table.limits);
+        let input = case.input(&table.base);
+        // serde also reads a struct from a JSON list (["alice"] as an Actor): not well-typed.
+        if !input["actor"].is_object() || !input["agent"]["spec"].is_object() {
+            continue;
+        }
+        // PolicyData fills in defaults for absent limits: only complete limits are the same data.
+        let complete = ["maxMonthlyBudgetUsd", "temperatureLimits", "promoterRoles"]
+            .iter()
+            .all(|k| limits.get(k).is_some());
+        if !complete {
+            continue;
+        }
+        let (Ok(data), Ok(spec), Ok(actor)) = (
+            serde_json::from_value::<PolicyData>(limits.clone()),
+            serde_json::from_value::<AgentSpec>(input["agent"]["spec"].clone()),
+            serde_json::from_value::<Actor>(input["actor"].clone()),
+        ) else {
+            continue;
+        };
+        let mut bundle = default_bundle_spec();
+        bundle.data = data;
+        let engine = PolicyEngine::compile(&bundle).expect("compiles");
+        let typed_input = PolicyInput {
+            agent: AgentInput {
+                namespace: input["agent"]["namespace"].as_str().unwrap_or(NAMESPACE),
+                name: input["agent"]["name"].as_str().unwrap_or("agent"),
+                spec: &spec,
+            },
+            actor: &actor,
+        };
+        let via_types = engine.evaluate(&typed_input).expect("evaluates");
+        let via_json = engines
+            .get(&limits)
+            .evaluate_json(&input.to_string())
+            .expect("evaluates");
+        assert_eq!(via_types, via_json, "{}", case.name);
+        assert!(
+            problems(&via_types, &case.expect).is_empty(),
+            "{}: {via_types:?}",
+            case.name
+        );
+        typed += 1;
+    }
+    println!("{typed} well-typed cases decided alike");
+    assert!(typed >= 40, "only {typed} cases are well-typed");
+}
+
+/// The matcher: as many texts as patterns, each pattern found, each text explained.
+#[test]
+fn the_matcher_is_strict() {
+    let got = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    assert!(matches(&got(&[]), &got(&[])));
+    assert!(matches(&got(&["abc", "xyz"]), &got(&["y", "b"])));
+    assert!(!matches(&got(&["abc"]), &got(&[])));
+    assert!(!matches(&got(&[]), &got(&["a"])));
+    assert!(!matches(&got(&["abc", "abd"]), &got(&["ab"])));
+    assert!(!matches(&got(&["abc", "xyz"]), &got(&["b", "q"])));
 }
 
 fn admin() -> Actor {

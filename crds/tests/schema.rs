@@ -183,7 +183,7 @@ fn assert_rejected(example: &str, what: &str, pointer: &str, change: impl FnOnce
 fn broken_agents_are_rejected() {
     type Change = fn(&mut Value);
     let governed = "examples/agent-governed.yaml";
-    let cases: [(&str, &str, Change); 10] = [
+    let cases: [(&str, &str, Change); 14] = [
         (
             "temperature as a string",
             "/spec/anatomy/reasoning/temperature",
@@ -222,6 +222,22 @@ fn broken_agents_are_rejected() {
         ("a misspelt field", "/spec/anatomy/reasoning", |m| {
             m["spec"]["anatomy"]["reasoning"]["temprature"] = json!(0.1)
         }),
+        ("an empty input", "/spec/anatomy/inputs/0", |m| {
+            m["spec"]["anatomy"]["inputs"] = json!([""])
+        }),
+        (
+            "an empty action after a good one",
+            "/spec/anatomy/actions/1",
+            |m| m["spec"]["anatomy"]["actions"] = json!(["flag-mismatch", ""]),
+        ),
+        ("an empty capability", "/spec/anatomy/capabilities/0", |m| {
+            m["spec"]["anatomy"]["capabilities"] = json!([""])
+        }),
+        (
+            "a capability that is not a string",
+            "/spec/anatomy/capabilities/0",
+            |m| m["spec"]["anatomy"]["capabilities"] = json!([1]),
+        ),
     ];
     for (what, pointer, change) in cases {
         assert_rejected(governed, what, pointer, change);

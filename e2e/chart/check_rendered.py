@@ -202,6 +202,16 @@ def check_rbac(by_kind, namespace):
     for name in ("agentgov-agent-admin", "agentgov-policy-admin"):
         if name in admin and ("agentgov.dev", "agents", "promote", ()) not in admin[name]:
             problem(name, "does not grant promote on agents.agentgov.dev")
+        if name in admin and ("agentgov.dev", "agents", "extend", ()) in admin[name]:
+            problem(name, "grants extend (a sandbox's life is fixed; extend has its own role)")
+    extender = admin.get("agentgov-sandbox-extender")
+    if "agentgov-agent-admin" in admin and (extender is None or ("agentgov.dev", "agents", "extend", ()) not in extender):
+        problem("agentgov-sandbox-extender", "missing, or does not grant extend on agents.agentgov.dev")
+
+
+DEPLOYED = "deploy/webhook/validating-webhook-configuration.yaml"
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", DEPLOYED)) as _f:
+    DEPLOYED_HOOKS = {h["name"]: h for h in yaml.safe_load(_f)["webhooks"]}
 
 
 def check_webhook_registration(by_kind, namespace):
@@ -212,8 +222,8 @@ def check_webhook_registration(by_kind, namespace):
     vwc = vwcs[0]
     hooks = {h["name"]: h for h in vwc["webhooks"]}
     want = {
-        "pods.validate.agentgov.dev": ("/validate/pods", "", "pods", ["CREATE"]),
-        "agents.validate.agentgov.dev": ("/validate/agents", "agentgov.dev", "agents", ["CREATE", "UPDATE"]),
+        "pods.validate.agentgov.dev": ("/validate/pods", "", ["pods", "pods/ephemeralcontainers"], ["CREATE", "UPDATE"]),
+        "agents.validate.agentgov.dev": ("/validate/agents", "agentgov.dev", ["agents"], ["CREATE", "UPDATE"]),
     }
     if set(hooks) != set(want):
         problem("VWC", f"webhooks {sorted(hooks)}")
@@ -235,8 +245,14 @@ def check_webhook_registration(by_kind, namespace):
         if service.get("path") != path or service.get("namespace") != namespace:
             problem(where, f"clientConfig.service {service}")
         rules = h["rules"]
-        if [(r["apiGroups"], r["resources"], sorted(r["operations"])) for r in rules] != [([group], [resource], sorted(operations))]:
-            problem(where, f"rules {rules}: want {operations} on {resource} only (no subresources, no DELETE)")
+        if [(r["apiGroups"], r["resources"], sorted(r["operations"])) for r in rules] != [([group], resource, sorted(operations))]:
+            problem(where, f"rules {rules}: want {operations} on {resource} only (no other subresources, no DELETE)")
+        # Rules, objectSelector and matchConditions are the same as in the registration `make run`
+        # and the e2e tests use (deploy/webhook/validating-webhook-configuration.yaml).
+        reference = DEPLOYED_HOOKS.get(name, {})
+        for field in ("rules", "objectSelector", "matchConditions"):
+            if h.get(field) != reference.get(field):
+                problem(where, f"{field} differs from {DEPLOYED}: {h.get(field)} != {reference.get(field)}")
         excluded = set()
         for expr in h["namespaceSelector"].get("matchExpressions", []):
             if expr["key"] == "kubernetes.io/metadata.name" and expr["operator"] == "NotIn":

@@ -3,6 +3,7 @@
 //! operator as a child process. Tests fail loudly when there is no cluster; they never skip.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod operator;
 pub mod process;
 pub mod webhook;

@@ -16,7 +16,10 @@ use agentgov_api::agent::AGENT_LABEL;
 use anyhow::{Context as _, Result, anyhow, bail};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, Pod, PodSecurityContext, PodSpec, SeccompProfile, SecurityContext,
+    ServiceAccount,
+};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
@@ -412,7 +415,9 @@ pub fn agent_pod(name: &str, agent: &str) -> Pod {
     pod
 }
 
-/// A Pod without the agent label.
+/// A Pod without the agent label, meeting the Pod Security Standards `restricted` level (what a
+/// sandbox agent's Pods must meet): non-root, RuntimeDefault seccomp, no privilege escalation,
+/// every capability dropped.
 pub fn plain_pod(name: &str) -> Pod {
     Pod {
         metadata: ObjectMeta {
@@ -420,9 +425,25 @@ pub fn plain_pod(name: &str) -> Pod {
             ..ObjectMeta::default()
         },
         spec: Some(PodSpec {
+            security_context: Some(PodSecurityContext {
+                run_as_non_root: Some(true),
+                seccomp_profile: Some(SeccompProfile {
+                    type_: "RuntimeDefault".into(),
+                    ..SeccompProfile::default()
+                }),
+                ..PodSecurityContext::default()
+            }),
             containers: vec![Container {
                 name: "agent".into(),
                 image: Some("registry.invalid/agent:1".into()),
+                security_context: Some(SecurityContext {
+                    allow_privilege_escalation: Some(false),
+                    capabilities: Some(Capabilities {
+                        drop: Some(vec!["ALL".into()]),
+                        ..Capabilities::default()
+                    }),
+                    ..SecurityContext::default()
+                }),
                 ..Container::default()
             }],
             ..PodSpec::default()

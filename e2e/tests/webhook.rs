@@ -7,307 +7,19 @@
 //! webhook on a free loopback port, registered by its own ValidatingWebhookConfiguration whose
 //! namespaceSelector matches only that namespace, so the tests run in parallel.
 
-use std::fmt::Debug;
-use std::future::Future;
-use std::time::Duration;
-
-use agentgov_api::agent::{GovernanceStatus, SandboxSpec};
+use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::hash::policy_hash;
 use agentgov_api::policy::default_bundle_spec;
-use agentgov_api::{Agent, AgentSpec, PolicyBundle, PolicyBundleSpec};
-use agentgov_e2e::operator::{KeyFile, Operator, log_dir, metric_value};
-use agentgov_e2e::webhook::{
-    ClusterCerts, Registration, Webhook, agent_pod, only_namespace, plain_pod, register,
-    wait_enforced,
-};
-use agentgov_e2e::{
-    TestNamespace, api_error_message, apply_bundle, client, install_crds, manifest, wait_for,
-};
-use futures::future::BoxFuture;
+use agentgov_api::{Agent, PolicyBundle};
+use agentgov_e2e::admission::*;
+use agentgov_e2e::operator::metric_value;
+use agentgov_e2e::webhook::{Webhook, agent_pod, plain_pod};
+use agentgov_e2e::{api_error_message, apply_bundle, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use k8s_openapi::api::authorization::v1::SubjectAccessReview;
-use k8s_openapi::api::core::v1::{Event, Pod};
+use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Client, Config};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
-
-/// How long the operator may take to write a status.
-const WAIT: Duration = Duration::from_secs(60);
-/// How long the webhook's caches (and the API server's registration) may take to catch up.
-const SETTLE: Duration = Duration::from_secs(20);
-
-const ALLOW: &str = "ADMISSION_ALLOW";
-const PROOF_MISSING: &str = "ADMISSION_DENY_PROOF_MISSING";
-const SPEC_HASH_MISMATCH: &str = "ADMISSION_DENY_SPEC_HASH_MISMATCH";
-const POLICY_HASH_MISMATCH: &str = "ADMISSION_DENY_POLICY_HASH_MISMATCH";
-const SIGNER_REVOKED: &str = "ADMISSION_DENY_SIGNER_REVOKED";
-const SIGNATURE_INVALID: &str = "ADMISSION_DENY_SIGNATURE_INVALID";
-const SANDBOX_EXPIRED: &str = "ADMISSION_DENY_SANDBOX_EXPIRED";
-const CONTAINMENT_VIOLATION: &str = "ADMISSION_DENY_CONTAINMENT_VIOLATION";
-const AGENT_NOT_FOUND: &str = "ADMISSION_DENY_AGENT_NOT_FOUND";
-const UNAUTHORIZED: &str = "ADMISSION_DENY_UNAUTHORIZED";
-
-struct Setup {
-    client: Client,
-    ns: TestNamespace,
-    keys: KeyFile,
-    operator: Operator,
-    webhook: Webhook,
-    _registration: Registration,
-}
-
-/// A namespace, a key ring, the operator and the webhook (both scoped to the namespace), and a
-/// registration that sends only this namespace's Pods and Agents to this webhook.
-async fn setup(prefix: &str) -> Setup {
-    let client = client().await;
-    install_crds(&client).await.expect("install the CRDs");
-    let ns = TestNamespace::new(&client, prefix)
-        .await
-        .expect("create the test namespace");
-    let keys = KeyFile::new(&log_dir().join(format!("{}-keys", ns.name)), "key-1")
-        .expect("write a key ring");
-    let operator = Operator::start(&ns.name, &keys.path, "a", &[]).expect("start the operator");
-    let webhook = Webhook::start(&ns.name, &keys, "a", &[])
-        .await
-        .expect("start the webhook");
-    let ca = ClusterCerts::from_env()
-        .and_then(|certs| certs.ca_bundle())
-        .expect("the cluster CA");
-    let registration = register(
-        &client,
-        &format!("agentgov-e2e-{}", ns.name),
-        &webhook.url(),
-        &ca,
-        only_namespace(&ns.name),
-    )
-    .await
-    .expect("register the webhook");
-    wait_enforced(&client, &ns.name)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\nwebhook log:\n{}", webhook.log_tail(30)));
-    Setup {
-        client,
-        ns,
-        keys,
-        operator,
-        webhook,
-        _registration: registration,
-    }
-}
-
-impl Setup {
-    fn diagnostics(&self) -> String {
-        format!(
-            "webhook log ({}):\n{}\noperator log ({}):\n{}",
-            self.webhook.log.display(),
-            self.webhook.log_tail(15),
-            self.operator.log.display(),
-            tail(&self.operator.logs(), 15)
-        )
-    }
-
-    fn pods(&self) -> Api<Pod> {
-        self.ns.api()
-    }
-
-    fn agents(&self) -> Api<Agent> {
-        self.ns.api()
-    }
-}
-
-fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-fn governed_spec() -> AgentSpec {
-    manifest::<Agent>("examples/agent-governed.yaml")
-        .expect("examples/agent-governed.yaml")
-        .spec
-}
-
-fn sandbox_spec(ttl_seconds: i64) -> AgentSpec {
-    let mut spec = manifest::<Agent>("examples/agent-sandbox.yaml")
-        .expect("examples/agent-sandbox.yaml")
-        .spec;
-    spec.sandbox = Some(SandboxSpec {
-        ttl_seconds: Some(ttl_seconds),
-        expires_at: None,
-    });
-    spec
-}
-
-fn dry_run() -> PostParams {
-    PostParams {
-        dry_run: true,
-        ..PostParams::default()
-    }
-}
-
-/// `api.create(pp, object)` as a repeatable attempt.
-fn creating<K>(
-    api: &Api<K>,
-    object: &K,
-) -> impl Fn(PostParams) -> BoxFuture<'static, kube::Result<K>>
-where
-    K: Clone + DeserializeOwned + Serialize + Debug + Send + Sync + 'static,
-{
-    let api = api.clone();
-    let object = object.clone();
-    move |pp| {
-        let api = api.clone();
-        let object = object.clone();
-        Box::pin(async move { api.create(&pp, &object).await })
-    }
-}
-
-/// Dry-run `attempt` until the API server admits it (the webhook's caches catch up), then do it
-/// for real; that must be admitted too.
-async fn admitted<T, F, Fut>(setup: &Setup, what: &str, attempt: F) -> T
-where
-    F: Fn(PostParams) -> Fut,
-    Fut: Future<Output = kube::Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        match attempt(dry_run()).await {
-            Ok(_) => break,
-            Err(e) if tokio::time::Instant::now() >= deadline => panic!(
-                "{what}: expected to be admitted, still refused after {SETTLE:?}: {}\n{}",
-                api_error_message(&e),
-                setup.diagnostics()
-            ),
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    attempt(PostParams::default()).await.unwrap_or_else(|e| {
-        panic!(
-            "{what}: admitted on a dry run, refused for real: {}\n{}",
-            api_error_message(&e),
-            setup.diagnostics()
-        )
-    })
-}
-
-/// Dry-run `attempt` until it is refused with `expected` in the API server's message, then do it
-/// for real; that must be refused the same way. Returns the message.
-async fn refused<T, F, Fut>(setup: &Setup, what: &str, expected: &str, attempt: F) -> String
-where
-    F: Fn(PostParams) -> Fut,
-    Fut: Future<Output = kube::Result<T>>,
-{
-    let deadline = tokio::time::Instant::now() + SETTLE;
-    loop {
-        let last = match attempt(dry_run()).await {
-            Ok(_) => "admitted".to_string(),
-            Err(e) => api_error_message(&e),
-        };
-        if last.contains(expected) {
-            break;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            panic!(
-                "{what}: expected a refusal with {expected}, got after {SETTLE:?}: {last}\n{}",
-                setup.diagnostics()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    match attempt(PostParams::default()).await {
-        Ok(_) => panic!(
-            "{what}: refused on a dry run, admitted for real\n{}",
-            setup.diagnostics()
-        ),
-        Err(e) => {
-            let message = api_error_message(&e);
-            assert!(
-                message.contains(expected),
-                "{what}: expected {expected}, got: {message}"
-            );
-            message
-        }
-    }
-}
-
-/// A Pod of `agent` is admitted.
-async fn pod_admitted(setup: &Setup, pod: &str, agent: &str) -> Pod {
-    admitted(
-        setup,
-        &format!("pod {pod} of agent {agent}"),
-        creating(&setup.pods(), &agent_pod(pod, agent)),
-    )
-    .await
-}
-
-/// A Pod of `agent` is denied by the pods webhook with `code`; returns the message.
-async fn pod_denied(setup: &Setup, pod: &str, agent: &str, code: &str) -> String {
-    let message = refused(
-        setup,
-        &format!("pod {pod} of agent {agent}"),
-        code,
-        creating(&setup.pods(), &agent_pod(pod, agent)),
-    )
-    .await;
-    assert!(
-        message.contains(r#"admission webhook "pods.validate.agentgov.dev" denied the request"#),
-        "{message}"
-    );
-    message
-}
-
-/// Apply a bundle and wait until the operator has put it in force (status.activeHash).
-async fn bundle_in_force(setup: &Setup, spec: &PolicyBundleSpec) {
-    agentgov_e2e::apply_bundle_in_force(&setup.ns, spec.clone(), WAIT)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", setup.diagnostics()));
-}
-
-/// Create an agent through the webhook (admitted, once its caches know the policy in force).
-async fn create_agent(setup: &Setup, name: &str, spec: AgentSpec) -> Agent {
-    admitted(
-        setup,
-        &format!("agent {name}"),
-        creating(&setup.agents(), &Agent::new(name, spec)),
-    )
-    .await
-}
-
-/// Wait until the agent's status satisfies `check`; on timeout, fail with the status and logs.
-async fn wait_agent(
-    setup: &Setup,
-    name: &str,
-    what: &str,
-    check: impl Fn(&Agent) -> bool,
-) -> Agent {
-    agentgov_e2e::wait_agent(&setup.agents(), name, what, WAIT, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", setup.diagnostics()))
-}
-
-fn governance(agent: &Agent) -> Option<GovernanceStatus> {
-    agent.status.as_ref().and_then(|s| s.governance_status)
-}
-
-fn signed_by(agent: &Agent, key: &str) -> bool {
-    governance(agent).is_some_and(GovernanceStatus::is_governed_in_force)
-        && agent
-            .status
-            .as_ref()
-            .and_then(|s| s.proof.as_ref())
-            .is_some_and(|p| p.key_id == key)
-}
-
-/// The webhook's JSON decision lines for `agent` with `code`.
-fn decision_logged(webhook: &Webhook, agent: &str, code: &str) -> bool {
-    webhook.logs().lines().any(|line| {
-        line.contains("admission decision")
-            && line.contains(&format!("\"{code}\""))
-            && line.contains(&format!("\"{agent}\""))
-    })
-}
 
 #[tokio::test]
 async fn signed_governed_and_sandbox_agent_pods_are_admitted() {
@@ -566,7 +278,9 @@ async fn each_of_the_seven_checks_denies_with_its_own_code() {
     }
 }
 
+/// A Deployment of `agent` whose Pods meet the `restricted` level (as `plain_pod`'s do).
 fn deployment(name: &str, agent: &str) -> Deployment {
+    let pod_spec = plain_pod(name).spec;
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -576,7 +290,7 @@ fn deployment(name: &str, agent: &str) -> Deployment {
             "selector": {"matchLabels": {"app": name}},
             "template": {
                 "metadata": {"labels": {"app": name, "agentgov.dev/agent": agent}},
-                "spec": {"containers": [{"name": "agent", "image": "registry.invalid/agent:1"}]},
+                "spec": pod_spec,
             },
         },
     }))
@@ -692,43 +406,6 @@ async fn a_deployment_of_an_invalid_agent_reports_failed_create() {
         .await
         .unwrap();
     assert_eq!(pods.items.len(), 1, "one Pod of the contained agent");
-}
-
-/// A client that impersonates `user` (the admin of the test cluster may).
-async fn client_as(user: &str) -> Client {
-    let mut config = Config::infer().await.expect("read KUBECONFIG");
-    config.auth_info.impersonate = Some(user.to_string());
-    Client::try_from(config).expect("an impersonating client")
-}
-
-/// Wait until RBAC allows `user` to `verb` agents in the namespace (role bindings take a moment).
-async fn wait_rbac(setup: &Setup, user: &str, verb: &str) {
-    let api: Api<SubjectAccessReview> = Api::all(setup.client.clone());
-    let review: SubjectAccessReview = serde_json::from_value(json!({
-        "apiVersion": "authorization.k8s.io/v1",
-        "kind": "SubjectAccessReview",
-        "spec": {
-            "user": user,
-            "groups": ["system:authenticated"],
-            "resourceAttributes": {
-                "namespace": setup.ns.name,
-                "verb": verb,
-                "group": "agentgov.dev",
-                "resource": "agents",
-            },
-        },
-    }))
-    .expect("a SubjectAccessReview");
-    wait_for(WAIT, || {
-        let api = api.clone();
-        let review = review.clone();
-        async move {
-            let answer = api.create(&PostParams::default(), &review).await.ok()?;
-            answer.status?.allowed.then_some(())
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("RBAC never allowed {user} to {verb} agents"));
 }
 
 #[tokio::test]

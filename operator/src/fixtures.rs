@@ -263,8 +263,8 @@ fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response<Bod
         .expect("a response")
 }
 
-/// Expect `PATCH .../agents/<name>/status` as server-side apply under the operator's field
-/// manager; answer `code`.
+/// Expect `PATCH .../agents/<name>/status` as a merge patch under the operator's field manager
+/// that names every status field (absent ones null); answer `code`.
 async fn status_apply(handle: &mut ApiHandle, agent: &Agent, code: StatusCode) -> AgentStatus {
     let (request, send) = next_request(handle, "a status apply").await;
     assert_eq!(request.method(), Method::PATCH, "{}", request.uri());
@@ -287,22 +287,28 @@ async fn status_apply(handle: &mut ApiHandle, agent: &Agent, code: StatusCode) -
         query.contains(&format!("fieldManager={MANAGER}").as_str()),
         "{query:?}"
     );
-    assert!(query.contains(&"force=true"), "{query:?}");
     assert_eq!(
         request.headers().get(header::CONTENT_TYPE),
         Some(&header::HeaderValue::from_static(
-            "application/apply-patch+yaml"
+            "application/merge-patch+json"
         ))
     );
     let patch = json_body(request).await;
-    assert_eq!(patch["apiVersion"], "agentgov.dev/v1alpha1");
-    assert_eq!(patch["kind"], "Agent");
     assert!(
         patch.get("spec").is_none(),
-        "a status apply carries no spec"
+        "a status patch carries no spec"
     );
-    let status: AgentStatus =
-        serde_json::from_value(patch["status"].clone()).expect("the patch carries a status");
+    // What the API server stores: the fields the patch sets (a null removes one).
+    let mut stored = patch["status"].clone();
+    if let Some(fields) = stored.as_object_mut() {
+        fields.retain(|_, v| !v.is_null());
+    }
+    let status: AgentStatus = serde_json::from_value(stored).expect("the patch carries a status");
+    assert_eq!(
+        patch["status"],
+        status.as_merge_patch().expect("a patch"),
+        "every status field is named, absent ones as null"
+    );
     if code.is_success() {
         let mut applied = agent.clone();
         applied.status = Some(status.clone());

@@ -54,10 +54,8 @@ pub enum Outcome {
     Sandbox,
     /// A sandbox past its expiry.
     Expired,
-    /// The proof in status still holds for this spec, policy and key ring.
+    /// Allowed again; the proof in status still holds for this spec, policy and key ring.
     Kept,
-    /// The last evaluation stands (same spec generation, same policy): nothing to redo.
-    Unchanged,
     /// Allowed and signed: GOVERNED_VALID.
     Promoted,
     /// Allowed with warnings and signed: GOVERNED_RESTRICTED.
@@ -76,7 +74,6 @@ impl Outcome {
             Outcome::Sandbox => "sandbox",
             Outcome::Expired => "expired",
             Outcome::Kept => "kept",
-            Outcome::Unchanged => "unchanged",
             Outcome::Promoted => "promoted",
             Outcome::Restricted => "restricted",
             Outcome::Denied => "denied",
@@ -121,11 +118,17 @@ impl Judge<'_> {
         }
     }
 
+    /// A fresh status: only the conditions carry over (for their transition times), and only
+    /// those the operator sets.
     fn base_status(&self, agent: &AgentFacts<'_>) -> AgentStatus {
-        let previous = agent.status.cloned().unwrap_or_default();
+        let mut conditions = agent
+            .status
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default();
+        conditions.retain(|c| [READY, PROMOTED, EXPIRED].contains(&c.type_.as_str()));
         AgentStatus {
             observed_generation: agent.generation,
-            conditions: previous.conditions,
+            conditions,
             ..AgentStatus::default()
         }
     }
@@ -196,44 +199,9 @@ impl Judge<'_> {
                 )],
             );
         };
-        // A proof that still holds is kept: same spec, same policy, key not revoked, signature valid.
-        if let Some(p) = previous.proof.as_ref()
-            && previous
-                .governance_status
-                .is_some_and(|g| g.is_governed_in_force())
-            && p.spec_hash == spec_hash
-            && p.policy_hash == policy.hash()
-            && proof::verify(self.keys, subject(agent), p).is_ok()
-        {
-            let mut status = previous.clone();
-            status.observed_generation = agent.generation;
-            status.policy = Some(policy.reference());
-            status.expires_at = None;
-            // Conditions follow the kept proof (a SigningUnavailable from earlier is over).
-            let (reason, msg) = in_force_reason(&status.warnings, &p.key_id);
-            self.set(&mut status, PROMOTED, true, reason, msg.clone());
-            self.set(&mut status, READY, true, reason, msg);
-            return Judgement {
-                status,
-                outcome: Outcome::Kept,
-                requeue_after: None,
-            };
-        }
-        // A refusal for this very spec generation and policy stands until one of them changes.
-        if previous.proof.is_none()
-            && !previous.denies.is_empty()
-            && previous.observed_generation == agent.generation
-            && previous
-                .policy
-                .as_ref()
-                .is_some_and(|r| r.hash == policy.hash())
-        {
-            return Judgement {
-                status: previous,
-                outcome: Outcome::Unchanged,
-                requeue_after: None,
-            };
-        }
+        // The policy is asked every time: the status is a function of the spec, the policy in
+        // force and the key ring, never of what the status itself claims (anyone who may write
+        // the status subresource could have written it).
         let input = PolicyInput {
             agent: AgentInput {
                 namespace: agent.namespace,
@@ -257,34 +225,47 @@ impl Judge<'_> {
             j.status.warnings = decision.warnings;
             return j;
         }
-        let proof = match proof::sign(
-            self.keys,
-            subject(agent),
-            &spec_hash,
-            policy.hash(),
-            self.now,
-        ) {
-            Ok(p) => p,
-            Err(e) => {
-                let mut status = previous;
-                self.set(
-                    &mut status,
-                    READY,
-                    false,
-                    "SigningUnavailable",
-                    format!("the operator cannot sign: {e}"),
-                );
-                return Judgement {
-                    status,
-                    outcome: Outcome::SigningUnavailable,
-                    requeue_after: Some(Duration::from_secs(30)),
-                };
-            }
+        // A proof that still holds is kept (not signed again): same spec, same policy, key not
+        // revoked, signature valid. Everything around it is written afresh.
+        let kept = previous.proof.as_ref().filter(|p| {
+            previous
+                .governance_status
+                .is_some_and(|g| g.is_governed_in_force())
+                && p.spec_hash == spec_hash
+                && p.policy_hash == policy.hash()
+                && proof::verify(self.keys, subject(agent), p).is_ok()
+        });
+        let (proof, outcome) = match kept {
+            Some(p) => (p.clone(), Outcome::Kept),
+            None => match proof::sign(
+                self.keys,
+                subject(agent),
+                &spec_hash,
+                policy.hash(),
+                self.now,
+            ) {
+                Ok(p) if decision.is_restricted() => (p, Outcome::Restricted),
+                Ok(p) => (p, Outcome::Promoted),
+                Err(e) => {
+                    let mut status = previous;
+                    self.set(
+                        &mut status,
+                        READY,
+                        false,
+                        "SigningUnavailable",
+                        format!("the operator cannot sign: {e}"),
+                    );
+                    return Judgement {
+                        status,
+                        outcome: Outcome::SigningUnavailable,
+                        requeue_after: Some(Duration::from_secs(30)),
+                    };
+                }
+            },
         };
-        let restricted = decision.is_restricted();
         let mut status = self.base_status(agent);
         status.conditions.retain(|c| c.type_ != EXPIRED);
-        status.governance_status = Some(if restricted {
+        status.governance_status = Some(if decision.is_restricted() {
             GovernanceStatus::GovernedRestricted
         } else {
             GovernanceStatus::GovernedValid
@@ -297,11 +278,7 @@ impl Judge<'_> {
         self.set(&mut status, READY, true, reason, msg);
         Judgement {
             status,
-            outcome: if restricted {
-                Outcome::Restricted
-            } else {
-                Outcome::Promoted
-            },
+            outcome,
             requeue_after: None,
         }
     }

@@ -522,14 +522,15 @@ fn changed_policy_is_resigned_against_the_new_hash() {
 }
 
 #[test]
-fn refusal_for_the_same_generation_and_policy_is_not_re_evaluated() {
+fn a_refusal_the_policy_does_not_give_is_judged_again() {
+    // Someone else wrote a refusal into the status (anyone who may write agents/status can): for
+    // this very generation and policy, but the policy allows the agent. It is not taken as final.
     let mut world = World::new(&keys());
     let spec = governed_spec(); // the policy allows it
     let hash = world.policy.as_ref().unwrap().hash().to_string();
-    // What an earlier evaluation of this generation, against this policy, wrote.
-    let refused = AgentStatus {
-        governance_status: Some(GovernanceStatus::Sandbox),
-        denies: vec!["an earlier deny".into()],
+    let forged = AgentStatus {
+        governance_status: Some(GovernanceStatus::GovernedInvalidated),
+        denies: vec!["quarantined by the security team".into()],
         observed_generation: Some(1),
         policy: Some(agentgov_api::agent::PolicyRef {
             name: BUNDLE.into(),
@@ -538,22 +539,48 @@ fn refusal_for_the_same_generation_and_policy_is_not_re_evaluated() {
         }),
         ..AgentStatus::default()
     };
-
     world.now = hours(4);
-    let j = world.judge(&spec, 1, Some(&refused));
-    assert_eq!(j.outcome, Outcome::Unchanged);
-    assert!(!j.outcome.evaluated());
-    assert_eq!(j.status, refused, "the refusal stands as written");
-    assert_eq!(j.requeue_after, None);
-
-    // A new generation is judged afresh.
-    let j = world.judge(&spec, 2, Some(&refused));
+    let j = world.judge(&spec, 1, Some(&forged));
     assert_eq!(j.outcome, Outcome::Promoted);
+    let status = &j.status;
+    assert_eq!(
+        status.governance_status,
+        Some(GovernanceStatus::GovernedValid)
+    );
+    assert!(status.denies.is_empty());
+    assert!(status.proof.is_some());
+}
 
-    // And so is a new policy.
-    world.policy = Some(active_policy(&policy_spec(900.0)));
-    let j = world.judge(&spec, 1, Some(&refused));
-    assert_eq!(j.outcome, Outcome::Promoted);
+#[test]
+fn a_forged_status_around_a_valid_proof_is_restored() {
+    // The proof still holds, but someone rewrote what surrounds it: warnings dropped from a
+    // restricted agent, made-up denies, a condition of their own. The proof is kept (not signed
+    // again); everything else is the operator's judgement again.
+    let mut world = World::new(&keys());
+    let mut spec = governed_spec();
+    spec.anatomy.economics = None; // allowed with a warning: GOVERNED_RESTRICTED
+    let judged = world.judge(&spec, 1, None).status;
+    assert_eq!(
+        judged.governance_status,
+        Some(GovernanceStatus::GovernedRestricted)
+    );
+    let mut forged = judged.clone();
+    forged.governance_status = Some(GovernanceStatus::GovernedValid);
+    forged.warnings.clear();
+    forged.denies = vec!["made up".into()];
+    forged.conditions.push(Condition {
+        type_: "Approved".into(),
+        status: "True".into(),
+        reason: "Forged".into(),
+        message: String::new(),
+        last_transition_time: Time(hours(1)),
+        observed_generation: None,
+    });
+    world.now = hours(5);
+    let j = world.judge(&spec, 1, Some(&forged));
+    assert_eq!(j.outcome, Outcome::Kept);
+    assert_eq!(j.status.proof, judged.proof, "not signed again");
+    assert_eq!(j.status, judged, "the operator's judgement, as it wrote it");
 }
 
 #[test]
@@ -562,8 +589,8 @@ fn real_refusal_is_unchanged_on_the_next_look() {
     let denied = world.judge(&too_hot_spec(), 1, None).status;
     world.now = hours(9);
     let j = world.judge(&too_hot_spec(), 1, Some(&denied));
-    assert_eq!(j.outcome, Outcome::Unchanged);
-    assert_eq!(j.status, denied);
+    assert_eq!(j.outcome, Outcome::Denied);
+    assert_eq!(j.status, denied, "nothing to write");
 }
 
 #[test]

@@ -1,5 +1,10 @@
-//! Writing an agent's judgement: status by server-side apply, then the audit trail (JSON log
-//! lines with the seed's decision codes, Kubernetes Events, metrics). Only changes are written.
+//! Writing an agent's judgement: the status, then the audit trail (JSON log lines with the
+//! seed's decision codes, Kubernetes Events, metrics). Only changes are written.
+//!
+//! The status is written whole, by a JSON merge patch that names every status field (absent ones
+//! as null): anyone who may write the status subresource could have added fields the judgement
+//! does not have (a forged deny, a proof on a sandbox), and server-side apply would leave fields
+//! another manager owns in place.
 
 use agentgov_api::agent::{AgentStatus, GovernanceStatus};
 use agentgov_api::conditions::{EXPIRED, is_true};
@@ -23,17 +28,13 @@ pub async fn apply(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Resul
     if changed {
         ctx.status_limiter.until_ready().await;
         let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({
-            "apiVersion": "agentgov.dev/v1alpha1",
-            "kind": "Agent",
-            "status": judgement.status,
-        });
-        api.patch_status(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        let patch = json!({"status": judgement.status.as_merge_patch()?});
+        let params = PatchParams {
+            field_manager: Some(MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        api.patch_status(&name, &params, &Patch::Merge(&patch))
+            .await?;
     }
     record(ctx, agent, &previous, judgement, changed).await;
     Ok(changed)

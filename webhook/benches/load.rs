@@ -531,7 +531,7 @@ fn main() {
         view.add_agent(inprocess::realistic_agent(
             &inprocess::many_name(i),
             &keys.ring,
-            engine().hash(),
+            policy().hash(),
             i + 1,
         ));
     }

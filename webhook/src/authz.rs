@@ -1,6 +1,7 @@
-//! Who may promote: a SubjectAccessReview for the custom verb `promote` on
-//! `agents.agentgov.dev`, asked for the AdmissionReview's `userInfo` (never a field of the
-//! object). Answers are cached briefly per (user, uid, groups, extra, namespace, name).
+//! Who may promote (and extend a sandbox): a SubjectAccessReview for the custom verb `promote`
+//! (or `extend`) on `agents.agentgov.dev`, asked for the AdmissionReview's `userInfo` (never a
+//! field of the object). Answers are cached briefly per (user, uid, groups, extra, verb,
+//! namespace, name).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +17,8 @@ use kube::api::{Api, PostParams};
 
 /// The custom verb that gates promotion.
 pub const PROMOTE_VERB: &str = "promote";
+/// The custom verb that lets a sandbox's expiry move later (an audited exception).
+pub const EXTEND_VERB: &str = "extend";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthzError {
@@ -27,11 +30,12 @@ pub enum AuthzError {
     Other(String),
 }
 
-/// Decides whether a user may promote an agent.
+/// Decides whether a user holds a custom verb (`promote`, `extend`) on an agent.
 pub trait Authorizer: Send + Sync {
-    fn can_promote<'a>(
+    fn allowed<'a>(
         &'a self,
         user: &'a UserInfo,
+        verb: &'static str,
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<bool, AuthzError>>;
@@ -43,6 +47,7 @@ struct CacheKey {
     uid: Option<String>,
     groups: Vec<String>,
     extra: BTreeMap<String, Vec<String>>,
+    verb: &'static str,
     namespace: String,
     name: String,
 }
@@ -126,8 +131,13 @@ impl SarAuthorizer {
     }
 }
 
-/// The SubjectAccessReview asked for `user` promoting `namespace/name`.
-pub fn promote_review(user: &UserInfo, namespace: &str, name: &str) -> SubjectAccessReview {
+/// The SubjectAccessReview asked for `user` using `verb` on the agent `namespace/name`.
+pub fn access_review(
+    user: &UserInfo,
+    verb: &str,
+    namespace: &str,
+    name: &str,
+) -> SubjectAccessReview {
     SubjectAccessReview {
         metadata: Default::default(),
         spec: SubjectAccessReviewSpec {
@@ -138,7 +148,7 @@ pub fn promote_review(user: &UserInfo, namespace: &str, name: &str) -> SubjectAc
             resource_attributes: Some(ResourceAttributes {
                 group: Some(agentgov_api::GROUP.to_string()),
                 resource: Some("agents".to_string()),
-                verb: Some(PROMOTE_VERB.to_string()),
+                verb: Some(verb.to_string()),
                 namespace: Some(namespace.to_string()),
                 name: (!name.is_empty()).then(|| name.to_string()),
                 ..Default::default()
@@ -150,9 +160,10 @@ pub fn promote_review(user: &UserInfo, namespace: &str, name: &str) -> SubjectAc
 }
 
 impl Authorizer for SarAuthorizer {
-    fn can_promote<'a>(
+    fn allowed<'a>(
         &'a self,
         user: &'a UserInfo,
+        verb: &'static str,
         namespace: &'a str,
         name: &'a str,
     ) -> BoxFuture<'a, Result<bool, AuthzError>> {
@@ -164,13 +175,16 @@ impl Authorizer for SarAuthorizer {
                 uid: user.uid.clone(),
                 groups,
                 extra: user.extra.clone().unwrap_or_default(),
+                verb,
                 namespace: namespace.to_string(),
                 name: name.to_string(),
             };
             if let Some(allowed) = self.cached(&key) {
                 return Ok(allowed);
             }
-            let (allowed, cacheable) = self.review(promote_review(user, namespace, name)).await?;
+            let (allowed, cacheable) = self
+                .review(access_review(user, verb, namespace, name))
+                .await?;
             if cacheable {
                 self.remember(key, allowed);
             }
@@ -179,19 +193,28 @@ impl Authorizer for SarAuthorizer {
     }
 }
 
-/// A fixed answer, counting calls: for tests and benchmarks without an API server.
+/// A fixed answer per verb, counting calls: for tests and benchmarks without an API server.
 #[derive(Debug)]
 pub struct FixedAuthorizer {
     answer: Result<bool, String>,
+    by_verb: HashMap<&'static str, Result<bool, String>>,
     calls: AtomicUsize,
 }
 
 impl FixedAuthorizer {
+    /// The same answer for every verb.
     pub fn new(answer: Result<bool, String>) -> Self {
         FixedAuthorizer {
             answer,
+            by_verb: HashMap::new(),
             calls: AtomicUsize::new(0),
         }
+    }
+
+    /// Another answer for `verb`.
+    pub fn with_verb(mut self, verb: &'static str, answer: Result<bool, String>) -> Self {
+        self.by_verb.insert(verb, answer);
+        self
     }
 
     pub fn calls(&self) -> usize {
@@ -200,14 +223,20 @@ impl FixedAuthorizer {
 }
 
 impl Authorizer for FixedAuthorizer {
-    fn can_promote<'a>(
+    fn allowed<'a>(
         &'a self,
         _user: &'a UserInfo,
+        verb: &'static str,
         _namespace: &'a str,
         _name: &'a str,
     ) -> BoxFuture<'a, Result<bool, AuthzError>> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        let answer = self.answer.clone().map_err(AuthzError::Other);
+        let answer = self
+            .by_verb
+            .get(verb)
+            .unwrap_or(&self.answer)
+            .clone()
+            .map_err(AuthzError::Other);
         Box::pin(async move { answer })
     }
 }
@@ -224,7 +253,7 @@ mod tests {
             groups: Some(vec!["dev".into()]),
             extra: Some(BTreeMap::from([("scopes".into(), vec!["x".into()])])),
         };
-        let sar = promote_review(&user, "team-a", "bot");
+        let sar = access_review(&user, PROMOTE_VERB, "team-a", "bot");
         let attrs = sar.spec.resource_attributes.unwrap();
         assert_eq!(sar.spec.user.as_deref(), Some("alice"));
         assert_eq!(sar.spec.uid.as_deref(), Some("u-1"));
@@ -236,7 +265,7 @@ mod tests {
         assert_eq!(attrs.namespace.as_deref(), Some("team-a"));
         assert_eq!(attrs.name.as_deref(), Some("bot"));
         assert_eq!(
-            promote_review(&user, "team-a", "")
+            access_review(&user, EXTEND_VERB, "team-a", "")
                 .spec
                 .resource_attributes
                 .unwrap()

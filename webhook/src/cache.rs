@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use agentgov_api::policy::PolicyEngine;
+use agentgov_api::agent::{AgentMode, RoleClass};
+use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::{Agent, PolicyBundle};
 use futures::StreamExt;
 use kube::api::Api;
@@ -21,7 +22,7 @@ use crate::decide::View;
 use crate::keys::{KeySnapshot, Keys};
 use crate::memo::CheckMemo;
 use crate::metrics::Metrics;
-use crate::policy::PolicyIndex;
+use crate::policy::{ActivePolicy, PolicyIndex};
 
 /// The caches behind the live webhook.
 pub struct Caches {
@@ -101,12 +102,21 @@ impl View for Caches {
         self.agents.get(&ObjectRef::new(name).within(namespace))
     }
 
-    fn policy(&self, namespace: &str) -> Option<PolicyEngine> {
+    fn policy(&self, namespace: &str) -> Option<ActivePolicy> {
         self.policies.get(namespace)
     }
 
     fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
         self.policies.hash(namespace)
+    }
+
+    fn pod_security_level(
+        &self,
+        namespace: &str,
+        mode: AgentMode,
+        role: RoleClass,
+    ) -> PodSecurityLevel {
+        self.policies.pod_security_level(namespace, mode, role)
     }
 
     fn keys(&self) -> Arc<KeySnapshot> {
@@ -277,12 +287,21 @@ impl View for StaticView {
             .cloned()
     }
 
-    fn policy(&self, namespace: &str) -> Option<PolicyEngine> {
+    fn policy(&self, namespace: &str) -> Option<ActivePolicy> {
         self.policies.get(namespace)
     }
 
     fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
         self.policies.hash(namespace)
+    }
+
+    fn pod_security_level(
+        &self,
+        namespace: &str,
+        mode: AgentMode,
+        role: RoleClass,
+    ) -> PodSecurityLevel {
+        self.policies.pod_security_level(namespace, mode, role)
     }
 
     fn keys(&self) -> Arc<KeySnapshot> {

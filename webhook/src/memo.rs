@@ -9,8 +9,10 @@
 //! - the signature verdict: the object version, and the key ring's generation (a new number on
 //!   every reload: a revocation or a removed key is in force from the next review on), and the
 //!   proof's contents: a keyed hash over every field of the proof, compared on each hit.
+//! - the verdict of a policy newer than the proof's (while the operator has not re-signed the
+//!   agent under it): the object version and the policy's hash.
 //!
-//! Nothing that depends on the clock (sandbox expiry), on the policy in force (the policy-hash
+//! Nothing that depends on the clock (sandbox expiry), on which policy is in force (the policy-hash
 //! comparison) or on the revoked list (checked before the verdict is looked at) is remembered:
 //! [`check_agent_with`](agentgov_api::admission::check_agent_with) evaluates those on every
 //! review. Sandbox agents never reach the memo (their checks have no costly part).
@@ -49,6 +51,14 @@ struct Entry {
     resource_version: String,
     spec_hash: Option<Result<Arc<str>, String>>,
     signature: Option<Signature>,
+    recheck: Option<Recheck>,
+}
+
+/// The verdict of a policy newer than the proof's on this object version.
+#[derive(Debug)]
+struct Recheck {
+    policy_hash: Arc<str>,
+    verdict: Result<(), String>,
 }
 
 #[derive(Debug)]
@@ -268,6 +278,7 @@ impl Entry {
             resource_version: version.resource_version.to_string(),
             spec_hash: None,
             signature: None,
+            recheck: None,
         }
     }
 }
@@ -286,6 +297,41 @@ pub struct AgentDerivations<'a> {
 }
 
 impl AgentDerivations<'_> {
+    /// The verdict of the policy `policy_hash` on this object version: remembered, or `judge`d
+    /// and remembered (a new object version or another policy judges again).
+    pub fn recheck(
+        &self,
+        policy_hash: &Arc<str>,
+        judge: impl FnOnce() -> Result<(), String>,
+    ) -> Result<(), String> {
+        let Some(version) = self.version else {
+            self.memo.count(false);
+            return judge();
+        };
+        let known = self
+            .memo
+            .read()
+            .get(&self.key)
+            .filter(|entry| entry.is(&version))
+            .and_then(|entry| entry.recheck.as_ref())
+            .filter(|r| r.policy_hash == *policy_hash)
+            .map(|r| r.verdict.clone());
+        if let Some(verdict) = known {
+            self.memo.count(true);
+            return verdict;
+        }
+        self.memo.count(false);
+        let verdict = judge();
+        let remembered = verdict.clone();
+        self.memo.update(self.key, version, |entry| {
+            entry.recheck = Some(Recheck {
+                policy_hash: Arc::clone(policy_hash),
+                verdict: remembered,
+            });
+        });
+        verdict
+    }
+
     fn own_proof(&self, proof: &ProofBundle) -> bool {
         self.agent
             .status

@@ -123,6 +123,7 @@ fn check(
     let expiry = ExpiryPolicy::default();
     let ctx = AdmissionContext {
         active_policy_hash: policy_hash,
+        recheck: None,
         keys: &keys.ring,
         now: now(),
         expiry: &expiry,
@@ -466,4 +467,41 @@ fn the_memo_follows_the_agent_cache_and_is_bounded() {
         assert!(small.len() <= 2);
     }
     assert_eq!(small.len(), 2);
+}
+
+#[test]
+fn a_newer_policys_verdict_is_remembered_per_version_and_policy() {
+    let s = Signers::new();
+    let keys = KeySnapshot::new(s.verification(&[]));
+    let memo = CheckMemo::default();
+    let judged = std::cell::Cell::new(0);
+    let judge = |verdict: Result<(), String>| {
+        judged.set(judged.get() + 1);
+        verdict
+    };
+    let (p2, p3): (Arc<str>, Arc<str>) = ("2".repeat(64).into(), "3".repeat(64).into());
+    let v1 = governed("valid", spec(), &s.k1_ring, POLICY, "1");
+    let derived = memo.for_agent(NS, "valid", &v1, &keys);
+    assert_eq!(derived.recheck(&p2, || judge(Ok(()))), Ok(()));
+    assert_eq!(derived.recheck(&p2, || judge(Err("x".into()))), Ok(()));
+    assert_eq!(judged.get(), 1, "the same version and policy: remembered");
+    // Another policy is judged again.
+    assert_eq!(
+        derived.recheck(&p3, || judge(Err("denied".into()))),
+        Err("denied".into())
+    );
+    assert_eq!(judged.get(), 2);
+    // So is another version of the agent.
+    let mut v2 = v1.clone();
+    v2.metadata.resource_version = Some("2".into());
+    let derived = memo.for_agent(NS, "valid", &v2, &keys);
+    assert_eq!(derived.recheck(&p3, || judge(Ok(()))), Ok(()));
+    assert_eq!(judged.get(), 3);
+    // An object without a resourceVersion is never remembered.
+    let mut unversioned = v1.clone();
+    unversioned.metadata.resource_version = None;
+    let derived = memo.for_agent(NS, "valid", &unversioned, &keys);
+    derived.recheck(&p3, || judge(Ok(()))).unwrap();
+    derived.recheck(&p3, || judge(Ok(()))).unwrap();
+    assert_eq!(judged.get(), 5);
 }

@@ -161,7 +161,7 @@ impl Metrics {
 
     /// Count one governance decision.
     pub fn record_decision(&self, code: DecisionCode) {
-        if code == DecisionCode::Allow {
+        if code.is_allow() {
             self.starts_allowed.inc();
         } else {
             self.starts_denied

@@ -1,18 +1,22 @@
 //! The promotion policy in force per namespace, kept from PolicyBundle watch events.
 //!
-//! The bundle named `--bundle-name` in a namespace is the one in force; of it, the webhook uses
-//! only `status.activeHash` and `status.activeSpec` (written by the operator: the last spec
-//! that compiled). `activeSpec` must hash to `activeHash`, or the namespace has no policy.
-//! Compiled engines are cached by hash, so a status-only event does not recompile; a version
-//! that fails to compile here is reported and the last good one stays in force.
+//! The bundle named `--bundle-name` in a namespace is the one in force. The webhook compiles
+//! its **spec** itself, so a new version is in force at admission as soon as it compiles, even
+//! while the operator is down (the operator's re-signing catches up later). A spec that does
+//! not compile keeps the last good version: the one in force in this process, or else the
+//! operator's `status.activeSpec` (only if it hashes to `status.activeHash`). Compiled engines
+//! are cached by hash, and so are compile failures, so a status-only event compiles nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use agentgov_api::PolicyBundle;
+use agentgov_api::agent::{AgentMode, RoleClass};
 use agentgov_api::hash::policy_hash;
+use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::policy::PolicyEngine;
+use agentgov_api::policy_bundle::PolicyData;
+use agentgov_api::{PolicyBundle, PolicyBundleSpec};
 use kube::ResourceExt;
 use kube::runtime::watcher::Event;
 use prometheus_client::metrics::counter::Counter;
@@ -20,14 +24,39 @@ use prometheus_client::metrics::family::Family;
 
 use crate::metrics::{Metrics, ResultLabels};
 
+/// At most this many compile failures are remembered (by hash); past it they are forgotten.
+const FAILED_CAPACITY: usize = 256;
+
+/// A compiled policy and the data it was compiled with (Pod Security levels are read from it).
+#[derive(Clone, Debug)]
+pub struct ActivePolicy {
+    pub engine: PolicyEngine,
+    pub data: Arc<PolicyData>,
+}
+
+impl ActivePolicy {
+    pub fn compile(spec: &PolicyBundleSpec) -> Result<Self, agentgov_api::Error> {
+        Ok(ActivePolicy {
+            engine: PolicyEngine::compile(spec)?,
+            data: Arc::new(spec.data.clone()),
+        })
+    }
+
+    pub fn hash(&self) -> &str {
+        self.engine.hash()
+    }
+}
+
 pub struct PolicyIndex {
     bundle_name: String,
-    /// Namespace -> engine in force.
-    in_force: RwLock<HashMap<String, PolicyEngine>>,
-    /// Hash -> compiled engine.
-    engines: Mutex<HashMap<String, PolicyEngine>>,
-    /// Engines gathered during a (re)list, swapped in at `InitDone`.
-    relist: Mutex<Option<HashMap<String, PolicyEngine>>>,
+    /// Namespace -> policy in force.
+    in_force: RwLock<HashMap<String, ActivePolicy>>,
+    /// Hash -> compiled policy.
+    engines: Mutex<HashMap<String, ActivePolicy>>,
+    /// Hashes of specs that did not compile (not compiled again on every status event).
+    failed: Mutex<HashSet<String>>,
+    /// Policies gathered during a (re)list, swapped in at `InitDone`.
+    relist: Mutex<Option<HashMap<String, ActivePolicy>>>,
     synced: AtomicBool,
     loads: Family<ResultLabels, Counter>,
 }
@@ -41,20 +70,29 @@ impl std::fmt::Debug for PolicyIndex {
     }
 }
 
+/// Where the version put in force came from (for the log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Source {
+    Spec,
+    Kept,
+    OperatorStatus,
+}
+
 impl PolicyIndex {
     pub fn new(bundle_name: impl Into<String>, loads: Family<ResultLabels, Counter>) -> Self {
         PolicyIndex {
             bundle_name: bundle_name.into(),
             in_force: RwLock::default(),
             engines: Mutex::default(),
+            failed: Mutex::default(),
             relist: Mutex::default(),
             synced: AtomicBool::new(false),
             loads,
         }
     }
 
-    /// The engine in force in `namespace`, if any.
-    pub fn get(&self, namespace: &str) -> Option<PolicyEngine> {
+    /// The policy in force in `namespace`, if any.
+    pub fn get(&self, namespace: &str) -> Option<ActivePolicy> {
         self.in_force
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -62,13 +100,32 @@ impl PolicyIndex {
             .cloned()
     }
 
-    /// The hash of the engine in force in `namespace`, if any.
+    /// The hash of the policy in force in `namespace`, if any.
     pub fn hash(&self, namespace: &str) -> Option<Arc<str>> {
         self.in_force
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(namespace)
-            .map(PolicyEngine::shared_hash)
+            .map(|p| p.engine.shared_hash())
+    }
+
+    /// The Pod Security level an agent's Pods must meet in `namespace` (see
+    /// [`PolicyData::pod_security_level`]), read without cloning the policy.
+    pub fn pod_security_level(
+        &self,
+        namespace: &str,
+        mode: AgentMode,
+        role: RoleClass,
+    ) -> PodSecurityLevel {
+        match self
+            .in_force
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(namespace)
+        {
+            Some(policy) => policy.data.pod_security_level(mode, role),
+            None => PolicyData::default().pod_security_level(mode, role),
+        }
     }
 
     /// Whether the first list has been applied.
@@ -76,13 +133,13 @@ impl PolicyIndex {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// Put an engine in force directly (tests and tools).
-    pub fn insert(&self, namespace: &str, engine: PolicyEngine) {
-        self.cache_engine(&engine);
+    /// Put a policy in force directly (tests and tools).
+    pub fn insert(&self, namespace: &str, policy: ActivePolicy) {
+        self.cache(&policy);
         self.in_force
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(namespace.to_string(), engine);
+            .insert(namespace.to_string(), policy);
         self.synced.store(true, Ordering::Release);
     }
 
@@ -97,12 +154,12 @@ impl PolicyIndex {
                     return;
                 };
                 let previous = self.get(&ns);
-                if let Some(engine) = self.resolve(&ns, &bundle, previous).await {
+                if let Some(policy) = self.resolve(&ns, &bundle, previous).await {
                     self.relist
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .get_or_insert_with(HashMap::new)
-                        .insert(ns, engine);
+                        .insert(ns, policy);
                 }
             }
             Event::InitDone => {
@@ -131,8 +188,8 @@ impl PolicyIndex {
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
                 match resolved {
-                    Some(engine) => {
-                        in_force.insert(ns, engine);
+                    Some(policy) => {
+                        in_force.insert(ns, policy);
                     }
                     None => {
                         in_force.remove(&ns);
@@ -163,99 +220,139 @@ impl PolicyIndex {
         bundle.namespace()
     }
 
-    /// The engine a bundle puts in force, or `previous` when its active version does not
-    /// compile here, or `None` when it has no (valid) active version.
+    /// The policy a bundle puts in force: its spec if that compiles; else `previous` (the last
+    /// good version in this process); else the operator's `status.activeSpec` if it hashes to
+    /// `status.activeHash`; else none.
     async fn resolve(
         &self,
         namespace: &str,
         bundle: &PolicyBundle,
-        previous: Option<PolicyEngine>,
-    ) -> Option<PolicyEngine> {
-        let status = bundle.status.as_ref();
-        let (Some(claimed), Some(spec)) = (
-            status.and_then(|s| s.active_hash.as_deref()),
-            status.and_then(|s| s.active_spec.as_ref()),
-        ) else {
-            tracing::info!(
-                namespace,
-                "policy bundle has no active version yet: no policy in force"
-            );
-            return None;
+        previous: Option<ActivePolicy>,
+    ) -> Option<ActivePolicy> {
+        let chosen = match self.load(namespace, &bundle.spec).await {
+            Some(policy) => Some((policy, Source::Spec)),
+            None => match previous {
+                Some(previous) => Some((previous, Source::Kept)),
+                None => self
+                    .operator_status(namespace, bundle)
+                    .await
+                    .map(|p| (p, Source::OperatorStatus)),
+            },
         };
+        match &chosen {
+            Some((policy, source)) if self.hash(namespace).as_deref() != Some(policy.hash()) => {
+                tracing::info!(
+                    namespace,
+                    hash = policy.hash(),
+                    source = ?source,
+                    "policy in force"
+                );
+            }
+            None => tracing::info!(
+                namespace,
+                "policy bundle has no version that compiles: no policy in force"
+            ),
+            Some(_) => {}
+        }
+        chosen.map(|(policy, _)| policy)
+    }
+
+    /// The operator's last good version, trusted only if it hashes to what the status claims.
+    async fn operator_status(
+        &self,
+        namespace: &str,
+        bundle: &PolicyBundle,
+    ) -> Option<ActivePolicy> {
+        let status = bundle.status.as_ref()?;
+        let (claimed, spec) = (status.active_hash.as_deref()?, status.active_spec.as_ref()?);
         match policy_hash(spec) {
-            Ok(actual) if actual == claimed => {}
+            Ok(actual) if actual == claimed => self.load(namespace, spec).await,
             Ok(actual) => {
                 Metrics::reload(&self.loads, false);
                 tracing::error!(
                     namespace,
                     claimed,
                     actual = %actual,
-                    "status.activeHash does not match status.activeSpec: no policy in force"
+                    "status.activeHash does not match status.activeSpec: not trusted"
                 );
-                return None;
+                None
             }
             Err(e) => {
                 Metrics::reload(&self.loads, false);
-                tracing::error!(namespace, error = %e, "cannot hash status.activeSpec: no policy in force");
-                return None;
-            }
-        }
-        if let Some(engine) = self
-            .engines
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(claimed)
-        {
-            return Some(engine.clone());
-        }
-        let owned = spec.clone();
-        let compiled = tokio::task::spawn_blocking(move || PolicyEngine::compile(&owned)).await;
-        match compiled {
-            Ok(Ok(engine)) => {
-                Metrics::reload(&self.loads, true);
-                tracing::info!(
-                    namespace,
-                    hash = claimed,
-                    version = %spec.version,
-                    "policy in force"
-                );
-                self.cache_engine(&engine);
-                Some(engine)
-            }
-            Ok(Err(e)) => {
-                Metrics::reload(&self.loads, false);
-                tracing::error!(
-                    namespace,
-                    hash = claimed,
-                    error = %e,
-                    kept = previous.as_ref().map(|p| p.hash()),
-                    "active policy does not compile; the last good version stays in force"
-                );
-                previous
-            }
-            Err(e) => {
-                Metrics::reload(&self.loads, false);
-                tracing::error!(namespace, error = %e, "policy compilation panicked; the last good version stays in force");
-                previous
+                tracing::error!(namespace, error = %e, "cannot hash status.activeSpec");
+                None
             }
         }
     }
 
-    fn cache_engine(&self, engine: &PolicyEngine) {
+    /// A spec compiled (or from the cache); `None` if it does not compile (reported once).
+    async fn load(&self, namespace: &str, spec: &PolicyBundleSpec) -> Option<ActivePolicy> {
+        let hash = match policy_hash(spec) {
+            Ok(hash) => hash,
+            Err(e) => {
+                Metrics::reload(&self.loads, false);
+                tracing::error!(namespace, error = %e, "cannot hash the policy bundle");
+                return None;
+            }
+        };
+        if let Some(policy) = self
+            .engines
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)
+        {
+            return Some(policy.clone());
+        }
+        if self.lock_failed().contains(&hash) {
+            return None;
+        }
+        let owned = spec.clone();
+        let compiled = tokio::task::spawn_blocking(move || ActivePolicy::compile(&owned)).await;
+        let error = match compiled {
+            Ok(Ok(policy)) => {
+                Metrics::reload(&self.loads, true);
+                tracing::info!(namespace, hash = %hash, version = %spec.version, "policy compiled");
+                self.cache(&policy);
+                return Some(policy);
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(e) => format!("compilation panicked: {e}"),
+        };
+        Metrics::reload(&self.loads, false);
+        tracing::error!(
+            namespace,
+            hash = %hash,
+            version = %spec.version,
+            error,
+            "policy bundle version does not compile; the last good version stays in force"
+        );
+        let mut failed = self.lock_failed();
+        if failed.len() >= FAILED_CAPACITY {
+            failed.clear();
+        }
+        failed.insert(hash);
+        None
+    }
+
+    fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cache(&self, policy: &ActivePolicy) {
         self.engines
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(engine.hash().to_string(), engine.clone());
+            .insert(policy.hash().to_string(), policy.clone());
     }
 
     /// Forget compiled engines no namespace uses any more.
     fn prune(&self) {
-        let used: std::collections::HashSet<String> = self
+        let used: HashSet<String> = self
             .in_force
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .values()
-            .map(|e| e.hash().to_string())
+            .map(|p| p.hash().to_string())
             .collect();
         self.engines
             .lock()

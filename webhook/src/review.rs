@@ -22,7 +22,7 @@ mod answer;
 mod pod;
 
 pub use answer::Answer;
-pub use pod::{AgentLabel, Gvk, PodMetadata, PodObject, PodRequest, PodSpecView, Requester, Text};
+pub use pod::{AgentLabel, Gvk, OldPod, PodMetadata, PodObject, PodRequest, Requester, Text};
 
 /// Reasons longer than this are cut (a parser error can quote a whole field).
 pub const MAX_REASON_CHARS: usize = 1024;
@@ -214,7 +214,7 @@ pub fn parse_pod(body: &[u8]) -> Result<PodRequest<'_>, ReviewError> {
 
 fn status_for(code: DecisionCode) -> (u16, &'static str) {
     match code {
-        DecisionCode::Allow => (200, ""),
+        code if code.is_allow() => (200, ""),
         DecisionCode::DenyBadRequest => (400, "BadRequest"),
         DecisionCode::DenyUnavailable => (503, "ServiceUnavailable"),
         _ => (403, "Forbidden"),

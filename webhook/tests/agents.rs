@@ -166,7 +166,7 @@ async fn governed_create_while_unsynced_is_unavailable() {
 #[tokio::test]
 async fn metadata_only_update_of_a_governed_agent_needs_no_authorization() {
     let w = world();
-    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, engine().hash());
+    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
     let mut new = old.clone();
     new.metadata.labels = Some(
         [(
@@ -190,7 +190,7 @@ async fn metadata_only_update_of_a_governed_agent_needs_no_authorization() {
 #[tokio::test]
 async fn spec_update_of_a_governed_agent_is_authorized() {
     let w = world();
-    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, engine().hash());
+    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
     let mut new = old.clone();
     new.spec.version = "1.3.0".into();
     let app = app_with(w.view, Ok(false), Duration::from_secs(5));
@@ -224,7 +224,7 @@ async fn promotion_of_a_sandbox_is_authorized_and_judged() {
 #[tokio::test]
 async fn demotion_of_a_governed_agent_needs_authorization() {
     let w = world();
-    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, engine().hash());
+    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
     let mut new = old.clone();
     new.spec.mode = AgentMode::Sandbox;
     let app = app_with(w.view, Ok(false), Duration::from_secs(5));
@@ -240,7 +240,7 @@ async fn demotion_of_a_governed_agent_needs_authorization() {
 #[tokio::test]
 async fn status_subresource_and_delete_always_pass() {
     let w = world();
-    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, engine().hash());
+    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
     let mut new = old.clone();
     new.spec.version = "9.9.9".into();
     let app = app_with(w.view, Ok(false), Duration::from_secs(5));

@@ -77,7 +77,7 @@ async fn deny_proof_missing_when_invalidated() {
         "quarantined",
         governed_spec(),
         &w.keys.ring,
-        engine().hash(),
+        policy().hash(),
     );
     if let Some(status) = agent.status.as_mut() {
         status.governance_status = Some(GovernanceStatus::GovernedInvalidated);
@@ -92,7 +92,7 @@ async fn deny_proof_missing_when_invalidated() {
 #[tokio::test]
 async fn deny_spec_hash_mismatch() {
     let mut w = world();
-    let mut agent = signed_agent("tampered", governed_spec(), &w.keys.ring, engine().hash());
+    let mut agent = signed_agent("tampered", governed_spec(), &w.keys.ring, policy().hash());
     agent.spec.anatomy.reasoning.as_mut().unwrap().temperature = 0.29;
     w.view.add_agent(agent);
     let answer = pod_answer(w.view, "tampered").await;
@@ -101,16 +101,21 @@ async fn deny_spec_hash_mismatch() {
 
 #[tokio::test]
 async fn deny_policy_hash_mismatch() {
+    // Signed under another policy, and the policy in force denies the agent: refused, with the
+    // new policy's reasons. (An agent the policy in force allows: tests/pod_paths.rs.)
     let mut w = world();
     let old_policy = "0".repeat(64);
-    w.view.add_agent(signed_agent(
-        "drifted",
-        governed_spec(),
-        &w.keys.ring,
-        &old_policy,
-    ));
+    let mut spec = governed_spec();
+    spec.anatomy.capabilities.clear();
+    w.view
+        .add_agent(signed_agent("drifted", spec, &w.keys.ring, &old_policy));
     let answer = pod_answer(w.view, "drifted").await;
     assert_denied(&answer, DecisionCode::DenyPolicyHashMismatch);
+    assert!(
+        message(&answer).contains("now in force, denies it"),
+        "{answer:#}"
+    );
+    assert!(message(&answer).contains("capabilit"), "{answer:#}");
 }
 
 #[tokio::test]
@@ -121,7 +126,7 @@ async fn deny_policy_hash_mismatch_when_no_policy_in_force() {
         GOVERNED,
         governed_spec(),
         &keys.ring,
-        engine().hash(),
+        policy().hash(),
     ));
     let answer = pod_answer(view, GOVERNED).await;
     assert_denied(&answer, DecisionCode::DenyPolicyHashMismatch);
@@ -136,9 +141,9 @@ async fn deny_signer_revoked() {
         GOVERNED,
         governed_spec(),
         &keys.ring,
-        engine().hash(),
+        policy().hash(),
     ));
-    view.policies.insert(NS, engine());
+    view.policies.insert(NS, policy());
     let answer = pod_answer(view, GOVERNED).await;
     assert_denied(&answer, DecisionCode::DenySignerRevoked);
 }
@@ -146,9 +151,9 @@ async fn deny_signer_revoked() {
 #[tokio::test]
 async fn deny_signature_invalid() {
     let mut w = world();
-    let mut agent = signed_agent("forged", governed_spec(), &w.keys.ring, engine().hash());
+    let mut agent = signed_agent("forged", governed_spec(), &w.keys.ring, policy().hash());
     // A proof copied from another agent: valid signature, wrong subject.
-    let other = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, engine().hash());
+    let other = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
     agent.status = other.status.clone();
     w.view.add_agent(agent);
     let answer = pod_answer(w.view, "forged").await;
@@ -163,7 +168,7 @@ async fn deny_signature_from_unknown_key() {
         "stranger",
         governed_spec(),
         &stranger.ring,
-        engine().hash(),
+        policy().hash(),
     ));
     let answer = pod_answer(w.view, "stranger").await;
     assert_denied(&answer, DecisionCode::DenySignatureInvalid);
@@ -380,9 +385,11 @@ async fn delete_and_unlabelled_pods_pass() {
     }
     let (_, answer) = post(&app.router, "/validate/pods", bytes(&pod_review(None))).await;
     assert!(allowed(&answer), "{answer:#}");
-    // Pod UPDATEs and subresources are not governed.
+    // Pod UPDATEs that leave the agent label alone, and subresources other than
+    // ephemeralcontainers, are not governed.
     let mut review = pod_review(Some("nobody"));
     review["request"]["operation"] = json!("UPDATE");
+    review["request"]["oldObject"] = review["request"]["object"].clone();
     let (_, answer) = post(&app.router, "/validate/pods", bytes(&review)).await;
     assert!(allowed(&answer), "{answer:#}");
     let mut review = pod_review(Some("nobody"));
@@ -413,7 +420,7 @@ async fn dry_run_gets_the_same_answer() {
 #[tokio::test]
 async fn restricted_agent_pod_carries_warnings() {
     let mut w = world();
-    let mut agent = signed_agent("restricted", governed_spec(), &w.keys.ring, engine().hash());
+    let mut agent = signed_agent("restricted", governed_spec(), &w.keys.ring, policy().hash());
     if let Some(status) = agent.status.as_mut() {
         status.governance_status = Some(GovernanceStatus::GovernedRestricted);
         status.warnings = vec!["no monthly budget is declared".into()];
@@ -434,9 +441,9 @@ async fn key_rotation_and_revocation_without_restart() {
         GOVERNED,
         governed_spec(),
         &keys.ring,
-        engine().hash(),
+        policy().hash(),
     ));
-    view.policies.insert(NS, engine());
+    view.policies.insert(NS, policy());
     let ring_holder = view.keys.clone();
     let app = app(view);
     let ask = || {

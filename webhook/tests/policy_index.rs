@@ -1,6 +1,8 @@
-//! The PolicyBundle index fed by watch events: activeSpec must hash to activeHash, compiled
-//! engines are reused by hash, a version that does not compile keeps the last good one, and a
-//! relist forgets bundles that are gone.
+//! The PolicyBundle index fed by watch events: the newest spec that compiles is in force (the
+//! operator need not have written its status), compiled engines and compile failures are
+//! remembered by hash, a version that does not compile keeps the last good one (or, after a
+//! restart, the operator's activeSpec if it hashes to activeHash), and a relist forgets bundles
+//! that are gone.
 #![allow(clippy::unwrap_used)] // tests may unwrap (clippy.toml: allow-unwrap-in-tests)
 
 use agentgov_api::PolicyBundle;
@@ -11,13 +13,16 @@ use agentgov_webhook::metrics::Metrics;
 use agentgov_webhook::policy::PolicyIndex;
 use kube::runtime::watcher::Event;
 
+/// A bundle whose spec is `spec`, with the operator's status claiming `active` (hashed as
+/// `claimed`, or its true hash).
 fn bundle(
     ns: &str,
     name: &str,
+    spec: &PolicyBundleSpec,
     active: Option<&PolicyBundleSpec>,
     claimed: Option<String>,
 ) -> PolicyBundle {
-    let mut b = PolicyBundle::new(name, default_bundle_spec());
+    let mut b = PolicyBundle::new(name, spec.clone());
     b.metadata.namespace = Some(ns.to_string());
     b.status = Some(PolicyBundleStatus {
         active_hash: claimed.or_else(|| active.map(|s| policy_hash(s).unwrap())),
@@ -59,40 +64,51 @@ fn index(metrics: &Metrics) -> PolicyIndex {
     PolicyIndex::new("default", metrics.policy_bundle_load.clone())
 }
 
+fn hash_of(spec: &PolicyBundleSpec) -> String {
+    policy_hash(spec).unwrap()
+}
+
+fn in_force(idx: &PolicyIndex, ns: &str) -> Option<String> {
+    idx.get(ns).map(|p| p.hash().to_string())
+}
+
 #[tokio::test]
-async fn listing_puts_the_active_version_in_force_and_sets_synced() {
+async fn listing_puts_the_newest_version_that_compiles_in_force_and_sets_synced() {
     let metrics = Metrics::new();
     let idx = index(&metrics);
-    let spec = default_bundle_spec();
+    let (good, newer) = (default_bundle_spec(), other_spec());
     assert!(!idx.synced());
     idx.apply_event(Event::Init).await;
+    // The operator has not put `newer` in force yet (it may be down): the webhook does.
     idx.apply_event(Event::InitApply(bundle(
         "team-a",
         "default",
-        Some(&spec),
+        &newer,
+        Some(&good),
         None,
     )))
     .await;
     // Another name in the same namespace is not the bundle in force.
     idx.apply_event(Event::InitApply(bundle(
-        "team-a",
-        "draft",
-        Some(&other_spec()),
+        "team-a", "draft", &good, None, None,
+    )))
+    .await;
+    // Nothing that compiles, no operator status: no policy.
+    idx.apply_event(Event::InitApply(bundle(
+        "team-b",
+        "default",
+        &broken_spec(),
+        None,
         None,
     )))
     .await;
-    // No active version yet: no policy.
-    idx.apply_event(Event::InitApply(bundle("team-b", "default", None, None)))
-        .await;
     assert!(!idx.synced());
     idx.apply_event(Event::InitDone).await;
     assert!(idx.synced());
-    assert_eq!(
-        idx.get("team-a").unwrap().hash(),
-        policy_hash(&spec).unwrap()
-    );
+    assert_eq!(in_force(&idx, "team-a"), Some(hash_of(&newer)));
     assert!(idx.get("team-b").is_none());
     assert_eq!(loads(&metrics, "success"), 1);
+    assert_eq!(loads(&metrics, "error"), 1);
 }
 
 #[tokio::test]
@@ -103,30 +119,55 @@ async fn status_only_events_do_not_recompile() {
     idx.apply_event(Event::Init).await;
     idx.apply_event(Event::InitDone).await;
     for ns in ["team-a", "team-b", "team-a", "team-a"] {
-        idx.apply_event(Event::Apply(bundle(ns, "default", Some(&spec), None)))
-            .await;
+        idx.apply_event(Event::Apply(bundle(
+            ns,
+            "default",
+            &spec,
+            Some(&spec),
+            None,
+        )))
+        .await;
     }
     assert_eq!(loads(&metrics, "success"), 1, "one compile for one hash");
     assert_eq!(idx.cached_engines(), 1);
+    // A broken version is compiled once, however often the operator writes its status.
+    for _ in 0..3 {
+        idx.apply_event(Event::Apply(bundle(
+            "team-c",
+            "default",
+            &broken_spec(),
+            None,
+            None,
+        )))
+        .await;
+    }
+    assert_eq!(loads(&metrics, "error"), 1);
 }
 
 #[tokio::test]
-async fn hash_mismatch_means_no_policy() {
+async fn after_a_restart_a_broken_spec_falls_back_to_the_operators_verified_status() {
     let metrics = Metrics::new();
     let idx = index(&metrics);
-    let spec = default_bundle_spec();
-    idx.apply_event(Event::Apply(bundle("team-a", "default", Some(&spec), None)))
-        .await;
-    assert!(idx.get("team-a").is_some());
+    let good = default_bundle_spec();
     idx.apply_event(Event::Apply(bundle(
         "team-a",
         "default",
-        Some(&spec),
+        &broken_spec(),
+        Some(&good),
+        None,
+    )))
+    .await;
+    assert_eq!(in_force(&idx, "team-a"), Some(hash_of(&good)));
+    // A status whose activeSpec does not hash to activeHash is not trusted.
+    idx.apply_event(Event::Apply(bundle(
+        "team-b",
+        "default",
+        &broken_spec(),
+        Some(&good),
         Some("f".repeat(64)),
     )))
     .await;
-    assert!(idx.get("team-a").is_none());
-    assert_eq!(loads(&metrics, "error"), 1);
+    assert!(idx.get("team-b").is_none());
 }
 
 #[tokio::test]
@@ -134,44 +175,33 @@ async fn a_version_that_does_not_compile_keeps_the_last_good_one() {
     let metrics = Metrics::new();
     let idx = index(&metrics);
     let good = default_bundle_spec();
-    idx.apply_event(Event::Apply(bundle("team-a", "default", Some(&good), None)))
+    idx.apply_event(Event::Apply(bundle("team-a", "default", &good, None, None)))
         .await;
+    // A broken version, with the operator's status still naming an older version: the last
+    // good version in this process stays.
     idx.apply_event(Event::Apply(bundle(
         "team-a",
         "default",
-        Some(&broken_spec()),
-        None,
-    )))
-    .await;
-    assert_eq!(
-        idx.get("team-a").unwrap().hash(),
-        policy_hash(&good).unwrap()
-    );
-    assert_eq!(loads(&metrics, "error"), 1);
-    // Other namespaces are untouched, and a good new version replaces the old one.
-    idx.apply_event(Event::Apply(bundle("team-b", "default", Some(&good), None)))
-        .await;
-    idx.apply_event(Event::Apply(bundle(
-        "team-a",
-        "default",
+        &broken_spec(),
         Some(&other_spec()),
         None,
     )))
     .await;
-    assert_eq!(
-        idx.get("team-a").unwrap().hash(),
-        policy_hash(&other_spec()).unwrap()
-    );
-    assert!(idx.get("team-b").is_some());
-    // A bad version with nothing before it: no policy.
+    assert_eq!(in_force(&idx, "team-a"), Some(hash_of(&good)));
+    assert_eq!(loads(&metrics, "error"), 1);
+    // Other namespaces are untouched, and a good new version replaces the old one.
+    idx.apply_event(Event::Apply(bundle("team-b", "default", &good, None, None)))
+        .await;
     idx.apply_event(Event::Apply(bundle(
-        "team-c",
+        "team-a",
         "default",
-        Some(&broken_spec()),
+        &other_spec(),
+        None,
         None,
     )))
     .await;
-    assert!(idx.get("team-c").is_none());
+    assert_eq!(in_force(&idx, "team-a"), Some(hash_of(&other_spec())));
+    assert!(idx.get("team-b").is_some());
 }
 
 #[tokio::test]
@@ -179,15 +209,12 @@ async fn delete_and_relist_forget_bundles() {
     let metrics = Metrics::new();
     let idx = index(&metrics);
     let spec = default_bundle_spec();
-    idx.apply_event(Event::Apply(bundle("team-a", "default", Some(&spec), None)))
+    idx.apply_event(Event::Apply(bundle("team-a", "default", &spec, None, None)))
         .await;
-    idx.apply_event(Event::Apply(bundle("team-b", "default", Some(&spec), None)))
+    idx.apply_event(Event::Apply(bundle("team-b", "default", &spec, None, None)))
         .await;
     idx.apply_event(Event::Delete(bundle(
-        "team-a",
-        "default",
-        Some(&spec),
-        None,
+        "team-a", "default", &spec, None, None,
     )))
     .await;
     assert!(idx.get("team-a").is_none());
@@ -195,10 +222,7 @@ async fn delete_and_relist_forget_bundles() {
     // A relist after a disconnect that no longer shows team-b.
     idx.apply_event(Event::Init).await;
     idx.apply_event(Event::InitApply(bundle(
-        "team-c",
-        "default",
-        Some(&spec),
-        None,
+        "team-c", "default", &spec, None, None,
     )))
     .await;
     // Until InitDone the old view stays in force.

@@ -134,6 +134,7 @@ impl Scenario {
         };
         let ctx = AdmissionContext {
             active_policy_hash: self.active_policy_hash.as_deref(),
+            recheck: None,
             keys,
             now: self.now,
             expiry: &self.expiry,

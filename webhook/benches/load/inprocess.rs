@@ -101,6 +101,7 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView, ring: KeyRing) {
     };
     let ctx = AdmissionContext {
         active_policy_hash: Some(policy.hash()),
+        recheck: None,
         keys: &keys.ring,
         now: now(),
         expiry: &expiry,
@@ -244,7 +245,7 @@ fn mib(kib: u64) -> String {
 /// trimmed as the watch trims) and the memo, with `n` governed agents each reviewed once.
 pub fn rss(n: usize) {
     let signing = SigningKeys::new("k1");
-    let engine = engine();
+    let engine = policy();
     let policies = Arc::new(PolicyIndex::new("default", Default::default()));
     policies.insert(NS, engine.clone());
     let (caches, mut writer) = Caches::detached(policies, Keys::new(signing.verification(&[])));

@@ -1,10 +1,11 @@
 //! The parts of a Pod AdmissionReview that a decision reads, deserialized directly from the
-//! body. Everything else (containers, managed fields, annotations, status) is skipped by the
-//! parser without being built: a Pod review is mostly fields no decision looks at, and building
-//! them into a `DynamicObject` (a `serde_json::Value` behind a flattened map) was most of the
-//! cost of a review. Strings borrow from the body where JSON allows (no escapes), the volumes
-//! are kept as raw JSON until a sandbox's containment needs them, and of the labels only the
-//! agent label is kept.
+//! body. Everything else (images, env, managed fields, most annotations, status) is skipped by
+//! the parser without being built: a Pod review is mostly fields no decision looks at, and
+//! building them into a `DynamicObject` (a `serde_json::Value` behind a flattened map) was most
+//! of the cost of a review. Strings borrow from the body where JSON allows (no escapes); of the
+//! labels only the agent label is kept, of the annotations only the AppArmor ones, and of the
+//! spec what the Pod Security Standards read ([`agentgov_api::pod_security::PodView`]). Of an
+//! UPDATE's oldObject, only the agent label is read.
 //!
 //! Required fields are those kube's `AdmissionRequest` requires, and every label value must
 //! be a string, so a body that kube would refuse is refused here too.
@@ -14,10 +15,10 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use agentgov_api::agent::AGENT_LABEL;
+use agentgov_api::pod_security::{PodAnnotations, PodSecuritySpec, PodView};
 use kube::core::admission::Operation;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
-use serde_json::value::RawValue;
 
 /// A Pod review's request: plain data for [`crate::decide::decide_pod`].
 #[derive(Clone, Debug, Deserialize)]
@@ -39,8 +40,18 @@ pub struct PodRequest<'a> {
     pub user_info: Requester<'a>,
     #[serde(default, borrow)]
     pub object: Option<PodObject<'a>>,
+    /// On UPDATE, the Pod as it was: only its labels are read.
+    #[serde(default, borrow)]
+    pub old_object: Option<OldPod<'a>>,
     #[serde(default)]
     pub dry_run: bool,
+}
+
+/// The previous version of an updated Pod: the agent label is all a decision reads of it.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct OldPod<'a> {
+    #[serde(default, borrow)]
+    pub metadata: PodMetadata<'a>,
 }
 
 /// The group, version and kind of the reviewed object.
@@ -77,12 +88,48 @@ pub struct Requester<'a> {
     pub username: Option<Text<'a>>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize)]
+/// A Pod object: its namespace and agent label, and what the Pod Security Standards read.
+#[derive(Clone, Debug, Default)]
 pub struct PodObject<'a> {
-    #[serde(default, borrow)]
     pub metadata: PodMetadata<'a>,
-    #[serde(default, borrow)]
-    pub spec: Option<PodSpecView<'a>>,
+    /// The AppArmor annotations and the spec's security-relevant fields.
+    pub security: PodView<'a>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for PodObject<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Metadata<'a> {
+            #[serde(default, borrow)]
+            namespace: Option<Text<'a>>,
+            #[serde(default, borrow)]
+            labels: Option<AgentLabel<'a>>,
+            #[serde(default, borrow)]
+            annotations: Option<PodAnnotations<'a>>,
+        }
+        #[derive(Deserialize)]
+        struct Pod<'a> {
+            #[serde(default, borrow)]
+            metadata: Option<Metadata<'a>>,
+            #[serde(default, borrow)]
+            spec: Option<PodSecuritySpec<'a>>,
+        }
+        let Pod { metadata, spec } = Pod::deserialize(deserializer)?;
+        let (metadata, annotations) = match metadata {
+            Some(m) => (
+                PodMetadata {
+                    namespace: m.namespace,
+                    agent_label: m.labels,
+                },
+                m.annotations.unwrap_or_default(),
+            ),
+            None => (PodMetadata::default(), PodAnnotations::default()),
+        };
+        Ok(PodObject {
+            metadata,
+            security: PodView::new(annotations, spec.unwrap_or_default()),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -99,17 +146,6 @@ pub struct PodMetadata<'a> {
 #[derive(Clone, Debug, Default)]
 pub struct AgentLabel<'a>(pub Option<Cow<'a, str>>);
 
-/// What containment reads of a Pod spec. The volumes stay raw JSON until a sandbox's
-/// containment reads them (most reviewed Pods are not a sandbox's).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PodSpecView<'a> {
-    #[serde(default, borrow)]
-    pub volumes: Option<&'a RawValue>,
-    #[serde(default)]
-    pub host_network: Option<serde_json::Value>,
-}
-
 impl PodRequest<'_> {
     /// The namespace of the request, or else of the object; never empty.
     pub fn namespace(&self) -> Option<&str> {
@@ -123,13 +159,19 @@ impl PodRequest<'_> {
 
     /// The value of the agent label on the Pod, if the Pod has it.
     pub fn agent_label(&self) -> Option<&str> {
-        self.object
-            .as_ref()?
-            .metadata
-            .agent_label
-            .as_ref()?
-            .0
-            .as_deref()
+        self.object.as_ref()?.metadata.agent()
+    }
+
+    /// On UPDATE, the value of the agent label the Pod had before, if it had it.
+    pub fn old_agent_label(&self) -> Option<&str> {
+        self.old_object.as_ref()?.metadata.agent()
+    }
+}
+
+impl PodMetadata<'_> {
+    /// The value of the agent label, if present.
+    pub fn agent(&self) -> Option<&str> {
+        self.agent_label.as_ref()?.0.as_deref()
     }
 }
 
@@ -211,11 +253,10 @@ mod tests {
         assert_eq!(req.kind.to_string(), "v1/Pod");
         assert_eq!(req.user_info.username.as_deref(), Some("alice"));
         assert!(!req.dry_run);
-        let spec = req.object.as_ref().unwrap().spec.as_ref().unwrap();
-        assert_eq!(
-            spec.volumes.unwrap().get(),
-            r#"[{"name":"v","emptyDir":{}}]"#
-        );
+        let spec = &req.object.as_ref().unwrap().security.spec;
+        assert_eq!(spec.volumes.len(), 1);
+        assert!(spec.volumes[0].sets("emptyDir"));
+        assert_eq!(&*spec.containers[0].name, "c");
     }
 
     #[test]

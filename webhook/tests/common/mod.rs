@@ -11,11 +11,12 @@ use agentgov_api::agent::{AgentSpec, AgentStatus, GovernanceStatus};
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
-use agentgov_api::policy::{PolicyEngine, default_bundle_spec};
+use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::proof::{ProofSubject, sign};
 use agentgov_webhook::authz::FixedAuthorizer;
 use agentgov_webhook::cache::StaticView;
 use agentgov_webhook::metrics::Metrics;
+use agentgov_webhook::policy::ActivePolicy;
 use agentgov_webhook::server::{AppState, admission_router};
 use axum::Router;
 use axum::body::Body;
@@ -49,11 +50,12 @@ pub fn hours_ago(hours: i64) -> Timestamp {
 }
 
 /// The shipped promotion policy, compiled once per test binary.
-pub fn engine() -> PolicyEngine {
-    static ENGINE: OnceLock<PolicyEngine> = OnceLock::new();
-    ENGINE
+/// The shipped bundle, compiled once.
+pub fn policy() -> ActivePolicy {
+    static POLICY: OnceLock<ActivePolicy> = OnceLock::new();
+    POLICY
         .get_or_init(|| {
-            PolicyEngine::compile(&default_bundle_spec()).expect("default bundle compiles")
+            ActivePolicy::compile(&default_bundle_spec()).expect("default bundle compiles")
         })
         .clone()
 }
@@ -149,15 +151,15 @@ pub struct World {
 pub fn world() -> World {
     let keys = SigningKeys::new("k1");
     let mut view = StaticView::new(keys.verification(&[]));
-    let engine = engine();
+    let policy = policy();
     view.add_agent(signed_agent(
         GOVERNED,
         governed_spec(),
         &keys.ring,
-        engine.hash(),
+        policy.hash(),
     ));
     view.add_agent(agent(SANDBOX, sandbox_spec(), None, hours_ago(1)));
-    view.policies.insert(NS, engine);
+    view.policies.insert(NS, policy);
     World { keys, view }
 }
 
@@ -170,8 +172,13 @@ pub struct App {
 pub const TEST_MAX_BODY: usize = 64 * 1024;
 
 pub fn app_with(view: StaticView, answer: Result<bool, String>, body_timeout: Duration) -> App {
+    app_with_authz(view, FixedAuthorizer::new(answer), body_timeout)
+}
+
+/// An app whose SubjectAccessReviews are answered by `authz` (answers per verb).
+pub fn app_with_authz(view: StaticView, authz: FixedAuthorizer, body_timeout: Duration) -> App {
     let metrics = Arc::new(Metrics::new());
-    let authz = Arc::new(FixedAuthorizer::new(answer));
+    let authz = Arc::new(authz);
     let state = AppState {
         view: Arc::new(view),
         authz: authz.clone(),

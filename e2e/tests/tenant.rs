@@ -1,0 +1,635 @@
+//! agentgov attacked the way a tenant with ordinary namespace rights would (create and update
+//! Agents and Pods, no `promote`), on the real control plane: each test is one hole that was
+//! open, and stays closed.
+//!
+//! - Sandbox Pods meet the Pod Security Standards `restricted` level (privileged containers,
+//!   host namespaces, added capabilities and host ports are refused), ephemeral containers too.
+//! - The agent label cannot be added to a Pod that was never judged, nor removed from one that
+//!   was; unlabelled Pods and unrelated updates of agent Pods never reach the webhook.
+//! - An expired sandbox cannot be revived by a longer TTL without the verb `extend`.
+//! - A stricter PolicyBundle is in force at admission while the operator is down.
+//! - A forged refusal written into an agent's status by someone else is healed.
+//! - An agent being deleted keeps the spec its proof covers.
+
+use std::time::{Duration, Instant};
+
+use agentgov_api::agent::GovernanceStatus;
+use agentgov_api::conditions::{EXPIRED, is_true};
+use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::{Agent, AgentSpec};
+use agentgov_e2e::admission::*;
+use agentgov_e2e::webhook::plain_pod;
+use agentgov_e2e::{api_error_message, apply_bundle, wait_for};
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+const LABEL_REMOVED: &str = "ADMISSION_DENY_AGENT_LABEL_REMOVED";
+const SANDBOX_EXTENSION: &str = "ADMISSION_DENY_SANDBOX_EXTENSION";
+const SANDBOX_EXTENDED: &str = "ADMISSION_ALLOW_SANDBOX_EXTENDED";
+const AGENT_DELETING: &str = "ADMISSION_DENY_AGENT_DELETING";
+const DENY_POLICY: &str = "ADMISSION_DENY_POLICY";
+
+/// A Pod meeting `restricted` (as `plain_pod`), labelled for `agent` if given, as JSON.
+fn pod_json(name: &str, agent: Option<&str>) -> Value {
+    let mut pod = serde_json::to_value(plain_pod(name)).expect("a Pod as JSON");
+    if let Some(agent) = agent {
+        pod["metadata"]["labels"] = json!({"agentgov.dev/agent": agent});
+    }
+    pod
+}
+
+/// `pod` with `value` at the JSON pointer `at` (objects on the way are made).
+fn with(mut pod: Value, at: &str, value: Value) -> Value {
+    let mut target = &mut pod;
+    for key in at.trim_start_matches('/').split('/') {
+        target = match target {
+            Value::Array(items) => {
+                let index: usize = key.parse().expect("an array index");
+                &mut items[index]
+            }
+            other => {
+                if !other.is_object() {
+                    *other = json!({});
+                }
+                other
+                    .as_object_mut()
+                    .expect("an object")
+                    .entry(key)
+                    .or_insert(Value::Null)
+            }
+        };
+    }
+    *target = value;
+    pod
+}
+
+fn as_pod(value: Value) -> Pod {
+    serde_json::from_value(value).expect("a Pod")
+}
+
+/// A (dry-run or real) merge patch of `name`, as a repeatable attempt for `admitted`/`refused`.
+fn patching<K>(
+    api: &Api<K>,
+    name: &str,
+    subresource: Option<&'static str>,
+    patch: Value,
+) -> impl Fn(PostParams) -> BoxFuture<'static, kube::Result<K>>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+{
+    let (api, name) = (api.clone(), name.to_string());
+    move |pp| {
+        let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
+        Box::pin(async move {
+            let params = PatchParams {
+                dry_run: pp.dry_run,
+                ..PatchParams::default()
+            };
+            match subresource {
+                // Ephemeral containers are added with a strategic merge patch (kubectl debug).
+                Some(sub) => {
+                    api.patch_subresource(sub, &name, &params, &Patch::Strategic(patch))
+                        .await
+                }
+                None => api.patch(&name, &params, &Patch::Merge(patch)).await,
+            }
+        })
+    }
+}
+
+fn governance(agent: &Agent) -> Option<GovernanceStatus> {
+    agent.status.as_ref().and_then(|s| s.governance_status)
+}
+
+fn with_temperature(temperature: f64) -> AgentSpec {
+    let mut spec = governed_spec();
+    if let Some(reasoning) = spec.anatomy.reasoning.as_mut() {
+        reasoning.temperature = temperature;
+    }
+    spec
+}
+
+async fn valid_agent(setup: &Setup, name: &str, spec: AgentSpec) {
+    create_agent(setup, name, spec).await;
+    wait_agent(setup, name, "GOVERNED_VALID", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedValid)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sandbox_pods_meet_the_restricted_level_ephemeral_containers_too() {
+    let setup = setup("tn-contain").await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    let privileged_init = json!([{
+        "name": "init",
+        "image": "registry.invalid/init:1",
+        "securityContext": {"privileged": true, "allowPrivilegeEscalation": true},
+    }]);
+    let cases = [
+        (
+            "privileged",
+            "/spec/containers/0/securityContext",
+            json!({"privileged": true}),
+            "privileged",
+        ),
+        (
+            "privileged-init",
+            "/spec/initContainers",
+            privileged_init,
+            "initContainers[0]",
+        ),
+        ("host-pid", "/spec/hostPID", json!(true), "hostPID"),
+        ("host-ipc", "/spec/hostIPC", json!(true), "hostIPC"),
+        (
+            "net-admin",
+            "/spec/containers/0/securityContext/capabilities/add",
+            json!(["NET_ADMIN"]),
+            "NET_ADMIN",
+        ),
+        (
+            "sys-admin",
+            "/spec/containers/0/securityContext/capabilities/add",
+            json!(["SYS_ADMIN"]),
+            "SYS_ADMIN",
+        ),
+        (
+            "host-port",
+            "/spec/containers/0/ports",
+            json!([{"containerPort": 8080, "hostPort": 8080}]),
+            "hostPort",
+        ),
+    ];
+    for (name, at, value, field) in cases {
+        let pod = as_pod(with(pod_json(name, Some("lab")), at, value));
+        let message = refused(
+            &setup,
+            &format!("sandbox pod {name}"),
+            CONTAINMENT_VIOLATION,
+            creating(&setup.pods(), &pod),
+        )
+        .await;
+        assert!(message.contains(field), "{name}: {message}");
+        assert!(message.contains("restricted"), "{name}: {message}");
+    }
+    // An ordinary restricted Pod of the sandbox is admitted ...
+    let pod = as_pod(pod_json("lab-0", Some("lab")));
+    admitted(
+        &setup,
+        "restricted pod lab-0",
+        creating(&setup.pods(), &pod),
+    )
+    .await;
+    // ... and a privileged ephemeral container may not be added to it (kubectl debug),
+    let debugger = |privileged: bool| {
+        json!({"spec": {"ephemeralContainers": [{
+            "name": if privileged { "root-shell" } else { "debugger" },
+            "image": "registry.invalid/debug:1",
+            "targetContainerName": "agent",
+            "securityContext": if privileged {
+                json!({"privileged": true})
+            } else {
+                json!({"allowPrivilegeEscalation": false, "capabilities": {"drop": ["ALL"]}})
+            },
+        }]}})
+    };
+    let message = refused(
+        &setup,
+        "privileged ephemeral container",
+        CONTAINMENT_VIOLATION,
+        patching(
+            &setup.pods(),
+            "lab-0",
+            Some("ephemeralcontainers"),
+            debugger(true),
+        ),
+    )
+    .await;
+    assert!(message.contains("ephemeralContainers[0]"), "{message}");
+    // ... while one that meets the level may.
+    admitted(
+        &setup,
+        "restricted ephemeral container",
+        patching(
+            &setup.pods(),
+            "lab-0",
+            Some("ephemeralcontainers"),
+            debugger(false),
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_agent_label_cannot_be_added_to_an_unjudged_pod_nor_removed_from_a_judged_one() {
+    let setup = setup("tn-label").await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    let pods = setup.pods();
+    // A Pod no one judged: unlabelled, and privileged.
+    let loose = with(
+        pod_json("loose", None),
+        "/spec/containers/0/securityContext",
+        json!({"privileged": true}),
+    );
+    pods.create(&PostParams::default(), &as_pod(loose))
+        .await
+        .expect("an unlabelled Pod is not an agent's: never reviewed");
+    // Labelling it afterwards is judged as creating it would be.
+    let label = |agent: Value| json!({"metadata": {"labels": {"agentgov.dev/agent": agent}}});
+    refused(
+        &setup,
+        "label added to a privileged Pod",
+        CONTAINMENT_VIOLATION,
+        patching(&pods, "loose", None, label(json!("lab"))),
+    )
+    .await;
+    refused(
+        &setup,
+        "label naming no agent added",
+        AGENT_NOT_FOUND,
+        patching(&pods, "loose", None, label(json!("ghost"))),
+    )
+    .await;
+    // A judged Pod keeps its label: it can neither lose it nor name another agent.
+    admitted(
+        &setup,
+        "pod lab-0",
+        creating(&pods, &as_pod(pod_json("lab-0", Some("lab")))),
+    )
+    .await;
+    let message = refused(
+        &setup,
+        "label removed from an agent Pod",
+        LABEL_REMOVED,
+        patching(&pods, "lab-0", None, label(Value::Null)),
+    )
+    .await;
+    assert!(message.contains("delete the Pod"), "{message}");
+    refused(
+        &setup,
+        "label changed to an unknown agent",
+        AGENT_NOT_FOUND,
+        patching(&pods, "lab-0", None, label(json!("ghost"))),
+    )
+    .await;
+    // Its other metadata changes as usual.
+    admitted(
+        &setup,
+        "annotation on an agent Pod",
+        patching(
+            &pods,
+            "lab-0",
+            None,
+            json!({"metadata": {"annotations": {"note": "x"}}}),
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn unlabelled_pods_and_unrelated_updates_of_agent_pods_never_reach_the_webhook() {
+    let mut setup = setup("tn-reach").await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    let pods = setup.pods();
+    admitted(
+        &setup,
+        "pod lab-0",
+        creating(&pods, &as_pod(pod_json("lab-0", Some("lab")))),
+    )
+    .await;
+    pods.create(&PostParams::default(), &as_pod(pod_json("plain-0", None)))
+        .await
+        .expect("an unlabelled Pod");
+    // With the webhook gone and failurePolicy Fail, whatever is sent to it fails ...
+    setup.webhook.kill();
+    let probe = as_pod(pod_json("probe", Some("lab")));
+    wait_for(SETTLE, || {
+        let pods = pods.clone();
+        let probe = probe.clone();
+        async move {
+            let dry = PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            };
+            let e = pods.create(&dry, &probe).await.err()?;
+            api_error_message(&e)
+                .contains("failed calling webhook")
+                .then_some(())
+        }
+    })
+    .await
+    .expect("agent Pods fail closed without the webhook");
+    // ... so whatever still succeeds was never sent: unlabelled Pods and their updates,
+    pods.create(&PostParams::default(), &as_pod(pod_json("plain-1", None)))
+        .await
+        .expect("an unlabelled Pod is created without the webhook");
+    for (pod, patch) in [
+        (
+            "plain-0",
+            json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "b"}}}),
+        ),
+        // and updates of agent Pods that leave the agent label alone.
+        (
+            "lab-0",
+            json!({"metadata": {"labels": {"app": "x"}, "annotations": {"a": "b"}}}),
+        ),
+    ] {
+        pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap_or_else(|e| panic!("update of {pod} reached the webhook: {e}"));
+    }
+    // A label change is sent (and fails closed).
+    let e = pods
+        .patch(
+            "lab-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"agentgov.dev/agent": "other"}}})),
+        )
+        .await
+        .expect_err("a label change is reviewed");
+    assert!(
+        api_error_message(&e).contains("failed calling webhook"),
+        "{e}"
+    );
+}
+
+#[tokio::test]
+async fn an_expired_sandbox_cannot_be_revived_without_the_verb_extend() {
+    let setup = setup("tn-revive").await;
+    create_agent(&setup, "brief", sandbox_spec(3)).await;
+    wait_agent(&setup, "brief", "Expired", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| is_true(&s.conditions, EXPIRED))
+    })
+    .await;
+    let pods = setup.pods();
+    refused(
+        &setup,
+        "pod of an expired sandbox",
+        SANDBOX_EXPIRED,
+        creating(&pods, &as_pod(pod_json("brief-0", Some("brief")))),
+    )
+    .await;
+    // mallory may update agents, not extend them.
+    let everyday = ["get", "list", "watch", "create", "update", "patch"];
+    grant(
+        &setup,
+        "agent-writer",
+        "mallory",
+        json!([{"apiGroups": ["agentgov.dev"], "resources": ["agents"], "verbs": everyday}]),
+    )
+    .await;
+    let mut extender = everyday.to_vec();
+    extender.push("extend");
+    grant(
+        &setup,
+        "sandbox-extender",
+        "erin",
+        json!([{"apiGroups": ["agentgov.dev"], "resources": ["agents"], "verbs": extender}]),
+    )
+    .await;
+    wait_rbac(&setup, "mallory", "update").await;
+    wait_rbac(&setup, "erin", "extend").await;
+    let longer = json!({"spec": {"sandbox": {"ttlSeconds": 3600}}});
+    let mallory: Api<Agent> = Api::namespaced(client_as("mallory").await, &setup.ns.name);
+    let message = refused(
+        &setup,
+        "a longer TTL by mallory",
+        SANDBOX_EXTENSION,
+        patching(&mallory, "brief", None, longer.clone()),
+    )
+    .await;
+    assert!(message.contains("recreate it"), "{message}");
+    // An expiresAt later than the expiry is the same request in another form.
+    let later_at = json!({"spec": {"sandbox": {"ttlSeconds": null,
+        "expiresAt": jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(1)).expect("a time").to_string()}}});
+    refused(
+        &setup,
+        "a later expiresAt by mallory",
+        SANDBOX_EXTENSION,
+        patching(&mallory, "brief", None, later_at),
+    )
+    .await;
+    // Shortening is always allowed (it stays expired).
+    refused(
+        &setup,
+        "a shorter TTL of an expired sandbox",
+        SANDBOX_EXPIRED,
+        patching(
+            &mallory,
+            "brief",
+            None,
+            json!({"spec": {"sandbox": {"ttlSeconds": 1}}}),
+        ),
+    )
+    .await;
+    // erin holds `extend`: an audited extension, after which its Pods run again.
+    let erin: Api<Agent> = Api::namespaced(client_as("erin").await, &setup.ns.name);
+    admitted(
+        &setup,
+        "a longer TTL by erin",
+        patching(&erin, "brief", None, longer),
+    )
+    .await;
+    assert!(
+        setup
+            .webhook
+            .logs()
+            .lines()
+            .any(|l| l.contains(SANDBOX_EXTENDED)
+                && l.contains("\"erin\"")
+                && l.contains("\"brief\"")),
+        "the extension is logged with its own code and its requester\n{}",
+        setup.diagnostics()
+    );
+    admitted(
+        &setup,
+        "pod of the extended sandbox",
+        creating(&pods, &as_pod(pod_json("brief-1", Some("brief")))),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_stricter_policy_is_in_force_at_admission_while_the_operator_is_down() {
+    let mut setup = setup("tn-frozen").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    valid_agent(&setup, "hot", with_temperature(0.2)).await;
+    valid_agent(&setup, "cool", with_temperature(0.1)).await;
+    let pods = setup.pods();
+    for agent in ["hot", "cool"] {
+        admitted(
+            &setup,
+            &format!("pod of {agent}"),
+            creating(&pods, &as_pod(pod_json(&format!("{agent}-0"), Some(agent)))),
+        )
+        .await;
+    }
+    setup.operator.kill();
+    // Compliance agents may now sample up to 0.1.
+    let mut strict = default_bundle_spec();
+    strict.version = "1.1.0".into();
+    strict.data.temperature_limits.compliance = 0.1;
+    apply_bundle(&setup.ns, strict)
+        .await
+        .expect("apply the stricter bundle");
+    let message = refused(
+        &setup,
+        "pod of an agent the new policy denies",
+        POLICY_HASH_MISMATCH,
+        creating(&pods, &as_pod(pod_json("hot-1", Some("hot")))),
+    )
+    .await;
+    assert!(
+        message.contains("now in force, denies it") && message.contains("temperature"),
+        "{message}"
+    );
+    admitted(
+        &setup,
+        "pod of an agent the new policy allows",
+        creating(&pods, &as_pod(pod_json("cool-1", Some("cool")))),
+    )
+    .await;
+    let message = refused(
+        &setup,
+        "a new governed agent the new policy denies",
+        DENY_POLICY,
+        creating(&setup.agents(), &Agent::new("hot-2", with_temperature(0.2))),
+    )
+    .await;
+    assert!(message.contains("temperature"), "{message}");
+    // The webhook did this alone: the operator, down, still shows the old judgement.
+    let hot = setup.agents().get("hot").await.expect("agent hot");
+    assert_eq!(governance(&hot), Some(GovernanceStatus::GovernedValid));
+}
+
+#[tokio::test]
+async fn a_forged_refusal_is_healed_while_the_operator_runs() {
+    let setup = setup("tn-forge").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    valid_agent(&setup, "auditor", governed_spec()).await;
+    grant(
+        &setup,
+        "status-writer",
+        "mallory",
+        json!([{"apiGroups": ["agentgov.dev"], "resources": ["agents/status"],
+                "verbs": ["get", "update", "patch"]}]),
+    )
+    .await;
+    wait_access(
+        &setup,
+        "mallory",
+        "agentgov.dev",
+        "agents",
+        "status",
+        "patch",
+    )
+    .await;
+    let mallory: Api<Agent> = Api::namespaced(client_as("mallory").await, &setup.ns.name);
+    let forged = json!({"status": {
+        "governanceStatus": "GOVERNED_INVALIDATED",
+        "proof": null,
+        "denies": ["quarantined by the security team"],
+    }});
+    let started = Instant::now();
+    let written = mallory
+        .patch_status("auditor", &PatchParams::default(), &Patch::Merge(&forged))
+        .await
+        .expect("mallory may write the status");
+    assert_eq!(
+        governance(&written),
+        Some(GovernanceStatus::GovernedInvalidated),
+        "the forged refusal was written"
+    );
+    let healed = agentgov_e2e::wait_agent(
+        &setup.agents(),
+        "auditor",
+        "healed",
+        Duration::from_secs(10),
+        |a| {
+            governance(a) == Some(GovernanceStatus::GovernedValid)
+                && a.status.as_ref().is_some_and(|s| {
+                    s.proof.is_some() && !s.denies.iter().any(|d| d.contains("security team"))
+                })
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e:#}\n{}", setup.diagnostics()));
+    println!("forged refusal healed in {:?}", started.elapsed());
+    assert!(healed.status.is_some());
+    admitted(
+        &setup,
+        "pod of the healed agent",
+        creating(
+            &setup.pods(),
+            &as_pod(pod_json("auditor-0", Some("auditor"))),
+        ),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_agent_being_deleted_keeps_the_spec_its_proof_covers() {
+    let setup = setup("tn-delete").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    let mut agent = Agent::new("auditor", governed_spec());
+    agent.metadata.finalizers = Some(vec!["e2e.agentgov.dev/hold".into()]);
+    admitted(
+        &setup,
+        "agent with a finalizer",
+        creating(&setup.agents(), &agent),
+    )
+    .await;
+    wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedValid)
+    })
+    .await;
+    let agents = setup.agents();
+    agents
+        .delete("auditor", &DeleteParams::default())
+        .await
+        .expect("delete the agent");
+    wait_agent(&setup, "auditor", "deleting", |a| {
+        a.metadata.deletion_timestamp.is_some()
+    })
+    .await;
+    // Not even a user holding `promote` (the cluster admin here) may change its spec now.
+    let message = refused(
+        &setup,
+        "spec change of a deleting agent",
+        AGENT_DELETING,
+        patching(
+            &agents,
+            "auditor",
+            None,
+            json!({"spec": {"anatomy": {"reasoning": {"temperature": 0.25}}}}),
+        ),
+    )
+    .await;
+    assert!(message.contains("being deleted"), "{message}");
+    // The deletion itself goes on: the finalizer can be removed.
+    agents
+        .patch(
+            "auditor",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .expect("remove the finalizer");
+    wait_for(WAIT, || {
+        let agents = agents.clone();
+        async move {
+            agents
+                .get_opt("auditor")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await
+    .expect("the agent is gone");
+}

@@ -1,0 +1,308 @@
+//! Pod reviews: every path into an agent Pod. A Pod CREATE that carries the agent label, a Pod
+//! UPDATE that adds, changes or removes it, and an ephemeral container added to an agent Pod
+//! (`pods/ephemeralcontainers`) are judged; Pod UPDATEs that leave the label alone pass (the
+//! registration's matchConditions keep them from reaching the webhook at all).
+//!
+//! A judged Pod is admitted only if the agent it names passes the seven checks and the Pod meets
+//! the agent's Pod Security level (sandbox: `restricted`; governed: the bundle's level, at least
+//! `baseline`), and a sandbox that declares no persistent writes mounts no volume that persists. A proof signed under an older policy than the one in force
+//! passes check 3 only if the policy in force allows the agent too (the operator's re-signing
+//! may not have caught up; it may be down), judged once per agent version and policy.
+
+use agentgov_api::admission::{
+    AdmissionContext, AgentView, DecisionCode, PolicyRecheck, check_agent, check_agent_with,
+};
+use agentgov_api::agent::{AGENT_LABEL, AgentMode, Containment, GovernanceStatus};
+use agentgov_api::expiry::ExpiryPolicy;
+use agentgov_api::pod_security::{self, PodSecurityLevel};
+use agentgov_api::policy::{Actor, AgentInput, PolicyInput};
+use jiff::Timestamp;
+use kube::core::admission::Operation;
+
+use super::{Decision, View};
+use crate::memo::AgentDerivations;
+use crate::review::{PodObject, PodRequest};
+
+/// The subresource through which ephemeral containers are added to a running Pod.
+pub const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
+
+/// Volume sources the restricted level allows that a sandbox without persistent writes may not
+/// use: each outlives the Pod or writes to storage elsewhere.
+pub const PERSISTENT_VOLUME_SOURCES: [&str; 3] = ["persistentVolumeClaim", "ephemeral", "csi"];
+
+/// What keeps `pod` from running for an agent whose Pods must meet `level` (and, when
+/// `persistent_writes` is false, may mount no volume that persists), one sentence per field;
+/// empty when it may run.
+pub fn pod_containment(
+    pod: &PodObject<'_>,
+    level: PodSecurityLevel,
+    containment: Containment,
+) -> Vec<String> {
+    let mut breaches: Vec<String> = pod_security::evaluate(level, &pod.security)
+        .into_iter()
+        .map(|v| format!("Pod Security level {level}: {}", v.message))
+        .collect();
+    if !containment.persistent_writes {
+        for (i, volume) in pod.security.spec.volumes.iter().enumerate() {
+            for source in PERSISTENT_VOLUME_SOURCES {
+                if volume.sets(source) {
+                    breaches.push(format!(
+                        "spec.volumes[{i}] ({}) is a {source} volume, which persists writes the sandbox declares it does not make",
+                        volume.name
+                    ));
+                }
+            }
+        }
+    }
+    breaches
+}
+
+/// `namespace/name` in messages, formatted only when a message is.
+#[derive(Clone, Copy)]
+struct AgentId<'a> {
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl std::fmt::Display for AgentId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
+/// Which Pod reviews are judged, and which pass.
+fn scope(req: &PodRequest<'_>) -> Result<(), Decision> {
+    let ephemeral = match req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+        None => false,
+        Some(EPHEMERAL_CONTAINERS) => true,
+        Some(sub) => {
+            return Err(Decision::pass(format!(
+                "the {sub} subresource is not governed"
+            )));
+        }
+    };
+    match req.operation {
+        Operation::Create if !ephemeral => Ok(()),
+        Operation::Update if ephemeral => Ok(()),
+        Operation::Update => {
+            let (old, new) = (req.old_agent_label(), req.agent_label());
+            if old == new {
+                return Err(Decision::pass(
+                    "an update that leaves the agent label alone",
+                ));
+            }
+            if new.is_none() {
+                let old = old.unwrap_or_default();
+                return Err(Decision::deny(
+                    DecisionCode::DenyAgentLabelRemoved,
+                    Some(old),
+                    format!(
+                        "label {AGENT_LABEL}={old} may not be removed from a Pod that carries it: an agent's Pod stays its agent's; delete the Pod instead"
+                    ),
+                ));
+            }
+            // Added or changed: judged as a CREATE of a Pod of the agent it now names.
+            Ok(())
+        }
+        Operation::Delete => Err(Decision::pass("DELETE is never denied")),
+        _ => Err(Decision::pass(
+            "only CREATE, agent label changes and ephemeral containers are governed",
+        )),
+    }
+}
+
+/// The policy now in force, asked about a governed agent whose proof names an older one.
+struct PolicyInForce<'a> {
+    view: &'a dyn View,
+    memo: Option<&'a AgentDerivations<'a>>,
+}
+
+impl PolicyRecheck for PolicyInForce<'_> {
+    fn recheck(&self, agent: &AgentView<'_>) -> Result<(), String> {
+        let Some(policy) = self.view.policy(agent.namespace) else {
+            return Err(format!(
+                "no policy is in force in namespace {}",
+                agent.namespace
+            ));
+        };
+        let judge = || {
+            // The proof shows the promotion was authorized when it was signed; the question
+            // here is only whether the rules now in force still allow the agent.
+            let actor = Actor {
+                username: "agentgov-webhook (policy in force)".into(),
+                authorized_to_promote: true,
+                ..Actor::default()
+            };
+            let input = PolicyInput {
+                agent: AgentInput {
+                    namespace: agent.namespace,
+                    name: agent.name,
+                    spec: agent.spec,
+                },
+                actor: &actor,
+            };
+            match policy.engine.evaluate(&input) {
+                Ok(decision) if decision.allow => Ok(()),
+                Ok(decision) => Err(decision.denies.join("; ")),
+                Err(e) => Err(format!("it could not judge the agent: {e}")),
+            }
+        };
+        match self.memo {
+            Some(memo) => memo.recheck(&policy.engine.shared_hash(), judge),
+            None => judge(),
+        }
+    }
+}
+
+/// A Pod review: admitted only if the agent it names passes the seven checks (and, for a
+/// sandbox, the Pod is contained).
+pub fn decide_pod(
+    req: &PodRequest<'_>,
+    view: &dyn View,
+    expiry: &ExpiryPolicy,
+    now: Timestamp,
+) -> Decision {
+    if req.operation == Operation::Delete {
+        return Decision::pass("DELETE is never denied");
+    }
+    if !req.kind.is_core_pod() {
+        return Decision::bad_request(format!(
+            "this endpoint reviews core v1/Pod, not {}",
+            req.kind
+        ));
+    }
+    if let Err(decision) = scope(req) {
+        return decision;
+    }
+    let Some(pod) = req.object.as_ref() else {
+        return Decision::bad_request("the AdmissionReview has no object");
+    };
+    let Some(agent_name) = req.agent_label() else {
+        return Decision::pass(format!("not an agent workload (no {AGENT_LABEL} label)"));
+    };
+    let Some(namespace) = req.namespace() else {
+        return Decision::bad_request("the request has no namespace");
+    };
+    if agent_name.is_empty() {
+        return Decision::deny(
+            DecisionCode::DenyAgentNotFound,
+            None,
+            format!("label {AGENT_LABEL} is empty: a Pod must name its Agent"),
+        );
+    }
+    let id = AgentId {
+        namespace,
+        name: agent_name,
+    };
+    if !view.synced() {
+        return Decision::deny(
+            DecisionCode::DenyUnavailable,
+            Some(agent_name),
+            "the webhook's caches have not synced yet; retry shortly",
+        );
+    }
+    let Some(agent) = view.agent(namespace, agent_name) else {
+        return Decision::deny(
+            DecisionCode::DenyAgentNotFound,
+            Some(agent_name),
+            format!("agent {id} does not exist"),
+        );
+    };
+    if agent.metadata.deletion_timestamp.is_some() {
+        return Decision::deny(
+            DecisionCode::DenyAgentNotFound,
+            Some(agent_name),
+            format!("agent {id} is being deleted"),
+        );
+    }
+    let Some(created) = agent.metadata.creation_timestamp.as_ref().map(|t| t.0) else {
+        return Decision::deny(
+            DecisionCode::DenyUnavailable,
+            Some(agent_name),
+            format!("agent {id} has no creationTimestamp in the cache"),
+        );
+    };
+    let keys = view.keys();
+    let policy_hash = view.policy_hash(namespace);
+    let agent_view = AgentView {
+        namespace,
+        name: agent_name,
+        spec: &agent.spec,
+        status: agent.status.as_ref(),
+        created,
+    };
+    // The same checks either way; the memo only spares recomputing the spec hash, the
+    // signature verdict and a newer policy's verdict of an object version already seen.
+    let derivations = view
+        .memo()
+        .map(|memo| memo.for_agent(namespace, agent_name, &agent, &keys));
+    let recheck = PolicyInForce {
+        view,
+        memo: derivations.as_ref(),
+    };
+    let ctx = AdmissionContext {
+        active_policy_hash: policy_hash.as_deref(),
+        recheck: Some(&recheck),
+        keys: &keys.ring,
+        now,
+        expiry,
+    };
+    let checked = match derivations.as_ref() {
+        Some(derived) => check_agent_with(&agent_view, &ctx, derived),
+        None => check_agent(&agent_view, &ctx),
+    };
+    if let Err(denial) = checked {
+        return Decision::from_denial(agent_name, denial);
+    }
+    // Sandbox agents' Pods meet `restricted`, governed agents' Pods the bundle's level (at
+    // least `baseline`); a sandbox without persistent writes mounts nothing that persists.
+    let level = view.pod_security_level(namespace, agent.spec.mode, agent.spec.role_class);
+    let containment = match agent.spec.mode {
+        AgentMode::Sandbox => agent.spec.anatomy.containment,
+        AgentMode::Governed => Containment {
+            persistent_writes: true,
+            ..agent.spec.anatomy.containment
+        },
+    };
+    let breaches = pod_containment(pod, level, containment);
+    if !breaches.is_empty() {
+        let tier = match agent.spec.mode {
+            AgentMode::Sandbox => "sandbox",
+            AgentMode::Governed => "governed agent",
+        };
+        return Decision::deny(
+            DecisionCode::DenyContainmentViolation,
+            Some(agent_name),
+            format!(
+                "pod of {tier} {id} breaks containment: {}",
+                breaches.join("; ")
+            ),
+        );
+    }
+    let warnings = match agent.status.as_ref() {
+        Some(status) if !status.warnings.is_empty() => status
+            .warnings
+            .iter()
+            .map(|w| format!("agent {id} is GOVERNED_RESTRICTED: {w}"))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let state = agent.status.as_ref().and_then(|s| s.governance_status);
+    Decision::allow(agent_name, passed(state)).with_warnings(warnings)
+}
+
+/// The reason of an allow (the log line names the agent and namespace beside it). A constant:
+/// formatting it was a visible part of a review's cost.
+fn passed(state: Option<GovernanceStatus>) -> &'static str {
+    match state {
+        None | Some(GovernanceStatus::Sandbox) => "a SANDBOX agent: passed the seven checks",
+        Some(GovernanceStatus::GovernedValid) => "a GOVERNED_VALID agent: passed the seven checks",
+        Some(GovernanceStatus::GovernedRestricted) => {
+            "a GOVERNED_RESTRICTED agent: passed the seven checks"
+        }
+        // The checks deny an invalidated agent; named all the same should that change.
+        Some(GovernanceStatus::GovernedInvalidated) => {
+            "a GOVERNED_INVALIDATED agent: passed the seven checks"
+        }
+    }
+}
