@@ -706,9 +706,27 @@ fn ratios(connections: &[usize], pairs: usize, mut pair: impl FnMut(usize) -> (f
 fn micro() {
     let World {
         keys,
-        view: memo_view,
+        view: mut memo_view,
     } = world();
-    let mut fresh_view = world().view;
+    let World {
+        keys: fresh_keys,
+        view: mut fresh_view,
+    } = world();
     fresh_view.memo = None;
+    // A governed agent whose proof names an older policy than the one in force (the operator
+    // has not re-signed it yet): its Pods need the policy in force's verdict.
+    let older = "0".repeat(64);
+    memo_view.add_agent(signed_agent(
+        inprocess::OLDER,
+        governed_spec(),
+        &keys.ring,
+        &older,
+    ));
+    fresh_view.add_agent(signed_agent(
+        inprocess::OLDER,
+        governed_spec(),
+        &fresh_keys.ring,
+        &older,
+    ));
     inprocess::micro(&memo_view, &fresh_view, keys.verification(&[]));
 }

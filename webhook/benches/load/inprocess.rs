@@ -58,6 +58,9 @@ pub fn realistic_agent(name: &str, signing: &KeyRing, policy_hash: &str, rv: usi
     serde_json::from_value(value).unwrap()
 }
 
+/// A governed agent signed under an older policy than the one in force.
+pub const OLDER: &str = "signed-under-an-older-policy";
+
 /// Pod review bodies naming the first `n` of many agents.
 pub fn many_bodies(n: usize) -> Vec<axum::body::Bytes> {
     (0..n)
@@ -133,6 +136,15 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView, ring: KeyRing) {
     let review_caches = per_op(5_000, || {
         assert!(review_pod(&body, &caches, &expiry, now()).allowed());
     });
+    // Signed under an older policy than the one in force: the policy in force is asked, once per
+    // agent version with the memo, on every review without it.
+    let older_body = bytes(&pod_review(Some(OLDER)));
+    let review_older_memo = per_op(5_000, || {
+        assert!(review_pod(&older_body, memo_view, &expiry, now()).allowed());
+    });
+    let review_older_fresh = per_op(500, || {
+        assert!(review_pod(&older_body, fresh_view, &expiry, now()).allowed());
+    });
     let review_sandbox = per_op(5_000, || {
         assert!(review_pod(&sandbox_body, memo_view, &expiry, now()).allowed());
     });
@@ -198,7 +210,15 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView, ring: KeyRing) {
         micros(review_caches)
     );
     println!(
-        "| whole sandbox Pod review (no costly check) | {} |",
+        "| whole governed Pod review, proof under an older policy, verdict remembered (memo hit) | {} |",
+        micros(review_older_memo)
+    );
+    println!(
+        "| whole governed Pod review, proof under an older policy, fresh (policy evaluated) | {} |",
+        micros(review_older_fresh)
+    );
+    println!(
+        "| whole sandbox Pod review (restricted level checked) | {} |",
         micros(review_sandbox)
     );
     println!(
