@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test run bench fmt-check clippy unit policy-test crd-check crds controlplane build e2e clean-cache tools chart-test static
+.PHONY: test run bench node-e2e fmt-check clippy unit policy-test crd-check crds controlplane build e2e clean-cache tools chart-test static
 
 ## test: everything CI runs: formatting, lints, unit and policy tests, CRD drift, e2e on a real control plane
 test: fmt-check clippy policy-test unit crd-check chart-test e2e static
@@ -61,6 +61,13 @@ e2e: controlplane build tools
 ## operator and webhook e2e suites run with them against the real control plane
 static: controlplane tools
 	bash e2e/static.sh
+
+## node-e2e: a real node (containerd, kubelet, kube-proxy; e2e/node) on the loopback control
+## plane: Pods, logs, Services, the guards that keep Pod and Service traffic on the host; fails if
+## the host is not left as it was found (iptables, routes, links, mounts, cgroups, sysctls)
+node-e2e: controlplane tools
+	$(CARGO) clippy --locked -p agentgov-e2e --features node --lib --test node -- -D warnings
+	bash e2e/node/node.sh exec -- $(CARGO) test --locked -p agentgov-e2e --features node --test node -- --test-threads=2
 
 ## run: the main job: a cluster (KUBECONFIG or an embedded loopback one) with agentgov running in it
 run:

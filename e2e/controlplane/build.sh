@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse) the control-plane binaries used by the e2e tests:
-#   etcd, kube-apiserver, kube-controller-manager, kubectl
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+# and the node's Kubernetes binaries (e2e/node): kubelet, kube-proxy
 # from the Go module pinned in e2e/controlplane/gomod/go.mod.
 #
 # Output: $AGENTGOV_CACHE_DIR/<k8s-version>/bin
@@ -14,7 +15,7 @@ set -euo pipefail
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd -P)"
 GOMOD_DIR="${SCRIPT_DIR}/gomod"
-BINARIES=(etcd kube-apiserver kube-controller-manager kubectl)
+BINARIES=(etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy)
 
 log() { printf '[controlplane-build] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -117,12 +118,26 @@ trap on_exit EXIT
 mkdir -p "${OUT_DIR}"
 STAGING_DIR="$(mktemp -d "${OUT_DIR}/.staging.XXXXXX")"
 
-step() { # step <name> <cmd...>
+step() { # step <name> <cmd...>: run it in gomod/, saying every 30 s that it still runs
   current_step="$1"; shift
-  local t0=${SECONDS}
-  log "step ${current_step} ..."
-  ( cd "${GOMOD_DIR}" && "$@" )
+  local t0=${SECONDS} pid rc=0
+  log "step ${current_step} ... ($(( SECONDS - total_start ))s so far)"
+  ( cd "${GOMOD_DIR}" && "$@" ) &
+  pid=$!
+  while ! wait_for_exit "${pid}" 30; do
+    log "  ${current_step}: still building ($(( SECONDS - t0 ))s)"
+  done
+  wait "${pid}" || rc=$?
+  (( rc == 0 )) || exit "${rc}"
   log "step ${current_step} done in $(( SECONDS - t0 ))s"
+}
+wait_for_exit() { # wait_for_exit PID SECONDS: 0 once PID has exited, 1 if still running then
+  local i
+  for (( i = 0; i < $2 * 5; i++ )); do
+    kill -0 "$1" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  return 1
 }
 
 step "download-modules" go mod download
@@ -130,6 +145,9 @@ step "build-etcd" go build "${BUILD_FLAGS[@]}" -o "${STAGING_DIR}/etcd" ./etcd
 step "build-kube-apiserver" go build "${BUILD_FLAGS[@]}" -o "${STAGING_DIR}/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
 step "build-kube-controller-manager" go build "${BUILD_FLAGS[@]}" -o "${STAGING_DIR}/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager
 step "build-kubectl" go build "${BUILD_FLAGS[@]}" -o "${STAGING_DIR}/kubectl" k8s.io/kubernetes/cmd/kubectl
+step "build-kube-scheduler" go build "${BUILD_FLAGS[@]}" -o "${STAGING_DIR}/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler
+step "build-kubelet" go build "${BUILD_FLAGS[@]}" -o "${STAGING_DIR}/kubelet" k8s.io/kubernetes/cmd/kubelet
+step "build-kube-proxy" go build "${BUILD_FLAGS[@]}" -o "${STAGING_DIR}/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy
 
 current_step="install"
 rm -f -- "${STAMP_FILE}"

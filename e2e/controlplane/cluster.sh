@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway Kubernetes control plane on loopback:
-# etcd + kube-apiserver + kube-controller-manager (no kubelet, no scheduler).
+# etcd + kube-apiserver + kube-controller-manager + kube-scheduler (no kubelet: e2e/node adds
+# one).
 #
 # Usage:
 #   cluster.sh up              start it; prints the state dir (source "$DIR/env")
@@ -19,6 +20,7 @@
 #                              a "*" fallback entry covers any other host:port)
 #   AGENTGOV_UP_TIMEOUT        seconds to wait for each readiness stage (default 120)
 #   AGENTGOV_KCM_CONTROLLERS   kube-controller-manager --controllers value
+#   AGENTGOV_SCHEDULER         0: do not start kube-scheduler (default 1)
 #   AGENTGOV_CONTROLPLANE_BIN  use prebuilt binaries from this dir (skips build.sh)
 #   AGENTGOV_CACHE_DIR         passed to build.sh (binary cache root)
 #   AGENTGOV_KEEP_CLUSTER_DIR  exec: keep the state dir even when CMD succeeds
@@ -28,13 +30,18 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd -P)"
-PROCS=(etcd kube-apiserver kube-controller-manager) # start order
+PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler) # start order
 MARKER=".agentgov-cluster"
+SERVICE_CIDR="10.0.0.0/24" # the kubernetes Service is 10.0.0.1 (in the serving certificate)
+# Controllers: what the e2e suite always needed, and what a node's Pods need (nodelifecycle
+# clears the not-ready taint; endpointslice* for Services; podgc; the workload controllers;
+# disruption for PodDisruptionBudgets).
+KCM_CONTROLLERS="serviceaccount,serviceaccount-token,namespace,garbagecollector,deployment,replicaset,clusterrole-aggregation,root-ca-cert-publisher,nodelifecycle,endpointslice,endpointslicemirroring,podgc,daemonset,statefulset,job,disruption"
 
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() { sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 abspath() { # abspath PATH -> absolute path (the path need not exist yet)
   case "$1" in
@@ -209,6 +216,9 @@ make_pki() {
     # controller act as this user, and the system:kube-controller-manager role
     # alone cannot e.g. create ReplicaSets/Pods.
     gen_cert kube-controller-manager ca "/O=system:masters/CN=system:kube-controller-manager" clientAuth
+    gen_cert kube-scheduler ca "/CN=system:kube-scheduler" clientAuth
+    # The API server's client certificate towards kubelets (logs, exec, port-forward).
+    gen_cert apiserver-kubelet-client ca "/O=system:masters/CN=kube-apiserver-kubelet-client" clientAuth
     gen_cert webhook-client webhook-client-ca "/CN=agentgov-apiserver-webhook-client" clientAuth
     # Convenience serving cert for a webhook on loopback (caBundle: ca.crt).
     gen_cert webhook-serving ca "/CN=agentgov-webhook" serverAuth \
@@ -291,6 +301,8 @@ write_env() {
       AGENTGOV_APISERVER_PORT "${APISERVER_PORT}" \
       AGENTGOV_ETCD_PORT "${ETCD_PORT}" \
       AGENTGOV_KCM_PORT "${KCM_PORT}" \
+      AGENTGOV_SCHEDULER_PORT "${SCHEDULER_PORT}" \
+      AGENTGOV_SERVICE_CIDR "${SERVICE_CIDR}" \
       AGENTGOV_CA_CRT "${p}/ca.crt" \
       AGENTGOV_WEBHOOK_HOSTPORT "${WEBHOOK_HOSTPORT}" \
       AGENTGOV_WEBHOOK_CLIENT_CA "${p}/webhook-client-ca.crt" \
@@ -301,7 +313,7 @@ write_env() {
       AGENTGOV_CONTROLPLANE_BIN "${BIN_DIR}"
     for name in "${PROCS[@]}"; do
       var="$(tr 'a-z-' 'A-Z_' <<<"${name}")"
-      var="${var/KUBE_CONTROLLER_MANAGER/KCM}"; var="${var/KUBE_APISERVER/APISERVER}"
+      var="${var/KUBE_CONTROLLER_MANAGER/KCM}"; var="${var/KUBE_APISERVER/APISERVER}"; var="${var/KUBE_SCHEDULER/SCHEDULER}"
       printf 'export AGENTGOV_%s_PID=%q\n' "${var}" "$(recorded_pid "${name}")"
     done
     # shellcheck disable=SC2016 # $PATH is expanded when the file is sourced
@@ -319,7 +331,9 @@ resolve_bin_dir() {
     BIN_DIR="$(bash "${SCRIPT_DIR}/build.sh" --print-bin-dir)"
   fi
   local b
-  for b in etcd kube-apiserver kube-controller-manager kubectl; do
+  local -a need=(etcd kube-apiserver kube-controller-manager kubectl)
+  [[ "${AGENTGOV_SCHEDULER:-1}" == 0 ]] || need+=(kube-scheduler)
+  for b in "${need[@]}"; do
     [[ -x "${BIN_DIR}/${b}" ]] || die "missing binary ${BIN_DIR}/${b}"
   done
 }
@@ -359,11 +373,12 @@ cmd_up() {
 
   WEBHOOK_HOSTPORT="${AGENTGOV_WEBHOOK_HOSTPORT:-127.0.0.1:18443}"
   local ports
-  read -r -a ports <<<"$(free_ports 4)"
+  read -r -a ports <<<"$(free_ports 5)"
   ETCD_PORT="${AGENTGOV_ETCD_PORT:-${ports[0]}}"
   ETCD_PEER_PORT="${ports[1]}"
   APISERVER_PORT="${AGENTGOV_APISERVER_PORT:-${ports[2]}}"
   KCM_PORT="${ports[3]}"
+  SCHEDULER_PORT="${ports[4]}"
 
   local t0=${SECONDS}
   make_pki
@@ -372,6 +387,8 @@ cmd_up() {
   write_kubeconfig "${CLUSTER_DIR}/kubeconfig" agentgov-admin "${p}/admin.crt" "${p}/admin.key"
   write_kubeconfig "${c}/kube-controller-manager.kubeconfig" system:kube-controller-manager \
     "${p}/kube-controller-manager.crt" "${p}/kube-controller-manager.key"
+  write_kubeconfig "${c}/kube-scheduler.kubeconfig" system:kube-scheduler \
+    "${p}/kube-scheduler.crt" "${p}/kube-scheduler.key"
   write_admission_config
 
   local kubectl=("${BIN_DIR}/kubectl" --kubeconfig "${CLUSTER_DIR}/kubeconfig" --request-timeout=5s)
@@ -401,7 +418,10 @@ cmd_up() {
     --service-account-issuer=https://kubernetes.default.svc.cluster.local \
     --service-account-key-file="${p}/sa.pub" \
     --service-account-signing-key-file="${p}/sa.key" \
-    --service-cluster-ip-range=10.0.0.0/24 \
+    --service-cluster-ip-range="${SERVICE_CIDR}" \
+    --kubelet-client-certificate="${p}/apiserver-kubelet-client.crt" \
+    --kubelet-client-key="${p}/apiserver-kubelet-client.key" \
+    --kubelet-preferred-address-types=InternalIP \
     --authorization-mode=Node,RBAC \
     --endpoint-reconciler-type=none \
     --allow-privileged=true \
@@ -423,7 +443,7 @@ cmd_up() {
     --bind-address=127.0.0.1 \
     --secure-port="${KCM_PORT}" \
     --cert-dir="${CLUSTER_DIR}/kube-controller-manager-certs" \
-    --controllers="${AGENTGOV_KCM_CONTROLLERS:-serviceaccount,serviceaccount-token,namespace,garbagecollector,deployment,replicaset,clusterrole-aggregation,root-ca-cert-publisher}" \
+    --controllers="${AGENTGOV_KCM_CONTROLLERS:-${KCM_CONTROLLERS}}" \
     --service-account-private-key-file="${p}/sa.key" \
     --root-ca-file="${p}/ca.crt" \
     --use-service-account-credentials=false \
@@ -431,6 +451,22 @@ cmd_up() {
     --v=1
   wait_until kube-controller-manager "ServiceAccount default/default" \
     "${kubectl[@]}" get serviceaccount default --namespace default
+
+  if [[ "${AGENTGOV_SCHEDULER:-1}" != 0 ]]; then
+    start_proc kube-scheduler "${BIN_DIR}/kube-scheduler" \
+      --kubeconfig="${c}/kube-scheduler.kubeconfig" \
+      --authentication-kubeconfig="${c}/kube-scheduler.kubeconfig" \
+      --authorization-kubeconfig="${c}/kube-scheduler.kubeconfig" \
+      --bind-address=127.0.0.1 \
+      --secure-port="${SCHEDULER_PORT}" \
+      --cert-dir="${CLUSTER_DIR}/kube-scheduler-certs" \
+      --leader-elect=false \
+      --v=1
+    if command -v curl >/dev/null 2>&1; then
+      wait_until kube-scheduler "kube-scheduler /readyz" \
+        curl -fsSk --max-time 2 "https://127.0.0.1:${SCHEDULER_PORT}/readyz"
+    fi
+  fi
 
   write_env
   UP_IN_PROGRESS=""

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod node;
 pub mod operator;
 pub mod process;
 pub mod webhook;

@@ -1,0 +1,190 @@
+//! The single real node (e2e/node): Pods run, their logs and exec work through the API server,
+//! Services route to Pods through kube-proxy, Pods reach the API server through the kubernetes
+//! Service, and nothing addressed to a Pod or Service address, or to a registry, leaves the host.
+//!
+//! Runs only on a node: `make node-e2e` (e2e/node/node.sh exec -- cargo test --features node).
+
+use std::time::Duration;
+
+use agentgov_e2e::node::{busybox_pod, kubectl_exec, node_env, pod_ip, run_pod, wait_log};
+use agentgov_e2e::{TestNamespace, client, wait_for};
+use anyhow::{Context as _, Result, ensure};
+use k8s_openapi::api::core::v1::{Node, Pod, Service};
+use kube::api::{Api, PostParams};
+use serde_json::json;
+
+const READY: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn the_node_is_ready_and_a_pod_runs_with_its_log_readable() -> Result<()> {
+    let client = client().await;
+    let node = Api::<Node>::all(client.clone())
+        .get(&node_env("AGENTGOV_NODE_NAME"))
+        .await?;
+    let info = node.status.and_then(|s| s.node_info).context("node info")?;
+    ensure!(
+        info.container_runtime_version
+            .starts_with("containerd://2."),
+        "runtime {}",
+        info.container_runtime_version
+    );
+    let ns = TestNamespace::new(&client, "node-run").await?;
+    let pods: Api<Pod> = ns.api();
+    let started = std::time::Instant::now();
+    let pod = busybox_pod(
+        "hello",
+        json!({}),
+        &[
+            "sh",
+            "-c",
+            "echo hello from $(hostname) as $(id -u); sleep 3600",
+        ],
+    )?;
+    let pod = run_pod(&pods, &pod, READY).await?;
+    println!(
+        "busybox Pod Ready {:.1} s after create (IP {})",
+        started.elapsed().as_secs_f64(),
+        pod_ip(&pod)?
+    );
+    wait_log(&pods, "hello", "hello from hello as 65532", READY).await?;
+    let exec = kubectl_exec(&ns.name, "hello", &["cat", "/etc/hostname"])?;
+    ensure!(
+        exec.success && exec.output.trim() == "hello",
+        "exec: {}",
+        exec.output
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_service_routes_to_its_pod_and_pods_reach_the_api_server() -> Result<()> {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "node-svc").await?;
+    let pods: Api<Pod> = ns.api();
+    let server = busybox_pod(
+        "server",
+        json!({"app": "server"}),
+        &[
+            "nc",
+            "-ll",
+            "-p",
+            "8080",
+            "-e",
+            "echo",
+            "hello through the Service",
+        ],
+    )?;
+    run_pod(&pods, &server, READY).await?;
+    let service: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "server"},
+        "spec": {"selector": {"app": "server"}, "ports": [{"port": 80, "targetPort": 8080}]}
+    }))?;
+    let service = ns
+        .api::<Service>()
+        .create(&PostParams::default(), &service)
+        .await?;
+    let cluster_ip = service
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("cluster IP")?;
+    let client_pod = busybox_pod("client", json!({}), &["sleep", "3600"])?;
+    run_pod(&pods, &client_pod, READY).await?;
+    // kube-proxy programs the Service once its EndpointSlice exists.
+    wait_for(READY, || {
+        let ns = ns.name.clone();
+        let ip = cluster_ip.clone();
+        async move {
+            let out = kubectl_exec(&ns, "client", &["nc", "-w", "2", &ip, "80"]).ok()?;
+            out.output
+                .contains("hello through the Service")
+                .then_some(())
+        }
+    })
+    .await
+    .with_context(|| format!("the Service {cluster_ip}:80 never answered from its Pod"))?;
+    // The kubernetes Service (10.0.0.1:443) is the API server on loopback, DNATed.
+    let env = kubectl_exec(
+        &ns.name,
+        "client",
+        &[
+            "sh",
+            "-c",
+            "echo $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
+        ],
+    )?;
+    ensure!(env.output.trim() == "10.0.0.1:443", "env: {}", env.output);
+    let api = kubectl_exec(
+        &ns.name,
+        "client",
+        &["nc", "-w", "3", "10.0.0.1", "443"],
+    )?;
+    ensure!(
+        api.success,
+        "a Pod cannot reach 10.0.0.1:443: {}",
+        api.output
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn unused_service_and_pod_addresses_fail_on_the_host() -> Result<()> {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "node-guard").await?;
+    let pods: Api<Pod> = ns.api();
+    run_pod(
+        &pods,
+        &busybox_pod("probe", json!({}), &["sleep", "3600"])?,
+        READY,
+    )
+    .await?;
+    // Addresses in the Service range and the Pod supernet that nothing uses: the host answers
+    // "no route" at once (unreachable routes); nothing goes out the default route.
+    for address in ["10.0.0.250", "10.244.7.7"] {
+        let out = kubectl_exec(&ns.name, "probe", &["nc", "-w", "3", address, "80"])?;
+        ensure!(!out.success, "{address} answered: {}", out.output);
+        ensure!(
+            out.output.contains("No route to host") || out.output.contains("unreachable"),
+            "{address}: the connection did not fail locally: {}",
+            out.output
+        );
+        let route = std::process::Command::new("ip")
+            .args(["-4", "route", "get", address])
+            .output()?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&route.stdout),
+            String::from_utf8_lossy(&route.stderr)
+        );
+        ensure!(
+            !route.status.success() || text.starts_with("unreachable"),
+            "the host would route {address} somewhere: {text}"
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_image_not_on_the_node_is_never_pulled_from_outside() -> Result<()> {
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "node-pull").await?;
+    let pods: Api<Pod> = ns.api();
+    let mut pod = busybox_pod("pull", json!({}), &["true"])?;
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers[0].image = Some("ghcr.io/agentgov/not-on-this-node:1".into());
+        spec.containers[0].image_pull_policy = Some("Always".into());
+    }
+    pods.create(&PostParams::default(), &pod).await?;
+    let message = wait_for(READY, || {
+        let pods = pods.clone();
+        async move {
+            let status = pods.get("pull").await.ok()?.status?;
+            let waiting = status.container_statuses?.first()?.state.clone()?.waiting?;
+            waiting.message.filter(|m| m.contains("127.0.0.1:9"))
+        }
+    })
+    .await
+    .context("the pull did not fail against the node's closed loopback registry")?;
+    ensure!(message.contains("connection refused"), "{message}");
+    Ok(())
+}
