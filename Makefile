@@ -4,7 +4,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: test run bench node-e2e fmt-check clippy unit policy-test crd-check crds controlplane build e2e clean-cache tools chart-test static
+.PHONY: test run bench node-e2e images fmt-check clippy unit policy-test crd-check crds controlplane build e2e clean-cache tools chart-test static
 
 ## test: everything CI runs: formatting, lints, unit and policy tests, CRD drift, e2e on a real control plane
 test: fmt-check clippy policy-test unit crd-check chart-test e2e static
@@ -66,8 +66,16 @@ static: controlplane tools
 ## plane: Pods, logs, Services, the guards that keep Pod and Service traffic on the host; fails if
 ## the host is not left as it was found (iptables, routes, links, mounts, cgroups, sysctls)
 node-e2e: controlplane tools
-	$(CARGO) clippy --locked -p agentgov-e2e --features node --lib --test node -- -D warnings
+	$(CARGO) clippy --locked -p agentgov-e2e --features node --lib --test node --test images -- -D warnings
+	AGENTGOV_IMAGE_PROFILE=debug AGENTGOV_IMAGE_DIR=.cache/images/debug bash deploy/docker/images.sh
+	AGENTGOV_IMAGE_DIR=.cache/images/debug $(CARGO) test --locked -p agentgov-e2e --features node --test images
 	bash e2e/node/node.sh exec -- $(CARGO) test --locked -p agentgov-e2e --features node --test node -- --test-threads=2
+
+## images: the operator and webhook images as OCI archives in .cache/images, built without a
+## daemon or registry from the static release binaries (deploy/docker/images.sh); for kind:
+## kind load image-archive .cache/images/agentgov-operator.oci.tar (and the webhook's)
+images:
+	bash deploy/docker/images.sh
 
 ## run: the main job: a cluster (KUBECONFIG or an embedded loopback one) with agentgov running in it
 run:
