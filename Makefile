@@ -6,8 +6,9 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: test run bench node-e2e images fmt-check clippy unit policy-test crd-check crds controlplane build e2e clean-cache tools chart-test static
 
-## test: everything CI runs: formatting, lints, unit and policy tests, CRD drift, e2e on a real control plane
-test: fmt-check clippy policy-test unit crd-check chart-test e2e static
+## test: everything CI runs: formatting, lints, unit and policy tests, CRD drift, e2e on a real control plane,
+## and the chart as Pods on a real node (node-e2e)
+test: fmt-check clippy policy-test unit crd-check chart-test e2e static node-e2e
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -62,14 +63,20 @@ e2e: controlplane build tools
 static: controlplane tools
 	bash e2e/static.sh
 
-## node-e2e: a real node (containerd, kubelet, kube-proxy; e2e/node) on the loopback control
-## plane: Pods, logs, Services, the guards that keep Pod and Service traffic on the host; fails if
-## the host is not left as it was found (iptables, routes, links, mounts, cgroups, sysctls)
+NODE_IMAGES = $(CURDIR)/.cache/images/debug/agentgov-operator.oci.tar $(CURDIR)/.cache/images/debug/agentgov-webhook.oci.tar
+
+## node-e2e: the images (debug, no daemon) checked against the Dockerfiles, then a real node
+## (containerd, kubelet, kube-proxy; e2e/node) on the loopback control plane: Pods, logs,
+## Services, the guards that keep Pod and Service traffic on the host, and the chart installed
+## with helm running as Pods (replicas, leader election, probes, PDBs, certificates; zero failed
+## admissions during a rollout, a leader's deletion and a certificate rotation); fails if the
+## host is not left as it was found (iptables, routes, links, mounts, cgroups, sysctls)
 node-e2e: controlplane tools
-	$(CARGO) clippy --locked -p agentgov-e2e --features node --lib --test node --test images -- -D warnings
-	AGENTGOV_IMAGE_PROFILE=debug AGENTGOV_IMAGE_DIR=.cache/images/debug bash deploy/docker/images.sh
-	AGENTGOV_IMAGE_DIR=.cache/images/debug $(CARGO) test --locked -p agentgov-e2e --features node --test images
-	bash e2e/node/node.sh exec -- $(CARGO) test --locked -p agentgov-e2e --features node --test node -- --test-threads=2
+	$(CARGO) clippy --locked -p agentgov-e2e --features node --lib --test node --test images --test node_chart -- -D warnings
+	AGENTGOV_IMAGE_PROFILE=debug AGENTGOV_IMAGE_DIR=$(CURDIR)/.cache/images/debug bash deploy/docker/images.sh
+	AGENTGOV_IMAGE_DIR=$(CURDIR)/.cache/images/debug $(CARGO) test --locked -p agentgov-e2e --features node --test images
+	AGENTGOV_NODE_IMAGES="$(NODE_IMAGES)" bash e2e/node/node.sh exec -- \
+	  $(CARGO) test --locked -p agentgov-e2e --features node --test node --test node_chart -- --test-threads=2 --nocapture
 
 ## images: the operator and webhook images as OCI archives in .cache/images, built without a
 ## daemon or registry from the static release binaries (deploy/docker/images.sh); for kind:

@@ -22,9 +22,11 @@
 #   every variable of e2e/controlplane/cluster.sh (its state dir is $AGENTGOV_NODE_DIR/cluster)
 #
 # Network: Pods get 10.244.0.0/24 on the bridge cni0; Services are 10.0.0.0/24. No packet for
-# either leaves the host: both ranges sit behind unreachable routes, forwarding from cni0 to
-# any other interface is refused, and 10.0.0.1:443 (the kubernetes Service) is DNATed to the
-# API server's loopback port before the first Pod starts. Nothing is masqueraded.
+# either leaves the host: the Service range is a local route (kube-proxy DNATs the addresses in
+# use to Pods; the rest are refused by the host), the rest of 10.244.0.0/16 is unreachable,
+# forwarding from cni0 to any other interface is refused, and 10.0.0.1:443 (the kubernetes
+# Service) is DNATed to the API server's loopback port before the first Pod starts. Nothing is
+# masqueraded.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
@@ -422,8 +424,13 @@ network_up() {
   # The host answers a Pod's packet for an unused Service or Pod address with "no route" every
   # time, not once a second per Pod (the default ICMP rate limit), so refusals are prompt.
   sysctl -qw net.ipv4.icmp_ratelimit=0
-  # Guards: Service and Pod addresses never take the default route off the host.
-  ip route add unreachable "${AGENTGOV_SERVICE_CIDR}" proto "${ROUTE_PROTO}"
+  # Guards: Service and Pod addresses never take the default route off the host. The Service
+  # range is local to the host: kube-proxy's OUTPUT and PREROUTING DNAT send a Service address
+  # with endpoints to its Pod; any other address in the range ends on the host itself (refused
+  # at once). An unreachable route would also stop the host's own connections to Services (the
+  # API server calling a webhook), which are routed before the OUTPUT chain rewrites them.
+  ip route add local "${AGENTGOV_SERVICE_CIDR}" dev lo proto "${ROUTE_PROTO}"
+  # Pod addresses beyond this node's /24 (on cni0) are unreachable.
   ip route add unreachable "${POD_SUPERNET}" proto "${ROUTE_PROTO}"
   # The kubernetes Service (10.0.0.1:443) is the API server on loopback, for Pods and host.
   iptables -w -t nat -N "${CHAIN}"

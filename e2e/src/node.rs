@@ -133,3 +133,104 @@ pub async fn wait_log(
         }
     }
 }
+
+/// A continuous admission prober: creates the same Pod with `dryRun=All` at a steady rate, so
+/// that every request goes through the API server's admission (and the webhook) and nothing is
+/// stored. Every request that does not come back allowed is a failure, kept with its message.
+pub struct Prober {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: tokio::task::JoinHandle<ProbeReport>,
+}
+
+#[derive(Debug, Default)]
+pub struct ProbeReport {
+    pub requests: usize,
+    pub failures: Vec<String>,
+}
+
+impl Prober {
+    pub fn start(api: Api<Pod>, pod: Pod, interval: Duration) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = tokio::spawn(async move {
+            let mut report = ProbeReport::default();
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let params = PostParams {
+                dry_run: true,
+                ..Default::default()
+            };
+            while !flag.load(Ordering::Relaxed) {
+                ticker.tick().await;
+                report.requests += 1;
+                let started = std::time::Instant::now();
+                let answer =
+                    tokio::time::timeout(Duration::from_secs(15), api.create(&params, &pod)).await;
+                let failure = match answer {
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(e)) => crate::api_error_message(&e),
+                    Err(_) => "no answer in 15 s".to_string(),
+                };
+                report.failures.push(format!(
+                    "request {} ({} ms): {failure}",
+                    report.requests,
+                    started.elapsed().as_millis()
+                ));
+            }
+            report
+        });
+        Prober { stop, handle }
+    }
+
+    pub async fn stop(self) -> Result<ProbeReport> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(self.handle.await?)
+    }
+}
+
+/// helm (built by hack/tools.sh) in the repository root; its stdout, or an error with stderr.
+pub fn helm(args: &[&str]) -> Result<String> {
+    let path = crate::repo_root().join(".cache/tools/bin/helm");
+    assert!(
+        path.exists(),
+        "{} is missing: run hack/tools.sh",
+        path.display()
+    );
+    let out = Command::new(&path)
+        .args(args)
+        .current_dir(crate::repo_root())
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "helm {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?)
+}
+
+/// An mTLS handshake from the host with a Pod's HTTPS port: the server certificate must verify
+/// against `ca_file` for `host`, presenting the API server's webhook client certificate.
+pub fn tls_handshake(address: &str, host: &str, ca_file: &std::path::Path) -> Result<()> {
+    let out = Command::new("openssl")
+        .args(["s_client", "-connect", address, "-servername", host])
+        .args(["-verify_hostname", host, "-verify_return_error", "-brief"])
+        .arg("-CAfile")
+        .arg(ca_file)
+        .arg("-cert")
+        .arg(node_env("AGENTGOV_WEBHOOK_CLIENT_CERT"))
+        .arg("-key")
+        .arg(node_env("AGENTGOV_WEBHOOK_CLIENT_KEY"))
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "TLS handshake with {address} as {host}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
