@@ -13,6 +13,11 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "${REPO}"
+# The embedded default runs agentgov as Pods on a real node (e2e/run-node.sh); AGENTGOV_RUN_NODE=0
+# keeps the control plane only, with the operator and webhook as local processes (below).
+if [[ -z "${KUBECONFIG:-}" && "${AGENTGOV_RUN_NODE:-1}" != 0 ]]; then
+  exec bash "${REPO}/e2e/run-node.sh"
+fi
 RUN_DIR="${REPO}/.cache/run"
 DEMO_NS="${AGENTGOV_RUN_NAMESPACE:-agentgov-demo}"
 SYSTEM_NS="agentgov-system"
@@ -41,8 +46,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-log "building agentgov (cargo build --bins)"
-cargo build --workspace --bins --locked -q
+log "building agentgov (cargo build --bins; cargo's progress follows)"
+cargo build --workspace --bins --locked
 BIN="${CARGO_TARGET_DIR:-${REPO}/target}/debug"
 
 if [[ -z "${KUBECONFIG:-}" ]]; then
@@ -60,9 +65,9 @@ else
   REGISTER_WEBHOOK="${AGENTGOV_REGISTER_WEBHOOK:-0}"
 fi
 
-log "installing the CRDs"
-kubectl apply --server-side --force-conflicts -f crds/ >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/agents.agentgov.dev crd/policybundles.agentgov.dev >/dev/null
+log "installing the CRDs and the admission guards"
+kubectl apply --server-side --force-conflicts -f crds/ -f crds/guards/ >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/agents.agentgov.dev crd/policybundles.agentgov.dev crd/agentpromotions.agentgov.dev >/dev/null
 kubectl create namespace "${SYSTEM_NS}" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl create namespace "${DEMO_NS}" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 
@@ -103,6 +108,36 @@ for attempt in 1 2 3 4 5; do
   sleep 1
 done
 
+# The governed example is a promotion request: approve exactly its spec (as the cluster admin of
+# this demo, who holds the verb promote). The API server stamps who approved.
+spec_hash="$("${BIN}/proof" spec-hash examples/agent-governed.yaml)"
+for attempt in 1 2 3 4 5; do
+  # The webhook answers from its cache, which sees the new agent a moment later.
+  if kubectl apply -n "${DEMO_NS}" -f - >/dev/null <<APPROVAL
+apiVersion: agentgov.dev/v1alpha1
+kind: AgentPromotion
+metadata:
+  name: invoice-auditor-${spec_hash:0:10}
+spec:
+  agent: invoice-auditor
+  specHash: ${spec_hash}
+  reason: make run demo
+APPROVAL
+  then
+    break
+  fi
+  [[ ${attempt} == 5 ]] && exit 1
+  sleep 1
+done
+apiVersion: agentgov.dev/v1alpha1
+kind: AgentPromotion
+metadata:
+  name: invoice-auditor-${spec_hash:0:10}
+spec:
+  agent: invoice-auditor
+  specHash: ${spec_hash}
+  reason: make run demo
+APPROVAL
 for _ in $(seq 1 60); do
   pending=$(kubectl get agents -n "${DEMO_NS}" -o jsonpath='{range .items[*]}{.status.governanceStatus}{"\n"}{end}' | grep -c '^$' || true)
   [[ "${pending}" == 0 ]] && break

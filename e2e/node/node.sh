@@ -12,6 +12,7 @@
 #                              left as it was found (see host-state)
 #   node.sh host-state         print what a node changes on a host (iptables, routes, links,
 #                              mounts, cgroups, sysctls, host paths, node processes)
+#   node.sh import ARCHIVE...  import OCI image archives into the running node's containerd
 #
 # Environment (all optional):
 #   AGENTGOV_NODE_DIR          state dir (default <repo>/.cache/node/run; exec: run-<time>-<pid>)
@@ -58,7 +59,7 @@ NODE_PROC_NAMES='^(kubelet|containerd|containerd-shim.*|kube-proxy|kube-router)$
 
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '2,29p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 abspath() {
   case "$1" in
@@ -81,7 +82,7 @@ host_state() {
   echo "== iptables"
   iptables_state
   echo "== routes"
-  ip -4 route show table all 2>/dev/null | grep -v -e '^local ' -e '^broadcast ' || true
+  ip -4 route show table all 2>/dev/null | grep -v -e 'proto kernel' || true
   echo "== links"
   ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
   echo "== mounts"
@@ -98,7 +99,7 @@ host_state() {
   for k in /proc/[0-9]*; do
     comm="$(cat "${k}/comm" 2>/dev/null)" || continue
     [[ "${comm}" =~ ${NODE_PROC_NAMES} ]] && echo "${comm}"
-  done | sort
+  done | sort || true
   echo "== lock"
   if flock -n "${LOCK_FILE}" true 2>/dev/null; then echo free; else echo held; fi
   [[ ! -e "${LOCK_FILE}.owner" ]] || echo "owner: $(cut -d' ' -f1 "${LOCK_FILE}.owner")"
@@ -429,7 +430,7 @@ network_up() {
   # with endpoints to its Pod; any other address in the range ends on the host itself (refused
   # at once). An unreachable route would also stop the host's own connections to Services (the
   # API server calling a webhook), which are routed before the OUTPUT chain rewrites them.
-  ip route add local "${AGENTGOV_SERVICE_CIDR}" dev lo proto "${ROUTE_PROTO}"
+  ip route add local "${AGENTGOV_SERVICE_CIDR}" dev lo table main proto "${ROUTE_PROTO}"
   # Pod addresses beyond this node's /24 (on cni0) are unreachable.
   ip route add unreachable "${POD_SUPERNET}" proto "${ROUTE_PROTO}"
   # The kubernetes Service (10.0.0.1:443) is the API server on loopback, for Pods and host.
@@ -471,7 +472,7 @@ network_down() {
   # What --cleanup leaves (kubelet's and kube-proxy's canaries, CNI plugins' chains, ours).
   delete_chains iptables "KUBE-|CNI-|${CHAIN}"
   delete_chains ip6tables "KUBE-|CNI-"
-  ip route flush proto "${ROUTE_PROTO}" 2>/dev/null || true
+  ip route flush table all proto "${ROUTE_PROTO}" 2>/dev/null || true
   local link
   for link in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//'); do
     [[ "$(cat "/sys/class/net/${link}/master/ifindex" 2>/dev/null)" == "$(cat "/sys/class/net/${BRIDGE}/ifindex" 2>/dev/null)" ]] \
@@ -706,6 +707,19 @@ cmd_status() {
   return "${rc}"
 }
 
+cmd_import() {
+  [[ -f "${NODE_DIR}/env" ]] || die "no node is running in ${NODE_DIR}"
+  # shellcheck disable=SC1091
+  source "${NODE_DIR}/env"
+  local archive
+  for archive in "$@"; do
+    [[ -f "${archive}" ]] || die "no image archive ${archive}"
+    "${AGENTGOV_NODE_BIN}/ctr" --address "${CONTAINERD_ADDRESS}" -n k8s.io images import --local "${archive}" \
+      >>"${NODE_DIR}/logs/images.log" 2>&1 || die "ctr images import ${archive} failed (${NODE_DIR}/logs/images.log)"
+  done
+  log "imported $# image archives"
+}
+
 CMD_PID=""
 BEFORE_STATE=""
 exec_cleanup() {
@@ -765,7 +779,7 @@ main() {
   local cmd="${1:-}"
   [[ $# -gt 0 ]] && shift
   case "${cmd}" in
-    up|down|status)
+    up|down|status|import)
       NODE_DIR="$(abspath "${AGENTGOV_NODE_DIR:-${REPO_ROOT}/.cache/node/run}")" ;;
     exec)
       NODE_DIR="$(abspath "${AGENTGOV_NODE_DIR:-${REPO_ROOT}/.cache/node/run-$(date +%Y%m%d-%H%M%S)-$$}")" ;;
