@@ -3,12 +3,18 @@
 # Input:  {"agent": {"namespace", "name", "spec"}, "actor": {"username", "groups", "roles", "authorizedToPromote"}}
 # Data:   data.agentgov.limits = the PolicyBundle's spec.data
 #         (maxMonthlyBudgetUsd, temperatureLimits, promoterRoles, extra)
-# Output: data.agentgov.promotion.decision = {"allow": bool, "denies": [string], "warnings": [string]}
+# Output: data.agentgov.promotion.decision = {"allow": bool, "denies": [deny], "warnings": [string]}
+#         deny = {"code": string, "message": string}: the code names the rule the deny comes
+#         from, one of actor_unauthorized, anatomy_incomplete, containment, capabilities,
+#         temperature, budget (the operator's promotion_denies_total{reason} label;
+#         crds/src/policy.rs DENY_CODES lists them), the message is a sentence. Denies are sorted
+#         by message, then code; warnings by text.
 #
 # Fail closed: each seed rule is an `ok_<rule>` that is true only when the rule positively holds
 # for well-typed input and data, and `allow` is their conjunction. A missing, null or wrong-typed
 # field (of the input or of the policy data) leaves its ok_ rule false, so it denies, and every
-# ok_ rule that is not true adds a deny sentence a user can act on, naming what is wrong.
+# ok_ rule that is not true adds a deny (its rule's code and a sentence a user can act on,
+# naming what is wrong).
 # Limits come from data, so a cluster admin changes them without touching this file.
 #
 # Written to decide the same on OPA and on regorus' Rego VM (what agentgov runs), which
@@ -19,7 +25,9 @@
 #     regorus fails the evaluation);
 #   - Go and Rust print some floats differently, so numbers are printed with `show`;
 #   - OPA computes with 64-bit big floats, regorus with f64, so arithmetic is only where both
-#     are exact (`budget_line`).
+#     are exact (`budget_line`);
+#   - the order of denies is built from `sort` of arrays of strings ([message, code]), which
+#     both engines order element by element, byte by byte (`sorted_denies`).
 # Tests: policies/testdata/promotion_cases.yaml, run on the VM by crds/tests/rego_policy.rs and
 # on OPA by promotion_test.rego (`make policy-test`).
 package agentgov.promotion
@@ -94,9 +102,16 @@ show(n) := sprintf("%v", [n]) if {
 
 # --- Rule 1: the actor is authorized (the seed's agent_admin or policy_admin) -------------------
 
-# The webhook sets authorizedToPromote from a SubjectAccessReview for the verb "promote" on
-# agents.agentgov.dev, which the ClusterRoles agentgov-agent-admin and agentgov-policy-admin grant.
+# The actor is an approver (an AgentPromotion's requester, as the API server authenticated them).
+# authorizedToPromote is a SubjectAccessReview for the verb "promote" on the agent, which the
+# ClusterRoles agentgov-agent-admin and agentgov-policy-admin grant: it stands for the seed's roles
+# agent_admin and policy_admin. The actor holds a promoter role when one of those (through the
+# access review), of its roles or of its groups is in data.promoterRoles; so a bundle can narrow
+# promotion to groups of its own (promoterRoles: [release-managers]), and an empty list lets no one.
 actor := get(input, "actor")
+
+# The roles the access review stands for.
+seed_roles := ["agent_admin", "policy_admin"]
 
 promoter_roles := get(limits, "promoterRoles")
 
@@ -127,7 +142,11 @@ actor_well_formed if {
 	actor_flag_ok
 }
 
-actor_holds_role if get(actor, "authorizedToPromote") == true
+actor_holds_role if {
+	get(actor, "authorizedToPromote") == true
+	some role in seed_roles
+	promoter_role(role)
+}
 
 actor_holds_role if {
 	some role in actor_list("roles")
@@ -172,7 +191,7 @@ actor_problem := "an unknown actor may not promote agents: the request names no 
 	[actor_name, roles_text],
 )
 
-denies contains actor_problem if not ok_actor
+denies contains {"code": "actor_unauthorized", "message": actor_problem} if not ok_actor
 
 # --- Rule 2: the minimum viable anatomy is complete ----------------------------------------------
 
@@ -228,7 +247,7 @@ anatomy_problem(field) := sprintf(
 	empty(get(anatomy, field))
 } else := sprintf("anatomy is incomplete: anatomy.%s %s", [field, field_shapes[field]])
 
-denies contains msg if {
+denies contains {"code": "anatomy_incomplete", "message": msg} if {
 	not ok_anatomy
 	some field in mva_fields
 	not complete(field, get(anatomy, field))
@@ -259,19 +278,22 @@ empty_or_object(x) if x == null
 
 empty_or_object(x) if is_object(x)
 
-denies contains "anatomy.containment must be an object (externalCalls and persistentWrites, both false): an agent is promoted only from a contained sandbox" if {
+denies contains {
+	"code": "containment",
+	"message": "anatomy.containment must be an object (externalCalls and persistentWrites, both false): an agent is promoted only from a contained sandbox",
+} if {
 	not ok_containment
 	not empty_or_object(containment)
 }
 
-denies contains msg if {
+denies contains {"code": "containment", "message": msg} if {
 	not ok_containment
 	some flag in containment_flags
 	get(containment, flag) == true
 	msg := sprintf("anatomy.containment.%s is true: an agent is promoted only from a contained sandbox; set it to false", [flag])
 }
 
-denies contains msg if {
+denies contains {"code": "containment", "message": msg} if {
 	not ok_containment
 	some flag in containment_flags
 	not contained(flag)
@@ -291,7 +313,7 @@ capabilities_problem := "anatomy.capabilities is empty: declare at least one cap
 	empty(capabilities)
 } else := "anatomy.capabilities must be a list of non-empty strings: declare at least one capability by name"
 
-denies contains capabilities_problem if not ok_capabilities
+denies contains {"code": "capabilities", "message": capabilities_problem} if not ok_capabilities
 
 # --- Rule 5: temperature within the role class's limit -------------------------------------------
 
@@ -329,7 +351,7 @@ temperature_problem := "spec.roleClass is missing or not a string: set it to com
 	[show(temperature), show(temperature_limit), role_class, show(temperature_limit)],
 )
 
-denies contains temperature_problem if not ok_temperature
+denies contains {"code": "temperature", "message": temperature_problem} if not ok_temperature
 
 # --- Rule 6: budget within org limits ------------------------------------------------------------
 
@@ -386,7 +408,7 @@ budget_problem := "the policy data has no maxMonthlyBudgetUsd (data.agentgov.lim
 	[show(budget), show(max_budget)],
 )
 
-denies contains budget_problem if not ok_budget
+denies contains {"code": "budget", "message": budget_problem} if not ok_budget
 
 # --- Warnings: allowed, but restricted -----------------------------------------------------------
 
@@ -434,8 +456,15 @@ allow if {
 	ok_budget
 }
 
+# The denies in a fixed order: by message, then code (the order the sentences had when denies
+# were plain strings). Sorting [message, code] pairs rather than the deny objects keeps the
+# order independent of how an engine compares objects.
+sorted_denies := [{"code": pair[1], "message": pair[0]} |
+	some pair in sort([[d.message, d.code] | some d in denies])
+]
+
 decision := {
 	"allow": allow,
-	"denies": sort(denies),
+	"denies": sorted_denies,
 	"warnings": sort(warnings),
 }

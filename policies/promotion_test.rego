@@ -44,6 +44,7 @@ decision(c) := d if {
 
 # --- Matching a decision (see the table's header) ------------------------------------------------
 
+# As many texts as patterns, each pattern part of a text and each text containing a pattern.
 matches(got, want) if {
 	count(got) == count(want)
 	every w in want {
@@ -58,17 +59,50 @@ matches(got, want) if {
 
 problems(c) := {p |
 	d := decision(c)
-	some p in ["allow", "denies", "warnings", "unsorted"]
+	some p in ["allow", "denies", "warnings", "unsorted", "deny shape"]
 	wrong(p, d, c.expect)
 }
 
 wrong("allow", d, want) if d.allow != want.allow
 
-wrong("denies", d, want) if not matches(d.denies, object.get(want, "denies", []))
+# Expected denies are a map from code to message substrings.
+wrong("denies", _, want) if not is_object(object.get(want, "denies", {}))
+
+wrong("denies", d, want) if {
+	want_denies := object.get(want, "denies", {})
+	is_object(want_denies)
+	codes := {x.code | some x in d.denies} | object.keys(want_denies)
+	some code in codes
+	not matches(messages(d, code), object.get(want_denies, code, []))
+}
 
 wrong("warnings", d, want) if not matches(d.warnings, object.get(want, "warnings", []))
 
-wrong("unsorted", d, _) if d.denies != sort(d.denies)
+# By message, then code.
+wrong("unsorted", d, _) if {
+	pairs := [[x.message, x.code] | some x in d.denies]
+	pairs != sort(pairs)
+}
+
+wrong("unsorted", d, _) if d.warnings != sort(d.warnings)
+
+# Each deny is exactly {"code": one of the shipped codes, "message": a string}.
+wrong("deny shape", d, _) if {
+	some x in d.denies
+	not deny_shaped(x)
+}
+
+deny_codes := {"actor_unauthorized", "anatomy_incomplete", "containment", "capabilities", "temperature", "budget"}
+
+deny_shaped(x) if {
+	is_object(x)
+	object.keys(x) == {"code", "message"}
+	x.code in deny_codes
+	is_string(x.message)
+}
+
+# The messages of the decision's denies with this code.
+messages(d, code) := [x.message | some x in d.denies; x.code == code]
 
 failures contains sprintf("%s: %v (got %v)", [c.name, problems(c), decision(c)]) if {
 	some c in table.cases

@@ -82,10 +82,12 @@ pub enum DecisionCode {
     DenySandboxExtension,
     /// The spec of an agent being deleted changed.
     DenyAgentDeleting,
+    /// A PolicyBundle that does not compile.
+    DenyBundleInvalid,
 }
 
 impl DecisionCode {
-    pub const ALL: [DecisionCode; 17] = [
+    pub const ALL: [DecisionCode; 18] = [
         DecisionCode::Allow,
         DecisionCode::AllowSandboxExtended,
         DecisionCode::DenyProofMissing,
@@ -103,6 +105,7 @@ impl DecisionCode {
         DecisionCode::DenyAgentLabelRemoved,
         DecisionCode::DenySandboxExtension,
         DecisionCode::DenyAgentDeleting,
+        DecisionCode::DenyBundleInvalid,
     ];
 
     /// Whether the request is admitted.
@@ -132,6 +135,7 @@ impl DecisionCode {
             DecisionCode::DenyAgentLabelRemoved => "ADMISSION_DENY_AGENT_LABEL_REMOVED",
             DecisionCode::DenySandboxExtension => "ADMISSION_DENY_SANDBOX_EXTENSION",
             DecisionCode::DenyAgentDeleting => "ADMISSION_DENY_AGENT_DELETING",
+            DecisionCode::DenyBundleInvalid => "ADMISSION_DENY_BUNDLE_INVALID",
         }
     }
 }
@@ -167,6 +171,8 @@ impl Denial {
 pub struct AgentView<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
+    /// The Agent object's uid (a governed agent's proof is signed for it; empty on CREATE).
+    pub uid: &'a str,
     pub spec: &'a AgentSpec,
     pub status: Option<&'a AgentStatus>,
     /// The API server's creationTimestamp (for an Agent being created: now).
@@ -265,28 +271,41 @@ fn check_governed(
     derived: &dyn Derivations,
 ) -> Result<(), Denial> {
     let id = format!("{}/{}", agent.namespace, agent.name);
-    // 1. Proof exists, and the operator holds the agent in force.
+    // 1. Proof exists. An agent the operator holds out of force keeps its last proof as a
+    // record of what was approved; the checks below say what no longer holds, and the last one
+    // refuses it in any case.
     let status = agent.status;
-    let in_force = status
-        .and_then(|s| s.governance_status)
-        .is_some_and(|g| g.is_governed_in_force());
-    let proof = match (in_force, status.and_then(|s| s.proof.as_ref())) {
-        (true, Some(proof)) => proof,
-        _ => {
-            let state = status
-                .and_then(|s| s.governance_status)
-                .map_or("not yet promoted", |g| g.as_str());
-            let denies = status.map(|s| s.denies.join("; ")).unwrap_or_default();
-            let why = if denies.is_empty() {
-                String::new()
-            } else {
-                format!(": {denies}")
-            };
+    let state = status.and_then(|s| s.governance_status);
+    let held_out = || {
+        let denies = status.map(|s| s.denies.join("; ")).unwrap_or_default();
+        let why = if denies.is_empty() {
+            String::new()
+        } else {
+            format!(": {denies}")
+        };
+        Denial::check(
+            AdmissionCheck::ProofExists,
+            format!(
+                "agent {id} has no proof bundle in force ({}){why}",
+                state.map_or("not yet promoted", |g| g.as_str())
+            ),
+        )
+    };
+    let proof = match status.and_then(|s| s.proof.as_ref()) {
+        None => return Err(held_out()),
+        // A proof names who approved (payload version 2): one from before approvals existed
+        // is no proof that an authorized identity asked for this spec.
+        Some(proof) if proof.version < 2 || proof.approvers.is_empty() => {
             return Err(Denial::check(
                 AdmissionCheck::ProofExists,
-                format!("agent {id} has no proof bundle in force ({state}){why}"),
+                format!(
+                    "the proof of agent {id} names no approval (payload version {}): approve spec hash {} with an AgentPromotion",
+                    proof.version,
+                    short(&proof.spec_hash)
+                ),
             ));
         }
+        Some(proof) => proof,
     };
     // 2. Spec hash.
     let actual = derived.spec_hash(agent.spec).map_err(|e| {
@@ -346,28 +365,48 @@ fn check_governed(
             format!("signing key {} of {id} is revoked", proof.key_id),
         ));
     }
-    // 5. Signature valid.
+    // 5. Signature valid, for this very Agent object.
+    if proof.agent_uid != agent.uid {
+        return Err(Denial::check(
+            AdmissionCheck::SignatureValid,
+            format!(
+                "proof of {id} was signed for another Agent object (uid {}, this one is {}): a re-created agent needs its own approval",
+                short(&proof.agent_uid),
+                short(agent.uid)
+            ),
+        ));
+    }
     let subject = ProofSubject {
         namespace: agent.namespace,
         name: agent.name,
+        uid: agent.uid,
     };
-    derived.verify(ctx.keys, subject, proof).map_err(|failure| {
-        let why = match failure {
-            VerifyFailure::Revoked => "its key is revoked",
-            VerifyFailure::UnknownKey => "its key id is not in the key ring",
-            VerifyFailure::AlgorithmMismatch => "its algorithm differs from the key's",
-            VerifyFailure::BadSignature => "the signature does not verify",
-        };
-        let check = if failure == VerifyFailure::Revoked {
-            AdmissionCheck::SignerNotRevoked
-        } else {
-            AdmissionCheck::SignatureValid
-        };
-        Denial::check(
-            check,
-            format!("proof of {id} (key {}) is invalid: {why}", proof.key_id),
-        )
-    })
+    derived
+        .verify(ctx.keys, subject, proof)
+        .map_err(|failure| {
+            let why = match failure {
+                VerifyFailure::Revoked => "its key is revoked",
+                VerifyFailure::UnknownKey => "its key id is not in the key ring",
+                VerifyFailure::AlgorithmMismatch => "its algorithm differs from the key's",
+                VerifyFailure::BadSignature => "the signature does not verify",
+            };
+            let check = if failure == VerifyFailure::Revoked {
+                AdmissionCheck::SignerNotRevoked
+            } else {
+                AdmissionCheck::SignatureValid
+            };
+            Denial::check(
+                check,
+                format!("proof of {id} (key {}) is invalid: {why}", proof.key_id),
+            )
+        })?;
+    // 1, concluded: a proof that still verifies does not make an agent the operator holds out
+    // of force (an approval withdrawn, an approver who lost `promote`) any less held out.
+    if state.is_some_and(|g| g.is_governed_in_force()) {
+        Ok(())
+    } else {
+        Err(held_out())
+    }
 }
 
 fn check_sandbox(agent: &AgentView<'_>, ctx: &AdmissionContext<'_>) -> Result<(), Denial> {

@@ -259,12 +259,29 @@ pub struct AgentStatus {
     /// When the sandbox expires, by agentgov's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
+    /// A governed agent's approvals: the spec hash an AgentPromotion must name, how many
+    /// approvers the policy requires, and who has approved this spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalStatus>,
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Where a governed agent's approvals stand.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalStatus {
+    /// The hash of the current spec: what an AgentPromotion's `specHash` must be to approve it.
+    pub spec_hash: String,
+    /// Distinct approvers the policy in force requires (`data.approvals.required`).
+    pub required: i32,
+    /// Who has approved this spec (verified identities the policy allows), by username.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved_by: Vec<String>,
 }
 
 impl AgentStatus {
@@ -327,6 +344,10 @@ mod tests {
         let full = serde_json::to_value(AgentStatus {
             governance_status: Some(GovernanceStatus::Sandbox),
             proof: Some(crate::proof::ProofBundle {
+                version: 2,
+                agent_uid: String::new(),
+                approvers: Vec::new(),
+                promotions: Vec::new(),
                 spec_hash: String::new(),
                 policy_hash: String::new(),
                 signature: String::new(),
@@ -338,6 +359,7 @@ mod tests {
             denies: vec!["d".into()],
             warnings: vec!["w".into()],
             expires_at: Some(Time(jiff::Timestamp::UNIX_EPOCH)),
+            approval: Some(ApprovalStatus::default()),
             observed_generation: Some(1),
             conditions: vec![Condition {
                 type_: "Ready".into(),

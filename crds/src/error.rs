@@ -15,6 +15,10 @@ pub enum Error {
     PolicyEval(String),
     #[error("policy returned an unexpected result: {0}")]
     PolicyResult(String),
+    #[error("unknown proof payload version {0}")]
+    UnknownPayloadVersion(u32),
+    #[error("admission guards: {0}")]
+    Guards(String),
 }
 
 impl Error {
@@ -27,6 +31,8 @@ impl Error {
             Error::PolicyCompile(_) => "policy_compile",
             Error::PolicyEval(_) => "policy_eval",
             Error::PolicyResult(_) => "policy_result",
+            Error::UnknownPayloadVersion(_) => "payload_version",
+            Error::Guards(_) => "guards",
         }
     }
 }

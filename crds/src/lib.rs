@@ -8,23 +8,27 @@ pub mod agent;
 pub mod conditions;
 mod error;
 pub mod expiry;
+pub mod guards;
 pub mod hash;
 pub mod keyring;
 pub mod pod_security;
 pub mod policy;
 pub mod policy_bundle;
+pub mod promotion;
 pub mod proof;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, GovernanceStatus};
 pub use error::Error;
 pub use policy_bundle::{PolicyBundle, PolicyBundleSpec, PolicyBundleStatus};
+pub use promotion::{AgentPromotion, AgentPromotionSpec, AgentPromotionStatus};
 
 /// The API group.
 pub const GROUP: &str = "agentgov.dev";
 
-/// Every generated file, by path from the repository root: the CRDs and the default
-/// PolicyBundle example (which embeds `policies/promotion.rego`).
-pub fn generated_files() -> Result<Vec<(&'static str, String)>, serde_yaml::Error> {
+/// Every generated file, by path from the repository root: the CRDs (and their copies in the
+/// chart), the admission guards' copy in the chart, and the default PolicyBundle example (which
+/// embeds `policies/promotion.rego`). `crdgen` writes them and `crdgen --check` fails on drift.
+pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     use kube::CustomResourceExt;
     let bundle = PolicyBundle::new("default", policy::default_bundle_spec());
     let mut bundle = serde_yaml::to_value(&bundle)?;
@@ -32,18 +36,32 @@ pub fn generated_files() -> Result<Vec<(&'static str, String)>, serde_yaml::Erro
         // A manifest for `kubectl apply`: no status, and the namespace comes from the command.
         map.remove("status");
     }
-    Ok(vec![
+    let crds = [
         (
-            "crds/agents.agentgov.dev.yaml",
+            "agents.agentgov.dev.yaml",
             serde_yaml::to_string(&Agent::crd())?,
         ),
         (
-            "crds/policybundles.agentgov.dev.yaml",
+            "policybundles.agentgov.dev.yaml",
             serde_yaml::to_string(&PolicyBundle::crd())?,
         ),
         (
-            "examples/policybundle-default.yaml",
-            serde_yaml::to_string(&bundle)?,
+            "agentpromotions.agentgov.dev.yaml",
+            serde_yaml::to_string(&AgentPromotion::crd())?,
         ),
-    ])
+    ];
+    let mut files = Vec::new();
+    for (name, yaml) in crds {
+        files.push((format!("crds/{name}"), yaml.clone()));
+        files.push((format!("charts/agentgov/crds/{name}"), yaml));
+    }
+    files.push((
+        "charts/agentgov/files/admission-policies.yaml".into(),
+        guards::GUARDS_YAML.to_string(),
+    ));
+    files.push((
+        "examples/policybundle-default.yaml".into(),
+        serde_yaml::to_string(&bundle)?,
+    ));
+    Ok(files)
 }

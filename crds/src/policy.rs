@@ -42,12 +42,92 @@ pub struct PolicyInput<'a> {
     pub actor: &'a Actor,
 }
 
+/// Every deny code agentgov knows, and so every value of the operator's
+/// `promotion_denies_total{reason}` label: the shipped policy's six (one per seed rule, see
+/// `policies/promotion.rego`), then [`Deny::OTHER`] (a custom bundle's deny without a code, or
+/// with a code not listed here), [`Deny::NO_POLICY`] and [`Deny::POLICY_ERROR`] (the operator's
+/// denies when no policy is in force or it fails to evaluate).
+pub const DENY_CODES: [&str; 9] = [
+    "actor_unauthorized",
+    "anatomy_incomplete",
+    "containment",
+    "capabilities",
+    "temperature",
+    "budget",
+    Deny::OTHER,
+    Deny::NO_POLICY,
+    Deny::POLICY_ERROR,
+];
+
+/// A bounded metric label for any deny code: the code itself when it is one of [`DENY_CODES`],
+/// else `"other"`, whatever a custom bundle returns.
+pub fn metric_reason(code: &str) -> &'static str {
+    DENY_CODES
+        .iter()
+        .find(|known| **known == code)
+        .copied()
+        .unwrap_or(Deny::OTHER)
+}
+
+/// One reason the policy denied: the rule's code (bounded; see [`DENY_CODES`]) and a sentence a
+/// user can act on.
+///
+/// Read from `{"code": ..., "message": ...}` (a missing code is [`Deny::OTHER`]) or, for bundles
+/// written before denies had codes, from a plain string: `{code: "other", message: <string>}`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(from = "DenyShape")]
+pub struct Deny {
+    pub code: String,
+    pub message: String,
+}
+
+impl Deny {
+    /// A deny without a code the shipped policy gives (a custom bundle's, or none at all).
+    pub const OTHER: &str = "other";
+    /// No PolicyBundle is in force.
+    pub const NO_POLICY: &str = "no_policy";
+    /// The policy in force could not be evaluated (fail closed).
+    pub const POLICY_ERROR: &str = "policy_error";
+
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Deny {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The shapes a deny may have in a policy's answer.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DenyShape {
+    Coded {
+        #[serde(default = "other_code")]
+        code: String,
+        message: String,
+    },
+    Text(String),
+}
+
+fn other_code() -> String {
+    Deny::OTHER.into()
+}
+
+impl From<DenyShape> for Deny {
+    fn from(shape: DenyShape) -> Self {
+        match shape {
+            DenyShape::Coded { code, message } => Deny { code, message },
+            DenyShape::Text(message) => Deny::new(Deny::OTHER, message),
+        }
+    }
+}
+
 /// The policy's answer.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyDecision {
     pub allow: bool,
     #[serde(default)]
-    pub denies: Vec<String>,
+    pub denies: Vec<Deny>,
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -56,6 +136,11 @@ impl PolicyDecision {
     /// Allowed with warnings: the seed's GOVERNED_RESTRICTED.
     pub fn is_restricted(&self) -> bool {
         self.allow && !self.warnings.is_empty()
+    }
+
+    /// The denies' sentences, in the policy's order.
+    pub fn messages(&self) -> Vec<String> {
+        self.denies.iter().map(|d| d.message.clone()).collect()
     }
 }
 
@@ -218,7 +303,10 @@ impl PolicyEngine {
         if !decision.allow && decision.denies.is_empty() {
             // Fail closed, but say so: a deny with no reason is still a deny.
             return Ok(PolicyDecision {
-                denies: vec!["the policy denied without giving a reason".into()],
+                denies: vec![Deny::new(
+                    Deny::OTHER,
+                    "the policy denied without giving a reason",
+                )],
                 ..decision
             });
         }
@@ -291,6 +379,106 @@ mod tests {
         assert!(decide(limit).allow, "{:?}", decide(limit));
         let above = decide(limit.next_up());
         assert!(!above.allow, "{above:?}");
-        assert!(above.denies[0].contains("is above the limit"), "{above:?}");
+        assert!(
+            above.denies[0].message.contains("is above the limit"),
+            "{above:?}"
+        );
+        assert_eq!(above.denies[0].code, "temperature");
+    }
+
+    #[test]
+    fn metric_reasons_are_bounded() {
+        for code in DENY_CODES {
+            assert_eq!(metric_reason(code), code);
+        }
+        for code in [
+            "",
+            "Temperature",
+            "temperature ",
+            "a custom code",
+            "no policy",
+        ] {
+            assert_eq!(metric_reason(code), "other", "{code:?}");
+        }
+    }
+
+    #[test]
+    fn a_deny_reads_from_an_object_or_a_plain_string() {
+        let decision: PolicyDecision = serde_json::from_str(
+            r#"{"allow": false, "denies": [
+                {"code": "budget", "message": "too much"},
+                "an old-style sentence",
+                {"message": "no code"},
+                {"code": "budget", "message": "extra keys are ignored", "rule": 6}
+            ], "warnings": []}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            decision.denies,
+            vec![
+                Deny::new("budget", "too much"),
+                Deny::new("other", "an old-style sentence"),
+                Deny::new("other", "no code"),
+                Deny::new("budget", "extra keys are ignored"),
+            ]
+        );
+        assert_eq!(
+            decision.messages(),
+            [
+                "too much",
+                "an old-style sentence",
+                "no code",
+                "extra keys are ignored"
+            ]
+        );
+        for bad in [
+            r#"{"allow": false, "denies": [{"code": "budget"}]}"#,
+            r#"{"allow": false, "denies": [{"code": 1, "message": "m"}]}"#,
+            r#"{"allow": false, "denies": [7]}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<PolicyDecision>(bad).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    fn bundle(rego: &str) -> PolicyBundleSpec {
+        PolicyBundleSpec {
+            version: "1".into(),
+            entrypoint: "data.custom.decision".into(),
+            modules: vec![RegoModule {
+                name: "custom.rego".into(),
+                rego: rego.into(),
+            }],
+            data: PolicyData::default(),
+        }
+    }
+
+    /// A custom bundle written before denies had codes keeps working; its denies count as
+    /// `other`. One that denies without a reason still denies, with a sentence saying so.
+    #[test]
+    fn custom_bundles_of_the_old_shape_still_deny() {
+        let old = bundle(
+            "package custom\n\ndecision := {\"allow\": false, \"denies\": [\"not on Fridays\"], \"warnings\": []}\n",
+        );
+        let decision = PolicyEngine::compile(&old)
+            .unwrap()
+            .evaluate_json("{}")
+            .unwrap();
+        assert!(!decision.allow);
+        assert_eq!(decision.denies, vec![Deny::new("other", "not on Fridays")]);
+        let silent = bundle("package custom\n\ndecision := {\"allow\": false}\n");
+        let decision = PolicyEngine::compile(&silent)
+            .unwrap()
+            .evaluate_json("{}")
+            .unwrap();
+        assert_eq!(
+            decision.denies,
+            vec![Deny::new(
+                "other",
+                "the policy denied without giving a reason"
+            )]
+        );
     }
 }

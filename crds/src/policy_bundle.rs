@@ -89,6 +89,24 @@ pub struct PolicyData {
     /// agents' Pods `restricted`, governed agents' Pods `baseline`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_security: Option<PodSecurityData>,
+    /// How many approvals a promotion needs. Unset: one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<ApprovalsData>,
+}
+
+/// Approvals a promotion needs: `required` AgentPromotions for the agent's current spec hash,
+/// from that many distinct identities the API server verified, each allowed by the policy (2 is
+/// four-eyes).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalsData {
+    #[serde(default = "one")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 10").message("approvals.required must be between 1 and 10"))]
+    pub required: i32,
+}
+
+fn one() -> i32 {
+    1
 }
 
 impl Default for PolicyData {
@@ -99,11 +117,19 @@ impl Default for PolicyData {
             promoter_roles: default_promoter_roles(),
             extra: None,
             pod_security: None,
+            approvals: None,
         }
     }
 }
 
 impl PolicyData {
+    /// How many distinct approvers a promotion needs (at least one).
+    pub fn approvals_required(&self) -> usize {
+        self.approvals
+            .as_ref()
+            .map_or(1, |a| usize::try_from(a.required.max(1)).unwrap_or(1))
+    }
+
     /// The Pod Security level an agent's Pods must meet under this data: `restricted` for a
     /// sandbox (whatever the data says: a sandbox is contained), for a governed agent its role
     /// class's level, else `governed`, else `baseline`. Nothing lower than `baseline` exists.

@@ -4,8 +4,9 @@
 //! missing, null and wrong-typed fields at every level of the input and of the data, odd actors
 //! and lists, and random combinations — and each is evaluated by agentgov's engine (regorus'
 //! RVM, through `PolicyEngine`) and by real OPA, all in one `opa eval` process. `allow`, the
-//! deny set and the warning set must be identical; where our engine errs, OPA must have no
-//! decision either (there should be none of those).
+//! denies (each `{code, message}`, in order) and the warnings (in order) must be identical, and
+//! every code one the shipped policy gives; where our engine errs, OPA must have no decision
+//! either (there should be none of those).
 //!
 //! OPA is `$AGENTGOV_OPA` or `<repo>/.cache/tools/bin/opa` (`make tools` builds it); without it
 //! this test fails rather than skips. The OPA/RVM differences the policy steers around are
@@ -22,10 +23,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 
-use agentgov_api::policy::{PolicyDecision, PolicyEngine};
+use agentgov_api::policy::{Deny, PolicyDecision, PolicyEngine};
 use agentgov_api::policy_bundle::{PolicyBundleSpec, PolicyData, RegoModule};
 use common::repo_root;
-use promotion_cases::Engines;
+use promotion_cases::{Engines, SHIPPED_CODES};
 use promotion_generator::{Case, generate, set};
 use serde_json::{Value, json};
 
@@ -99,30 +100,23 @@ fn opa_decisions(cases: &[Case]) -> BTreeMap<usize, Value> {
         .collect()
 }
 
-fn strings(v: &Value) -> Vec<String> {
-    let mut list: Vec<String> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    list.sort();
-    list
-}
-
-/// How our decision and OPA's differ, if they do.
+/// How our decision and OPA's differ, if they do: the whole decision, as JSON (denies as
+/// `{code, message}` objects), order included.
 fn difference(ours: &PolicyDecision, theirs: &Value) -> Option<String> {
-    let mut ours_denies = ours.denies.clone();
-    ours_denies.sort();
-    let mut ours_warnings = ours.warnings.clone();
-    ours_warnings.sort();
-    let theirs_allow = theirs["allow"].as_bool();
-    let same = theirs_allow == Some(ours.allow)
-        && strings(&theirs["denies"]) == ours_denies
-        && strings(&theirs["warnings"]) == ours_warnings;
-    (!same).then(|| format!("ours {ours:?}\n  OPA  {theirs}"))
+    let ours_json = json!({
+        "allow": ours.allow,
+        "denies": ours.denies,
+        "warnings": ours.warnings,
+    });
+    let unknown: Vec<&Deny> = ours
+        .denies
+        .iter()
+        .filter(|d| !SHIPPED_CODES.contains(&d.code.as_str()))
+        .collect();
+    if !unknown.is_empty() {
+        return Some(format!("codes the policy should not give: {unknown:?}"));
+    }
+    (&ours_json != theirs).then(|| format!("ours {ours_json}\n  OPA  {theirs}"))
 }
 
 #[test]
@@ -132,6 +126,7 @@ fn the_promotion_policy_decides_as_opa_does() {
     let theirs = opa_decisions(&cases);
     let mut engines = Engines::default();
     let (mut allowed, mut denied, mut both_refused) = (0, 0, 0);
+    let mut codes = BTreeMap::<String, usize>::new();
     let mut mismatches = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         let ours = engines
@@ -143,6 +138,9 @@ fn the_promotion_policy_decides_as_opa_does() {
                     allowed += 1;
                 } else {
                     denied += 1;
+                }
+                for d in &ours.denies {
+                    *codes.entry(d.code.clone()).or_default() += 1;
                 }
                 difference(ours, theirs)
             }
@@ -167,6 +165,7 @@ fn the_promotion_policy_decides_as_opa_does() {
         engines.len(),
         mismatches.len()
     );
+    println!("denies by code: {codes:?}");
     for m in mismatches.iter().take(20) {
         println!("DIFFERENT {m}");
     }
@@ -182,6 +181,10 @@ fn the_promotion_policy_decides_as_opa_does() {
         allowed >= 100 && denied >= 500,
         "{allowed} allowed, {denied} denied"
     );
+    // And every rule's code, more than once.
+    for code in SHIPPED_CODES {
+        assert!(codes.get(code).is_some_and(|n| *n >= 10), "{codes:?}");
+    }
 }
 
 /// A module showing where regorus' RVM (0.14) and OPA differ, which is why promotion.rego reads
@@ -239,7 +242,8 @@ fn an_undefined_assignment_is_where_the_rvm_and_opa_differ() {
     let theirs: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     println!("OPA: {theirs}; RVM: {:?}", ours.denies);
     assert_eq!(theirs, json!([["else"]]));
-    assert_eq!(ours.denies, vec!["ran past".to_string()]);
+    // The probe's denies are plain strings, read as code `other`.
+    assert_eq!(ours.denies, vec![Deny::new(Deny::OTHER, "ran past")]);
 }
 
 /// The path setter the generator relies on.

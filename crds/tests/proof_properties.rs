@@ -1,6 +1,8 @@
 //! Property tests of the proof contract: the canonical hashes do not depend on how a manifest
 //! is written (key order, whitespace, string escapes, number notation), any change to a
-//! signature fails verification, and the spec hash follows the temperature.
+//! signature or to any other field of a (version 2) proof fails verification, a proof verifies
+//! for its own agent object only, the order of approvers and promotions does not matter to the
+//! signer, and the spec hash follows the temperature.
 
 mod common;
 
@@ -8,8 +10,8 @@ use agentgov_api::AgentSpec;
 use agentgov_api::admission::DecisionCode;
 use agentgov_api::agent::{AgentMode, Economics, RoleClass, SandboxSpec};
 use agentgov_api::hash::{policy_hash, spec_hash};
-use agentgov_api::keyring::VerifyFailure;
-use agentgov_api::proof::verify;
+use agentgov_api::keyring::{Algorithm, VerifyFailure};
+use agentgov_api::proof::{Approver, ProofBundle, verify};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use common::*;
@@ -77,6 +79,12 @@ impl Scrambler {
         self.0
     }
 
+    fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            items.swap(i, (self.next() % (i as u64 + 1)) as usize);
+        }
+    }
+
     fn pick<'a>(&mut self, options: &[&'a str]) -> &'a str {
         options[(self.next() % options.len() as u64) as usize]
     }
@@ -103,9 +111,7 @@ impl Scrambler {
         match value {
             Value::Object(map) => {
                 let mut entries: Vec<_> = map.iter().collect();
-                for i in (1..entries.len()).rev() {
-                    entries.swap(i, (self.next() % (i as u64 + 1)) as usize);
-                }
+                self.shuffle(&mut entries);
                 out.push('{');
                 for (i, (key, value)) in entries.into_iter().enumerate() {
                     if i > 0 {
@@ -164,7 +170,116 @@ fn arb_json() -> impl Strategy<Value = serde_json::Value> {
     })
 }
 
+/// The fields of a proof, each changed by [`change`].
+const PROOF_FIELDS: usize = 15;
+
+/// Change field `field` of `p`, to something made of `text` and `n`.
+fn change(p: &mut ProofBundle, field: usize, text: &str, n: u32) {
+    match field {
+        0 => p.version = n,
+        1 => p.spec_hash = text.into(),
+        2 => p.policy_hash = text.into(),
+        3 => p.signature = B64.encode(text),
+        4 => {
+            p.algorithm = match p.algorithm {
+                Algorithm::Ed25519 => Algorithm::HmacSha256,
+                Algorithm::HmacSha256 => Algorithm::Ed25519,
+            }
+        }
+        5 => p.key_id = text.into(),
+        6 => p.signed_at = text.into(),
+        7 => p.agent_uid = text.into(),
+        8 => p.approvers[0].username = text.into(),
+        9 => p.approvers[0].uid = text.into(),
+        10 => p.approvers.push(Approver {
+            username: text.into(),
+            uid: String::new(),
+        }),
+        11 => p.approvers.clear(),
+        12 => p.promotions[0] = text.into(),
+        13 => p.promotions.push(text.into()),
+        _ => p.promotions.clear(),
+    }
+}
+
 proptest! {
+    /// Any one field of a proof changed (what it signs, its key, algorithm or signature, the
+    /// object it is for, who approved, which promotions): it no longer verifies, and admission
+    /// refuses the agent.
+    #[test]
+    fn any_change_to_any_field_of_a_proof_fails(
+        hmac in any::<bool>(),
+        field in 0..PROOF_FIELDS,
+        text in "[a-zA-Z0-9:@./+=-]{0,44}",
+        n in any::<u32>(),
+    ) {
+        let keys = if hmac { hmac_ring() } else { ed25519_ring() };
+        let mut s = governed(keys);
+        let original = s.proof().clone();
+        change(s.proof_mut(), field, &text, n);
+        prop_assume!(*s.proof() != original);
+        prop_assert!(verify(&both_keys(&[]), s.subject(), s.proof()).is_err(), "{:?}", s.proof());
+        let denial = s.check(&both_keys(&[])).expect_err("a changed proof is denied");
+        prop_assert!(!denial.code.is_allow());
+    }
+
+    /// A proof verifies for the agent object it was signed for: not for another namespace,
+    /// name or uid (a copy, or a re-created agent of the same name).
+    #[test]
+    fn a_proof_verifies_for_its_own_agent_object_only(
+        hmac in any::<bool>(),
+        part in 0usize..3,
+        text in "[a-z0-9-]{0,40}",
+    ) {
+        let keys = if hmac { hmac_ring() } else { ed25519_ring() };
+        let mut s = governed(keys);
+        match part {
+            0 => s.namespace = text,
+            1 => s.name = text,
+            _ => s.uid = text,
+        }
+        let signed = governed(keys);
+        prop_assume!(s.subject() != signed.subject());
+        prop_assert_eq!(verify(keys, s.subject(), s.proof()), Err(VerifyFailure::BadSignature));
+        let denial = s.check(keys).expect_err("a proof for another agent is denied");
+        prop_assert_eq!(denial.code, DecisionCode::DenySignatureInvalid);
+    }
+
+    /// Approvers and promotions are signed as sets: any order, any repeats, one proof; and the
+    /// proof lists them sorted, once each.
+    #[test]
+    fn approvers_and_promotions_sign_the_same_in_any_order(
+        hmac in any::<bool>(),
+        approvers in proptest::collection::vec(("[a-c]{1,2}", "[x-z]{0,1}"), 1..6),
+        promotions in proptest::collection::vec("[0-9a-f]{1,3}", 0..6),
+        seed in 1u64..,
+    ) {
+        let keys = if hmac { hmac_ring() } else { ed25519_ring() };
+        let approvers: Vec<Approver> = approvers
+            .into_iter()
+            .map(|(username, uid)| Approver { username, uid })
+            .collect();
+        let mut s = governed(keys);
+        s.sign_claims(keys, &approvers, &promotions);
+        let mut shuffled = governed(keys);
+        let mut rng = Scrambler(seed);
+        let mut a2 = approvers.clone();
+        a2.push(approvers[(rng.next() % approvers.len() as u64) as usize].clone());
+        rng.shuffle(&mut a2);
+        let mut p2 = promotions.clone();
+        p2.extend(promotions.first().cloned());
+        rng.shuffle(&mut p2);
+        shuffled.sign_claims(keys, &a2, &p2);
+        prop_assert_eq!(shuffled.proof(), s.proof());
+        let listed = &s.proof().approvers;
+        prop_assert!(listed.windows(2).all(|w| w[0] < w[1]), "{:?}", listed);
+        prop_assert!(approvers.iter().all(|a| listed.contains(a)));
+        let listed = &s.proof().promotions;
+        prop_assert!(listed.windows(2).all(|w| w[0] < w[1]), "{:?}", listed);
+        prop_assert!(promotions.iter().all(|p| listed.contains(p)));
+        prop_assert!(s.check(keys).is_ok());
+    }
+
     /// The policy hash is over canonical JSON, so the free-form data cannot make it depend on
     /// key order (serde_json's `preserve_order`, if any dependency enables it, keeps the order).
     #[test]

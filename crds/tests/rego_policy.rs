@@ -8,11 +8,12 @@ mod promotion_cases;
 
 use agentgov_api::AgentSpec;
 use agentgov_api::policy::{
-    Actor, AgentInput, PolicyDecision, PolicyEngine, PolicyInput, default_bundle_spec,
+    Actor, AgentInput, DENY_CODES, Deny, PolicyDecision, PolicyEngine, PolicyInput,
+    default_bundle_spec, metric_reason,
 };
 use agentgov_api::policy_bundle::PolicyData;
 use common::{NAMESPACE, governed_agent, sandbox_agent};
-use promotion_cases::{Engines, matches, problems};
+use promotion_cases::{Engines, SHIPPED_CODES, denies_match, matches, problems};
 
 #[test]
 fn every_case_of_the_table_passes_on_the_rvm() {
@@ -136,6 +137,65 @@ fn the_matcher_is_strict() {
     assert!(!matches(&got(&["abc", "xyz"]), &got(&["b", "q"])));
 }
 
+/// Denies match per code: the right sentences under another code do not match.
+#[test]
+fn the_deny_matcher_checks_codes() {
+    let want = |pairs: &[(&str, &[&str])]| {
+        pairs
+            .iter()
+            .map(|(code, texts)| {
+                (
+                    code.to_string(),
+                    texts.iter().map(|t| t.to_string()).collect(),
+                )
+            })
+            .collect()
+    };
+    let got = [Deny::new("budget", "abc"), Deny::new("temperature", "xyz")];
+    assert!(denies_match(
+        &got,
+        &want(&[("budget", &["b"]), ("temperature", &["y"])])
+    ));
+    assert!(denies_match(&[], &want(&[])));
+    assert!(denies_match(&[], &want(&[("budget", &[])])));
+    assert!(!denies_match(&got, &want(&[("budget", &["b", "y"])])));
+    assert!(!denies_match(
+        &got,
+        &want(&[("budget", &["y"]), ("temperature", &["b"])])
+    ));
+    assert!(!denies_match(&got, &want(&[("budget", &["b"])])));
+    assert!(!denies_match(
+        &got[..1],
+        &want(&[("budget", &["b"]), ("temperature", &["y"])])
+    ));
+}
+
+/// The shipped policy's codes are metric labels of their own, and the table expects each.
+#[test]
+fn every_shipped_code_is_a_label_and_in_the_table() {
+    let table = promotion_cases::load();
+    for code in SHIPPED_CODES {
+        assert!(DENY_CODES.contains(&code), "{code} is not in DENY_CODES");
+        assert_eq!(metric_reason(code), code);
+        assert!(
+            table
+                .cases
+                .iter()
+                .any(|c| c.expect.denies.contains_key(code)),
+            "no case of the table expects a {code} deny"
+        );
+    }
+    for case in &table.cases {
+        for code in case.expect.denies.keys() {
+            assert!(
+                SHIPPED_CODES.contains(&code.as_str()),
+                "{}: {code} is not a code the policy gives",
+                case.name
+            );
+        }
+    }
+}
+
 fn admin() -> Actor {
     Actor {
         username: "alice".into(),
@@ -189,9 +249,12 @@ fn shipped_bundle_denies_an_unauthorized_actor() {
     assert!(!decision.allow);
     assert_eq!(decision.denies.len(), 1, "{decision:?}");
     assert!(
-        decision.denies[0].starts_with("mallory may not promote agents"),
+        decision.denies[0]
+            .message
+            .starts_with("mallory may not promote agents"),
         "{decision:?}"
     );
+    assert_eq!(decision.denies[0].code, "actor_unauthorized");
     // A group named after a promoter role is enough.
     let actor = Actor {
         username: "carol".into(),
@@ -218,8 +281,12 @@ fn shipped_bundle_restricts_the_example_sandbox_agent() {
     let engine = PolicyEngine::compile(&spec).expect("compiles");
     let decision = evaluate(&engine, &sandbox_agent(), &admin());
     assert!(!decision.allow);
-    assert!(
-        decision.denies[0].contains("0.9 is above the limit 0.5"),
-        "{decision:?}"
+    assert_eq!(
+        decision.denies,
+        vec![Deny::new(
+            "temperature",
+            "anatomy.reasoning.temperature 0.9 is above the limit 0.5 for role class ideation; \
+             lower it to 0.5 or less"
+        )]
     );
 }

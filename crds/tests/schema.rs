@@ -1,10 +1,14 @@
-//! The committed CRDs against the examples: every Agent and PolicyBundle manifest under
-//! examples/*.yaml validates against the `openAPIV3Schema` of crds/*.yaml, broken manifests do not,
-//! and the committed generated files match what `crdgen` writes.
+//! The committed CRDs against the examples: every Agent, PolicyBundle and AgentPromotion
+//! manifest under examples/*.yaml validates against the `openAPIV3Schema` of crds/*.yaml, broken
+//! manifests do not, statuses the operator writes validate, and the committed generated files
+//! match what `crdgen` writes.
 //!
 //! The schemas are checked as the API server checks them with strict field validation: unknown
 //! fields are errors (the server would silently prune them otherwise), and `nullable: true`
-//! admits null. CEL rules (`x-kubernetes-validations`) are not evaluated here.
+//! admits null. CEL rules (`x-kubernetes-validations`) are not evaluated here: the jsonschema
+//! validator does not know them. Where a rule is what refuses a manifest (an AgentPromotion's
+//! `specHash` that is not 64 lowercase hex digits, an empty `agent`, a changed spec), the tests
+//! check that the rule is in the CRD, at the right place, not that it refuses.
 
 mod common;
 
@@ -122,12 +126,13 @@ fn every_example_validates_against_the_committed_crds() {
     let schemas = schemas();
     assert!(schemas.contains_key(&("agentgov.dev/v1alpha1".into(), "Agent".into())));
     assert!(schemas.contains_key(&("agentgov.dev/v1alpha1".into(), "PolicyBundle".into())));
+    assert!(schemas.contains_key(&("agentgov.dev/v1alpha1".into(), "AgentPromotion".into())));
     let mut checked = BTreeMap::<String, usize>::new();
     let mut failures = Vec::new();
     for path in yaml_files("examples") {
         for manifest in documents(&path) {
             let kind = manifest["kind"].as_str().unwrap_or_default().to_string();
-            if !matches!(kind.as_str(), "Agent" | "PolicyBundle") {
+            if !matches!(kind.as_str(), "Agent" | "PolicyBundle" | "AgentPromotion") {
                 continue;
             }
             let Some(errs) = errors(&schemas, &manifest) else {
@@ -141,6 +146,9 @@ fn every_example_validates_against_the_committed_crds() {
             // The Rust types read it too.
             let typed = match kind.as_str() {
                 "Agent" => serde_json::from_value::<agentgov_api::Agent>(manifest).err(),
+                "AgentPromotion" => {
+                    serde_json::from_value::<agentgov_api::AgentPromotion>(manifest).err()
+                }
                 _ => serde_json::from_value::<agentgov_api::PolicyBundle>(manifest).err(),
             };
             failures.extend(typed.map(|e| format!("{path}: does not deserialize: {e}")));
@@ -164,12 +172,21 @@ fn every_example_validates_against_the_committed_crds() {
 
 /// Apply `change` to an example and expect a schema error at `pointer`.
 fn assert_rejected(example: &str, what: &str, pointer: &str, change: impl FnOnce(&mut Value)) {
+    assert_manifest_rejected(documents(example).remove(0), what, pointer, change);
+}
+
+/// Apply `change` to a valid manifest and expect a schema error at `pointer`.
+fn assert_manifest_rejected(
+    mut manifest: Value,
+    what: &str,
+    pointer: &str,
+    change: impl FnOnce(&mut Value),
+) {
     let schemas = schemas();
-    let mut manifest = documents(example).remove(0);
     assert_eq!(
         errors(&schemas, &manifest),
         Some(vec![]),
-        "{example} must be valid to start with"
+        "{what}: the manifest must be valid to start with"
     );
     change(&mut manifest);
     let errs = errors(&schemas, &manifest).expect("a CRD serves the example");
@@ -281,6 +298,231 @@ fn broken_policy_bundles_are_rejected() {
     );
 }
 
+/// An AgentPromotion approving examples/agent-governed.yaml, with the status the operator
+/// writes once the agent is promoted under it.
+fn promotion() -> Value {
+    let agent = common::governed_agent();
+    let spec_hash = agentgov_api::hash::spec_hash(&agent.spec).expect("the example hashes");
+    json!({
+        "apiVersion": "agentgov.dev/v1alpha1",
+        "kind": "AgentPromotion",
+        "metadata": {"name": "invoice-auditor-approval", "namespace": common::NAMESPACE},
+        "spec": {
+            "agent": agent.metadata.name,
+            "specHash": spec_hash,
+            "reason": "CHG-1234: reviewed the new ticketing action",
+            "requestedBy": {
+                "username": "alice@example.com",
+                "uid": "b6a4c2e0-1f3d-4b5a-9c7e-8d6f4a2b0c1e",
+                "groups": ["finance-approvers", "system:authenticated"]
+            }
+        },
+        "status": {
+            "outcome": "Approved",
+            "policyHash": "ba125d3b219ecedcd4718725d75bde4f327d8cd9afeecd871b825a331ebe7c1b",
+            "proof": {
+                "agentUid": common::AGENT_UID,
+                "keyId": "kat-ed25519",
+                "signedAt": "2026-01-03T00:00:00Z"
+            },
+            "decidedAt": "2026-01-03T00:00:00Z",
+            "observedGeneration": 1,
+            "conditions": [{
+                "type": "Ready",
+                "status": "True",
+                "reason": "Approved",
+                "message": "agent finance/invoice-auditor is promoted under this approval",
+                "lastTransitionTime": "2026-01-03T00:00:00Z",
+                "observedGeneration": 1
+            }]
+        }
+    })
+}
+
+#[test]
+fn agent_promotions_validate_and_broken_ones_are_rejected() {
+    let schemas = schemas();
+    let good = promotion();
+    assert_eq!(errors(&schemas, &good), Some(vec![]));
+    let typed: agentgov_api::AgentPromotion =
+        serde_json::from_value(good.clone()).expect("the Rust type reads it");
+    assert_eq!(serde_json::to_value(&typed).expect("json"), good);
+    // The least a client writes: the API server stamps requestedBy, the operator the status.
+    let mut least = good.clone();
+    least["spec"] = json!({"agent": "invoice-auditor", "specHash": good["spec"]["specHash"]});
+    least.as_object_mut().expect("object").remove("status");
+    assert_eq!(errors(&schemas, &least), Some(vec![]));
+    type Change = fn(&mut Value);
+    let cases: [(&str, &str, Change); 11] = [
+        ("specHash as a number", "/spec/specHash", |m| {
+            m["spec"]["specHash"] = json!(58)
+        }),
+        ("missing specHash", "/spec", |m| {
+            drop(m["spec"].as_object_mut().expect("spec").remove("specHash"))
+        }),
+        ("missing agent", "/spec", |m| {
+            drop(m["spec"].as_object_mut().expect("spec").remove("agent"))
+        }),
+        ("agent as a list", "/spec/agent", |m| {
+            m["spec"]["agent"] = json!(["invoice-auditor"])
+        }),
+        ("a misspelt field", "/spec", |m| {
+            m["spec"]["spechash"] = m["spec"]["specHash"].clone()
+        }),
+        ("requestedBy without username", "/spec/requestedBy", |m| {
+            drop(
+                m["spec"]["requestedBy"]
+                    .as_object_mut()
+                    .expect("requestedBy")
+                    .remove("username"),
+            )
+        }),
+        ("requestedBy with roles", "/spec/requestedBy", |m| {
+            m["spec"]["requestedBy"]["roles"] = json!(["agent_admin"])
+        }),
+        ("groups not a list", "/spec/requestedBy/groups", |m| {
+            m["spec"]["requestedBy"]["groups"] = json!("finance-approvers")
+        }),
+        ("outcome Maybe", "/status/outcome", |m| {
+            m["status"]["outcome"] = json!("Maybe")
+        }),
+        ("proof link without agentUid", "/status/proof", |m| {
+            drop(
+                m["status"]["proof"]
+                    .as_object_mut()
+                    .expect("proof")
+                    .remove("agentUid"),
+            )
+        }),
+        (
+            "condition status maybe",
+            "/status/conditions/0/status",
+            |m| m["status"]["conditions"][0]["status"] = json!("maybe"),
+        ),
+    ];
+    for (what, pointer, change) in cases {
+        assert_manifest_rejected(good.clone(), what, pointer, change);
+    }
+    // A specHash that is not 64 lowercase hex digits, an empty agent, and any change of the
+    // spec are refused by CEL rules, which the API server evaluates and this validator does not:
+    // check that they are there.
+    let crd = documents("crds/agentpromotions.agentgov.dev.yaml").remove(0);
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules = |node: &Value| -> Vec<String> {
+        node["x-kubernetes-validations"]
+            .as_array()
+            .map(|rules| {
+                rules
+                    .iter()
+                    .map(|r| r["rule"].as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        rules(&spec["properties"]["specHash"]),
+        ["self.matches('^[0-9a-f]{64}$')"]
+    );
+    assert_eq!(rules(&spec["properties"]["agent"]), ["self.size() > 0"]);
+    assert_eq!(rules(spec), ["self == oldSelf"]);
+}
+
+#[test]
+fn agent_statuses_the_operator_writes_validate() {
+    let schemas = schemas();
+    let mut agent = documents("examples/agent-governed.yaml").remove(0);
+    agent["status"] = json!({
+        "governanceStatus": "GOVERNED_INVALIDATED",
+        "proof": {
+            "version": 2,
+            "specHash": "58dff20c633118ed03efbc3b288bfa8de78bcf4002b90edf1640e096a8b1b03d",
+            "policyHash": "ba125d3b219ecedcd4718725d75bde4f327d8cd9afeecd871b825a331ebe7c1b",
+            "signature": "0HLymQIktPLKJPVPHQsu9zrvvVe/mW03VzsL+JFm2kE=",
+            "algorithm": "HmacSha256",
+            "keyId": "kat-hmac",
+            "signedAt": "2026-01-03T00:00:00Z",
+            "agentUid": common::AGENT_UID,
+            "approvers": [
+                {"username": "alice@example.com", "uid": "b6a4c2e0-1f3d-4b5a-9c7e-8d6f4a2b0c1e"},
+                {"username": "oidc:bob"}
+            ],
+            "promotions": ["3a7b1c5d-9e2f-4a6b-8c0d-2e4f6a8b0c1d"]
+        },
+        "policy": {"name": "default", "version": "kat-1", "hash": "ba125d3b219ecedcd4718725d75bde4f327d8cd9afeecd871b825a331ebe7c1b"},
+        "denies": ["the spec changed since it was approved; approve spec hash 0123456789ab"],
+        "approval": {
+            "specHash": "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "required": 2,
+            "approvedBy": ["alice@example.com"]
+        },
+        "observedGeneration": 3
+    });
+    assert_eq!(errors(&schemas, &agent), Some(vec![]));
+    let typed: agentgov_api::Agent =
+        serde_json::from_value(agent.clone()).expect("the Rust type reads it");
+    let status = typed.status.as_ref().expect("status");
+    assert_eq!(
+        status.approval.as_ref().map(|a| a.required),
+        Some(2),
+        "{status:?}"
+    );
+    // The operator writes it as a merge patch naming every field (unset ones null, which
+    // removes them): exactly the fields of the committed schema, so none is pruned or left.
+    let patch = status.as_merge_patch().expect("merge patch");
+    let crd = documents("crds/agents.agentgov.dev.yaml").remove(0);
+    let properties = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"]
+        ["properties"];
+    let keys = |v: &Value| -> BTreeSet<String> {
+        v.as_object().expect("object").keys().cloned().collect()
+    };
+    assert_eq!(keys(&patch), keys(properties));
+    assert!(keys(&patch).contains("approval"));
+    // A proof stored before payload version 2 (no version) is still a valid status.
+    let mut v1 = agent.clone();
+    for field in ["version", "agentUid", "approvers", "promotions"] {
+        v1["status"]["proof"]
+            .as_object_mut()
+            .expect("proof")
+            .remove(field);
+    }
+    assert_eq!(errors(&schemas, &v1), Some(vec![]));
+    type Change = fn(&mut Value);
+    let cases: [(&str, &str, Change); 6] = [
+        ("approval without specHash", "/status/approval", |m| {
+            drop(
+                m["status"]["approval"]
+                    .as_object_mut()
+                    .expect("approval")
+                    .remove("specHash"),
+            )
+        }),
+        (
+            "approval.required as a string",
+            "/status/approval/required",
+            |m| m["status"]["approval"]["required"] = json!("two"),
+        ),
+        (
+            "approvedBy not a list",
+            "/status/approval/approvedBy",
+            |m| m["status"]["approval"]["approvedBy"] = json!("alice@example.com"),
+        ),
+        ("proof version 0", "/status/proof/version", |m| {
+            m["status"]["proof"]["version"] = json!(0)
+        }),
+        (
+            "approver without username",
+            "/status/proof/approvers/1",
+            |m| m["status"]["proof"]["approvers"][1] = json!({"uid": "u"}),
+        ),
+        ("promotions not a list", "/status/proof/promotions", |m| {
+            m["status"]["proof"]["promotions"] = json!("3a7b1c5d")
+        }),
+    ];
+    for (what, pointer, change) in cases {
+        assert_manifest_rejected(agent.clone(), what, pointer, change);
+    }
+}
+
 #[test]
 fn null_and_free_form_fields_are_accepted_where_the_schema_allows() {
     let schemas = schemas();
@@ -322,7 +564,7 @@ fn committed_generated_files_match_crdgen() {
     // No CRD file that crdgen no longer writes.
     let generated_crds: BTreeSet<&str> = generated
         .iter()
-        .map(|(p, _)| *p)
+        .map(|(p, _)| p.as_str())
         .filter(|p| p.starts_with("crds/"))
         .collect();
     let committed_crds = yaml_files("crds");

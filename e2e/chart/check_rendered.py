@@ -148,9 +148,16 @@ def expand(group, resources, verbs, names=()):
 
 
 OPERATOR_RULES = (
-    expand("agentgov.dev", ["agents", "policybundles"], ["get", "list", "watch"])
-    | expand("agentgov.dev", ["agents/status", "policybundles/status"], ["patch"])
+    expand("agentgov.dev", ["agents", "policybundles", "agentpromotions"], ["get", "list", "watch"])
+    | expand("agentgov.dev", ["agents/status", "policybundles/status", "agentpromotions/status"], ["patch"])
+    | expand("agentgov.dev", ["agentpromotions"], ["delete"])
     | expand("events.k8s.io", ["events"], ["create", "patch"])
+    | expand("authorization.k8s.io", ["subjectaccessreviews"], ["create"])
+    | expand(
+        "admissionregistration.k8s.io",
+        ["validatingadmissionpolicies", "validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
+        ["get", "list", "watch"],
+    )
 )
 WEBHOOK_RULES = expand("agentgov.dev", ["agents", "policybundles"], ["get", "list", "watch"])
 
@@ -224,6 +231,8 @@ def check_webhook_registration(by_kind, namespace):
     want = {
         "pods.validate.agentgov.dev": ("/validate/pods", "", ["pods", "pods/ephemeralcontainers"], ["CREATE", "UPDATE"]),
         "agents.validate.agentgov.dev": ("/validate/agents", "agentgov.dev", ["agents"], ["CREATE", "UPDATE"]),
+        "agentpromotions.validate.agentgov.dev": ("/validate/agentpromotions", "agentgov.dev", ["agentpromotions"], ["CREATE"]),
+        "policybundles.validate.agentgov.dev": ("/validate/policybundles", "agentgov.dev", ["policybundles"], ["CREATE", "UPDATE"]),
     }
     if set(hooks) != set(want):
         problem("VWC", f"webhooks {sorted(hooks)}")
@@ -274,6 +283,24 @@ def check_webhook_registration(by_kind, namespace):
         problem("agents webhook", "no matchConditions (metadata-only updates would be sent)")
 
 
+GUARD_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding")
+GUARDS = "crds/guards/admission-policies.yaml"
+
+
+def check_guards(by_kind):
+    """The chart installs the admission guards exactly as shipped (the operator signs nothing
+    while one differs)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", GUARDS)) as f:
+        shipped = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(f) if o}
+    rendered = {(o["kind"], o["metadata"]["name"]): o for k in GUARD_KINDS for o in by_kind.get(k, [])}
+    if set(rendered) != set(shipped):
+        problem("admission guards", f"rendered {sorted(rendered)}, shipped {sorted(shipped)}")
+        return
+    for key, obj in shipped.items():
+        if rendered[key].get("spec") != obj.get("spec"):
+            problem("admission guards", f"{key[0]} {key[1]} differs from {GUARDS}")
+
+
 def main():
     namespace, path = sys.argv[1], sys.argv[2]
     with open(path) as f:
@@ -287,6 +314,7 @@ def main():
     check_env_names(by_kind)
     check_rbac(by_kind, namespace)
     check_webhook_registration(by_kind, namespace)
+    check_guards(by_kind)
     for p in PROBLEMS:
         print(f"  {path}: {p}")
     sys.exit(1 if PROBLEMS else 0)

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Build (or reuse) what the single node needs beyond the control plane's Go module:
 #   containerd, containerd-shim-runc-v2, ctr   from e2e/node/gomod (Go module proxy, static)
+#   kube-router                               from e2e/node/netpol: its NetworkPolicy
+#                                             (firewall) controller enforces policies
 #   pause                                     from build/pause/linux/pause.c of the
 #                                             k8s.io/kubernetes module (static gcc)
 #   images/pause.oci.tar, images/busybox.oci.tar
@@ -21,9 +23,10 @@ set -euo pipefail
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd -P)"
 GOMOD_DIR="${SCRIPT_DIR}/gomod"
+NETPOL_DIR="${SCRIPT_DIR}/netpol"
 CP_GOMOD_DIR="${REPO_ROOT}/e2e/controlplane/gomod"
 OCI_IMAGE="${REPO_ROOT}/deploy/docker/oci-image.sh"
-BINARIES=(containerd containerd-shim-runc-v2 ctr pause)
+BINARIES=(containerd containerd-shim-runc-v2 ctr pause kube-router)
 IMAGES=(pause busybox)
 
 log() { printf '[node-build] %s\n' "$*" >&2; }
@@ -72,7 +75,8 @@ PAUSE_C="$(pause_source)"
 
 hash_inputs() {
   {
-    cat "${GOMOD_DIR}/go.mod" "${GOMOD_DIR}/go.sum" "${BASH_SOURCE[0]}" "${OCI_IMAGE}" "${PAUSE_C}"
+    cat "${GOMOD_DIR}/go.mod" "${GOMOD_DIR}/go.sum" "${NETPOL_DIR}/go.mod" "${NETPOL_DIR}/go.sum" \
+      "${BASH_SOURCE[0]}" "${OCI_IMAGE}" "${PAUSE_C}"
     go version
     printf '%s|%s|%s\n' "${LDFLAGS}" "${TAGS}" "${K8S_VERSION}"
     dpkg-query -W -f='${Version}\n' busybox-static 2>/dev/null || true
@@ -123,6 +127,9 @@ step download-modules bash -c "cd '${GOMOD_DIR}' && go mod download"
 step build-containerd build_go containerd "${TAGS}" "${PKG}/cmd/containerd"
 step build-containerd-shim-runc-v2 build_go containerd-shim-runc-v2 "${SHIM_TAGS}" "${PKG}/cmd/containerd-shim-runc-v2"
 step build-ctr build_go ctr "${TAGS}" "${PKG}/cmd/ctr"
+KUBE_ROUTER_VERSION="$(mod_version "${NETPOL_DIR}" github.com/cloudnativelabs/kube-router/v2)"
+KR="github.com/cloudnativelabs/kube-router/v2"
+step build-kube-router bash -c "cd '${NETPOL_DIR}' && go build -trimpath -ldflags '-s -w -X ${KR}/pkg/version.Version=${KUBE_ROUTER_VERSION}' -o '${STAGING_DIR}/bin/kube-router' ${KR}/cmd/kube-router"
 step build-pause gcc -Os -static -Wall -Werror -DVERSION="${K8S_VERSION}" -o "${STAGING_DIR}/bin/pause" "${PAUSE_C}"
 strip "${STAGING_DIR}/bin/pause"
 

@@ -51,17 +51,35 @@ pub struct Setup {
     pub registration: Registration,
 }
 
+/// The kind of signing key a setup's ring holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    Ed25519,
+    /// HMAC-SHA256, the seed's scheme.
+    Hmac,
+}
+
 /// A namespace, a key ring, the operator and the webhook (both scoped to the namespace), and a
 /// registration that sends only this namespace's Pods and Agents to this webhook.
 pub async fn setup(prefix: &str) -> Setup {
+    setup_with(prefix, KeyKind::Ed25519, &[]).await
+}
+
+/// [`setup`] with this kind of key and these operator flags.
+pub async fn setup_with(prefix: &str, key: KeyKind, operator_flags: &[&str]) -> Setup {
     let client = client().await;
     install_crds(&client).await.expect("install the CRDs");
     let ns = TestNamespace::new(&client, prefix)
         .await
         .expect("create the test namespace");
-    let keys = KeyFile::new(&log_dir().join(format!("{}-keys", ns.name)), "key-1")
-        .expect("write a key ring");
-    let operator = Operator::start(&ns.name, &keys.path, "a", &[]).expect("start the operator");
+    let dir = log_dir().join(format!("{}-keys", ns.name));
+    let keys = match key {
+        KeyKind::Ed25519 => KeyFile::new(&dir, "key-1"),
+        KeyKind::Hmac => KeyFile::new_hmac(&dir, "key-1"),
+    }
+    .expect("write a key ring");
+    let operator =
+        Operator::start(&ns.name, &keys.path, "a", operator_flags).expect("start the operator");
     let webhook = Webhook::start(&ns.name, &keys, "a", &[])
         .await
         .expect("start the webhook");
@@ -91,6 +109,51 @@ pub async fn setup(prefix: &str) -> Setup {
 }
 
 impl Setup {
+    /// Take the webhook's registration away (as a cluster admin could) and wait until the API
+    /// server no longer calls it.
+    pub async fn deregister(&mut self) {
+        let name = self.registration.name.clone();
+        let placeholder = Registration::none(&self.client);
+        std::mem::replace(&mut self.registration, placeholder)
+            .delete()
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let api: Api<Pod> = self.ns.api();
+        let probe = agent_pod("e2e-deregistration-probe", "e2e-no-such-agent");
+        crate::wait_for(SETTLE, || {
+            let api = api.clone();
+            let probe = probe.clone();
+            async move {
+                let dry_run = PostParams {
+                    dry_run: true,
+                    ..PostParams::default()
+                };
+                api.create(&dry_run, &probe).await.ok().map(|_| ())
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("the API server still calls the webhook after deleting {name}"));
+    }
+
+    /// Register the webhook again and wait until the API server calls it.
+    pub async fn reregister(&mut self) {
+        let ca = ClusterCerts::from_env()
+            .and_then(|certs| certs.ca_bundle())
+            .expect("the cluster CA");
+        self.registration = register(
+            &self.client,
+            &format!("agentgov-e2e-{}", self.ns.name),
+            &self.webhook.url(),
+            &ca,
+            only_namespace(&self.ns.name),
+        )
+        .await
+        .expect("register the webhook");
+        wait_enforced(&self.client, &self.ns.name)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", self.diagnostics()));
+    }
+
     pub fn diagnostics(&self) -> String {
         format!(
             "webhook log ({}):\n{}\noperator log ({}):\n{}",
@@ -255,6 +318,23 @@ pub async fn bundle_in_force(setup: &Setup, spec: &PolicyBundleSpec) {
     crate::apply_bundle_in_force(&setup.ns, spec.clone(), WAIT)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", setup.diagnostics()));
+}
+
+/// Approve the agent `name` as it is now (as the cluster admin, who holds `promote`).
+pub async fn approve(setup: &Setup, name: &str) -> agentgov_api::AgentPromotion {
+    crate::approve(&setup.agents(), &setup.ns.api(), name)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\n{}", setup.diagnostics()))
+}
+
+/// Create a governed agent, approve it, and wait until it is GOVERNED_VALID.
+pub async fn create_approved(setup: &Setup, name: &str, spec: AgentSpec) -> Agent {
+    create_agent(setup, name, spec).await;
+    approve(setup, name).await;
+    wait_agent(setup, name, "GOVERNED_VALID", |a| {
+        a.status.as_ref().and_then(|s| s.governance_status) == Some(GovernanceStatus::GovernedValid)
+    })
+    .await
 }
 
 /// Create an agent through the webhook (admitted, once its caches know the policy in force).

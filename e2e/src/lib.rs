@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admission;
+pub mod guards;
 pub mod node;
 pub mod operator;
 pub mod process;
@@ -43,12 +44,14 @@ pub async fn client() -> Client {
     client
 }
 
-/// Install (server-side apply) the generated CRDs and wait until they are Established.
+/// Install (server-side apply) the generated CRDs and the admission guards, and wait until the
+/// CRDs are Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in [
         agentgov_api::Agent::crd(),
         agentgov_api::PolicyBundle::crd(),
+        agentgov_api::AgentPromotion::crd(),
     ] {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(
@@ -59,7 +62,11 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         .await
         .with_context(|| format!("apply CRD {name}"))?;
     }
-    for name in ["agents.agentgov.dev", "policybundles.agentgov.dev"] {
+    for name in [
+        "agents.agentgov.dev",
+        "policybundles.agentgov.dev",
+        "agentpromotions.agentgov.dev",
+    ] {
         wait_for(Duration::from_secs(30), || {
             let api = api.clone();
             async move {
@@ -75,7 +82,7 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         .await
         .with_context(|| format!("CRD {name} did not become Established"))?;
     }
-    Ok(())
+    guards::install(client, agentgov_api::guards::DEFAULT_PREFIX).await
 }
 
 /// A namespace of its own for one test, deleted when the test ends.
@@ -238,6 +245,68 @@ pub async fn create_agents(
         .try_collect::<()>()
         .await
         .context("create agents")
+}
+
+/// An AgentPromotion approving the agent `name` as it is stored now (the hash of the spec the
+/// API server returns), created by `promotions`' client (whose user must hold `promote`).
+pub async fn approve(
+    agents: &Api<agentgov_api::Agent>,
+    promotions: &Api<agentgov_api::AgentPromotion>,
+    name: &str,
+) -> Result<agentgov_api::AgentPromotion> {
+    let agent = agents
+        .get(name)
+        .await
+        .with_context(|| format!("get agent {name}"))?;
+    let spec_hash = agentgov_api::hash::spec_hash(&agent.spec)?;
+    let promotion = approval(name, &spec_hash);
+    promotions
+        .create(&PostParams::default(), &promotion)
+        .await
+        .with_context(|| format!("approve agent {name}"))
+}
+
+/// An AgentPromotion of `agent` for `spec_hash` (named after both, so that approving the same
+/// spec twice collides and another spec gets another name).
+pub fn approval(agent: &str, spec_hash: &str) -> agentgov_api::AgentPromotion {
+    let mut promotion = agentgov_api::AgentPromotion::new(
+        &format!("{agent}-{}", &spec_hash[..spec_hash.len().min(10)]),
+        agentgov_api::AgentPromotionSpec {
+            agent: agent.to_string(),
+            spec_hash: spec_hash.to_string(),
+            reason: Some("e2e".into()),
+            requested_by: None,
+        },
+    );
+    promotion.metadata.generate_name = None;
+    promotion
+}
+
+/// Approve the agents `{prefix}-00000`... (created with `spec` by [`create_agents`]), 32 at a time.
+pub async fn approve_agents(
+    ns: &TestNamespace,
+    prefix: &str,
+    count: usize,
+    spec: &agentgov_api::AgentSpec,
+) -> Result<()> {
+    use futures::{StreamExt, TryStreamExt, stream};
+    let promotions: Api<agentgov_api::AgentPromotion> = ns.api();
+    let spec_hash = agentgov_api::hash::spec_hash(spec)?;
+    stream::iter(0..count)
+        .map(|i| {
+            let promotions = promotions.clone();
+            let promotion = approval(&format!("{prefix}-{i:05}"), &spec_hash);
+            async move {
+                promotions
+                    .create(&PostParams::default(), &promotion)
+                    .await
+                    .map(|_| ())
+            }
+        })
+        .buffer_unordered(32)
+        .try_collect::<()>()
+        .await
+        .context("approve agents")
 }
 
 /// Read a YAML manifest from the repository.

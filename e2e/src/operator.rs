@@ -70,9 +70,18 @@ pub struct KeyFile {
 }
 
 impl KeyFile {
+    /// A ring with one Ed25519 key.
     pub fn new(dir: &Path, key_id: &str) -> Result<Self> {
+        Self::with_key(dir, generate_ed25519(key_id)?)
+    }
+
+    /// A ring with one HMAC-SHA256 key (the seed's scheme: the webhook holds the same secret).
+    pub fn new_hmac(dir: &Path, key_id: &str) -> Result<Self> {
+        Self::with_key(dir, agentgov_api::keyring::generate_hmac(key_id)?)
+    }
+
+    fn with_key(dir: &Path, key: agentgov_api::keyring::KeyConfig) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let key = generate_ed25519(key_id)?;
         let config = KeyRingConfig {
             active_key_id: Some(key.id.clone()),
             keys: vec![key],

@@ -355,8 +355,19 @@ pub struct Registration {
 }
 
 impl Registration {
+    /// A registration that is not there (deleting or dropping it does nothing).
+    pub fn none(client: &Client) -> Self {
+        Registration {
+            name: String::new(),
+            client: client.clone(),
+        }
+    }
+
     /// Delete it now and wait for the API server to confirm.
     pub async fn delete(self) -> Result<()> {
+        if self.name.is_empty() {
+            return Ok(());
+        }
         let api: Api<ValidatingWebhookConfiguration> = Api::all(self.client.clone());
         match api.delete(&self.name, &DeleteParams::default()).await {
             Ok(_) => Ok(()),
@@ -368,6 +379,9 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
+        if self.name.is_empty() {
+            return;
+        }
         let client = self.client.clone();
         let name = self.name.clone();
         // Best effort, like TestNamespace: a left-over registration selects only a namespace

@@ -236,6 +236,10 @@ async fn install_read_back_and_upgrade() -> Result<()> {
         &values,
         serde_yaml::to_string(&json!({
             "signingKeys": {"create": true, "keyring": serde_json::to_string_pretty(&keys.config)?},
+            // The suite installed the (cluster-scoped) guards already, and every other test
+            // relies on them: this release must not own them (its uninstall would delete them).
+            // The rendered guards are checked by the dry run above and by e2e/chart/test.sh.
+            "admissionGuards": {"install": false},
             "webhook": {
                 "clientCA": {"pem": client_ca},
                 "namespaceSelectorExpressions": [

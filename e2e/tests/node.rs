@@ -1,6 +1,7 @@
 //! The single real node (e2e/node): Pods run, their logs and exec work through the API server,
 //! Services route to Pods through kube-proxy, Pods reach the API server through the kubernetes
-//! Service, and nothing addressed to a Pod or Service address, or to a registry, leaves the host.
+//! Service, nothing addressed to a Pod or Service address, or to a registry, leaves the host,
+//! and a NetworkPolicy limits a Pod's egress (kube-router's firewall controller).
 //!
 //! Runs only on a node: `make node-e2e` (e2e/node/node.sh exec -- cargo test --features node).
 
@@ -188,5 +189,80 @@ async fn an_image_not_on_the_node_is_never_pulled_from_outside() -> Result<()> {
     .await
     .context("the pull did not fail against the node's closed loopback registry")?;
     ensure!(message.contains("connection refused"), "{message}");
+    Ok(())
+}
+
+/// kube-router's firewall controller enforces NetworkPolicy on the node: once an egress policy
+/// selects a sandbox agent's Pod, it reaches only what the policy allows; everything else is
+/// refused on the node (the Pod's traffic never leaves the bridge).
+#[tokio::test]
+async fn a_network_policy_limits_a_sandbox_agents_egress_to_its_allow_list() -> Result<()> {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let client = client().await;
+    let ns = TestNamespace::new(&client, "node-netpol").await?;
+    let pods: Api<Pod> = ns.api();
+    let mut ips = Vec::new();
+    for name in ["allowed", "denied"] {
+        let server = busybox_pod(
+            name,
+            json!({"app": name}),
+            &[
+                "nc",
+                "-ll",
+                "-p",
+                "8080",
+                "-e",
+                "echo",
+                &format!("hello from {name}"),
+            ],
+        )?;
+        ips.push(pod_ip(&run_pod(&pods, &server, READY).await?)?);
+    }
+    let agent = busybox_pod(
+        "agent",
+        json!({"agentgov.dev/agent": "scratchpad"}),
+        &["sleep", "3600"],
+    )?;
+    run_pod(&pods, &agent, READY).await?;
+    let reach = |ip: &str| -> Result<bool> {
+        let out = kubectl_exec(&ns.name, "agent", &["nc", "-w", "2", ip, "8080"])?;
+        Ok(out.output.contains("hello from"))
+    };
+    ensure!(
+        reach(&ips[0])? && reach(&ips[1])?,
+        "without a policy the agent must reach both servers"
+    );
+    let policy: NetworkPolicy = serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "sandbox-egress"},
+        "spec": {
+            "podSelector": {"matchLabels": {"agentgov.dev/agent": "scratchpad"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": {"matchLabels": {"app": "allowed"}}}],
+                        "ports": [{"port": 8080, "protocol": "TCP"}]}]
+        }
+    }))?;
+    ns.api::<NetworkPolicy>()
+        .create(&PostParams::default(), &policy)
+        .await?;
+    let started = std::time::Instant::now();
+    wait_for(READY, || {
+        let denied = ips[1].clone();
+        let ns = ns.name.clone();
+        async move {
+            let out = kubectl_exec(&ns, "agent", &["nc", "-w", "2", &denied, "8080"]).ok()?;
+            out.output.contains("Connection refused").then_some(())
+        }
+    })
+    .await
+    .context("the egress policy was never enforced: the agent still reaches the denied server")?;
+    println!(
+        "egress deny enforced {:.1} s after the NetworkPolicy was created",
+        started.elapsed().as_secs_f64()
+    );
+    ensure!(
+        reach(&ips[0])?,
+        "the policy's allow-list must still be reachable"
+    );
     Ok(())
 }

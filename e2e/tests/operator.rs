@@ -54,6 +54,19 @@ async fn create_agent(ns: &TestNamespace, name: &str, spec: AgentSpec) {
         .unwrap();
 }
 
+/// Approve the agent as it is now (the test's cluster admin holds `promote`).
+async fn approve(ns: &TestNamespace, name: &str) -> agentgov_api::AgentPromotion {
+    agentgov_e2e::approve(&ns.api(), &ns.api(), name)
+        .await
+        .unwrap()
+}
+
+/// Create a governed agent and approve it.
+async fn create_approved(ns: &TestNamespace, name: &str, spec: AgentSpec) {
+    create_agent(ns, name, spec).await;
+    approve(ns, name).await;
+}
+
 /// Wait until the operator's log has a line containing `needle`. The operator logs a decision
 /// after its status write returns, so a test that has just seen the status may be a moment early.
 async fn wait_logged(setup: &Setup, needle: &str) {
@@ -94,6 +107,17 @@ async fn a_passing_agent_is_promoted_with_a_proof_that_verifies() {
     let setup = setup("op-promote", &[]).await;
     apply_bundle(&setup.ns, default_bundle_spec()).await;
     create_agent(&setup.ns, "auditor", governed_spec()).await;
+    // Not signed until approved: it waits, and says which spec hash to approve.
+    let waiting = wait_agent(&setup, "auditor", "awaiting approval", |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.approval.as_ref())
+            .is_some_and(|ap| ap.approved_by.is_empty())
+    })
+    .await;
+    assert_eq!(governance(&waiting), Some(GovernanceStatus::Sandbox));
+    assert!(waiting.status.as_ref().unwrap().proof.is_none());
+    let promotion = approve(&setup.ns, "auditor").await;
     let agent = wait_agent(
         &setup,
         "auditor",
@@ -112,15 +136,41 @@ async fn a_passing_agent_is_promoted_with_a_proof_that_verifies() {
         agentgov_api::hash::policy_hash(&default_bundle_spec()).unwrap()
     );
     assert_eq!(proof.key_id, "key-1");
+    // The proof names the approval: who (as the API server authenticated them) and which
+    // AgentPromotion, and the agent object it is for.
+    assert_eq!(proof.version, 2);
+    let admin = promotion
+        .spec
+        .requested_by
+        .as_ref()
+        .expect("the API server stamped the requester")
+        .username
+        .clone();
+    assert_eq!(
+        proof
+            .approvers
+            .iter()
+            .map(|a| a.username.as_str())
+            .collect::<Vec<_>>(),
+        vec![admin.as_str()]
+    );
+    assert_eq!(
+        proof.promotions,
+        vec![promotion.metadata.uid.clone().unwrap()]
+    );
+    let uid = agent.metadata.uid.clone().unwrap();
+    assert_eq!(proof.agent_uid, uid);
     let verifier = setup.keys.verifier().unwrap();
     let subject = ProofSubject {
         namespace: &setup.ns.name,
         name: "auditor",
+        uid: &uid,
     };
     verify(&verifier, subject, &proof).expect("the proof verifies with the public key");
     let other = ProofSubject {
         namespace: &setup.ns.name,
         name: "someone-else",
+        uid: &uid,
     };
     assert!(
         verify(&verifier, other, &proof).is_err(),
@@ -167,7 +217,7 @@ async fn a_passing_agent_is_promoted_with_a_proof_that_verifies() {
     .await;
     assert!(found.is_ok(), "a Promoted event on the agent");
 
-    // A spec change is a new promotion: re-signed with the new spec hash.
+    // A spec change is not signed again: it needs an approval of the new spec hash.
     let mut spec = agent.spec.clone();
     spec.description = "now with a new description".into();
     setup
@@ -181,12 +231,31 @@ async fn a_passing_agent_is_promoted_with_a_proof_that_verifies() {
         .await
         .unwrap();
     let new_hash = agentgov_api::hash::spec_hash(&spec).unwrap();
-    wait_agent(&setup, "auditor", "re-signed", |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| s.proof.as_ref())
-            .is_some_and(|p| p.spec_hash == new_hash)
-    })
+    let invalidated = wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_INVALIDATED",
+        is(GovernanceStatus::GovernedInvalidated),
+    )
+    .await;
+    let denies = invalidated.status.unwrap().denies.join("; ");
+    assert!(
+        denies.contains("spec changed since it was approved") && denies.contains(&new_hash),
+        "{denies}"
+    );
+    approve(&setup.ns, "auditor").await;
+    wait_agent(
+        &setup,
+        "auditor",
+        "re-signed for the approved new spec",
+        |a| {
+            governance(a) == Some(GovernanceStatus::GovernedValid)
+                && a.status
+                    .as_ref()
+                    .and_then(|s| s.proof.as_ref())
+                    .is_some_and(|p| p.spec_hash == new_hash)
+        },
+    )
     .await;
 }
 
@@ -231,8 +300,11 @@ async fn each_seed_rule_denies_with_its_reason() {
         monthly_budget_usd: 5000.0,
     });
     cases.push(("too-costly", s, "above the org limit"));
+    // Each approved (as a real install's approver would): the operator judges the approval,
+    // denies it, and counts it as a promotion attempt with the deny's code.
     for (name, spec, _) in &cases {
         create_agent(&setup.ns, name, spec.clone()).await;
+        approve(&setup.ns, name).await;
     }
     for (name, _, expected) in &cases {
         // Judged against the bundle (status.policy set), not refused for want of one.
@@ -286,28 +358,126 @@ async fn each_seed_rule_denies_with_its_reason() {
 }
 
 #[tokio::test]
-async fn an_unverified_actor_is_denied() {
-    let setup = setup("op-actor", &["--trust-admission", "false"]).await;
+async fn an_approver_who_loses_promote_no_longer_counts() {
+    let setup = setup("op-actor", &["--sar-cache-ttl", "1s"]).await;
     apply_bundle(&setup.ns, default_bundle_spec()).await;
+    let ns = setup.ns.name.clone();
+    // alice may create approvals and holds `promote` in this namespace.
+    for (name, verbs, resource) in [
+        ("approver", vec!["get", "list", "create"], "agentpromotions"),
+        ("promoter", vec!["promote", "get"], "agents"),
+    ] {
+        let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "rules": [{"apiGroups": ["agentgov.dev"], "resources": [resource], "verbs": verbs}],
+        }))
+        .unwrap();
+        setup
+            .ns
+            .api::<k8s_openapi::api::rbac::v1::Role>()
+            .create(&PostParams::default(), &role)
+            .await
+            .unwrap();
+        let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+        }))
+        .unwrap();
+        setup
+            .ns
+            .api::<k8s_openapi::api::rbac::v1::RoleBinding>()
+            .create(&PostParams::default(), &binding)
+            .await
+            .unwrap();
+    }
     create_agent(&setup.ns, "auditor", governed_spec()).await;
-    // Not a transient refusal for want of a policy: the actor deny itself (on timeout,
-    // wait_agent reports the status it saw).
-    let agent = wait_agent(&setup, "auditor", "denied: may not promote", |a| {
-        a.status
-            .as_ref()
-            .is_some_and(|s| s.denies.iter().any(|d| d.contains("may not promote")))
+    let mut config = kube::Config::infer().await.unwrap();
+    config.auth_info.impersonate = Some("alice".into());
+    let alice = kube::Client::try_from(config).unwrap();
+    let promotions: Api<agentgov_api::AgentPromotion> = Api::namespaced(alice, &ns);
+    let approval = wait_for(WAIT, || {
+        let agents = setup.ns.api::<Agent>();
+        let promotions = promotions.clone();
+        async move {
+            agentgov_e2e::approve(&agents, &promotions, "auditor")
+                .await
+                .ok()
+        }
     })
+    .await
+    .expect("alice approves once RBAC lets her");
+    assert_eq!(
+        approval
+            .spec
+            .requested_by
+            .as_ref()
+            .map(|r| r.username.as_str()),
+        Some("alice"),
+        "the API server stamped the verified requester"
+    );
+    let agent = wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_VALID",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+    let proof = agent.status.unwrap().proof.unwrap();
+    assert_eq!(proof.approvers[0].username, "alice");
+    // alice loses `promote`: from the next judgement of the agent on, her approval no longer
+    // counts (the operator asks a SubjectAccessReview itself).
+    setup
+        .ns
+        .api::<k8s_openapi::api::rbac::v1::RoleBinding>()
+        .delete("promoter", &Default::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    setup
+        .ns
+        .api::<Agent>()
+        .patch(
+            "auditor",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"poke": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let agent = wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_INVALIDATED (approver lost promote)",
+        is(GovernanceStatus::GovernedInvalidated),
+    )
     .await;
     let status = agent.status.unwrap();
-    assert_eq!(status.governance_status, Some(GovernanceStatus::Sandbox));
-    assert!(status.proof.is_none());
+    assert!(
+        status
+            .denies
+            .iter()
+            .any(|d| d.contains("no longer approved")),
+        "{:?}",
+        status.denies
+    );
+    let approval = setup
+        .ns
+        .api::<agentgov_api::AgentPromotion>()
+        .get(&approval.metadata.name.clone().unwrap())
+        .await
+        .unwrap();
+    let outcome = approval.status.and_then(|s| s.outcome);
+    assert_eq!(
+        outcome,
+        Some(agentgov_api::promotion::PromotionOutcome::Denied)
+    );
 }
 
 #[tokio::test]
 async fn hot_reload_invalidates_then_restores_and_a_broken_bundle_changes_nothing() {
     let setup = setup("op-reload", &[]).await;
     apply_bundle(&setup.ns, default_bundle_spec()).await;
-    create_agent(&setup.ns, "auditor", governed_spec()).await;
+    create_approved(&setup.ns, "auditor", governed_spec()).await;
     wait_agent(
         &setup,
         "auditor",
@@ -329,9 +499,10 @@ async fn hot_reload_invalidates_then_restores_and_a_broken_bundle_changes_nothin
     )
     .await;
     let status = agent.status.unwrap();
-    assert!(
-        status.proof.is_none(),
-        "an invalidated agent keeps no proof"
+    assert_eq!(
+        status.proof.as_ref().map(|p| p.policy_hash.clone()),
+        Some(agentgov_api::hash::policy_hash(&default_bundle_spec()).unwrap()),
+        "an invalidated agent keeps its last proof as the record of what was approved"
     );
     assert!(
         status
@@ -475,7 +646,7 @@ async fn a_sandbox_expires_on_time() {
 async fn keys_rotate_with_overlap_and_revoke_live() {
     let mut setup = setup("op-keys", &[]).await;
     apply_bundle(&setup.ns, default_bundle_spec()).await;
-    create_agent(&setup.ns, "old", governed_spec()).await;
+    create_approved(&setup.ns, "old", governed_spec()).await;
     wait_agent(
         &setup,
         "old",
@@ -486,7 +657,7 @@ async fn keys_rotate_with_overlap_and_revoke_live() {
 
     setup.keys.rotate("key-2").unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    create_agent(&setup.ns, "new", governed_spec()).await;
+    create_approved(&setup.ns, "new", governed_spec()).await;
     let new = wait_agent(
         &setup,
         "new",
@@ -515,12 +686,14 @@ async fn keys_rotate_with_overlap_and_revoke_live() {
     })
     .await;
     let verifier = setup.keys.verifier().unwrap();
+    let uid = old.metadata.uid.clone().unwrap();
     let proof = old.status.unwrap().proof.unwrap();
     verify(
         &verifier,
         ProofSubject {
             namespace: &setup.ns.name,
             name: "old",
+            uid: &uid,
         },
         &proof,
     )

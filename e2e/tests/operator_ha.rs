@@ -49,6 +49,9 @@ async fn a_restart_in_the_middle_of_a_revalidation_converges() {
     agentgov_e2e::create_agents(&ns, "agent", AGENTS, &spec)
         .await
         .unwrap();
+    agentgov_e2e::approve_agents(&ns, "agent", AGENTS, &spec)
+        .await
+        .unwrap();
     let mut first =
         Operator::start(&ns.name, &keys.path, "first", &["--status-qps", "100"]).unwrap();
     wait_for(Duration::from_secs(120), || {
@@ -103,13 +106,17 @@ async fn a_restart_in_the_middle_of_a_revalidation_converges() {
             second.logs()
         )
     });
-    // No agent is left signed against a policy that is no longer in force.
+    // No agent is left in force under a policy that no longer is: each keeps only its last
+    // proof, signed against the first policy, as the record of what was approved.
     let list = agents.list(&ListParams::default()).await.unwrap();
-    assert!(
-        list.items
-            .iter()
-            .all(|a| a.status.as_ref().unwrap().proof.is_none())
-    );
+    assert!(list.items.iter().all(|a| {
+        a.status
+            .as_ref()
+            .unwrap()
+            .proof
+            .as_ref()
+            .is_none_or(|p| p.policy_hash != strict_hash)
+    }));
     let bundles: Api<PolicyBundle> = ns.api();
     let summary = wait_for(Duration::from_secs(60), || {
         let bundles = bundles.clone();
@@ -158,6 +165,9 @@ async fn of_two_replicas_only_the_leader_writes() {
         .create(&PostParams::default(), &Agent::new("first", spec.clone()))
         .await
         .unwrap();
+    agentgov_e2e::approve(&agents, &ns.api(), "first")
+        .await
+        .unwrap();
     wait_for(Duration::from_secs(60), || {
         let agents = agents.clone();
         async move { agents.get("first").await.ok()?.status?.proof.map(|_| ()) }
@@ -183,6 +193,9 @@ async fn of_two_replicas_only_the_leader_writes() {
     leader.kill();
     agents
         .create(&PostParams::default(), &Agent::new("second", spec))
+        .await
+        .unwrap();
+    agentgov_e2e::approve(&agents, &ns.api(), "second")
         .await
         .unwrap();
     let promoted = wait_for(Duration::from_secs(60), || {

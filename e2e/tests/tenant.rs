@@ -26,9 +26,11 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const LABEL_REMOVED: &str = "ADMISSION_DENY_AGENT_LABEL_REMOVED";
-const SANDBOX_EXTENSION: &str = "ADMISSION_DENY_SANDBOX_EXTENSION";
+/// What both guards of a sandbox's expiry say (the in-process policy and the webhook).
+const LENGTHENED: &str = "may not move the expiry of sandbox";
 const SANDBOX_EXTENDED: &str = "ADMISSION_ALLOW_SANDBOX_EXTENDED";
-const AGENT_DELETING: &str = "ADMISSION_DENY_AGENT_DELETING";
+/// What both guards of a deleting agent's spec say (the in-process policy and the webhook).
+const DELETING: &str = "is being deleted: its spec may not change";
 const DENY_POLICY: &str = "ADMISSION_DENY_POLICY";
 
 /// A Pod meeting `restricted` (as `plain_pod`), labelled for `agent` if given, as JSON.
@@ -112,11 +114,7 @@ fn with_temperature(temperature: f64) -> AgentSpec {
 }
 
 async fn valid_agent(setup: &Setup, name: &str, spec: AgentSpec) {
-    create_agent(setup, name, spec).await;
-    wait_agent(setup, name, "GOVERNED_VALID", |a| {
-        governance(a) == Some(GovernanceStatus::GovernedValid)
-    })
-    .await;
+    create_approved(setup, name, spec).await;
 }
 
 #[tokio::test]
@@ -395,11 +393,14 @@ async fn an_expired_sandbox_cannot_be_revived_without_the_verb_extend() {
     wait_rbac(&setup, "erin", "extend").await;
     let longer = json!({"spec": {"sandbox": {"ttlSeconds": 3600}}});
     let mallory: Api<Agent> = Api::namespaced(client_as("mallory").await, &setup.ns.name);
+    // Refused by the API server's own admission (the agentgov guards) before the webhook is
+    // asked; the webhook refuses the same (ADMISSION_DENY_SANDBOX_EXTENSION) where the guards
+    // are not installed (webhook/tests/agent_paths.rs).
     let message = refused(
         &setup,
         "a longer TTL by mallory",
-        SANDBOX_EXTENSION,
-        patching(&mallory, "brief", None, longer.clone()),
+        LENGTHENED,
+        patching(&mallory, "brief", None, longer),
     )
     .await;
     assert!(message.contains("recreate it"), "{message}");
@@ -409,7 +410,7 @@ async fn an_expired_sandbox_cannot_be_revived_without_the_verb_extend() {
     refused(
         &setup,
         "a later expiresAt by mallory",
-        SANDBOX_EXTENSION,
+        LENGTHENED,
         patching(&mallory, "brief", None, later_at),
     )
     .await;
@@ -426,12 +427,40 @@ async fn an_expired_sandbox_cannot_be_revived_without_the_verb_extend() {
         ),
     )
     .await;
-    // erin holds `extend`: an audited extension, after which its Pods run again.
-    let erin: Api<Agent> = Api::namespaced(client_as("erin").await, &setup.ns.name);
+    // Nor is a round trip through governed (the governed spec holds no sandbox life; the
+    // policy alone judges it, so mallory may ask for it).
+    bundle_in_force(&setup, &default_bundle_spec()).await;
     admitted(
         &setup,
-        "a longer TTL by erin",
-        patching(&erin, "brief", None, longer),
+        "a promotion request by mallory",
+        patching(
+            &mallory,
+            "brief",
+            None,
+            json!({"spec": {"mode": "governed"}}),
+        ),
+    )
+    .await;
+    refused(
+        &setup,
+        "back to the sandbox with a longer TTL by mallory",
+        LENGTHENED,
+        patching(
+            &mallory,
+            "brief",
+            None,
+            json!({"spec": {"mode": "sandbox", "sandbox": {"ttlSeconds": 3600}}}),
+        ),
+    )
+    .await;
+    // erin holds `extend`: an audited extension (back to the sandbox), after which its Pods
+    // run again.
+    let erin: Api<Agent> = Api::namespaced(client_as("erin").await, &setup.ns.name);
+    let back = json!({"spec": {"mode": "sandbox", "sandbox": {"ttlSeconds": 3600}}});
+    admitted(
+        &setup,
+        "back to the sandbox with a longer TTL by erin",
+        patching(&erin, "brief", None, back),
     )
     .await;
     assert!(
@@ -583,6 +612,7 @@ async fn an_agent_being_deleted_keeps_the_spec_its_proof_covers() {
         creating(&setup.agents(), &agent),
     )
     .await;
+    approve(&setup, "auditor").await;
     wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
         governance(a) == Some(GovernanceStatus::GovernedValid)
     })
@@ -600,7 +630,7 @@ async fn an_agent_being_deleted_keeps_the_spec_its_proof_covers() {
     let message = refused(
         &setup,
         "spec change of a deleting agent",
-        AGENT_DELETING,
+        DELETING,
         patching(
             &agents,
             "auditor",

@@ -7,16 +7,16 @@
 //! webhook on a free loopback port, registered by its own ValidatingWebhookConfiguration whose
 //! namespaceSelector matches only that namespace, so the tests run in parallel.
 
-use agentgov_api::Agent;
 use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::{Agent, AgentPromotion};
 use agentgov_e2e::admission::*;
 use agentgov_e2e::operator::metric_value;
 use agentgov_e2e::webhook::{Webhook, agent_pod, plain_pod};
 use agentgov_e2e::{api_error_message, apply_bundle, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Event;
-use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -25,10 +25,12 @@ async fn signed_governed_and_sandbox_agent_pods_are_admitted() {
     let setup = setup("wh-admit").await;
     bundle_in_force(&setup, &default_bundle_spec()).await;
     create_agent(&setup, "auditor", governed_spec()).await;
+    approve(&setup, "auditor").await;
     // No budget declared: the policy allows with a warning (GOVERNED_RESTRICTED).
     let mut frugal = governed_spec();
     frugal.anatomy.economics = None;
     create_agent(&setup, "frugal", frugal).await;
+    approve(&setup, "frugal").await;
     create_agent(&setup, "lab", sandbox_spec(3600)).await;
     wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
         governance(a) == Some(GovernanceStatus::GovernedValid)
@@ -105,6 +107,7 @@ async fn each_of_the_seven_checks_denies_with_its_own_code() {
     create_agent(&setup, "lab", sandbox_spec(3600)).await;
     // Signed by key-1, which is revoked below.
     create_agent(&setup, "old-signer", governed_spec()).await;
+    approve(&setup, "old-signer").await;
     wait_agent(&setup, "old-signer", "signed by key-1", |a| {
         signed_by(a, "key-1")
     })
@@ -124,6 +127,7 @@ async fn each_of_the_seven_checks_denies_with_its_own_code() {
     .unwrap_or_else(|_| panic!("the operator never loaded key-2\n{}", setup.diagnostics()));
     for name in ["auditor", "tampered", "forged"] {
         create_agent(&setup, name, governed_spec()).await;
+        approve(&setup, name).await;
     }
     for name in ["auditor", "tampered", "forged"] {
         wait_agent(&setup, name, "signed by key-2", |a| signed_by(a, "key-2")).await;
@@ -397,36 +401,30 @@ async fn a_deployment_of_an_invalid_agent_reports_failed_create() {
 }
 
 #[tokio::test]
-async fn only_a_user_with_promote_may_create_a_governed_agent() {
+async fn only_a_user_with_promote_may_approve_a_governed_agent() {
     let setup = setup("wh-promote").await;
     bundle_in_force(&setup, &default_bundle_spec()).await;
     let ns = &setup.ns.name;
-    // mallory may write Agents, but holds no `promote`.
-    let role: Role = serde_json::from_value(json!({
-        "metadata": {"name": "agent-writer"},
-        "rules": [{
-            "apiGroups": ["agentgov.dev"],
-            "resources": ["agents"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch"],
-        }],
-    }))
-    .unwrap();
-    setup
-        .ns
-        .api::<Role>()
-        .create(&PostParams::default(), &role)
-        .await
-        .unwrap();
+    // mallory may write Agents and AgentPromotions, but holds no `promote`.
+    grant(
+        &setup,
+        "agent-writer",
+        "mallory",
+        json!([{"apiGroups": ["agentgov.dev"], "resources": ["agents", "agentpromotions"],
+                "verbs": ["get", "list", "watch", "create", "update", "patch"]}]),
+    )
+    .await;
     // alice is an agent admin (the chart's agentgov-agent-admin; a name of this test's own, as
     // ClusterRoles are shared by the parallel tests).
     let admin_role = format!("{ns}-agent-admin");
     let cluster_role: ClusterRole = serde_json::from_value(json!({
         "metadata": {"name": admin_role, "labels": {"agentgov.dev/e2e": "true"}},
-        "rules": [{
-            "apiGroups": ["agentgov.dev"],
-            "resources": ["agents"],
-            "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "promote"],
-        }],
+        "rules": [
+            {"apiGroups": ["agentgov.dev"], "resources": ["agents"],
+             "verbs": ["get", "list", "watch", "create", "update", "patch", "delete", "promote"]},
+            {"apiGroups": ["agentgov.dev"], "resources": ["agentpromotions"],
+             "verbs": ["get", "list", "watch", "create"]},
+        ],
     }))
     .unwrap();
     let cluster_roles: Api<ClusterRole> = Api::all(setup.client.clone());
@@ -438,80 +436,89 @@ async fn only_a_user_with_promote_may_create_a_governed_agent() {
         )
         .await
         .unwrap();
-    for (name, kind, role, user) in [
-        ("mallory-agent-writer", "Role", "agent-writer", "mallory"),
-        (
-            "alice-agent-admin",
-            "ClusterRole",
-            admin_role.as_str(),
-            "alice",
-        ),
-    ] {
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": role},
-            "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}],
-        }))
+    let binding: RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "alice-agent-admin"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": admin_role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "alice"}],
+    }))
+    .unwrap();
+    setup
+        .ns
+        .api::<RoleBinding>()
+        .create(&PostParams::default(), &binding)
+        .await
         .unwrap();
-        setup
-            .ns
-            .api::<RoleBinding>()
-            .create(&PostParams::default(), &binding)
-            .await
-            .unwrap();
-    }
     wait_rbac(&setup, "mallory", "create").await;
     wait_rbac(&setup, "alice", "promote").await;
-    let mallory: Api<Agent> = Api::namespaced(client_as("mallory").await, ns);
-    let alice: Api<Agent> = Api::namespaced(client_as("alice").await, ns);
+    let mallory_client = client_as("mallory").await;
+    let mallory: Api<Agent> = Api::namespaced(mallory_client.clone(), ns);
+    let alice_promotions: Api<AgentPromotion> = Api::namespaced(client_as("alice").await, ns);
 
-    // mallory cannot promote: neither create a governed agent ...
-    let message = refused(
+    // mallory may ask for a governed agent (a request): the policy judges its spec at once, and
+    // the answer says how it gets promoted ...
+    admitted(
         &setup,
         "governed agent created by mallory",
-        UNAUTHORIZED,
         creating(&mallory, &Agent::new("auditor", governed_spec())),
     )
     .await;
-    assert!(
-        message.contains(r#"admission webhook "agents.validate.agentgov.dev" denied the request"#)
-            && message.contains("promote"),
-        "{message}"
-    );
-    // ... nor turn her sandbox into one.
-    admitted(
-        &setup,
-        "sandbox agent created by mallory",
-        creating(&mallory, &Agent::new("lab", sandbox_spec(3600))),
-    )
+    let waiting = wait_agent(&setup, "auditor", "awaiting approval", |a| {
+        a.status.as_ref().is_some_and(|s| s.approval.is_some())
+    })
     .await;
-    let mut promoted = sandbox_spec(3600);
-    promoted.mode = agentgov_api::agent::AgentMode::Governed;
-    promoted.sandbox = None;
-    let error = mallory
-        .patch(
-            "lab",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": promoted})),
+    assert_eq!(governance(&waiting), Some(GovernanceStatus::Sandbox));
+    pod_denied(&setup, "auditor-0", "auditor", PROOF_MISSING).await;
+    // ... but not approve it: the API server itself refuses (no webhook involved).
+    let spec_hash = waiting.status.unwrap().approval.unwrap().spec_hash;
+    let error = Api::<AgentPromotion>::namespaced(mallory_client, ns)
+        .create(
+            &PostParams::default(),
+            &agentgov_e2e::approval("auditor", &spec_hash),
         )
         .await
-        .expect_err("mallory cannot promote her sandbox");
-    assert!(api_error_message(&error).contains(UNAUTHORIZED), "{error}");
+        .expect_err("mallory may not approve");
+    let message = api_error_message(&error);
+    assert!(
+        message.contains("ValidatingAdmissionPolicy 'agentgov-promotion'")
+            && message.contains("mallory may not approve"),
+        "{message}"
+    );
 
-    // alice can.
-    admitted(
-        &setup,
-        "governed agent created by alice",
-        creating(&alice, &Agent::new("auditor", governed_spec())),
-    )
-    .await;
-    wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
+    // alice can; the proof names her.
+    let approval = alice_promotions
+        .create(
+            &PostParams::default(),
+            &agentgov_e2e::approval("auditor", &spec_hash),
+        )
+        .await
+        .expect("alice approves");
+    assert_eq!(
+        approval.spec.requested_by.map(|r| r.username),
+        Some("alice".to_string())
+    );
+    let agent = wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
         governance(a) == Some(GovernanceStatus::GovernedValid)
     })
     .await;
-    pod_admitted(&setup, "auditor-0", "auditor").await;
+    let proof = agent.status.unwrap().proof.unwrap();
+    assert_eq!(proof.approvers[0].username, "alice");
+    pod_admitted(&setup, "auditor-1", "auditor").await;
 
-    // mallory may still label alice's governed agent (metadata only), not change its spec.
+    // An approval of a spec other than the agent's is refused at once, with both hashes.
+    let message = refused(
+        &setup,
+        "an approval of another spec",
+        SPEC_HASH_MISMATCH,
+        creating(
+            &alice_promotions,
+            &agentgov_e2e::approval("auditor", &"a".repeat(64)),
+        ),
+    )
+    .await;
+    assert!(message.contains(&spec_hash), "{message}");
+
+    // mallory may still label alice's governed agent (metadata only); a spec change by her is
+    // not signed: the agent waits for an approval of the new spec.
     mallory
         .patch(
             "auditor",
@@ -519,26 +526,30 @@ async fn only_a_user_with_promote_may_create_a_governed_agent() {
             &Patch::Merge(json!({"metadata": {"labels": {"team": "finance"}}})),
         )
         .await
-        .expect("a metadata-only update needs no promote");
-    let error = mallory
+        .expect("a metadata-only update");
+    mallory
         .patch(
             "auditor",
             &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"description": "mallory was here"}})),
         )
         .await
-        .expect_err("mallory cannot change a governed spec");
-    assert!(api_error_message(&error).contains(UNAUTHORIZED), "{error}");
-
-    assert!(
-        setup
-            .webhook
-            .logs()
-            .lines()
-            .any(|l| l.contains(UNAUTHORIZED) && l.contains("\"mallory\"")),
-        "the decision line names the requester\n{}",
-        setup.diagnostics()
+        .expect("a spec change is a new request");
+    let agent = wait_agent(&setup, "auditor", "GOVERNED_INVALIDATED", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedInvalidated)
+    })
+    .await;
+    assert_eq!(
+        agent
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("agentgov.dev/changed-by"))
+            .map(String::as_str),
+        Some("mallory"),
+        "the API server recorded who changed the spec"
     );
+    pod_denied(&setup, "auditor-2", "auditor", SPEC_HASH_MISMATCH).await;
     let _ = cluster_roles
         .delete(&admin_role, &DeleteParams::default())
         .await;
@@ -623,6 +634,7 @@ async fn a_quarantined_agent_is_refused_but_can_be_deleted() {
     let setup = setup("wh-quarantine").await;
     bundle_in_force(&setup, &default_bundle_spec()).await;
     create_agent(&setup, "auditor", governed_spec()).await;
+    approve(&setup, "auditor").await;
     wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
         governance(a) == Some(GovernanceStatus::GovernedValid)
     })
@@ -639,8 +651,10 @@ async fn a_quarantined_agent_is_refused_but_can_be_deleted() {
         governance(a) == Some(GovernanceStatus::GovernedInvalidated)
     })
     .await;
-    let message = pod_denied(&setup, "auditor-1", "auditor", PROOF_MISSING).await;
-    assert!(message.contains("GOVERNED_INVALIDATED"), "{message}");
+    // It keeps its last proof as the record of what was approved; the policy now in force says
+    // why it no longer holds.
+    let message = pod_denied(&setup, "auditor-1", "auditor", POLICY_HASH_MISMATCH).await;
+    assert!(message.contains("temperature"), "{message}");
 
     // Status writes are never blocked, whoever writes them.
     setup

@@ -1,7 +1,13 @@
 //! The PolicyBundle controller: compile each new version (hot reload), keep the last good one in
-//! force when a version fails, record history, then revalidate every governed agent under it.
+//! force when a version fails, record history (who changed it: the `agentgov.dev/changed-by`
+//! annotation the API server's own admission stamps and checks), and summarize the revalidation
+//! once every governed agent has been judged under the new version. It writes only the bundle's
+//! status: the Agent controller re-judges the agents (it alone writes their status).
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use agentgov_api::guards::CHANGED_BY;
 
 use agentgov_api::conditions::{self, ConditionUpdate, READY};
 use agentgov_api::hash::policy_hash;
@@ -14,7 +20,7 @@ use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use tracing::{error, info, instrument, warn};
 
-use crate::context::{Context, MANAGER};
+use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status::{apply_bundle_status, publish, short};
 
@@ -58,13 +64,9 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
             format!("policy {} is in force", short(&hash)),
             now,
         );
-        if let Ok(engine) = ctx.policies.compile(&bundle.spec) {
-            ctx.set_in_force(&namespace, active(&bundle, engine))?;
-        }
     } else {
         match ctx.policies.compile(&bundle.spec) {
-            Ok(engine) => {
-                ctx.set_in_force(&namespace, active(&bundle, engine))?;
+            Ok(_) => {
                 status.active_hash = Some(hash.clone());
                 status.active_version = Some(bundle.spec.version.clone());
                 status.active_spec = Some(bundle.spec.clone());
@@ -153,19 +155,49 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
         apply_bundle_status(&ctx, &bundle, &status).await?;
     }
 
-    // Level-triggered revalidation: until a summary for the hash in force exists, run one.
-    // An operator restarted halfway through finds no summary and runs it again.
+    // The revalidation summary, level-triggered: once every governed agent of the namespace is
+    // judged under the hash in force (the Agent controller re-judges them as soon as the status
+    // above lands), or after a deadline, with the stragglers counted as errors.
     if let Some(active) = status.active_hash.clone()
         && status
             .last_revalidation
             .as_ref()
             .map(|r| r.policy_hash.as_str())
             != Some(active.as_str())
-        // The cache may not show our own summary yet; remember what this process finished.
-        && !ctx.revalidated(&namespace, &active)
     {
-        let summary = crate::revalidation::run(&ctx, &namespace, &active).await?;
-        ctx.set_revalidated(&namespace, &active);
+        ctx.agents_synced.wait().await;
+        let agents = ctx
+            .agents
+            .state_filter(|a| a.namespace().as_deref() == Some(namespace.as_str()));
+        let (mut summary, pending) =
+            crate::revalidation::progress(agents.iter().map(|a| a.as_ref()), &active);
+        let activated = status
+            .history
+            .iter()
+            .find(|h| h.hash == active)
+            .map_or(now, |h| h.time.0);
+        let elapsed = now.duration_since(activated);
+        if pending > 0 && elapsed < REVALIDATION_DEADLINE {
+            return Ok(Action::requeue(Duration::from_millis(500)));
+        }
+        summary.errors = i64::try_from(pending).unwrap_or(i64::MAX);
+        summary.duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
+        summary.finished_at = Some(Time(now));
+        ctx.metrics
+            .revalidation_duration
+            .observe(elapsed.as_secs_f64());
+        info!(
+            code = "POLICY_REVALIDATION",
+            namespace = %namespace,
+            policy_hash = %active,
+            valid = summary.valid,
+            restricted = summary.restricted,
+            invalidated = summary.invalidated,
+            denied = summary.denied,
+            errors = summary.errors,
+            duration_ms = summary.duration_ms,
+            "governed agents revalidated"
+        );
         status.last_revalidation = Some(summary.clone());
         apply_bundle_status(&ctx, &bundle, &status).await?;
         let note = format!(
@@ -194,16 +226,8 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
     Ok(Action::await_change())
 }
 
-fn active(
-    bundle: &PolicyBundle,
-    engine: agentgov_api::policy::PolicyEngine,
-) -> crate::judge::ActivePolicy {
-    crate::judge::ActivePolicy {
-        name: bundle.name_any(),
-        version: bundle.spec.version.clone(),
-        engine,
-    }
-}
+/// How long a revalidation summary waits for stragglers (agents whose writes keep failing).
+const REVALIDATION_DEADLINE: jiff::SignedDuration = jiff::SignedDuration::from_mins(5);
 
 fn set_ready(
     status: &mut PolicyBundleStatus,
@@ -226,16 +250,14 @@ fn set_ready(
     );
 }
 
-/// Who last changed the bundle's spec, where the API server recorded it (its field manager).
+/// Who last changed the bundle's spec, as the API server recorded it: the annotation its
+/// admission guards stamp on every spec change and allow to name only the requester.
 fn last_actor(bundle: &PolicyBundle) -> Option<String> {
     bundle
-        .metadata
-        .managed_fields
-        .as_ref()?
-        .iter()
-        .filter(|f| f.manager.as_deref() != Some(MANAGER) && f.subresource.is_none())
-        .max_by_key(|f| f.time.as_ref().map(|t| t.0))
-        .and_then(|f| f.manager.clone())
+        .annotations()
+        .get(CHANGED_BY)
+        .filter(|who| !who.is_empty())
+        .cloned()
 }
 
 pub fn error_policy(

@@ -37,11 +37,13 @@ pub fn slim<K: kube::Resource>(object: &mut K) {
     }
 }
 
-/// A reflector over `api`: the store, the stream of changed objects for a controller, and its
-/// readiness. `modify` shapes each object before it is cached.
+/// A reflector over `api`: the store, the stream of changed objects for a controller (deleted
+/// ones too), and its readiness. `modify` shapes each object before it is cached; `observe`
+/// sees every watch event once the store has applied it.
 pub fn watched<K>(
     api: Api<K>,
     modify: fn(&mut K),
+    observe: impl Fn(&Event<K>) + Send + 'static,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -58,12 +60,15 @@ where
         watcher::watcher(api, watcher::Config::default()).modify(modify),
     )
     .inspect(move |event| {
-        if matches!(event, Ok(Event::InitDone)) {
-            tx.send_replace(true);
+        if let Ok(event) = event {
+            observe(event);
+            if matches!(event, Event::InitDone) {
+                tx.send_replace(true);
+            }
         }
     })
     .default_backoff()
-    .applied_objects();
+    .touched_objects();
     (reader, stream, Synced(rx))
 }
 

@@ -53,11 +53,27 @@ pub struct Config {
     #[arg(long, env = "AGENTGOV_STATUS_QPS", default_value_t = 500)]
     pub status_qps: u32,
 
-    /// Treat a governed spec that reached the API server as authorized by admission: the webhook
-    /// checked the requester's `promote` verb. Set false where no webhook guards Agents; then no
-    /// actor is authorized and nothing is promoted.
-    #[arg(long, env = "AGENTGOV_TRUST_ADMISSION", default_value_t = true, action = clap::ArgAction::Set)]
-    pub trust_admission: bool,
+    /// How long an approval (AgentPromotion) may wait for more approvers before it expires.
+    #[arg(long, env = "AGENTGOV_APPROVAL_TTL", default_value = "168h", value_parser = parse_duration)]
+    pub approval_ttl: SignedDuration,
+
+    /// AgentPromotions kept per agent: beyond this, the oldest that back no proof are deleted.
+    #[arg(long, env = "AGENTGOV_PROMOTION_HISTORY", default_value_t = 10)]
+    pub promotion_history: usize,
+
+    /// The names of the admission guards the operator requires start with this (the shipped
+    /// ones: `agentgov-`). While one is missing or altered, nothing is signed.
+    #[arg(long, env = "AGENTGOV_GUARD_PREFIX", default_value = agentgov_api::guards::DEFAULT_PREFIX)]
+    pub guard_prefix: String,
+
+    /// How long an approver's SubjectAccessReview answer is reused.
+    #[arg(long, env = "AGENTGOV_SAR_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
+    pub sar_cache_ttl: SignedDuration,
+
+    /// How long to finish in-flight work after SIGTERM before exiting (the Lease is released
+    /// then, so a standby takes over at once).
+    #[arg(long, env = "AGENTGOV_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: SignedDuration,
 
     /// Address of the plain-HTTP /metrics, /healthz and /readyz server.
     #[arg(long, env = "AGENTGOV_METRICS_LISTEN", default_value = "0.0.0.0:8080")]

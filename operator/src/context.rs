@@ -1,16 +1,21 @@
-//! What every reconcile shares: the client, caches, key ring, policy engines and settings.
+//! What every reconcile shares: the client, the caches (Agents, PolicyBundles, AgentPromotions),
+//! the key ring, compiled policies, the admission guards' state, approvers' authorization, and
+//! settings.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::num::NonZeroU32;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use agentgov_api::policy::{Actor, PolicyEngine};
-use agentgov_api::{Agent, PolicyBundle, PolicyBundleSpec};
+use agentgov_api::policy::PolicyEngine;
+use agentgov_api::{Agent, AgentPromotion, PolicyBundle, PolicyBundleSpec};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use jiff::SignedDuration;
 use kube::Client;
+use kube::ResourceExt;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 
+use crate::authz::Approvers;
 use crate::error::{Error, Result};
 use crate::judge::ActivePolicy;
 use crate::keys::KeyRingSource;
@@ -26,14 +31,20 @@ pub struct Context {
     pub keys: Arc<KeyRingSource>,
     pub agents: Store<Agent>,
     pub bundles: Store<PolicyBundle>,
+    pub promotions: Store<AgentPromotion>,
+    /// AgentPromotions by the agent they approve.
+    pub promotion_index: Arc<PromotionIndex>,
     pub agents_synced: crate::cache::Synced,
     pub bundles_synced: crate::cache::Synced,
+    pub promotions_synced: crate::cache::Synced,
     pub policies: PolicyCache,
-    /// The policy each namespace's bundle controller last put in force. It is newer than the
-    /// bundle cache, which sees the status write only after the watch delivers it.
-    pub in_force: Mutex<HashMap<String, ActivePolicy>>,
-    /// Per namespace, the policy hash of the last revalidation this process finished.
-    pub revalidations: Mutex<HashMap<String, String>>,
+    /// Why the operator may not sign now (the admission guards' problems), if it may not.
+    pub guards: GuardState,
+    pub approvers: Approvers,
+    /// The AgentPromotions (by uid) whose first decision this process has counted as a promotion
+    /// attempt: the cache may not show the outcome just written yet, and an attempt is counted
+    /// once. (After a restart, the cache shows it.)
+    pub counted: CountedOnce,
     pub settings: Settings,
     pub status_limiter: DefaultDirectRateLimiter,
 }
@@ -42,8 +53,9 @@ pub struct Context {
 pub struct Settings {
     pub bundle_name: String,
     pub expiry: agentgov_api::expiry::ExpiryPolicy,
-    pub actor: Actor,
-    pub write_concurrency: usize,
+    pub approval_ttl: SignedDuration,
+    /// How many AgentPromotions of an agent are kept (the oldest that back no proof go first).
+    pub promotion_history: usize,
 }
 
 impl Settings {
@@ -51,31 +63,134 @@ impl Settings {
         Settings {
             bundle_name: config.bundle_name.clone(),
             expiry: config.expiry(),
-            actor: operator_actor(config.trust_admission),
-            write_concurrency: config.write_concurrency.max(1),
+            approval_ttl: config.approval_ttl,
+            promotion_history: config.promotion_history.max(1),
         }
-    }
-}
-
-/// The actor the operator puts in the policy input. The operator cannot see who wrote a spec;
-/// the admission webhook can, and refuses a governed spec from anyone without the `promote` verb.
-/// So a governed spec in the API server was authorized at admission (see docs/design.md).
-pub fn operator_actor(trust_admission: bool) -> Actor {
-    Actor {
-        username: if trust_admission {
-            "admission-verified requester".into()
-        } else {
-            "an unverified requester".into()
-        },
-        groups: vec![],
-        roles: vec![],
-        authorized_to_promote: trust_admission,
     }
 }
 
 pub fn status_limiter(qps: u32) -> DefaultDirectRateLimiter {
     let qps = NonZeroU32::new(qps.max(1)).unwrap_or(NonZeroU32::MIN);
     RateLimiter::direct(Quota::per_second(qps).allow_burst(qps))
+}
+
+/// The admission guards' problems, as the guard watch last saw them (`None`: all in place).
+#[derive(Clone, Default)]
+pub struct GuardState(Arc<RwLock<Option<String>>>);
+
+impl GuardState {
+    /// Guards not (yet) seen: the operator signs nothing until the guard watch says otherwise.
+    pub fn unknown() -> Self {
+        GuardState(Arc::new(RwLock::new(Some(
+            "the admission guards have not been checked yet".into(),
+        ))))
+    }
+
+    pub fn missing(&self) -> Option<String> {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Record the guards' problems; whether that changed anything.
+    pub fn set(&self, problems: Option<String>) -> bool {
+        let mut state = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        let changed = *state != problems;
+        *state = problems;
+        changed
+    }
+}
+
+/// A bounded set of uids already counted.
+#[derive(Default)]
+pub struct CountedOnce(Mutex<std::collections::HashSet<String>>);
+
+impl CountedOnce {
+    /// True the first time `uid` is seen (then it is remembered).
+    pub fn first(&self, uid: &str) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.len() >= 100_000 {
+            seen.clear();
+        }
+        seen.insert(uid.to_string())
+    }
+}
+
+/// The AgentPromotions of each agent, by (namespace, agent) → promotion names, kept from the
+/// promotion watch (so judging an agent does not scan every promotion).
+#[derive(Default)]
+pub struct PromotionIndex {
+    index: Mutex<Index>,
+    /// What a (re)list in progress has shown; it replaces the index when the list is done, so
+    /// promotions deleted while the watch was down are forgotten.
+    relist: Mutex<Option<Index>>,
+}
+
+type Index = HashMap<(String, String), BTreeSet<String>>;
+
+impl PromotionIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn insert(&self, promotion: &AgentPromotion) {
+        let key = (
+            promotion.namespace().unwrap_or_default(),
+            promotion.spec.agent.clone(),
+        );
+        if let Some(relist) = self
+            .relist
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            relist
+                .entry(key.clone())
+                .or_default()
+                .insert(promotion.name_any());
+        }
+        self.lock()
+            .entry(key)
+            .or_default()
+            .insert(promotion.name_any());
+    }
+
+    pub fn relist_started(&self) {
+        *self.relist.lock().unwrap_or_else(PoisonError::into_inner) = Some(Index::new());
+    }
+
+    pub fn relist_done(&self) {
+        let fresh = self
+            .relist
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(fresh) = fresh {
+            *self.lock() = fresh;
+        }
+    }
+
+    pub fn remove(&self, promotion: &AgentPromotion) {
+        let key = (
+            promotion.namespace().unwrap_or_default(),
+            promotion.spec.agent.clone(),
+        );
+        let mut index = self.lock();
+        if let Some(names) = index.get_mut(&key) {
+            names.remove(&promotion.name_any());
+            if names.is_empty() {
+                index.remove(&key);
+            }
+        }
+    }
+
+    pub fn of(&self, namespace: &str, agent: &str) -> Vec<String> {
+        self.lock()
+            .get(&(namespace.to_string(), agent.to_string()))
+            .map(|names| names.iter().cloned().collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Compiled policy engines by policy hash: compile once per bundle version.
@@ -108,17 +223,14 @@ impl PolicyCache {
 }
 
 impl Context {
-    /// The policy in force in `namespace`: what the bundle controller last activated, or else the
-    /// named bundle's last good spec as its status says (after a restart).
+    /// The policy in force in `namespace`: the named bundle's last good version, as its status
+    /// says (written by the bundle controller: `activeSpec` hashing to `activeHash`).
     pub fn active_policy(&self, namespace: &str) -> Result<Option<ActivePolicy>> {
         let key = ObjectRef::new(&self.settings.bundle_name).within(namespace);
         let Some(bundle) = self.bundles.get(&key) else {
             // No bundle (or deleted): nothing is in force.
             return Ok(None);
         };
-        if let Some(policy) = self.lock_in_force()?.get(namespace) {
-            return Ok(Some(policy.clone()));
-        }
         let Some(status) = bundle.status.as_ref() else {
             return Ok(None);
         };
@@ -134,32 +246,116 @@ impl Context {
         Ok(Some(ActivePolicy {
             name: self.settings.bundle_name.clone(),
             version: status.active_version.clone().unwrap_or_default(),
+            approvals_required: spec.data.approvals_required(),
             engine,
         }))
     }
 
-    /// Whether this process already finished a revalidation of `namespace` against `hash`.
-    pub fn revalidated(&self, namespace: &str, hash: &str) -> bool {
-        self.revalidations
-            .lock()
-            .is_ok_and(|m| m.get(namespace).is_some_and(|h| h == hash))
+    /// The AgentPromotions of an agent, from the cache.
+    pub fn promotions_of(&self, namespace: &str, agent: &str) -> Vec<Arc<AgentPromotion>> {
+        self.promotion_index
+            .of(namespace, agent)
+            .into_iter()
+            .filter_map(|name| {
+                self.promotions
+                    .get(&ObjectRef::new(&name).within(namespace))
+                    .filter(|p| p.spec.agent == agent)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentgov_api::policy::default_bundle_spec;
+
+    use super::*;
+    use crate::fixtures::{
+        BUNDLE, NAMESPACE, agent, bundle_in_force, governed_spec, policy_requiring, promotion,
+        ring_config,
+    };
+
+    #[test]
+    fn guards_are_in_place_by_default_and_unknown_until_checked() {
+        let state = GuardState::default();
+        assert_eq!(state.missing(), None);
+        assert!(GuardState::unknown().missing().is_some());
+        assert!(state.set(Some("a binding is missing".into())), "a change");
+        assert!(!state.set(Some("a binding is missing".into())), "no change");
+        // Clones share the state (the guard watch and the reconciles).
+        assert_eq!(
+            state.clone().missing().as_deref(),
+            Some("a binding is missing")
+        );
+        assert!(state.set(None));
+        assert_eq!(state.missing(), None);
     }
 
-    pub fn set_revalidated(&self, namespace: &str, hash: &str) {
-        if let Ok(mut m) = self.revalidations.lock() {
-            m.insert(namespace.to_string(), hash.to_string());
+    #[tokio::test]
+    async fn the_policy_in_force_is_the_named_bundles_active_spec() {
+        let keys = ring_config("k1", &["k1"]);
+        let in_force = bundle_in_force(policy_requiring(2));
+        // Another bundle name is never in force.
+        let mut other_name = bundle_in_force(default_bundle_spec());
+        other_name.metadata.name = Some("experimental".into());
+        other_name.metadata.namespace = Some("team-b".into());
+        // A status whose hash is not its spec's is not trusted.
+        let mut forged = bundle_in_force(default_bundle_spec());
+        forged.metadata.namespace = Some("team-c".into());
+        if let Some(status) = forged.status.as_mut() {
+            status.active_hash = Some("0".repeat(64));
+        }
+        // Nothing compiled yet.
+        let mut unjudged = bundle_in_force(default_bundle_spec());
+        unjudged.metadata.namespace = Some("team-d".into());
+        unjudged.status = None;
+        let (ctx, _verifier, _registry) =
+            Context::test(&keys, &[in_force, other_name, forged, unjudged], &[], &[]);
+
+        let policy = ctx.active_policy(NAMESPACE).unwrap().expect("a policy");
+        assert_eq!(policy.name, BUNDLE);
+        assert_eq!(policy.approvals_required, 2);
+        assert_eq!(
+            policy.hash(),
+            agentgov_api::hash::policy_hash(&policy_requiring(2)).unwrap()
+        );
+        for namespace in ["team-b", "team-c", "team-d", "nowhere"] {
+            assert!(
+                ctx.active_policy(namespace).unwrap().is_none(),
+                "{namespace}"
+            );
         }
     }
 
-    /// Record the policy the bundle controller put in force.
-    pub fn set_in_force(&self, namespace: &str, policy: ActivePolicy) -> Result<()> {
-        self.lock_in_force()?.insert(namespace.to_string(), policy);
-        Ok(())
-    }
+    #[tokio::test]
+    async fn an_agents_promotions_come_from_the_index_and_the_cache() {
+        let keys = ring_config("k1", &["k1"]);
+        let filings = agent("filings", governed_spec());
+        let other = agent("other", governed_spec());
+        let by_alice = promotion("filings-by-alice", &filings, "alice");
+        let by_bob = promotion("filings-by-bob", &filings, "bob");
+        let of_other = promotion("other-by-alice", &other, "alice");
+        let (ctx, _verifier, _registry) =
+            Context::test(&keys, &[], &[], &[by_alice, by_bob.clone(), of_other]);
 
-    fn lock_in_force(&self) -> Result<std::sync::MutexGuard<'_, HashMap<String, ActivePolicy>>> {
-        self.in_force
-            .lock()
-            .map_err(|_| Error::Config("policy map lock poisoned".into()))
+        let names = |agent: &str| -> Vec<String> {
+            ctx.promotions_of(NAMESPACE, agent)
+                .iter()
+                .map(|p| p.name_any())
+                .collect()
+        };
+        assert_eq!(names("filings"), vec!["filings-by-alice", "filings-by-bob"]);
+        assert_eq!(names("other"), vec!["other-by-alice"]);
+        assert!(ctx.promotions_of("team-b", "filings").is_empty());
+
+        // The index may name a promotion the cache no longer has (deleted meanwhile): skipped.
+        ctx.promotion_index
+            .insert(&promotion("filings-gone", &filings, "carol"));
+        assert_eq!(names("filings"), vec!["filings-by-alice", "filings-by-bob"]);
+        // Or one the cache has for another agent (an index out of step): skipped too.
+        let mut moved = by_bob;
+        moved.spec.agent = "other".into();
+        ctx.promotion_index.insert(&moved);
+        assert_eq!(names("other"), vec!["other-by-alice"]);
     }
 }

@@ -1,7 +1,7 @@
-//! Test-only fixtures: agents, policies and key rings as plain data, and a [`Context`] around a
-//! mocked API server. An [`ApiServerVerifier`] plays one [`Scenario`] (one expected call
-//! sequence), hands back what it saw, and fails the test on any request it did not expect
-//! (the pattern of kube-rs/controller-rs `src/fixtures.rs`).
+//! Test-only fixtures: agents, approvals, policies and key rings as plain data, and a
+//! [`Context`] around a mocked API server. An [`ApiServerVerifier`] plays one [`Scenario`] (one
+//! expected call sequence), hands back what it saw, and fails the test on any request it did not
+//! expect (the pattern of kube-rs/controller-rs `src/fixtures.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,9 +10,15 @@ use std::time::Duration;
 use agentgov_api::agent::{
     AgentMode, Anatomy, Containment, Economics, Memory, MemoryKind, Reasoning, RoleClass,
 };
+use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::{KeyRingConfig, generate_ed25519};
 use agentgov_api::policy::{PolicyEngine, default_bundle_spec};
-use agentgov_api::{Agent, AgentSpec, AgentStatus, PolicyBundle, PolicyBundleSpec};
+use agentgov_api::policy_bundle::ApprovalsData;
+use agentgov_api::promotion::{AgentPromotionSpec, Requester};
+use agentgov_api::{
+    Agent, AgentPromotion, AgentPromotionStatus, AgentSpec, AgentStatus, PolicyBundle,
+    PolicyBundleSpec,
+};
 use agentgov_api::{PolicyBundleStatus, hash::policy_hash};
 use http::{Method, Request, Response, StatusCode, header};
 use jiff::{SignedDuration, Timestamp};
@@ -28,7 +34,10 @@ use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use tower_test::mock::{self, Handle, SendResponse};
 
-use crate::context::{Context, MANAGER, PolicyCache, Settings, operator_actor, status_limiter};
+use crate::authz::Approvers;
+use crate::context::{
+    Context, GuardState, MANAGER, PolicyCache, PromotionIndex, Settings, status_limiter,
+};
 use crate::judge::ActivePolicy;
 use crate::keys::KeyRingSource;
 use crate::metrics::Metrics;
@@ -39,6 +48,8 @@ pub const NAMESPACE: &str = "team-a";
 pub const BUNDLE: &str = agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME;
 /// The longest the verifier waits for an expected request, and a test for a reconcile.
 pub const EXPECT_WITHIN: Duration = Duration::from_secs(10);
+/// The operator's default `--approval-ttl`.
+pub const APPROVAL_TTL: SignedDuration = SignedDuration::from_hours(168);
 
 // --- Plain data -----------------------------------------------------------------------------------
 
@@ -95,12 +106,20 @@ pub fn policy_spec(max_monthly_budget_usd: f64) -> PolicyBundleSpec {
     spec
 }
 
+/// The shipped bundle requiring `required` distinct approvers (`data.approvals.required`).
+pub fn policy_requiring(required: i32) -> PolicyBundleSpec {
+    let mut spec = default_bundle_spec();
+    spec.data.approvals = Some(ApprovalsData { required });
+    spec
+}
+
 /// A compiled policy in force under the bundle name [`BUNDLE`].
 pub fn active_policy(spec: &PolicyBundleSpec) -> ActivePolicy {
     ActivePolicy {
         name: BUNDLE.into(),
         version: spec.version.clone(),
         engine: PolicyEngine::compile(spec).expect("the bundle compiles"),
+        approvals_required: spec.data.approvals_required(),
     }
 }
 
@@ -116,6 +135,25 @@ pub fn ring_config(active: &str, ids: &[&str]) -> KeyRingConfig {
     }
 }
 
+/// A verified identity as the API server stamps it into `spec.requestedBy`: uid `uid-<name>`,
+/// authenticated, in no promoter group.
+pub fn requester(username: &str) -> Requester {
+    Requester {
+        username: username.into(),
+        uid: format!("uid-{username}"),
+        groups: vec!["system:authenticated".into()],
+    }
+}
+
+/// An hour ago.
+fn an_hour_ago() -> Time {
+    Time(
+        Timestamp::now()
+            .checked_sub(SignedDuration::from_hours(1))
+            .expect("an hour ago"),
+    )
+}
+
 /// An agent as the API server returns it: namespaced, with a uid, generation 1, created an hour
 /// ago, no status.
 pub fn agent(name: &str, spec: AgentSpec) -> Agent {
@@ -123,12 +161,27 @@ pub fn agent(name: &str, spec: AgentSpec) -> Agent {
     agent.metadata.namespace = Some(NAMESPACE.into());
     agent.metadata.uid = Some(format!("uid-{name}-{}", unique()));
     agent.metadata.generation = Some(1);
-    agent.metadata.creation_timestamp = Some(Time(
-        Timestamp::now()
-            .checked_sub(SignedDuration::from_hours(1))
-            .expect("an hour ago"),
-    ));
+    agent.metadata.creation_timestamp = Some(an_hour_ago());
     agent
+}
+
+/// An AgentPromotion `name` by `by` approving the current spec of `agent`, as the API server
+/// returns it once its admission stamped `spec.requestedBy`: created an hour ago, no status.
+pub fn promotion(name: &str, agent: &Agent, by: &str) -> AgentPromotion {
+    let mut promotion = AgentPromotion::new(
+        name,
+        AgentPromotionSpec {
+            agent: agent.name_any(),
+            spec_hash: spec_hash(&agent.spec).expect("the spec hashes"),
+            reason: Some("CHG-1234".into()),
+            requested_by: Some(requester(by)),
+        },
+    );
+    promotion.metadata.namespace = agent.namespace();
+    promotion.metadata.uid = Some(format!("uid-{name}-{}", unique()));
+    promotion.metadata.generation = Some(1);
+    promotion.metadata.creation_timestamp = Some(an_hour_ago());
+    promotion
 }
 
 /// The bundle [`BUNDLE`] with `spec` compiled and in force, as its status says after a restart.
@@ -164,26 +217,34 @@ type ApiHandle = Handle<Request<Body>, Response<Body>>;
 /// The API server's side of the mocked client.
 pub struct ApiServerVerifier(ApiHandle);
 
-/// One expected sequence of API calls. Anything else fails the test.
+/// One expected sequence of API calls, in the order a reconcile sends them (the agent's status,
+/// its Event, then each AgentPromotion's status). Anything else fails the test.
 pub enum Scenario {
-    /// The status already says what the judgement says: no request at all.
+    /// The statuses already say what the judgement says: no request at all.
     NoCalls,
-    /// One server-side apply of this agent's status, then nothing.
-    StatusApply(Agent),
-    /// A server-side apply of this agent's status, then one Event (events.k8s.io/v1) with this
-    /// reason, then nothing.
-    StatusApplyThenEvent(Agent, &'static str),
-    /// The status apply is answered with this error; nothing follows.
-    StatusApplyFails(Agent, StatusCode),
+    /// One status patch of this agent, then nothing.
+    StatusPatch(Agent),
+    /// A status patch of this agent, then one Event (events.k8s.io/v1) with this reason.
+    StatusPatchThenEvent(Agent, &'static str),
+    /// A status patch of this agent, then a status patch of each AgentPromotion (no Event),
+    /// answered with its code.
+    StatusPatchThenPromotions(Agent, Vec<(AgentPromotion, StatusCode)>),
+    /// A status patch of this agent, an Event with this reason, then a status patch of each
+    /// AgentPromotion, answered with its code.
+    StatusPatchEventThenPromotions(Agent, &'static str, Vec<(AgentPromotion, StatusCode)>),
+    /// The agent's status patch is answered with this error; nothing follows.
+    StatusPatchFails(Agent, StatusCode),
 }
 
 /// What the verifier saw, for the test to assert on.
 #[derive(Debug, Default)]
 pub struct Calls {
-    /// The status of the one status apply.
+    /// The agent status of the one status patch.
     pub status: Option<AgentStatus>,
     /// The Events created, as JSON.
     pub events: Vec<Value>,
+    /// Each AgentPromotion status patched, by promotion name, in order.
+    pub promotions: Vec<(String, AgentPromotionStatus)>,
 }
 
 impl ApiServerVerifier {
@@ -195,17 +256,34 @@ impl ApiServerVerifier {
             let mut calls = Calls::default();
             match scenario {
                 Scenario::NoCalls => {}
-                Scenario::StatusApply(agent) => {
-                    calls.status = Some(status_apply(&mut handle, &agent, StatusCode::OK).await);
+                Scenario::StatusPatch(agent) => {
+                    calls.status = Some(status_patch(&mut handle, &agent, StatusCode::OK).await);
                 }
-                Scenario::StatusApplyThenEvent(agent, reason) => {
-                    calls.status = Some(status_apply(&mut handle, &agent, StatusCode::OK).await);
+                Scenario::StatusPatchThenEvent(agent, reason) => {
+                    calls.status = Some(status_patch(&mut handle, &agent, StatusCode::OK).await);
                     calls
                         .events
                         .push(event_create(&mut handle, &agent, reason).await);
                 }
-                Scenario::StatusApplyFails(agent, code) => {
-                    calls.status = Some(status_apply(&mut handle, &agent, code).await);
+                Scenario::StatusPatchThenPromotions(agent, promotions) => {
+                    calls.status = Some(status_patch(&mut handle, &agent, StatusCode::OK).await);
+                    for (promotion, code) in promotions {
+                        let status = promotion_status_patch(&mut handle, &promotion, code).await;
+                        calls.promotions.push((promotion.name_any(), status));
+                    }
+                }
+                Scenario::StatusPatchEventThenPromotions(agent, reason, promotions) => {
+                    calls.status = Some(status_patch(&mut handle, &agent, StatusCode::OK).await);
+                    calls
+                        .events
+                        .push(event_create(&mut handle, &agent, reason).await);
+                    for (promotion, code) in promotions {
+                        let status = promotion_status_patch(&mut handle, &promotion, code).await;
+                        calls.promotions.push((promotion.name_any(), status));
+                    }
+                }
+                Scenario::StatusPatchFails(agent, code) => {
+                    calls.status = Some(status_patch(&mut handle, &agent, code).await);
                 }
             }
             no_more_requests(&mut handle).await;
@@ -263,19 +341,30 @@ fn json_response(code: StatusCode, body: &impl serde::Serialize) -> Response<Bod
         .expect("a response")
 }
 
-/// Expect `PATCH .../agents/<name>/status` as a merge patch under the operator's field manager
-/// that names every status field (absent ones null); answer `code`.
-async fn status_apply(handle: &mut ApiHandle, agent: &Agent, code: StatusCode) -> AgentStatus {
-    let (request, send) = next_request(handle, "a status apply").await;
+/// A `Status` failure the API server answers with.
+fn failure(code: StatusCode) -> Response<Body> {
+    let reason = match code {
+        StatusCode::NOT_FOUND => "NotFound",
+        StatusCode::CONFLICT => "Conflict",
+        _ => "InternalError",
+    };
+    let status = json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": "injected failure",
+        "reason": reason,
+        "code": code.as_u16(),
+    });
+    json_response(code, &status)
+}
+
+/// Check that `request` is a JSON merge patch of `path` under the operator's field manager, and
+/// return its body.
+async fn merge_patch(request: Request<Body>, path: &str) -> Value {
     assert_eq!(request.method(), Method::PATCH, "{}", request.uri());
-    assert_eq!(
-        request.uri().path(),
-        format!(
-            "/apis/agentgov.dev/v1alpha1/namespaces/{}/agents/{}/status",
-            agent.namespace().expect("a namespace"),
-            agent.name_any()
-        )
-    );
+    assert_eq!(request.uri().path(), path);
     let query: Vec<&str> = request
         .uri()
         .query()
@@ -298,32 +387,92 @@ async fn status_apply(handle: &mut ApiHandle, agent: &Agent, code: StatusCode) -
         patch.get("spec").is_none(),
         "a status patch carries no spec"
     );
-    // What the API server stores: the fields the patch sets (a null removes one).
+    patch
+}
+
+/// What the API server stores of a status merge patch: the fields it sets (a null removes one).
+fn stored(patch: &Value) -> Value {
     let mut stored = patch["status"].clone();
     if let Some(fields) = stored.as_object_mut() {
         fields.retain(|_, v| !v.is_null());
     }
-    let status: AgentStatus = serde_json::from_value(stored).expect("the patch carries a status");
+    stored
+}
+
+/// Expect `PATCH .../agents/<name>/status` as a merge patch under the operator's field manager
+/// that names every status field (absent ones null); answer `code`.
+async fn status_patch(handle: &mut ApiHandle, agent: &Agent, code: StatusCode) -> AgentStatus {
+    let (request, send) = next_request(handle, "an agent status patch").await;
+    let path = format!(
+        "/apis/agentgov.dev/v1alpha1/namespaces/{}/agents/{}/status",
+        agent.namespace().expect("a namespace"),
+        agent.name_any()
+    );
+    let patch = merge_patch(request, &path).await;
+    let status: AgentStatus =
+        serde_json::from_value(stored(&patch)).expect("the patch carries a status");
     assert_eq!(
         patch["status"],
         status.as_merge_patch().expect("a patch"),
         "every status field is named, absent ones as null"
     );
     if code.is_success() {
-        let mut applied = agent.clone();
-        applied.status = Some(status.clone());
-        send.send_response(json_response(code, &applied));
+        let mut patched = agent.clone();
+        patched.status = Some(status.clone());
+        send.send_response(json_response(code, &patched));
     } else {
-        let failure = json!({
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": "injected failure",
-            "reason": "InternalError",
-            "code": code.as_u16(),
-        });
-        send.send_response(json_response(code, &failure));
+        send.send_response(failure(code));
+    }
+    status
+}
+
+/// The fields of an AgentPromotion's status: a merge patch names each (absent ones null).
+const PROMOTION_STATUS_FIELDS: [&str; 7] = [
+    "outcome",
+    "policyHash",
+    "denies",
+    "proof",
+    "decidedAt",
+    "observedGeneration",
+    "conditions",
+];
+
+/// Expect `PATCH .../agentpromotions/<name>/status` as a merge patch under the operator's field
+/// manager that names every status field; answer `code`.
+async fn promotion_status_patch(
+    handle: &mut ApiHandle,
+    promotion: &AgentPromotion,
+    code: StatusCode,
+) -> AgentPromotionStatus {
+    let what = format!("a status patch of AgentPromotion {}", promotion.name_any());
+    let (request, send) = next_request(handle, &what).await;
+    let path = format!(
+        "/apis/agentgov.dev/v1alpha1/namespaces/{}/agentpromotions/{}/status",
+        promotion.namespace().expect("a namespace"),
+        promotion.name_any()
+    );
+    let patch = merge_patch(request, &path).await;
+    let mut named: Vec<&str> = patch["status"]
+        .as_object()
+        .expect("a status object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    named.sort_unstable();
+    let mut fields = PROMOTION_STATUS_FIELDS.to_vec();
+    fields.sort_unstable();
+    assert_eq!(
+        named, fields,
+        "every status field is named, absent ones as null"
+    );
+    let status: AgentPromotionStatus =
+        serde_json::from_value(stored(&patch)).expect("the patch carries a status");
+    if code.is_success() {
+        let mut patched = promotion.clone();
+        patched.status = Some(status.clone());
+        send.send_response(json_response(code, &patched));
+    } else {
+        send.send_response(failure(code));
     }
     status
 }
@@ -351,12 +500,15 @@ async fn event_create(handle: &mut ApiHandle, agent: &Agent, reason: &str) -> Va
 
 impl Context {
     /// A Context whose client talks to the returned verifier, with `keys` as the key ring and
-    /// `bundles` and `agents` in the (synced) caches. Metrics are registered in the returned
-    /// registry.
+    /// `bundles`, `agents` and `promotions` in the (synced) caches and the promotion index.
+    /// The admission guards are in place (`ctx.guards.set(Some(..))` says they are not), every
+    /// approver holds `promote`, approvals wait [`APPROVAL_TTL`]. Metrics are registered in the
+    /// returned registry.
     pub fn test(
         keys: &KeyRingConfig,
         bundles: &[PolicyBundle],
         agents: &[Agent],
+        promotions: &[AgentPromotion],
     ) -> (Arc<Context>, ApiServerVerifier, Registry) {
         let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
         let client = Client::new(service, NAMESPACE);
@@ -366,6 +518,12 @@ impl Context {
             controller: MANAGER.into(),
             instance: Some("test".into()),
         };
+        let promotion_index = PromotionIndex::default();
+        for promotion in promotions {
+            promotion_index.insert(promotion);
+        }
+        // `None`: the admission guards are in place.
+        let guards = GuardState::default();
         let ctx = Context {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -373,16 +531,20 @@ impl Context {
             keys: Arc::new(key_source(keys)),
             agents: store(agents),
             bundles: store(bundles),
+            promotions: store(promotions),
+            promotion_index: Arc::new(promotion_index),
+            counted: Default::default(),
             agents_synced: crate::cache::synced_for_test(),
             bundles_synced: crate::cache::synced_for_test(),
+            promotions_synced: crate::cache::synced_for_test(),
             policies: PolicyCache::default(),
-            in_force: Default::default(),
-            revalidations: Default::default(),
+            guards,
+            approvers: Approvers::fixed(true),
             settings: Settings {
                 bundle_name: BUNDLE.into(),
                 expiry: agentgov_api::expiry::ExpiryPolicy::default(),
-                actor: operator_actor(true),
-                write_concurrency: 4,
+                approval_ttl: APPROVAL_TTL,
+                promotion_history: 10,
             },
             status_limiter: status_limiter(1000),
         };
@@ -420,14 +582,14 @@ fn key_source(config: &KeyRingConfig) -> KeyRingSource {
 // --- Reconcile against the mocked API server -----------------------------------------------------
 
 mod tests {
+    use std::collections::HashMap;
     use std::sync::Arc;
 
     use agentgov_api::GovernanceStatus;
     use agentgov_api::conditions::{PROMOTED, READY, find, is_true};
-    use agentgov_api::hash::spec_hash;
     use agentgov_api::keyring::KeyRing;
-    use agentgov_api::proof::{ProofSubject, verify};
-    use jiff::Timestamp;
+    use agentgov_api::promotion::{PromotionOutcome, ProofLink};
+    use agentgov_api::proof::{Approver, ProofSubject, verify};
     use kube::runtime::controller::Action;
     use tokio::time::timeout;
 
@@ -444,49 +606,81 @@ mod tests {
         .expect("reconcile did not finish")
     }
 
+    fn subject(agent: &Agent) -> ProofSubject<'_> {
+        ProofSubject {
+            namespace: NAMESPACE,
+            name: agent.metadata.name.as_deref().expect("a name"),
+            uid: agent.metadata.uid.as_deref().expect("a uid"),
+        }
+    }
+
     #[tokio::test]
-    async fn sandbox_agent_without_status_gets_exactly_one_status_apply() {
+    async fn sandbox_agent_without_status_gets_exactly_one_status_patch() {
         let keys = ring_config("k1", &["k1"]);
         let agent = agent("scratch", sandbox_spec());
-        let (ctx, verifier, _registry) = Context::test(&keys, &[], std::slice::from_ref(&agent));
-        let verifier = verifier.run(Scenario::StatusApply(agent.clone()));
+        let (ctx, verifier, _registry) =
+            Context::test(&keys, &[], std::slice::from_ref(&agent), &[]);
+        let verifier = verifier.run(Scenario::StatusPatch(agent.clone()));
 
         let action = run_reconcile(&agent, &ctx).await;
         drop(ctx);
         let calls = finish(verifier).await;
 
         let action = action.expect("reconcile succeeds");
-        let status = calls.status.expect("a status apply");
+        let status = calls.status.expect("a status patch");
         assert_eq!(status.governance_status, Some(GovernanceStatus::Sandbox));
         assert!(status.expires_at.is_some());
         assert_eq!(status.observed_generation, Some(1));
         assert!(is_true(&status.conditions, READY), "{status:?}");
-        assert!(status.proof.is_none());
-        assert!(calls.events.is_empty());
+        assert!(status.proof.is_none() && status.approval.is_none());
+        assert!(calls.events.is_empty() && calls.promotions.is_empty());
         // The sandbox is looked at again, well before its 72 h expiry (the resync cap).
         assert_ne!(action, Action::await_change());
     }
 
     #[tokio::test]
-    async fn agent_whose_status_matches_the_judgement_causes_no_api_call() {
+    async fn agent_whose_statuses_match_the_judgement_causes_no_api_call() {
         let keys = ring_config("k1", &["k1"]);
+        let bundle = bundle_in_force(default_bundle_spec());
         let mut sandbox = agent("scratch", sandbox_spec());
         let mut governed = agent("filings", governed_spec());
-        let bundle = bundle_in_force(default_bundle_spec());
-        let (ctx, verifier, registry) = Context::test(&keys, &[bundle], &[]);
-        let verifier = verifier.run(Scenario::NoCalls);
+        let mut approval = promotion("filings-by-alice", &governed, "alice");
 
-        // What an earlier reconcile wrote, a little earlier.
+        // What an earlier reconcile wrote, a little earlier: the agents' and the approval's.
+        let (earlier_ctx, _, _) = Context::test(
+            &keys,
+            std::slice::from_ref(&bundle),
+            &[],
+            std::slice::from_ref(&approval),
+        );
         let earlier = Timestamp::now()
             .checked_sub(SignedDuration::from_secs(30))
             .unwrap();
-        sandbox.status = Some(judge(&ctx, &sandbox, earlier).unwrap().status);
-        governed.status = Some(judge(&ctx, &governed, earlier).unwrap().status);
+        let none = HashMap::new();
+        sandbox.status = Some(
+            judge(&earlier_ctx, &sandbox, &[], &none, earlier)
+                .unwrap()
+                .status,
+        );
+        let authorized = HashMap::from([(approval.name_any(), true)]);
+        let judged = judge(
+            &earlier_ctx,
+            &governed,
+            &[Arc::new(approval.clone())],
+            &authorized,
+            earlier,
+        )
+        .unwrap();
         assert_eq!(
-            governed.status.as_ref().unwrap().governance_status,
+            judged.status.governance_status,
             Some(GovernanceStatus::GovernedValid)
         );
+        governed.status = Some(judged.status);
+        approval.status = judged.promotions.get(&approval.name_any()).cloned();
+        drop(earlier_ctx);
 
+        let (ctx, verifier, registry) = Context::test(&keys, &[bundle], &[], &[approval]);
+        let verifier = verifier.run(Scenario::NoCalls);
         let sandbox_action = run_reconcile(&sandbox, &ctx).await;
         let governed_action = run_reconcile(&governed, &ctx).await;
         drop(ctx);
@@ -494,63 +688,145 @@ mod tests {
 
         sandbox_action.expect("sandbox reconcile succeeds");
         governed_action.expect("governed reconcile succeeds");
-        assert!(calls.status.is_none() && calls.events.is_empty());
-        // A kept proof is not a promotion attempt.
+        assert!(calls.status.is_none() && calls.events.is_empty() && calls.promotions.is_empty());
+        // An approval decided before is not a promotion attempt again.
         assert!(metrics_text(&registry).contains("promotion_attempts_total 0"));
     }
 
     #[tokio::test]
-    async fn allowed_governed_agent_gets_a_proof_then_a_promoted_event() {
+    async fn approved_governed_agent_gets_a_proof_an_approved_promotion_and_an_event() {
         let keys = ring_config("k1", &["k1"]);
         let policy = default_bundle_spec();
         let agent = agent("filings", governed_spec());
+        let approval = promotion("filings-by-alice", &agent, "alice");
         let (ctx, verifier, registry) = Context::test(
             &keys,
             &[bundle_in_force(policy.clone())],
             std::slice::from_ref(&agent),
+            std::slice::from_ref(&approval),
         );
-        let verifier = verifier.run(Scenario::StatusApplyThenEvent(agent.clone(), "Promoted"));
+        let verifier = verifier.run(Scenario::StatusPatchEventThenPromotions(
+            agent.clone(),
+            "Promoted",
+            vec![(approval.clone(), StatusCode::OK)],
+        ));
 
         let action = run_reconcile(&agent, &ctx).await;
         drop(ctx);
         let calls = finish(verifier).await;
 
         action.expect("reconcile succeeds");
-        let status = calls.status.expect("a status apply");
+        let status = calls.status.expect("a status patch");
         assert_eq!(
             status.governance_status,
             Some(GovernanceStatus::GovernedValid)
         );
-        let proof = status.proof.expect("a proof");
+        let proof = status.proof.clone().expect("a proof");
+        assert_eq!(proof.version, 2);
         assert_eq!(proof.key_id, "k1");
         assert_eq!(proof.spec_hash, spec_hash(&agent.spec).unwrap());
         assert_eq!(proof.policy_hash, policy_hash(&policy).unwrap());
+        assert_eq!(
+            Some(proof.agent_uid.as_str()),
+            agent.metadata.uid.as_deref()
+        );
+        assert_eq!(
+            proof.approvers,
+            vec![Approver {
+                username: "alice".into(),
+                uid: "uid-alice".into(),
+            }]
+        );
+        assert_eq!(proof.promotions, vec![approval.uid().unwrap()]);
         let ring = KeyRing::from_config(&keys).unwrap();
-        let subject = ProofSubject {
-            namespace: NAMESPACE,
-            name: "filings",
-        };
-        assert_eq!(verify(&ring, subject, &proof), Ok(()));
+        assert_eq!(verify(&ring, subject(&agent), &proof), Ok(()));
         assert!(is_true(&status.conditions, PROMOTED));
+        let approved = status.approval.as_ref().expect("status.approval");
+        assert_eq!(approved.approved_by, vec!["alice".to_string()]);
+        assert_eq!(approved.spec_hash, proof.spec_hash);
+
         assert_eq!(calls.events[0]["type"], "Normal");
         let note = calls.events[0]["note"].as_str().unwrap();
         assert!(
-            note.contains("GOVERNED_VALID") && note.contains("k1"),
+            note.contains("GOVERNED_VALID") && note.contains("alice") && note.contains("k1"),
             "{note}"
         );
+
+        let [(name, promoted)] = calls.promotions.as_slice() else {
+            panic!("one promotion status patch: {:?}", calls.promotions);
+        };
+        assert_eq!(name, "filings-by-alice");
+        assert_eq!(promoted.outcome, Some(PromotionOutcome::Approved));
+        assert_eq!(
+            promoted.policy_hash.as_deref(),
+            Some(proof.policy_hash.as_str())
+        );
+        assert_eq!(
+            promoted.proof,
+            Some(ProofLink {
+                agent_uid: proof.agent_uid.clone(),
+                key_id: "k1".into(),
+                signed_at: proof.signed_at.clone(),
+            })
+        );
+        assert!(promoted.decided_at.is_some());
+        assert!(is_true(&promoted.conditions, READY));
         assert!(metrics_text(&registry).contains("promotion_attempts_total 1"));
     }
 
     #[tokio::test]
-    async fn denied_governed_agent_gets_denies_an_event_and_a_deny_metric() {
+    async fn governed_agent_without_approval_awaits_one() {
+        let keys = ring_config("k1", &["k1"]);
+        let agent = agent("filings", governed_spec());
+        let (ctx, verifier, registry) = Context::test(
+            &keys,
+            &[bundle_in_force(default_bundle_spec())],
+            std::slice::from_ref(&agent),
+            &[],
+        );
+        let verifier = verifier.run(Scenario::StatusPatchThenEvent(
+            agent.clone(),
+            "AwaitingApproval",
+        ));
+
+        let action = run_reconcile(&agent, &ctx).await;
+        drop(ctx);
+        let calls = finish(verifier).await;
+
+        action.expect("reconcile succeeds");
+        let status = calls.status.expect("a status patch");
+        assert_eq!(status.governance_status, Some(GovernanceStatus::Sandbox));
+        assert!(status.proof.is_none());
+        let hash = spec_hash(&agent.spec).unwrap();
+        assert_eq!(
+            status.approval.as_ref().map(|a| a.spec_hash.as_str()),
+            Some(hash.as_str())
+        );
+        assert_eq!(
+            find(&status.conditions, PROMOTED).map(|c| c.reason.as_str()),
+            Some("AwaitingApproval")
+        );
+        let note = calls.events[0]["note"].as_str().unwrap();
+        assert!(note.contains(&hash), "{note}");
+        assert!(metrics_text(&registry).contains("promotion_attempts_total 0"));
+    }
+
+    #[tokio::test]
+    async fn denied_governed_agent_gets_denies_an_event_a_denied_promotion_and_a_deny_metric() {
         let keys = ring_config("k1", &["k1"]);
         let agent = agent("hot", too_hot_spec());
+        let approval = promotion("hot-by-alice", &agent, "alice");
         let bundle = bundle_in_force(default_bundle_spec());
-        let (ctx, verifier, registry) =
-            Context::test(&keys, &[bundle], std::slice::from_ref(&agent));
-        let verifier = verifier.run(Scenario::StatusApplyThenEvent(
+        let (ctx, verifier, registry) = Context::test(
+            &keys,
+            &[bundle],
+            std::slice::from_ref(&agent),
+            std::slice::from_ref(&approval),
+        );
+        let verifier = verifier.run(Scenario::StatusPatchEventThenPromotions(
             agent.clone(),
             "PromotionDenied",
+            vec![(approval.clone(), StatusCode::OK)],
         ));
 
         let action = run_reconcile(&agent, &ctx).await;
@@ -558,7 +834,7 @@ mod tests {
         let calls = finish(verifier).await;
 
         action.expect("a deny is a successful reconcile");
-        let status = calls.status.expect("a status apply");
+        let status = calls.status.expect("a status patch");
         assert_eq!(status.governance_status, Some(GovernanceStatus::Sandbox));
         assert!(status.proof.is_none());
         assert_eq!(status.denies.len(), 1, "{:?}", status.denies);
@@ -573,6 +849,12 @@ mod tests {
         );
         assert_eq!(calls.events[0]["type"], "Warning");
         assert_eq!(calls.events[0]["note"], status.denies[0].as_str());
+        let [(_, denied)] = calls.promotions.as_slice() else {
+            panic!("one promotion status patch: {:?}", calls.promotions);
+        };
+        assert_eq!(denied.outcome, Some(PromotionOutcome::Denied));
+        assert_eq!(denied.denies, status.denies);
+        assert!(denied.proof.is_none());
         let text = metrics_text(&registry);
         assert!(
             text.contains("promotion_denies_total{reason=\"temperature\"} 1"),
@@ -582,20 +864,95 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn failed_status_apply_is_an_error_that_requeues() {
+    async fn a_promotion_deleted_before_its_status_is_written_is_not_an_error() {
+        let keys = ring_config("k1", &["k1"]);
+        let agent = agent("filings", governed_spec());
+        let approval = promotion("filings-by-alice", &agent, "alice");
+        let (ctx, verifier, registry) = Context::test(
+            &keys,
+            &[bundle_in_force(default_bundle_spec())],
+            std::slice::from_ref(&agent),
+            std::slice::from_ref(&approval),
+        );
+        let verifier = verifier.run(Scenario::StatusPatchEventThenPromotions(
+            agent.clone(),
+            "Promoted",
+            vec![(approval, StatusCode::NOT_FOUND)],
+        ));
+
+        let action = run_reconcile(&agent, &ctx).await;
+        drop(ctx);
+        let calls = finish(verifier).await;
+
+        action.expect("a promotion gone meanwhile is not a failure");
+        assert_eq!(calls.promotions.len(), 1);
+        assert!(!metrics_text(&registry).contains("agentgov_reconcile_errors_total{"));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_signed_while_the_admission_guards_are_missing() {
+        let keys = ring_config("k1", &["k1"]);
+        let agent = agent("filings", governed_spec());
+        let approval = promotion("filings-by-alice", &agent, "alice");
+        let (ctx, verifier, _registry) = Context::test(
+            &keys,
+            &[bundle_in_force(default_bundle_spec())],
+            std::slice::from_ref(&agent),
+            std::slice::from_ref(&approval),
+        );
+        ctx.guards.set(Some(
+            "ValidatingAdmissionPolicy agentgov-promotions is missing".into(),
+        ));
+        // Signing postponed is no Event; the approval waits.
+        let verifier = verifier.run(Scenario::StatusPatchThenPromotions(
+            agent.clone(),
+            vec![(approval, StatusCode::OK)],
+        ));
+
+        let action = run_reconcile(&agent, &ctx).await;
+        drop(ctx);
+        let calls = finish(verifier).await;
+
+        let action = action.expect("reconcile succeeds");
+        assert_ne!(action, Action::await_change(), "tried again later");
+        let status = calls.status.expect("a status patch");
+        assert!(status.proof.is_none());
+        assert_eq!(status.governance_status, None);
+        let ready = find(&status.conditions, READY).expect("Ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "TrustGuardsMissing")
+        );
+        assert!(ready.message.contains("agentgov-promotions"), "{ready:?}");
+        let [(_, pending)] = calls.promotions.as_slice() else {
+            panic!("one promotion status patch: {:?}", calls.promotions);
+        };
+        assert_eq!(pending.outcome, Some(PromotionOutcome::Pending));
+        assert!(
+            pending.denies[0].contains("admission guards"),
+            "{:?}",
+            pending.denies
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_status_patch_is_an_error_that_requeues_with_growing_backoff() {
         let keys = ring_config("k1", &["k1"]);
         let agent = agent("scratch", sandbox_spec());
-        let (ctx, verifier, registry) = Context::test(&keys, &[], std::slice::from_ref(&agent));
-        let verifier = verifier.run(Scenario::StatusApplyFails(
+        let (ctx, verifier, registry) =
+            Context::test(&keys, &[], std::slice::from_ref(&agent), &[]);
+        let verifier = verifier.run(Scenario::StatusPatchFails(
             agent.clone(),
             StatusCode::INTERNAL_SERVER_ERROR,
         ));
 
         let result = run_reconcile(&agent, &ctx).await;
-        let action = result
-            .as_ref()
-            .err()
-            .map(|e| error_policy(Arc::new(agent.clone()), e, ctx.clone()));
+        let actions: Vec<Action> = match result.as_ref() {
+            Err(e) => (0..2)
+                .map(|_| error_policy(Arc::new(agent.clone()), e, ctx.clone()))
+                .collect(),
+            Ok(_) => Vec::new(),
+        };
         drop(ctx);
         finish(verifier).await;
 
@@ -603,11 +960,17 @@ mod tests {
             Err(Error::Kube(kube::Error::Api(status))) => assert_eq!(status.code, 500),
             other => panic!("expected an API error, got {other:?}"),
         }
-        let action = action.expect("error_policy ran");
-        assert_ne!(action, Action::await_change(), "a failure is retried");
+        // Per object: 1 s after the first failure, 2 s after the second.
+        assert_eq!(
+            actions,
+            vec![
+                Action::requeue(Duration::from_secs(1)),
+                Action::requeue(Duration::from_secs(2))
+            ]
+        );
         let text = metrics_text(&registry);
         assert!(
-            text.contains("agentgov_reconcile_errors_total{controller=\"agent\",error=\"kube\"} 1"),
+            text.contains("agentgov_reconcile_errors_total{controller=\"agent\",error=\"kube\"} 2"),
             "{text}"
         );
     }

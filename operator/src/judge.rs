@@ -1,18 +1,32 @@
-//! The operator's decision about one agent, as a plain function: given the agent, the policy in
-//! force, the key ring and the clock, what should its status be? No I/O here; the controller
-//! writes what this returns.
+//! The operator's decision about one agent, as a plain function: given the agent, its approvals
+//! (AgentPromotions, each with whether its requester still holds `promote`), the policy in force,
+//! the key ring, whether the admission guards are in place, and the clock, what should the
+//! agent's status be, and each approval's? No I/O here; the controller writes what this returns.
+//!
+//! A governed agent is signed only under approvals of its current spec hash from at least
+//! `data.approvals.required` distinct verified identities, each allowed by the policy with that
+//! identity as its actor. A spec changed since it was approved is not signed again: it waits for
+//! an approval of the new hash (a governed agent is invalidated meanwhile). Nothing is signed
+//! while the admission guards are missing or altered.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use agentgov_api::agent::{AgentMode, AgentSpec, AgentStatus, GovernanceStatus, PolicyRef};
+use agentgov_api::agent::{
+    AgentMode, AgentSpec, AgentStatus, ApprovalStatus, GovernanceStatus, PolicyRef,
+};
 use agentgov_api::conditions::{self, ConditionUpdate, EXPIRED, PROMOTED, READY};
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::KeyRing;
-use agentgov_api::policy::{Actor, AgentInput, PolicyEngine, PolicyInput};
-use agentgov_api::proof::{self, ProofSubject};
-use jiff::Timestamp;
+use agentgov_api::policy::{Actor, AgentInput, PolicyDecision, PolicyEngine, PolicyInput};
+use agentgov_api::promotion::{AgentPromotionStatus, PromotionOutcome, ProofLink, Requester};
+use agentgov_api::proof::{self, Approver, Claims, ProofBundle, ProofSubject};
+use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+/// The deny code of the policy's actor rule (the approver does not hold a promoter role).
+pub const ACTOR_CODE: &str = "actor_unauthorized";
 
 /// The compiled policy in force for a namespace.
 #[derive(Clone, Debug)]
@@ -20,6 +34,8 @@ pub struct ActivePolicy {
     pub name: String,
     pub version: String,
     pub engine: PolicyEngine,
+    /// `data.approvals.required`.
+    pub approvals_required: usize,
 }
 
 impl ActivePolicy {
@@ -41,10 +57,26 @@ impl ActivePolicy {
 pub struct AgentFacts<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
+    pub uid: &'a str,
     pub generation: Option<i64>,
     pub created: Timestamp,
     pub spec: &'a AgentSpec,
     pub status: Option<&'a AgentStatus>,
+}
+
+/// One AgentPromotion of the agent.
+#[derive(Clone, Copy, Debug)]
+pub struct ApprovalFacts<'a> {
+    pub name: &'a str,
+    pub uid: &'a str,
+    pub spec_hash: &'a str,
+    /// Stamped and checked by the API server (None: the guards were not in place).
+    pub requester: Option<&'a Requester>,
+    pub created: Timestamp,
+    /// A SubjectAccessReview for `promote` on the agent, asked by the operator now: a role
+    /// revoked since the approval is honoured.
+    pub authorized: bool,
+    pub status: Option<&'a AgentPromotionStatus>,
 }
 
 /// What happened, for logs, events and metrics.
@@ -54,17 +86,20 @@ pub enum Outcome {
     Sandbox,
     /// A sandbox past its expiry.
     Expired,
-    /// Allowed again; the proof in status still holds for this spec, policy and key ring.
+    /// Allowed again; the proof in status still holds.
     Kept,
-    /// Allowed and signed: GOVERNED_VALID.
+    /// Approved and signed: GOVERNED_VALID.
     Promoted,
-    /// Allowed with warnings and signed: GOVERNED_RESTRICTED.
+    /// Approved with warnings and signed: GOVERNED_RESTRICTED.
     Restricted,
-    /// A first promotion was denied: the agent stays in the sandbox tier.
+    /// A governed request the policy denies: it stays in the sandbox tier.
     Denied,
-    /// A governed agent failed: GOVERNED_INVALIDATED (quarantine).
+    /// A governed agent that fails (the policy, a spec changed since approval, approvals
+    /// withdrawn): GOVERNED_INVALIDATED (quarantine).
     Invalidated,
-    /// The operator could not sign (no usable key); nothing was changed but the Ready condition.
+    /// A governed request that waits for (more) approvals of its current spec.
+    AwaitingApproval,
+    /// The operator could not sign (no usable key, or the admission guards are missing).
     SigningUnavailable,
 }
 
@@ -78,43 +113,74 @@ impl Outcome {
             Outcome::Restricted => "restricted",
             Outcome::Denied => "denied",
             Outcome::Invalidated => "invalidated",
+            Outcome::AwaitingApproval => "awaiting_approval",
             Outcome::SigningUnavailable => "signing_unavailable",
         }
     }
-
-    /// A policy evaluation ran (a promotion attempt in the seed's terms).
-    pub fn evaluated(self) -> bool {
-        matches!(
-            self,
-            Outcome::Promoted | Outcome::Restricted | Outcome::Denied | Outcome::Invalidated
-        )
-    }
 }
 
-/// The judgement: the status to write, what happened, and when to look again.
+/// An approval decided for the first time in this judgement: a promotion attempt (counted once).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub promotion: String,
+    /// The AgentPromotion's uid (an attempt is counted once per uid).
+    pub uid: String,
+    pub requester: String,
+    pub outcome: PromotionOutcome,
+    /// The policy's deny codes (bounded) and sentences, for a denied attempt.
+    pub deny_codes: Vec<String>,
+    pub denies: Vec<String>,
+}
+
+/// The judgement: the agent's status, each approval's, what happened, and when to look again.
 #[derive(Clone, Debug)]
 pub struct Judgement {
     pub status: AgentStatus,
     pub outcome: Outcome,
+    /// The policy's deny codes of a refusal (bounded metric labels).
+    pub deny_codes: Vec<String>,
+    /// The status of each AgentPromotion of the agent, by name.
+    pub promotions: BTreeMap<String, AgentPromotionStatus>,
+    pub attempts: Vec<Attempt>,
     pub requeue_after: Option<Duration>,
 }
 
-/// Everything the judgement depends on besides the agent.
+/// Everything the judgement depends on besides the agent and its approvals.
 #[derive(Clone, Copy)]
 pub struct Judge<'a> {
     pub policy: Option<&'a ActivePolicy>,
     pub bundle_name: &'a str,
     pub keys: &'a KeyRing,
-    pub actor: &'a Actor,
     pub expiry: &'a ExpiryPolicy,
+    /// Why the operator may not sign now, if it may not (the admission guards' problems).
+    pub guards_missing: Option<&'a str>,
+    /// How long an approval may wait for more approvers before it expires.
+    pub approval_ttl: SignedDuration,
     pub now: Timestamp,
 }
 
+/// One approval, judged.
+struct Verdict<'a> {
+    facts: &'a ApprovalFacts<'a>,
+    current: bool,
+    expired: bool,
+    decision: Option<Result<PolicyDecision, String>>,
+}
+
+impl Verdict<'_> {
+    fn allowed(&self) -> bool {
+        self.current
+            && !self.expired
+            && self.facts.authorized
+            && matches!(&self.decision, Some(Ok(d)) if d.allow)
+    }
+}
+
 impl Judge<'_> {
-    pub fn judge(&self, agent: &AgentFacts<'_>) -> Judgement {
+    pub fn judge(&self, agent: &AgentFacts<'_>, approvals: &[ApprovalFacts<'_>]) -> Judgement {
         match agent.spec.mode {
-            AgentMode::Sandbox => self.sandbox(agent),
-            AgentMode::Governed => self.governed(agent),
+            AgentMode::Sandbox => self.sandbox(agent, approvals),
+            AgentMode::Governed => self.governed(agent, approvals),
         }
     }
 
@@ -147,50 +213,68 @@ impl Judge<'_> {
         );
     }
 
-    fn sandbox(&self, agent: &AgentFacts<'_>) -> Judgement {
+    fn judgement(&self, status: AgentStatus, outcome: Outcome) -> Judgement {
+        Judgement {
+            status,
+            outcome,
+            deny_codes: Vec::new(),
+            promotions: BTreeMap::new(),
+            attempts: Vec::new(),
+            requeue_after: None,
+        }
+    }
+
+    fn sandbox(&self, agent: &AgentFacts<'_>, approvals: &[ApprovalFacts<'_>]) -> Judgement {
         let mut status = self.base_status(agent);
         status.conditions.retain(|c| c.type_ != PROMOTED);
         status.governance_status = Some(GovernanceStatus::Sandbox);
         let expires_at =
             sandbox_expires_at(agent.created, agent.spec.sandbox.as_ref(), self.expiry);
         status.expires_at = Some(Time(expires_at));
-        if self.now >= expires_at {
+        let mut judgement = if self.now >= expires_at {
             let msg = format!("sandbox expired at {expires_at}; promote it or recreate it");
             self.set(&mut status, EXPIRED, true, "Expired", msg.clone());
             self.set(&mut status, READY, false, "Expired", msg);
-            return Judgement {
-                status,
-                outcome: Outcome::Expired,
-                requeue_after: None,
-            };
-        }
-        let msg = format!("sandbox until {expires_at}");
-        self.set(&mut status, EXPIRED, false, "Active", msg.clone());
-        self.set(&mut status, READY, true, "Sandbox", msg);
-        let wait = self.now.duration_until(expires_at);
-        Judgement {
-            status,
-            outcome: Outcome::Sandbox,
+            self.judgement(status, Outcome::Expired)
+        } else {
+            let msg = format!("sandbox until {expires_at}");
+            self.set(&mut status, EXPIRED, false, "Active", msg.clone());
+            self.set(&mut status, READY, true, "Sandbox", msg);
+            let wait = self.now.duration_until(expires_at);
+            let mut j = self.judgement(status, Outcome::Sandbox);
             // Wake up at expiry rather than poll; a second late so the clock has passed it.
-            requeue_after: Some(
-                Duration::try_from(wait).unwrap_or_default() + Duration::from_secs(1),
-            ),
-        }
+            j.requeue_after =
+                Some(Duration::try_from(wait).unwrap_or_default() + Duration::from_secs(1));
+            j
+        };
+        // A sandbox asks for nothing: its approvals are for a governed spec it no longer has.
+        let hash = spec_hash(agent.spec).unwrap_or_default();
+        judgement.promotions = approvals
+            .iter()
+            .map(|a| {
+                let status = self.superseded(a, &hash, "the agent is a sandbox now");
+                (a.name.to_string(), status)
+            })
+            .collect();
+        judgement
     }
 
-    fn governed(&self, agent: &AgentFacts<'_>) -> Judgement {
+    fn governed(&self, agent: &AgentFacts<'_>, approvals: &[ApprovalFacts<'_>]) -> Judgement {
         let previous = agent.status.cloned().unwrap_or_default();
         let was_governed = previous
             .governance_status
             .is_some_and(|g| g != GovernanceStatus::Sandbox);
-        let spec_hash = match spec_hash(agent.spec) {
+        let hash = match spec_hash(agent.spec) {
             Ok(h) => h,
             Err(e) => {
-                return self.refuse(agent, was_governed, vec![format!("cannot hash spec: {e}")]);
+                let mut j =
+                    self.refuse(agent, was_governed, vec![format!("cannot hash spec: {e}")]);
+                j.deny_codes = vec!["other".into()];
+                return j;
             }
         };
         let Some(policy) = self.policy else {
-            return self.refuse(
+            let mut j = self.refuse(
                 agent,
                 was_governed,
                 vec![format!(
@@ -198,95 +282,319 @@ impl Judge<'_> {
                     self.bundle_name, agent.namespace
                 )],
             );
-        };
-        // The policy is asked every time: the status is a function of the spec, the policy in
-        // force and the key ring, never of what the status itself claims (anyone who may write
-        // the status subresource could have written it).
-        let input = PolicyInput {
-            agent: AgentInput {
-                namespace: agent.namespace,
-                name: agent.name,
-                spec: agent.spec,
-            },
-            actor: self.actor,
-        };
-        let decision = match policy.engine.evaluate(&input) {
-            Ok(d) => d,
-            // Fail closed: an evaluation error is a deny, with the error as its reason.
-            Err(e) => {
-                let mut j = self.refuse(agent, was_governed, vec![e.to_string()]);
-                j.status.policy = Some(policy.reference());
-                return j;
-            }
-        };
-        if !decision.allow {
-            let mut j = self.refuse(agent, was_governed, decision.denies);
-            j.status.policy = Some(policy.reference());
-            j.status.warnings = decision.warnings;
+            j.deny_codes = vec!["no_policy".into()];
+            j.promotions = approvals
+                .iter()
+                .map(|a| {
+                    (
+                        a.name.to_string(),
+                        self.pending(a, None, "no policy is in force"),
+                    )
+                })
+                .collect();
             return j;
+        };
+        // Each approval of this spec, judged by the policy with its approver as the actor.
+        let mut decisions: BTreeMap<&str, Result<PolicyDecision, String>> = BTreeMap::new();
+        let verdicts: Vec<Verdict<'_>> = approvals
+            .iter()
+            .map(|a| {
+                let current = a.spec_hash == hash;
+                let expired = self.now
+                    >= a.created
+                        .saturating_add(self.approval_ttl)
+                        .unwrap_or(a.created)
+                    && a.status.and_then(|s| s.outcome) != Some(PromotionOutcome::Approved);
+                let decision = match (current, a.requester) {
+                    (true, Some(r)) => Some(
+                        decisions
+                            .entry(r.username.as_str())
+                            .or_insert_with(|| evaluate(policy, agent, r, a.authorized))
+                            .clone(),
+                    ),
+                    _ => None,
+                };
+                Verdict {
+                    facts: a,
+                    current,
+                    expired,
+                    decision,
+                }
+            })
+            .collect();
+        // Distinct approvers the policy allows, each by their earliest approval.
+        let mut qualified: BTreeMap<&str, &Verdict<'_>> = BTreeMap::new();
+        for v in verdicts.iter().filter(|v| v.allowed()) {
+            let user = v.facts.requester.map_or("", |r| r.username.as_str());
+            let earlier = qualified
+                .get(user)
+                .is_some_and(|q| q.facts.created <= v.facts.created);
+            if !earlier {
+                qualified.insert(user, v);
+            }
         }
-        // A proof that still holds is kept (not signed again): same spec, same policy, key not
-        // revoked, signature valid. Everything around it is written afresh.
+        let required = policy.approvals_required.max(1);
+        let approval = ApprovalStatus {
+            spec_hash: hash.clone(),
+            required: i32::try_from(required).unwrap_or(i32::MAX),
+            approved_by: qualified.keys().map(|u| u.to_string()).collect(),
+        };
+        // What the policy says of the spec itself (all but the actor rule), approved or not.
+        let spec_verdict = evaluate(policy, agent, &Requester::default(), true);
+        let (spec_denies, spec_codes, warnings) = match &spec_verdict {
+            Ok(d) => (
+                d.denies
+                    .iter()
+                    .filter(|x| x.code != ACTOR_CODE)
+                    .map(|x| x.message.clone())
+                    .collect::<Vec<_>>(),
+                d.denies
+                    .iter()
+                    .filter(|x| x.code != ACTOR_CODE)
+                    .map(|x| x.code.clone())
+                    .collect::<Vec<_>>(),
+                d.warnings.clone(),
+            ),
+            Err(e) => (
+                vec![e.clone()],
+                vec!["policy_error".to_string()],
+                Vec::new(),
+            ),
+        };
+        // Only the policy's refusal of the spec denies every approval: the wait for more
+        // approvals (which may invalidate a governed agent too) is no reason to deny those
+        // that count.
+        let spec_refused = !spec_denies.is_empty();
+        let mut judgement = if spec_refused {
+            let mut j = self.refuse(agent, was_governed, spec_denies);
+            j.status.policy = Some(policy.reference());
+            j.status.warnings = warnings;
+            j.deny_codes = spec_codes;
+            j
+        } else if qualified.len() < required {
+            // An approval of another spec of this agent: its spec changed since (stable from one
+            // judgement to the next, unlike the proof, which a refusal keeps only while it
+            // verifies).
+            let changed = verdicts
+                .iter()
+                .any(|v| !v.current && v.facts.requester.is_some());
+            self.await_approval(
+                agent,
+                was_governed,
+                changed,
+                &hash,
+                qualified.len(),
+                required,
+            )
+        } else {
+            let approvers: Vec<Approver> = qualified
+                .values()
+                .filter_map(|v| v.facts.requester)
+                .map(|r| Approver {
+                    username: r.username.clone(),
+                    uid: r.uid.clone(),
+                })
+                .collect();
+            let promotions: Vec<String> = qualified
+                .values()
+                .map(|v| v.facts.uid.to_string())
+                .collect();
+            self.promote(
+                agent,
+                &previous,
+                policy,
+                &hash,
+                &approvers,
+                &promotions,
+                warnings,
+            )
+        };
+        // An agent the operator could not sign keeps the status it had: it is not judged under
+        // this policy until it is signed (so a revalidation waits for it).
+        if judgement.outcome != Outcome::SigningUnavailable {
+            judgement.status.policy = Some(policy.reference());
+            judgement.status.approval = Some(approval);
+        }
+        // Each approval's own status.
+        let promoted = judgement
+            .status
+            .governance_status
+            .is_some_and(|g| g.is_governed_in_force());
+        let proof = judgement.status.proof.clone();
+        let refusal = if spec_refused {
+            judgement.status.denies.clone()
+        } else {
+            Vec::new()
+        };
+        for v in &verdicts {
+            let status = self.approval_status(
+                v,
+                &hash,
+                policy,
+                promoted,
+                proof.as_ref(),
+                &refusal,
+                required,
+                qualified.len(),
+            );
+            let first =
+                v.facts.status.and_then(|s| s.outcome).is_none() && status.outcome.is_some();
+            if first && v.current {
+                let (codes, denies) = match &v.decision {
+                    Some(Ok(d)) if !d.allow => (
+                        d.denies.iter().map(|x| x.code.clone()).collect(),
+                        d.denies.iter().map(|x| x.message.clone()).collect(),
+                    ),
+                    Some(Err(e)) => (vec!["policy_error".to_string()], vec![e.clone()]),
+                    _ if !v.facts.authorized => {
+                        (vec![ACTOR_CODE.to_string()], status.denies.clone())
+                    }
+                    _ => (Vec::new(), Vec::new()),
+                };
+                judgement.attempts.push(Attempt {
+                    promotion: v.facts.name.to_string(),
+                    uid: v.facts.uid.to_string(),
+                    requester: v
+                        .facts
+                        .requester
+                        .map_or_else(String::new, |r| r.username.clone()),
+                    outcome: status.outcome.unwrap_or(PromotionOutcome::Pending),
+                    deny_codes: codes,
+                    denies,
+                });
+            }
+            judgement
+                .promotions
+                .insert(v.facts.name.to_string(), status);
+        }
+        judgement
+    }
+
+    /// The agent signed (or its proof kept) under these approvals.
+    #[allow(clippy::too_many_arguments)]
+    fn promote(
+        &self,
+        agent: &AgentFacts<'_>,
+        previous: &AgentStatus,
+        policy: &ActivePolicy,
+        hash: &str,
+        approvers: &[Approver],
+        promotions: &[String],
+        warnings: Vec<String>,
+    ) -> Judgement {
+        let restricted = !warnings.is_empty();
+        // A proof that still holds is kept (not signed again): same spec, policy, approvals and
+        // object, key not revoked, signature valid.
         let kept = previous.proof.as_ref().filter(|p| {
             previous
                 .governance_status
                 .is_some_and(|g| g.is_governed_in_force())
-                && p.spec_hash == spec_hash
+                && p.version >= 2
+                && p.spec_hash == hash
                 && p.policy_hash == policy.hash()
+                && p.approvers == sorted(approvers)
+                && p.promotions == sorted(promotions)
                 && proof::verify(self.keys, subject(agent), p).is_ok()
         });
         let (proof, outcome) = match kept {
             Some(p) => (p.clone(), Outcome::Kept),
-            None => match proof::sign(
-                self.keys,
-                subject(agent),
-                &spec_hash,
-                policy.hash(),
-                self.now,
-            ) {
-                Ok(p) if decision.is_restricted() => (p, Outcome::Restricted),
-                Ok(p) => (p, Outcome::Promoted),
-                Err(e) => {
-                    let mut status = previous;
-                    self.set(
-                        &mut status,
-                        READY,
-                        false,
-                        "SigningUnavailable",
-                        format!("the operator cannot sign: {e}"),
-                    );
-                    return Judgement {
-                        status,
-                        outcome: Outcome::SigningUnavailable,
-                        requeue_after: Some(Duration::from_secs(30)),
-                    };
+            None => {
+                if let Some(why) = self.guards_missing {
+                    return self.cannot_sign(previous, format!("the operator signs nothing while the admission guards are not in place: {why}"), "TrustGuardsMissing");
                 }
-            },
+                let claims = Claims {
+                    spec_hash: hash,
+                    policy_hash: policy.hash(),
+                    approvers,
+                    promotions,
+                };
+                match proof::sign(self.keys, subject(agent), claims, self.now) {
+                    Ok(p) if restricted => (p, Outcome::Restricted),
+                    Ok(p) => (p, Outcome::Promoted),
+                    Err(e) => {
+                        return self.cannot_sign(
+                            previous,
+                            format!("the operator cannot sign: {e}"),
+                            "SigningUnavailable",
+                        );
+                    }
+                }
+            }
         };
         let mut status = self.base_status(agent);
         status.conditions.retain(|c| c.type_ != EXPIRED);
-        status.governance_status = Some(if decision.is_restricted() {
+        status.governance_status = Some(if restricted {
             GovernanceStatus::GovernedRestricted
         } else {
             GovernanceStatus::GovernedValid
         });
-        status.policy = Some(policy.reference());
-        status.warnings = decision.warnings;
-        let (reason, msg) = in_force_reason(&status.warnings, &proof.key_id);
+        status.warnings = warnings;
+        let (reason, msg) = in_force_reason(&status.warnings, &proof);
         status.proof = Some(proof);
         self.set(&mut status, PROMOTED, true, reason, msg.clone());
         self.set(&mut status, READY, true, reason, msg);
-        Judgement {
-            status,
-            outcome,
-            requeue_after: None,
+        self.judgement(status, outcome)
+    }
+
+    /// Signing is not possible now: everything stays as it was, but Ready says why; look again.
+    fn cannot_sign(&self, previous: &AgentStatus, message: String, reason: &str) -> Judgement {
+        let mut status = previous.clone();
+        self.set(&mut status, READY, false, reason, message);
+        let mut j = self.judgement(status, Outcome::SigningUnavailable);
+        j.requeue_after = Some(Duration::from_secs(30));
+        j
+    }
+
+    /// Not (yet) approved by enough identities.
+    fn await_approval(
+        &self,
+        agent: &AgentFacts<'_>,
+        was_governed: bool,
+        changed: bool,
+        hash: &str,
+        have: usize,
+        required: usize,
+    ) -> Judgement {
+        let wanted = format!(
+            "approve spec hash {hash} with an AgentPromotion ({have} of {required} approvals)"
+        );
+        if was_governed {
+            let why = if changed {
+                format!("the spec changed since it was approved; {wanted}")
+            } else {
+                format!("the agent is no longer approved; {wanted}")
+            };
+            let mut j = self.refuse(agent, true, vec![why]);
+            j.deny_codes = vec!["approval".into()];
+            return j;
         }
+        let mut status = self.base_status(agent);
+        status.conditions.retain(|c| c.type_ != EXPIRED);
+        status.governance_status = Some(GovernanceStatus::Sandbox);
+        self.set(
+            &mut status,
+            PROMOTED,
+            false,
+            "AwaitingApproval",
+            wanted.clone(),
+        );
+        self.set(&mut status, READY, false, "AwaitingApproval", wanted);
+        self.judgement(status, Outcome::AwaitingApproval)
     }
 
     /// Keep the agent out of the governed tier: a first request stays SANDBOX, a governed agent
-    /// falls to GOVERNED_INVALIDATED. The proof is dropped either way.
+    /// falls to GOVERNED_INVALIDATED and keeps its last proof as the record of what was approved
+    /// (admission refuses it: the checks say what no longer holds).
     fn refuse(&self, agent: &AgentFacts<'_>, was_governed: bool, denies: Vec<String>) -> Judgement {
         let mut status = self.base_status(agent);
+        if was_governed {
+            // Only a proof the operator's keys signed for this very agent: the status may have
+            // been written by someone else.
+            status.proof = agent
+                .status
+                .and_then(|s| s.proof.clone())
+                .filter(|p| proof::verify(self.keys, subject(agent), p).is_ok());
+        }
         status.conditions.retain(|c| c.type_ != EXPIRED);
         let (governance, outcome, reason) = if was_governed {
             (
@@ -302,22 +610,243 @@ impl Judge<'_> {
         status.denies = denies;
         self.set(&mut status, PROMOTED, false, reason, msg.clone());
         self.set(&mut status, READY, false, reason, msg);
-        Judgement {
-            status,
+        self.judgement(status, outcome)
+    }
+
+    /// What became of one approval.
+    #[allow(clippy::too_many_arguments)]
+    fn approval_status(
+        &self,
+        v: &Verdict<'_>,
+        hash: &str,
+        policy: &ActivePolicy,
+        promoted: bool,
+        proof: Option<&ProofBundle>,
+        refusal: &[String],
+        required: usize,
+        have: usize,
+    ) -> AgentPromotionStatus {
+        let a = v.facts;
+        if !v.current {
+            return self.superseded(a, hash, "the agent's spec is no longer the one approved");
+        }
+        let Some(requester) = a.requester else {
+            return self.decided(a, Some(policy), PromotionOutcome::Denied, vec![
+                "spec.requestedBy is missing: the API server did not record who asked (are the admission guards installed?)".into(),
+            ], None);
+        };
+        let named = proof.is_some_and(|p| p.promotions.iter().any(|u| u == a.uid));
+        if promoted && named {
+            let link = proof.map(|p| ProofLink {
+                agent_uid: p.agent_uid.clone(),
+                key_id: p.key_id.clone(),
+                signed_at: p.signed_at.clone(),
+            });
+            return self.decided(
+                a,
+                Some(policy),
+                PromotionOutcome::Approved,
+                Vec::new(),
+                link,
+            );
+        }
+        if !a.authorized {
+            return self.decided(
+                a,
+                Some(policy),
+                PromotionOutcome::Denied,
+                vec![format!(
+                    "{} does not hold the verb 'promote' on the agent (now)",
+                    requester.username
+                )],
+                None,
+            );
+        }
+        match &v.decision {
+            Some(Ok(d)) if !d.allow => {
+                return self.decided(
+                    a,
+                    Some(policy),
+                    PromotionOutcome::Denied,
+                    d.messages(),
+                    None,
+                );
+            }
+            Some(Err(e)) => {
+                return self.decided(
+                    a,
+                    Some(policy),
+                    PromotionOutcome::Denied,
+                    vec![e.clone()],
+                    None,
+                );
+            }
+            _ => {}
+        }
+        if v.expired {
+            return self.decided(
+                a,
+                Some(policy),
+                PromotionOutcome::Expired,
+                vec![format!(
+                    "it waited longer than {} for more approvers",
+                    self.approval_ttl
+                )],
+                None,
+            );
+        }
+        if !refusal.is_empty() {
+            return self.decided(
+                a,
+                Some(policy),
+                PromotionOutcome::Denied,
+                refusal.to_vec(),
+                None,
+            );
+        }
+        let why = match self.guards_missing {
+            Some(g) => format!(
+                "the operator signs nothing while the admission guards are not in place: {g}"
+            ),
+            None => format!("{have} of {required} approvals"),
+        };
+        self.pending(a, Some(policy), &why)
+    }
+
+    fn pending(
+        &self,
+        a: &ApprovalFacts<'_>,
+        policy: Option<&ActivePolicy>,
+        why: &str,
+    ) -> AgentPromotionStatus {
+        self.decided(
+            a,
+            policy,
+            PromotionOutcome::Pending,
+            vec![why.to_string()],
+            None,
+        )
+    }
+
+    fn superseded(&self, a: &ApprovalFacts<'_>, hash: &str, why: &str) -> AgentPromotionStatus {
+        self.decided(
+            a,
+            None,
+            PromotionOutcome::Superseded,
+            vec![format!(
+                "{why}: it approves {} but the spec hashes to {}",
+                short(a.spec_hash),
+                short(hash)
+            )],
+            None,
+        )
+    }
+
+    /// An approval's status with `outcome`; the decision time carries over while the outcome
+    /// holds.
+    fn decided(
+        &self,
+        a: &ApprovalFacts<'_>,
+        policy: Option<&ActivePolicy>,
+        outcome: PromotionOutcome,
+        denies: Vec<String>,
+        proof: Option<ProofLink>,
+    ) -> AgentPromotionStatus {
+        let previous = a.status.cloned().unwrap_or_default();
+        let decided_at = match previous.decided_at {
+            Some(t) if previous.outcome == Some(outcome) => Some(t),
+            _ => Some(Time(self.now)),
+        };
+        let mut conditions = previous.conditions.clone();
+        conditions.retain(|c| c.type_ == READY);
+        // Ready (kstatus, Argo CD): the approval did its job, or has been outlived; Pending waits,
+        // Denied and Expired failed.
+        let ready = matches!(
             outcome,
-            requeue_after: None,
+            PromotionOutcome::Approved | PromotionOutcome::Superseded
+        );
+        conditions::upsert(
+            &mut conditions,
+            ConditionUpdate {
+                type_: READY,
+                status: ready,
+                reason: outcome.as_str(),
+                message: if denies.is_empty() {
+                    outcome.as_str().to_string()
+                } else {
+                    denies.join("; ")
+                },
+            },
+            Some(1),
+            self.now,
+        );
+        AgentPromotionStatus {
+            outcome: Some(outcome),
+            policy_hash: policy.map(|p| p.hash().to_string()),
+            denies,
+            proof,
+            decided_at,
+            observed_generation: Some(1),
+            conditions,
         }
     }
 }
 
+/// The policy's answer for this agent with `requester` as the actor.
+fn evaluate(
+    policy: &ActivePolicy,
+    agent: &AgentFacts<'_>,
+    requester: &Requester,
+    authorized: bool,
+) -> Result<PolicyDecision, String> {
+    let actor = Actor {
+        username: requester.username.clone(),
+        groups: requester.groups.clone(),
+        roles: Vec::new(),
+        authorized_to_promote: authorized,
+    };
+    let input = PolicyInput {
+        agent: AgentInput {
+            namespace: agent.namespace,
+            name: agent.name,
+            spec: agent.spec,
+        },
+        actor: &actor,
+    };
+    policy.engine.evaluate(&input).map_err(|e| e.to_string())
+}
+
+fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {
+    let mut items = items.to_vec();
+    items.sort();
+    items.dedup();
+    items
+}
+
 /// The reason and message of Promoted/Ready for an agent whose proof is in force.
-fn in_force_reason(warnings: &[String], key_id: &str) -> (&'static str, String) {
+fn in_force_reason(warnings: &[String], proof: &ProofBundle) -> (&'static str, String) {
+    let approvers: Vec<&str> = proof
+        .approvers
+        .iter()
+        .map(|a| a.username.as_str())
+        .collect();
     if warnings.is_empty() {
-        ("Promoted", format!("signed by key {key_id}"))
+        (
+            "Promoted",
+            format!(
+                "approved by {}; signed by key {}",
+                approvers.join(", "),
+                proof.key_id
+            ),
+        )
     } else {
         (
             "Restricted",
-            format!("promoted with restrictions: {}", warnings.join("; ")),
+            format!(
+                "approved by {}, with restrictions: {}",
+                approvers.join(", "),
+                warnings.join("; ")
+            ),
         )
     }
 }
@@ -326,5 +855,10 @@ fn subject<'a>(agent: &AgentFacts<'a>) -> ProofSubject<'a> {
     ProofSubject {
         namespace: agent.namespace,
         name: agent.name,
+        uid: agent.uid,
     }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
 }

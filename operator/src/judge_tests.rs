@@ -3,23 +3,28 @@
 use std::time::Duration;
 
 use agentgov_api::agent::{AgentSpec, AgentStatus, GovernanceStatus, SandboxSpec};
-use agentgov_api::conditions::{EXPIRED, PROMOTED, READY, find};
+use agentgov_api::conditions::{EXPIRED, PROMOTED, READY, find, is_true};
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, VerifyFailure};
-use agentgov_api::policy::{Actor, default_bundle_spec};
-use agentgov_api::proof::{ProofBundle, ProofSubject, format_signed_at, verify};
+use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::policy_bundle::RegoModule;
+use agentgov_api::promotion::{AgentPromotionStatus, PromotionOutcome, ProofLink, Requester};
+use agentgov_api::proof::{Approver, ProofBundle, ProofSubject, format_signed_at, verify};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-use crate::context::operator_actor;
 use crate::fixtures::{
-    BUNDLE, NAMESPACE, active_policy, governed_spec, policy_spec, ring_config, sandbox_spec,
-    too_hot_spec,
+    APPROVAL_TTL, BUNDLE, NAMESPACE, active_policy, governed_spec, policy_requiring, policy_spec,
+    requester, ring_config, sandbox_spec, too_hot_spec,
 };
-use crate::judge::{ActivePolicy, AgentFacts, Judge, Judgement, Outcome};
+use crate::judge::{
+    ACTOR_CODE, ActivePolicy, AgentFacts, ApprovalFacts, Attempt, Judge, Judgement, Outcome,
+};
 
 const NAME: &str = "filings";
+/// The Agent object's uid.
+const UID: &str = "0b6f3c1e-agent-filings";
 /// 2026-01-03T00:00:00Z: when the agent was created.
 const CREATED: i64 = 1_767_398_400;
 
@@ -38,6 +43,67 @@ fn subject() -> ProofSubject<'static> {
     ProofSubject {
         namespace: NAMESPACE,
         name: NAME,
+        uid: UID,
+    }
+}
+
+/// One AgentPromotion of the agent, as plain data.
+#[derive(Clone, Debug)]
+struct Approval {
+    name: String,
+    uid: String,
+    /// The spec hash it approves (None: the spec being judged, whatever it is).
+    spec_hash: Option<String>,
+    requester: Option<Requester>,
+    created: Timestamp,
+    authorized: bool,
+    status: Option<AgentPromotionStatus>,
+}
+
+impl Approval {
+    /// An approval by `username` (who holds `promote`) of the spec being judged, created with
+    /// the agent.
+    fn by(username: &str) -> Self {
+        Approval {
+            name: format!("{NAME}-by-{username}"),
+            uid: format!("uid-{NAME}-by-{username}"),
+            spec_hash: None,
+            requester: Some(requester(username)),
+            created: created(),
+            authorized: true,
+            status: None,
+        }
+    }
+
+    /// Another AgentPromotion (name and uid) of the same approver.
+    fn named(mut self, name: &str) -> Self {
+        self.name = name.into();
+        self.uid = format!("uid-{name}");
+        self
+    }
+
+    /// Approving exactly `spec`.
+    fn of(mut self, spec: &AgentSpec) -> Self {
+        self.spec_hash = Some(spec_hash(spec).unwrap());
+        self
+    }
+
+    fn at(mut self, created: Timestamp) -> Self {
+        self.created = created;
+        self
+    }
+
+    /// The approver's `promote` has been revoked since.
+    fn unauthorized(mut self) -> Self {
+        self.authorized = false;
+        self
+    }
+
+    fn in_groups(mut self, groups: &[&str]) -> Self {
+        if let Some(r) = self.requester.as_mut() {
+            r.groups = groups.iter().map(ToString::to_string).collect();
+        }
+        self
     }
 }
 
@@ -46,41 +112,76 @@ struct World {
     policy: Option<ActivePolicy>,
     bundle_name: &'static str,
     keys: KeyRing,
-    actor: Actor,
     expiry: ExpiryPolicy,
+    guards_missing: Option<String>,
+    approval_ttl: SignedDuration,
     now: Timestamp,
+    uid: &'static str,
+    approvals: Vec<Approval>,
 }
 
 impl World {
-    /// The shipped policy in force, `keys` as the ring, an hour after creation.
+    /// The shipped policy in force, `keys` as the ring, the guards in place, an hour after
+    /// creation, one approval of the spec being judged by alice (who holds `promote`).
     fn new(keys: &KeyRingConfig) -> Self {
         World {
             policy: Some(active_policy(&default_bundle_spec())),
             bundle_name: BUNDLE,
             keys: KeyRing::from_config(keys).unwrap(),
-            actor: operator_actor(true),
             expiry: ExpiryPolicy::default(),
+            guards_missing: None,
+            approval_ttl: APPROVAL_TTL,
             now: hours(1),
+            uid: UID,
+            approvals: vec![Approval::by("alice")],
         }
     }
 
     fn judge(&self, spec: &AgentSpec, generation: i64, status: Option<&AgentStatus>) -> Judgement {
+        let hash = spec_hash(spec).unwrap();
+        let approvals: Vec<ApprovalFacts<'_>> = self
+            .approvals
+            .iter()
+            .map(|a| ApprovalFacts {
+                name: &a.name,
+                uid: &a.uid,
+                spec_hash: a.spec_hash.as_deref().unwrap_or(&hash),
+                requester: a.requester.as_ref(),
+                created: a.created,
+                authorized: a.authorized,
+                status: a.status.as_ref(),
+            })
+            .collect();
         Judge {
             policy: self.policy.as_ref(),
             bundle_name: self.bundle_name,
             keys: &self.keys,
-            actor: &self.actor,
             expiry: &self.expiry,
+            guards_missing: self.guards_missing.as_deref(),
+            approval_ttl: self.approval_ttl,
             now: self.now,
         }
-        .judge(&AgentFacts {
-            namespace: NAMESPACE,
-            name: NAME,
-            generation: Some(generation),
-            created: created(),
-            spec,
-            status,
-        })
+        .judge(
+            &AgentFacts {
+                namespace: NAMESPACE,
+                name: NAME,
+                uid: self.uid,
+                generation: Some(generation),
+                created: created(),
+                spec,
+                status,
+            },
+            &approvals,
+        )
+    }
+
+    /// The approvals' statuses as the operator wrote them after `judgement`.
+    fn record(&mut self, judgement: &Judgement) {
+        for a in &mut self.approvals {
+            if let Some(status) = judgement.promotions.get(&a.name) {
+                a.status = Some(status.clone());
+            }
+        }
     }
 }
 
@@ -110,6 +211,32 @@ fn proof(status: &AgentStatus) -> &ProofBundle {
         .unwrap_or_else(|| panic!("no proof in {status:?}"))
 }
 
+/// The status the judgement gives the approval `name`.
+#[track_caller]
+fn approval<'j>(judgement: &'j Judgement, name: &str) -> &'j AgentPromotionStatus {
+    judgement
+        .promotions
+        .get(name)
+        .unwrap_or_else(|| panic!("no status for {name} in {:?}", judgement.promotions))
+}
+
+#[track_caller]
+fn outcome(judgement: &Judgement, name: &str) -> Option<PromotionOutcome> {
+    approval(judgement, name).outcome
+}
+
+/// An approval's Ready condition: true once decided (Approved, Denied, Superseded, Expired).
+fn is_ready(status: &AgentPromotionStatus) -> bool {
+    is_true(&status.conditions, READY)
+}
+
+fn approver(username: &str) -> Approver {
+    Approver {
+        username: username.into(),
+        uid: format!("uid-{username}"),
+    }
+}
+
 /// A sandbox spec asking for this lifetime.
 fn sandbox_with(ttl_seconds: Option<i64>, expires_at: Option<Timestamp>) -> AgentSpec {
     AgentSpec {
@@ -128,6 +255,12 @@ fn short_expiry() -> ExpiryPolicy {
     }
 }
 
+fn changed(spec: &AgentSpec) -> AgentSpec {
+    let mut changed = spec.clone();
+    changed.description = "summarises quarterly and annual filings".into();
+    changed
+}
+
 // --- Sandbox ------------------------------------------------------------------------------------
 
 #[test]
@@ -135,10 +268,11 @@ fn sandbox_without_ttl_gets_the_default_ttl_and_is_ready() {
     let mut world = World::new(&keys());
     // A sandbox needs no policy.
     world.policy = None;
+    world.approvals.clear();
     let j = world.judge(&sandbox_spec(), 1, None);
 
     assert_eq!(j.outcome, Outcome::Sandbox);
-    assert!(!j.outcome.evaluated());
+    assert!(j.attempts.is_empty() && j.promotions.is_empty() && j.deny_codes.is_empty());
     let s = &j.status;
     assert_eq!(s.governance_status, Some(GovernanceStatus::Sandbox));
     // ExpiryPolicy::default(): 72 h.
@@ -147,6 +281,7 @@ fn sandbox_without_ttl_gets_the_default_ttl_and_is_ready() {
     assert_condition(s, EXPIRED, "False", "Active");
     assert!(find(&s.conditions, PROMOTED).is_none());
     assert!(s.proof.is_none() && s.policy.is_none() && s.denies.is_empty());
+    assert!(s.approval.is_none());
     // Woken at expiry (71 h from now), not polled; a moment late is fine.
     let requeue = j.requeue_after.expect("a sandbox is requeued");
     let to_expiry = Duration::from_secs(71 * 3600);
@@ -154,6 +289,18 @@ fn sandbox_without_ttl_gets_the_default_ttl_and_is_ready() {
         requeue >= to_expiry && requeue <= to_expiry + Duration::from_secs(2),
         "{requeue:?}"
     );
+}
+
+#[test]
+fn a_sandbox_supersedes_its_approvals_and_counts_no_attempt() {
+    let world = World::new(&keys());
+    let j = world.judge(&sandbox_spec(), 1, None);
+    assert_eq!(j.outcome, Outcome::Sandbox);
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Superseded));
+    assert!(a.denies[0].contains("sandbox"), "{:?}", a.denies);
+    assert!(a.proof.is_none() && a.policy_hash.is_none());
+    assert!(j.attempts.is_empty());
 }
 
 #[test]
@@ -219,30 +366,42 @@ fn expired_sandbox_is_not_ready_and_not_requeued() {
 // --- Promotion ----------------------------------------------------------------------------------
 
 #[test]
-fn allowed_governed_agent_is_valid_with_a_proof_that_verifies() {
+fn approved_governed_agent_is_valid_with_a_v2_proof_that_verifies() {
     let world = World::new(&keys());
     let spec = governed_spec();
     let j = world.judge(&spec, 1, None);
 
     assert_eq!(j.outcome, Outcome::Promoted);
-    assert!(j.outcome.evaluated());
     assert_eq!(j.requeue_after, None);
     let s = &j.status;
     assert_eq!(s.governance_status, Some(GovernanceStatus::GovernedValid));
     let p = proof(s);
+    assert_eq!(p.version, 2);
     assert_eq!(p.spec_hash, spec_hash(&spec).unwrap());
     let policy = world.policy.as_ref().unwrap();
     assert_eq!(p.policy_hash, policy.hash());
     assert_eq!(p.key_id, "k1");
     assert_eq!(p.signed_at, format_signed_at(world.now));
+    assert_eq!(p.agent_uid, UID);
+    assert_eq!(p.approvers, vec![approver("alice")]);
+    assert_eq!(p.promotions, vec!["uid-filings-by-alice".to_string()]);
     assert_eq!(verify(&world.keys, subject(), p), Ok(()));
-    // The proof is bound to this agent: copied onto another it fails.
+    // The proof is bound to this agent object: copied onto another name, or onto a re-created
+    // agent of the same name (another uid), it fails.
     let other = ProofSubject {
-        namespace: NAMESPACE,
         name: "another",
+        ..subject()
     };
     assert_eq!(
         verify(&world.keys, other, p),
+        Err(VerifyFailure::BadSignature)
+    );
+    let recreated = ProofSubject {
+        uid: "another-uid",
+        ..subject()
+    };
+    assert_eq!(
+        verify(&world.keys, recreated, p),
         Err(VerifyFailure::BadSignature)
     );
     let reference = s.policy.as_ref().unwrap();
@@ -250,10 +409,41 @@ fn allowed_governed_agent_is_valid_with_a_proof_that_verifies() {
         (reference.name.as_str(), reference.hash.as_str()),
         (BUNDLE, policy.hash())
     );
+    let approval_status = s.approval.as_ref().expect("status.approval");
+    assert_eq!(approval_status.spec_hash, p.spec_hash);
+    assert_eq!(approval_status.required, 1);
+    assert_eq!(approval_status.approved_by, vec!["alice".to_string()]);
     assert_condition(s, PROMOTED, "True", "Promoted");
     assert_condition(s, READY, "True", "Promoted");
+    assert!(condition(s, READY).message.contains("approved by alice"));
     assert!(s.denies.is_empty() && s.warnings.is_empty() && s.expires_at.is_none());
     assert_eq!(s.observed_generation, Some(1));
+
+    // The approval is Approved, linked to the proof, and this first decision is an attempt.
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Approved));
+    assert_eq!(
+        a.proof,
+        Some(ProofLink {
+            agent_uid: UID.into(),
+            key_id: "k1".into(),
+            signed_at: p.signed_at.clone(),
+        })
+    );
+    assert_eq!(a.policy_hash.as_deref(), Some(policy.hash()));
+    assert_eq!(a.decided_at, Some(Time(world.now)));
+    assert!(a.denies.is_empty());
+    assert_eq!(
+        j.attempts,
+        vec![Attempt {
+            promotion: "filings-by-alice".into(),
+            uid: format!("uid-{NAME}-by-alice"),
+            requester: "alice".into(),
+            outcome: PromotionOutcome::Approved,
+            deny_codes: vec![],
+            denies: vec![],
+        }]
+    );
 }
 
 #[test]
@@ -279,6 +469,10 @@ fn allowed_with_warnings_is_restricted() {
     assert_eq!(verify(&world.keys, subject(), proof(s)), Ok(()));
     assert_condition(s, PROMOTED, "True", "Restricted");
     assert_condition(s, READY, "True", "Restricted");
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Approved)
+    );
 }
 
 #[test]
@@ -287,7 +481,7 @@ fn denied_first_request_stays_sandbox_without_a_proof() {
     let j = world.judge(&too_hot_spec(), 1, None);
 
     assert_eq!(j.outcome, Outcome::Denied);
-    assert!(j.outcome.evaluated());
+    assert_eq!(j.deny_codes, vec!["temperature".to_string()]);
     let s = &j.status;
     assert_eq!(s.governance_status, Some(GovernanceStatus::Sandbox));
     assert!(s.proof.is_none());
@@ -302,28 +496,40 @@ fn denied_first_request_stays_sandbox_without_a_proof() {
         Some(world.policy.as_ref().unwrap().hash())
     );
     assert_eq!(j.requeue_after, None);
+    // The approval of a spec the policy refuses is denied: an attempt, with the policy's codes.
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Denied));
+    assert_eq!(a.denies, s.denies);
+    assert_eq!(j.attempts.len(), 1);
+    assert_eq!(j.attempts[0].outcome, PromotionOutcome::Denied);
+    assert_eq!(j.attempts[0].deny_codes, vec!["temperature".to_string()]);
+    assert_eq!(j.attempts[0].denies, s.denies);
 }
 
 #[test]
-fn denied_governed_agent_is_invalidated_and_loses_its_proof() {
+fn denied_governed_agent_is_invalidated_and_keeps_its_last_proof() {
     let mut world = World::new(&keys());
     let spec = governed_spec(); // a budget of 100
-    let valid = world.judge(&spec, 1, None).status;
+    let first = world.judge(&spec, 1, None);
+    let valid = first.status.clone();
     assert_eq!(
         valid.governance_status,
         Some(GovernanceStatus::GovernedValid)
     );
+    world.record(&first);
 
     world.policy = Some(active_policy(&policy_spec(50.0)));
     world.now = hours(2);
     let j = world.judge(&spec, 1, Some(&valid));
     assert_eq!(j.outcome, Outcome::Invalidated);
+    assert_eq!(j.deny_codes, vec!["budget".to_string()]);
     let s = &j.status;
     assert_eq!(
         s.governance_status,
         Some(GovernanceStatus::GovernedInvalidated)
     );
-    assert!(s.proof.is_none(), "the proof is removed");
+    // The last proof is the record of what was approved; admission refuses it (the policy hash).
+    assert_eq!(s.proof, valid.proof, "the proof is kept");
     assert!(
         s.denies.iter().any(|d| d.contains("monthlyBudgetUsd")),
         "{:?}",
@@ -335,6 +541,12 @@ fn denied_governed_agent_is_invalidated_and_loses_its_proof() {
         s.policy.as_ref().map(|r| r.hash.as_str()),
         Some(world.policy.as_ref().unwrap().hash())
     );
+    // The approval the policy no longer allows is denied, but it was decided before: no attempt.
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Denied)
+    );
+    assert!(j.attempts.is_empty());
 
     // Denied again under yet another policy, it stays quarantined, not back in the sandbox.
     world.policy = Some(active_policy(&policy_spec(40.0)));
@@ -344,11 +556,13 @@ fn denied_governed_agent_is_invalidated_and_loses_its_proof() {
         again.status.governance_status,
         Some(GovernanceStatus::GovernedInvalidated)
     );
+    assert_eq!(again.status.proof, valid.proof);
 }
 
 #[test]
 fn invalidated_agent_that_passes_later_is_valid_again() {
-    let mut world = World::new(&keys());
+    let config = keys();
+    let mut world = World::new(&config);
     let spec = governed_spec(); // a budget of 100
     let valid = world.judge(&spec, 1, None).status;
     world.policy = Some(active_policy(&policy_spec(50.0)));
@@ -359,8 +573,8 @@ fn invalidated_agent_that_passes_later_is_valid_again() {
     );
     world.now = hours(3);
 
-    // The policy is relaxed.
-    let mut relaxed = World::new(&keys());
+    // The policy is relaxed: the same approval promotes it again, signed anew.
+    let mut relaxed = World::new(&config);
     relaxed.now = world.now;
     let j = relaxed.judge(&spec, 1, Some(&invalidated));
     assert_eq!(j.outcome, Outcome::Promoted);
@@ -370,6 +584,7 @@ fn invalidated_agent_that_passes_later_is_valid_again() {
     );
     assert!(j.status.denies.is_empty());
     assert_eq!(verify(&relaxed.keys, subject(), proof(&j.status)), Ok(()));
+    assert_eq!(proof(&j.status).signed_at, format_signed_at(hours(3)));
     assert_eq!(
         proof(&j.status).policy_hash,
         relaxed.policy.as_ref().unwrap().hash()
@@ -377,11 +592,15 @@ fn invalidated_agent_that_passes_later_is_valid_again() {
     assert_condition(&j.status, PROMOTED, "True", "Promoted");
     assert_condition(&j.status, READY, "True", "Promoted");
 
-    // Or the spec is fixed (a new generation) under the stricter policy.
+    // Or the spec is fixed (a new generation) and approved under the stricter policy.
     let mut fixed = spec.clone();
     fixed.anatomy.economics = Some(agentgov_api::agent::Economics {
         monthly_budget_usd: 30.0,
     });
+    world.approvals = vec![
+        Approval::by("alice").of(&spec),
+        Approval::by("alice").named("fixed-by-alice").of(&fixed),
+    ];
     let j = world.judge(&fixed, 2, Some(&invalidated));
     assert_eq!(j.outcome, Outcome::Promoted);
     assert_eq!(
@@ -389,7 +608,19 @@ fn invalidated_agent_that_passes_later_is_valid_again() {
         Some(GovernanceStatus::GovernedValid)
     );
     assert_eq!(proof(&j.status).spec_hash, spec_hash(&fixed).unwrap());
+    assert_eq!(
+        proof(&j.status).promotions,
+        vec!["uid-fixed-by-alice".to_string()]
+    );
     assert_eq!(j.status.observed_generation, Some(2));
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Superseded)
+    );
+    assert_eq!(
+        outcome(&j, "fixed-by-alice"),
+        Some(PromotionOutcome::Approved)
+    );
 }
 
 #[test]
@@ -402,6 +633,7 @@ fn no_policy_in_force_is_a_deny_naming_the_bundle() {
     world.bundle_name = "finance-policy";
     let j = world.judge(&spec, 1, None);
     assert_eq!(j.outcome, Outcome::Denied);
+    assert_eq!(j.deny_codes, vec!["no_policy".to_string()]);
     let s = &j.status;
     assert_eq!(s.governance_status, Some(GovernanceStatus::Sandbox));
     assert!(s.proof.is_none() && s.policy.is_none());
@@ -413,12 +645,597 @@ fn no_policy_in_force_is_a_deny_naming_the_bundle() {
         s.denies
     );
     assert_condition(s, READY, "False", "PolicyDenied");
+    // Its approvals wait for a policy; nothing was decided, so nothing is attempted.
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Pending));
+    assert!(a.denies[0].contains("no policy"), "{:?}", a.denies);
+    assert!(j.attempts.is_empty());
 
-    // A governed agent whose policy is gone is invalidated.
+    // A governed agent whose policy is gone is invalidated, keeping its last proof.
     let j = world.judge(&spec, 1, Some(&valid));
     assert_eq!(j.outcome, Outcome::Invalidated);
-    assert!(j.status.proof.is_none());
+    assert_eq!(j.status.proof, valid.proof);
     assert!(j.status.denies[0].contains("finance-policy"));
+}
+
+// --- Approvals ----------------------------------------------------------------------------------
+
+#[test]
+fn without_an_approval_a_governed_request_awaits_one_in_the_sandbox() {
+    let mut world = World::new(&keys());
+    world.approvals.clear();
+    let spec = governed_spec();
+    let hash = spec_hash(&spec).unwrap();
+    let j = world.judge(&spec, 1, None);
+
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    let s = &j.status;
+    assert_eq!(s.governance_status, Some(GovernanceStatus::Sandbox));
+    assert!(s.proof.is_none() && s.denies.is_empty() && s.expires_at.is_none());
+    let wanted = s.approval.as_ref().expect("status.approval");
+    assert_eq!(wanted.spec_hash, hash);
+    assert_eq!(wanted.required, 1);
+    assert!(wanted.approved_by.is_empty());
+    assert_condition(s, PROMOTED, "False", "AwaitingApproval");
+    assert_condition(s, READY, "False", "AwaitingApproval");
+    let message = &condition(s, PROMOTED).message;
+    assert!(
+        message.contains(&hash) && message.contains("0 of 1"),
+        "{message}"
+    );
+    assert_eq!(
+        s.policy.as_ref().map(|r| r.hash.as_str()),
+        Some(world.policy.as_ref().unwrap().hash())
+    );
+    assert!(j.attempts.is_empty() && j.promotions.is_empty() && j.deny_codes.is_empty());
+    assert_eq!(j.requeue_after, None);
+
+    // The next look, nothing new: nothing to write.
+    world.now = hours(5);
+    let again = world.judge(&spec, 1, Some(s));
+    assert_eq!(again.outcome, Outcome::AwaitingApproval);
+    assert_eq!(&again.status, s);
+}
+
+#[test]
+fn a_spec_changed_since_its_approval_is_invalidated_keeping_its_proof() {
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    world.approvals = vec![Approval::by("alice").of(&spec)];
+    let first = world.judge(&spec, 1, None);
+    let valid = first.status.clone();
+    world.record(&first);
+
+    let edited = changed(&spec);
+    let new_hash = spec_hash(&edited).unwrap();
+    world.now = hours(2);
+    let j = world.judge(&edited, 2, Some(&valid));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert_eq!(j.deny_codes, vec!["approval".to_string()]);
+    let s = &j.status;
+    assert_eq!(
+        s.governance_status,
+        Some(GovernanceStatus::GovernedInvalidated)
+    );
+    assert_eq!(s.denies.len(), 1, "{:?}", s.denies);
+    assert!(
+        s.denies[0].contains("the spec changed since it was approved")
+            && s.denies[0].contains(&new_hash),
+        "{:?}",
+        s.denies
+    );
+    // The last proof verifies for this agent: kept as the record (its spec hash no longer
+    // matches, which admission refuses).
+    assert_eq!(s.proof, valid.proof);
+    assert_eq!(verify(&world.keys, subject(), proof(s)), Ok(()));
+    assert_eq!(
+        s.approval.as_ref().map(|a| a.spec_hash.as_str()),
+        Some(new_hash.as_str())
+    );
+    assert_condition(s, PROMOTED, "False", "Invalidated");
+    assert_eq!(s.observed_generation, Some(2));
+    // The approval of the old spec is superseded, which is no attempt.
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Superseded));
+    assert!(a.proof.is_none());
+    assert!(j.attempts.is_empty());
+
+    // A first request whose only approval is of another spec just waits.
+    let j = world.judge(&edited, 2, None);
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    assert_eq!(j.status.governance_status, Some(GovernanceStatus::Sandbox));
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Superseded)
+    );
+
+    // Approving the new spec promotes it again, signed for the new spec.
+    world
+        .approvals
+        .push(Approval::by("alice").named("edited-by-alice").of(&edited));
+    let j = world.judge(&edited, 2, Some(s));
+    assert_eq!(j.outcome, Outcome::Promoted);
+    assert_eq!(proof(&j.status).spec_hash, new_hash);
+    assert_eq!(
+        proof(&j.status).promotions,
+        vec!["uid-edited-by-alice".to_string()]
+    );
+}
+
+#[test]
+fn a_forged_proof_is_not_kept_by_an_invalidated_agent() {
+    let config = keys();
+    let mut world = World::new(&config);
+    let spec = governed_spec();
+    world.approvals = vec![Approval::by("alice").of(&spec)];
+    let mut forged = world.judge(&spec, 1, None).status;
+    // Someone who may write agents/status puts in a proof signed by a key of their own.
+    let mallory = World::new(&ring_config("k1", &["k1"]));
+    forged.proof = mallory.judge(&spec, 1, None).status.proof;
+    assert_eq!(
+        verify(&world.keys, subject(), proof(&forged)),
+        Err(VerifyFailure::BadSignature)
+    );
+
+    let j = world.judge(&changed(&spec), 2, Some(&forged));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert!(
+        j.status.proof.is_none(),
+        "a proof that does not verify is dropped"
+    );
+
+    // Nor is a proof the operator signed for another object of the same name (a re-created
+    // agent): it names another uid.
+    let mut recreated = World::new(&config);
+    recreated.uid = "a-new-uid";
+    recreated.approvals = world.approvals.clone();
+    let old = world.judge(&spec, 1, None).status;
+    let j = recreated.judge(&changed(&spec), 2, Some(&old));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert!(j.status.proof.is_none());
+}
+
+#[test]
+fn withdrawn_approvals_invalidate_a_governed_agent() {
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    let valid = world.judge(&spec, 1, None).status;
+
+    world.approvals.clear();
+    world.now = hours(2);
+    let j = world.judge(&spec, 1, Some(&valid));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert!(
+        j.status.denies[0].contains("the agent is no longer approved"),
+        "{:?}",
+        j.status.denies
+    );
+    assert_eq!(j.status.proof, valid.proof);
+}
+
+#[test]
+fn two_required_approvals_need_two_distinct_approvers() {
+    let mut world = World::new(&keys());
+    world.policy = Some(active_policy(&policy_requiring(2)));
+    let spec = governed_spec();
+    let hash = spec_hash(&spec).unwrap();
+
+    // zoe approves: one of two.
+    world.approvals = vec![Approval::by("zoe")];
+    let j = world.judge(&spec, 1, None);
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    let s = j.status.clone();
+    assert_eq!(s.governance_status, Some(GovernanceStatus::Sandbox));
+    let wanted = s.approval.as_ref().unwrap();
+    assert_eq!(
+        (
+            wanted.spec_hash.as_str(),
+            wanted.required,
+            wanted.approved_by.clone()
+        ),
+        (hash.as_str(), 2, vec!["zoe".to_string()])
+    );
+    assert!(condition(&s, PROMOTED).message.contains("1 of 2"));
+    let zoe = approval(&j, "filings-by-zoe");
+    assert_eq!(zoe.outcome, Some(PromotionOutcome::Pending));
+    assert_eq!(zoe.denies, vec!["1 of 2 approvals".to_string()]);
+    assert!(!is_ready(zoe), "a pending approval is not Ready");
+    assert_eq!(j.attempts.len(), 1);
+    assert_eq!(j.attempts[0].outcome, PromotionOutcome::Pending);
+    world.record(&j);
+
+    // zoe approves again: the same approver counts once, nothing changes for the agent.
+    world.now = hours(2);
+    world.approvals.push(
+        Approval::by("zoe")
+            .named("filings-by-zoe-again")
+            .at(hours(2)),
+    );
+    let j = world.judge(&spec, 1, Some(&s));
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    assert_eq!(j.status, s, "nothing to write");
+    assert_eq!(
+        outcome(&j, "filings-by-zoe-again"),
+        Some(PromotionOutcome::Pending)
+    );
+    assert_eq!(
+        approval(&j, "filings-by-zoe").decided_at,
+        Some(Time(hours(1))),
+        "still pending since its first decision"
+    );
+    assert_eq!(j.attempts.len(), 1, "only the new approval is an attempt");
+    assert_eq!(j.attempts[0].promotion, "filings-by-zoe-again");
+    world.record(&j);
+
+    // alice approves: two distinct approvers, both in the proof, sorted.
+    world.now = hours(3);
+    world.approvals.push(Approval::by("alice").at(hours(3)));
+    let j = world.judge(&spec, 1, Some(&s));
+    assert_eq!(j.outcome, Outcome::Promoted);
+    let p = proof(&j.status);
+    assert_eq!(p.approvers, vec![approver("alice"), approver("zoe")]);
+    assert_eq!(
+        p.promotions,
+        vec![
+            "uid-filings-by-alice".to_string(),
+            "uid-filings-by-zoe".to_string()
+        ],
+        "zoe's earliest approval"
+    );
+    assert_eq!(verify(&world.keys, subject(), p), Ok(()));
+    assert_eq!(
+        j.status.approval.as_ref().unwrap().approved_by,
+        vec!["alice".to_string(), "zoe".to_string()]
+    );
+    assert!(
+        condition(&j.status, READY)
+            .message
+            .contains("approved by alice, zoe")
+    );
+    let link = Some(ProofLink {
+        agent_uid: UID.into(),
+        key_id: "k1".into(),
+        signed_at: p.signed_at.clone(),
+    });
+    for name in ["filings-by-zoe", "filings-by-alice"] {
+        let a = approval(&j, name);
+        assert_eq!(a.outcome, Some(PromotionOutcome::Approved), "{name}");
+        assert_eq!(a.proof, link, "{name}");
+        assert_eq!(a.decided_at, Some(Time(hours(3))), "{name}");
+    }
+    // zoe's second approval backs nothing: it stays pending (until it expires).
+    assert_eq!(
+        outcome(&j, "filings-by-zoe-again"),
+        Some(PromotionOutcome::Pending)
+    );
+    // Only alice's approval is decided for the first time.
+    assert_eq!(
+        j.attempts
+            .iter()
+            .map(|a| a.promotion.as_str())
+            .collect::<Vec<_>>(),
+        vec!["filings-by-alice"]
+    );
+    assert_eq!(j.attempts[0].outcome, PromotionOutcome::Approved);
+}
+
+/// A governed agent whose spec changed, under a policy that wants two approvers: the first
+/// approval of the new spec counts ("1 of 2"), it is not denied. The agent is invalidated
+/// meanwhile, and that refusal is no reason to deny the approvals that count.
+#[test]
+fn the_first_of_two_approvals_of_a_changed_spec_is_pending_not_denied() {
+    let mut world = World::new(&keys());
+    world.policy = Some(active_policy(&policy_requiring(2)));
+    let spec = governed_spec();
+    world.approvals = vec![
+        Approval::by("alice").of(&spec),
+        Approval::by("bob").of(&spec),
+    ];
+    let first = world.judge(&spec, 1, None);
+    assert_eq!(first.outcome, Outcome::Promoted);
+    world.record(&first);
+
+    let edited = changed(&spec);
+    world.now = hours(2);
+    world.approvals.push(
+        Approval::by("alice")
+            .named("edited-by-alice")
+            .of(&edited)
+            .at(hours(2)),
+    );
+    let j = world.judge(&edited, 2, Some(&first.status));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert!(
+        j.status.denies[0].contains("(1 of 2 approvals)"),
+        "{:?}",
+        j.status.denies
+    );
+    assert_eq!(
+        j.status.approval.as_ref().unwrap().approved_by,
+        vec!["alice".to_string()]
+    );
+    let a = approval(&j, "edited-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Pending), "{a:?}");
+    assert_eq!(a.denies, vec!["1 of 2 approvals".to_string()]);
+    assert_eq!(j.attempts.len(), 1);
+    assert_eq!(j.attempts[0].outcome, PromotionOutcome::Pending);
+    assert!(j.attempts[0].deny_codes.is_empty());
+}
+
+#[test]
+fn an_approver_who_lost_promote_is_denied_and_not_counted() {
+    let mut world = World::new(&keys());
+    world.approvals = vec![Approval::by("alice").unauthorized()];
+    let spec = governed_spec();
+    let j = world.judge(&spec, 1, None);
+
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    assert!(j.status.approval.as_ref().unwrap().approved_by.is_empty());
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Denied));
+    assert!(
+        a.denies[0].contains("alice does not hold the verb 'promote'"),
+        "{:?}",
+        a.denies
+    );
+    assert!(!is_ready(a), "a denied approval is not Ready");
+    // The attempt carries the policy's actor code (alice is in no promoter role either).
+    assert_eq!(j.attempts.len(), 1);
+    assert_eq!(j.attempts[0].outcome, PromotionOutcome::Denied);
+    assert_eq!(j.attempts[0].deny_codes, vec![ACTOR_CODE.to_string()]);
+
+    // With bob, who holds it, the agent is promoted under bob's approval alone.
+    world.approvals.push(Approval::by("bob"));
+    let j = world.judge(&spec, 1, None);
+    assert_eq!(j.outcome, Outcome::Promoted);
+    assert_eq!(proof(&j.status).approvers, vec![approver("bob")]);
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Denied)
+    );
+    assert_eq!(
+        outcome(&j, "filings-by-bob"),
+        Some(PromotionOutcome::Approved)
+    );
+}
+
+#[test]
+fn an_approval_without_a_recorded_requester_is_denied() {
+    let mut world = World::new(&keys());
+    let mut anonymous = Approval::by("alice");
+    anonymous.requester = None;
+    world.approvals = vec![anonymous];
+    let j = world.judge(&governed_spec(), 1, None);
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Denied));
+    assert!(
+        a.denies[0].contains("requestedBy is missing"),
+        "{:?}",
+        a.denies
+    );
+    assert_eq!(j.attempts.len(), 1);
+    assert_eq!(j.attempts[0].requester, "");
+}
+
+/// A bundle whose actor rule refuses contractors, whatever RBAC says.
+fn no_contractors_policy() -> ActivePolicy {
+    let mut spec = default_bundle_spec();
+    spec.version = "no-contractors".into();
+    spec.entrypoint = "data.custom.decision".into();
+    spec.modules = vec![RegoModule {
+        name: "custom.rego".into(),
+        rego: r#"package custom
+
+import rego.v1
+
+contractor if "contractors" in input.actor.groups
+
+decision := {"allow": false, "warnings": [], "denies": [{"code": "actor_unauthorized", "message": sprintf("%s is a contractor: contractors may not approve agents", [input.actor.username])}]} if {
+	contractor
+} else := {"allow": true, "denies": [], "warnings": []}
+"#
+        .into(),
+    }];
+    active_policy(&spec)
+}
+
+#[test]
+fn a_policy_whose_actor_rule_refuses_an_approver_denies_that_approval() {
+    let mut world = World::new(&keys());
+    world.policy = Some(no_contractors_policy());
+    world.approvals =
+        vec![Approval::by("carol").in_groups(&["system:authenticated", "contractors"])];
+    let spec = governed_spec();
+    let j = world.judge(&spec, 1, None);
+
+    // The spec itself passes (the actor rule is not the spec's), but carol's approval does not.
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    assert!(j.status.denies.is_empty());
+    let a = approval(&j, "filings-by-carol");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Denied));
+    assert_eq!(
+        a.denies,
+        vec!["carol is a contractor: contractors may not approve agents".to_string()]
+    );
+    assert_eq!(j.attempts[0].deny_codes, vec![ACTOR_CODE.to_string()]);
+    assert_eq!(j.attempts[0].denies, a.denies);
+
+    // An employee's approval promotes it.
+    world.approvals.push(Approval::by("alice"));
+    let j = world.judge(&spec, 1, None);
+    assert_eq!(j.outcome, Outcome::Promoted);
+    assert_eq!(proof(&j.status).approvers, vec![approver("alice")]);
+}
+
+#[test]
+fn the_shipped_actor_rule_with_custom_promoter_roles_and_no_promote_verb() {
+    // promoterRoles names a group; carol is not in it and holds no `promote`: the policy's actor
+    // rule denies her (the attempt's code and sentence), and the approval is denied.
+    let mut policy = default_bundle_spec();
+    policy.data.promoter_roles = vec!["agent-approvers".into()];
+    let mut world = World::new(&keys());
+    world.policy = Some(active_policy(&policy));
+    world.approvals = vec![Approval::by("carol").unauthorized()];
+    let j = world.judge(&governed_spec(), 1, None);
+
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    assert_eq!(
+        outcome(&j, "filings-by-carol"),
+        Some(PromotionOutcome::Denied)
+    );
+    let attempt = &j.attempts[0];
+    assert_eq!(attempt.deny_codes, vec![ACTOR_CODE.to_string()]);
+    assert!(
+        attempt.denies[0].contains("carol may not promote agents")
+            && attempt.denies[0].contains("agent-approvers"),
+        "{:?}",
+        attempt.denies
+    );
+
+    // In that group but without `promote` now: the policy would allow her, the operator's
+    // SubjectAccessReview does not.
+    world.approvals = vec![
+        Approval::by("carol")
+            .unauthorized()
+            .in_groups(&["agent-approvers"]),
+    ];
+    let j = world.judge(&governed_spec(), 1, None);
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    let a = approval(&j, "filings-by-carol");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Denied));
+    assert!(
+        a.denies[0].contains("does not hold the verb 'promote'"),
+        "{:?}",
+        a.denies
+    );
+    assert_eq!(j.attempts[0].deny_codes, vec![ACTOR_CODE.to_string()]);
+}
+
+#[test]
+fn a_pending_approval_expires_after_the_approval_ttl() {
+    let mut world = World::new(&keys());
+    world.policy = Some(active_policy(&policy_requiring(2)));
+    world.approval_ttl = SignedDuration::from_hours(2);
+    let spec = governed_spec();
+    let j = world.judge(&spec, 1, None);
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Pending)
+    );
+    world.record(&j);
+
+    // Two hours after it was created it no longer counts.
+    world.now = hours(2);
+    let j = world.judge(&spec, 1, Some(&j.status));
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    assert!(j.status.approval.as_ref().unwrap().approved_by.is_empty());
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Expired));
+    assert!(a.denies[0].contains("waited longer than"), "{:?}", a.denies);
+    assert_eq!(a.decided_at, Some(Time(hours(2))));
+    assert!(j.attempts.is_empty(), "decided before: no attempt");
+
+    // An approval never judged before that is already too old: its first decision is Expired.
+    world.approvals = vec![Approval::by("bob")];
+    let j = world.judge(&spec, 1, None);
+    assert_eq!(
+        outcome(&j, "filings-by-bob"),
+        Some(PromotionOutcome::Expired)
+    );
+    assert_eq!(j.attempts[0].outcome, PromotionOutcome::Expired);
+}
+
+#[test]
+fn an_approved_approval_does_not_expire() {
+    let mut world = World::new(&keys());
+    world.approval_ttl = SignedDuration::from_hours(2);
+    let spec = governed_spec();
+    let first = world.judge(&spec, 1, None);
+    assert_eq!(first.outcome, Outcome::Promoted);
+    world.record(&first);
+
+    world.now = hours(50);
+    let j = world.judge(&spec, 1, Some(&first.status));
+    assert_eq!(j.outcome, Outcome::Kept);
+    assert_eq!(j.status, first.status, "nothing to write");
+    assert_eq!(
+        approval(&j, "filings-by-alice"),
+        approval(&first, "filings-by-alice")
+    );
+    assert!(j.attempts.is_empty());
+}
+
+#[test]
+fn only_the_first_decision_of_an_approval_is_an_attempt() {
+    let mut world = World::new(&keys());
+    let spec = too_hot_spec();
+    let j = world.judge(&spec, 1, None);
+    assert_eq!(j.attempts.len(), 1);
+    assert_eq!(j.attempts[0].deny_codes, vec!["temperature".to_string()]);
+    world.record(&j);
+
+    world.now = hours(2);
+    let again = world.judge(&spec, 1, Some(&j.status));
+    assert!(again.attempts.is_empty());
+    assert_eq!(
+        approval(&again, "filings-by-alice"),
+        approval(&j, "filings-by-alice"),
+        "nothing to write"
+    );
+}
+
+// --- The admission guards -----------------------------------------------------------------------
+
+#[test]
+fn nothing_is_signed_while_the_admission_guards_are_missing() {
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    let valid = world.judge(&spec, 1, None);
+    world.record(&valid);
+    world.guards_missing = Some("ValidatingAdmissionPolicy agentgov-promotions is missing".into());
+    world.now = hours(2);
+
+    // A first request: no proof, Ready says why, the approval waits.
+    let mut fresh = World::new(&keys());
+    fresh.guards_missing = world.guards_missing.clone();
+    let j = fresh.judge(&spec, 1, None);
+    assert_eq!(j.outcome, Outcome::SigningUnavailable);
+    assert!(j.status.proof.is_none() && j.status.denies.is_empty());
+    assert_eq!(j.status.governance_status, None);
+    assert_condition(&j.status, READY, "False", "TrustGuardsMissing");
+    assert!(
+        condition(&j.status, READY)
+            .message
+            .contains("agentgov-promotions")
+    );
+    assert!(j.requeue_after.is_some(), "tried again later");
+    let a = approval(&j, "filings-by-alice");
+    assert_eq!(a.outcome, Some(PromotionOutcome::Pending));
+    assert!(a.denies[0].contains("admission guards"), "{:?}", a.denies);
+
+    // A proof that still holds is kept: nothing to sign.
+    let j = world.judge(&spec, 1, Some(&valid.status));
+    assert_eq!(j.outcome, Outcome::Kept);
+    assert_eq!(j.status, valid.status);
+
+    // A new policy would need a new signature: the status stays as it was, Ready says why.
+    world.policy = Some(active_policy(&policy_spec(900.0)));
+    let j = world.judge(&spec, 1, Some(&valid.status));
+    assert_eq!(j.outcome, Outcome::SigningUnavailable);
+    assert_eq!(j.status.proof, valid.status.proof, "nothing signed");
+    assert_eq!(
+        j.status.governance_status,
+        Some(GovernanceStatus::GovernedValid)
+    );
+    assert_condition(&j.status, READY, "False", "TrustGuardsMissing");
+    assert_condition(&j.status, PROMOTED, "True", "Promoted");
+
+    // Refusals still refuse.
+    let j = world.judge(&too_hot_spec(), 2, Some(&valid.status));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    let j = world.judge(&too_hot_spec(), 1, None);
+    assert_eq!(j.outcome, Outcome::Denied);
 }
 
 // --- Keeping and re-signing a proof -------------------------------------------------------------
@@ -428,12 +1245,14 @@ fn proof_that_still_holds_is_kept_not_resigned() {
     let mut config = ring_config("k1", &["k1", "k2"]);
     let mut world = World::new(&config);
     let spec = governed_spec();
-    let first = world.judge(&spec, 1, None).status;
+    let first = world.judge(&spec, 1, None);
+    world.record(&first);
+    let first = first.status;
 
     world.now = hours(30);
     let j = world.judge(&spec, 1, Some(&first));
     assert_eq!(j.outcome, Outcome::Kept);
-    assert!(!j.outcome.evaluated());
+    assert!(j.attempts.is_empty());
     assert_eq!(j.requeue_after, None);
     assert_eq!(j.status, first, "nothing to write");
     assert_eq!(proof(&j.status).signed_at, format_signed_at(hours(1)));
@@ -444,6 +1263,44 @@ fn proof_that_still_holds_is_kept_not_resigned() {
     let j = world.judge(&spec, 1, Some(&first));
     assert_eq!(j.outcome, Outcome::Kept);
     assert_eq!(j.status.proof, first.proof);
+}
+
+#[test]
+fn a_proof_signed_for_another_agent_object_is_resigned() {
+    // A re-created agent of the same name (another uid) carrying the old object's status.
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    let old = world.judge(&spec, 1, None).status;
+
+    world.uid = "a-new-uid";
+    world.now = hours(2);
+    let j = world.judge(&spec, 1, Some(&old));
+    assert_eq!(j.outcome, Outcome::Promoted);
+    let p = proof(&j.status);
+    assert_eq!(p.agent_uid, "a-new-uid");
+    assert_eq!(p.signed_at, format_signed_at(hours(2)));
+    let new_subject = ProofSubject {
+        uid: "a-new-uid",
+        ..subject()
+    };
+    assert_eq!(verify(&world.keys, new_subject, p), Ok(()));
+}
+
+#[test]
+fn a_proof_naming_other_approvals_is_resigned() {
+    // bob approves too: the proof names the approvals the agent is promoted under, so it is
+    // signed again (an approval by the same spec still counts once per approver).
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    let first = world.judge(&spec, 1, None).status;
+    world.approvals.push(Approval::by("bob"));
+    world.now = hours(2);
+    let j = world.judge(&spec, 1, Some(&first));
+    assert_eq!(j.outcome, Outcome::Promoted);
+    assert_eq!(
+        proof(&j.status).approvers,
+        vec![approver("alice"), approver("bob")]
+    );
 }
 
 #[test]
@@ -465,6 +1322,7 @@ fn revoked_key_is_resigned_with_the_active_key() {
     assert_eq!(p.signed_at, format_signed_at(hours(5)));
     assert_eq!(p.spec_hash, proof(&first).spec_hash);
     assert_eq!(p.policy_hash, proof(&first).policy_hash);
+    assert_eq!(p.approvers, proof(&first).approvers);
     assert_eq!(verify(&world.keys, subject(), p), Ok(()));
     assert_eq!(
         verify(&world.keys, subject(), proof(&first)),
@@ -477,23 +1335,35 @@ fn revoked_key_is_resigned_with_the_active_key() {
 }
 
 #[test]
-fn changed_spec_is_resigned_with_the_new_spec_hash() {
+fn changed_and_approved_spec_is_resigned_with_the_new_spec_hash() {
     let mut world = World::new(&keys());
     let spec = governed_spec();
+    world.approvals = vec![Approval::by("alice").of(&spec)];
     let first = world.judge(&spec, 1, None).status;
 
-    let mut changed = spec.clone();
-    changed.description = "summarises quarterly and annual filings".into();
+    let edited = changed(&spec);
+    world
+        .approvals
+        .push(Approval::by("alice").named("edited-by-alice").of(&edited));
     world.now = hours(2);
-    let j = world.judge(&changed, 2, Some(&first));
+    let j = world.judge(&edited, 2, Some(&first));
 
     assert_eq!(j.outcome, Outcome::Promoted);
     let p = proof(&j.status);
-    assert_eq!(p.spec_hash, spec_hash(&changed).unwrap());
+    assert_eq!(p.spec_hash, spec_hash(&edited).unwrap());
     assert_ne!(p.spec_hash, proof(&first).spec_hash);
     assert_eq!(p.signed_at, format_signed_at(hours(2)));
+    assert_eq!(p.promotions, vec!["uid-edited-by-alice".to_string()]);
     assert_eq!(verify(&world.keys, subject(), p), Ok(()));
     assert_eq!(j.status.observed_generation, Some(2));
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Superseded)
+    );
+    assert_eq!(
+        outcome(&j, "edited-by-alice"),
+        Some(PromotionOutcome::Approved)
+    );
 }
 
 #[test]
@@ -514,6 +1384,7 @@ fn changed_policy_is_resigned_against_the_new_hash() {
     let p = proof(&j.status);
     assert_eq!(p.policy_hash, hash);
     assert_eq!(p.spec_hash, proof(&first).spec_hash);
+    assert_eq!(p.approvers, proof(&first).approvers);
     assert_eq!(verify(&world.keys, subject(), p), Ok(()));
     assert_eq!(
         j.status.policy.as_ref().map(|r| r.hash.as_str()),
@@ -554,8 +1425,8 @@ fn a_refusal_the_policy_does_not_give_is_judged_again() {
 #[test]
 fn a_forged_status_around_a_valid_proof_is_restored() {
     // The proof still holds, but someone rewrote what surrounds it: warnings dropped from a
-    // restricted agent, made-up denies, a condition of their own. The proof is kept (not signed
-    // again); everything else is the operator's judgement again.
+    // restricted agent, made-up denies and approvers, a condition of their own. The proof is
+    // kept (not signed again); everything else is the operator's judgement again.
     let mut world = World::new(&keys());
     let mut spec = governed_spec();
     spec.anatomy.economics = None; // allowed with a warning: GOVERNED_RESTRICTED
@@ -568,6 +1439,10 @@ fn a_forged_status_around_a_valid_proof_is_restored() {
     forged.governance_status = Some(GovernanceStatus::GovernedValid);
     forged.warnings.clear();
     forged.denies = vec!["made up".into()];
+    if let Some(a) = forged.approval.as_mut() {
+        a.approved_by = vec!["mallory".into()];
+        a.required = 0;
+    }
     forged.conditions.push(Condition {
         type_: "Approved".into(),
         status: "True".into(),
@@ -607,26 +1482,27 @@ fn without_a_signing_key_the_previous_governance_status_is_kept() {
     // A first request cannot be signed: not promoted, not refused either.
     let j = world.judge(&spec, 1, None);
     assert_eq!(j.outcome, Outcome::SigningUnavailable);
-    assert!(!j.outcome.evaluated());
     assert_eq!(j.status.governance_status, None);
     assert!(j.status.proof.is_none() && j.status.denies.is_empty());
     assert_condition(&j.status, READY, "False", "SigningUnavailable");
     assert!(j.requeue_after.is_some(), "tried again later");
 
-    // A governed agent whose spec changed keeps its status and proof until a key is back.
-    let mut changed = spec.clone();
-    changed.description = "changed".into();
-    let j = world.judge(&changed, 2, Some(&valid));
+    // A governed agent whose spec changed (and was approved) keeps its status and proof until a
+    // key is back, and says so in Ready; it has not judged generation 2 yet.
+    let edited = changed(&spec);
+    let j = world.judge(&edited, 2, Some(&valid));
     assert_eq!(j.outcome, Outcome::SigningUnavailable);
     assert_eq!(
         j.status.governance_status,
         Some(GovernanceStatus::GovernedValid)
     );
     assert_eq!(j.status.proof, valid.proof);
+    assert_eq!(j.status.observed_generation, Some(1));
+    assert_eq!(condition(&j.status, READY).observed_generation, Some(1));
     assert_eq!(
-        j.status.observed_generation,
+        condition(&j.status, PROMOTED).observed_generation,
         Some(1),
-        "status still describes generation 1"
+        "the promotion is still that of generation 1"
     );
     assert_condition(&j.status, READY, "False", "SigningUnavailable");
     assert_condition(&j.status, PROMOTED, "True", "Promoted");
@@ -637,10 +1513,9 @@ fn without_a_signing_key_the_previous_governance_status_is_kept() {
     assert_eq!(j.status, valid);
 }
 
-/// BUG (judge.rs, the `Kept` branch): the kept status is the previous one verbatim, conditions
-/// included. An agent whose Ready went False while the operator could not sign (a policy change
-/// with no signing key) stays Ready=False "SigningUnavailable" after the policy is rolled back
-/// and its proof holds again, even once a signing key is back.
+/// A GOVERNED_VALID agent whose Ready went False while the operator could not sign (a policy
+/// change with no signing key) is Ready again once the policy is rolled back and its proof holds
+/// again: a kept proof is written with the operator's conditions, not the previous ones.
 #[test]
 fn kept_proof_is_ready_again_after_signing_was_unavailable() {
     let config = keys();
@@ -692,15 +1567,22 @@ fn promotion_from_an_expired_sandbox_drops_the_sandbox_fields() {
 #[test]
 fn back_to_sandbox_drops_the_proof_and_the_promoted_condition() {
     let mut world = World::new(&keys());
-    let valid = world.judge(&governed_spec(), 1, None).status;
+    let spec = governed_spec();
+    world.approvals = vec![Approval::by("alice").of(&spec)];
+    let valid = world.judge(&spec, 1, None).status;
     world.now = hours(2);
     let j = world.judge(&sandbox_spec(), 2, Some(&valid));
     assert_eq!(j.outcome, Outcome::Sandbox);
     let s = &j.status;
     assert_eq!(s.governance_status, Some(GovernanceStatus::Sandbox));
     assert!(s.proof.is_none() && s.policy.is_none() && s.warnings.is_empty());
+    assert!(s.approval.is_none());
     assert!(find(&s.conditions, PROMOTED).is_none());
     assert_condition(s, READY, "True", "Sandbox");
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Superseded)
+    );
 }
 
 // --- Conditions and generations -----------------------------------------------------------------
@@ -733,11 +1615,16 @@ fn conditions_keep_last_transition_time_while_their_status_holds() {
 
     // Governed: re-signing keeps Promoted and Ready True since the first promotion.
     let mut world = World::new(&keys());
-    let valid = world.judge(&governed_spec(), 1, None).status;
-    let mut changed = governed_spec();
-    changed.description = "changed".into();
+    let spec = governed_spec();
+    let edited = changed(&spec);
+    world.approvals = vec![
+        Approval::by("alice").of(&spec),
+        Approval::by("alice").named("edited-by-alice").of(&edited),
+    ];
+    let valid = world.judge(&spec, 1, None).status;
     world.now = hours(5);
-    let resigned = world.judge(&changed, 2, Some(&valid)).status;
+    let resigned = world.judge(&edited, 2, Some(&valid)).status;
+    assert_ne!(resigned.proof, valid.proof);
     for type_ in [PROMOTED, READY] {
         assert_eq!(
             condition(&resigned, type_).last_transition_time,

@@ -2,6 +2,7 @@
 //! governance statuses and error categories, never object names.
 
 use agentgov_api::GovernanceStatus;
+use agentgov_api::policy::metric_reason;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -41,6 +42,8 @@ pub struct Metrics {
     pub reconcile_errors: Family<ErrorLabel, Counter>,
     pub agents_by_status: Family<StatusLabel, Gauge>,
     pub revalidation_duration: Histogram,
+    /// 1 while an admission guard is missing or altered (nothing is signed), else 0.
+    pub trust_guards_missing: Gauge,
 }
 
 impl Metrics {
@@ -57,6 +60,7 @@ impl Metrics {
             reconcile_errors: Family::default(),
             agents_by_status: Family::default(),
             revalidation_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            trust_guards_missing: Gauge::default(),
         };
         // prometheus-client appends `_total` to counters.
         registry.register(
@@ -66,7 +70,7 @@ impl Metrics {
         );
         registry.register(
             "promotion_denies",
-            "Promotions denied, by deny reason category",
+            "Promotion denies, by the deny's code (a rule of the policy, no_policy, policy_error or other)",
             metrics.promotion_denies.clone(),
         );
         registry.register(
@@ -104,10 +108,21 @@ impl Metrics {
             "Duration of a revalidation of every governed agent under a bundle",
             metrics.revalidation_duration.clone(),
         );
+        registry.register(
+            "agentgov_trust_guards_missing",
+            "1 while an admission guard (the ValidatingAdmissionPolicies, MutatingAdmissionPolicies and bindings of the chain of trust) is missing or altered: nothing is signed",
+            metrics.trust_guards_missing.clone(),
+        );
+        // Not yet checked: nothing is signed until the guard watch says otherwise.
+        metrics.trust_guards_missing.set(1);
         for status in GovernanceStatus::ALL {
             metrics.set_agents(status, 0);
         }
         metrics
+    }
+
+    pub fn set_guards_missing(&self, missing: bool) {
+        self.trust_guards_missing.set(i64::from(missing));
     }
 
     pub fn set_agents(&self, status: GovernanceStatus, count: i64) {
@@ -118,11 +133,13 @@ impl Metrics {
             .set(count);
     }
 
-    /// Count a promotion deny under a bounded category derived from the reason's text.
-    pub fn deny(&self, reason: &str) {
+    /// Count a promotion deny by its code: the code itself when agentgov knows it
+    /// (`agentgov_api::policy::DENY_CODES`), else `other`, so the label stays bounded whatever a
+    /// custom bundle returns.
+    pub fn deny(&self, code: &str) {
         self.promotion_denies
             .get_or_create(&ReasonLabel {
-                reason: deny_category(reason).to_string(),
+                reason: metric_reason(code).to_string(),
             })
             .inc();
     }
@@ -161,44 +178,49 @@ impl Drop for ReconcileTimer {
     }
 }
 
-/// Deny reasons are sentences; metric labels must be bounded. Map each to the seed rule it
-/// belongs to (the shipped policy's wording), or `other`.
-pub fn deny_category(reason: &str) -> &'static str {
-    let r = reason.to_ascii_lowercase();
-    if r.contains("may not promote") {
-        "actor_unauthorized"
-    } else if r.contains("anatomy is incomplete") {
-        "anatomy_incomplete"
-    } else if r.contains("containment") {
-        "containment"
-    } else if r.contains("capabilit") {
-        "capabilities"
-    } else if r.contains("temperature") {
-        "temperature"
-    } else if r.contains("budget") {
-        "budget"
-    } else if r.contains("no policybundle") {
-        "no_policy"
-    } else {
-        "other"
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn encoded(registry: &Registry) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, registry).unwrap();
+        text
+    }
+
+    /// Denies are counted by code; a code agentgov does not know (a custom bundle's, or a
+    /// sentence passed by mistake) counts as `other`, so the label set stays bounded.
     #[test]
-    fn deny_categories_are_bounded() {
-        assert_eq!(
-            deny_category("alice may not promote agents: ..."),
-            "actor_unauthorized"
-        );
-        assert_eq!(
-            deny_category("anatomy.reasoning.temperature 0.9 is above the limit"),
-            "temperature"
-        );
-        assert_eq!(deny_category("anything else entirely"), "other");
+    fn denies_are_counted_by_bounded_code() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::new(&mut registry);
+        for code in [
+            "temperature",
+            "temperature",
+            "no_policy",
+            "policy_error",
+            "budget",
+            "other",
+            "a_custom_code",
+            "alice may not promote agents",
+        ] {
+            metrics.deny(code);
+        }
+        let text = encoded(&registry);
+        for line in [
+            "promotion_denies_total{reason=\"temperature\"} 2",
+            "promotion_denies_total{reason=\"no_policy\"} 1",
+            "promotion_denies_total{reason=\"policy_error\"} 1",
+            "promotion_denies_total{reason=\"budget\"} 1",
+            "promotion_denies_total{reason=\"other\"} 3",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        let labels = text
+            .lines()
+            .filter(|l| l.starts_with("promotion_denies_total{"))
+            .count();
+        assert_eq!(labels, 5, "{text}");
     }
 
     #[test]
@@ -206,12 +228,11 @@ mod tests {
         let mut registry = Registry::default();
         let metrics = Metrics::new(&mut registry);
         metrics.promotion_attempts.inc();
-        metrics.deny("alice may not promote agents");
+        metrics.deny("actor_unauthorized");
         metrics.policy_reload_success.inc();
         metrics.policy_reload_failure.inc();
         metrics.agent_invalidations.inc();
-        let mut text = String::new();
-        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let text = encoded(&registry);
         for name in [
             "promotion_attempts_total 1",
             "promotion_denies_total{reason=\"actor_unauthorized\"} 1",

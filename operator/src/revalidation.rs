@@ -1,98 +1,88 @@
-//! Revalidation of every governed agent in a namespace after a policy change (the seed's
-//! Revalidation Workflow): judge each agent as it comes up (so an agent the Agent controller has
-//! just signed is kept, not signed twice), many at once across the runtime's threads, write with
-//! bounded concurrency under the client-side rate limit, and summarise (POLICY_REVALIDATION).
-
-use std::sync::Arc;
-use std::time::Instant;
+//! The revalidation summary of a namespace after a policy change (the seed's Revalidation
+//! Workflow). The Agent controller re-judges every agent of the namespace when the policy in
+//! force changes (it is the one writer of agent status); the bundle controller only watches the
+//! agents come round and, once every governed agent is judged under the new hash, writes the
+//! summary (counts by outcome, and how long it took).
 
 use agentgov_api::Agent;
 use agentgov_api::agent::{AgentMode, GovernanceStatus};
 use agentgov_api::policy_bundle::RevalidationSummary;
-use futures::{StreamExt, stream};
-use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::ResourceExt;
-use kube::runtime::reflector::ObjectRef;
-use tracing::{info, warn};
 
-use crate::context::Context;
-use crate::error::Result;
-
-pub async fn run(
-    ctx: &Arc<Context>,
-    namespace: &str,
+/// Where a namespace's revalidation against `policy_hash` stands: the summary so far, and how
+/// many governed agents are still to be judged under it.
+pub fn progress<'a>(
+    agents: impl IntoIterator<Item = &'a Agent>,
     policy_hash: &str,
-) -> Result<RevalidationSummary> {
-    let started = Instant::now();
-    ctx.agents_synced.wait().await;
-    let keys: Vec<ObjectRef<Agent>> = ctx
-        .agents
-        .state_filter(|a| {
-            a.namespace().as_deref() == Some(namespace) && a.spec.mode == AgentMode::Governed
-        })
-        .iter()
-        .map(|a| ObjectRef::from_obj(a.as_ref()))
-        .collect();
-    let total = keys.len();
-    let results: Vec<Option<GovernanceStatus>> = stream::iter(keys)
-        .map(|key| {
-            let ctx = ctx.clone();
-            async move {
-                // The freshest copy: the Agent controller may have judged it meanwhile.
-                let agent = ctx.agents.get(&key)?;
-                let judgement = match crate::agent_controller::judge(&ctx, &agent, Timestamp::now())
-                {
-                    Ok(j) => j,
-                    Err(e) => {
-                        warn!(agent = %key.name, error = %e, "cannot revalidate agent");
-                        return None;
-                    }
-                };
-                match crate::status::apply(&ctx, &agent, &judgement).await {
-                    Ok(_) => judgement.status.governance_status,
-                    Err(e) => {
-                        warn!(agent = %key.name, error = %e, "cannot write revalidated status");
-                        None
-                    }
-                }
-            }
-        })
-        .buffer_unordered(ctx.settings.write_concurrency)
-        .collect()
-        .await;
+) -> (RevalidationSummary, usize) {
     let mut summary = RevalidationSummary {
         policy_hash: policy_hash.to_string(),
         ..Default::default()
     };
-    for result in results {
-        match result {
+    let mut pending = 0;
+    for agent in agents {
+        if agent.spec.mode != AgentMode::Governed || agent.metadata.deletion_timestamp.is_some() {
+            continue;
+        }
+        let status = agent.status.as_ref();
+        let judged = status
+            .and_then(|s| s.policy.as_ref())
+            .is_some_and(|p| p.hash == policy_hash);
+        if !judged {
+            pending += 1;
+            continue;
+        }
+        match status.and_then(|s| s.governance_status) {
             Some(GovernanceStatus::GovernedValid) => summary.valid += 1,
             Some(GovernanceStatus::GovernedRestricted) => summary.restricted += 1,
             Some(GovernanceStatus::GovernedInvalidated) => summary.invalidated += 1,
-            // A first promotion request that is still denied stays in the sandbox tier.
-            Some(GovernanceStatus::Sandbox) => summary.denied += 1,
-            None => summary.errors += 1,
+            // A request never governed (denied, or awaiting approval) stays in the sandbox tier.
+            Some(GovernanceStatus::Sandbox) | None => summary.denied += 1,
         }
     }
-    let elapsed = started.elapsed();
-    summary.duration_ms = i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX);
-    summary.finished_at = Some(Time(Timestamp::now()));
-    ctx.metrics
-        .revalidation_duration
-        .observe(elapsed.as_secs_f64());
-    info!(
-        code = "POLICY_REVALIDATION",
-        namespace = %namespace,
-        policy_hash = %policy_hash,
-        agents = total,
-        valid = summary.valid,
-        restricted = summary.restricted,
-        invalidated = summary.invalidated,
-        denied = summary.denied,
-        errors = summary.errors,
-        duration_ms = summary.duration_ms,
-        "governed agents revalidated"
-    );
-    Ok(summary)
+    (summary, pending)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agentgov_api::agent::{AgentStatus, PolicyRef};
+
+    fn governed(status: Option<GovernanceStatus>, hash: &str) -> Agent {
+        let mut spec = crate::fixtures::governed_spec();
+        spec.mode = AgentMode::Governed;
+        let mut agent = Agent::new("a", spec);
+        agent.status = Some(AgentStatus {
+            governance_status: status,
+            policy: Some(PolicyRef {
+                name: "default".into(),
+                version: String::new(),
+                hash: hash.into(),
+            }),
+            ..AgentStatus::default()
+        });
+        agent
+    }
+
+    #[test]
+    fn counts_governed_agents_judged_under_the_hash_and_the_rest_as_pending() {
+        let agents = [
+            governed(Some(GovernanceStatus::GovernedValid), "new"),
+            governed(Some(GovernanceStatus::GovernedRestricted), "new"),
+            governed(Some(GovernanceStatus::GovernedInvalidated), "new"),
+            governed(Some(GovernanceStatus::Sandbox), "new"),
+            governed(Some(GovernanceStatus::GovernedValid), "old"),
+            Agent::new("sandbox", crate::fixtures::sandbox_spec()),
+        ];
+        let (summary, pending) = progress(&agents, "new");
+        assert_eq!(
+            (
+                summary.valid,
+                summary.restricted,
+                summary.invalidated,
+                summary.denied
+            ),
+            (1, 1, 1, 1)
+        );
+        assert_eq!(pending, 1, "the one still judged under the old hash");
+    }
 }

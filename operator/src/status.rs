@@ -8,7 +8,8 @@
 
 use agentgov_api::agent::{AgentStatus, GovernanceStatus};
 use agentgov_api::conditions::{EXPIRED, is_true};
-use agentgov_api::{Agent, PolicyBundle};
+use agentgov_api::promotion::PromotionOutcome;
+use agentgov_api::{Agent, AgentPromotion, PolicyBundle};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -53,19 +54,40 @@ async fn record(
     let governance = status
         .governance_status
         .map_or("", GovernanceStatus::as_str);
-    // The same refusal judged again (a resync with no policy in force) is not news.
-    if !changed && matches!(judgement.outcome, Outcome::Denied | Outcome::Invalidated) {
-        return;
-    }
-    if judgement.outcome.evaluated() {
+    // Promotion attempts: each approval decided for the first time, counted once.
+    for attempt in judgement
+        .attempts
+        .iter()
+        .filter(|a| ctx.counted.first(&a.uid))
+    {
         ctx.metrics.promotion_attempts.inc();
         info!(
             code = "PROMOTION_ATTEMPT",
             agent = %name,
             namespace = %namespace,
-            outcome = judgement.outcome.as_str(),
+            actor = %attempt.requester,
+            promotion = %attempt.promotion,
+            outcome = attempt.outcome.as_str(),
             "promotion evaluated"
         );
+        if attempt.outcome == PromotionOutcome::Denied {
+            for code in &attempt.deny_codes {
+                ctx.metrics.deny(code);
+            }
+            warn!(
+                code = "PROMOTION_DENIED",
+                agent = %name,
+                namespace = %namespace,
+                actor = %attempt.requester,
+                promotion = %attempt.promotion,
+                reasons = ?attempt.deny_codes,
+                denies = ?attempt.denies,
+                "promotion denied"
+            );
+        }
+    }
+    if !changed {
+        return;
     }
     let event = match judgement.outcome {
         // A proof re-signed for a new policy or key, with the status unchanged, is not a
@@ -84,15 +106,19 @@ async fn record(
         }
         Outcome::Promoted | Outcome::Restricted => {
             let proof = status.proof.as_ref();
+            let approvers: Vec<&str> = proof
+                .map(|p| p.approvers.iter().map(|a| a.username.as_str()).collect())
+                .unwrap_or_default();
             info!(
                 code = "PROMOTION_SUCCESS",
                 agent = %name,
                 namespace = %namespace,
                 status = governance,
+                approvers = ?approvers,
                 policy_hash = proof.map_or("", |p| p.policy_hash.as_str()),
                 key_id = proof.map_or("", |p| p.key_id.as_str()),
                 warnings = ?status.warnings,
-                "promotion allowed; proof signed"
+                "promotion approved; proof signed"
             );
             Some((
                 EventType::Normal,
@@ -102,29 +128,29 @@ async fn record(
                     "Promoted"
                 },
                 format!(
-                    "{governance}: signed by key {} against policy {}",
+                    "{governance}: approved by {}, signed by key {} against policy {}",
+                    approvers.join(", "),
                     proof.map_or("", |p| p.key_id.as_str()),
                     short(proof.map_or("", |p| p.policy_hash.as_str()))
                 ),
             ))
         }
         Outcome::Denied | Outcome::Invalidated => {
-            for reason in &status.denies {
-                ctx.metrics.deny(reason);
-            }
-            warn!(
-                code = "PROMOTION_DENIED",
-                agent = %name,
-                namespace = %namespace,
-                status = governance,
-                denies = ?status.denies,
-                "promotion denied by policy"
-            );
             let newly_invalidated = judgement.outcome == Outcome::Invalidated
                 && previous.governance_status != Some(GovernanceStatus::GovernedInvalidated);
             if newly_invalidated {
                 ctx.metrics.agent_invalidations.inc();
             }
+            warn!(
+                code = if judgement.outcome == Outcome::Invalidated { "GOVERNED_INVALIDATED" } else { "PROMOTION_DENIED" },
+                agent = %name,
+                namespace = %namespace,
+                status = governance,
+                outcome = judgement.outcome.as_str(),
+                reasons = ?judgement.deny_codes,
+                denies = ?status.denies,
+                "governed agent refused"
+            );
             Some((
                 EventType::Warning,
                 if judgement.outcome == Outcome::Invalidated {
@@ -133,6 +159,23 @@ async fn record(
                     "PromotionDenied"
                 },
                 truncate(&status.denies.join("; ")),
+            ))
+        }
+        Outcome::AwaitingApproval => {
+            let wanted = status
+                .approval
+                .as_ref()
+                .map_or(String::new(), |a| a.spec_hash.clone());
+            info!(
+                agent = %name,
+                namespace = %namespace,
+                spec_hash = %wanted,
+                "governed request awaits approval"
+            );
+            Some((
+                EventType::Normal,
+                "AwaitingApproval",
+                format!("approve spec hash {wanted} with an AgentPromotion"),
             ))
         }
         Outcome::Expired if !is_true(&previous.conditions, EXPIRED) => {
@@ -144,13 +187,102 @@ async fn record(
             ))
         }
         Outcome::SigningUnavailable => {
-            warn!(agent = %name, namespace = %namespace, "no usable signing key; promotion postponed");
+            let why =
+                agentgov_api::conditions::find(&status.conditions, agentgov_api::conditions::READY)
+                    .map_or(String::new(), |c| c.message.clone());
+            warn!(agent = %name, namespace = %namespace, reason = %why, "signing postponed");
             None
         }
         _ => None,
     };
     if let Some((type_, reason, note)) = event {
         publish(ctx, &agent.object_ref(&()), type_, reason, note).await;
+    }
+}
+
+/// Write each AgentPromotion's new status (those that changed).
+pub async fn apply_promotions(
+    ctx: &Context,
+    namespace: &str,
+    promotions: &[std::sync::Arc<AgentPromotion>],
+    judgement: &Judgement,
+) -> Result<()> {
+    let api: Api<AgentPromotion> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    for p in promotions {
+        let Some(status) = judgement.promotions.get(&p.name_any()) else {
+            continue;
+        };
+        if p.status.as_ref() == Some(status) {
+            continue;
+        }
+        ctx.status_limiter.until_ready().await;
+        let mut value = serde_json::to_value(status)?;
+        if let Some(fields) = value.as_object_mut() {
+            for field in [
+                "outcome",
+                "policyHash",
+                "denies",
+                "proof",
+                "decidedAt",
+                "observedGeneration",
+                "conditions",
+            ] {
+                fields.entry(field).or_insert(serde_json::Value::Null);
+            }
+        }
+        match api
+            .patch_status(
+                &p.name_any(),
+                &params,
+                &Patch::Merge(json!({"status": value})),
+            )
+            .await
+        {
+            Ok(_) => {}
+            // Deleted meanwhile: nothing to record.
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Keep at most `--promotion-history` AgentPromotions per agent: the oldest that back no proof
+/// and can no longer count (superseded, denied, expired) go first. A failure is logged.
+pub async fn prune_promotions(
+    ctx: &Context,
+    namespace: &str,
+    promotions: &[std::sync::Arc<AgentPromotion>],
+    judgement: &Judgement,
+) {
+    let keep = ctx.settings.promotion_history;
+    if promotions.len() <= keep {
+        return;
+    }
+    let mut spent: Vec<&std::sync::Arc<AgentPromotion>> = promotions
+        .iter()
+        .filter(|p| {
+            judgement
+                .promotions
+                .get(&p.name_any())
+                .and_then(|s| s.outcome)
+                .is_some_and(|o| !o.is_live())
+        })
+        .collect();
+    spent.sort_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0));
+    let excess = promotions.len() - keep;
+    let api: Api<AgentPromotion> = Api::namespaced(ctx.client.clone(), namespace);
+    for p in spent.into_iter().take(excess) {
+        match api.delete(&p.name_any(), &Default::default()).await {
+            Ok(_) => debug!(promotion = %p.name_any(), namespace, "old AgentPromotion pruned"),
+            Err(e) => {
+                warn!(promotion = %p.name_any(), namespace, error = %e, "cannot prune an old AgentPromotion")
+            }
+        }
     }
 }
 

@@ -608,7 +608,7 @@ fn main() {
             Some(false),
         ),
         (
-            "governed Agent CREATE (SAR fake + Rego)",
+            "governed Agent CREATE (Rego, no SAR)",
             webhook.as_str(),
             "/validate/agents",
             one(governed_agent),

@@ -4,7 +4,8 @@
 //! outside agentgov's remit (DELETE, subresources other than `pods/ephemeralcontainers`, Pods
 //! that neither carry nor carried the agent label, metadata-only Agent updates) pass with
 //! [`Scope::Passthrough`]: a quarantined agent and its workloads can always be deleted or scaled
-//! down. Pod reviews are in [`pod`], Agent reviews in [`agent`].
+//! down. Pod reviews are in [`pod`], Agent reviews in [`agent`], AgentPromotion reviews in
+//! [`promotion`], PolicyBundle reviews in [`bundle`].
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -14,7 +15,6 @@ use agentgov_api::admission::{DecisionCode, Denial};
 use agentgov_api::agent::{AgentMode, RoleClass};
 use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::policy_bundle::PolicyData;
-use kube::Resource;
 use kube::core::DynamicObject;
 use kube::core::admission::AdmissionRequest;
 use kube::core::gvk::GroupVersionKind;
@@ -24,10 +24,14 @@ use crate::memo::CheckMemo;
 use crate::policy::ActivePolicy;
 
 mod agent;
+mod bundle;
 mod pod;
+mod promotion;
 
-pub use agent::{AfterAuthorization, AgentPlan, Authorization, decide_agent, plan_agent};
+pub use agent::{AgentPlan, Extension, Request, decide_agent, judge_spec, plan_agent};
+pub use bundle::decide_bundle;
 pub use pod::{EPHEMERAL_CONTAINERS, PERSISTENT_VOLUME_SOURCES, decide_pod, pod_containment};
+pub use promotion::decide_promotion;
 
 /// What the decisions read: the caches and the key ring, at one moment.
 pub trait View: Send + Sync {
@@ -80,6 +84,15 @@ pub struct Decision {
     /// The agent concerned, when known.
     pub agent: Option<String>,
     pub scope: Scope,
+    /// A promotion attempt this decision refuses: counted once, with the policy's deny codes.
+    pub attempt: Option<Box<PromotionAttempt>>,
+}
+
+/// A promotion refused at admission (a governed spec, or an AgentPromotion, the policy denies):
+/// `promotion_attempts_total` and `promotion_denies_total{reason}` count it, by these codes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PromotionAttempt {
+    pub deny_codes: Vec<String>,
 }
 
 impl Decision {
@@ -90,6 +103,7 @@ impl Decision {
             warnings: Vec::new(),
             agent: Some(agent.into()),
             scope: Scope::Governed,
+            attempt: None,
         }
     }
 
@@ -104,6 +118,7 @@ impl Decision {
             warnings: Vec::new(),
             agent: agent.map(str::to_string),
             scope: Scope::Governed,
+            attempt: None,
         }
     }
 
@@ -118,6 +133,7 @@ impl Decision {
             warnings: Vec::new(),
             agent: None,
             scope: Scope::Passthrough,
+            attempt: None,
         }
     }
 
@@ -129,25 +145,39 @@ impl Decision {
         self.code.is_allow()
     }
 
-    fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+    pub(crate) fn with_warnings(mut self, warnings: Vec<String>) -> Self {
         self.warnings = warnings;
+        self
+    }
+
+    /// Mark this (refusal) as a promotion attempt, with the policy's deny codes.
+    pub(crate) fn attempt(mut self, deny_codes: Vec<String>) -> Self {
+        self.attempt = Some(Box::new(PromotionAttempt { deny_codes }));
         self
     }
 }
 
-fn gvk_string(gvk: &GroupVersionKind) -> String {
-    crate::review::Gvk {
+/// `Ok` when the request is about the kind `K` (group, version and kind); else the bad request
+/// that says which kind this endpoint reviews.
+fn expect_kind<K: kube::Resource<DynamicType = ()>>(
+    gvk: &GroupVersionKind,
+) -> Result<(), Decision> {
+    let expected = crate::review::Gvk {
+        group: K::group(&()),
+        version: K::version(&()),
+        kind: K::kind(&()),
+    };
+    if gvk.group == expected.group && gvk.version == expected.version && gvk.kind == expected.kind {
+        return Ok(());
+    }
+    let got = crate::review::Gvk {
         group: gvk.group.as_str().into(),
         version: gvk.version.as_str().into(),
         kind: gvk.kind.as_str().into(),
-    }
-    .to_string()
-}
-
-fn is_agent(gvk: &GroupVersionKind) -> bool {
-    gvk.group == Agent::group(&())
-        && gvk.version == Agent::version(&())
-        && gvk.kind == Agent::kind(&())
+    };
+    Err(Decision::bad_request(format!(
+        "this endpoint reviews {expected}, not {got}"
+    )))
 }
 
 /// The namespace a request is about: the request's, or else its object's; never empty.

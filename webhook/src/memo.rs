@@ -78,12 +78,18 @@ struct ProofDigest(u64);
 impl ProofDigest {
     fn of(proof: &ProofBundle, keys: &RandomState) -> Self {
         ProofDigest(keys.hash_one((
-            proof.spec_hash.as_str(),
-            proof.policy_hash.as_str(),
-            proof.signature.as_str(),
-            proof.algorithm.as_str(),
-            proof.key_id.as_str(),
+            (
+                proof.version,
+                proof.spec_hash.as_str(),
+                proof.policy_hash.as_str(),
+                proof.signature.as_str(),
+                proof.algorithm.as_str(),
+                proof.key_id.as_str(),
+            ),
             proof.signed_at.as_str(),
+            proof.agent_uid.as_str(),
+            &proof.approvers,
+            &proof.promotions,
         )))
     }
 }
@@ -378,6 +384,7 @@ impl Derivations for AgentDerivations<'_> {
         let ours = std::ptr::eq(keys, &self.keys.ring)
             && subject.namespace == self.key.namespace
             && subject.name == self.key.name
+            && Some(subject.uid) == self.agent.metadata.uid.as_deref()
             && self.own_proof(proof);
         let Some(version) = self.version.filter(|_| ours) else {
             self.memo.count(false);

@@ -1,17 +1,20 @@
 //! The memo decides exactly like the reference checks: on a hit, after a key ring reload, after
-//! a spec change, and with the clock and the policy in force judged on every review.
+//! a spec change, for another Agent object of the same name (another uid), and with the clock
+//! and the policy in force judged on every review.
 
 use std::sync::Arc;
 
 use agentgov_api::Agent;
+use agentgov_api::admission::Derivations;
 use agentgov_api::admission::{
     AdmissionContext, AgentView, DecisionCode, Denial, check_agent, check_agent_with,
 };
 use agentgov_api::agent::{AgentMode, AgentSpec, AgentStatus, GovernanceStatus, SandboxSpec};
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::hash::spec_hash;
+use agentgov_api::keyring::VerifyFailure;
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
-use agentgov_api::proof::{ProofSubject, sign};
+use agentgov_api::proof::{Approver, Claims, ProofBundle, ProofSubject, sign, signing_payload};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::watcher::Event;
@@ -84,17 +87,41 @@ impl Signers {
     }
 }
 
-/// A governed agent signed by `ring` for `name`, at resourceVersion `rv`.
-fn governed(name: &str, spec: AgentSpec, ring: &KeyRing, policy_hash: &str, rv: &str) -> Agent {
-    let hash = spec_hash(&spec).unwrap();
+/// A proof (payload version 2) signed by `ring` for the Agent object `name` with `uid`,
+/// approved by alice.
+fn proof_for(
+    name: &str,
+    uid: &str,
+    spec: &AgentSpec,
+    ring: &KeyRing,
+    policy_hash: &str,
+) -> ProofBundle {
+    let hash = spec_hash(spec).unwrap();
     let subject = ProofSubject {
         namespace: NS,
         name,
+        uid,
     };
-    let proof = sign(ring, subject, &hash, policy_hash, now() - hours(2)).unwrap();
+    let approvers = [Approver {
+        username: "alice".into(),
+        uid: "alice-uid".into(),
+    }];
+    let claims = Claims {
+        spec_hash: &hash,
+        policy_hash,
+        approvers: &approvers,
+        promotions: &[format!("promotion-of-{name}")],
+    };
+    sign(ring, subject, claims, now() - hours(2)).unwrap()
+}
+
+/// A governed agent (uid `uid-<name>`) signed by `ring`, at resourceVersion `rv`.
+fn governed(name: &str, spec: AgentSpec, ring: &KeyRing, policy_hash: &str, rv: &str) -> Agent {
+    let uid = format!("uid-{name}");
+    let proof = proof_for(name, &uid, &spec, ring, policy_hash);
     let mut agent = Agent::new(name, spec);
     agent.metadata.namespace = Some(NS.into());
-    agent.metadata.uid = Some(format!("uid-{name}"));
+    agent.metadata.uid = Some(uid);
     agent.metadata.resource_version = Some(rv.into());
     agent.metadata.creation_timestamp = Some(Time(now() - hours(3)));
     agent.status = Some(AgentStatus {
@@ -116,6 +143,7 @@ fn check(
     let view = AgentView {
         namespace: NS,
         name,
+        uid: agent.metadata.uid.as_deref().unwrap_or_default(),
         spec: &agent.spec,
         status: agent.status.as_ref(),
         created: agent.metadata.creation_timestamp.as_ref().unwrap().0,
@@ -166,6 +194,33 @@ fn variants(s: &Signers) -> Vec<Agent> {
     unsigned.status = None;
     let mut no_version = governed("no-version", spec(), &s.k1_ring, POLICY, "18");
     no_version.metadata.resource_version = None;
+    // Held out of force with a proof of an older spec: the spec check speaks first.
+    let mut invalidated_changed = invalidated.clone();
+    invalidated_changed.metadata.name = Some("invalidated-changed".into());
+    invalidated_changed.metadata.uid = Some("uid-invalidated-changed".into());
+    invalidated_changed.metadata.resource_version = Some("19".into());
+    invalidated_changed
+        .spec
+        .anatomy
+        .capabilities
+        .push("payments".into());
+    // A re-created agent (another uid) that kept the old object's proof.
+    let mut recreated = governed("recreated", spec(), &s.k1_ring, POLICY, "20");
+    recreated.metadata.uid = Some("uid-recreated-again".into());
+    // ... and with the proof's agentUid rewritten to the new uid (the uid is signed).
+    let mut relabelled = recreated.clone();
+    relabelled.metadata.resource_version = Some("21".into());
+    if let Some(proof) = relabelled.status.as_mut().and_then(|s| s.proof.as_mut()) {
+        proof.agent_uid = "uid-recreated-again".into();
+    }
+    let mut v1 = governed("v1", spec(), &s.k1_ring, POLICY, "22");
+    if let Some(proof) = v1.status.as_mut().and_then(|s| s.proof.as_mut()) {
+        *proof = v1_proof(&s.k1_ring, "v1", proof);
+    }
+    let mut unapproved = governed("unapproved", spec(), &s.k1_ring, POLICY, "23");
+    if let Some(proof) = unapproved.status.as_mut().and_then(|s| s.proof.as_mut()) {
+        proof.approvers.clear();
+    }
     vec![
         valid,
         tampered,
@@ -176,7 +231,32 @@ fn variants(s: &Signers) -> Vec<Agent> {
         invalidated,
         unsigned,
         no_version,
+        invalidated_changed,
+        recreated,
+        relabelled,
+        v1,
+        unapproved,
     ]
+}
+
+/// `proof` re-signed by `ring` in the payload layout of version 1 (before uids and approvals).
+fn v1_proof(ring: &KeyRing, name: &str, proof: &ProofBundle) -> ProofBundle {
+    let mut v1 = ProofBundle {
+        version: 1,
+        agent_uid: String::new(),
+        approvers: Vec::new(),
+        promotions: Vec::new(),
+        signature: String::new(),
+        ..proof.clone()
+    };
+    let subject = ProofSubject {
+        namespace: NS,
+        name,
+        uid: "",
+    };
+    let (_, _, signature) = ring.sign(&signing_payload(subject, &v1).unwrap()).unwrap();
+    v1.signature = signature;
+    v1
 }
 
 #[test]
@@ -326,6 +406,93 @@ fn a_new_resource_version_is_hashed_again() {
         DecisionCode::DenySpecHashMismatch
     );
     assert_eq!(delta(before, memo.stats()), (0, 1));
+    assert_eq!(memo.len(), 1, "one entry per agent");
+}
+
+#[test]
+fn a_verdict_is_never_reused_for_another_agent_object() {
+    // A re-created agent: the same name and the same resourceVersion string, another uid.
+    let s = Signers::new();
+    let keys = KeySnapshot::new(s.verification(&[]));
+    let memo = CheckMemo::default();
+    let first = governed("valid", spec(), &s.k1_ring, POLICY, "1");
+    assert_eq!(check(Some(&memo), &first, &keys, Some(POLICY)), Ok(()));
+    let proof = first
+        .status
+        .as_ref()
+        .and_then(|s| s.proof.as_ref())
+        .unwrap();
+    let subject = |uid| ProofSubject {
+        namespace: NS,
+        name: "valid",
+        uid,
+    };
+
+    // The remembered verdict answers for the object it was reached for...
+    let derived = memo.for_agent(NS, "valid", &first, &keys);
+    let before = memo.stats();
+    assert_eq!(
+        derived.verify(&keys.ring, subject("uid-valid"), proof),
+        Ok(())
+    );
+    assert_eq!(delta(before, memo.stats()), (1, 0));
+    // ...and for no other uid, even with the same proof.
+    let before = memo.stats();
+    assert_eq!(
+        derived.verify(&keys.ring, subject("uid-other"), proof),
+        Err(VerifyFailure::BadSignature)
+    );
+    assert_eq!(delta(before, memo.stats()), (0, 1));
+
+    // The old object's proof on the new object: refused before the signature is looked at.
+    let mut copied = first.clone();
+    copied.metadata.uid = Some("uid-other".into());
+    let denied = check(Some(&memo), &copied, &keys, Some(POLICY));
+    assert_eq!(code(&denied), DecisionCode::DenySignatureInvalid);
+    assert!(
+        denied
+            .as_ref()
+            .unwrap_err()
+            .reason
+            .contains("another Agent object"),
+        "{denied:?}"
+    );
+    assert_eq!(check(None, &copied, &keys, Some(POLICY)), denied);
+    // Its own derivations (same name and resourceVersion, another uid) verify again.
+    let derived = memo.for_agent(NS, "valid", &copied, &keys);
+    let copied_proof = copied
+        .status
+        .as_ref()
+        .and_then(|s| s.proof.as_ref())
+        .unwrap();
+    let before = memo.stats();
+    assert_eq!(
+        derived.verify(&keys.ring, subject("uid-other"), copied_proof),
+        Err(VerifyFailure::BadSignature)
+    );
+    assert_eq!(delta(before, memo.stats()), (0, 1));
+
+    // With the proof's agentUid rewritten to the new uid: the signature covers the uid.
+    let mut relabelled = copied.clone();
+    if let Some(proof) = relabelled.status.as_mut().and_then(|s| s.proof.as_mut()) {
+        proof.agent_uid = "uid-other".into();
+    }
+    assert_eq!(check(Some(&memo), &first, &keys, Some(POLICY)), Ok(()));
+    let denied = check(Some(&memo), &relabelled, &keys, Some(POLICY));
+    assert_eq!(
+        code(&denied),
+        DecisionCode::DenySignatureInvalid,
+        "{denied:?}"
+    );
+    assert_eq!(check(None, &relabelled, &keys, Some(POLICY)), denied);
+
+    // The re-created agent approved and signed for its own uid: admitted.
+    let mut resigned = copied.clone();
+    if let Some(status) = resigned.status.as_mut() {
+        status.proof = Some(proof_for("valid", "uid-other", &spec(), &s.k1_ring, POLICY));
+    }
+    assert_eq!(check(Some(&memo), &resigned, &keys, Some(POLICY)), Ok(()));
+    assert_eq!(check(Some(&memo), &resigned, &keys, Some(POLICY)), Ok(()));
     assert_eq!(memo.len(), 1, "one entry per agent");
 }
 

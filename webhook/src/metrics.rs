@@ -2,10 +2,16 @@
 //!
 //! - `agent_starts_allowed_total`, `agent_starts_denied_total{reason}`: every governance
 //!   decision (Pods and Agents); `reason` is the decision code, a bounded set.
-//! - `admission_review_duration_seconds{kind}` (kind = pod | agent).
+//!   An AgentPromotion or a PolicyBundle is no start: not counted there.
+//! - `promotion_attempts_total`, `promotion_denies_total{reason}`: promotions (an Agent's
+//!   governed spec or an approval) refused at admission; the operator counts those it decides.
+//! - `policy_bundles_refused_total`: PolicyBundle versions refused at admission.
+//! - `admission_review_duration_seconds{kind}` (kind = pod | agent | agentpromotion |
+//!   policybundle).
 //! - `webhook_cache_synced`, `keyring_reload_total{result}`, `certificate_reload_total{result}`,
 //!   `policy_bundle_load_total{result}`.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use agentgov_api::admission::DecisionCode;
@@ -26,6 +32,8 @@ pub struct ReasonLabels {
 pub enum ReviewKind {
     pod,
     agent,
+    agentpromotion,
+    policybundle,
 }
 
 impl ReviewKind {
@@ -33,7 +41,15 @@ impl ReviewKind {
         match self {
             ReviewKind::pod => "pod",
             ReviewKind::agent => "agent",
+            ReviewKind::agentpromotion => "agentpromotion",
+            ReviewKind::policybundle => "policybundle",
         }
+    }
+
+    /// Whether this kind's decisions are agent starts (`agent_starts_*`): a Pod or an Agent.
+    /// An approval or a bundle is no start; their refusals have counters of their own.
+    pub fn is_start(self) -> bool {
+        matches!(self, ReviewKind::pod | ReviewKind::agent)
     }
 }
 
@@ -66,6 +82,17 @@ pub struct Metrics {
     pub keyring_reload: Family<ResultLabels, Counter>,
     pub certificate_reload: Family<ResultLabels, Counter>,
     pub policy_bundle_load: Family<ResultLabels, Counter>,
+    /// Promotions refused at admission (the operator counts those it decides), by code.
+    pub promotion_attempts: Counter,
+    pub promotion_denies: Family<PromotionReasonLabels, Counter>,
+    /// PolicyBundle versions refused at admission (they do not compile).
+    pub bundles_refused: Counter,
+}
+
+/// A promotion deny's code (bounded: `agentgov_api::policy::metric_reason`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PromotionReasonLabels {
+    pub reason: &'static str,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -135,6 +162,24 @@ impl Metrics {
             "Active PolicyBundle versions loaded by result (an error keeps the last good one)",
             policy_bundle_load.clone(),
         );
+        let promotion_attempts = Counter::default();
+        registry.register(
+            "promotion_attempts",
+            "Promotion attempts refused at admission (a governed spec or an AgentPromotion the policy denies); the operator counts the attempts it decides, under the same name",
+            promotion_attempts.clone(),
+        );
+        let promotion_denies = Family::<PromotionReasonLabels, Counter>::default();
+        registry.register(
+            "promotion_denies",
+            "Promotion denies at admission, by the deny's code",
+            promotion_denies.clone(),
+        );
+        let bundles_refused = Counter::default();
+        registry.register(
+            "policy_bundles_refused",
+            "PolicyBundle versions refused at admission (ADMISSION_DENY_BUNDLE_INVALID: they do not compile)",
+            bundles_refused.clone(),
+        );
         let pod_review_duration = review_duration
             .get_or_create(&KindLabels {
                 kind: ReviewKind::pod,
@@ -156,6 +201,21 @@ impl Metrics {
             keyring_reload,
             certificate_reload,
             policy_bundle_load,
+            promotion_attempts,
+            promotion_denies,
+            bundles_refused,
+        }
+    }
+
+    /// Count a promotion refused at admission, once, by its deny codes.
+    pub fn record_attempt(&self, deny_codes: &[String]) {
+        self.promotion_attempts.inc();
+        for code in deny_codes {
+            self.promotion_denies
+                .get_or_create(&PromotionReasonLabels {
+                    reason: agentgov_api::policy::metric_reason(code),
+                })
+                .inc();
         }
     }
 
@@ -175,9 +235,15 @@ impl Metrics {
     /// A timer that records into `admission_review_duration_seconds` when dropped.
     pub fn review_timer(&self, kind: ReviewKind) -> ReviewTimer<'_> {
         ReviewTimer {
+            // Pod and Agent reviews are the hot path: their series are resolved once.
             histogram: match kind {
-                ReviewKind::pod => &self.pod_review_duration,
-                ReviewKind::agent => &self.agent_review_duration,
+                ReviewKind::pod => Cow::Borrowed(&self.pod_review_duration),
+                ReviewKind::agent => Cow::Borrowed(&self.agent_review_duration),
+                other => Cow::Owned(
+                    self.review_duration
+                        .get_or_create(&KindLabels { kind: other })
+                        .clone(),
+                ),
             },
             start: Instant::now(),
         }
@@ -198,7 +264,7 @@ impl Metrics {
 
 /// Observes the elapsed time on drop, so every return path is measured.
 pub struct ReviewTimer<'a> {
-    histogram: &'a Histogram,
+    histogram: Cow<'a, Histogram>,
     start: Instant,
 }
 

@@ -332,6 +332,39 @@ pub async fn review_agent(
     }
 }
 
+/// Parse and decide an AgentPromotion review (a SubjectAccessReview and the policy).
+pub async fn review_promotion(
+    body: &[u8],
+    view: &dyn View,
+    authz: &dyn Authorizer,
+    policy_slots: &Semaphore,
+) -> Reviewed<'static> {
+    match parse(body) {
+        Err(err) => Reviewed::rejected(err),
+        Ok(req) => {
+            let decision = decide::decide_promotion(&req, view, authz, policy_slots).await;
+            Reviewed {
+                facts: Facts::of(&req),
+                decision,
+            }
+        }
+    }
+}
+
+/// Parse and decide a PolicyBundle review (compile its Rego).
+pub async fn review_bundle(body: &[u8], policy_slots: &Semaphore) -> Reviewed<'static> {
+    match parse(body) {
+        Err(err) => Reviewed::rejected(err),
+        Ok(req) => {
+            let decision = decide::decide_bundle(&req, policy_slots).await;
+            Reviewed {
+                facts: Facts::of(&req),
+                decision,
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

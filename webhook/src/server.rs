@@ -61,6 +61,8 @@ pub fn admission_router(state: AppState) -> Router {
     Router::new()
         .route("/validate/pods", post(validate_pods))
         .route("/validate/agents", post(validate_agents))
+        .route("/validate/agentpromotions", post(validate_promotions))
+        .route("/validate/policybundles", post(validate_bundles))
         .with_state(Arc::new(state))
 }
 
@@ -151,7 +153,37 @@ pub fn record(metrics: &Metrics, kind: ReviewKind, facts: &Facts<'_>, decision: 
     let code = decision.code.as_str();
     match decision.scope {
         Scope::Governed => {
-            metrics.record_decision(decision.code);
+            if kind.is_start() {
+                metrics.record_decision(decision.code);
+            } else if kind == ReviewKind::policybundle && !decision.code.is_allow() {
+                metrics.bundles_refused.inc();
+            }
+            if let Some(attempt) = decision.attempt.as_deref()
+                && !facts.dry_run
+            {
+                metrics.record_attempt(&attempt.deny_codes);
+                tracing::info!(
+                    code = "PROMOTION_ATTEMPT",
+                    agent,
+                    namespace = &*facts.namespace,
+                    actor = &*facts.requester,
+                    outcome = "denied",
+                    kind = kind.as_str(),
+                    uid = &*facts.uid,
+                    "promotion evaluated at admission"
+                );
+                tracing::warn!(
+                    code = "PROMOTION_DENIED",
+                    agent,
+                    namespace = &*facts.namespace,
+                    actor = &*facts.requester,
+                    reasons = ?attempt.deny_codes,
+                    reason = &*decision.reason,
+                    kind = kind.as_str(),
+                    uid = &*facts.uid,
+                    "promotion refused at admission"
+                );
+            }
             tracing::info!(
                 code,
                 allowed = decision.allowed(),
@@ -229,6 +261,26 @@ async fn validate_agents(State(s): State<Arc<AppState>>, request: Request) -> Re
     )
     .await;
     finish(&s, ReviewKind::agent, reviewed)
+}
+
+async fn validate_promotions(State(s): State<Arc<AppState>>, request: Request) -> Response {
+    let _timer = s.metrics.review_timer(ReviewKind::agentpromotion);
+    let body = match read_body(request.into_body(), s.max_body_bytes, s.body_timeout).await {
+        Ok(body) => body,
+        Err(e) => return body_failure(&s.metrics, ReviewKind::agentpromotion, e),
+    };
+    let reviewed = review::review_promotion(&body, &*s.view, &*s.authz, &s.policy_slots).await;
+    finish(&s, ReviewKind::agentpromotion, reviewed)
+}
+
+async fn validate_bundles(State(s): State<Arc<AppState>>, request: Request) -> Response {
+    let _timer = s.metrics.review_timer(ReviewKind::policybundle);
+    let body = match read_body(request.into_body(), s.max_body_bytes, s.body_timeout).await {
+        Ok(body) => body,
+        Err(e) => return body_failure(&s.metrics, ReviewKind::policybundle, e),
+    };
+    let reviewed = review::review_bundle(&body, &s.policy_slots).await;
+    finish(&s, ReviewKind::policybundle, reviewed)
 }
 
 fn finish(s: &AppState, kind: ReviewKind, reviewed: Reviewed<'_>) -> Response {

@@ -144,3 +144,21 @@ async fn a_deleting_agent_keeps_its_spec() {
     let answer = update(&app, &old, &released).await;
     assert!(allowed(&answer), "{answer:#}");
 }
+
+#[tokio::test]
+async fn a_round_trip_through_governed_does_not_lengthen_a_sandbox() {
+    // A governed spec needs no SubjectAccessReview any more, so the round trip sandbox ->
+    // governed -> sandbox is open to anyone with `update`: it must not be a way around `extend`.
+    let app = app_extending(false);
+    let expired = sandbox(30, 24);
+    let mut governed = expired.clone();
+    governed.spec.mode = agentgov_api::agent::AgentMode::Governed;
+    let answer = update(&app, &expired, &governed).await;
+    assert!(allowed(&answer), "step 1, a promotion request: {answer:#}");
+    let mut back = governed.clone();
+    back.spec.mode = agentgov_api::agent::AgentMode::Sandbox;
+    back.spec.sandbox = ttl(48 * 3600);
+    let answer = update(&app, &governed, &back).await;
+    assert_denied(&answer, DecisionCode::DenySandboxExtension);
+    assert_eq!(app.authz.calls(), 1, "asked for `extend`");
+}

@@ -1,5 +1,5 @@
-//! The JSON log lines of `telemetry::JsonLine`, and the decision line of `POST /validate/agents`
-//! with the seed's fields.
+//! The JSON log lines of `telemetry::JsonLine`, the decision line of `POST /validate/agents`
+//! with the seed's fields, and the PROMOTION_DENIED line of a refused approval.
 //!
 //! In a test binary of its own: the subscriber is set for this thread only, and tracing caches
 //! per-callsite interest globally, so tests in other threads of a shared binary could register
@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentgov_api::admission::DecisionCode;
+use agentgov_api::hash::spec_hash;
+use agentgov_webhook::authz::{FixedAuthorizer, PROMOTE_VERB};
 use agentgov_webhook::telemetry::JsonLine;
 use common::*;
 use serde_json::{Value, json};
@@ -96,26 +98,99 @@ async fn an_error_field_is_its_message() {
 
 #[tokio::test]
 async fn decision_log_line_is_json_with_the_fields() {
-    let app = app_with(world().view, Ok(false), Duration::from_secs(5));
+    let app = app(world().view);
+    let mut spec = governed_spec();
+    spec.anatomy.capabilities.clear();
     let lines = lines(|| async {
-        let answer = create(&app, "auditor-2", &governed_spec()).await;
-        assert_denied(&answer, DecisionCode::DenyUnauthorized);
+        let answer = create(&app, "auditor-2", &spec).await;
+        assert_denied(&answer, DecisionCode::DenyPolicy);
     })
     .await;
     let line = lines
         .iter()
         .find(|l| l["message"] == json!("admission decision"))
         .unwrap_or_else(|| panic!("no decision line in {lines:?}"));
-    assert_eq!(line["code"], json!("ADMISSION_DENY_UNAUTHORIZED"));
+    assert_eq!(line["code"], json!("ADMISSION_DENY_POLICY"));
     assert_eq!(line["agent"], json!("auditor-2"));
     assert_eq!(line["namespace"], json!(NS));
     assert_eq!(line["requester"], json!("alice@example.com"));
     assert_eq!(line["operation"], json!("CREATE"));
     assert_eq!(line["kind"], json!("agent"));
-    assert!(line["reason"].as_str().unwrap().contains("promote"));
+    assert!(
+        line["reason"]
+            .as_str()
+            .unwrap()
+            .contains("capabilities is empty")
+    );
     let metrics = app.metrics.encode().unwrap();
     assert!(
-        metrics.contains(r#"agent_starts_denied_total{reason="ADMISSION_DENY_UNAUTHORIZED"} 1"#),
+        metrics.contains(r#"agent_starts_denied_total{reason="ADMISSION_DENY_POLICY"} 1"#),
         "{metrics}"
     );
+}
+
+/// The lines of `lines` whose `code` is `code`.
+fn with_code<'a>(lines: &'a [Value], code: &str) -> Vec<&'a Value> {
+    lines.iter().filter(|l| l["code"] == json!(code)).collect()
+}
+
+#[tokio::test]
+async fn a_refused_approval_is_logged_as_promotion_denied_with_the_actor() {
+    let authz = FixedAuthorizer::new(Ok(true)).with_verb(PROMOTE_VERB, Ok(false));
+    let app = app_with_authz(world().view, authz, Duration::from_secs(5));
+    let hash = spec_hash(&governed_spec()).unwrap();
+    let lines = lines(|| async {
+        let (_, answer) = post(
+            &app.router,
+            "/validate/agentpromotions",
+            bytes(&promotion_create(GOVERNED, &hash)),
+        )
+        .await;
+        assert_denied(&answer, DecisionCode::DenyUnauthorized);
+    })
+    .await;
+    let denied = with_code(&lines, "PROMOTION_DENIED");
+    let [line] = denied.as_slice() else {
+        panic!("one PROMOTION_DENIED line expected in {lines:?}")
+    };
+    assert_eq!(line["level"], json!("WARN"));
+    assert_eq!(line["actor"], json!("alice@example.com"));
+    assert_eq!(line["agent"], json!(GOVERNED));
+    assert_eq!(line["namespace"], json!(NS));
+    assert_eq!(line["kind"], json!("agentpromotion"));
+    assert_eq!(line["uid"], json!(PROMOTION_UID));
+    assert!(
+        line["reasons"]
+            .as_str()
+            .unwrap()
+            .contains("actor_unauthorized"),
+        "{line}"
+    );
+    assert!(
+        line["reason"].as_str().unwrap().contains("'promote'"),
+        "{line}"
+    );
+    // The decision line beside it, with the decision's code.
+    let decision = with_code(&lines, "ADMISSION_DENY_UNAUTHORIZED");
+    assert_eq!(decision.len(), 1, "{lines:?}");
+    assert_eq!(decision[0]["requester"], json!("alice@example.com"));
+    assert_eq!(decision[0]["kind"], json!("agentpromotion"));
+
+    // A dry run logs the decision, but no promotion attempt.
+    let mut dry = promotion_create(GOVERNED, &hash);
+    dry["request"]["dryRun"] = json!(true);
+    let lines = lines_of(&app, &dry).await;
+    assert!(
+        with_code(&lines, "PROMOTION_DENIED").is_empty(),
+        "{lines:?}"
+    );
+    assert_eq!(with_code(&lines, "ADMISSION_DENY_UNAUTHORIZED").len(), 1);
+}
+
+/// The lines logged while `app` answers `review` at `/validate/agentpromotions`.
+async fn lines_of(app: &App, review: &Value) -> Vec<Value> {
+    lines(|| async {
+        post(&app.router, "/validate/agentpromotions", bytes(review)).await;
+    })
+    .await
 }

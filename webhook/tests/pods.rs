@@ -86,7 +86,143 @@ async fn deny_proof_missing_when_invalidated() {
     w.view.add_agent(agent);
     let answer = pod_answer(w.view, "quarantined").await;
     assert_denied(&answer, DecisionCode::DenyProofMissing);
-    assert!(message(&answer).contains("GOVERNED_INVALIDATED"));
+    let text = message(&answer);
+    assert!(
+        text.contains("no proof bundle in force (GOVERNED_INVALIDATED): temperature too high"),
+        "{text}"
+    );
+}
+
+/// A signed agent the operator then held out of force (GOVERNED_INVALIDATED), keeping its proof.
+fn invalidated(
+    name: &str,
+    spec: agentgov_api::agent::AgentSpec,
+    w: &World,
+    policy_hash: &str,
+) -> agentgov_api::Agent {
+    let mut agent = signed_agent(name, spec, &w.keys.ring, policy_hash);
+    if let Some(status) = agent.status.as_mut() {
+        status.governance_status = Some(GovernanceStatus::GovernedInvalidated);
+        status.denies = vec!["the agent is no longer approved".into()];
+    }
+    agent
+}
+
+#[tokio::test]
+async fn an_invalidated_agent_whose_spec_changed_is_a_spec_hash_mismatch() {
+    // Its old proof is kept as a record; the checks say what no longer holds, first.
+    let mut w = world();
+    let mut agent = invalidated("edited", governed_spec(), &w, policy().hash());
+    agent.spec.anatomy.capabilities.push("payments".into());
+    w.view.add_agent(agent);
+    let answer = pod_answer(w.view, "edited").await;
+    assert_denied(&answer, DecisionCode::DenySpecHashMismatch);
+}
+
+#[tokio::test]
+async fn an_invalidated_agent_a_newer_policy_denies_is_a_policy_hash_mismatch() {
+    let mut w = world();
+    let mut spec = governed_spec();
+    spec.anatomy.capabilities.clear();
+    w.view
+        .add_agent(invalidated("outlawed", spec, &w, &"0".repeat(64)));
+    let answer = pod_answer(w.view, "outlawed").await;
+    assert_denied(&answer, DecisionCode::DenyPolicyHashMismatch);
+    assert!(message(&answer).contains("capabilit"), "{answer:#}");
+}
+
+#[tokio::test]
+async fn an_invalidated_agent_with_an_intact_proof_has_no_proof_in_force() {
+    // Every check of its proof holds, and still: the operator holds it out of force.
+    let mut w = world();
+    w.view.add_agent(invalidated(
+        "withdrawn",
+        governed_spec(),
+        &w,
+        policy().hash(),
+    ));
+    let answer = pod_answer(w.view, "withdrawn").await;
+    assert_denied(&answer, DecisionCode::DenyProofMissing);
+    let text = message(&answer);
+    assert!(text.contains("no proof bundle in force"), "{text}");
+    assert!(text.contains("no longer approved"), "{text}");
+}
+
+#[tokio::test]
+async fn a_proof_signed_for_another_uid_is_invalid() {
+    // The agent deleted and re-created under the same name: a new uid. Its old proof (kept
+    // in a restored status, say) does not carry over.
+    let mut w = world();
+    let mut recreated = signed_agent("reborn", governed_spec(), &w.keys.ring, policy().hash());
+    recreated.metadata.uid = Some("uid-reborn-2".into());
+    w.view.add_agent(recreated.clone());
+    let answer = pod_answer(w.view, "reborn").await;
+    assert_denied(&answer, DecisionCode::DenySignatureInvalid);
+    assert!(
+        message(&answer).contains("signed for another Agent object"),
+        "{answer:#}"
+    );
+    // Rewriting the proof's agentUid to the new uid does not help: the signature covers it.
+    let mut w = world();
+    let mut relabelled = recreated;
+    if let Some(proof) = relabelled.status.as_mut().and_then(|s| s.proof.as_mut()) {
+        proof.agent_uid = "uid-reborn-2".into();
+    }
+    w.view.add_agent(relabelled);
+    let answer = pod_answer(w.view, "reborn").await;
+    assert_denied(&answer, DecisionCode::DenySignatureInvalid);
+    assert!(message(&answer).contains("does not verify"), "{answer:#}");
+    // Signed for its own uid (approved again): admitted.
+    let mut w = world();
+    w.view.add_agent(signed_agent_uid(
+        "reborn",
+        "uid-reborn-2",
+        governed_spec(),
+        &w.keys.ring,
+        policy().hash(),
+    ));
+    let answer = pod_answer(w.view, "reborn").await;
+    assert!(allowed(&answer), "{answer:#}");
+}
+
+#[tokio::test]
+async fn a_proof_of_payload_version_1_names_no_approval() {
+    // A proof as the operator signed before approvals existed: its signature verifies, but it
+    // shows no authorized identity asked for this spec.
+    let mut w = world();
+    let mut old = signed_agent("legacy", governed_spec(), &w.keys.ring, policy().hash());
+    if let Some(proof) = old.status.as_mut().and_then(|s| s.proof.as_mut()) {
+        *proof = v1_proof("legacy", proof, &w.keys.ring);
+        let subject = agentgov_api::proof::ProofSubject {
+            namespace: NS,
+            name: "legacy",
+            uid: "uid-legacy",
+        };
+        assert_eq!(
+            agentgov_api::proof::verify(&w.keys.verification(&[]), subject, proof),
+            Ok(()),
+            "a genuine version 1 proof"
+        );
+    }
+    w.view.add_agent(old);
+    let answer = pod_answer(w.view, "legacy").await;
+    assert_denied(&answer, DecisionCode::DenyProofMissing);
+    let text = message(&answer);
+    assert!(text.contains("names no approval"), "{text}");
+    assert!(text.contains("payload version 1"), "{text}");
+}
+
+#[tokio::test]
+async fn a_proof_without_approvers_names_no_approval() {
+    let mut w = world();
+    let mut agent = signed_agent("unapproved", governed_spec(), &w.keys.ring, policy().hash());
+    if let Some(proof) = agent.status.as_mut().and_then(|s| s.proof.as_mut()) {
+        proof.approvers.clear();
+    }
+    w.view.add_agent(agent);
+    let answer = pod_answer(w.view, "unapproved").await;
+    assert_denied(&answer, DecisionCode::DenyProofMissing);
+    assert!(message(&answer).contains("names no approval"), "{answer:#}");
 }
 
 #[tokio::test]

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_webhook::authz::FixedAuthorizer;
 use agentgov_webhook::cache::StaticView;
-use agentgov_webhook::review::{Reviewed, review_agent, review_pod};
+use agentgov_webhook::review::{
+    Reviewed, review_agent, review_bundle, review_pod, review_promotion,
+};
 use common::*;
 use proptest::prelude::*;
 use proptest::sample::Index;
@@ -48,6 +50,24 @@ fn agent(body: &[u8]) -> Reviewed<'_> {
         now(),
         &slots,
     ))
+}
+
+fn promotion(body: &[u8]) -> Reviewed<'static> {
+    let authz = FixedAuthorizer::new(Ok(true));
+    let slots = Semaphore::new(1);
+    runtime().block_on(review_promotion(body, view(), &authz, &slots))
+}
+
+fn bundle(body: &[u8]) -> Reviewed<'static> {
+    let slots = Semaphore::new(1);
+    runtime().block_on(review_bundle(body, &slots))
+}
+
+fn valid_promotion() -> Value {
+    promotion_create(
+        GOVERNED,
+        &agentgov_api::hash::spec_hash(&governed_spec()).unwrap(),
+    )
 }
 
 fn valid_pod(sandbox: bool) -> Value {
@@ -276,6 +296,45 @@ proptest! {
     }
 
     #[test]
+    fn arbitrary_bytes_never_allow_a_promotion_or_a_bundle(
+        body in proptest::collection::vec(any::<u8>(), 0..1024),
+    ) {
+        prop_assert!(!promotion(&body).allowed());
+        prop_assert!(!bundle(&body).allowed());
+    }
+
+    #[test]
+    fn mutations_of_a_promotion_review_allow_only_the_same_approval(
+        picks in proptest::collection::vec((any::<Index>(), replacement()), 1..4),
+    ) {
+        let valid = valid_promotion();
+        let mut value = valid.clone();
+        for (pick, with) in picks {
+            let mut all = Vec::new();
+            pointers(&value, String::new(), &mut all);
+            let pointer = all[pick.index(all.len())].clone();
+            mutate(&mut value, &pointer, with);
+        }
+        let body = bytes(&value);
+        let reviewed = promotion(&body);
+        if reviewed.allowed() {
+            let parsed = agentgov_webhook::review::parse(&body);
+            prop_assert!(parsed.is_ok(), "allowed an unparsable review");
+            let req = parsed.unwrap();
+            prop_assert_eq!(reviewed.answer().uid(), req.uid.as_str());
+            // Either outside what is reviewed, or the approval of the same spec of the same agent.
+            let reviewed_create = req.operation == kube::core::admission::Operation::Create
+                && req.sub_resource.as_deref().is_none_or(str::is_empty);
+            if reviewed_create {
+                let spec = &value["request"]["object"]["spec"];
+                let want = &valid["request"]["object"]["spec"];
+                prop_assert_eq!(&spec["agent"], &want["agent"]);
+                prop_assert_eq!(&spec["specHash"], &want["specHash"]);
+            }
+        }
+    }
+
+    #[test]
     fn mutations_of_an_agent_review_never_panic_and_allow_only_parsable_reviews(
         picks in proptest::collection::vec((any::<Index>(), replacement()), 1..4),
     ) {
@@ -303,4 +362,5 @@ fn the_valid_input_is_allowed() {
     assert!(pod(&bytes(&valid_pod(false))).allowed());
     assert!(pod(&bytes(&valid_pod(true))).allowed());
     assert!(agent(&bytes(&agent_create("auditor-2", &governed_spec()))).allowed());
+    assert!(promotion(&bytes(&valid_promotion())).allowed());
 }

@@ -1,5 +1,6 @@
-//! Writes the CRDs to `crds/*.yaml` and the default PolicyBundle to `examples/` (paths relative
-//! to the repository root), or checks them with `--check`.
+//! Writes every generated file (`agentgov_api::generated_files`: the CRDs and their chart copies,
+//! the admission guards' chart copy, the default PolicyBundle example; paths relative to the
+//! repository root), or checks them with `--check`.
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;
@@ -36,7 +37,7 @@ fn main() -> ExitCode {
     };
     let mut drift = false;
     for (file, yaml) in crds {
-        let path = dir.join(file);
+        let path = dir.join(&file);
         if let Some(parent) = path.parent() {
             let _ = std::fs::create_dir_all(parent);
         }

@@ -1,16 +1,20 @@
 //! Shared fixtures of the integration tests: the repository layout, the example agents, the
-//! committed key rings and policy bundle, and an admission scenario to tamper with.
+//! committed key rings and policy bundle, and an admission scenario to tamper with (a governed
+//! agent signed with payload version 2: its uid, an approver and an AgentPromotion).
 // Each test crate includes this module and uses a different part of it.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use agentgov_api::admission::{AdmissionCheck, AdmissionContext, AgentView, Denial, check_agent};
+use agentgov_api::admission::{
+    AdmissionCheck, AdmissionContext, AgentView, Denial, PolicyRecheck, check_agent,
+};
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::hash::{policy_hash, spec_hash};
 use agentgov_api::keyring::{KeyConfig, KeyRing, KeyRingConfig};
-use agentgov_api::proof::{ProofBundle, ProofSubject, sign};
+use agentgov_api::policy::{Actor, AgentInput, PolicyEngine, PolicyInput};
+use agentgov_api::proof::{Approver, Claims, ProofBundle, ProofSubject, sign};
 use agentgov_api::{Agent, AgentSpec, AgentStatus, GovernanceStatus, PolicyBundleSpec};
 use jiff::{SignedDuration, Timestamp};
 
@@ -24,6 +28,20 @@ pub const HMAC_RING: &str = "keyring-hmac.json";
 pub const KAT_POLICY: &str = "policybundle-kat.yaml";
 pub const ED25519_KEY_ID: &str = "kat-ed25519";
 pub const HMAC_KEY_ID: &str = "kat-hmac";
+/// The uid of the Agent object every governed scenario is (and the v2 vectors are) signed for.
+pub const AGENT_UID: &str = "6f1c2b9e-4d3a-4e8f-9b7c-1a2d3e4f5a6b";
+/// The uid of the same agent re-created under the same name.
+pub const RECREATED_UID: &str = "0d9e8f7a-6b5c-4d3e-8f2a-1b0c9d8e7f6a";
+/// The uid of the AgentPromotion a scenario is promoted under.
+pub const PROMOTION_UID: &str = "3a7b1c5d-9e2f-4a6b-8c0d-2e4f6a8b0c1d";
+
+/// The approver a scenario is promoted by, as the API server authenticated them.
+pub fn approver() -> Approver {
+    Approver {
+        username: "alice@example.com".into(),
+        uid: "b6a4c2e0-1f3d-4b5a-9c7e-8d6f4a2b0c1e".into(),
+    }
+}
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
@@ -115,10 +133,15 @@ pub fn kat_policy_hash() -> String {
 pub struct Scenario {
     pub namespace: String,
     pub name: String,
+    /// The Agent object's uid.
+    pub uid: String,
     pub spec: AgentSpec,
     pub status: Option<AgentStatus>,
     pub created: Timestamp,
     pub active_policy_hash: Option<String>,
+    /// How a proof under another policy than the one in force is judged: `None` strictly
+    /// (check 3 refuses it); `Some` by asking that policy, as the webhook does.
+    pub recheck: Option<Recheck>,
     pub now: Timestamp,
     pub expiry: ExpiryPolicy,
 }
@@ -128,13 +151,14 @@ impl Scenario {
         let view = AgentView {
             namespace: &self.namespace,
             name: &self.name,
+            uid: &self.uid,
             spec: &self.spec,
             status: self.status.as_ref(),
             created: self.created,
         };
         let ctx = AdmissionContext {
             active_policy_hash: self.active_policy_hash.as_deref(),
-            recheck: None,
+            recheck: self.recheck.as_ref().map(|r| r as &dyn PolicyRecheck),
             keys,
             now: self.now,
             expiry: &self.expiry,
@@ -160,37 +184,99 @@ impl Scenario {
         ProofSubject {
             namespace: &self.namespace,
             name: &self.name,
+            uid: &self.uid,
         }
     }
 
-    /// Sign the current spec with `ring`'s active key against the active policy, as the
-    /// operator does on promotion, and mark the agent GOVERNED_VALID.
+    /// Sign the current spec with `ring`'s active key against the active policy, approved by
+    /// [`approver`] through the AgentPromotion [`PROMOTION_UID`], as the operator does on
+    /// promotion, and mark the agent GOVERNED_VALID.
     pub fn sign_with(&mut self, ring: &KeyRing) {
+        self.sign_claims(ring, &[approver()], &[PROMOTION_UID.to_string()]);
+    }
+
+    /// [`Scenario::sign_with`], approved by `approvers` through `promotions`.
+    pub fn sign_claims(&mut self, ring: &KeyRing, approvers: &[Approver], promotions: &[String]) {
         let spec_hash = spec_hash(&self.spec).expect("the spec hashes");
         let policy = self
             .active_policy_hash
             .clone()
             .expect("a policy is in force");
-        let proof = sign(ring, self.subject(), &spec_hash, &policy, at(T0)).expect("signing works");
+        let claims = Claims {
+            spec_hash: &spec_hash,
+            policy_hash: &policy,
+            approvers,
+            promotions,
+        };
+        let proof = sign(ring, self.subject(), claims, at(T0)).expect("signing works");
         self.status = Some(AgentStatus {
             governance_status: Some(GovernanceStatus::GovernedValid),
             proof: Some(proof),
             ..AgentStatus::default()
         });
     }
+
+    /// Put `policy` in force: its hash is the active one, and a proof signed under another
+    /// policy is judged by asking it ([`Recheck`]).
+    pub fn policy_in_force(&mut self, policy: &PolicyBundleSpec) {
+        let engine = PolicyEngine::compile(policy).expect("the policy compiles");
+        self.active_policy_hash = Some(engine.hash().to_string());
+        self.recheck = Some(Recheck(engine));
+    }
 }
 
-/// examples/agent-governed.yaml in `finance`, signed at T0 by `ring` against the KAT policy,
+/// The policy in force, asked about a governed agent whose proof names another policy, as the
+/// webhook asks it: the proof shows the promotion was authorized, so the actor is one allowed to
+/// promote, and the question is only whether the rules now in force allow the agent.
+#[derive(Clone, Debug)]
+pub struct Recheck(pub PolicyEngine);
+
+impl PolicyRecheck for Recheck {
+    fn recheck(&self, agent: &AgentView<'_>) -> Result<(), String> {
+        let actor = Actor {
+            username: "policy in force".into(),
+            authorized_to_promote: true,
+            ..Actor::default()
+        };
+        let input = PolicyInput {
+            agent: AgentInput {
+                namespace: agent.namespace,
+                name: agent.name,
+                spec: agent.spec,
+            },
+            actor: &actor,
+        };
+        match self.0.evaluate(&input) {
+            Ok(decision) if decision.allow => Ok(()),
+            Ok(decision) => Err(decision.messages().join("; ")),
+            Err(e) => Err(format!("it could not judge the agent: {e}")),
+        }
+    }
+}
+
+/// The KAT policy with another compliance temperature limit: a newer policy than the one the
+/// scenarios are signed under, which allows the example agent (temperature 0.2) if `limit` is
+/// at least 0.2.
+pub fn kat_policy_with_limit(limit: f64) -> PolicyBundleSpec {
+    let mut policy = kat_policy();
+    policy.data.temperature_limits.compliance = limit;
+    policy
+}
+
+/// examples/agent-governed.yaml in `finance` (uid [`AGENT_UID`]), signed at T0 by `ring` against
+/// the KAT policy (payload version 2, approved by [`approver`] through [`PROMOTION_UID`]),
 /// checked an hour later: admitted.
 pub fn governed(ring: &KeyRing) -> Scenario {
     let agent = governed_agent();
     let mut scenario = Scenario {
         namespace: NAMESPACE.into(),
         name: agent.metadata.name.clone().expect("the example has a name"),
+        uid: AGENT_UID.into(),
         spec: agent.spec,
         status: None,
         created: at(T0 - 60),
         active_policy_hash: Some(kat_policy_hash()),
+        recheck: None,
         now: at(T0 + 3_600),
         expiry: ExpiryPolicy::default(),
     };
@@ -204,10 +290,12 @@ pub fn sandbox() -> Scenario {
     Scenario {
         namespace: NAMESPACE.into(),
         name: agent.metadata.name.clone().expect("the example has a name"),
+        uid: "5c4b3a29-1807-4f6e-8d5c-4b3a29180706".into(),
         spec: agent.spec,
         status: None,
         created: at(T0),
         active_policy_hash: None,
+        recheck: None,
         now: at(T0),
         expiry: ExpiryPolicy::default(),
     }

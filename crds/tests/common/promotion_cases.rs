@@ -4,9 +4,9 @@
 //! Included with `#[path]` by the test crates that use it, next to `mod common;`.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use agentgov_api::policy::{PolicyDecision, PolicyEngine, default_bundle_spec};
+use agentgov_api::policy::{Deny, PolicyDecision, PolicyEngine, default_bundle_spec};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -50,8 +50,9 @@ pub struct Case {
 #[derive(Deserialize, Debug)]
 pub struct Expect {
     pub allow: bool,
+    /// Deny code → substrings of that code's messages.
     #[serde(default)]
-    pub denies: Vec<String>,
+    pub denies: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     pub warnings: Vec<String>,
 }
@@ -141,15 +142,61 @@ pub fn matches(got: &[String], want: &[String]) -> bool {
             .all(|g| want.iter().any(|w| g.contains(w.as_str())))
 }
 
-/// What is wrong with a decision, as the OPA runner names it: allow, denies, warnings, unsorted.
+/// The deny codes the shipped policy gives, one per seed rule.
+pub const SHIPPED_CODES: [&str; 6] = [
+    "actor_unauthorized",
+    "anatomy_incomplete",
+    "containment",
+    "capabilities",
+    "temperature",
+    "budget",
+];
+
+/// Per code, the decision's messages match the expected substrings (see `matches`), and no deny
+/// has a code that is not expected.
+pub fn denies_match(got: &[Deny], want: &BTreeMap<String, Vec<String>>) -> bool {
+    let codes: BTreeSet<&str> = got
+        .iter()
+        .map(|d| d.code.as_str())
+        .chain(want.keys().map(String::as_str))
+        .collect();
+    codes.into_iter().all(|code| {
+        let messages: Vec<String> = got
+            .iter()
+            .filter(|d| d.code == code)
+            .map(|d| d.message.clone())
+            .collect();
+        matches(&messages, want.get(code).map_or(&[][..], Vec::as_slice))
+    })
+}
+
+/// Denies in the policy's order: by message, then code.
+pub fn sorted_denies(denies: &[Deny]) -> Vec<Deny> {
+    let mut sorted = denies.to_vec();
+    sorted.sort_by(|a, b| (&a.message, &a.code).cmp(&(&b.message, &b.code)));
+    sorted
+}
+
+/// What is wrong with a decision, as the OPA runner names it: allow, denies, warnings, unsorted,
+/// deny shape (a code the shipped policy does not give).
 pub fn problems(decision: &PolicyDecision, expect: &Expect) -> Vec<&'static str> {
-    let mut sorted = decision.denies.clone();
-    sorted.sort();
+    let mut warnings = decision.warnings.clone();
+    warnings.sort();
     [
         ("allow", decision.allow != expect.allow),
-        ("denies", !matches(&decision.denies, &expect.denies)),
+        ("denies", !denies_match(&decision.denies, &expect.denies)),
         ("warnings", !matches(&decision.warnings, &expect.warnings)),
-        ("unsorted", sorted != decision.denies),
+        (
+            "unsorted",
+            sorted_denies(&decision.denies) != decision.denies || warnings != decision.warnings,
+        ),
+        (
+            "deny shape",
+            decision
+                .denies
+                .iter()
+                .any(|d| !SHIPPED_CODES.contains(&d.code.as_str())),
+        ),
     ]
     .into_iter()
     .filter_map(|(name, wrong)| wrong.then_some(name))

@@ -34,6 +34,7 @@ async fn main() -> Result<()> {
     let agents: Api<Agent> = ns.api();
     let started = Instant::now();
     agentgov_e2e::create_agents(&ns, "agent", n, &spec).await?;
+    agentgov_e2e::approve_agents(&ns, "agent", n, &spec).await?;
     eprintln!(
         "created {n} agents in {:.1}s",
         started.elapsed().as_secs_f64()

@@ -28,7 +28,8 @@ pub fn many_name(i: usize) -> String {
 /// labels, the last-applied annotation, a proof, a policy reference, two conditions (managed
 /// fields are dropped by the webhook's cache).
 pub fn realistic_agent(name: &str, signing: &KeyRing, policy_hash: &str, rv: usize) -> Agent {
-    let agent = signed_agent(name, governed_spec(), signing, policy_hash);
+    let uid = format!("00000000-0000-4000-8000-{rv:012}");
+    let agent = signed_agent_uid(name, &uid, governed_spec(), signing, policy_hash);
     let mut value = serde_json::to_value(&agent).unwrap();
     let applied = json!({
         "apiVersion": "agentgov.dev/v1alpha1",
@@ -36,7 +37,6 @@ pub fn realistic_agent(name: &str, signing: &KeyRing, policy_hash: &str, rv: usi
         "metadata": {"name": name, "namespace": NS},
         "spec": value["spec"].clone(),
     });
-    value["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{rv:012}"));
     value["metadata"]["resourceVersion"] = json!(rv.to_string());
     value["metadata"]["generation"] = json!(1);
     value["metadata"]["labels"] = json!({"app.kubernetes.io/name": name, "team": NS});
@@ -98,6 +98,7 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView, ring: KeyRing) {
     let view = AgentView {
         namespace: NS,
         name: GOVERNED,
+        uid: agent.metadata.uid.as_deref().unwrap_or_default(),
         spec: &agent.spec,
         status: agent.status.as_ref(),
         created: hours_ago(3),

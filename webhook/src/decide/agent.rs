@@ -2,8 +2,10 @@
 //! 1. what agentgov does not govern passes (DELETE, subresources, metadata-only updates);
 //! 2. an agent being deleted keeps its spec (the one its proof covers);
 //! 3. a sandbox: containment and expiry; an expiry moved later needs the verb `extend`;
-//! 4. a governed agent (or a governed agent going back to sandbox): the verb `promote`, then the
-//!    promotion policy in force.
+//! 4. a governed agent (a promotion request): the promotion policy in force judges the spec at
+//!    once, so `kubectl apply` of a spec the policy denies fails with the reasons. Approval is
+//!    not asked here: an AgentPromotion by someone holding `promote` approves a spec (its hash),
+//!    and the operator signs only under approvals (see `promotion.rs`).
 //!
 //! [`plan_agent`] is the part without I/O; [`decide_agent`] adds the SubjectAccessReview and the
 //! policy evaluation.
@@ -12,46 +14,42 @@ use agentgov_api::Agent;
 use agentgov_api::admission::{AdmissionContext, AgentView, DecisionCode, check_agent};
 use agentgov_api::agent::{AgentMode, AgentSpec};
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
+use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::{Actor, AgentInput, PolicyInput};
 use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::UserInfo;
-use kube::Resource;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 use tokio::sync::Semaphore;
 
-use super::{Decision, View, gvk_string, is_agent, namespace_of};
-use crate::authz::{Authorizer, EXTEND_VERB, PROMOTE_VERB};
+use super::{Decision, View, expect_kind, namespace_of};
+use crate::authz::{Authorizer, EXTEND_VERB};
 use crate::policy::ActivePolicy;
+
+/// The deny code of the policy's actor rule: approvers are judged when they approve, not here.
+const ACTOR_CODE: &str = "actor_unauthorized";
 
 /// What an Agent CREATE/UPDATE needs after the pure part.
 #[derive(Debug)]
 pub enum AgentPlan {
     Done(Decision),
-    /// The requester must hold a verb on the agent; then `then`.
-    Authorize(Box<Authorization>),
+    /// The requester must hold `extend` on the sandbox; then this is the answer.
+    Extend(Box<Extension>),
+    /// The promotion policy in force judges this governed spec.
+    Policy(Box<Request>),
 }
 
-/// A SubjectAccessReview to ask, and what follows when it allows.
+/// A governed spec, and who asked.
 #[derive(Debug)]
-pub struct Authorization {
-    pub verb: &'static str,
+pub struct Request {
     pub namespace: String,
     /// Empty for a CREATE with `generateName`.
     pub name: String,
+    pub spec: AgentSpec,
     pub user: UserInfo,
-    pub then: AfterAuthorization,
 }
 
-#[derive(Debug)]
-pub enum AfterAuthorization {
-    /// Evaluate the promotion policy on this spec (the agent is or becomes governed).
-    Policy(Box<AgentSpec>),
-    /// Nothing more to judge: this is the answer.
-    Answer(Decision),
-}
-
-impl Authorization {
+impl Request {
     fn display(&self) -> &str {
         if self.name.is_empty() {
             "<generated>"
@@ -63,39 +61,13 @@ impl Authorization {
     fn id(&self) -> String {
         format!("{}/{}", self.namespace, self.display())
     }
+}
 
-    /// The answer when the SubjectAccessReview refused or failed.
-    fn refusal(&self, authorized: Result<bool, String>) -> Option<Decision> {
-        let requester = self.user.username.as_deref().unwrap_or("an unknown user");
-        let (id, display) = (self.id(), self.display());
-        match authorized {
-            Ok(true) => None,
-            Err(e) => Some(Decision::deny(
-                DecisionCode::DenyUnavailable,
-                Some(display),
-                format!(
-                    "cannot check whether {requester} may {} {id}: {e}",
-                    self.verb
-                ),
-            )),
-            Ok(false) if self.verb == EXTEND_VERB => Some(Decision::deny(
-                DecisionCode::DenySandboxExtension,
-                Some(display),
-                format!(
-                    "{requester} may not move the expiry of sandbox {id} later: a sandbox's life is fixed when it is created. Promote it (mode: governed) or recreate it; an exception needs the verb '{EXTEND_VERB}' on agents.agentgov.dev in namespace {} (ClusterRole agentgov-sandbox-extender)",
-                    self.namespace
-                ),
-            )),
-            Ok(false) => Some(Decision::deny(
-                DecisionCode::DenyUnauthorized,
-                Some(display),
-                format!(
-                    "{requester} may not create or change the spec of governed agent {id}: that needs the verb '{PROMOTE_VERB}' on agents.agentgov.dev in namespace {} (granted by the ClusterRoles agentgov-agent-admin and agentgov-policy-admin)",
-                    self.namespace
-                ),
-            )),
-        }
-    }
+/// A sandbox's expiry moved later: allowed (as `answer`) only to someone holding `extend`.
+#[derive(Debug)]
+pub struct Extension {
+    pub request: Request,
+    pub answer: Decision,
 }
 
 /// The part of an Agent review that needs no I/O.
@@ -114,14 +86,8 @@ pub fn plan_agent(
             "the {sub} subresource is not governed"
         )));
     }
-    if !is_agent(&req.kind) {
-        return Done(Decision::bad_request(format!(
-            "this endpoint reviews {}/{}/{}, not {}",
-            Agent::group(&()),
-            Agent::version(&()),
-            Agent::kind(&()),
-            gvk_string(&req.kind)
-        )));
+    if let Err(bad) = expect_kind::<Agent>(&req.kind) {
+        return Done(bad);
     }
     if !matches!(req.operation, Operation::Create | Operation::Update) {
         return Done(Decision::pass(
@@ -186,20 +152,14 @@ pub fn plan_agent(
     if spec_unchanged {
         return Done(Decision::pass("metadata-only change"));
     }
-    let authorize = |verb, then| {
-        AgentPlan::Authorize(Box::new(Authorization {
-            verb,
-            namespace: namespace.to_string(),
-            name: name.clone(),
-            user: req.user_info.clone(),
-            then,
-        }))
+    let request = Request {
+        namespace: namespace.to_string(),
+        name: name.clone(),
+        spec: agent.spec.clone(),
+        user: req.user_info.clone(),
     };
     if agent.spec.mode == AgentMode::Governed {
-        return authorize(
-            PROMOTE_VERB,
-            AfterAuthorization::Policy(Box::new(agent.spec)),
-        );
+        return AgentPlan::Policy(Box::new(request));
     }
     // A sandbox. Expiry runs from the API server's creationTimestamp (on CREATE: now), by our
     // clock, never from the object's own claim.
@@ -215,6 +175,7 @@ pub fn plan_agent(
     let agent_view = AgentView {
         namespace,
         name: &display,
+        uid: agent.metadata.uid.as_deref().unwrap_or_default(),
         spec: &agent.spec,
         status: None,
         created,
@@ -236,19 +197,22 @@ pub fn plan_agent(
     let Some(old) = old else {
         return Done(contained);
     };
-    if old.spec.mode == AgentMode::Governed {
-        // Leaving the governed tier is a governance change too.
-        return authorize(PROMOTE_VERB, AfterAuthorization::Answer(contained));
-    }
-    let was = sandbox_expires_at(created, old.spec.sandbox.as_ref(), expiry);
     let will = sandbox_expires_at(created, agent.spec.sandbox.as_ref(), expiry);
-    if will > was {
-        let mut extended = Decision::allow(
-            &display,
-            format!("sandbox {id} extended from {was} to {will}"),
-        );
-        extended.code = DecisionCode::AllowSandboxExtended;
-        return authorize(EXTEND_VERB, AfterAuthorization::Answer(extended));
+    let extended = if old.spec.mode == AgentMode::Sandbox {
+        let was = sandbox_expires_at(created, old.spec.sandbox.as_ref(), expiry);
+        (will > was).then(|| format!("sandbox {id} extended from {was} to {will}"))
+    } else {
+        // Back from governed: the old spec holds no sandbox life to compare with (its
+        // `sandbox` block was free to edit while governed), so any life it gets is granted.
+        // Otherwise sandbox -> governed -> sandbox would revive an expired sandbox.
+        Some(format!(
+            "sandbox {id} returned from governed, alive until {will}"
+        ))
+    };
+    if let Some(reason) = extended {
+        let mut answer = Decision::allow(&display, reason);
+        answer.code = DecisionCode::AllowSandboxExtended;
+        return AgentPlan::Extend(Box::new(Extension { request, answer }));
     }
     Done(contained)
 }
@@ -257,55 +221,76 @@ fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
 
-/// The promotion policy's answer for a governed spec the requester may promote (CPU-bound).
-pub fn judge_promotion(auth: &Authorization, spec: &AgentSpec, policy: &ActivePolicy) -> Decision {
-    let (id, display) = (auth.id(), auth.display());
+/// The policy in force on a governed spec, with the requester as the actor: every rule but the
+/// actor rule (approvers are judged when they approve). A refusal is a promotion attempt.
+pub fn judge_spec(request: &Request, policy: &ActivePolicy) -> Decision {
+    let (id, display) = (request.id(), request.display());
     let actor = Actor {
-        username: auth.user.username.clone().unwrap_or_default(),
-        groups: auth.user.groups.clone().unwrap_or_default(),
+        username: request.user.username.clone().unwrap_or_default(),
+        groups: request.user.groups.clone().unwrap_or_default(),
         roles: Vec::new(),
         authorized_to_promote: true,
     };
     let input = PolicyInput {
         agent: AgentInput {
-            namespace: &auth.namespace,
-            name: &auth.name,
-            spec,
+            namespace: &request.namespace,
+            name: &request.name,
+            spec: &request.spec,
         },
         actor: &actor,
     };
     let hash = short(policy.hash());
+    let approve = match spec_hash(&request.spec) {
+        Ok(h) => format!(
+            "an AgentPromotion approving spec hash {h} (by someone holding the verb 'promote') promotes it"
+        ),
+        Err(e) => format!("its spec cannot be hashed: {e}"),
+    };
     match policy.engine.evaluate(&input) {
         Err(e) => Decision::deny(
             DecisionCode::DenyPolicy,
             Some(display),
             format!("promotion policy {hash} could not judge {id}: {e}"),
-        ),
-        Ok(decision) if !decision.allow => Decision::deny(
-            DecisionCode::DenyPolicy,
-            Some(display),
-            format!(
-                "promotion policy {hash} denies {id}: {}",
-                decision.denies.join("; ")
-            ),
-        ),
-        Ok(decision) if decision.is_restricted() => Decision::allow(
-            display,
-            format!("promotion policy {hash} allows {id} with warnings (GOVERNED_RESTRICTED)"),
         )
-        .with_warnings(
-            decision
+        .attempt(vec!["policy_error".into()]),
+        Ok(decision) => {
+            let denies: Vec<_> = decision
+                .denies
+                .iter()
+                .filter(|d| d.code != ACTOR_CODE)
+                .collect();
+            if !denies.is_empty() {
+                return Decision::deny(
+                    DecisionCode::DenyPolicy,
+                    Some(display),
+                    format!(
+                        "promotion policy {hash} denies {id}: {}",
+                        denies
+                            .iter()
+                            .map(|d| d.message.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                )
+                .attempt(denies.iter().map(|d| d.code.clone()).collect());
+            }
+            let mut warnings: Vec<String> = decision
                 .warnings
                 .iter()
-                .map(|w| format!("GOVERNED_RESTRICTED: {w}"))
-                .collect(),
-        ),
-        Ok(_) => Decision::allow(display, format!("promotion policy {hash} allows {id}")),
+                .map(|w| format!("GOVERNED_RESTRICTED when approved: {w}"))
+                .collect();
+            warnings.push(approve);
+            Decision::allow(
+                display,
+                format!("promotion policy {hash} allows the spec of {id}; it waits for approval"),
+            )
+            .with_warnings(warnings)
+        }
     }
 }
 
-/// An Agent CREATE/UPDATE: the pure part, then the SubjectAccessReview, then the policy
-/// (on the blocking pool, at most `policy_slots` at once).
+/// An Agent CREATE/UPDATE: the pure part, then the SubjectAccessReview (an extension) or the
+/// policy (a governed spec, on the blocking pool, at most `policy_slots` at once).
 pub async fn decide_agent(
     req: &AdmissionRequest<DynamicObject>,
     view: &dyn View,
@@ -314,57 +299,93 @@ pub async fn decide_agent(
     now: Timestamp,
     policy_slots: &Semaphore,
 ) -> Decision {
-    let auth = match plan_agent(req, view, expiry, now) {
-        AgentPlan::Done(decision) => return decision,
-        AgentPlan::Authorize(auth) => auth,
-    };
-    // A promotion needs the policy: without synced caches there is no answer to give, so the
-    // SubjectAccessReview is not worth asking.
-    let needs_policy = matches!(auth.then, AfterAuthorization::Policy(_));
-    if needs_policy && !view.synced() {
+    match plan_agent(req, view, expiry, now) {
+        AgentPlan::Done(decision) => decision,
+        AgentPlan::Extend(extension) => extend(*extension, authz).await,
+        AgentPlan::Policy(request) => governed(*request, view, policy_slots).await,
+    }
+}
+
+async fn extend(extension: Extension, authz: &dyn Authorizer) -> Decision {
+    let Extension { request, answer } = extension;
+    let requester = request
+        .user
+        .username
+        .as_deref()
+        .unwrap_or("an unknown user");
+    let id = request.id();
+    match authz
+        .allowed(
+            &request.user,
+            EXTEND_VERB,
+            &request.namespace,
+            &request.name,
+        )
+        .await
+    {
+        Ok(true) => answer,
+        Ok(false) => Decision::deny(
+            DecisionCode::DenySandboxExtension,
+            Some(request.display()),
+            format!(
+                "{requester} may not move the expiry of sandbox {id} later: a sandbox's life is fixed when it is created. Promote it (mode: governed) or recreate it; an exception needs the verb '{EXTEND_VERB}' on agents.agentgov.dev in namespace {} (ClusterRole agentgov-sandbox-extender)",
+                request.namespace
+            ),
+        ),
+        Err(e) => Decision::deny(
+            DecisionCode::DenyUnavailable,
+            Some(request.display()),
+            format!("cannot check whether {requester} may {EXTEND_VERB} {id}: {e}"),
+        ),
+    }
+}
+
+async fn governed(request: Request, view: &dyn View, policy_slots: &Semaphore) -> Decision {
+    if !view.synced() {
         return Decision::deny(
             DecisionCode::DenyUnavailable,
-            Some(auth.display()),
+            Some(request.display()),
             "the webhook's caches have not synced yet; retry shortly",
         );
     }
-    let authorized = authz
-        .allowed(&auth.user, auth.verb, &auth.namespace, &auth.name)
-        .await
-        .map_err(|e| e.to_string());
-    if let Some(refusal) = auth.refusal(authorized) {
-        return refusal;
-    }
-    let spec = match auth.then {
-        AfterAuthorization::Answer(ref decision) => return decision.clone(),
-        AfterAuthorization::Policy(ref spec) => spec.clone(),
-    };
-    let Some(policy) = view.policy(&auth.namespace) else {
+    let Some(policy) = view.policy(&request.namespace) else {
         return Decision::deny(
             DecisionCode::DenyPolicy,
-            Some(auth.display()),
+            Some(request.display()),
             format!(
                 "no policy in force in namespace {}: its PolicyBundle is missing or has no version that compiles, so {} cannot be promoted",
-                auth.namespace,
-                auth.id()
+                request.namespace,
+                request.id()
             ),
-        );
+        )
+        .attempt(vec!["no_policy".into()]);
     };
-    let Ok(_permit) = policy_slots.acquire().await else {
+    on_blocking_pool(policy_slots, request.display().to_string(), move || {
+        judge_spec(&request, &policy)
+    })
+    .await
+}
+
+/// Run a policy evaluation on the blocking pool, at most `slots` at once, in the caller's span.
+pub(super) async fn on_blocking_pool(
+    slots: &Semaphore,
+    agent: String,
+    judge: impl FnOnce() -> Decision + Send + 'static,
+) -> Decision {
+    let Ok(_permit) = slots.acquire().await else {
         return Decision::deny(
             DecisionCode::DenyUnavailable,
-            Some(auth.display()),
+            Some(&agent),
             "the webhook is shutting down",
         );
     };
     let span = tracing::Span::current();
-    let display = auth.display().to_string();
-    tokio::task::spawn_blocking(move || span.in_scope(|| judge_promotion(&auth, &spec, &policy)))
+    tokio::task::spawn_blocking(move || span.in_scope(judge))
         .await
         .unwrap_or_else(|e| {
             Decision::deny(
                 DecisionCode::DenyUnavailable,
-                Some(&display),
+                Some(&agent),
                 format!("policy evaluation failed: {e}"),
             )
         })

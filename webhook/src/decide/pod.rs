@@ -143,7 +143,7 @@ impl PolicyRecheck for PolicyInForce<'_> {
             };
             match policy.engine.evaluate(&input) {
                 Ok(decision) if decision.allow => Ok(()),
-                Ok(decision) => Err(decision.denies.join("; ")),
+                Ok(decision) => Err(decision.messages().join("; ")),
                 Err(e) => Err(format!("it could not judge the agent: {e}")),
             }
         };
@@ -224,9 +224,11 @@ pub fn decide_pod(
     };
     let keys = view.keys();
     let policy_hash = view.policy_hash(namespace);
+    let uid = agent.metadata.uid.as_deref().unwrap_or_default();
     let agent_view = AgentView {
         namespace,
         name: agent_name,
+        uid,
         spec: &agent.spec,
         status: agent.status.as_ref(),
         created,

@@ -12,7 +12,8 @@ use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
 use agentgov_api::policy::default_bundle_spec;
-use agentgov_api::proof::{ProofSubject, sign};
+use agentgov_api::policy_bundle::RegoModule;
+use agentgov_api::proof::{Approver, Claims, ProofBundle, ProofSubject, sign, signing_payload};
 use agentgov_webhook::authz::FixedAuthorizer;
 use agentgov_webhook::cache::StaticView;
 use agentgov_webhook::metrics::Metrics;
@@ -34,8 +35,13 @@ pub const SANDBOX: &str = "scratchpad";
 pub const POD_UID: &str = "705ab4f5-6393-11e8-b7cc-42010a800002";
 pub const AGENT_UID: &str = "b1c2d3e4-0000-4000-8000-000000000001";
 
+pub const PROMOTION_UID: &str = "c4d5e6f7-0000-4000-8000-000000000002";
+/// The group the [`group_policy`] names as its only promoter role.
+pub const APPROVERS_GROUP: &str = "invoice-approvers";
+
 pub const POD_REVIEW: &str = include_str!("../fixtures/pod-create.json");
 pub const AGENT_REVIEW: &str = include_str!("../fixtures/agent-create.json");
+pub const PROMOTION_REVIEW: &str = include_str!("../fixtures/agentpromotion-create.json");
 
 /// The webhook's clock in tests: 2026-01-10T12:00:00Z (a constant, not parsed on every
 /// review, so the load bench's clock costs what the real one does).
@@ -58,6 +64,48 @@ pub fn policy() -> ActivePolicy {
             ActivePolicy::compile(&default_bundle_spec()).expect("default bundle compiles")
         })
         .clone()
+}
+
+/// A custom bundle whose actor rule reads the approver's groups only: an approver is one of
+/// `data.promoterRoles` ([`APPROVERS_GROUP`]) by group, whatever the SubjectAccessReview said
+/// (`authorizedToPromote`). It also refuses the capability `payments` (code `capabilities`).
+pub const GROUP_POLICY_REGO: &str = r#"package agentgov.promotion
+
+import rego.v1
+
+roles := data.agentgov.limits.promoterRoles
+
+holds_role if {
+	some group in input.actor.groups
+	group in roles
+}
+
+denies contains {"code": "actor_unauthorized", "message": msg} if {
+	not holds_role
+	msg := sprintf("%s is in none of the groups %s", [input.actor.username, concat(", ", roles)])
+}
+
+denies contains {"code": "capabilities", "message": "anatomy.capabilities may not include payments in this namespace"} if {
+	"payments" in input.agent.spec.anatomy.capabilities
+}
+
+decision := {
+	"allow": count(denies) == 0,
+	"denies": [d | some d in denies],
+	"warnings": [],
+}
+"#;
+
+/// The bundle of [`GROUP_POLICY_REGO`], compiled.
+pub fn group_policy() -> ActivePolicy {
+    let mut spec = default_bundle_spec();
+    spec.version = "groups-1".into();
+    spec.modules = vec![RegoModule {
+        name: "groups.rego".into(),
+        rego: GROUP_POLICY_REGO.into(),
+    }];
+    spec.data.promoter_roles = vec![APPROVERS_GROUP.into()];
+    ActivePolicy::compile(&spec).expect("the group policy compiles")
 }
 
 /// A signing ring with one Ed25519 key, and its config (to derive verification rings).
@@ -119,26 +167,87 @@ pub fn agent(
     agent
 }
 
-/// A governed agent with a proof signed by `keys` against `policy_hash`.
-pub fn signed_agent(name: &str, spec: AgentSpec, keys: &KeyRing, policy_hash: &str) -> Agent {
-    let hash = spec_hash(&spec).expect("hash");
-    let proof = sign(
+/// The approver every signed fixture names.
+pub fn approver() -> Approver {
+    Approver {
+        username: "alice".into(),
+        uid: "alice-uid".into(),
+    }
+}
+
+/// A proof (payload version 2) for the Agent object `name` with `uid` and `spec`, signed by
+/// `keys` against `policy_hash`, approved by alice.
+pub fn proof_for(
+    name: &str,
+    uid: &str,
+    spec: &AgentSpec,
+    keys: &KeyRing,
+    policy_hash: &str,
+) -> ProofBundle {
+    let hash = spec_hash(spec).expect("hash");
+    sign(
         keys,
         ProofSubject {
             namespace: NS,
             name,
+            uid,
         },
-        &hash,
-        policy_hash,
+        Claims {
+            spec_hash: &hash,
+            policy_hash,
+            approvers: &[approver()],
+            promotions: &[format!("promotion-of-{name}")],
+        },
         hours_ago(2),
     )
-    .expect("sign");
+    .expect("sign")
+}
+
+/// `proof` re-signed by `keys` in the payload layout of version 1 (no uid, no approvals), as
+/// the operator signed before approvals existed: its signature verifies.
+pub fn v1_proof(name: &str, proof: &ProofBundle, keys: &KeyRing) -> ProofBundle {
+    let mut v1 = ProofBundle {
+        version: 1,
+        agent_uid: String::new(),
+        approvers: Vec::new(),
+        promotions: Vec::new(),
+        signature: String::new(),
+        ..proof.clone()
+    };
+    let subject = ProofSubject {
+        namespace: NS,
+        name,
+        uid: "",
+    };
+    let payload = signing_payload(subject, &v1).expect("payload");
+    let (_, _, signature) = keys.sign(&payload).expect("sign");
+    v1.signature = signature;
+    v1
+}
+
+/// A governed agent (uid `uid-<name>`) with a proof signed by `keys` against `policy_hash`,
+/// approved by alice.
+pub fn signed_agent(name: &str, spec: AgentSpec, keys: &KeyRing, policy_hash: &str) -> Agent {
+    signed_agent_uid(name, &format!("uid-{name}"), spec, keys, policy_hash)
+}
+
+/// [`signed_agent`] for the Agent object with `uid`.
+pub fn signed_agent_uid(
+    name: &str,
+    uid: &str,
+    spec: AgentSpec,
+    keys: &KeyRing,
+    policy_hash: &str,
+) -> Agent {
+    let proof = proof_for(name, uid, &spec, keys, policy_hash);
     let status = AgentStatus {
         governance_status: Some(GovernanceStatus::GovernedValid),
         proof: Some(proof),
         ..AgentStatus::default()
     };
-    agent(name, spec, Some(status), hours_ago(3))
+    let mut agent = agent(name, spec, Some(status), hours_ago(3));
+    agent.metadata.uid = Some(uid.to_string());
+    agent
 }
 
 /// Signing keys, and a synced view with the policy in force in `NS`, a valid governed agent
@@ -306,4 +415,21 @@ pub fn agent_update(name: &str, old: &Agent, new: &Agent) -> Value {
 
 pub fn bytes(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).expect("json")
+}
+
+/// Alice's CREATE of an AgentPromotion approving `spec_hash` of the agent `agent`.
+pub fn promotion_create(agent: &str, spec_hash: &str) -> Value {
+    let mut review: Value = serde_json::from_str(PROMOTION_REVIEW).expect("fixture");
+    review["request"]["object"]["spec"]["agent"] = json!(agent);
+    review["request"]["object"]["spec"]["specHash"] = json!(spec_hash);
+    review
+}
+
+/// The value of the series `series` (name and labels, exactly as exposed) in `app`'s metrics;
+/// 0 when it is not exposed.
+pub fn counter(app: &App, series: &str) -> u64 {
+    let text = app.metrics.encode().expect("metrics");
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+        .map_or(0, |value| value.trim().parse().expect("a counter value"))
 }

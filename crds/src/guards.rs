@@ -1,0 +1,268 @@
+//! The in-process admission guards (`crds/guards/admission-policies.yaml`): the
+//! ValidatingAdmissionPolicies, MutatingAdmissionPolicies and their bindings that make the API
+//! server itself record and check who asks for a promotion or changes a governed spec.
+//!
+//! The operator signs nothing unless every guard is in the cluster exactly as shipped: [`check`]
+//! compares what it watches with [`expected`], after the defaults the API server fills in. A
+//! guard that is missing, or whose spec differs (a matchCondition added, an expression changed,
+//! a binding narrowed or set to audit only), is reported.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingAdmissionPolicyBindingSpec, MutatingAdmissionPolicySpec,
+    ValidatingAdmissionPolicyBindingSpec, ValidatingAdmissionPolicySpec,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::Error;
+
+/// The shipped guards, as YAML (the chart carries a copy written by crdgen).
+pub const GUARDS_YAML: &str = include_str!("../guards/admission-policies.yaml");
+
+/// The annotation the guards stamp on every spec change of an Agent or a PolicyBundle, naming
+/// the requester as the API server authenticated them, and allow to name no one else.
+pub const CHANGED_BY: &str = "agentgov.dev/changed-by";
+
+/// The prefix of the shipped guards' names. The operator's `--guard-prefix` names another set
+/// (identical but for the names), for tests that remove guards without touching the shipped ones.
+pub const DEFAULT_PREFIX: &str = "agentgov-";
+
+/// The four kinds of guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GuardKind {
+    ValidatingPolicy,
+    ValidatingBinding,
+    MutatingPolicy,
+    MutatingBinding,
+}
+
+impl GuardKind {
+    pub const ALL: [GuardKind; 4] = [
+        GuardKind::ValidatingPolicy,
+        GuardKind::ValidatingBinding,
+        GuardKind::MutatingPolicy,
+        GuardKind::MutatingBinding,
+    ];
+
+    /// The Kubernetes kind.
+    pub fn kind(self) -> &'static str {
+        match self {
+            GuardKind::ValidatingPolicy => "ValidatingAdmissionPolicy",
+            GuardKind::ValidatingBinding => "ValidatingAdmissionPolicyBinding",
+            GuardKind::MutatingPolicy => "MutatingAdmissionPolicy",
+            GuardKind::MutatingBinding => "MutatingAdmissionPolicyBinding",
+        }
+    }
+
+    fn of(kind: &str) -> Option<GuardKind> {
+        GuardKind::ALL.into_iter().find(|k| k.kind() == kind)
+    }
+}
+
+/// The guards by (kind, name): each one's `spec`, as JSON.
+pub type Guards = BTreeMap<(GuardKind, String), Value>;
+
+/// What is wrong with one guard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GuardProblem {
+    Missing { kind: GuardKind, name: String },
+    Altered { kind: GuardKind, name: String },
+}
+
+impl std::fmt::Display for GuardProblem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GuardProblem::Missing { kind, name } => write!(f, "{} {name} is missing", kind.kind()),
+            GuardProblem::Altered { kind, name } => {
+                write!(f, "{} {name} differs from the shipped one", kind.kind())
+            }
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Document {
+    kind: String,
+    metadata: Metadata,
+    spec: Value,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    name: String,
+}
+
+/// The shipped guards, named with `prefix` instead of [`DEFAULT_PREFIX`] (bindings' policy
+/// names too), with the API server's defaults filled in.
+pub fn expected(prefix: &str) -> Result<Guards, Error> {
+    let mut guards = Guards::new();
+    for document in serde_yaml::Deserializer::from_str(GUARDS_YAML) {
+        let Document {
+            kind,
+            metadata,
+            mut spec,
+        } = Document::deserialize(document).map_err(|e| Error::Guards(e.to_string()))?;
+        let kind = GuardKind::of(&kind)
+            .ok_or_else(|| Error::Guards(format!("unexpected kind {kind} in the guards")))?;
+        if let Some(policy) = spec.get_mut("policyName") {
+            *policy = Value::String(renamed(policy.as_str().unwrap_or_default(), prefix));
+        }
+        let spec = normalized(kind, spec)?;
+        guards.insert((kind, renamed(&metadata.name, prefix)), spec);
+    }
+    Ok(guards)
+}
+
+fn renamed(name: &str, prefix: &str) -> String {
+    match name.strip_prefix(DEFAULT_PREFIX) {
+        Some(rest) => format!("{prefix}{rest}"),
+        None => name.to_string(),
+    }
+}
+
+/// A guard's spec as the API server keeps it: read through its Kubernetes type (so both sides
+/// serialize alike) with the defaults the server fills in for a policy's match constraints.
+pub fn normalized(kind: GuardKind, spec: Value) -> Result<Value, Error> {
+    let typed = |e: serde_json::Error| Error::Guards(format!("{}: {e}", kind.kind()));
+    let mut spec = match kind {
+        GuardKind::ValidatingPolicy => retyped::<ValidatingAdmissionPolicySpec>(spec),
+        GuardKind::ValidatingBinding => retyped::<ValidatingAdmissionPolicyBindingSpec>(spec),
+        GuardKind::MutatingPolicy => retyped::<MutatingAdmissionPolicySpec>(spec),
+        GuardKind::MutatingBinding => retyped::<MutatingAdmissionPolicyBindingSpec>(spec),
+    }
+    .map_err(typed)?;
+    if let Some(constraints) = spec
+        .get_mut("matchConstraints")
+        .and_then(Value::as_object_mut)
+    {
+        constraints
+            .entry("matchPolicy")
+            .or_insert_with(|| Value::String("Equivalent".into()));
+        for selector in ["namespaceSelector", "objectSelector"] {
+            constraints
+                .entry(selector)
+                .or_insert_with(|| Value::Object(Default::default()));
+        }
+        for rules in ["resourceRules", "excludeResourceRules"] {
+            if let Some(rules) = constraints.get_mut(rules).and_then(Value::as_array_mut) {
+                for rule in rules.iter_mut().filter_map(Value::as_object_mut) {
+                    rule.entry("scope")
+                        .or_insert_with(|| Value::String("*".into()));
+                }
+            }
+        }
+    }
+    Ok(spec)
+}
+
+fn retyped<T: serde::de::DeserializeOwned + serde::Serialize>(
+    spec: Value,
+) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(serde_json::from_value::<T>(spec)?)
+}
+
+/// Every expected guard that `live` lacks or holds with another spec; empty when all are in
+/// place. Guards in `live` that are not expected are none of this check's business.
+pub fn check(expected: &Guards, live: &Guards) -> Vec<GuardProblem> {
+    expected
+        .iter()
+        .filter_map(
+            |((kind, name), spec)| match live.get(&(*kind, name.clone())) {
+                None => Some(GuardProblem::Missing {
+                    kind: *kind,
+                    name: name.clone(),
+                }),
+                Some(found) if found != spec => Some(GuardProblem::Altered {
+                    kind: *kind,
+                    name: name.clone(),
+                }),
+                Some(_) => None,
+            },
+        )
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_guards_parse_and_pair_every_policy_with_its_binding() {
+        let guards = expected(DEFAULT_PREFIX).unwrap();
+        let names = |kind: GuardKind| -> Vec<&str> {
+            guards
+                .keys()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, n)| n.as_str())
+                .collect()
+        };
+        assert_eq!(
+            names(GuardKind::ValidatingPolicy),
+            names(GuardKind::ValidatingBinding)
+        );
+        assert_eq!(
+            names(GuardKind::MutatingPolicy),
+            names(GuardKind::MutatingBinding)
+        );
+        assert!(names(GuardKind::ValidatingPolicy).contains(&"agentgov-promotion"));
+        assert!(names(GuardKind::MutatingPolicy).contains(&"agentgov-stamp-requester"));
+        for ((kind, name), spec) in &guards {
+            match kind {
+                GuardKind::ValidatingBinding => {
+                    assert_eq!(spec["policyName"], name.as_str());
+                    assert_eq!(spec["validationActions"], serde_json::json!(["Deny"]));
+                }
+                GuardKind::MutatingBinding => assert_eq!(spec["policyName"], name.as_str()),
+                _ => assert_eq!(spec["failurePolicy"], "Fail", "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_prefix_renames_guards_and_their_bindings_policy_names() {
+        let guards = expected("e2e-x-").unwrap();
+        let binding = &guards[&(GuardKind::ValidatingBinding, "e2e-x-promotion".to_string())];
+        assert_eq!(binding["policyName"], "e2e-x-promotion");
+        assert!(guards.keys().all(|(_, n)| n.starts_with("e2e-x-")));
+    }
+
+    #[test]
+    fn missing_and_altered_guards_are_reported_defaults_are_not() {
+        let shipped = expected(DEFAULT_PREFIX).unwrap();
+        // What the API server returns: the specs with its defaults, which `expected` has too.
+        let mut live = shipped.clone();
+        assert!(check(&shipped, &live).is_empty());
+        live.remove(&(GuardKind::ValidatingBinding, "agentgov-promotion".into()));
+        let key = (
+            GuardKind::ValidatingPolicy,
+            "agentgov-changed-by".to_string(),
+        );
+        let policy = live.get_mut(&key).unwrap();
+        policy["matchConditions"] = serde_json::json!([{"name": "skip", "expression": "false"}]);
+        let problems = check(&shipped, &live);
+        assert_eq!(
+            problems,
+            vec![
+                GuardProblem::Altered {
+                    kind: GuardKind::ValidatingPolicy,
+                    name: "agentgov-changed-by".into()
+                },
+                GuardProblem::Missing {
+                    kind: GuardKind::ValidatingBinding,
+                    name: "agentgov-promotion".into()
+                },
+            ]
+        );
+        // A binding set to warn or audit only is altered too.
+        let mut audit = shipped.clone();
+        audit
+            .get_mut(&(
+                GuardKind::ValidatingBinding,
+                "agentgov-promotion".to_string(),
+            ))
+            .unwrap()["validationActions"] = serde_json::json!(["Audit"]);
+        assert_eq!(check(&shipped, &audit).len(), 1);
+    }
+}

@@ -1,0 +1,240 @@
+//! What makes the Agent controller judge agents besides their own changes: the policy in force
+//! of a namespace changing (a new active version, or the bundle deleted), and the index of
+//! AgentPromotions by agent (their changes are mapped to the agent they approve).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use agentgov_api::{Agent, AgentPromotion, PolicyBundle};
+use futures::{Stream, StreamExt};
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher::Event;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+use crate::context::PromotionIndex;
+
+/// Watches the bundle events (after the store applied them) for a change of the version in
+/// force of the bundle named `name` in a namespace, and sends that namespace.
+pub struct BundleTrigger {
+    name: String,
+    /// Namespace → the active hash last seen (None: no bundle, or none in force), and the
+    /// namespaces a (re)list in progress has shown.
+    seen: Mutex<Seen>,
+    namespaces: UnboundedSender<String>,
+}
+
+#[derive(Default)]
+struct Seen {
+    active: HashMap<String, Option<String>>,
+    relisted: Option<std::collections::HashSet<String>>,
+}
+
+impl BundleTrigger {
+    pub fn new(name: String, namespaces: UnboundedSender<String>) -> Self {
+        BundleTrigger {
+            name,
+            seen: Mutex::default(),
+            namespaces,
+        }
+    }
+
+    pub fn observe(&self, event: &Event<PolicyBundle>) {
+        let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
+        let active = |b: &PolicyBundle| b.status.as_ref().and_then(|s| s.active_hash.clone());
+        let (bundle, active, listing) = match event {
+            Event::Init => {
+                seen.relisted = Some(Default::default());
+                return;
+            }
+            Event::InitDone => {
+                // A bundle a relist no longer shows was deleted while the watch was down.
+                let relisted = seen.relisted.take().unwrap_or_default();
+                let gone: Vec<String> = seen
+                    .active
+                    .iter()
+                    .filter(|(ns, hash)| hash.is_some() && !relisted.contains(*ns))
+                    .map(|(ns, _)| ns.clone())
+                    .collect();
+                for namespace in gone {
+                    seen.active.insert(namespace.clone(), None);
+                    let _ = self.namespaces.send(namespace);
+                }
+                return;
+            }
+            Event::InitApply(b) => (b, active(b), true),
+            Event::Apply(b) => (b, active(b), false),
+            Event::Delete(b) => (b, None, false),
+        };
+        if bundle.name_any() != self.name {
+            return;
+        }
+        let namespace = bundle.namespace().unwrap_or_default();
+        if let Some(relisted) = seen.relisted.as_mut() {
+            relisted.insert(namespace.clone());
+        }
+        let known = seen.active.contains_key(&namespace);
+        let before = seen
+            .active
+            .insert(namespace.clone(), active.clone())
+            .flatten();
+        // The first list judges nothing (every agent is judged at start); a relist after the
+        // watch was down does, when the version in force changed meanwhile.
+        if (known || !listing) && before != active {
+            let _ = self.namespaces.send(namespace);
+        }
+    }
+}
+
+/// Every agent of each namespace sent, from the agent cache at the time it is sent.
+pub fn agents_of(
+    namespaces: UnboundedReceiver<String>,
+    agents: Store<Agent>,
+) -> impl Stream<Item = ObjectRef<Agent>> + Send + 'static {
+    let namespaces = futures::stream::unfold(namespaces, |mut rx| async move {
+        rx.recv().await.map(|ns| (ns, rx))
+    });
+    namespaces.flat_map(move |namespace| {
+        let refs: Vec<ObjectRef<Agent>> = agents
+            .state()
+            .iter()
+            .filter(|a| a.namespace().as_deref() == Some(namespace.as_str()))
+            .map(|a| ObjectRef::from(a.as_ref()))
+            .collect();
+        futures::stream::iter(refs)
+    })
+}
+
+/// Keep the promotion index in step with the promotion cache.
+pub fn index_promotions(index: &Arc<PromotionIndex>, event: &Event<AgentPromotion>) {
+    match event {
+        Event::Apply(p) | Event::InitApply(p) => index.insert(p),
+        Event::Delete(p) => index.remove(p),
+        Event::Init => index.relist_started(),
+        Event::InitDone => index.relist_done(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentgov_api::policy::default_bundle_spec;
+    use agentgov_api::{AgentPromotion, PolicyBundle};
+    use kube::runtime::watcher::Event;
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+    use super::*;
+    use crate::fixtures::{agent, bundle_in_force, governed_spec, promotion};
+
+    /// A bundle named `name` in `namespace` with `hash` in force (None: no status yet).
+    fn bundle(namespace: &str, name: &str, hash: Option<&str>) -> PolicyBundle {
+        let mut bundle = bundle_in_force(default_bundle_spec());
+        bundle.metadata.name = Some(name.into());
+        bundle.metadata.namespace = Some(namespace.into());
+        match hash {
+            Some(hash) => {
+                if let Some(status) = bundle.status.as_mut() {
+                    status.active_hash = Some(hash.into());
+                }
+            }
+            None => bundle.status = None,
+        }
+        bundle
+    }
+
+    fn sent(rx: &mut UnboundedReceiver<String>) -> Vec<String> {
+        let mut namespaces = Vec::new();
+        while let Ok(ns) = rx.try_recv() {
+            namespaces.push(ns);
+        }
+        namespaces
+    }
+
+    #[test]
+    fn a_namespace_is_sent_when_its_version_in_force_changes_or_goes() {
+        let (tx, mut rx) = unbounded_channel();
+        let trigger = BundleTrigger::new("default".into(), tx);
+
+        // The first list only records what is in force.
+        trigger.observe(&Event::Init);
+        trigger.observe(&Event::InitApply(bundle("a", "default", Some("h1"))));
+        trigger.observe(&Event::InitApply(bundle("b", "default", None)));
+        trigger.observe(&Event::InitDone);
+        assert!(sent(&mut rx).is_empty());
+
+        // The bundle's own status writes (same hash in force) change nothing for the agents.
+        trigger.observe(&Event::Apply(bundle("a", "default", Some("h1"))));
+        trigger.observe(&Event::Apply(bundle("b", "default", None)));
+        assert!(sent(&mut rx).is_empty());
+
+        // A new version in force, a first one, the bundle deleted.
+        trigger.observe(&Event::Apply(bundle("a", "default", Some("h2"))));
+        trigger.observe(&Event::Apply(bundle("b", "default", Some("h1"))));
+        assert_eq!(sent(&mut rx), vec!["a".to_string(), "b".to_string()]);
+        trigger.observe(&Event::Delete(bundle("a", "default", Some("h2"))));
+        assert_eq!(sent(&mut rx), vec!["a".to_string()]);
+        // Deleting what is already gone, or a bundle never in force, changes nothing.
+        trigger.observe(&Event::Delete(bundle("a", "default", Some("h2"))));
+        trigger.observe(&Event::Delete(bundle("c", "default", None)));
+        assert!(sent(&mut rx).is_empty());
+    }
+
+    #[test]
+    fn other_bundle_names_send_nothing_and_relists_send_what_changed() {
+        let (tx, mut rx) = unbounded_channel();
+        let trigger = BundleTrigger::new("default".into(), tx);
+        trigger.observe(&Event::Apply(bundle("a", "default", Some("h1"))));
+        assert_eq!(sent(&mut rx), vec!["a".to_string()]);
+
+        // Only the bundle named `default` is in force.
+        trigger.observe(&Event::Apply(bundle("a", "experimental", Some("h9"))));
+        trigger.observe(&Event::Delete(bundle("a", "experimental", Some("h9"))));
+        assert!(sent(&mut rx).is_empty());
+
+        // A relist after the watch was down sends what changed meanwhile (a new version in
+        // force; a bundle gone), and nothing for what did not.
+        trigger.observe(&Event::Apply(bundle("b", "default", Some("h1"))));
+        assert_eq!(sent(&mut rx), vec!["b".to_string()]);
+        trigger.observe(&Event::Init);
+        trigger.observe(&Event::InitApply(bundle("a", "default", Some("h2"))));
+        trigger.observe(&Event::InitDone);
+        assert_eq!(sent(&mut rx), vec!["a".to_string(), "b".to_string()]);
+        trigger.observe(&Event::Init);
+        trigger.observe(&Event::InitApply(bundle("a", "default", Some("h2"))));
+        trigger.observe(&Event::InitDone);
+        assert!(sent(&mut rx).is_empty(), "nothing changed");
+        trigger.observe(&Event::Apply(bundle("a", "default", Some("h3"))));
+        assert_eq!(sent(&mut rx), vec!["a".to_string()]);
+    }
+
+    #[test]
+    fn the_promotion_index_follows_applies_and_deletes() {
+        let filings = agent("filings", governed_spec());
+        let other = agent("other", governed_spec());
+        let by_alice = promotion("filings-by-alice", &filings, "alice");
+        let by_bob = promotion("filings-by-bob", &filings, "bob");
+        let of_other = promotion("other-by-alice", &other, "alice");
+        let index = Arc::new(PromotionIndex::default());
+        let ns = crate::fixtures::NAMESPACE;
+
+        index_promotions(&index, &Event::Init);
+        index_promotions(&index, &Event::InitApply(by_bob.clone()));
+        index_promotions(&index, &Event::InitDone);
+        index_promotions(&index, &Event::Apply(by_alice.clone()));
+        index_promotions(&index, &Event::Apply(of_other.clone()));
+        // A status write of a promotion already indexed.
+        index_promotions(&index, &Event::Apply(by_alice.clone()));
+        assert_eq!(
+            index.of(ns, "filings"),
+            vec!["filings-by-alice", "filings-by-bob"]
+        );
+        assert_eq!(index.of(ns, "other"), vec!["other-by-alice"]);
+        assert!(index.of("elsewhere", "filings").is_empty());
+
+        index_promotions(&index, &Event::Delete(by_bob));
+        assert_eq!(index.of(ns, "filings"), vec!["filings-by-alice"]);
+        index_promotions(&index, &Event::Delete(by_alice.clone()));
+        index_promotions(&index, &Event::Delete::<AgentPromotion>(by_alice));
+        assert!(index.of(ns, "filings").is_empty());
+        assert_eq!(index.of(ns, "other"), vec!["other-by-alice"]);
+    }
+}
