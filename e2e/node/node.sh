@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A single real node on the loopback control plane: containerd (with runc and bridge CNI),
-# kubelet and kube-proxy, next to the control plane of e2e/controlplane/cluster.sh (which adds
-# kube-scheduler and the controllers Pods need). Needs root, one node per host.
+# kubelet, kube-proxy and kube-router's NetworkPolicy controller, next to the control plane of
+# e2e/controlplane/cluster.sh (which adds kube-scheduler and the controllers Pods need). Needs
+# root, one node per host.
 #
 # Usage:
 #   node.sh up                 control plane + node; prints the state dir (source "$DIR/env")
@@ -33,7 +34,7 @@ set -euo pipefail
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd -P)"
 CLUSTER_SH="${REPO_ROOT}/e2e/controlplane/cluster.sh"
-NODE_PROCS=(lock containerd kubelet kube-proxy) # start order; "lock" holds the host lock
+NODE_PROCS=(lock containerd kubelet kube-proxy kube-router) # start order; "lock" holds the host lock
 MARKER=".agentgov-node"
 NODE_NAME="agentgov-node"
 POD_CIDR="10.244.0.0/24"
@@ -59,7 +60,7 @@ NODE_PROC_NAMES='^(kubelet|containerd|containerd-shim.*|kube-proxy|kube-router)$
 
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 abspath() {
   case "$1" in
@@ -85,6 +86,8 @@ host_state() {
   ip -4 route show table all 2>/dev/null | grep -v -e 'proto kernel' || true
   echo "== links"
   ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | sort
+  echo "== ipsets"
+  ipset list -n 2>/dev/null | sort || true
   echo "== mounts"
   awk '{print $5, $9}' /proc/self/mountinfo | sort
   echo "== cgroups"
@@ -210,6 +213,9 @@ preflight() {
   if ip -4 route show table all proto "${ROUTE_PROTO}" 2>/dev/null | grep -q .; then
     die "routes with protocol ${ROUTE_PROTO} exist (a node's guard routes): another node, or leftovers of one"
   fi
+  if ipset list -n 2>/dev/null | grep -q '^KUBE-'; then
+    die "KUBE-* ipsets exist (a NetworkPolicy controller's): another node, or leftovers of one"
+  fi
   if [[ -n "$(find /sys/fs/cgroup -maxdepth 2 -type d -name 'kubepods*' 2>/dev/null)" ]]; then
     die "kubepods cgroups exist under /sys/fs/cgroup: another node, or leftovers of one"
   fi
@@ -262,9 +268,34 @@ write_configs() {
     gen_cert "${p}/kubelet" "/O=system:nodes/CN=system:node:${NODE_NAME}" clientAuth
     gen_cert "${p}/kubelet-serving" "/CN=${NODE_NAME}" serverAuth "IP:${NODE_IP},DNS:${NODE_NAME}"
     gen_cert "${p}/kube-proxy" "/CN=system:kube-proxy" clientAuth
+    gen_cert "${p}/kube-router" "/CN=agentgov:kube-router" clientAuth
   )
   kubeconfig "${c}/kubelet.kubeconfig" "system:node:${NODE_NAME}" "${p}/kubelet"
   kubeconfig "${c}/kube-proxy.kubeconfig" system:kube-proxy "${p}/kube-proxy"
+  kubeconfig "${c}/kube-router.kubeconfig" agentgov:kube-router "${p}/kube-router"
+  # What kube-router's firewall controller reads (its own manifests' ClusterRole, reduced).
+  cat > "${c}/kube-router-rbac.yaml" <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: "agentgov:kube-router"}
+rules:
+- apiGroups: [""]
+  resources: [namespaces, pods, services, nodes, endpoints]
+  verbs: [get, list, watch]
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, watch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: "agentgov:kube-router"}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: "agentgov:kube-router"}
+subjects:
+- {apiGroup: rbac.authorization.k8s.io, kind: User, name: "agentgov:kube-router"}
+EOF
 
   local ctr="${NODE_DIR}/containerd"
   cat > "${c}/containerd.toml" <<EOF
@@ -469,9 +500,14 @@ network_down() {
   if [[ -x "${BIN_DIR}/kube-proxy" ]]; then
     "${BIN_DIR}/kube-proxy" --cleanup >>"${NODE_DIR}/logs/kube-proxy-cleanup.log" 2>&1 || true
   fi
-  # What --cleanup leaves (kubelet's and kube-proxy's canaries, CNI plugins' chains, ours).
+  # What --cleanup leaves (kubelet's and kube-proxy's canaries, kube-router's firewall chains,
+  # CNI plugins' chains, ours), then kube-router's ipsets, which the chains referenced.
   delete_chains iptables "KUBE-|CNI-|${CHAIN}"
   delete_chains ip6tables "KUBE-|CNI-"
+  local set
+  for set in $(ipset list -n 2>/dev/null | grep -E '^(KUBE-|inet6:KUBE-)' || true); do
+    ipset destroy "${set}" 2>/dev/null || log "could not destroy ipset ${set}"
+  done
   ip route flush table all proto "${ROUTE_PROTO}" 2>/dev/null || true
   local link
   for link in $(ip -o link show type veth 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//'); do
@@ -575,6 +611,7 @@ resolve_bins() {
   for b in kubelet kube-proxy kube-scheduler kubectl; do
     [[ -x "${BIN_DIR}/${b}" ]] || die "missing ${BIN_DIR}/${b}"
   done
+  [[ -x "${NODE_BUILD_DIR}/bin/kube-router" ]] || die "missing ${NODE_BUILD_DIR}/bin/kube-router"
   RUNC="$(command -v runc)" || die "runc is missing (hack/node-packages.sh)"
   CNI_BIN_DIR=/usr/lib/cni
   [[ -x "${CNI_BIN_DIR}/bridge" && -x "${CNI_BIN_DIR}/host-local" && -x "${CNI_BIN_DIR}/loopback" ]] \
@@ -655,7 +692,7 @@ cmd_up() {
   [[ -n "${NODE_IP}" ]] || NODE_IP="$(hostname -I 2>/dev/null | awk '{print $1}')"
   [[ -n "${NODE_IP}" ]] || die "cannot find this host's address for the node"
   KUBELET_PORT="$(free_port)"; KUBELET_HEALTHZ_PORT="$(free_port)"
-  PROXY_HEALTHZ_PORT="$(free_port)"; PROXY_METRICS_PORT="$(free_port)"
+  PROXY_HEALTHZ_PORT="$(free_port)"; PROXY_METRICS_PORT="$(free_port)"; ROUTER_HEALTH_PORT="$(free_port)"
   write_configs
   save_sysctls
   network_up
@@ -680,6 +717,15 @@ cmd_up() {
     --v=1
   wait_until kubelet "node ${NODE_NAME} Ready and untainted" node_ready
   wait_until kube-proxy "kube-proxy healthz" curl -fsS --max-time 2 "http://127.0.0.1:${PROXY_HEALTHZ_PORT}/healthz"
+  # NetworkPolicy: kube-router's firewall controller only (no routing, no service proxy, no CNI).
+  kubectl apply -f "${NODE_DIR}/config/kube-router-rbac.yaml" >/dev/null
+  start_proc kube-router "${NODE_BUILD_DIR}/bin/kube-router" \
+    --kubeconfig="${NODE_DIR}/config/kube-router.kubeconfig" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --enable-ipv4=true --enable-ipv6=false --hostname-override="${NODE_NAME}" \
+    --service-cluster-ip-range="${AGENTGOV_SERVICE_CIDR}" \
+    --health-port="${ROUTER_HEALTH_PORT}" --metrics-port=0 --v=1
+  wait_until kube-router "kube-router healthz" curl -fsS --max-time 2 "http://127.0.0.1:${ROUTER_HEALTH_PORT}/healthz"
   write_env
   UP_IN_PROGRESS=""
   trap - EXIT INT TERM
