@@ -3,8 +3,10 @@
 # 65532 (nonroot). Build from the repository root:
 #   docker build -f deploy/docker/operator.Dockerfile -t agentgov-operator .
 # Pin the base images by digest in your registry mirror (docker buildx imagetools inspect).
-# No container engine runs on the dev machines: `make static` (in `make test`) links the same code
-# statically (glibc crt-static) and runs the operator and webhook e2e suites with those binaries.
+# No container engine runs on the dev machines: `make images` (deploy/docker/images.sh) assembles
+# the same image without a daemon (umoci) from the code linked statically with glibc's crt-static,
+# as an OCI archive (kind load image-archive); e2e/tests/images.rs checks that it has this final
+# stage's user, entrypoint, ports and files, and `make node-e2e` runs it as Pods with the chart.
 
 FROM docker.io/library/rust:1.95-bookworm AS build
 RUN apt-get update \
