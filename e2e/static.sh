@@ -12,7 +12,8 @@ TARGET_DIR="${REPO}/target/static"
 TRIPLE="x86_64-unknown-linux-gnu"
 
 echo "[static] building agentgov-operator and agentgov-webhook with crt-static" >&2
-RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${TARGET_DIR}" \
+# No incremental caches in target/static (deploy/docker/images.sh builds the same way).
+CARGO_INCREMENTAL=0 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${TARGET_DIR}" \
   cargo build --locked -q --target "${TRIPLE}" -p agentgov-operator -p agentgov-webhook --bins
 BIN="${TARGET_DIR}/${TRIPLE}/debug"
 for name in agentgov-operator agentgov-webhook; do
