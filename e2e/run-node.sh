@@ -79,7 +79,7 @@ NODE_STARTED=1
 # 2. In the foreground: the static binaries (cargo's progress) and the images.
 log "building agentgov (cargo, static; its progress follows) and its images (no daemon)"
 AGENTGOV_IMAGE_PROFILE=debug AGENTGOV_IMAGE_DIR="${IMAGE_DIR}" bash deploy/docker/images.sh
-CARGO_INCREMENTAL=0 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${REPO}/target/static" \
+CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${REPO}/target/static" \
   cargo build --locked -q --target x86_64-unknown-linux-gnu -p agentgov-api --bin keygen
 KEYGEN="${REPO}/target/static/x86_64-unknown-linux-gnu/debug/keygen"
 

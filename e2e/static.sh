@@ -12,8 +12,9 @@ TARGET_DIR="${REPO}/target/static"
 TRIPLE="x86_64-unknown-linux-gnu"
 
 echo "[static] building agentgov-operator and agentgov-webhook with crt-static" >&2
-# No incremental caches in target/static (deploy/docker/images.sh builds the same way).
-CARGO_INCREMENTAL=0 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${TARGET_DIR}" \
+# No incremental caches and no debug info in target/static (deploy/docker/images.sh builds the
+# same way, so they share the artifacts).
+CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${TARGET_DIR}" \
   cargo build --locked -q --target "${TRIPLE}" -p agentgov-operator -p agentgov-webhook --bins
 BIN="${TARGET_DIR}/${TRIPLE}/debug"
 for name in agentgov-operator agentgov-webhook; do

@@ -36,8 +36,9 @@ t0=${SECONDS}
 profile_flag=()
 [[ "${PROFILE}" == release ]] && profile_flag=(--release)
 log "building agentgov-operator and agentgov-webhook (${PROFILE}, statically linked; cargo's progress follows)"
-# No incremental caches in target/static (it saves a gigabyte; e2e/static.sh builds the same way).
-CARGO_INCREMENTAL=0 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${TARGET_DIR}" \
+# No incremental caches and no debug info in target/static (gigabytes less on a full disk;
+# e2e/static.sh and make run build the same way, so they share the artifacts).
+CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${TARGET_DIR}" \
   cargo build --locked "${profile_flag[@]}" --target "${TRIPLE}" -p agentgov-operator -p agentgov-webhook --bins
 BIN="${TARGET_DIR}/${TRIPLE}/${PROFILE}"
 log "binaries built in $(( SECONDS - t0 ))s"

@@ -266,3 +266,36 @@ async fn a_network_policy_limits_a_sandbox_agents_egress_to_its_allow_list() -> 
     );
     Ok(())
 }
+
+/// One node per host: while this node runs, `node.sh up` with another state dir fails at once and
+/// says which state dir holds the host, and touches nothing of the running node.
+#[tokio::test]
+async fn a_second_node_is_refused_while_this_one_runs() -> Result<()> {
+    let client = client().await;
+    let dir = std::env::temp_dir().join(format!("agentgov-second-node-{}", std::process::id()));
+    let out = std::process::Command::new("bash")
+        .arg(agentgov_e2e::repo_root().join("e2e/node/node.sh"))
+        .arg("up")
+        .env("AGENTGOV_NODE_DIR", &dir)
+        .output()?;
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    ensure!(!out.status.success(), "a second node started: {stderr}");
+    let running = node_env("AGENTGOV_NODE_DIR");
+    ensure!(
+        stderr.contains("another node holds") && stderr.contains(&running),
+        "the refusal does not name the running node ({running}): {stderr}"
+    );
+    // The running node is untouched.
+    let node = Api::<Node>::all(client)
+        .get(&node_env("AGENTGOV_NODE_NAME"))
+        .await?;
+    let ready = node
+        .status
+        .and_then(|s| s.conditions)
+        .unwrap_or_default()
+        .iter()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    ensure!(ready, "the running node is no longer Ready");
+    Ok(())
+}
