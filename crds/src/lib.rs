@@ -27,7 +27,7 @@ pub const GROUP: &str = "agentgov.dev";
 
 /// Every generated file, by path from the repository root: the CRDs (and their copies in the
 /// chart), the admission guards' copy in the chart, and the default PolicyBundle example (which
-/// embeds `policies/promotion.rego`). `crdgen` writes them and `crdgen --check` fails on drift.
+/// embeds `policies/promotion.rego`) with its copy in the GitOps example. `crdgen` writes them and `crdgen --check` fails on drift.
 pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     use kube::CustomResourceExt;
     let bundle = PolicyBundle::new("default", policy::default_bundle_spec());
@@ -59,9 +59,9 @@ pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         "charts/agentgov/files/admission-policies.yaml".into(),
         guards::GUARDS_YAML.to_string(),
     ));
-    files.push((
-        "examples/policybundle-default.yaml".into(),
-        serde_yaml::to_string(&bundle)?,
-    ));
+    let bundle = serde_yaml::to_string(&bundle)?;
+    files.push(("examples/policybundle-default.yaml".into(), bundle.clone()));
+    // The GitOps example's copy: kustomize reads only files at or below its directory.
+    files.push(("examples/gitops/agents/policybundle.yaml".into(), bundle));
     Ok(files)
 }

@@ -16,7 +16,7 @@ import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ARGOCD = os.path.join(HERE, "..", "..", "examples", "gitops", "argocd")
-KINDS = ("Agent", "PolicyBundle")
+KINDS = ("Agent", "AgentPromotion", "PolicyBundle")
 
 
 def lua_literal(value):

@@ -1,7 +1,10 @@
--- Argo CD health of agentgov.dev Agents and PolicyBundles.
+-- Argo CD health of agentgov.dev Agents, AgentPromotions and PolicyBundles.
 --   Progressing  no status yet, or the status describes an older generation
 --   Degraded     an Agent is GOVERNED_INVALIDATED, or Ready is False (with its reason and message)
---   Healthy      Ready is True for the current generation
+--   Progressing  Ready is False because a person must act: an Agent AwaitingApproval (it names
+--                the spec hash to approve), an AgentPromotion Pending (more approvals needed)
+--   Healthy      Ready is True for the current generation (an AgentPromotion Approved or
+--                Superseded; Denied and Expired are Degraded)
 --   Progressing  otherwise (Ready Unknown or absent)
 local hs = {}
 local status = obj.status
@@ -44,6 +47,12 @@ end
 if status.governanceStatus == "GOVERNED_INVALIDATED" then
   hs.status = "Degraded"
   hs.message = "GOVERNED_INVALIDATED: " .. describe(ready, "invalidated")
+  return hs
+end
+local waiting = {AwaitingApproval = true, Pending = true}
+if ready ~= nil and ready.status == "False" and waiting[ready.reason] then
+  hs.status = "Progressing"
+  hs.message = describe(ready, "Waiting")
   return hs
 end
 if ready ~= nil and ready.status == "False" then
