@@ -129,15 +129,6 @@ APPROVAL
   [[ ${attempt} == 5 ]] && exit 1
   sleep 1
 done
-apiVersion: agentgov.dev/v1alpha1
-kind: AgentPromotion
-metadata:
-  name: invoice-auditor-${spec_hash:0:10}
-spec:
-  agent: invoice-auditor
-  specHash: ${spec_hash}
-  reason: make run demo
-APPROVAL
 for _ in $(seq 1 60); do
   pending=$(kubectl get agents -n "${DEMO_NS}" -o jsonpath='{range .items[*]}{.status.governanceStatus}{"\n"}{end}' | grep -c '^$' || true)
   [[ "${pending}" == 0 ]] && break
