@@ -80,8 +80,9 @@ NODE_STARTED=1
 log "building agentgov (cargo, static; its progress follows) and its images (no daemon)"
 AGENTGOV_IMAGE_PROFILE=debug AGENTGOV_IMAGE_DIR="${IMAGE_DIR}" bash deploy/docker/images.sh
 CARGO_INCREMENTAL=0 CARGO_PROFILE_DEV_DEBUG=0 RUSTFLAGS="-C target-feature=+crt-static" CARGO_TARGET_DIR="${REPO}/target/static" \
-  cargo build --locked -q --target x86_64-unknown-linux-gnu -p agentgov-api --bin keygen
+  cargo build --locked -q --target x86_64-unknown-linux-gnu -p agentgov-api --bin keygen --bin proof
 KEYGEN="${REPO}/target/static/x86_64-unknown-linux-gnu/debug/keygen"
+PROOF="${REPO}/target/static/x86_64-unknown-linux-gnu/debug/proof"
 
 log "waiting for the background builds and the node"
 wait "${BG_PID}" || die "the Go builds or the node failed (see ${RUN_DIR}/logs/go.log and node-up.log)"
@@ -109,6 +110,28 @@ kubectl create namespace "${DEMO_NS}" >/dev/null
 kubectl apply -n "${DEMO_NS}" -f examples/policybundle-default.yaml >/dev/null
 kubectl wait -n "${DEMO_NS}" --for=condition=Ready --timeout=60s policybundle/default >/dev/null
 kubectl apply -n "${DEMO_NS}" -f examples/agent-sandbox.yaml -f examples/agent-governed.yaml
+# The governed example is a promotion request: approve exactly its spec (as this demo's cluster
+# admin, who holds the verb promote); the API server stamps who approved.
+spec_hash="$("${PROOF}" spec-hash examples/agent-governed.yaml)"
+for attempt in 1 2 3 4 5; do
+  # The webhook answers from its cache, which sees the new agent a moment later.
+  if kubectl apply -n "${DEMO_NS}" -f - >/dev/null <<APPROVAL
+apiVersion: agentgov.dev/v1alpha1
+kind: AgentPromotion
+metadata:
+  name: invoice-auditor-${spec_hash:0:10}
+spec:
+  agent: invoice-auditor
+  specHash: ${spec_hash}
+  reason: make run demo
+APPROVAL
+  then
+    log "approved invoice-auditor's spec ${spec_hash:0:12}... (AgentPromotion)"
+    break
+  fi
+  [[ ${attempt} == 5 ]] && die "the AgentPromotion for invoice-auditor was refused"
+  sleep 1
+done
 for _ in $(seq 1 120); do
   pending=$(kubectl get agents -n "${DEMO_NS}" -o jsonpath='{range .items[*]}{.status.governanceStatus}{"\n"}{end}' | grep -c '^$' || true)
   [[ "${pending}" == 0 ]] && break
