@@ -39,7 +39,7 @@ crds:
 tools:
 	bash hack/tools.sh
 
-## chart-test: the Helm chart without a cluster: CRD drift, lint/template of every values variant,
+## chart-test: the Helm chart without a cluster: lint/template of every values variant,
 ## security/RBAC/webhook checks, alerts and dashboard, Argo CD health (the cluster part,
 ## e2e/tests/chart.rs, runs in e2e)
 chart-test: tools

@@ -16,6 +16,8 @@ pub mod policy;
 pub mod policy_bundle;
 pub mod promotion;
 pub mod proof;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, GovernanceStatus};
 pub use error::Error;

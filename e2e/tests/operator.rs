@@ -12,8 +12,9 @@ use agentgov_api::conditions::{EXPIRED, PROMOTED, is_true};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::proof::{ProofSubject, verify};
 use agentgov_api::{Agent, AgentSpec, PolicyBundle, PolicyBundleSpec};
+use agentgov_e2e::admission::{governed_spec, sandbox_spec};
 use agentgov_e2e::operator::{KeyFile, Operator, metric_value};
-use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
+use agentgov_e2e::{TestNamespace, client, install_crds, wait_for};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -32,12 +33,6 @@ async fn setup(prefix: &str, operator_flags: &[&str]) -> Setup {
     let keys = KeyFile::new(&dir, "key-1").unwrap();
     let operator = Operator::start(&ns.name, &keys.path, "a", operator_flags).unwrap();
     Setup { ns, keys, operator }
-}
-
-fn governed_spec() -> AgentSpec {
-    manifest::<Agent>("examples/agent-governed.yaml")
-        .unwrap()
-        .spec
 }
 
 /// Apply a bundle that compiles and wait until the operator has put it in force.
@@ -592,14 +587,7 @@ async fn hot_reload_invalidates_then_restores_and_a_broken_bundle_changes_nothin
 #[tokio::test]
 async fn a_sandbox_expires_on_time() {
     let setup = setup("op-expiry", &[]).await;
-    let mut spec = manifest::<Agent>("examples/agent-sandbox.yaml")
-        .unwrap()
-        .spec;
-    spec.sandbox = Some(agentgov_api::agent::SandboxSpec {
-        ttl_seconds: Some(3),
-        expires_at: None,
-    });
-    create_agent(&setup.ns, "short-lived", spec).await;
+    create_agent(&setup.ns, "short-lived", sandbox_spec(3)).await;
     let agent = wait_agent(
         &setup,
         "short-lived",
@@ -624,9 +612,7 @@ async fn a_sandbox_expires_on_time() {
     wait_logged(&setup, "SANDBOX_EXPIRED").await;
 
     // A sandbox asking for more than the maximum is capped by the operator's clock.
-    let mut far = manifest::<Agent>("examples/agent-sandbox.yaml")
-        .unwrap()
-        .spec;
+    let mut far = sandbox_spec(3);
     far.sandbox = Some(agentgov_api::agent::SandboxSpec {
         ttl_seconds: None,
         expires_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(

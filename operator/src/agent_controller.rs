@@ -165,3 +165,7 @@ pub fn error_policy(agent: Arc<Agent>, error: &Error, ctx: Arc<Context>) -> Acti
     ctx.metrics.reconcile_error("agent", error.category());
     Action::requeue(crate::backoff::next(&agent.uid().unwrap_or_default()))
 }
+
+#[cfg(test)]
+#[path = "agent_controller_tests.rs"]
+mod tests;

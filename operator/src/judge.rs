@@ -862,3 +862,7 @@ fn subject<'a>(agent: &AgentFacts<'a>) -> ProofSubject<'a> {
 fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
 }
+
+#[cfg(test)]
+#[path = "judge_tests.rs"]
+mod tests;

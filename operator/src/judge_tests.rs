@@ -509,7 +509,7 @@ fn denied_first_request_stays_sandbox_without_a_proof() {
 #[test]
 fn denied_governed_agent_is_invalidated_and_keeps_its_last_proof() {
     let mut world = World::new(&keys());
-    let spec = governed_spec(); // a budget of 100
+    let spec = governed_spec(); // a budget of 250
     let first = world.judge(&spec, 1, None);
     let valid = first.status.clone();
     assert_eq!(
@@ -563,7 +563,7 @@ fn denied_governed_agent_is_invalidated_and_keeps_its_last_proof() {
 fn invalidated_agent_that_passes_later_is_valid_again() {
     let config = keys();
     let mut world = World::new(&config);
-    let spec = governed_spec(); // a budget of 100
+    let spec = governed_spec(); // a budget of 250
     let valid = world.judge(&spec, 1, None).status;
     world.policy = Some(active_policy(&policy_spec(50.0)));
     let invalidated = world.judge(&spec, 1, Some(&valid)).status;
@@ -1372,7 +1372,7 @@ fn changed_policy_is_resigned_against_the_new_hash() {
     let spec = governed_spec();
     let first = world.judge(&spec, 1, None).status;
 
-    // Still allows a budget of 100, without warnings, but is another policy.
+    // Still allows a budget of 250, without warnings, but is another policy.
     let new_policy = active_policy(&policy_spec(900.0));
     assert_ne!(new_policy.hash(), proof(&first).policy_hash);
     world.policy = Some(new_policy);

@@ -298,5 +298,3 @@ mod leader;
 
 #[cfg(test)]
 mod fixtures;
-#[cfg(test)]
-mod judge_tests;

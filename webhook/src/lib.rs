@@ -24,6 +24,8 @@ pub mod reload;
 pub mod review;
 pub mod server;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tls;
 
 pub use error::Error;

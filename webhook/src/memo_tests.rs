@@ -20,13 +20,13 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::watcher::Event;
 
 use super::{CheckMemo, MemoStats};
-use crate::cache::{Caches, StaticView};
+use crate::cache::Caches;
 use crate::decide::{Decision, decide_pod};
 use crate::keys::{KeySnapshot, Keys};
 use crate::policy::PolicyIndex;
+use crate::testing::StaticView;
 
 const NS: &str = "team-a";
-const AGENT_REVIEW: &str = include_str!("../tests/fixtures/agent-create.json");
 const POD_REVIEW: &str = include_str!("../tests/fixtures/pod-create.json");
 
 /// The policy hash proofs are signed against, and another one.
@@ -42,9 +42,9 @@ fn hours(h: i64) -> SignedDuration {
     SignedDuration::from_hours(h)
 }
 
+/// `examples/agent-governed.yaml`'s spec.
 fn spec() -> AgentSpec {
-    let review: serde_json::Value = serde_json::from_str(AGENT_REVIEW).unwrap();
-    serde_json::from_value(review["request"]["object"]["spec"].clone()).unwrap()
+    agentgov_api::testing::governed_spec()
 }
 
 /// Signing keys k1 (and k2, for a proof by a key the webhook does not know).

@@ -11,7 +11,7 @@ use agentgov_api::admission::DecisionCode;
 use agentgov_api::agent::{AgentMode, Containment, SandboxSpec};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::{Actor, AgentInput, PolicyInput};
-use agentgov_webhook::cache::StaticView;
+use agentgov_webhook::testing::StaticView;
 use axum::http::StatusCode;
 use common::*;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -318,7 +318,11 @@ async fn promotion_of_a_sandbox_is_judged_by_the_policy() {
     )
     .await;
     assert!(allowed(&answer), "{answer:#}");
-    assert_eq!(warnings(&answer), [approval_warning(&new.spec)]);
+    // The sandbox example declares no budget: the policy allows it with that warning.
+    let warnings = warnings(&answer);
+    assert_eq!(warnings.len(), 2, "{warnings:?}");
+    assert!(warnings[0].contains("no monthly budget"), "{warnings:?}");
+    assert_eq!(warnings[1], approval_warning(&new.spec));
     assert_eq!(app.authz.calls(), 0);
 }
 

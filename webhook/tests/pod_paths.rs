@@ -6,7 +6,7 @@
 mod common;
 
 use agentgov_api::admission::DecisionCode;
-use agentgov_webhook::cache::StaticView;
+use agentgov_webhook::testing::StaticView;
 use common::*;
 use serde_json::{Value, json};
 

@@ -12,8 +12,8 @@ use agentgov_api::admission::DecisionCode;
 use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::PodSecurityData;
-use agentgov_webhook::cache::StaticView;
 use agentgov_webhook::policy::ActivePolicy;
+use agentgov_webhook::testing::StaticView;
 use common::*;
 use serde_json::{Value, json};
 

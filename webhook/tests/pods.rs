@@ -15,7 +15,7 @@ use common::*;
 use futures::StreamExt as _;
 use serde_json::json;
 
-async fn pod_answer(view: agentgov_webhook::cache::StaticView, agent: &str) -> serde_json::Value {
+async fn pod_answer(view: agentgov_webhook::testing::StaticView, agent: &str) -> serde_json::Value {
     let app = app(view);
     let (status, answer) = post(
         &app.router,
@@ -257,7 +257,7 @@ async fn deny_policy_hash_mismatch() {
 #[tokio::test]
 async fn deny_policy_hash_mismatch_when_no_policy_in_force() {
     let keys = SigningKeys::new("k1");
-    let mut view = agentgov_webhook::cache::StaticView::new(keys.verification(&[]));
+    let mut view = agentgov_webhook::testing::StaticView::new(keys.verification(&[]));
     view.add_agent(signed_agent(
         GOVERNED,
         governed_spec(),
@@ -272,7 +272,7 @@ async fn deny_policy_hash_mismatch_when_no_policy_in_force() {
 #[tokio::test]
 async fn deny_signer_revoked() {
     let keys = SigningKeys::new("k1");
-    let mut view = agentgov_webhook::cache::StaticView::new(keys.verification(&["k1"]));
+    let mut view = agentgov_webhook::testing::StaticView::new(keys.verification(&["k1"]));
     view.add_agent(signed_agent(
         GOVERNED,
         governed_spec(),
@@ -572,7 +572,7 @@ async fn restricted_agent_pod_carries_warnings() {
 #[tokio::test]
 async fn key_rotation_and_revocation_without_restart() {
     let keys = SigningKeys::new("k1");
-    let mut view = agentgov_webhook::cache::StaticView::new(keys.verification(&[]));
+    let mut view = agentgov_webhook::testing::StaticView::new(keys.verification(&[]));
     view.add_agent(signed_agent(
         GOVERNED,
         governed_spec(),

@@ -12,7 +12,7 @@ use std::time::Duration;
 use agentgov_api::admission::DecisionCode;
 use agentgov_api::hash::spec_hash;
 use agentgov_webhook::authz::{FixedAuthorizer, PROMOTE_VERB};
-use agentgov_webhook::cache::StaticView;
+use agentgov_webhook::testing::StaticView;
 use axum::http::StatusCode;
 use common::*;
 use serde_json::{Value, json};

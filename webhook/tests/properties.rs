@@ -9,10 +9,10 @@ use std::sync::OnceLock;
 
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_webhook::authz::FixedAuthorizer;
-use agentgov_webhook::cache::StaticView;
 use agentgov_webhook::review::{
     Reviewed, review_agent, review_bundle, review_pod, review_promotion,
 };
+use agentgov_webhook::testing::StaticView;
 use common::*;
 use proptest::prelude::*;
 use proptest::sample::Index;

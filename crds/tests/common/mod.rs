@@ -15,7 +15,7 @@ use agentgov_api::hash::{policy_hash, spec_hash};
 use agentgov_api::keyring::{KeyConfig, KeyRing, KeyRingConfig};
 use agentgov_api::policy::{Actor, AgentInput, PolicyEngine, PolicyInput};
 use agentgov_api::proof::{Approver, Claims, ProofBundle, ProofSubject, sign};
-use agentgov_api::{Agent, AgentSpec, AgentStatus, GovernanceStatus, PolicyBundleSpec};
+use agentgov_api::{AgentSpec, AgentStatus, GovernanceStatus, PolicyBundleSpec};
 use jiff::{SignedDuration, Timestamp};
 
 /// The namespace every scenario lives in (the examples name none).
@@ -61,17 +61,7 @@ pub fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(secs).expect("a valid timestamp")
 }
 
-pub fn load_agent(path: &str) -> Agent {
-    serde_yaml::from_str(&read(path)).unwrap_or_else(|e| panic!("{path} is not an Agent: {e}"))
-}
-
-pub fn governed_agent() -> Agent {
-    load_agent("examples/agent-governed.yaml")
-}
-
-pub fn sandbox_agent() -> Agent {
-    load_agent("examples/agent-sandbox.yaml")
-}
+pub use agentgov_api::testing::{governed_agent, sandbox_agent};
 
 pub fn ring_config(name: &str) -> KeyRingConfig {
     serde_json::from_str(&fixture(name)).unwrap_or_else(|e| panic!("{name}: {e}"))

@@ -9,11 +9,12 @@ use agentgov_api::Agent;
 use agentgov_api::admission::{AdmissionContext, AgentView, check_agent, check_agent_with};
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::keyring::KeyRing;
-use agentgov_webhook::cache::{Caches, StaticView, trim_for_cache};
+use agentgov_webhook::cache::{Caches, trim_for_cache};
 use agentgov_webhook::decide::View;
 use agentgov_webhook::keys::Keys;
 use agentgov_webhook::policy::PolicyIndex;
 use agentgov_webhook::review::review_pod;
+use agentgov_webhook::testing::StaticView;
 use kube::runtime::watcher::Event;
 use serde_json::json;
 

@@ -1,5 +1,6 @@
-//! Test fixtures: a signed governed agent, sandboxes, AdmissionReview JSON built from the files
-//! in `tests/fixtures/`, a router over a [`StaticView`] with a fixed clock.
+//! Test fixtures: a signed governed agent and a sandbox (their specs from `examples/*.yaml`),
+//! AdmissionReview JSON built from the files in `tests/fixtures/`, a router over a
+//! [`StaticView`] with a fixed clock.
 #![allow(dead_code)]
 
 use std::sync::{Arc, OnceLock};
@@ -15,10 +16,10 @@ use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::RegoModule;
 use agentgov_api::proof::{Approver, Claims, ProofBundle, ProofSubject, sign, signing_payload};
 use agentgov_webhook::authz::FixedAuthorizer;
-use agentgov_webhook::cache::StaticView;
 use agentgov_webhook::metrics::Metrics;
 use agentgov_webhook::policy::ActivePolicy;
 use agentgov_webhook::server::{AppState, admission_router};
+use agentgov_webhook::testing::StaticView;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -134,24 +135,9 @@ impl SigningKeys {
     }
 }
 
-pub fn spec_from_fixture() -> AgentSpec {
-    let review: Value = serde_json::from_str(AGENT_REVIEW).expect("fixture");
-    serde_json::from_value(review["request"]["object"]["spec"].clone()).expect("spec")
-}
-
-pub fn governed_spec() -> AgentSpec {
-    spec_from_fixture()
-}
-
-pub fn sandbox_spec() -> AgentSpec {
-    let mut spec = spec_from_fixture();
-    spec.mode = agentgov_api::agent::AgentMode::Sandbox;
-    spec.sandbox = Some(agentgov_api::agent::SandboxSpec {
-        ttl_seconds: Some(24 * 3600),
-        expires_at: None,
-    });
-    spec
-}
+/// The agent specs: `examples/agent-governed.yaml` (allowed by the shipped policy) and
+/// `examples/agent-sandbox.yaml` (`ttlSeconds: 86400`).
+pub use agentgov_api::testing::{governed_spec, sandbox_spec};
 
 pub fn agent(
     name: &str,
