@@ -6,6 +6,12 @@
 //! compares what it watches with [`expected`], after the defaults the API server fills in. A
 //! guard that is missing, or whose spec differs (a matchCondition added, an expression changed,
 //! a binding narrowed or set to audit only), is reported.
+//!
+//! Which guards are expected depends on the cluster ([`GuardMode`]): where the API server
+//! serves MutatingAdmissionPolicy (Kubernetes 1.36 and later) all of them; where it does not
+//! (1.30 to 1.35) the ValidatingAdmissionPolicies alone, which still refuse an AgentPromotion
+//! whose `spec.requestedBy` is not its requester (the client fills it in) but stamp no
+//! `agentgov.dev/changed-by`.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +34,71 @@ pub const CHANGED_BY: &str = "agentgov.dev/changed-by";
 /// The prefix of the shipped guards' names. The operator's `--guard-prefix` names another set
 /// (identical but for the names), for tests that remove guards without touching the shipped ones.
 pub const DEFAULT_PREFIX: &str = "agentgov-";
+
+/// The bundle history's actor of a spec change that carries no [`CHANGED_BY`] annotation (on a
+/// cluster without MutatingAdmissionPolicy nothing stamps it): never a client-chosen name such as
+/// a field manager.
+pub const UNKNOWN_ACTOR: &str = "unknown (no changed-by annotation)";
+
+/// The resources of `admissionregistration.k8s.io/v1` that MutatingAdmissionPolicy guards need.
+pub const MUTATING_RESOURCES: [&str; 2] = [
+    "mutatingadmissionpolicies",
+    "mutatingadmissionpolicybindings",
+];
+
+/// Which guards a cluster can hold, hence which the operator requires before it signs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum GuardMode {
+    /// MutatingAdmissionPolicy is served: every guard is required.
+    Full,
+    /// MutatingAdmissionPolicy is not served (Kubernetes before 1.36, or switched off): the
+    /// ValidatingAdmissionPolicies and their bindings alone are required. Clients fill
+    /// `spec.requestedBy` themselves (the VAP still refuses any other identity) and spec changes
+    /// carry no verified `agentgov.dev/changed-by`.
+    ValidatingOnly,
+}
+
+impl GuardMode {
+    pub const ALL: [GuardMode; 2] = [GuardMode::Full, GuardMode::ValidatingOnly];
+
+    /// The mode of a cluster whose `admissionregistration.k8s.io/v1` serves `resources` (the
+    /// names its discovery lists). Validating-only only when neither MutatingAdmissionPolicy
+    /// resource is served: a cluster serving either requires every guard, so that deleting a
+    /// MutatingAdmissionPolicy never downgrades what is required.
+    pub fn from_served<'a>(resources: impl IntoIterator<Item = &'a str>) -> GuardMode {
+        if resources
+            .into_iter()
+            .any(|name| MUTATING_RESOURCES.contains(&name))
+        {
+            GuardMode::Full
+        } else {
+            GuardMode::ValidatingOnly
+        }
+    }
+
+    /// The kinds of guard this mode requires.
+    pub fn kinds(self) -> &'static [GuardKind] {
+        match self {
+            GuardMode::Full => &GuardKind::ALL,
+            GuardMode::ValidatingOnly => {
+                &[GuardKind::ValidatingPolicy, GuardKind::ValidatingBinding]
+            }
+        }
+    }
+
+    /// Whether this mode requires guards of `kind`.
+    pub fn requires(self, kind: GuardKind) -> bool {
+        self.kinds().contains(&kind)
+    }
+
+    /// A bounded label value: `full` or `validating-only`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuardMode::Full => "full",
+            GuardMode::ValidatingOnly => "validating-only",
+        }
+    }
+}
 
 /// The four kinds of guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -54,6 +125,11 @@ impl GuardKind {
             GuardKind::MutatingPolicy => "MutatingAdmissionPolicy",
             GuardKind::MutatingBinding => "MutatingAdmissionPolicyBinding",
         }
+    }
+
+    /// Whether this kind is a MutatingAdmissionPolicy or its binding.
+    pub fn is_mutating(self) -> bool {
+        matches!(self, GuardKind::MutatingPolicy | GuardKind::MutatingBinding)
     }
 
     fn of(kind: &str) -> Option<GuardKind> {
@@ -92,6 +168,13 @@ struct Document {
 #[derive(Deserialize)]
 struct Metadata {
     name: String,
+}
+
+/// The shipped guards that `mode` requires, named as [`expected`] names them.
+pub fn expected_in(prefix: &str, mode: GuardMode) -> Result<Guards, Error> {
+    let mut guards = expected(prefix)?;
+    guards.retain(|(kind, _), _| mode.requires(*kind));
+    Ok(guards)
 }
 
 /// The shipped guards, named with `prefix` instead of [`DEFAULT_PREFIX`] (bindings' policy
@@ -218,6 +301,63 @@ mod tests {
                 _ => assert_eq!(spec["failurePolicy"], "Fail", "{name}"),
             }
         }
+    }
+
+    #[test]
+    fn without_mutating_admission_policy_the_validating_guards_alone_are_expected() {
+        // Discovery of admissionregistration.k8s.io/v1 on a 1.35 cluster, and on 1.36+.
+        let old = [
+            "mutatingwebhookconfigurations",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicies/status",
+            "validatingadmissionpolicybindings",
+            "validatingwebhookconfigurations",
+        ];
+        let new = [&old[..], &MUTATING_RESOURCES[..]].concat();
+        assert_eq!(GuardMode::from_served(old), GuardMode::ValidatingOnly);
+        assert_eq!(GuardMode::from_served(new.clone()), GuardMode::Full);
+        // Either resource served is enough to require every guard: never a downgrade.
+        for one in MUTATING_RESOURCES {
+            assert_eq!(
+                GuardMode::from_served(old.into_iter().chain([one])),
+                GuardMode::Full
+            );
+        }
+
+        let all = expected(DEFAULT_PREFIX).unwrap();
+        assert_eq!(expected_in(DEFAULT_PREFIX, GuardMode::Full).unwrap(), all);
+        let validating = expected_in(DEFAULT_PREFIX, GuardMode::ValidatingOnly).unwrap();
+        assert!(validating.keys().all(|(k, _)| !k.is_mutating()));
+        assert_eq!(
+            validating.len(),
+            all.keys().filter(|(k, _)| !k.is_mutating()).count()
+        );
+        for name in ["agentgov-promotion", "agentgov-changed-by"] {
+            for kind in [GuardKind::ValidatingPolicy, GuardKind::ValidatingBinding] {
+                assert!(validating.contains_key(&(kind, name.to_string())), "{name}");
+            }
+        }
+        // The validating-only set still reports a missing VAP binding; a missing MAP is none of
+        // its business.
+        let mut live = all.clone();
+        live.retain(|(k, _), _| !k.is_mutating());
+        assert!(check(&validating, &live).is_empty());
+        assert!(
+            !check(&all, &live).is_empty(),
+            "the full set requires the MAPs"
+        );
+        live.remove(&(GuardKind::ValidatingBinding, "agentgov-promotion".into()));
+        assert_eq!(
+            check(&validating, &live),
+            vec![GuardProblem::Missing {
+                kind: GuardKind::ValidatingBinding,
+                name: "agentgov-promotion".into()
+            }]
+        );
+        assert_eq!(
+            GuardMode::ALL.map(GuardMode::as_str),
+            ["full", "validating-only"]
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::agent::AgentSpec;
 use crate::hash::policy_hash;
-use crate::policy_bundle::{DEFAULT_ENTRYPOINT, PolicyBundleSpec, PolicyData, RegoModule};
+use crate::policy_bundle::{
+    DEFAULT_ENTRYPOINT, PolicyBundleSpec, PolicyBundleStatus, PolicyData, RegoModule,
+};
 
 /// The promotion policy shipped with agentgov (`policies/promotion.rego`).
 pub const PROMOTION_REGO: &str = include_str!("../../policies/promotion.rego");
@@ -58,6 +60,11 @@ pub const DENY_CODES: [&str; 9] = [
     Deny::NO_POLICY,
     Deny::POLICY_ERROR,
 ];
+
+/// The code of the policy's actor rule (the one asking holds no promoter role). What the policy
+/// says of a spec alone leaves it out ([`PolicyDecision::of_the_spec`]): approvers are judged
+/// when they approve.
+pub const ACTOR_RULE: &str = DENY_CODES[0];
 
 /// A bounded metric label for any deny code: the code itself when it is one of [`DENY_CODES`],
 /// else `"other"`, whatever a custom bundle returns.
@@ -133,6 +140,37 @@ pub struct PolicyDecision {
 }
 
 impl PolicyDecision {
+    /// The answer for a policy that could not judge: a deny (fail closed) with the code
+    /// [`Deny::POLICY_ERROR`] and the error as its sentence.
+    pub fn failed(error: &Error) -> Self {
+        PolicyDecision {
+            allow: false,
+            denies: vec![Deny::new(Deny::POLICY_ERROR, error.to_string())],
+            warnings: Vec::new(),
+        }
+    }
+
+    /// What the policy says of the spec alone: its answer without the actor rule's denies,
+    /// allowed when nothing else denies. An evaluation failure stays a deny.
+    pub fn of_the_spec(&self) -> Self {
+        let denies: Vec<Deny> = self
+            .denies
+            .iter()
+            .filter(|d| d.code != ACTOR_RULE)
+            .cloned()
+            .collect();
+        PolicyDecision {
+            allow: denies.is_empty(),
+            denies,
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    /// The denies' codes, in the policy's order.
+    pub fn codes(&self) -> Vec<String> {
+        self.denies.iter().map(|d| d.code.clone()).collect()
+    }
+
     /// Allowed with warnings: the seed's GOVERNED_RESTRICTED.
     pub fn is_restricted(&self) -> bool {
         self.allow && !self.warnings.is_empty()
@@ -278,6 +316,14 @@ impl PolicyEngine {
         Arc::clone(&self.hash)
     }
 
+    /// The policy's answer on `agent` with `actor` as the one asking: the policy call both the
+    /// operator and the webhook make. Fails closed: an evaluation that fails, or that answers
+    /// anything but a well-formed decision, is a deny ([`PolicyDecision::failed`]).
+    pub fn judge(&self, agent: AgentInput<'_>, actor: &Actor) -> PolicyDecision {
+        self.evaluate(&PolicyInput { agent, actor })
+            .unwrap_or_else(|e| PolicyDecision::failed(&e))
+    }
+
     /// Evaluate the policy. Anything but a well-formed decision is an error (and so a deny).
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Result<PolicyDecision, Error> {
         let json = serde_json::to_string(input).map_err(|e| Error::PolicyEval(e.to_string()))?;
@@ -316,6 +362,39 @@ impl PolicyEngine {
             ));
         }
         Ok(decision)
+    }
+}
+
+/// Which version of a bundle its status says is in force.
+#[derive(Debug, PartialEq)]
+pub enum ActiveSpec<'a> {
+    /// No version has compiled yet (no status, or no `activeSpec` and `activeHash`).
+    Unset,
+    /// `status.activeSpec`, which hashes to `status.activeHash`.
+    Trusted(&'a PolicyBundleSpec),
+    /// `status.activeSpec` does not hash to `status.activeHash` (or cannot be hashed): not
+    /// trusted, whoever wrote it. Why, as a sentence.
+    Untrusted(String),
+}
+
+/// The active-policy rule: the operator records the last version of a bundle that compiled in
+/// `status.activeSpec` and its hash in `status.activeHash`; that version is in force only if
+/// it hashes to what the status claims. The operator judges agents against it, and the webhook
+/// falls back on it when the bundle's spec does not compile.
+pub fn active_spec(status: Option<&PolicyBundleStatus>) -> ActiveSpec<'_> {
+    let Some(status) = status else {
+        return ActiveSpec::Unset;
+    };
+    let (Some(claimed), Some(spec)) = (status.active_hash.as_deref(), status.active_spec.as_ref())
+    else {
+        return ActiveSpec::Unset;
+    };
+    match policy_hash(spec) {
+        Ok(actual) if actual == claimed => ActiveSpec::Trusted(spec),
+        Ok(actual) => ActiveSpec::Untrusted(format!(
+            "status.activeHash {claimed} is not the hash of status.activeSpec ({actual})"
+        )),
+        Err(e) => ActiveSpec::Untrusted(format!("status.activeSpec cannot be hashed: {e}")),
     }
 }
 
@@ -441,6 +520,110 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn agent_spec(temperature: f64) -> AgentSpec {
+        serde_json::from_value(serde_json::json!({
+            "version": "1", "roleClass": "compliance", "anatomy": {
+                "reasoning": {"model": "m", "temperature": temperature},
+                "inputs": ["i"], "actions": ["a"], "memory": {"kind": "session"},
+                "capabilities": ["c"], "economics": {"monthlyBudgetUsd": 1},
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_policy_call_maps_allow_deny_and_failure() {
+        let engine = PolicyEngine::compile(&default_bundle_spec()).unwrap();
+        let cool = agent_spec(0.2);
+        let hot = agent_spec(0.9);
+        let input = |spec| AgentInput {
+            namespace: "ns",
+            name: "a",
+            spec,
+        };
+        let promoter = Actor {
+            username: "alice".into(),
+            authorized_to_promote: true,
+            ..Actor::default()
+        };
+        let stranger = Actor {
+            username: "mallory".into(),
+            ..Actor::default()
+        };
+
+        let allowed = engine.judge(input(&cool), &promoter);
+        assert!(allowed.allow, "{allowed:?}");
+        assert!(allowed.denies.is_empty());
+
+        // The actor rule alone: the spec itself is fine.
+        let by_stranger = engine.judge(input(&cool), &stranger);
+        assert!(!by_stranger.allow);
+        assert_eq!(by_stranger.codes(), [ACTOR_RULE]);
+        let spec_only = by_stranger.of_the_spec();
+        assert!(spec_only.allow, "{spec_only:?}");
+        assert!(spec_only.denies.is_empty());
+
+        // Another rule too: the spec is refused for that rule only.
+        let hot_by_stranger = engine.judge(input(&hot), &stranger);
+        let mut codes = hot_by_stranger.codes();
+        codes.sort_unstable();
+        assert_eq!(codes, [ACTOR_RULE, "temperature"]);
+        let spec_only = hot_by_stranger.of_the_spec();
+        assert!(!spec_only.allow);
+        assert_eq!(spec_only.codes(), ["temperature"]);
+        assert!(spec_only.messages()[0].contains("above the limit"));
+
+        // A policy that cannot judge denies, with the code policy_error, and stays a deny for
+        // the spec alone.
+        let broken = PolicyEngine::compile(&bundle(
+            "package custom\n\ndecision := {\"allow\": true, \"denies\": [\"x\"]}\n",
+        ))
+        .unwrap();
+        let failed = broken.judge(input(&cool), &promoter);
+        assert!(!failed.allow);
+        assert_eq!(failed.codes(), [Deny::POLICY_ERROR]);
+        assert!(
+            failed.messages()[0].contains("allowed and denied at once"),
+            "{failed:?}"
+        );
+        assert_eq!(failed.of_the_spec(), failed);
+    }
+
+    #[test]
+    fn the_recorded_version_is_trusted_only_if_it_hashes_to_the_recorded_hash() {
+        let spec = default_bundle_spec();
+        let hash = policy_hash(&spec).unwrap();
+        let status = |hash: Option<&str>, spec: Option<&PolicyBundleSpec>| PolicyBundleStatus {
+            active_hash: hash.map(str::to_string),
+            active_spec: spec.cloned(),
+            ..PolicyBundleStatus::default()
+        };
+        assert_eq!(active_spec(None), ActiveSpec::Unset);
+        assert_eq!(active_spec(Some(&status(None, None))), ActiveSpec::Unset);
+        assert_eq!(
+            active_spec(Some(&status(Some(&hash), None))),
+            ActiveSpec::Unset
+        );
+        assert_eq!(
+            active_spec(Some(&status(None, Some(&spec)))),
+            ActiveSpec::Unset
+        );
+        let trusted = status(Some(&hash), Some(&spec));
+        assert_eq!(active_spec(Some(&trusted)), ActiveSpec::Trusted(&spec));
+        // A status whose hash is not its spec's (written by someone else, or edited).
+        let forged = status(Some(&"0".repeat(64)), Some(&spec));
+        let ActiveSpec::Untrusted(why) = active_spec(Some(&forged)) else {
+            panic!("a forged status is trusted")
+        };
+        assert!(why.contains(&hash), "{why}");
+        let mut edited = spec.clone();
+        edited.data.max_monthly_budget_usd = 1.0e9;
+        assert!(matches!(
+            active_spec(Some(&status(Some(&hash), Some(&edited)))),
+            ActiveSpec::Untrusted(_)
+        ));
     }
 
     fn bundle(rego: &str) -> PolicyBundleSpec {

@@ -28,6 +28,7 @@ PROMQL_WORDS = {
 WANT_ALERTS = {
     "AgentgovWebhookDown", "AgentgovWebhookFailingClosed", "AgentgovWebhookUnreachable",
     "AgentgovAdmissionDenialsSpike", "AgentgovPolicyReloadFailed", "AgentgovAgentsInvalidated",
+    "AgentgovTrustGuardsMissing",
 }
 WANT_IN_DASHBOARD = {
     "agent_starts_allowed_total", "agent_starts_denied_total", "admission_review_duration_seconds_bucket",

@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Checks on `helm template` output of charts/agentgov that a cluster admin would otherwise
 review by hand: the security settings of every container, least-privilege RBAC, the webhook
-registration, replicas, disruption budgets and the certificate wiring.
+registration, replicas, disruption budgets, the certificate wiring and the admission guards
+(with the minimal variant, the guards are also rendered with helm for clusters with and without
+MutatingAdmissionPolicy).
 
     check_rendered.py RELEASE_NAMESPACE RENDERED.yaml
 
@@ -10,6 +12,7 @@ Prints one line per problem and exits 1 if there is any.
 import base64
 import os
 import re
+import subprocess
 import sys
 
 import yaml
@@ -120,16 +123,19 @@ def check_deployments(by_kind, namespace):
 
 
 def check_env_names(by_kind):
-    """Every variable the chart sets is a flag's env of that binary (<component>/src/config.rs)."""
+    """Every variable the chart sets is a flag's env of that binary (<component>/src/config.rs,
+    or the flags both binaries share, runtime/src/flags.rs)."""
     repo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    with open(os.path.join(repo, "runtime", "src", "flags.rs")) as f:
+        shared = set(re.findall(r'env = "([A-Z0-9_]+)"', f.read()))
     for d in by_kind.get("Deployment", []):
         component = d["metadata"]["labels"]["app.kubernetes.io/component"]
         with open(os.path.join(repo, component, "src", "config.rs")) as f:
-            known = set(re.findall(r'env = "([A-Z0-9_]+)"', f.read())) | {"RUST_LOG"}
+            known = set(re.findall(r'env = "([A-Z0-9_]+)"', f.read())) | shared | {"RUST_LOG"}
         for container in d["spec"]["template"]["spec"]["containers"]:
             for name in env_of(container):
                 if name not in known:
-                    problem(name_of(d), f"sets {name}, which {component}/src/config.rs does not read")
+                    problem(name_of(d), f"sets {name}, which neither {component}/src/config.rs nor runtime/src/flags.rs reads")
 
 
 def rules_of(role):
@@ -285,20 +291,64 @@ def check_webhook_registration(by_kind, namespace):
 
 GUARD_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding")
 GUARDS = "crds/guards/admission-policies.yaml"
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
+MAP_API = "admissionregistration.k8s.io/v1/MutatingAdmissionPolicy"
 
 
-def check_guards(by_kind):
+def check_guards(by_kind, where="admission guards"):
     """The chart installs the admission guards exactly as shipped (the operator signs nothing
-    while one differs)."""
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", GUARDS)) as f:
+    while one differs): all of them, or, where the API server serves no MutatingAdmissionPolicy,
+    the validating ones alone; never another subset. Returns "full", "validating-only" or None."""
+    with open(os.path.join(REPO, GUARDS)) as f:
         shipped = {(o["kind"], o["metadata"]["name"]): o for o in yaml.safe_load_all(f) if o}
+    validating = {key for key in shipped if not key[0].startswith("Mutating")}
     rendered = {(o["kind"], o["metadata"]["name"]): o for k in GUARD_KINDS for o in by_kind.get(k, [])}
-    if set(rendered) != set(shipped):
-        problem("admission guards", f"rendered {sorted(rendered)}, shipped {sorted(shipped)}")
-        return
-    for key, obj in shipped.items():
-        if rendered[key].get("spec") != obj.get("spec"):
-            problem("admission guards", f"{key[0]} {key[1]} differs from {GUARDS}")
+    if set(rendered) == set(shipped):
+        mode = "full"
+    elif set(rendered) == validating:
+        mode = "validating-only"
+    else:
+        problem(where, f"rendered {sorted(rendered)}, shipped {sorted(shipped)}")
+        return None
+    for key, obj in rendered.items():
+        if obj.get("spec") != shipped[key].get("spec"):
+            problem(where, f"{key[0]} {key[1]} differs from {GUARDS}")
+    return mode
+
+
+def check_guard_capabilities(namespace):
+    """The MutatingAdmissionPolicies are rendered exactly where the API server serves them: as a
+    cluster's kinds say (helm install, Argo CD, Flux), or, rendered without a cluster (`helm
+    template` lists no kinds), as the Kubernetes version says (MutatingAdmissionPolicy is GA in
+    1.36). Renders the chart's guards with helm (on PATH) for each case."""
+    cases = [
+        ([], "full"),  # helm template's default version: the 1.37 it is built against
+        (["--kube-version", "1.36.0"], "full"),
+        (["--kube-version", "1.35.0"], "validating-only"),
+        (["--kube-version", "1.30.0"], "validating-only"),
+        # A cluster's kinds win over its version: 1.37 with the API switched off, 1.35, 1.36+.
+        (["--api-versions", VAP_API], "validating-only"),
+        (["--api-versions", VAP_API, "--kube-version", "1.35.0"], "validating-only"),
+        (["--api-versions", VAP_API, "--api-versions", MAP_API], "full"),
+    ]
+    for args, want in cases:
+        where = f"admission guards (helm template {' '.join(args) or 'without a cluster'})"
+        out = subprocess.run(
+            ["helm", "template", "agentgov", os.path.join(REPO, "charts", "agentgov"), "--namespace", namespace,
+             "-f", os.path.join(REPO, "e2e", "chart", "values", "minimal.yaml"),
+             "--show-only", "templates/admission-policies.yaml", *args],
+            capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            problem(where, f"helm template failed: {out.stderr.strip()}")
+            continue
+        by_kind = {}
+        for obj in yaml.safe_load_all(out.stdout):
+            if obj:
+                by_kind.setdefault(obj["kind"], []).append(obj)
+        got = check_guards(by_kind, where)
+        if got is not None and got != want:
+            problem(where, f"rendered the {got} set of guards, expected {want}")
 
 
 def main():
@@ -315,6 +365,8 @@ def main():
     check_rbac(by_kind, namespace)
     check_webhook_registration(by_kind, namespace)
     check_guards(by_kind)
+    if os.path.basename(path) == "minimal.yaml":  # once per run: the guards take no other values
+        check_guard_capabilities(namespace)
     for p in PROBLEMS:
         print(f"  {path}: {p}")
     sys.exit(1 if PROBLEMS else 0)

@@ -21,6 +21,8 @@
 #   AGENTGOV_UP_TIMEOUT        seconds to wait for each readiness stage (default 120)
 #   AGENTGOV_KCM_CONTROLLERS   kube-controller-manager --controllers value
 #   AGENTGOV_SCHEDULER         0: do not start kube-scheduler (default 1)
+#   AGENTGOV_APISERVER_FLAGS   extra kube-apiserver flags, space-separated (default none), e.g.
+#                              --runtime-config=admissionregistration.k8s.io/v1/mutatingadmissionpolicies=false
 #   AGENTGOV_CONTROLPLANE_BIN  use prebuilt binaries from this dir (skips build.sh)
 #   AGENTGOV_CACHE_DIR         passed to build.sh (binary cache root)
 #   AGENTGOV_KEEP_CLUSTER_DIR  exec: keep the state dir even when CMD succeeds
@@ -41,7 +43,7 @@ KCM_CONTROLLERS="serviceaccount,serviceaccount-token,namespace,garbagecollector,
 log() { printf '[cluster] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-usage() { sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; }
 
 abspath() { # abspath PATH -> absolute path (the path need not exist yet)
   case "$1" in
@@ -406,6 +408,8 @@ cmd_up() {
     wait_until etcd "etcd /health" curl -fsS --max-time 2 "http://127.0.0.1:${ETCD_PORT}/health"
   fi
 
+  local -a apiserver_flags=()
+  read -r -a apiserver_flags <<<"${AGENTGOV_APISERVER_FLAGS:-}"
   start_proc kube-apiserver "${BIN_DIR}/kube-apiserver" \
     --etcd-servers="http://127.0.0.1:${ETCD_PORT}" \
     --bind-address=127.0.0.1 \
@@ -433,7 +437,7 @@ cmd_up() {
     --requestheader-extra-headers-prefix=X-Remote-Extra- \
     --proxy-client-cert-file="${p}/front-proxy-client.crt" \
     --proxy-client-key-file="${p}/front-proxy-client.key" \
-    --v=1
+    --v=1 "${apiserver_flags[@]}"
   wait_until kube-apiserver "kube-apiserver /readyz" "${kubectl[@]}" get --raw=/readyz
 
   start_proc kube-controller-manager "${BIN_DIR}/kube-controller-manager" \

@@ -1,7 +1,10 @@
 //! The admission guards (`crds/guards/admission-policies.yaml`) installed as shipped, or under
 //! another name prefix (an identical set, for a test that removes one without touching the
-//! shipped guards, which every parallel test relies on).
+//! shipped guards, which every parallel test relies on). Where the API server serves no
+//! MutatingAdmissionPolicy (a control plane started with it switched off, as on Kubernetes
+//! before 1.36), the validating guards alone, as the chart installs them there.
 
+use agentgov_api::guards::GuardMode;
 use anyhow::{Context as _, Result, anyhow};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding, ValidatingAdmissionPolicy,
@@ -33,10 +36,39 @@ pub fn documents(prefix: &str) -> Result<Vec<serde_json::Value>> {
     Ok(docs)
 }
 
-/// Server-side apply every guard, named with `prefix`, and wait until the API server enforces
-/// them (a dry-run AgentPromotion comes back stamped with its requester).
+/// Whether the API server serves MutatingAdmissionPolicy (its discovery of
+/// admissionregistration.k8s.io/v1), as the operator asks it.
+pub async fn mutating_served(client: &Client) -> Result<bool> {
+    let served = client
+        .list_api_group_resources("admissionregistration.k8s.io/v1")
+        .await
+        .context("discover admissionregistration.k8s.io/v1")?;
+    let mode = GuardMode::from_served(served.resources.iter().map(|r| r.name.as_str()));
+    Ok(mode == GuardMode::Full)
+}
+
+/// The guards this cluster can hold, as JSON documents named with `prefix`: all of them, or the
+/// validating ones alone where MutatingAdmissionPolicy is not served.
+async fn documents_for(client: &Client, prefix: &str) -> Result<Vec<serde_json::Value>> {
+    let mutating = mutating_served(client).await?;
+    Ok(documents(prefix)?
+        .into_iter()
+        .filter(|doc| {
+            mutating
+                || !doc["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("Mutating")
+        })
+        .collect())
+}
+
+/// Server-side apply every guard the cluster can hold, named with `prefix`, and wait until the
+/// API server enforces them: a dry-run AgentPromotion comes back stamped with its requester, or,
+/// without MutatingAdmissionPolicy, one that names no requester is refused.
 pub async fn install(client: &Client, prefix: &str) -> Result<()> {
     apply_all(client, prefix).await?;
+    let mutating = mutating_served(client).await?;
     let promotions: Api<agentgov_api::AgentPromotion> = Api::namespaced(client.clone(), "default");
     let probe = crate::approval("e2e-guard-probe", &"0".repeat(64));
     let dry_run = kube::api::PostParams {
@@ -48,16 +80,28 @@ pub async fn install(client: &Client, prefix: &str) -> Result<()> {
         let probe = probe.clone();
         let dry_run = dry_run.clone();
         async move {
-            let created = promotions.create(&dry_run, &probe).await.ok()?;
-            created.spec.requested_by.map(|_| ())
+            match promotions.create(&dry_run, &probe).await {
+                Ok(created) if mutating => created.spec.requested_by.map(|_| ()),
+                Err(kube::Error::Api(status)) if !mutating => status
+                    .message
+                    .contains("spec.requestedBy is missing")
+                    .then_some(()),
+                _ => None,
+            }
         }
     })
     .await
-    .context("the admission guards never took effect (no requestedBy stamped on a dry-run AgentPromotion)")
+    .with_context(|| {
+        if mutating {
+            "the admission guards never took effect (no requestedBy stamped on a dry-run AgentPromotion)"
+        } else {
+            "the validating admission guards never took effect (a dry-run AgentPromotion without requestedBy was not refused)"
+        }
+    })
 }
 
 async fn apply_all(client: &Client, prefix: &str) -> Result<()> {
-    for doc in documents(prefix)? {
+    for doc in documents_for(client, prefix).await? {
         match doc["kind"].as_str().unwrap_or_default() {
             "ValidatingAdmissionPolicy" => apply::<ValidatingAdmissionPolicy>(client, doc).await?,
             "ValidatingAdmissionPolicyBinding" => {
@@ -104,7 +148,7 @@ pub async fn uninstall(client: &Client, prefix: &str) -> Result<()> {
     if prefix == agentgov_api::guards::DEFAULT_PREFIX {
         return Err(anyhow!("the shipped guards are not a test's to delete"));
     }
-    for doc in documents(prefix)? {
+    for doc in documents_for(client, prefix).await? {
         let name = doc["metadata"]["name"]
             .as_str()
             .unwrap_or_default()

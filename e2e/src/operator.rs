@@ -178,6 +178,11 @@ impl Operator {
     pub fn kill(&mut self) {
         self.child.kill();
     }
+
+    /// The process itself: to stop it with SIGTERM and see how it exits.
+    pub fn process(&mut self) -> &mut crate::process::Process {
+        &mut self.child
+    }
 }
 
 /// A minimal HTTP/1.0 GET on loopback, for /metrics and probes.

@@ -1,10 +1,12 @@
 //! A child process that a test owns: killed when the handle drops, so a failing test leaves
-//! no operator or webhook behind.
+//! no operator or webhook behind. Stopped gracefully with [`Process::terminate`] (SIGTERM, as
+//! the kubelet stops a Pod), or at once with [`Process::kill`] (a crash).
 
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 
 pub struct Process(Child);
 
@@ -34,6 +36,32 @@ impl Process {
 
     pub fn is_running(&mut self) -> bool {
         matches!(self.0.try_wait(), Ok(None))
+    }
+
+    /// Send it SIGTERM, as the kubelet does to stop a Pod.
+    pub fn terminate(&self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.id().to_string()])
+            .status()
+            .context("run kill -TERM")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed ({status})", self.id());
+        }
+        Ok(())
+    }
+
+    /// Wait at most `within` for it to exit: its exit status, or `None` if it still runs.
+    pub async fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.exited() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Kill it at once (a crash, as far as the cluster can tell).

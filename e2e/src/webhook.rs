@@ -274,6 +274,11 @@ impl Webhook {
     pub fn kill(&mut self) {
         self.child.kill();
     }
+
+    /// The process itself: to stop it with SIGTERM and see how it exits.
+    pub fn process(&mut self) -> &mut crate::process::Process {
+        &mut self.child
+    }
 }
 
 /// A selector for exactly one namespace (the label the API server sets on every namespace).

@@ -426,7 +426,18 @@ async fn read_back(
         .get(&names.webhook)
         .await?;
     let hooks = vwc.webhooks.unwrap_or_default();
-    ensure!(hooks.len() == 2, "two webhooks");
+    let mut hook_names: Vec<&str> = hooks.iter().map(|h| h.name.as_str()).collect();
+    hook_names.sort_unstable();
+    ensure!(
+        hook_names
+            == [
+                "agentpromotions.validate.agentgov.dev",
+                "agents.validate.agentgov.dev",
+                "pods.validate.agentgov.dev",
+                "policybundles.validate.agentgov.dev",
+            ],
+        "the webhooks: {hook_names:?}"
+    );
     for hook in &hooks {
         ensure!(
             hook.client_config.ca_bundle.as_ref().map(|b| &b.0) == Some(&ca),
@@ -494,7 +505,14 @@ const RBAC: &str = "
     operator update agentgov.dev/agents                       -                 target  no
     operator patch  agentgov.dev/agents                       -                 target  no
     operator promote agentgov.dev/agents                      -                 target  no
-    operator create authorization.k8s.io/subjectaccessreviews -                 -       no
+    operator create authorization.k8s.io/subjectaccessreviews -                 -       yes
+    operator watch  agentgov.dev/agentpromotions              -                 target  yes
+    operator patch  agentgov.dev/agentpromotions/status       -                 target  yes
+    operator delete agentgov.dev/agentpromotions              -                 target  yes
+    operator update agentgov.dev/agentpromotions              -                 target  no
+    operator list   admissionregistration.k8s.io/validatingadmissionpolicies - - yes
+    operator watch  admissionregistration.k8s.io/mutatingadmissionpolicybindings - - yes
+    operator update admissionregistration.k8s.io/validatingadmissionpolicies - - no
     webhook  watch  agentgov.dev/agents                       -                 target  yes
     webhook  list   agentgov.dev/policybundles                -                 target  yes
     webhook  create authorization.k8s.io/subjectaccessreviews -                 -       yes

@@ -584,6 +584,56 @@ async fn hot_reload_invalidates_then_restores_and_a_broken_bundle_changes_nothin
     assert!(metric_value(&metrics, "agent_invalidation_events_total").unwrap_or(0.0) >= 1.0);
 }
 
+/// Deleting the PolicyBundle re-judges its agents at once (not at the next resync): a governed
+/// agent loses its standing, with the reason, and gets it back when a bundle is applied again.
+#[tokio::test]
+async fn a_deleted_bundle_re_judges_its_agents_at_once() {
+    let setup = setup("op-bundle-gone", &[]).await;
+    apply_bundle(&setup.ns, default_bundle_spec()).await;
+    create_approved(&setup.ns, "auditor", governed_spec()).await;
+    wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_VALID",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+
+    let bundles: Api<PolicyBundle> = setup.ns.api();
+    bundles
+        .delete("default", &Default::default())
+        .await
+        .unwrap();
+    // Far below the resync (minutes): the bundle's deletion itself triggers the judgement.
+    let agent = agentgov_e2e::wait_agent(
+        &setup.ns.api(),
+        "auditor",
+        "GOVERNED_INVALIDATED after the bundle is deleted",
+        Duration::from_secs(15),
+        is(GovernanceStatus::GovernedInvalidated),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\noperator log:\n{}", setup.operator.logs()));
+    let status = agent.status.unwrap();
+    assert!(
+        status
+            .denies
+            .iter()
+            .any(|d| d.contains("no PolicyBundle named default is in force")),
+        "{:?}",
+        status.denies
+    );
+
+    apply_bundle(&setup.ns, default_bundle_spec()).await;
+    wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_VALID once a bundle is in force again",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_sandbox_expires_on_time() {
     let setup = setup("op-expiry", &[]).await;

@@ -1,17 +1,20 @@
 //! The webhook through the API server: agent Pods of valid agents are admitted, each of the
 //! seven checks denies with its own decision code, a Deployment of an invalid agent reports
 //! FailedCreate, only users with `promote` create governed agents, a stopped webhook fails closed
-//! for agent Pods only, and a quarantined agent can still be deleted.
+//! for agent Pods only, a quarantined agent can still be deleted, and SIGTERM stops the webhook
+//! gracefully (not ready first, reviews answered until its port closes, exit 0).
 //!
 //! Each test has its own namespace, its own operator (the real one, signing proofs) and its own
 //! webhook on a free loopback port, registered by its own ValidatingWebhookConfiguration whose
 //! namespaceSelector matches only that namespace, so the tests run in parallel.
 
+use std::time::{Duration, Instant};
+
 use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, AgentPromotion};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::operator::metric_value;
+use agentgov_e2e::operator::{http_get, metric_value};
 use agentgov_e2e::webhook::{Webhook, agent_pod, plain_pod};
 use agentgov_e2e::{api_error_message, apply_bundle, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
@@ -681,4 +684,68 @@ async fn a_quarantined_agent_is_refused_but_can_be_deleted() {
     .await
     .unwrap_or_else(|_| panic!("the agent was never deleted\n{}", setup.diagnostics()));
     pod_denied(&setup, "auditor-2", "auditor", AGENT_NOT_FOUND).await;
+}
+
+/// SIGTERM, as the kubelet stops the webhook's Pod: `/readyz` says 503 at once, reviews are
+/// still answered for `--shutdown-delay` (while endpoints drop the Pod, so no admission fails),
+/// then the admission port closes, what is in flight finishes and the webhook exits with 0.
+#[tokio::test]
+async fn sigterm_turns_the_webhook_not_ready_then_it_exits_cleanly() {
+    let mut setup = setup("wh-sigterm").await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    // A webhook on the same address with a delay long enough to be watched.
+    let delay = Duration::from_secs(5);
+    let listen = setup.webhook.addr;
+    setup.webhook.kill();
+    setup.webhook = Webhook::start_on(
+        listen,
+        Some(&setup.ns.name),
+        &setup.keys,
+        "sigterm",
+        &["--shutdown-delay", "5s"],
+    )
+    .await
+    .unwrap();
+    pod_admitted(&setup, "lab-0", "lab").await;
+
+    let sigterm = Instant::now();
+    setup.webhook.process().terminate().unwrap();
+    let port = setup.webhook.metrics_port;
+    let readyz = wait_for(Duration::from_secs(5), || async move {
+        let response = http_get(port, "/readyz").await.ok()?;
+        let status = response.lines().next()?;
+        (!status.contains(" 200")).then_some(response)
+    })
+    .await
+    .expect("/readyz stops saying ready after SIGTERM");
+    assert!(
+        readyz.starts_with("HTTP/1.0 503") || readyz.starts_with("HTTP/1.1 503"),
+        "{readyz}"
+    );
+    assert!(readyz.contains("shutting down"), "{readyz}");
+    // Not ready, but still answering the API server until its port closes.
+    pod_admitted(&setup, "lab-1", "lab").await;
+    assert!(
+        sigterm.elapsed() < delay,
+        "the admission took until {:?} after SIGTERM; the test needs a longer delay",
+        sigterm.elapsed()
+    );
+    let status = setup
+        .webhook
+        .process()
+        .exit_within(delay + Duration::from_secs(15))
+        .await
+        .unwrap_or_else(|| panic!("still running; log:\n{}", setup.webhook.log_tail(20)));
+    assert!(
+        status.success(),
+        "{status}; log:\n{}",
+        setup.webhook.log_tail(20)
+    );
+    assert!(
+        sigterm.elapsed() >= delay,
+        "its port closed only after the delay"
+    );
+    let log = setup.webhook.logs();
+    assert!(log.contains(r#""signal":"SIGTERM""#), "{log}");
+    assert!(log.contains(r#""message":"stopped""#), "{log}");
 }

@@ -1,11 +1,17 @@
 //! The Agent controller: the one writer of Agent status and of AgentPromotion status. It judges
 //! an agent on its own changes, on its approvals' changes, when the policy in force in its
 //! namespace changes (a new version, or the bundle deleted), when the key ring or the admission
-//! guards change, and every ten minutes. Level-triggered: each reconcile judges afresh.
+//! guards change, and every ten minutes. Level-triggered: each reconcile judges afresh, except
+//! when nothing the last judgement depended on has changed (the watch event of its own write).
+//!
+//! Many reconciles run at once (`--concurrency`): the judgement (the policy, signing) runs on
+//! the blocking pool, one per core at a time, and the writes are pipelined (`--write-concurrency`,
+//! `--status-qps`), so a revalidation of a namespace keeps every core and the API server busy.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use agentgov_api::agent::AgentMode;
 use agentgov_api::hash::spec_hash;
@@ -14,11 +20,14 @@ use agentgov_api::{Agent, AgentPromotion};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tracing::{instrument, warn};
+use tokio::sync::Semaphore;
+use tracing::{Span, instrument, warn};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
-use crate::judge::{AgentFacts, ApprovalFacts, Judge, Judgement};
+use crate::judge::{ActivePolicy, AgentFacts, ApprovalFacts, Judge, Judgement};
+use crate::written::{Fingerprint, Judged, Write, Written, fingerprint};
+use agentgov_runtime::keys::KeySnapshot;
 
 /// A safety net: every agent is looked at again this often even when nothing changed (a role
 /// revoked from an approver, for one).
@@ -36,19 +45,49 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
     let namespace = agent
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(agent.name_any()))?;
+    let uid = agent.metadata.uid.clone().unwrap_or_default();
     let promotions = ctx.promotions_of(&namespace, &agent.name_any());
+    let world = World::now(&ctx, &namespace)?;
+    let written = &ctx.status_limiter.written;
+    let last = written.agent(&uid);
+    let version = agent.metadata.resource_version.as_deref().map(fingerprint);
+    let inputs = world.inputs(written, &promotions);
+    if let Some(wait) = Judged::holds(last.as_ref(), version, inputs, Instant::now()) {
+        return Ok(Action::requeue(wait));
+    }
     let authorized = authorize(&ctx, &agent, &namespace, &promotions).await?;
     let now = Timestamp::now();
-    let judgement = judge(&ctx, &agent, &promotions, &authorized, now)?;
-    crate::status::apply(&ctx, &agent, &judgement).await?;
+    let (judgement, promotions, world) =
+        judge_apart(&ctx, world, &agent, promotions, authorized, now).await?;
+    let last_write = last.and_then(|j| j.write);
+    let write = crate::status::apply(&ctx, &agent, &judgement, last_write.as_ref()).await?;
     crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
     crate::status::prune_promotions(&ctx, &namespace, &promotions, &judgement).await;
-    let next = next_look(&ctx, &promotions, &judgement, now);
-    Ok(Action::requeue(next.min(RESYNC)))
+    let next = next_look(&ctx, &promotions, &judgement, now).min(RESYNC);
+    if let Some(version) = version {
+        // A write the cache has not shown yet still counts.
+        let write = write.or(last_write.filter(|w| w.before == version));
+        written.judged(
+            &uid,
+            Judged {
+                version: Write::version(write.as_ref(), version),
+                inputs: world.inputs(written, &promotions),
+                until: Instant::now() + next,
+                write,
+            },
+        );
+    }
+    Ok(Action::requeue(next))
 }
 
 /// Whether each approval's requester still holds `promote` on the agent (only for approvals of
 /// the current spec of a governed agent: the others are not counted anyway).
+///
+/// Whoever may promote every agent of the namespace (a RoleBinding or ClusterRoleBinding of the
+/// shipped ClusterRoles: RBAC grants, it never denies) may promote this one: one
+/// SubjectAccessReview per approver and namespace, cached, rather than one per agent, which a
+/// revalidation of thousands of agents would pay. Only an approver whose rights name agents is
+/// asked about this very agent.
 async fn authorize(
     ctx: &Context,
     agent: &Agent,
@@ -64,16 +103,105 @@ async fn authorize(
         let Some(requester) = p.spec.requested_by.as_ref() else {
             continue;
         };
-        let allowed = ctx
-            .approvers
-            .may_promote(requester, namespace, &agent.name_any())
-            .await?;
+        let allowed = ctx.approvers.may_promote(requester, namespace, "").await?
+            || ctx
+                .approvers
+                .may_promote(requester, namespace, &agent.name_any())
+                .await?;
         authorized.insert(p.name_any(), allowed);
     }
     Ok(authorized)
 }
 
-/// Judge one agent against the caches, the key ring and the guards.
+/// What a judgement depends on besides the agent and its approvals, as it is now: the policy in
+/// force, the key ring, the admission guards' problems.
+pub struct World {
+    policy: Option<ActivePolicy>,
+    keys: Arc<KeySnapshot>,
+    guards: Option<String>,
+    fingerprint: Fingerprint,
+}
+
+impl World {
+    pub fn now(ctx: &Context, namespace: &str) -> Result<World> {
+        let policy = ctx.active_policy(namespace)?;
+        let keys = ctx.keys.current();
+        let guards = ctx.guards.missing();
+        let fingerprint = fingerprint(&(
+            policy
+                .as_ref()
+                .map(|p| (p.hash(), &p.version, p.approvals_required)),
+            keys.generation,
+            &guards,
+        ));
+        Ok(World {
+            policy,
+            keys,
+            guards,
+            fingerprint,
+        })
+    }
+
+    /// A fingerprint of everything a judgement of an agent with these approvals depends on
+    /// besides the agent: this world, and each approval's version (as this controller last
+    /// wrote it, when the cache does not show that write yet).
+    fn inputs(&self, written: &Written, promotions: &[Arc<AgentPromotion>]) -> Fingerprint {
+        let mut hasher = DefaultHasher::new();
+        self.fingerprint.hash(&mut hasher);
+        for p in promotions {
+            let uid = p.metadata.uid.as_deref().unwrap_or_default();
+            uid.hash(&mut hasher);
+            p.metadata
+                .resource_version
+                .as_deref()
+                .map(|rv| Write::version(written.promotion(uid).as_ref(), fingerprint(rv)))
+                .hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+}
+
+/// Judgements at once: one per core (they are CPU work: the policy, hashing, signing).
+fn judges() -> &'static Semaphore {
+    static JUDGES: OnceLock<Semaphore> = OnceLock::new();
+    JUDGES.get_or_init(|| {
+        Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
+    })
+}
+
+/// Judge on the blocking pool, off the controller's task (which polls every reconcile and the
+/// watch): the judgement, and what it was given back.
+async fn judge_apart(
+    ctx: &Arc<Context>,
+    world: World,
+    agent: &Arc<Agent>,
+    promotions: Vec<Arc<AgentPromotion>>,
+    authorized: HashMap<String, bool>,
+    now: Timestamp,
+) -> Result<(Judgement, Vec<Arc<AgentPromotion>>, World)> {
+    let _turn = judges().acquire().await.ok();
+    let (ctx, agent, span) = (Arc::clone(ctx), Arc::clone(agent), Span::current());
+    let judged = tokio::task::spawn_blocking(move || {
+        let _span = span.enter();
+        let judgement = judge_in(&ctx, &world, &agent, &promotions, &authorized, now);
+        (judgement, promotions, world)
+    })
+    .await;
+    match judged {
+        Ok((judgement, promotions, world)) => Ok((judgement?, promotions, world)),
+        Err(e) => match e.try_into_panic() {
+            // A judgement that panics panics the reconcile, as it would inline.
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(agentgov_api::Error::PolicyEval(
+                "the judgement was cancelled: the operator is stopping".into(),
+            )
+            .into()),
+        },
+    }
+}
+
+/// Judge one agent against the caches, the key ring and the guards, as they are now.
+#[cfg(test)]
 pub fn judge(
     ctx: &Context,
     agent: &Agent,
@@ -84,9 +212,22 @@ pub fn judge(
     let namespace = agent
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(agent.name_any()))?;
-    let policy = ctx.active_policy(&namespace)?;
-    let keys = ctx.keys.current();
-    let guards = ctx.guards.missing();
+    let world = World::now(ctx, &namespace)?;
+    judge_in(ctx, &world, agent, promotions, authorized, now)
+}
+
+/// Judge one agent in `world`.
+fn judge_in(
+    ctx: &Context,
+    world: &World,
+    agent: &Agent,
+    promotions: &[Arc<AgentPromotion>],
+    authorized: &HashMap<String, bool>,
+    now: Timestamp,
+) -> Result<Judgement> {
+    let namespace = agent
+        .namespace()
+        .ok_or_else(|| Error::MissingNamespace(agent.name_any()))?;
     let name = agent.name_any();
     let uid = agent.metadata.uid.clone().unwrap_or_default();
     let facts = AgentFacts {
@@ -121,11 +262,11 @@ pub fn judge(
         })
         .collect();
     Ok(Judge {
-        policy: policy.as_ref(),
+        policy: world.policy.as_ref(),
         bundle_name: &ctx.settings.bundle_name,
-        keys: &keys,
+        keys: &world.keys,
         expiry: &ctx.settings.expiry,
-        guards_missing: guards.as_deref(),
+        guards_missing: world.guards.as_deref(),
         approval_ttl: ctx.settings.approval_ttl,
         now,
     }

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgov_api::guards::CHANGED_BY;
+use agentgov_api::guards::{CHANGED_BY, UNKNOWN_ACTOR};
 
 use agentgov_api::conditions::{self, ConditionUpdate, READY};
 use agentgov_api::hash::policy_hash;
@@ -251,13 +251,16 @@ fn set_ready(
 }
 
 /// Who last changed the bundle's spec, as the API server recorded it: the annotation its
-/// admission guards stamp on every spec change and allow to name only the requester.
+/// admission guards stamp on every spec change and allow to name only the requester. Without it
+/// (no MutatingAdmissionPolicy stamps it on clusters before 1.36) the actor is said to be
+/// unknown, never a name the client chose.
 fn last_actor(bundle: &PolicyBundle) -> Option<String> {
-    bundle
+    let stamped = bundle
         .annotations()
         .get(CHANGED_BY)
         .filter(|who| !who.is_empty())
-        .cloned()
+        .cloned();
+    Some(stamped.unwrap_or_else(|| UNKNOWN_ACTOR.to_string()))
 }
 
 pub fn error_policy(
@@ -269,4 +272,30 @@ pub fn error_policy(
     ctx.metrics
         .reconcile_error("policybundle", error.category());
     Action::requeue(crate::backoff::next(&bundle.uid().unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_history_actor_is_the_changed_by_stamp_or_unknown_never_a_field_manager() {
+        let mut bundle = PolicyBundle::new("default", agentgov_api::policy::default_bundle_spec());
+        bundle.metadata.managed_fields = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+                manager: Some("i-am-the-admin".into()),
+                operation: Some("Apply".into()),
+                ..Default::default()
+            },
+        ]);
+        assert_eq!(last_actor(&bundle).as_deref(), Some(UNKNOWN_ACTOR));
+        bundle
+            .annotations_mut()
+            .insert(CHANGED_BY.into(), String::new());
+        assert_eq!(last_actor(&bundle).as_deref(), Some(UNKNOWN_ACTOR));
+        bundle
+            .annotations_mut()
+            .insert(CHANGED_BY.into(), "alice".into());
+        assert_eq!(last_actor(&bundle).as_deref(), Some("alice"));
+    }
 }

@@ -3,14 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use agentgov_runtime::flags::{ExpiryFlags, RuntimeFlags, positive_duration as parse_duration};
+use clap::Parser;
 use jiff::SignedDuration;
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Plain,
-}
 
 /// agentgov operator: promotes Agents with signed proof bundles, hot-reloads PolicyBundles and
 /// revalidates governed agents against them, expires sandboxes.
@@ -33,13 +28,8 @@ pub struct Config {
     #[arg(long, env = "AGENTGOV_BUNDLE_NAME", default_value = agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME)]
     pub bundle_name: String,
 
-    /// TTL of a sandbox agent that names none (for example 72h, 30m, 3600s).
-    #[arg(long, env = "AGENTGOV_DEFAULT_SANDBOX_TTL", default_value = "72h", value_parser = parse_duration)]
-    pub default_sandbox_ttl: SignedDuration,
-
-    /// No sandbox lives longer than this after creation, whatever it asks.
-    #[arg(long, env = "AGENTGOV_MAX_SANDBOX_TTL", default_value = "720h", value_parser = parse_duration)]
-    pub max_sandbox_ttl: SignedDuration,
+    #[command(flatten)]
+    pub sandbox: ExpiryFlags,
 
     /// Agents reconciled at once.
     #[arg(long, env = "AGENTGOV_CONCURRENCY", default_value_t = 8)]
@@ -70,11 +60,6 @@ pub struct Config {
     #[arg(long, env = "AGENTGOV_SAR_CACHE_TTL", default_value = "10s", value_parser = parse_duration)]
     pub sar_cache_ttl: SignedDuration,
 
-    /// How long to finish in-flight work after SIGTERM before exiting (the Lease is released
-    /// then, so a standby takes over at once).
-    #[arg(long, env = "AGENTGOV_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_grace: SignedDuration,
-
     /// Address of the plain-HTTP /metrics, /healthz and /readyz server.
     #[arg(long, env = "AGENTGOV_METRICS_LISTEN", default_value = "0.0.0.0:8080")]
     pub metrics_listen: SocketAddr,
@@ -95,26 +80,15 @@ pub struct Config {
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
 
-    /// Log format.
-    #[arg(long, env = "AGENTGOV_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
-    pub log_format: LogFormat,
-}
-
-/// Durations as `72h`, `30m`, `90s`, `500ms`, ISO 8601 (`PT72H`) or plain seconds; positive.
-pub fn parse_duration(text: &str) -> Result<SignedDuration, String> {
-    let d = agentgov_api::expiry::parse_duration(text)?;
-    if d.is_zero() {
-        return Err("duration must be positive".into());
-    }
-    SignedDuration::try_from(d).map_err(|e| e.to_string())
+    // `--log-format`, and `--shutdown-grace` (when it ends the Lease is released, so that a
+    // standby takes over at once).
+    #[command(flatten)]
+    pub runtime: RuntimeFlags,
 }
 
 impl Config {
     pub fn expiry(&self) -> agentgov_api::expiry::ExpiryPolicy {
-        agentgov_api::expiry::ExpiryPolicy {
-            default_ttl: self.default_sandbox_ttl,
-            max_ttl: self.max_sandbox_ttl,
-        }
+        self.sandbox.policy()
     }
 
     pub fn identity(&self) -> String {
@@ -130,20 +104,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("72h").unwrap(),
-            SignedDuration::from_hours(72)
-        );
-        assert_eq!(
-            parse_duration("90s").unwrap(),
-            SignedDuration::from_secs(90)
-        );
-        assert!(parse_duration("-5s").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
-
-    #[test]
     fn help_documents_every_flag() {
         use clap::CommandFactory;
         Config::command().debug_assert();
@@ -153,6 +113,8 @@ mod tests {
             "--namespace",
             "--default-sandbox-ttl",
             "--concurrency",
+            "--shutdown-grace",
+            "--log-format",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

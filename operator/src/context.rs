@@ -14,12 +14,14 @@ use kube::Client;
 use kube::ResourceExt;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::authz::Approvers;
 use crate::error::{Error, Result};
 use crate::judge::ActivePolicy;
 use crate::keys::KeyRingSource;
 use crate::metrics::Metrics;
+use crate::written::{Fingerprint, Written, fingerprint};
 
 /// The field manager of every status the operator writes.
 pub const MANAGER: &str = "agentgov-operator";
@@ -46,7 +48,8 @@ pub struct Context {
     /// once. (After a restart, the cache shows it.)
     pub counted: CountedOnce,
     pub settings: Settings,
-    pub status_limiter: DefaultDirectRateLimiter,
+    /// Status writes: their rate, their concurrency, and what was last written.
+    pub status_limiter: StatusWrites,
 }
 
 /// Settings derived from the flags.
@@ -69,9 +72,43 @@ impl Settings {
     }
 }
 
-pub fn status_limiter(qps: u32) -> DefaultDirectRateLimiter {
-    let qps = NonZeroU32::new(qps.max(1)).unwrap_or(NonZeroU32::MIN);
-    RateLimiter::direct(Quota::per_second(qps).allow_burst(qps))
+/// How status writes (agents' and approvals') go out: at most `qps` a second, with a burst of
+/// as many (0: no client-side limit, the API server's priority and fairness decides), at most
+/// `concurrency` at once; and what was last judged and written, so that nothing is done twice.
+pub struct StatusWrites {
+    rate: Option<DefaultDirectRateLimiter>,
+    in_flight: Semaphore,
+    pub written: Arc<Written>,
+}
+
+/// Status writes limited to `qps` a second, 16 at once.
+pub fn status_limiter(qps: u32) -> StatusWrites {
+    StatusWrites {
+        rate: NonZeroU32::new(qps)
+            .map(|qps| RateLimiter::direct(Quota::per_second(qps).allow_burst(qps))),
+        in_flight: Semaphore::new(16),
+        written: Arc::default(),
+    }
+}
+
+impl StatusWrites {
+    /// At most `concurrency` writes at once.
+    pub fn with_concurrency(self, concurrency: usize) -> Self {
+        StatusWrites {
+            in_flight: Semaphore::new(concurrency.max(1)),
+            ..self
+        }
+    }
+
+    /// Wait for a turn to write; the write holds the returned permit while in flight.
+    pub async fn turn(&self) -> Option<SemaphorePermit<'_>> {
+        // The semaphore is never closed.
+        let permit = self.in_flight.acquire().await.ok();
+        if let Some(rate) = &self.rate {
+            rate.until_ready().await;
+        }
+        permit
+    }
 }
 
 /// The admission guards' problems, as the guard watch last saw them (`None`: all in place).
@@ -193,10 +230,13 @@ impl PromotionIndex {
     }
 }
 
-/// Compiled policy engines by policy hash: compile once per bundle version.
+/// Compiled policy engines by policy hash: compile once per bundle version. And the policy in
+/// force of each namespace by the version of its bundle object: hashing a bundle's spec costs
+/// more than judging an agent, and a revalidation asks once per agent.
 #[derive(Default)]
 pub struct PolicyCache {
     engines: Mutex<HashMap<String, PolicyEngine>>,
+    in_force: Mutex<HashMap<String, (Fingerprint, Option<ActivePolicy>)>>,
 }
 
 impl PolicyCache {
@@ -220,6 +260,23 @@ impl PolicyCache {
             .lock()
             .map_err(|_| Error::Config("policy cache lock poisoned".into()))
     }
+
+    /// The policy in force in `namespace` when its bundle object is at `version`, if known.
+    fn in_force(&self, namespace: &str, version: Fingerprint) -> Option<Option<ActivePolicy>> {
+        let in_force = self.in_force.lock().unwrap_or_else(PoisonError::into_inner);
+        in_force
+            .get(namespace)
+            .filter(|(seen, _)| *seen == version)
+            .map(|(_, policy)| policy.clone())
+    }
+
+    fn remember(&self, namespace: &str, version: Fingerprint, policy: Option<ActivePolicy>) {
+        let mut in_force = self.in_force.lock().unwrap_or_else(PoisonError::into_inner);
+        if in_force.len() >= 4096 {
+            in_force.clear();
+        }
+        in_force.insert(namespace.to_string(), (version, policy));
+    }
 }
 
 impl Context {
@@ -231,6 +288,24 @@ impl Context {
             // No bundle (or deleted): nothing is in force.
             return Ok(None);
         };
+        let version = bundle
+            .metadata
+            .resource_version
+            .as_deref()
+            .map(|rv| fingerprint(&(rv, bundle.metadata.uid.as_deref())));
+        if let Some(version) = version
+            && let Some(policy) = self.policies.in_force(namespace, version)
+        {
+            return Ok(policy);
+        }
+        let policy = self.policy_of(&bundle)?;
+        if let Some(version) = version {
+            self.policies.remember(namespace, version, policy.clone());
+        }
+        Ok(policy)
+    }
+
+    fn policy_of(&self, bundle: &PolicyBundle) -> Result<Option<ActivePolicy>> {
         let Some(status) = bundle.status.as_ref() else {
             return Ok(None);
         };

@@ -10,8 +10,9 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     #[error("{0} has no namespace")]
     MissingNamespace(String),
-    #[error("cannot read key ring {path}: {message}")]
-    KeyRing { path: String, message: String },
+    /// The key ring file, listening, serving (the shared runtime).
+    #[error(transparent)]
+    Runtime(#[from] agentgov_runtime::Error),
     #[error("configuration: {0}")]
     Config(String),
 }
@@ -24,7 +25,7 @@ impl Error {
             Error::Api(e) => e.category(),
             Error::Serialize(_) => "serialize",
             Error::MissingNamespace(_) => "missing_namespace",
-            Error::KeyRing { .. } => "keyring",
+            Error::Runtime(e) => e.category(),
             Error::Config(_) => "config",
         }
     }

@@ -19,14 +19,14 @@ use agentgov_api::conditions::{self, ConditionUpdate, EXPIRED, PROMOTED, READY};
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::KeyRing;
-use agentgov_api::policy::{Actor, AgentInput, PolicyDecision, PolicyEngine, PolicyInput};
+use agentgov_api::policy::{ACTOR_RULE, Actor, AgentInput, PolicyDecision, PolicyEngine};
 use agentgov_api::promotion::{AgentPromotionStatus, PromotionOutcome, ProofLink, Requester};
 use agentgov_api::proof::{self, Approver, Claims, ProofBundle, ProofSubject};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// The deny code of the policy's actor rule (the approver does not hold a promoter role).
-pub const ACTOR_CODE: &str = "actor_unauthorized";
+pub const ACTOR_CODE: &str = ACTOR_RULE;
 
 /// The compiled policy in force for a namespace.
 #[derive(Clone, Debug)]
@@ -164,7 +164,7 @@ struct Verdict<'a> {
     facts: &'a ApprovalFacts<'a>,
     current: bool,
     expired: bool,
-    decision: Option<Result<PolicyDecision, String>>,
+    decision: Option<PolicyDecision>,
 }
 
 impl Verdict<'_> {
@@ -172,7 +172,7 @@ impl Verdict<'_> {
         self.current
             && !self.expired
             && self.facts.authorized
-            && matches!(&self.decision, Some(Ok(d)) if d.allow)
+            && self.decision.as_ref().is_some_and(|d| d.allow)
     }
 }
 
@@ -295,7 +295,7 @@ impl Judge<'_> {
             return j;
         };
         // Each approval of this spec, judged by the policy with its approver as the actor.
-        let mut decisions: BTreeMap<&str, Result<PolicyDecision, String>> = BTreeMap::new();
+        let mut decisions: BTreeMap<&str, PolicyDecision> = BTreeMap::new();
         let verdicts: Vec<Verdict<'_>> = approvals
             .iter()
             .map(|a| {
@@ -340,27 +340,12 @@ impl Judge<'_> {
             approved_by: qualified.keys().map(|u| u.to_string()).collect(),
         };
         // What the policy says of the spec itself (all but the actor rule), approved or not.
-        let spec_verdict = evaluate(policy, agent, &Requester::default(), true);
-        let (spec_denies, spec_codes, warnings) = match &spec_verdict {
-            Ok(d) => (
-                d.denies
-                    .iter()
-                    .filter(|x| x.code != ACTOR_CODE)
-                    .map(|x| x.message.clone())
-                    .collect::<Vec<_>>(),
-                d.denies
-                    .iter()
-                    .filter(|x| x.code != ACTOR_CODE)
-                    .map(|x| x.code.clone())
-                    .collect::<Vec<_>>(),
-                d.warnings.clone(),
-            ),
-            Err(e) => (
-                vec![e.clone()],
-                vec!["policy_error".to_string()],
-                Vec::new(),
-            ),
-        };
+        let spec_verdict = evaluate(policy, agent, &Requester::default(), true).of_the_spec();
+        let (spec_denies, spec_codes, warnings) = (
+            spec_verdict.messages(),
+            spec_verdict.codes(),
+            spec_verdict.warnings,
+        );
         // Only the policy's refusal of the spec denies every approval: the wait for more
         // approvals (which may invalidate a governed agent too) is no reason to deny those
         // that count.
@@ -441,11 +426,7 @@ impl Judge<'_> {
                 v.facts.status.and_then(|s| s.outcome).is_none() && status.outcome.is_some();
             if first && v.current {
                 let (codes, denies) = match &v.decision {
-                    Some(Ok(d)) if !d.allow => (
-                        d.denies.iter().map(|x| x.code.clone()).collect(),
-                        d.denies.iter().map(|x| x.message.clone()).collect(),
-                    ),
-                    Some(Err(e)) => (vec!["policy_error".to_string()], vec![e.clone()]),
+                    Some(d) if !d.allow => (d.codes(), d.messages()),
                     _ if !v.facts.authorized => {
                         (vec![ACTOR_CODE.to_string()], status.denies.clone())
                     }
@@ -662,26 +643,14 @@ impl Judge<'_> {
                 None,
             );
         }
-        match &v.decision {
-            Some(Ok(d)) if !d.allow => {
-                return self.decided(
-                    a,
-                    Some(policy),
-                    PromotionOutcome::Denied,
-                    d.messages(),
-                    None,
-                );
-            }
-            Some(Err(e)) => {
-                return self.decided(
-                    a,
-                    Some(policy),
-                    PromotionOutcome::Denied,
-                    vec![e.clone()],
-                    None,
-                );
-            }
-            _ => {}
+        if let Some(d) = v.decision.as_ref().filter(|d| !d.allow) {
+            return self.decided(
+                a,
+                Some(policy),
+                PromotionOutcome::Denied,
+                d.messages(),
+                None,
+            );
         }
         if v.expired {
             return self.decided(
@@ -792,28 +761,26 @@ impl Judge<'_> {
     }
 }
 
-/// The policy's answer for this agent with `requester` as the actor.
+/// The policy's answer for this agent with `requester` as the actor (an evaluation that fails
+/// is a deny with the code `policy_error`).
 fn evaluate(
     policy: &ActivePolicy,
     agent: &AgentFacts<'_>,
     requester: &Requester,
     authorized: bool,
-) -> Result<PolicyDecision, String> {
+) -> PolicyDecision {
     let actor = Actor {
         username: requester.username.clone(),
         groups: requester.groups.clone(),
         roles: Vec::new(),
         authorized_to_promote: authorized,
     };
-    let input = PolicyInput {
-        agent: AgentInput {
-            namespace: agent.namespace,
-            name: agent.name,
-            spec: agent.spec,
-        },
-        actor: &actor,
+    let input = AgentInput {
+        namespace: agent.namespace,
+        name: agent.name,
+        spec: agent.spec,
     };
-    policy.engine.evaluate(&input).map_err(|e| e.to_string())
+    policy.engine.judge(input, &actor)
 }
 
 fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {

@@ -15,17 +15,18 @@ mod judge;
 mod keys;
 mod metrics;
 mod revalidation;
-mod server;
 mod status;
-mod telemetry;
 mod triggers;
+mod written;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use agentgov_api::{Agent, AgentPromotion, GovernanceStatus, PolicyBundle};
+use agentgov_runtime::health::{self, Health, Readiness};
+use agentgov_runtime::shutdown::Shutdown;
+use agentgov_runtime::telemetry;
 use clap::Parser;
 use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
@@ -46,7 +47,7 @@ use crate::metrics::Metrics;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::init(config.log_format);
+    telemetry::init(config.runtime.log_format, "info,kube_lease_manager=warn");
     match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -57,43 +58,36 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<()> {
+    config.sandbox.check()?;
+    // /readyz: 503 until the caches have synced (a standby waiting for the Lease is ready), and
+    // from the first moment of a shutdown on. SIGTERM (a Pod being stopped) or SIGINT:
+    // readiness off first, the controllers finish what is in flight (at most
+    // `--shutdown-grace`), the Lease is released, exit 0.
+    let readiness = Readiness::new();
+    let stop = Shutdown::on_signals(readiness.clone());
+    let stopping = {
+        let stop = stop.clone();
+        move || stop.wait()
+    };
+    let metrics_listener = agentgov_runtime::bind(config.metrics_listen).await?;
     let keys = Arc::new(KeyRingSource::load(&config.keyring_file)?);
     let client = Client::try_default().await?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
-    let ready = Arc::new(AtomicBool::new(false));
-    let health = server::Health {
-        registry: Arc::new(registry),
-        ready: ready.clone(),
-    };
-    let metrics_addr = config.metrics_listen;
+    let guards_mode = crate::guards::ModeGauge::register(&mut registry);
+    let health = Health::with_registry(readiness.clone(), Arc::new(registry));
+    // Serves until the process exits: /readyz says 503 throughout a shutdown.
     tokio::spawn(async move {
-        if let Err(e) = server::serve(metrics_addr, health).await {
+        if let Err(e) = health::serve(metrics_listener, health, std::future::pending()).await {
             error!(error = %e, "metrics server failed");
             std::process::exit(1);
         }
     });
-    // SIGTERM (a Pod being stopped) or SIGINT: readiness off first, the controllers finish what
-    // is in flight, the Lease is released.
-    let (stop_tx, stop_rx) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop_tx.send(true);
-    });
-    let stopping = {
-        let stop_rx = stop_rx.clone();
-        move || {
-            let mut stop_rx = stop_rx.clone();
-            async move {
-                let _ = stop_rx.wait_for(|stop| *stop).await;
-            }
-        }
-    };
 
     let identity = config.identity();
     let leadership = if config.leader_election {
         tokio::select! {
-            held = leader::acquire(&client, &config, &identity, ready.clone()) => Some(held?),
+            held = leader::acquire(&client, &config, &identity, &readiness) => Some(held?),
             () = stopping() => {
                 info!("stopped before becoming leader");
                 return Ok(());
@@ -118,7 +112,13 @@ async fn run(config: Config) -> Result<()> {
             ),
         };
     let controller_config = ControllerConfig::default().concurrency(config.concurrency);
-    let (agent_store, agent_stream, agents_synced) = cache::watched(agents, cache::slim, |_| {});
+    let writes = status_limiter(config.status_qps).with_concurrency(config.write_concurrency);
+    let (agent_store, agent_stream, agents_synced) = {
+        let written = Arc::clone(&writes.written);
+        cache::watched(agents, cache::slim, move |event| {
+            triggers::forget_deleted(&written, event)
+        })
+    };
     // A bundle whose version in force changes (or that is deleted) has its namespace's agents
     // judged again at once; the bundle's own status writes change nothing for them.
     let (namespaces_tx, namespaces_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -128,8 +128,10 @@ async fn run(config: Config) -> Result<()> {
     let promotion_index = Arc::new(PromotionIndex::default());
     let (promotion_store, promotion_stream, promotions_synced) = {
         let index = Arc::clone(&promotion_index);
+        let written = Arc::clone(&writes.written);
         cache::watched(promotions, cache::slim, move |event| {
-            triggers::index_promotions(&index, event)
+            triggers::index_promotions(&index, event);
+            triggers::forget_deleted(&written, event);
         })
     };
     let agent_controller = Controller::for_stream(agent_stream, agent_store.clone())
@@ -161,49 +163,42 @@ async fn run(config: Config) -> Result<()> {
         policies: PolicyCache::default(),
         guards: guards.clone(),
         settings: Settings::new(&config),
-        status_limiter: status_limiter(config.status_qps),
+        status_limiter: writes,
     });
 
     // A new key ring (rotation, revocation), or the admission guards going or coming back,
     // makes every agent be judged again.
-    let (keys_changed, keys_rx) = watch::channel(0u64);
+    let keys_rx = keys.changes();
     let poll = Duration::try_from(config.keyring_poll)
         .map_err(|e| Error::Config(format!("--keyring-poll: {e}")))?;
-    tokio::spawn(keys.watch(poll, keys_changed));
+    let _keys_reloader = keys.spawn_reloader(poll, |_| {});
     let (guards_changed, guards_rx) = watch::channel(0u64);
     crate::guards::start(
         &client,
         &config.guard_prefix,
         guards,
         metrics,
+        guards_mode,
         guards_changed,
     )?;
     let rejudge_all = futures::stream::select(tokio_stream_of(keys_rx), tokio_stream_of(guards_rx));
     let in_force_changed = triggers::agents_of(namespaces_rx, agent_store);
 
     tokio::spawn(gauge_loop(ctx.clone()));
-    let readiness = {
+    tokio::spawn({
         let ctx = ctx.clone();
-        let ready = ready.clone();
+        let readiness = readiness.clone();
         async move {
             ctx.agents_synced.wait().await;
             ctx.bundles_synced.wait().await;
             ctx.promotions_synced.wait().await;
             info!("caches synced; ready");
-            ready.store(true, Ordering::Relaxed);
+            readiness.set(true);
         }
-    };
-    tokio::spawn(readiness);
+    });
 
-    let shutdown = {
-        let stopping = stopping.clone();
-        let ready = ready.clone();
-        async move {
-            stopping().await;
-            ready.store(false, Ordering::Relaxed);
-            info!("shutting down: finishing the reconciles in flight");
-        }
-    };
+    // Readiness is already off when this resolves (see `stop`).
+    let shutdown = stopping();
     let agents = agent_controller
         .watches_stream(promotion_stream, |p: AgentPromotion| {
             let namespace = p.namespace().unwrap_or_default();
@@ -226,46 +221,18 @@ async fn run(config: Config) -> Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let grace = Duration::try_from(config.shutdown_grace).unwrap_or(Duration::from_secs(10));
     let controllers = async {
         tokio::join!(agents, bundles);
     };
-    tokio::select! {
-        () = controllers => {},
-        () = async {
-            stopping().await;
-            tokio::time::sleep(grace).await;
-        } => warn!(grace = ?grace, "reconciles still in flight after the grace period; stopping"),
-    }
+    // The controllers run until a shutdown; then the reconciles in flight get the grace.
+    let _ = stop
+        .bounded(config.runtime.shutdown_grace, controllers)
+        .await;
     if let Some(leadership) = leadership {
         leadership.release().await;
     }
     info!("stopped");
     Ok(())
-}
-
-/// A future that completes on SIGTERM or Ctrl-C (SIGINT).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => info!("SIGINT"),
-        () = terminate => info!("SIGTERM"),
-    }
 }
 
 /// A stream that yields each time the watched value changes.

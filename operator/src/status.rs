@@ -13,32 +13,81 @@ use agentgov_api::{Agent, AgentPromotion, PolicyBundle};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
+use serde::Deserialize;
 use serde_json::json;
 use tracing::{debug, info, warn};
 
 use crate::context::{Context, MANAGER};
 use crate::error::Result;
 use crate::judge::{Judgement, Outcome};
+use crate::written::{Write, fingerprint, must_write, status_fingerprint};
 
-/// Write the agent's new status (if it changed) and record what happened.
-pub async fn apply(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Result<bool> {
+/// Write the agent's new status unless it would change nothing, and record what happened; the
+/// write made, if any (`last`: the agent's previous write, which the cache may not show yet).
+pub async fn apply(
+    ctx: &Context,
+    agent: &Agent,
+    judgement: &Judgement,
+    last: Option<&Write>,
+) -> Result<Option<Write>> {
     let namespace = agent.namespace().unwrap_or_default();
     let name = agent.name_any();
     let previous = agent.status.clone().unwrap_or_default();
-    let changed = agent.status.as_ref() != Some(&judgement.status);
+    let version = agent.metadata.resource_version.as_deref().map(fingerprint);
+    let changed = must_write(agent.status.as_ref(), version, last, &judgement.status);
+    let mut write = None;
     if changed {
-        ctx.status_limiter.until_ready().await;
-        let api: Api<Agent> = Api::namespaced(ctx.client.clone(), &namespace);
-        let patch = json!({"status": judgement.status.as_merge_patch()?});
-        let params = PatchParams {
-            field_manager: Some(MANAGER.to_string()),
-            ..PatchParams::default()
-        };
-        api.patch_status(&name, &params, &Patch::Merge(&patch))
-            .await?;
+        let after =
+            patch_status::<Agent>(ctx, &namespace, &name, judgement.status.as_merge_patch()?)
+                .await?;
+        write = version.zip(after).map(|(before, after)| Write {
+            before,
+            after: fingerprint(after.as_str()),
+            status: status_fingerprint(&judgement.status),
+        });
     }
     record(ctx, agent, &previous, judgement, changed).await;
-    Ok(changed)
+    Ok(write)
+}
+
+/// A JSON merge patch of an object's status (`status` names every field: see the module doc),
+/// in turn with the other writes; the object's new resourceVersion. The answer is not decoded
+/// beyond that.
+async fn patch_status<K>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    status: serde_json::Value,
+) -> Result<Option<String>, kube::Error>
+where
+    K: Resource<DynamicType = ()>,
+{
+    #[derive(Deserialize)]
+    struct Answer {
+        metadata: Metadata,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Metadata {
+        resource_version: Option<String>,
+    }
+    let params = PatchParams {
+        field_manager: Some(MANAGER.to_string()),
+        ..PatchParams::default()
+    };
+    let request = kube::core::Request::new(K::url_path(&(), Some(namespace)))
+        .patch_subresource(
+            "status",
+            name,
+            &params,
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .map_err(kube::Error::BuildRequest)?;
+    let _turn = ctx.status_limiter.turn().await;
+    let answer = ctx.client.request_text(request).await?;
+    Ok(serde_json::from_str::<Answer>(&answer)
+        .ok()
+        .and_then(|a| a.metadata.resource_version))
 }
 
 async fn record(
@@ -200,26 +249,28 @@ async fn record(
     }
 }
 
-/// Write each AgentPromotion's new status (those that changed).
+/// Write each AgentPromotion's new status (those that change).
 pub async fn apply_promotions(
     ctx: &Context,
     namespace: &str,
     promotions: &[std::sync::Arc<AgentPromotion>],
     judgement: &Judgement,
 ) -> Result<()> {
-    let api: Api<AgentPromotion> = Api::namespaced(ctx.client.clone(), namespace);
-    let params = PatchParams {
-        field_manager: Some(MANAGER.to_string()),
-        ..PatchParams::default()
-    };
+    let written = &ctx.status_limiter.written;
     for p in promotions {
         let Some(status) = judgement.promotions.get(&p.name_any()) else {
             continue;
         };
-        if p.status.as_ref() == Some(status) {
+        let uid = p.metadata.uid.as_deref().unwrap_or_default();
+        let version = p.metadata.resource_version.as_deref().map(fingerprint);
+        if !must_write(
+            p.status.as_ref(),
+            version,
+            written.promotion(uid).as_ref(),
+            status,
+        ) {
             continue;
         }
-        ctx.status_limiter.until_ready().await;
         let mut value = serde_json::to_value(status)?;
         if let Some(fields) = value.as_object_mut() {
             for field in [
@@ -234,15 +285,19 @@ pub async fn apply_promotions(
                 fields.entry(field).or_insert(serde_json::Value::Null);
             }
         }
-        match api
-            .patch_status(
-                &p.name_any(),
-                &params,
-                &Patch::Merge(json!({"status": value})),
-            )
-            .await
-        {
-            Ok(_) => {}
+        match patch_status::<AgentPromotion>(ctx, namespace, &p.name_any(), value).await {
+            Ok(after) => {
+                if let (Some(before), Some(after)) = (version, after) {
+                    written.promotion_written(
+                        uid,
+                        Write {
+                            before,
+                            after: fingerprint(after.as_str()),
+                            status: status_fingerprint(status),
+                        },
+                    );
+                }
+            }
             // Deleted meanwhile: nothing to record.
             Err(kube::Error::Api(e)) if e.code == 404 => {}
             Err(e) => return Err(e.into()),

@@ -7,12 +7,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use agentgov_api::{Agent, AgentPromotion, PolicyBundle};
 use futures::{Stream, StreamExt};
-use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
+use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::context::PromotionIndex;
+use crate::written::Written;
 
 /// Watches the bundle events (after the store applied them) for a change of the version in
 /// force of the bundle named `name` in a namespace, and sends that namespace.
@@ -103,6 +104,15 @@ pub fn agents_of(
             .collect();
         futures::stream::iter(refs)
     })
+}
+
+/// Forget what was judged and written of an object that is gone.
+pub fn forget_deleted<K: Resource>(written: &Written, event: &Event<K>) {
+    if let Event::Delete(object) = event
+        && let Some(uid) = object.meta().uid.as_deref()
+    {
+        written.forget(uid);
+    }
 }
 
 /// Keep the promotion index in step with the promotion cache.

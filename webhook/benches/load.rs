@@ -316,7 +316,7 @@ fn parse_only_router() -> Router {
         "/validate/{kind}",
         post(|body: Bytes| async move {
             let request = agentgov_webhook::review::parse_pod(&body).unwrap();
-            let decision = agentgov_webhook::decide::Decision::pass("no checks");
+            let decision = agentgov_webhook::decision::Decision::pass("no checks");
             let review = agentgov_webhook::review::Answer::new(&request.uid, &decision);
             (
                 [("content-type", "application/json")],
@@ -536,7 +536,7 @@ fn main() {
         ));
     }
     for body in &many {
-        let reviewed = agentgov_webhook::review::review_pod(body, &view, &expiry, now());
+        let reviewed = agentgov_webhook::admit::review_pod(body, &view, &expiry, now());
         assert!(reviewed.allowed(), "{:?}", reviewed.decision);
     }
     let webhook = spawn_server(&pki, app(view).router).to_string();

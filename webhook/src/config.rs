@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME;
+use agentgov_runtime::flags::{ExpiryFlags, RuntimeFlags, duration as parse_duration};
 use clap::{Parser, ValueEnum};
-use jiff::SignedDuration;
 
 /// 3 MiB. The API server accepts request bodies up to 3 MiB and etcd stores objects up to
 /// 1.5 MiB; an UPDATE's AdmissionReview carries both `object` and `oldObject`, so a legitimate
@@ -34,14 +34,6 @@ impl ClientAuth {
             ClientAuth::None => "none",
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    /// One JSON object per line (for log collectors).
-    Json,
-    /// Human-readable lines.
-    Plain,
 }
 
 /// agentgov-webhook: validating admission webhook for agentgov.dev Agents and their Pods.
@@ -101,10 +93,6 @@ pub struct Args {
     #[arg(long, env = "AGENTGOV_WATCH_NAMESPACE")]
     pub namespace: Option<String>,
 
-    /// Log format.
-    #[arg(long, env = "AGENTGOV_LOG_FORMAT", value_enum, default_value = "json")]
-    pub log_format: LogFormat,
-
     /// Largest request body accepted, in bytes (default 3 MiB: an UPDATE review carries the
     /// object and the old object, each up to etcd's 1.5 MiB). Larger bodies get HTTP 413 and a deny.
     #[arg(long, env = "AGENTGOV_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
@@ -115,13 +103,8 @@ pub struct Args {
     #[arg(long, env = "AGENTGOV_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
 
-    /// TTL of a sandbox agent that names none ("72h" or seconds).
-    #[arg(long, env = "AGENTGOV_DEFAULT_SANDBOX_TTL", value_parser = parse_duration)]
-    pub default_sandbox_ttl: Option<Duration>,
-
-    /// No sandbox lives longer than this after creation, whatever it asks ("720h" or seconds).
-    #[arg(long, env = "AGENTGOV_MAX_SANDBOX_TTL", value_parser = parse_duration)]
-    pub max_sandbox_ttl: Option<Duration>,
+    #[command(flatten)]
+    pub expiry: ExpiryFlags,
 
     /// How often certificate, client CA and key ring files are checked for changes.
     #[arg(long, env = "AGENTGOV_RELOAD_INTERVAL", default_value = "2s", value_parser = parse_duration)]
@@ -141,29 +124,21 @@ pub struct Args {
     #[arg(long, env = "AGENTGOV_POLICY_CONCURRENCY", default_value_t = 0)]
     pub policy_concurrency: usize,
 
-    /// On SIGTERM, report not-ready for this long before closing the listener, so that
-    /// endpoints drop the pod first; then drain in-flight requests.
-    #[arg(long, env = "AGENTGOV_SHUTDOWN_GRACE", default_value = "5s", value_parser = parse_duration)]
-    pub shutdown_grace: Duration,
+    /// On SIGTERM or SIGINT, report not-ready for this long before closing the admission
+    /// listener, so that endpoints drop the pod first; then the reviews in flight get
+    /// `--shutdown-grace` to finish.
+    #[arg(long, env = "AGENTGOV_SHUTDOWN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub shutdown_delay: Duration,
+
+    #[command(flatten)]
+    pub runtime: RuntimeFlags,
 }
 
 impl Args {
-    /// The sandbox expiry policy: the flags over `ExpiryPolicy::default()`.
+    /// The sandbox expiry policy.
     pub fn expiry(&self) -> Result<ExpiryPolicy, crate::Error> {
-        let mut policy = ExpiryPolicy::default();
-        if let Some(ttl) = self.default_sandbox_ttl {
-            policy.default_ttl = signed(ttl)?;
-        }
-        if let Some(ttl) = self.max_sandbox_ttl {
-            policy.max_ttl = signed(ttl)?;
-        }
-        if policy.default_ttl > policy.max_ttl {
-            return Err(crate::Error::Config(format!(
-                "--default-sandbox-ttl ({}) is longer than --max-sandbox-ttl ({})",
-                policy.default_ttl, policy.max_ttl
-            )));
-        }
-        Ok(policy)
+        self.expiry.check()?;
+        Ok(self.expiry.policy())
     }
 
     /// Flags that must agree with each other.
@@ -193,29 +168,9 @@ impl Args {
     }
 }
 
-fn signed(d: Duration) -> Result<SignedDuration, crate::Error> {
-    SignedDuration::try_from(d).map_err(|e| crate::Error::Config(format!("duration {d:?}: {e}")))
-}
-
-pub use agentgov_api::expiry::parse_duration;
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(
-            parse_duration("72h").unwrap(),
-            Duration::from_secs(72 * 3600)
-        );
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("30").unwrap(), Duration::from_secs(30));
-        assert!(parse_duration("-5s").is_err());
-        assert!(parse_duration("soon").is_err());
-    }
 
     #[test]
     fn flags_parse_and_validate() {
@@ -228,6 +183,8 @@ mod tests {
         .unwrap();
         assert_eq!(args.client_auth, ClientAuth::Required);
         assert_eq!(args.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+        assert_eq!(args.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(args.runtime.shutdown_grace, Duration::from_secs(10));
         // required without a CA file is refused
         assert!(args.validate().is_err());
         let args = Args::try_parse_from([
@@ -243,7 +200,7 @@ mod tests {
         args.validate().unwrap();
         assert_eq!(
             args.expiry().unwrap().default_ttl,
-            SignedDuration::from_hours(1)
+            jiff::SignedDuration::from_hours(1)
         );
         let args = Args::try_parse_from([
             "agentgov-webhook",

@@ -1,17 +1,17 @@
-//! Admission decisions as functions of (request, a [`View`] of the caches, the clock).
+//! Admission decisions as functions of (request, a [`View`] of the caches, the clock), each a
+//! [`Decision`]. Requests come parsed by [`crate::review`]; this module reads them and never
+//! answers or logs (see [`crate::admit`]).
 //!
 //! Fail closed: anything unexpected on a governed path is a deny with a decision code. Requests
 //! outside agentgov's remit (DELETE, subresources other than `pods/ephemeralcontainers`, Pods
 //! that neither carry nor carried the agent label, metadata-only Agent updates) pass with
-//! [`Scope::Passthrough`]: a quarantined agent and its workloads can always be deleted or scaled
+//! [`Scope::Passthrough`](crate::decision::Scope::Passthrough): a quarantined agent and its workloads can always be deleted or scaled
 //! down. Pod reviews are in [`pod`], Agent reviews in [`agent`], AgentPromotion reviews in
 //! [`promotion`], PolicyBundle reviews in [`bundle`].
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use agentgov_api::Agent;
-use agentgov_api::admission::{DecisionCode, Denial};
 use agentgov_api::agent::{AgentMode, RoleClass};
 use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::policy_bundle::PolicyData;
@@ -19,6 +19,7 @@ use kube::core::DynamicObject;
 use kube::core::admission::AdmissionRequest;
 use kube::core::gvk::GroupVersionKind;
 
+use crate::decision::Decision;
 use crate::keys::KeySnapshot;
 use crate::memo::CheckMemo;
 use crate::policy::ActivePolicy;
@@ -28,10 +29,10 @@ mod bundle;
 mod pod;
 mod promotion;
 
-pub use agent::{AgentPlan, Extension, Request, decide_agent, judge_spec, plan_agent};
-pub use bundle::decide_bundle;
-pub use pod::{EPHEMERAL_CONTAINERS, PERSISTENT_VOLUME_SOURCES, decide_pod, pod_containment};
-pub use promotion::decide_promotion;
+pub(crate) use agent::decide_agent;
+pub(crate) use bundle::decide_bundle;
+pub(crate) use pod::decide_pod;
+pub(crate) use promotion::decide_promotion;
 
 /// What the decisions read: the caches and the key ring, at one moment.
 pub trait View: Send + Sync {
@@ -67,96 +68,6 @@ pub trait View: Send + Sync {
     }
 }
 
-/// Whether a decision is a governance decision (logged at info, counted) or a pass-through
-/// for something agentgov does not govern (logged at debug, not counted).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope {
-    Governed,
-    Passthrough,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Decision {
-    pub code: DecisionCode,
-    pub reason: Cow<'static, str>,
-    /// Returned to the client as admission warnings (GOVERNED_RESTRICTED outcomes).
-    pub warnings: Vec<String>,
-    /// The agent concerned, when known.
-    pub agent: Option<String>,
-    pub scope: Scope,
-    /// A promotion attempt this decision refuses: counted once, with the policy's deny codes.
-    pub attempt: Option<Box<PromotionAttempt>>,
-}
-
-/// A promotion refused at admission (a governed spec, or an AgentPromotion, the policy denies):
-/// `promotion_attempts_total` and `promotion_denies_total{reason}` count it, by these codes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PromotionAttempt {
-    pub deny_codes: Vec<String>,
-}
-
-impl Decision {
-    pub fn allow(agent: impl Into<String>, reason: impl Into<Cow<'static, str>>) -> Self {
-        Decision {
-            code: DecisionCode::Allow,
-            reason: reason.into(),
-            warnings: Vec::new(),
-            agent: Some(agent.into()),
-            scope: Scope::Governed,
-            attempt: None,
-        }
-    }
-
-    pub fn deny(
-        code: DecisionCode,
-        agent: Option<&str>,
-        reason: impl Into<Cow<'static, str>>,
-    ) -> Self {
-        Decision {
-            code,
-            reason: reason.into(),
-            warnings: Vec::new(),
-            agent: agent.map(str::to_string),
-            scope: Scope::Governed,
-            attempt: None,
-        }
-    }
-
-    pub fn bad_request(reason: impl Into<Cow<'static, str>>) -> Self {
-        Decision::deny(DecisionCode::DenyBadRequest, None, reason)
-    }
-
-    pub fn pass(reason: impl Into<Cow<'static, str>>) -> Self {
-        Decision {
-            code: DecisionCode::Allow,
-            reason: reason.into(),
-            warnings: Vec::new(),
-            agent: None,
-            scope: Scope::Passthrough,
-            attempt: None,
-        }
-    }
-
-    fn from_denial(agent: &str, denial: Denial) -> Self {
-        Decision::deny(denial.code, Some(agent), denial.reason)
-    }
-
-    pub fn allowed(&self) -> bool {
-        self.code.is_allow()
-    }
-
-    pub(crate) fn with_warnings(mut self, warnings: Vec<String>) -> Self {
-        self.warnings = warnings;
-        self
-    }
-
-    /// Mark this (refusal) as a promotion attempt, with the policy's deny codes.
-    pub(crate) fn attempt(mut self, deny_codes: Vec<String>) -> Self {
-        self.attempt = Some(Box::new(PromotionAttempt { deny_codes }));
-        self
-    }
-}
-
 /// `Ok` when the request is about the kind `K` (group, version and kind); else the bad request
 /// that says which kind this endpoint reviews.
 fn expect_kind<K: kube::Resource<DynamicType = ()>>(
@@ -180,16 +91,8 @@ fn expect_kind<K: kube::Resource<DynamicType = ()>>(
     )))
 }
 
-/// The namespace a request is about: the request's, or else its object's; never empty.
-pub(crate) fn request_namespace<'a>(
-    request: Option<&'a str>,
-    object: Option<&'a str>,
-) -> Option<&'a str> {
-    request.or(object).filter(|ns| !ns.is_empty())
-}
-
 fn namespace_of(req: &AdmissionRequest<DynamicObject>) -> Option<&str> {
-    request_namespace(
+    crate::review::request_namespace(
         req.namespace.as_deref(),
         req.object
             .as_ref()

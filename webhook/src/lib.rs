@@ -6,24 +6,30 @@
 //! - `POST /validate/agents`: sandbox containment and expiry before signing, and for governed
 //!   agents the `promote` SubjectAccessReview and the promotion policy.
 //!
-//! Decisions are pure functions ([`decide`]) over a [`decide::View`] of in-memory caches
-//! ([`cache`]), with the costly deterministic steps of the checks remembered in [`memo`]; I/O
-//! lives in [`server`], [`tls`], [`authz`] and the reloaders.
+//! A review goes one way: [`server`] (HTTP: routes, body limits) hands the body to [`admit`],
+//! which parses it ([`review`]: the AdmissionReview wire format, in and out) and decides
+//! ([`decide`]: pure functions over a [`decide::View`] of in-memory caches, [`cache`], with the
+//! costly deterministic steps of the checks remembered in [`memo`]) into a [`decision::Decision`];
+//! [`decision_log`] logs and counts it, and [`review::Answer`] encodes the answer. `review` and
+//! `decide` do not import each other's way back: `decide` reads `review`'s parsed requests.
+//! Other I/O lives in [`tls`], [`authz`] and the reloaders.
 #![forbid(unsafe_code)]
 
+pub mod admit;
 pub mod authz;
 pub mod cache;
 pub mod config;
 pub mod decide;
+pub mod decision;
+pub mod decision_log;
 pub mod error;
-pub mod keys;
+pub use agentgov_runtime::keys;
 pub mod memo;
 pub mod metrics;
 pub mod policy;
-pub mod reload;
 pub mod review;
 pub mod server;
-pub mod telemetry;
+pub use agentgov_runtime::telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tls;

@@ -3,22 +3,24 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use agentgov_runtime::health::{self, Health, Readiness};
+use agentgov_runtime::keys::Keys;
+use agentgov_runtime::shutdown::Shutdown;
+use agentgov_runtime::{bind, telemetry};
 use agentgov_webhook::authz::SarAuthorizer;
 use agentgov_webhook::config::{Args, ClientAuth};
-use agentgov_webhook::keys::Keys;
+use agentgov_webhook::decide::View;
 use agentgov_webhook::metrics::Metrics;
-use agentgov_webhook::server::{self, AppState, Health, ServeOptions};
+use agentgov_webhook::server::{self, AppState, ServeOptions};
 use agentgov_webhook::tls::{ReloadingTls, TlsFiles};
-use agentgov_webhook::{Error, cache, telemetry};
+use agentgov_webhook::{Error, cache};
 use clap::Parser;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    telemetry::init(args.log_format);
+    telemetry::init(args.runtime.log_format, "info");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,8 +58,12 @@ async fn run(args: Args) -> Result<(), Error> {
         client_auth: args.client_auth,
     })
     .await?;
-    let (keys, keys_watched) = Keys::load(args.keyring_file.clone()).await?;
-    tracing::info!(ring = ?keys.current(), "key ring loaded");
+    let keys = Arc::new(Keys::load(&args.keyring_file)?);
+    if keys.current().active_key_id().is_some() {
+        tracing::warn!(
+            "the key ring holds a signing key; the webhook needs only the verification ring (`keygen public`)"
+        );
+    }
 
     let client = kube::Client::try_default().await?;
     let (caches, _watch_tasks) = cache::start(
@@ -68,7 +74,12 @@ async fn run(args: Args) -> Result<(), Error> {
         Arc::clone(&metrics),
     );
     let _tls_reloader = tls.spawn_reloader(tls_watched, args.reload_interval, &metrics);
-    let _keys_reloader = keys.spawn_reloader(keys_watched, args.reload_interval, &metrics);
+    let _keys_reloader = {
+        let results = metrics.keyring_reload.clone();
+        keys.spawn_reloader(args.reload_interval, move |ok| {
+            Metrics::reload(&results, ok)
+        })
+    };
 
     let slots = match args.policy_concurrency {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
@@ -89,24 +100,18 @@ async fn run(args: Args) -> Result<(), Error> {
         clock: Arc::new(jiff::Timestamp::now),
     };
 
-    let shutting_down = Arc::new(AtomicBool::new(false));
-    let health = server::health_router(Health {
-        view: caches,
-        metrics: Arc::clone(&metrics),
-        shutting_down: Arc::clone(&shutting_down),
-    });
-    let metrics_listener = TcpListener::bind(args.metrics_listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: args.metrics_listen,
-            source,
-        })?;
-    let tls_listener = TcpListener::bind(args.listen)
-        .await
-        .map_err(|source| Error::Bind {
-            addr: args.listen,
-            source,
-        })?;
+    // Ready once the caches have synced, until a shutdown starts.
+    let readiness = Readiness::when("caches not synced yet", move || caches.synced());
+    let shutdown = Shutdown::on_signals(readiness.clone());
+    let health = Health {
+        readiness,
+        metrics: {
+            let metrics = Arc::clone(&metrics);
+            Arc::new(move || metrics.encode())
+        },
+    };
+    let metrics_listener = bind(args.metrics_listen).await?;
+    let tls_listener = bind(args.listen).await?;
     tracing::info!(
         listen = %args.listen,
         metrics_listen = %args.metrics_listen,
@@ -117,20 +122,20 @@ async fn run(args: Args) -> Result<(), Error> {
         "agentgov-webhook serving"
     );
 
-    // Shutdown: readiness off first, a grace period for endpoints to drop this pod, then stop
-    // accepting and drain. The health port stays up until the admission port has drained.
-    let (stop_tls_tx, stop_tls_rx) = tokio::sync::oneshot::channel::<()>();
+    // Shutdown (SIGTERM, SIGINT): readiness off at once, `--shutdown-delay` for endpoints to
+    // drop this pod, then no new connections, and the reviews in flight get `--shutdown-grace`.
+    // The health port stays up until the admission port has drained.
+    let stop_accepting = {
+        let started = shutdown.wait();
+        let delay = args.shutdown_delay;
+        async move {
+            started.await;
+            tracing::info!(delay = ?delay, "closing the admission port after the delay");
+            tokio::time::sleep(delay).await;
+        }
+    };
     let (stop_health_tx, stop_health_rx) = tokio::sync::oneshot::channel::<()>();
-    let grace = args.shutdown_grace;
-    let flag = Arc::clone(&shutting_down);
-    tokio::spawn(async move {
-        server::shutdown_signal().await;
-        tracing::info!(grace = ?grace, "shutdown requested: reporting not ready");
-        flag.store(true, Ordering::Release);
-        tokio::time::sleep(grace).await;
-        let _ = stop_tls_tx.send(());
-    });
-    let health_task = tokio::spawn(server::serve_plain(metrics_listener, health, async {
+    let health_task = tokio::spawn(health::serve(metrics_listener, health, async {
         let _ = stop_health_rx.await;
     }));
     server::serve_tls(
@@ -139,11 +144,9 @@ async fn run(args: Args) -> Result<(), Error> {
         server::admission_router(state),
         ServeOptions {
             handshake_timeout: args.request_timeout,
-            drain_timeout: args.request_timeout,
+            drain_timeout: args.runtime.shutdown_grace,
         },
-        async {
-            let _ = stop_tls_rx.await;
-        },
+        stop_accepting,
     )
     .await;
     let _ = stop_health_tx.send(());

@@ -21,7 +21,8 @@ use kube::runtime::watcher::Event;
 
 use super::{CheckMemo, MemoStats};
 use crate::cache::Caches;
-use crate::decide::{Decision, decide_pod};
+use crate::decide::decide_pod;
+use crate::decision::Decision;
 use crate::keys::{KeySnapshot, Keys};
 use crate::policy::PolicyIndex;
 use crate::testing::StaticView;

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use agentgov_api::agent::{AgentMode, RoleClass};
 use agentgov_api::hash::policy_hash;
 use agentgov_api::pod_security::PodSecurityLevel;
-use agentgov_api::policy::PolicyEngine;
+use agentgov_api::policy::{ActiveSpec, PolicyEngine, active_spec};
 use agentgov_api::policy_bundle::PolicyData;
 use agentgov_api::{PolicyBundle, PolicyBundleSpec};
 use kube::ResourceExt;
@@ -257,29 +257,19 @@ impl PolicyIndex {
         chosen.map(|(policy, _)| policy)
     }
 
-    /// The operator's last good version, trusted only if it hashes to what the status claims.
+    /// The operator's last good version, trusted only if it hashes to what the status claims
+    /// ([`agentgov_api::policy::active_spec`]).
     async fn operator_status(
         &self,
         namespace: &str,
         bundle: &PolicyBundle,
     ) -> Option<ActivePolicy> {
-        let status = bundle.status.as_ref()?;
-        let (claimed, spec) = (status.active_hash.as_deref()?, status.active_spec.as_ref()?);
-        match policy_hash(spec) {
-            Ok(actual) if actual == claimed => self.load(namespace, spec).await,
-            Ok(actual) => {
+        match active_spec(bundle.status.as_ref()) {
+            ActiveSpec::Unset => None,
+            ActiveSpec::Trusted(spec) => self.load(namespace, spec).await,
+            ActiveSpec::Untrusted(why) => {
                 Metrics::reload(&self.loads, false);
-                tracing::error!(
-                    namespace,
-                    claimed,
-                    actual = %actual,
-                    "status.activeHash does not match status.activeSpec: not trusted"
-                );
-                None
-            }
-            Err(e) => {
-                Metrics::reload(&self.loads, false);
-                tracing::error!(namespace, error = %e, "cannot hash status.activeSpec");
+                tracing::error!(namespace, reason = %why, "status.activeSpec is not trusted");
                 None
             }
         }

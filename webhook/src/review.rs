@@ -1,22 +1,13 @@
-//! AdmissionReview `admission.k8s.io/v1` in and out: Agent reviews parsed into kube's types,
-//! Pod reviews into the fields decisions read ([`PodRequest`]); every answer is an [`Answer`],
-//! the JSON of kube's `AdmissionReview`. A body that is not a v1 AdmissionReview with a request
-//! is answered with a deny (`ADMISSION_DENY_BAD_REQUEST`), never an allow, and never a panic.
+//! AdmissionReview `admission.k8s.io/v1` in and out, the wire format and nothing else: Agent,
+//! AgentPromotion and PolicyBundle reviews parsed into kube's types, Pod reviews into the fields
+//! decisions read ([`PodRequest`]); every answer is an [`Answer`], whose JSON is that of kube's
+//! `AdmissionReview`. A body that is not a v1 AdmissionReview with a request is a
+//! [`ReviewError`], which [`crate::admit`] answers with a deny (`ADMISSION_DENY_BAD_REQUEST`),
+//! never an allow, and never a panic.
 
-use std::borrow::Cow;
-
-use agentgov_api::admission::DecisionCode;
-use agentgov_api::expiry::ExpiryPolicy;
-use jiff::Timestamp;
-use kube::core::admission::{
-    AdmissionRequest, AdmissionResponse, AdmissionReview, META_API_VERSION_V1, META_KIND, Operation,
-};
-use kube::core::{DynamicObject, Status, TypeMeta};
+use kube::core::admission::{AdmissionRequest, META_API_VERSION_V1, META_KIND};
+use kube::core::{DynamicObject, TypeMeta};
 use serde::Deserialize;
-use tokio::sync::Semaphore;
-
-use crate::authz::Authorizer;
-use crate::decide::{self, Decision, View};
 
 mod answer;
 mod pod;
@@ -25,11 +16,11 @@ pub use answer::Answer;
 pub use pod::{AgentLabel, Gvk, OldPod, PodMetadata, PodObject, PodRequest, Requester, Text};
 
 /// Reasons longer than this are cut (a parser error can quote a whole field).
-pub const MAX_REASON_CHARS: usize = 1024;
+pub(crate) const MAX_REASON_CHARS: usize = 1024;
 /// The API server truncates longer warnings anyway.
-pub const MAX_WARNING_CHARS: usize = 256;
+pub(crate) const MAX_WARNING_CHARS: usize = 256;
 /// At most this many warnings are returned.
-pub const MAX_WARNINGS: usize = 16;
+pub(crate) const MAX_WARNINGS: usize = 16;
 
 /// Why a body is not a usable review, and its uid if one could be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -38,71 +29,8 @@ pub struct ReviewError {
     pub reason: String,
 }
 
-/// The facts a decision log line carries about its request (borrowed from a Pod review's body).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Facts<'a> {
-    pub uid: Cow<'a, str>,
-    pub namespace: Cow<'a, str>,
-    pub requester: Cow<'a, str>,
-    pub operation: &'static str,
-    pub dry_run: bool,
-}
-
-impl Facts<'static> {
-    pub fn of(req: &AdmissionRequest<DynamicObject>) -> Self {
-        Facts::from_request(
-            Cow::Owned(req.uid.clone()),
-            req.namespace.clone().map(Cow::Owned),
-            req.user_info.username.clone().map(Cow::Owned),
-            &req.operation,
-            req.dry_run,
-        )
-    }
-
-    fn unparsed(err: &ReviewError) -> Self {
-        Facts {
-            uid: Cow::Owned(err.uid.clone().unwrap_or_default()),
-            operation: "UNKNOWN",
-            ..Facts::default()
-        }
-    }
-}
-
-impl<'a> Facts<'a> {
-    pub fn of_pod(req: &PodRequest<'a>) -> Self {
-        Facts::from_request(
-            req.uid.clone(),
-            req.namespace.as_ref().map(|ns| ns.0.clone()),
-            req.user_info.username.as_ref().map(|name| name.0.clone()),
-            &req.operation,
-            req.dry_run,
-        )
-    }
-
-    fn from_request(
-        uid: Cow<'a, str>,
-        namespace: Option<Cow<'a, str>>,
-        requester: Option<Cow<'a, str>>,
-        operation: &Operation,
-        dry_run: bool,
-    ) -> Self {
-        Facts {
-            uid,
-            namespace: namespace.unwrap_or_default(),
-            requester: requester.unwrap_or_default(),
-            operation: match operation {
-                Operation::Create => "CREATE",
-                Operation::Update => "UPDATE",
-                Operation::Delete => "DELETE",
-                Operation::Connect => "CONNECT",
-            },
-            dry_run,
-        }
-    }
-}
-
 /// Cut `text` to at most `max` characters, on a character boundary.
-pub fn truncate(text: &str, max: usize) -> String {
+pub(crate) fn truncate(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
         None => text.to_string(),
         Some((at, _)) => format!("{}…", &text[..at]),
@@ -212,157 +140,12 @@ pub fn parse_pod(body: &[u8]) -> Result<PodRequest<'_>, ReviewError> {
     parse_request(body, |r: &PodRequest<'_>| &r.uid)
 }
 
-fn status_for(code: DecisionCode) -> (u16, &'static str) {
-    match code {
-        code if code.is_allow() => (200, ""),
-        DecisionCode::DenyBadRequest => (400, "BadRequest"),
-        DecisionCode::DenyUnavailable => (503, "ServiceUnavailable"),
-        _ => (403, "Forbidden"),
-    }
-}
-
-/// The message a user sees: the decision code, then the reason.
-pub fn message(decision: &Decision) -> String {
-    truncate(
-        &format!("{}: {}", decision.code.as_str(), decision.reason),
-        MAX_REASON_CHARS,
-    )
-}
-
-/// The `status` of the response: empty for an allow; for a deny, the message, reason and code.
-fn status(decision: &Decision) -> Status {
-    if decision.allowed() {
-        Status::default()
-    } else {
-        let (code, reason) = status_for(decision.code);
-        Status::failure(&message(decision), reason).with_code(code)
-    }
-}
-
-/// The admission warnings of the response, bounded in number and length.
-fn warnings(decision: &Decision) -> Option<Vec<String>> {
-    (!decision.warnings.is_empty()).then(|| {
-        decision
-            .warnings
-            .iter()
-            .take(MAX_WARNINGS)
-            .map(|w| truncate(w, MAX_WARNING_CHARS - 1))
-            .collect()
-    })
-}
-
-/// The response to the request with this uid, as kube's type. The server sends the same JSON
-/// through [`Answer`].
-pub fn respond(uid: &str, decision: &Decision) -> AdmissionReview<DynamicObject> {
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.to_string();
-    response.allowed = decision.allowed();
-    response.result = status(decision);
-    response
-        .audit_annotations
-        .insert("decision".into(), decision.code.as_str().into());
-    response.warnings = warnings(decision);
-    response.into_review()
-}
-
-/// One reviewed request: what to answer, log and count.
-#[derive(Debug)]
-pub struct Reviewed<'a> {
-    pub facts: Facts<'a>,
-    pub decision: Decision,
-}
-
-impl Reviewed<'_> {
-    fn rejected(err: ReviewError) -> Self {
-        Reviewed {
-            decision: Decision::bad_request(err.reason.clone()),
-            facts: Facts::unparsed(&err),
-        }
-    }
-
-    /// The answer to send: to the request's uid (or, for a body that could not be used, the
-    /// uid it was seen to carry, if any).
-    pub fn answer(&self) -> Answer<'_> {
-        Answer::new(&self.facts.uid, &self.decision)
-    }
-
-    /// Whether the answer admits the request.
-    pub fn allowed(&self) -> bool {
-        self.decision.allowed()
-    }
-}
-
-/// Parse and decide a Pod review (no I/O).
-pub fn review_pod<'a>(
-    body: &'a [u8],
-    view: &dyn View,
-    expiry: &ExpiryPolicy,
-    now: Timestamp,
-) -> Reviewed<'a> {
-    match parse_pod(body) {
-        Err(err) => Reviewed::rejected(err),
-        Ok(req) => {
-            let decision = decide::decide_pod(&req, view, expiry, now);
-            Reviewed {
-                facts: Facts::of_pod(&req),
-                decision,
-            }
-        }
-    }
-}
-
-/// Parse and decide an Agent review (a SubjectAccessReview when the agent is governed).
-pub async fn review_agent(
-    body: &[u8],
-    view: &dyn View,
-    authz: &dyn Authorizer,
-    expiry: &ExpiryPolicy,
-    now: Timestamp,
-    policy_slots: &Semaphore,
-) -> Reviewed<'static> {
-    match parse(body) {
-        Err(err) => Reviewed::rejected(err),
-        Ok(req) => {
-            let decision = decide::decide_agent(&req, view, authz, expiry, now, policy_slots).await;
-            Reviewed {
-                facts: Facts::of(&req),
-                decision,
-            }
-        }
-    }
-}
-
-/// Parse and decide an AgentPromotion review (a SubjectAccessReview and the policy).
-pub async fn review_promotion(
-    body: &[u8],
-    view: &dyn View,
-    authz: &dyn Authorizer,
-    policy_slots: &Semaphore,
-) -> Reviewed<'static> {
-    match parse(body) {
-        Err(err) => Reviewed::rejected(err),
-        Ok(req) => {
-            let decision = decide::decide_promotion(&req, view, authz, policy_slots).await;
-            Reviewed {
-                facts: Facts::of(&req),
-                decision,
-            }
-        }
-    }
-}
-
-/// Parse and decide a PolicyBundle review (compile its Rego).
-pub async fn review_bundle(body: &[u8], policy_slots: &Semaphore) -> Reviewed<'static> {
-    match parse(body) {
-        Err(err) => Reviewed::rejected(err),
-        Ok(req) => {
-            let decision = decide::decide_bundle(&req, policy_slots).await;
-            Reviewed {
-                facts: Facts::of(&req),
-                decision,
-            }
-        }
-    }
+/// The namespace a request is about: the request's, or else its object's; never empty.
+pub(crate) fn request_namespace<'a>(
+    request: Option<&'a str>,
+    object: Option<&'a str>,
+) -> Option<&'a str> {
+    request.or(object).filter(|ns| !ns.is_empty())
 }
 
 #[cfg(test)]

@@ -1,9 +1,9 @@
-//! HTTP: the admission router (TLS port), the health/metrics router (plain port), request
-//! bodies bounded in size and time, and the TLS accept loop with graceful drain.
+//! HTTP: the admission router (TLS port), request bodies bounded in size and time, and the TLS
+//! accept loop with graceful drain. The health/metrics port is the shared runtime's
+//! (`agentgov_runtime::health`).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use agentgov_api::admission::DecisionCode;
@@ -13,7 +13,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -23,10 +23,13 @@ use jiff::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::admit::{self, Reviewed};
 use crate::authz::Authorizer;
-use crate::decide::{Decision, Scope, View};
+use crate::decide::View;
+use crate::decision::Decision;
+use crate::decision_log::{Facts, record};
 use crate::metrics::{Metrics, ReviewKind};
-use crate::review::{self, Facts, Reviewed};
+use crate::review::Answer;
 use crate::tls::ReloadingTls;
 
 /// The clock decisions use (tests fix it).
@@ -66,47 +69,6 @@ pub fn admission_router(state: AppState) -> Router {
         .with_state(Arc::new(state))
 }
 
-/// Readiness: synced caches and not shutting down.
-#[derive(Clone)]
-pub struct Health {
-    pub view: Arc<dyn View>,
-    pub metrics: Arc<Metrics>,
-    pub shutting_down: Arc<AtomicBool>,
-}
-
-/// `GET /healthz`, `/readyz`, `/metrics` (plain HTTP, outside the admission port).
-pub fn health_router(health: Health) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(health)
-}
-
-async fn readyz(State(h): State<Health>) -> Response {
-    if h.shutting_down.load(Ordering::Acquire) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
-    }
-    if !h.view.synced() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "caches not synced yet\n").into_response();
-    }
-    (StatusCode::OK, "ready\n").into_response()
-}
-
-async fn metrics(State(h): State<Health>) -> Response {
-    match h.metrics.encode() {
-        Ok(text) => (
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
 /// Why a body could not be read.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BodyError {
@@ -128,7 +90,7 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
     }
 }
 
-fn json(status: StatusCode, answer: &review::Answer<'_>) -> Response {
+fn json(status: StatusCode, answer: &Answer<'_>) -> Response {
     match serde_json::to_vec(answer) {
         Ok(bytes) => {
             let mut response = (status, bytes).into_response();
@@ -144,73 +106,6 @@ fn json(status: StatusCode, answer: &review::Answer<'_>) -> Response {
             "cannot encode the response\n",
         )
             .into_response(),
-    }
-}
-
-/// Log and count one decision.
-pub fn record(metrics: &Metrics, kind: ReviewKind, facts: &Facts<'_>, decision: &Decision) {
-    let agent = decision.agent.as_deref().unwrap_or_default();
-    let code = decision.code.as_str();
-    match decision.scope {
-        Scope::Governed => {
-            if kind.is_start() {
-                metrics.record_decision(decision.code);
-            } else if kind == ReviewKind::policybundle && !decision.code.is_allow() {
-                metrics.bundles_refused.inc();
-            }
-            if let Some(attempt) = decision.attempt.as_deref()
-                && !facts.dry_run
-            {
-                metrics.record_attempt(&attempt.deny_codes);
-                tracing::info!(
-                    code = "PROMOTION_ATTEMPT",
-                    agent,
-                    namespace = &*facts.namespace,
-                    actor = &*facts.requester,
-                    outcome = "denied",
-                    kind = kind.as_str(),
-                    uid = &*facts.uid,
-                    "promotion evaluated at admission"
-                );
-                tracing::warn!(
-                    code = "PROMOTION_DENIED",
-                    agent,
-                    namespace = &*facts.namespace,
-                    actor = &*facts.requester,
-                    reasons = ?attempt.deny_codes,
-                    reason = &*decision.reason,
-                    kind = kind.as_str(),
-                    uid = &*facts.uid,
-                    "promotion refused at admission"
-                );
-            }
-            tracing::info!(
-                code,
-                allowed = decision.allowed(),
-                agent,
-                namespace = &*facts.namespace,
-                requester = &*facts.requester,
-                reason = &*decision.reason,
-                operation = facts.operation,
-                kind = kind.as_str(),
-                uid = &*facts.uid,
-                dry_run = facts.dry_run,
-                warnings = decision.warnings.len(),
-                "admission decision"
-            );
-        }
-        Scope::Passthrough => tracing::debug!(
-            code,
-            allowed = decision.allowed(),
-            namespace = &*facts.namespace,
-            requester = &*facts.requester,
-            reason = &*decision.reason,
-            operation = facts.operation,
-            kind = kind.as_str(),
-            uid = &*facts.uid,
-            dry_run = facts.dry_run,
-            "admission pass-through"
-        ),
     }
 }
 
@@ -232,7 +127,7 @@ fn body_failure(metrics: &Metrics, kind: ReviewKind, err: BodyError) -> Response
     };
     let decision = Decision::deny(DecisionCode::DenyBadRequest, None, reason);
     record(metrics, kind, &Facts::default(), &decision);
-    json(status, &review::Answer::new("", &decision))
+    json(status, &Answer::new("", &decision))
 }
 
 async fn validate_pods(State(s): State<Arc<AppState>>, request: Request) -> Response {
@@ -241,7 +136,7 @@ async fn validate_pods(State(s): State<Arc<AppState>>, request: Request) -> Resp
         Ok(body) => body,
         Err(e) => return body_failure(&s.metrics, ReviewKind::pod, e),
     };
-    let reviewed = review::review_pod(&body, &*s.view, &s.expiry, (s.clock)());
+    let reviewed = admit::review_pod(&body, &*s.view, &s.expiry, (s.clock)());
     finish(&s, ReviewKind::pod, reviewed)
 }
 
@@ -251,7 +146,7 @@ async fn validate_agents(State(s): State<Arc<AppState>>, request: Request) -> Re
         Ok(body) => body,
         Err(e) => return body_failure(&s.metrics, ReviewKind::agent, e),
     };
-    let reviewed = review::review_agent(
+    let reviewed = admit::review_agent(
         &body,
         &*s.view,
         &*s.authz,
@@ -269,7 +164,7 @@ async fn validate_promotions(State(s): State<Arc<AppState>>, request: Request) -
         Ok(body) => body,
         Err(e) => return body_failure(&s.metrics, ReviewKind::agentpromotion, e),
     };
-    let reviewed = review::review_promotion(&body, &*s.view, &*s.authz, &s.policy_slots).await;
+    let reviewed = admit::review_promotion(&body, &*s.view, &*s.authz, &s.policy_slots).await;
     finish(&s, ReviewKind::agentpromotion, reviewed)
 }
 
@@ -279,7 +174,7 @@ async fn validate_bundles(State(s): State<Arc<AppState>>, request: Request) -> R
         Ok(body) => body,
         Err(e) => return body_failure(&s.metrics, ReviewKind::policybundle, e),
     };
-    let reviewed = review::review_bundle(&body, &s.policy_slots).await;
+    let reviewed = admit::review_bundle(&body, &s.policy_slots).await;
     finish(&s, ReviewKind::policybundle, reviewed)
 }
 
@@ -367,43 +262,5 @@ pub async fn serve_tls<F>(
         () = tokio::time::sleep(options.drain_timeout) => {
             tracing::warn!("connections still open after the drain timeout; closing");
         }
-    }
-}
-
-/// Serve a router over plain HTTP until `shutdown` resolves (health and metrics).
-pub async fn serve_plain<F>(listener: TcpListener, app: Router, shutdown: F) -> std::io::Result<()>
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
-/// A future that completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

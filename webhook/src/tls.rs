@@ -19,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::Error;
 use crate::config::ClientAuth;
-use crate::reload::WatchedFiles;
+use agentgov_runtime::reload::{self, WatchedFiles};
 
 /// ALPN: HTTP/2 first (the API server's Go client speaks it), HTTP/1.1 for everything else.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
@@ -128,10 +128,7 @@ impl ReloadingTls {
     /// watcher primed with what was read.
     pub async fn load(files: TlsFiles) -> Result<(Arc<Self>, WatchedFiles), Error> {
         let mut watched = files.watched();
-        let contents = watched
-            .poll()
-            .await?
-            .ok_or_else(|| Error::Tls("internal: first poll reported no change".into()))?;
+        let contents = watched.first().await?;
         let config = files.build_from_contents(&contents)?;
         Ok((
             Arc::new(ReloadingTls {
@@ -162,11 +159,12 @@ impl ReloadingTls {
         metrics: &crate::metrics::Metrics,
     ) -> tokio::task::JoinHandle<()> {
         let this = Arc::clone(self);
-        crate::reload::spawn_poller(
+        let results = metrics.certificate_reload.clone();
+        reload::spawn_poller(
             "certificate",
             watched,
             interval,
-            metrics.certificate_reload.clone(),
+            move |ok| crate::metrics::Metrics::reload(&results, ok),
             move |contents| this.apply(&contents),
         )
     }

@@ -66,12 +66,7 @@ async fn sandbox_update_is_judged_from_the_stored_creation_time() {
     let mut new = old.clone();
     new.spec.description = "changed".into();
     new.metadata.creation_timestamp = Some(Time(now()));
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_update("lab", &old, &new)),
-    )
-    .await;
+    let answer = update(&app, "lab", &old, &new).await;
     assert_denied(&answer, DecisionCode::DenySandboxExpired);
 }
 
@@ -153,17 +148,8 @@ async fn a_requester_without_any_promoter_role_is_not_refused_here() {
     assert!(text.contains("may not include payments"), "{text}");
     assert!(!text.contains("none of the groups"), "{text}");
     assert_eq!(counter(&app, "promotion_attempts_total"), 1);
-    assert_eq!(
-        counter(&app, r#"promotion_denies_total{reason="capabilities"}"#),
-        1
-    );
-    assert_eq!(
-        counter(
-            &app,
-            r#"promotion_denies_total{reason="actor_unauthorized"}"#
-        ),
-        0
-    );
+    assert_eq!(promotion_denies(&app, "capabilities"), 1);
+    assert_eq!(promotion_denies(&app, "actor_unauthorized"), 0);
 }
 
 #[tokio::test]
@@ -185,14 +171,7 @@ async fn governed_create_breaking_policy_is_refused_with_reasons() {
     // A promotion attempt, counted once with each of the policy's deny codes.
     assert_eq!(counter(&app, "promotion_attempts_total"), 1);
     for reason in ["temperature", "capabilities"] {
-        assert_eq!(
-            counter(
-                &app,
-                &format!(r#"promotion_denies_total{{reason="{reason}"}}"#)
-            ),
-            1,
-            "{reason}"
-        );
+        assert_eq!(promotion_denies(&app, reason), 1, "{reason}");
     }
     assert_eq!(
         counter(
@@ -231,10 +210,7 @@ async fn governed_create_without_policy_in_force() {
     assert!(message(&answer).contains("no policy in force"));
     assert_eq!(app.authz.calls(), 0);
     assert_eq!(counter(&app, "promotion_attempts_total"), 1);
-    assert_eq!(
-        counter(&app, r#"promotion_denies_total{reason="no_policy"}"#),
-        1
-    );
+    assert_eq!(promotion_denies(&app, "no_policy"), 1);
 }
 
 #[tokio::test]
@@ -252,7 +228,7 @@ async fn governed_create_while_unsynced_is_unavailable() {
 #[tokio::test]
 async fn metadata_only_update_of_a_governed_agent_passes() {
     let w = world();
-    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
+    let old = w.signed(GOVERNED);
     let mut new = old.clone();
     new.metadata.labels = Some(
         [(
@@ -263,12 +239,7 @@ async fn metadata_only_update_of_a_governed_agent_passes() {
     );
     new.metadata.finalizers = None;
     let app = app_refusing(w.view);
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_update(GOVERNED, &old, &new)),
-    )
-    .await;
+    let answer = update(&app, GOVERNED, &old, &new).await;
     assert!(allowed(&answer), "{answer:#}");
     assert_eq!(app.authz.calls(), 0);
 }
@@ -276,16 +247,11 @@ async fn metadata_only_update_of_a_governed_agent_passes() {
 #[tokio::test]
 async fn spec_update_of_a_governed_agent_is_judged_by_the_policy() {
     let w = world();
-    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
+    let old = w.signed(GOVERNED);
     let mut new = old.clone();
     new.spec.version = "1.3.0".into();
     let app = app_refusing(w.view);
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_update(GOVERNED, &old, &new)),
-    )
-    .await;
+    let answer = update(&app, GOVERNED, &old, &new).await;
     // Allowed, and the warning names the new spec's hash (the one to approve).
     assert!(allowed(&answer), "{answer:#}");
     assert_eq!(warnings(&answer), [approval_warning(&new.spec)]);
@@ -293,12 +259,7 @@ async fn spec_update_of_a_governed_agent_is_judged_by_the_policy() {
     // A change the policy denies is refused.
     let mut hot = old.clone();
     hot.spec.anatomy.reasoning.as_mut().unwrap().temperature = 0.9;
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_update(GOVERNED, &old, &hot)),
-    )
-    .await;
+    let answer = update(&app, GOVERNED, &old, &hot).await;
     assert_denied(&answer, DecisionCode::DenyPolicy);
     assert!(message(&answer).contains("temperature 0.9"), "{answer:#}");
     assert_eq!(app.authz.calls(), 0);
@@ -311,12 +272,7 @@ async fn promotion_of_a_sandbox_is_judged_by_the_policy() {
     let mut new = old.clone();
     new.spec.mode = AgentMode::Governed;
     let app = app_refusing(w.view);
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_update("lab", &old, &new)),
-    )
-    .await;
+    let answer = update(&app, "lab", &old, &new).await;
     assert!(allowed(&answer), "{answer:#}");
     // The sandbox example declares no budget: the policy allows it with that warning.
     let warnings = warnings(&answer);
@@ -331,7 +287,7 @@ async fn a_governed_agent_going_back_to_the_sandbox_needs_extend() {
     // The governed spec holds no sandbox life to compare with, so going back is granting one:
     // refused without `extend` (else sandbox -> governed -> sandbox revives an expired sandbox).
     let w = world();
-    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
+    let old = w.signed(GOVERNED);
     let mut new = old.clone();
     new.spec.mode = AgentMode::Sandbox;
     let body = bytes(&agent_update(GOVERNED, &old, &new));
@@ -352,12 +308,7 @@ async fn a_governed_agent_going_back_to_the_sandbox_needs_extend() {
     let mut new = old_one.clone();
     new.spec.mode = AgentMode::Sandbox;
     let app = app_refusing(world().view);
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_update(GOVERNED, &old_one, &new)),
-    )
-    .await;
+    let answer = update(&app, GOVERNED, &old_one, &new).await;
     assert_denied(&answer, DecisionCode::DenySandboxExpired);
     assert_eq!(app.authz.calls(), 0);
 }
@@ -365,7 +316,7 @@ async fn a_governed_agent_going_back_to_the_sandbox_needs_extend() {
 #[tokio::test]
 async fn status_subresource_and_delete_always_pass() {
     let w = world();
-    let old = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
+    let old = w.signed(GOVERNED);
     let mut new = old.clone();
     new.spec.version = "9.9.9".into();
     let app = app_with(w.view, Ok(false), Duration::from_secs(5));
@@ -390,12 +341,7 @@ async fn an_agent_being_deleted_can_drop_its_finalizers() {
     let mut new = old.clone();
     new.metadata.finalizers = None;
     let app = app(w.view);
-    let (_, answer) = post(
-        &app.router,
-        "/validate/agents",
-        bytes(&agent_update("expired-lab", &old, &new)),
-    )
-    .await;
+    let answer = update(&app, "expired-lab", &old, &new).await;
     assert!(allowed(&answer), "{answer:#}");
 }
 
@@ -410,10 +356,7 @@ async fn dry_run_gets_the_same_answer_and_counts_no_attempt() {
     assert_denied(&answer, DecisionCode::DenyPolicy);
     assert!(message(&answer).contains("capabilities is empty"));
     assert_eq!(counter(&app, "promotion_attempts_total"), 0);
-    assert_eq!(
-        counter(&app, r#"promotion_denies_total{reason="capabilities"}"#),
-        0
-    );
+    assert_eq!(promotion_denies(&app, "capabilities"), 0);
     // Dry-run allows are the same answer too.
     let mut review = agent_create("auditor-2", &governed_spec());
     review["request"]["dryRun"] = json!(true);

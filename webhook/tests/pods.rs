@@ -30,6 +30,13 @@ async fn pod_answer(view: agentgov_webhook::testing::StaticView, agent: &str) ->
     answer
 }
 
+/// The answer to a Pod of `agent`, once `agent` is in `w`'s view.
+async fn pod_of(mut w: World, agent: agentgov_api::Agent) -> serde_json::Value {
+    let name = agent.metadata.name.clone().expect("a name");
+    w.view.add_agent(agent);
+    pod_answer(w.view, &name).await
+}
+
 #[tokio::test]
 async fn valid_governed_agent_pod_is_allowed_and_counted() {
     let app = app(world().view);
@@ -62,29 +69,21 @@ async fn valid_sandbox_agent_pod_is_allowed() {
 
 #[tokio::test]
 async fn deny_proof_missing() {
-    let mut w = world();
+    let w = world();
     // Governed in the spec, never signed by the operator.
-    w.view
-        .add_agent(agent("unsigned", governed_spec(), None, hours_ago(1)));
-    let answer = pod_answer(w.view, "unsigned").await;
+    let answer = pod_of(w, agent("unsigned", governed_spec(), None, hours_ago(1))).await;
     assert_denied(&answer, DecisionCode::DenyProofMissing);
 }
 
 #[tokio::test]
 async fn deny_proof_missing_when_invalidated() {
-    let mut w = world();
-    let mut agent = signed_agent(
-        "quarantined",
-        governed_spec(),
-        &w.keys.ring,
-        policy().hash(),
-    );
+    let w = world();
+    let mut agent = w.signed("quarantined");
     if let Some(status) = agent.status.as_mut() {
         status.governance_status = Some(GovernanceStatus::GovernedInvalidated);
         status.denies = vec!["temperature too high".into()];
     }
-    w.view.add_agent(agent);
-    let answer = pod_answer(w.view, "quarantined").await;
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenyProofMissing);
     let text = message(&answer);
     assert!(
@@ -111,22 +110,20 @@ fn invalidated(
 #[tokio::test]
 async fn an_invalidated_agent_whose_spec_changed_is_a_spec_hash_mismatch() {
     // Its old proof is kept as a record; the checks say what no longer holds, first.
-    let mut w = world();
+    let w = world();
     let mut agent = invalidated("edited", governed_spec(), &w, policy().hash());
     agent.spec.anatomy.capabilities.push("payments".into());
-    w.view.add_agent(agent);
-    let answer = pod_answer(w.view, "edited").await;
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenySpecHashMismatch);
 }
 
 #[tokio::test]
 async fn an_invalidated_agent_a_newer_policy_denies_is_a_policy_hash_mismatch() {
-    let mut w = world();
+    let w = world();
     let mut spec = governed_spec();
     spec.anatomy.capabilities.clear();
-    w.view
-        .add_agent(invalidated("outlawed", spec, &w, &"0".repeat(64)));
-    let answer = pod_answer(w.view, "outlawed").await;
+    let agent = invalidated("outlawed", spec, &w, &"0".repeat(64));
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenyPolicyHashMismatch);
     assert!(message(&answer).contains("capabilit"), "{answer:#}");
 }
@@ -134,14 +131,9 @@ async fn an_invalidated_agent_a_newer_policy_denies_is_a_policy_hash_mismatch() 
 #[tokio::test]
 async fn an_invalidated_agent_with_an_intact_proof_has_no_proof_in_force() {
     // Every check of its proof holds, and still: the operator holds it out of force.
-    let mut w = world();
-    w.view.add_agent(invalidated(
-        "withdrawn",
-        governed_spec(),
-        &w,
-        policy().hash(),
-    ));
-    let answer = pod_answer(w.view, "withdrawn").await;
+    let w = world();
+    let agent = invalidated("withdrawn", governed_spec(), &w, policy().hash());
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenyProofMissing);
     let text = message(&answer);
     assert!(text.contains("no proof bundle in force"), "{text}");
@@ -152,36 +144,34 @@ async fn an_invalidated_agent_with_an_intact_proof_has_no_proof_in_force() {
 async fn a_proof_signed_for_another_uid_is_invalid() {
     // The agent deleted and re-created under the same name: a new uid. Its old proof (kept
     // in a restored status, say) does not carry over.
-    let mut w = world();
-    let mut recreated = signed_agent("reborn", governed_spec(), &w.keys.ring, policy().hash());
+    let w = world();
+    let mut recreated = w.signed("reborn");
     recreated.metadata.uid = Some("uid-reborn-2".into());
-    w.view.add_agent(recreated.clone());
-    let answer = pod_answer(w.view, "reborn").await;
+    let answer = pod_of(w, recreated.clone()).await;
     assert_denied(&answer, DecisionCode::DenySignatureInvalid);
     assert!(
         message(&answer).contains("signed for another Agent object"),
         "{answer:#}"
     );
     // Rewriting the proof's agentUid to the new uid does not help: the signature covers it.
-    let mut w = world();
+    let w = world();
     let mut relabelled = recreated;
     if let Some(proof) = relabelled.status.as_mut().and_then(|s| s.proof.as_mut()) {
         proof.agent_uid = "uid-reborn-2".into();
     }
-    w.view.add_agent(relabelled);
-    let answer = pod_answer(w.view, "reborn").await;
+    let answer = pod_of(w, relabelled).await;
     assert_denied(&answer, DecisionCode::DenySignatureInvalid);
     assert!(message(&answer).contains("does not verify"), "{answer:#}");
     // Signed for its own uid (approved again): admitted.
-    let mut w = world();
-    w.view.add_agent(signed_agent_uid(
+    let w = world();
+    let agent = signed_agent_uid(
         "reborn",
         "uid-reborn-2",
         governed_spec(),
         &w.keys.ring,
         policy().hash(),
-    ));
-    let answer = pod_answer(w.view, "reborn").await;
+    );
+    let answer = pod_of(w, agent).await;
     assert!(allowed(&answer), "{answer:#}");
 }
 
@@ -189,8 +179,8 @@ async fn a_proof_signed_for_another_uid_is_invalid() {
 async fn a_proof_of_payload_version_1_names_no_approval() {
     // A proof as the operator signed before approvals existed: its signature verifies, but it
     // shows no authorized identity asked for this spec.
-    let mut w = world();
-    let mut old = signed_agent("legacy", governed_spec(), &w.keys.ring, policy().hash());
+    let w = world();
+    let mut old = w.signed("legacy");
     if let Some(proof) = old.status.as_mut().and_then(|s| s.proof.as_mut()) {
         *proof = v1_proof("legacy", proof, &w.keys.ring);
         let subject = agentgov_api::proof::ProofSubject {
@@ -204,8 +194,7 @@ async fn a_proof_of_payload_version_1_names_no_approval() {
             "a genuine version 1 proof"
         );
     }
-    w.view.add_agent(old);
-    let answer = pod_answer(w.view, "legacy").await;
+    let answer = pod_of(w, old).await;
     assert_denied(&answer, DecisionCode::DenyProofMissing);
     let text = message(&answer);
     assert!(text.contains("names no approval"), "{text}");
@@ -214,24 +203,22 @@ async fn a_proof_of_payload_version_1_names_no_approval() {
 
 #[tokio::test]
 async fn a_proof_without_approvers_names_no_approval() {
-    let mut w = world();
-    let mut agent = signed_agent("unapproved", governed_spec(), &w.keys.ring, policy().hash());
+    let w = world();
+    let mut agent = w.signed("unapproved");
     if let Some(proof) = agent.status.as_mut().and_then(|s| s.proof.as_mut()) {
         proof.approvers.clear();
     }
-    w.view.add_agent(agent);
-    let answer = pod_answer(w.view, "unapproved").await;
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenyProofMissing);
     assert!(message(&answer).contains("names no approval"), "{answer:#}");
 }
 
 #[tokio::test]
 async fn deny_spec_hash_mismatch() {
-    let mut w = world();
-    let mut agent = signed_agent("tampered", governed_spec(), &w.keys.ring, policy().hash());
+    let w = world();
+    let mut agent = w.signed("tampered");
     agent.spec.anatomy.reasoning.as_mut().unwrap().temperature = 0.29;
-    w.view.add_agent(agent);
-    let answer = pod_answer(w.view, "tampered").await;
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenySpecHashMismatch);
 }
 
@@ -239,13 +226,12 @@ async fn deny_spec_hash_mismatch() {
 async fn deny_policy_hash_mismatch() {
     // Signed under another policy, and the policy in force denies the agent: refused, with the
     // new policy's reasons. (An agent the policy in force allows: tests/pod_paths.rs.)
-    let mut w = world();
+    let w = world();
     let old_policy = "0".repeat(64);
     let mut spec = governed_spec();
     spec.anatomy.capabilities.clear();
-    w.view
-        .add_agent(signed_agent("drifted", spec, &w.keys.ring, &old_policy));
-    let answer = pod_answer(w.view, "drifted").await;
+    let agent = signed_agent("drifted", spec, &w.keys.ring, &old_policy);
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenyPolicyHashMismatch);
     assert!(
         message(&answer).contains("now in force, denies it"),
@@ -286,44 +272,39 @@ async fn deny_signer_revoked() {
 
 #[tokio::test]
 async fn deny_signature_invalid() {
-    let mut w = world();
-    let mut agent = signed_agent("forged", governed_spec(), &w.keys.ring, policy().hash());
+    let w = world();
+    let mut agent = w.signed("forged");
     // A proof copied from another agent: valid signature, wrong subject.
-    let other = signed_agent(GOVERNED, governed_spec(), &w.keys.ring, policy().hash());
+    let other = w.signed(GOVERNED);
     agent.status = other.status.clone();
-    w.view.add_agent(agent);
-    let answer = pod_answer(w.view, "forged").await;
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenySignatureInvalid);
 }
 
 #[tokio::test]
 async fn deny_signature_from_unknown_key() {
-    let mut w = world();
+    let w = world();
     let stranger = SigningKeys::new("k-stranger");
-    w.view.add_agent(signed_agent(
-        "stranger",
-        governed_spec(),
-        &stranger.ring,
-        policy().hash(),
-    ));
-    let answer = pod_answer(w.view, "stranger").await;
+    let answer = pod_of(
+        w,
+        signed_agent("stranger", governed_spec(), &stranger.ring, policy().hash()),
+    )
+    .await;
     assert_denied(&answer, DecisionCode::DenySignatureInvalid);
     assert!(message(&answer).contains("not in the key ring"));
 }
 
 #[tokio::test]
 async fn deny_sandbox_expired() {
-    let mut w = world();
+    let w = world();
     // Created four days ago with a one-day TTL.
-    w.view
-        .add_agent(agent("stale", sandbox_spec(), None, hours_ago(96)));
-    let answer = pod_answer(w.view, "stale").await;
+    let answer = pod_of(w, agent("stale", sandbox_spec(), None, hours_ago(96))).await;
     assert_denied(&answer, DecisionCode::DenySandboxExpired);
 }
 
 #[tokio::test]
 async fn expiry_ignores_a_far_future_expires_at() {
-    let mut w = world();
+    let w = world();
     let mut spec = sandbox_spec();
     spec.sandbox = Some(agentgov_api::agent::SandboxSpec {
         ttl_seconds: None,
@@ -332,22 +313,19 @@ async fn expiry_ignores_a_far_future_expires_at() {
         )),
     });
     // 31 days old: past the default 30-day ceiling, whatever expiresAt says.
-    w.view
-        .add_agent(agent("immortal", spec, None, hours_ago(31 * 24)));
-    let answer = pod_answer(w.view, "immortal").await;
+    let answer = pod_of(w, agent("immortal", spec, None, hours_ago(31 * 24))).await;
     assert_denied(&answer, DecisionCode::DenySandboxExpired);
 }
 
 #[tokio::test]
 async fn deny_containment_violation_in_the_agent() {
-    let mut w = world();
+    let w = world();
     let mut spec = sandbox_spec();
     spec.anatomy.containment = Containment {
         external_calls: true,
         persistent_writes: false,
     };
-    w.view.add_agent(agent("leaky", spec, None, hours_ago(1)));
-    let answer = pod_answer(w.view, "leaky").await;
+    let answer = pod_of(w, agent("leaky", spec, None, hours_ago(1))).await;
     assert_denied(&answer, DecisionCode::DenyContainmentViolation);
 }
 
@@ -555,14 +533,13 @@ async fn dry_run_gets_the_same_answer() {
 
 #[tokio::test]
 async fn restricted_agent_pod_carries_warnings() {
-    let mut w = world();
-    let mut agent = signed_agent("restricted", governed_spec(), &w.keys.ring, policy().hash());
+    let w = world();
+    let mut agent = w.signed("restricted");
     if let Some(status) = agent.status.as_mut() {
         status.governance_status = Some(GovernanceStatus::GovernedRestricted);
         status.warnings = vec!["no monthly budget is declared".into()];
     }
-    w.view.add_agent(agent);
-    let answer = pod_answer(w.view, "restricted").await;
+    let answer = pod_of(w, agent).await;
     assert!(allowed(&answer), "{answer:#}");
     let warnings = warnings(&answer);
     assert_eq!(warnings.len(), 1);
@@ -610,13 +587,12 @@ async fn key_rotation_and_revocation_without_restart() {
 
 #[tokio::test]
 async fn agent_being_deleted_admits_no_new_pods() {
-    let mut w = world();
+    let w = world();
     let mut agent = agent("leaving", sandbox_spec(), None, hours_ago(1));
     agent.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         hours_ago(0),
     ));
-    w.view.add_agent(agent);
-    let answer = pod_answer(w.view, "leaving").await;
+    let answer = pod_of(w, agent).await;
     assert_denied(&answer, DecisionCode::DenyAgentNotFound);
 }
 

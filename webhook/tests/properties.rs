@@ -8,10 +8,10 @@ mod common;
 use std::sync::OnceLock;
 
 use agentgov_api::expiry::ExpiryPolicy;
-use agentgov_webhook::authz::FixedAuthorizer;
-use agentgov_webhook::review::{
+use agentgov_webhook::admit::{
     Reviewed, review_agent, review_bundle, review_pod, review_promotion,
 };
+use agentgov_webhook::authz::FixedAuthorizer;
 use agentgov_webhook::testing::StaticView;
 use common::*;
 use proptest::prelude::*;

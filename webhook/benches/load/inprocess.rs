@@ -9,11 +9,11 @@ use agentgov_api::Agent;
 use agentgov_api::admission::{AdmissionContext, AgentView, check_agent, check_agent_with};
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::keyring::KeyRing;
+use agentgov_webhook::admit::review_pod;
 use agentgov_webhook::cache::{Caches, trim_for_cache};
 use agentgov_webhook::decide::View;
 use agentgov_webhook::keys::Keys;
 use agentgov_webhook::policy::PolicyIndex;
-use agentgov_webhook::review::review_pod;
 use agentgov_webhook::testing::StaticView;
 use kube::runtime::watcher::Event;
 use serde_json::json;
@@ -162,7 +162,7 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView, ring: KeyRing) {
     let reviewed = review_pod(&body, memo_view, &expiry, now());
     let metrics = agentgov_webhook::metrics::Metrics::new();
     let log = per_op(5_000, || {
-        agentgov_webhook::server::record(
+        agentgov_webhook::decision_log::record(
             &metrics,
             agentgov_webhook::metrics::ReviewKind::pod,
             &reviewed.facts,
@@ -177,7 +177,7 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView, ring: KeyRing) {
         .finish();
     let log_tracing_json = tracing::subscriber::with_default(tracing_json, || {
         per_op(5_000, || {
-            agentgov_webhook::server::record(
+            agentgov_webhook::decision_log::record(
                 &metrics,
                 agentgov_webhook::metrics::ReviewKind::pod,
                 &reviewed.facts,

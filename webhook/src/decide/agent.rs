@@ -7,11 +7,11 @@
 //!    not asked here: an AgentPromotion by someone holding `promote` approves a spec (its hash),
 //!    and the operator signs only under approvals (see `promotion.rs`).
 //!
-//! [`plan_agent`] is the part without I/O; [`decide_agent`] adds the SubjectAccessReview and the
-//! policy evaluation.
+//! [`decide_agent`] reads them top to bottom; only the SubjectAccessReview (an extension) and
+//! the policy evaluation (a governed spec) wait.
 
 use agentgov_api::Agent;
-use agentgov_api::admission::{AdmissionContext, AgentView, DecisionCode, check_agent};
+use agentgov_api::admission::{AdmissionContext, AgentView, DecisionCode, Denial, check_agent};
 use agentgov_api::agent::{AgentMode, AgentSpec};
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
 use agentgov_api::hash::spec_hash;
@@ -29,24 +29,15 @@ use crate::policy::ActivePolicy;
 /// The deny code of the policy's actor rule: approvers are judged when they approve, not here.
 const ACTOR_CODE: &str = "actor_unauthorized";
 
-/// What an Agent CREATE/UPDATE needs after the pure part.
+/// A governed spec or a sandbox's longer life, and who asks: what the policy or the
+/// SubjectAccessReview is asked about.
 #[derive(Debug)]
-pub enum AgentPlan {
-    Done(Decision),
-    /// The requester must hold `extend` on the sandbox; then this is the answer.
-    Extend(Box<Extension>),
-    /// The promotion policy in force judges this governed spec.
-    Policy(Box<Request>),
-}
-
-/// A governed spec, and who asked.
-#[derive(Debug)]
-pub struct Request {
-    pub namespace: String,
+struct Request {
+    namespace: String,
     /// Empty for a CREATE with `generateName`.
-    pub name: String,
-    pub spec: AgentSpec,
-    pub user: UserInfo,
+    name: String,
+    spec: AgentSpec,
+    user: UserInfo,
 }
 
 impl Request {
@@ -63,141 +54,160 @@ impl Request {
     }
 }
 
-/// A sandbox's expiry moved later: allowed (as `answer`) only to someone holding `extend`.
-#[derive(Debug)]
-pub struct Extension {
-    pub request: Request,
-    pub answer: Decision,
+/// An Agent CREATE/UPDATE that agentgov governs (a spec that changes, on an agent not being
+/// deleted), read from the request.
+struct Change<'r> {
+    req: &'r AdmissionRequest<DynamicObject>,
+    namespace: &'r str,
+    /// Empty for a CREATE with `generateName`.
+    name: String,
+    /// The name in messages: `generateName*` when there is no name yet.
+    display: String,
+    agent: Agent,
+    /// On UPDATE, the agent as it was (`None` if its oldObject does not parse).
+    old: Option<Agent>,
 }
 
-/// The part of an Agent review that needs no I/O.
-pub fn plan_agent(
-    req: &AdmissionRequest<DynamicObject>,
-    view: &dyn View,
-    expiry: &ExpiryPolicy,
-    now: Timestamp,
-) -> AgentPlan {
-    use AgentPlan::Done;
-    if req.operation == Operation::Delete {
-        return Done(Decision::pass("DELETE is never denied"));
-    }
-    if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
-        return Done(Decision::pass(format!(
-            "the {sub} subresource is not governed"
-        )));
-    }
-    if let Err(bad) = expect_kind::<Agent>(&req.kind) {
-        return Done(bad);
-    }
-    if !matches!(req.operation, Operation::Create | Operation::Update) {
-        return Done(Decision::pass(
-            "only CREATE and UPDATE of Agents are governed",
-        ));
-    }
-    let Some(object) = req.object.as_ref() else {
-        return Done(Decision::bad_request("the AdmissionReview has no object"));
-    };
-    let Some(namespace) = namespace_of(req) else {
-        return Done(Decision::bad_request("the request has no namespace"));
-    };
-    let name = object
-        .metadata
-        .name
-        .clone()
-        .filter(|n| !n.is_empty())
-        .or_else(|| Some(req.name.clone()).filter(|n| !n.is_empty()))
-        .unwrap_or_default();
-    let display = if name.is_empty() {
-        format!(
-            "{}*",
-            object.metadata.generate_name.as_deref().unwrap_or_default()
-        )
-    } else {
-        name.clone()
-    };
-    let id = format!("{namespace}/{display}");
-    let agent: Agent = match object.clone().try_parse() {
-        Ok(agent) => agent,
-        Err(e) => {
-            return Done(Decision::deny(
-                DecisionCode::DenyBadRequest,
-                Some(&display),
-                format!("agent {id} does not parse: {e}"),
+impl<'r> Change<'r> {
+    /// The change, or the decision for a request that is not one: what agentgov does not govern
+    /// passes, a malformed request is a bad request, an agent being deleted keeps its spec.
+    fn read(req: &'r AdmissionRequest<DynamicObject>) -> Result<Self, Decision> {
+        if req.operation == Operation::Delete {
+            return Err(Decision::pass("DELETE is never denied"));
+        }
+        if let Some(sub) = req.sub_resource.as_deref().filter(|s| !s.is_empty()) {
+            return Err(Decision::pass(format!(
+                "the {sub} subresource is not governed"
+            )));
+        }
+        expect_kind::<Agent>(&req.kind)?;
+        if !matches!(req.operation, Operation::Create | Operation::Update) {
+            return Err(Decision::pass(
+                "only CREATE and UPDATE of Agents are governed",
             ));
         }
-    };
-    // On UPDATE, an oldObject that does not parse counts as a changed spec (fail closed).
-    let old: Option<Agent> = match (&req.operation, req.old_object.as_ref()) {
-        (Operation::Update, Some(old)) => old.clone().try_parse::<Agent>().ok(),
-        _ => None,
-    };
-    let spec_unchanged = old.as_ref().is_some_and(|o| o.spec == agent.spec);
-    let deleting = object.metadata.deletion_timestamp.is_some()
-        || old
-            .as_ref()
-            .is_some_and(|o| o.metadata.deletion_timestamp.is_some());
-    if deleting {
-        return Done(if spec_unchanged {
-            Decision::pass("the agent is being deleted; its spec is unchanged")
-        } else {
-            Decision::deny(
-                DecisionCode::DenyAgentDeleting,
-                Some(&display),
-                format!(
-                    "agent {id} is being deleted: its spec may not change (only finalizers and the metadata its deletion needs), so it keeps the spec its proof covers"
-                ),
+        let Some(object) = req.object.as_ref() else {
+            return Err(Decision::bad_request("the AdmissionReview has no object"));
+        };
+        let Some(namespace) = namespace_of(req) else {
+            return Err(Decision::bad_request("the request has no namespace"));
+        };
+        let name = object
+            .metadata
+            .name
+            .clone()
+            .filter(|n| !n.is_empty())
+            .or_else(|| Some(req.name.clone()).filter(|n| !n.is_empty()))
+            .unwrap_or_default();
+        let display = if name.is_empty() {
+            format!(
+                "{}*",
+                object.metadata.generate_name.as_deref().unwrap_or_default()
             )
-        });
+        } else {
+            name.clone()
+        };
+        let agent: Agent = object.clone().try_parse().map_err(|e| {
+            Decision::deny(
+                DecisionCode::DenyBadRequest,
+                Some(&display),
+                format!("agent {namespace}/{display} does not parse: {e}"),
+            )
+        })?;
+        // On UPDATE, an oldObject that does not parse counts as a changed spec (fail closed).
+        let old: Option<Agent> = match (&req.operation, req.old_object.as_ref()) {
+            (Operation::Update, Some(old)) => old.clone().try_parse::<Agent>().ok(),
+            _ => None,
+        };
+        let change = Change {
+            req,
+            namespace,
+            name,
+            display,
+            agent,
+            old,
+        };
+        let spec_unchanged = change
+            .old
+            .as_ref()
+            .is_some_and(|o| o.spec == change.agent.spec);
+        let deleting = change.agent.metadata.deletion_timestamp.is_some()
+            || change
+                .old
+                .as_ref()
+                .is_some_and(|o| o.metadata.deletion_timestamp.is_some());
+        if deleting {
+            return Err(if spec_unchanged {
+                Decision::pass("the agent is being deleted; its spec is unchanged")
+            } else {
+                Decision::deny(
+                    DecisionCode::DenyAgentDeleting,
+                    Some(&change.display),
+                    format!(
+                        "agent {} is being deleted: its spec may not change (only finalizers and the metadata its deletion needs), so it keeps the spec its proof covers",
+                        change.id()
+                    ),
+                )
+            });
+        }
+        if spec_unchanged {
+            return Err(Decision::pass("metadata-only change"));
+        }
+        Ok(change)
     }
-    if spec_unchanged {
-        return Done(Decision::pass("metadata-only change"));
+
+    fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.display)
     }
-    let request = Request {
-        namespace: namespace.to_string(),
-        name: name.clone(),
-        spec: agent.spec.clone(),
-        user: req.user_info.clone(),
+
+    /// What the policy or the SubjectAccessReview is asked about.
+    fn into_request(self) -> Request {
+        Request {
+            namespace: self.namespace.to_string(),
+            name: self.name,
+            spec: self.agent.spec,
+            user: self.req.user_info.clone(),
+        }
+    }
+}
+
+/// An Agent CREATE/UPDATE: a governed spec is judged by the policy in force (on the blocking
+/// pool, at most `policy_slots` at once); a sandbox by checks 6 and 7, and an expiry moved
+/// later by the SubjectAccessReview for `extend`.
+pub(crate) async fn decide_agent(
+    req: &AdmissionRequest<DynamicObject>,
+    view: &dyn View,
+    authz: &dyn Authorizer,
+    expiry: &ExpiryPolicy,
+    now: Timestamp,
+    policy_slots: &Semaphore,
+) -> Decision {
+    let change = match Change::read(req) {
+        Ok(change) => change,
+        Err(decision) => return decision,
     };
-    if agent.spec.mode == AgentMode::Governed {
-        return AgentPlan::Policy(Box::new(request));
+    if change.agent.spec.mode == AgentMode::Governed {
+        return governed(change.into_request(), view, policy_slots).await;
     }
     // A sandbox. Expiry runs from the API server's creationTimestamp (on CREATE: now), by our
     // clock, never from the object's own claim.
     let created = match req.operation {
         Operation::Create => now,
-        _ => old
+        _ => change
+            .old
             .as_ref()
             .and_then(|o| o.metadata.creation_timestamp.as_ref())
-            .or(agent.metadata.creation_timestamp.as_ref())
+            .or(change.agent.metadata.creation_timestamp.as_ref())
             .map_or(now, |t| t.0),
     };
-    let keys = view.keys();
-    let agent_view = AgentView {
-        namespace,
-        name: &display,
-        uid: agent.metadata.uid.as_deref().unwrap_or_default(),
-        spec: &agent.spec,
-        status: None,
-        created,
-    };
-    let ctx = AdmissionContext {
-        active_policy_hash: None,
-        recheck: None,
-        keys: &keys.ring,
-        now,
-        expiry,
-    };
-    if let Err(denial) = check_agent(&agent_view, &ctx) {
-        return Done(Decision::from_denial(&display, denial));
+    if let Err(denial) = sandbox_checks(&change, view, created, now, expiry) {
+        return Decision::from_denial(&change.display, denial);
     }
-    let contained = Decision::allow(
-        &display,
-        format!("sandbox {id} is contained and not expired"),
-    );
-    let Some(old) = old else {
-        return Done(contained);
+    let id = change.id();
+    let Some(old) = change.old.as_ref() else {
+        return contained(&change.display, &id);
     };
-    let will = sandbox_expires_at(created, agent.spec.sandbox.as_ref(), expiry);
+    let will = sandbox_expires_at(created, change.agent.spec.sandbox.as_ref(), expiry);
     let extended = if old.spec.mode == AgentMode::Sandbox {
         let was = sandbox_expires_at(created, old.spec.sandbox.as_ref(), expiry);
         (will > was).then(|| format!("sandbox {id} extended from {was} to {will}"))
@@ -209,12 +219,50 @@ pub fn plan_agent(
             "sandbox {id} returned from governed, alive until {will}"
         ))
     };
-    if let Some(reason) = extended {
-        let mut answer = Decision::allow(&display, reason);
-        answer.code = DecisionCode::AllowSandboxExtended;
-        return AgentPlan::Extend(Box::new(Extension { request, answer }));
+    match extended {
+        None => contained(&change.display, &id),
+        Some(reason) => {
+            let mut answer = Decision::allow(&change.display, reason);
+            answer.code = DecisionCode::AllowSandboxExtended;
+            extend(change.into_request(), answer, authz).await
+        }
     }
-    Done(contained)
+}
+
+/// Checks 6 and 7 (expiry, containment): the sandbox branch of the seven checks, which reads
+/// the spec, the creation time and the clock (the key ring is the one in force, though no
+/// sandbox check reads it).
+fn sandbox_checks(
+    change: &Change<'_>,
+    view: &dyn View,
+    created: Timestamp,
+    now: Timestamp,
+    expiry: &ExpiryPolicy,
+) -> Result<(), Denial> {
+    let keys = view.keys();
+    let sandbox = AgentView {
+        namespace: change.namespace,
+        name: &change.display,
+        uid: change.agent.metadata.uid.as_deref().unwrap_or_default(),
+        spec: &change.agent.spec,
+        status: None,
+        created,
+    };
+    let ctx = AdmissionContext {
+        active_policy_hash: None,
+        recheck: None,
+        keys: &keys.ring,
+        now,
+        expiry,
+    };
+    check_agent(&sandbox, &ctx)
+}
+
+fn contained(display: &str, id: &str) -> Decision {
+    Decision::allow(
+        display,
+        format!("sandbox {id} is contained and not expired"),
+    )
 }
 
 fn short(hash: &str) -> &str {
@@ -223,7 +271,7 @@ fn short(hash: &str) -> &str {
 
 /// The policy in force on a governed spec, with the requester as the actor: every rule but the
 /// actor rule (approvers are judged when they approve). A refusal is a promotion attempt.
-pub fn judge_spec(request: &Request, policy: &ActivePolicy) -> Decision {
+fn judge_spec(request: &Request, policy: &ActivePolicy) -> Decision {
     let (id, display) = (request.id(), request.display());
     let actor = Actor {
         username: request.user.username.clone().unwrap_or_default(),
@@ -289,25 +337,8 @@ pub fn judge_spec(request: &Request, policy: &ActivePolicy) -> Decision {
     }
 }
 
-/// An Agent CREATE/UPDATE: the pure part, then the SubjectAccessReview (an extension) or the
-/// policy (a governed spec, on the blocking pool, at most `policy_slots` at once).
-pub async fn decide_agent(
-    req: &AdmissionRequest<DynamicObject>,
-    view: &dyn View,
-    authz: &dyn Authorizer,
-    expiry: &ExpiryPolicy,
-    now: Timestamp,
-    policy_slots: &Semaphore,
-) -> Decision {
-    match plan_agent(req, view, expiry, now) {
-        AgentPlan::Done(decision) => decision,
-        AgentPlan::Extend(extension) => extend(*extension, authz).await,
-        AgentPlan::Policy(request) => governed(*request, view, policy_slots).await,
-    }
-}
-
-async fn extend(extension: Extension, authz: &dyn Authorizer) -> Decision {
-    let Extension { request, answer } = extension;
+/// A sandbox's expiry moved later: `answer` if the requester holds `extend` on it.
+async fn extend(request: Request, answer: Decision, authz: &dyn Authorizer) -> Decision {
     let requester = request
         .user
         .username

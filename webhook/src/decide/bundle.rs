@@ -14,7 +14,7 @@ use super::agent::on_blocking_pool;
 use super::{Decision, expect_kind, namespace_of};
 
 /// A PolicyBundle CREATE, or an UPDATE that changes its spec.
-pub async fn decide_bundle(
+pub(crate) async fn decide_bundle(
     req: &AdmissionRequest<DynamicObject>,
     policy_slots: &Semaphore,
 ) -> Decision {

@@ -24,16 +24,17 @@ use crate::memo::AgentDerivations;
 use crate::review::{PodObject, PodRequest};
 
 /// The subresource through which ephemeral containers are added to a running Pod.
-pub const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
+pub(crate) const EPHEMERAL_CONTAINERS: &str = "ephemeralcontainers";
 
 /// Volume sources the restricted level allows that a sandbox without persistent writes may not
 /// use: each outlives the Pod or writes to storage elsewhere.
-pub const PERSISTENT_VOLUME_SOURCES: [&str; 3] = ["persistentVolumeClaim", "ephemeral", "csi"];
+pub(crate) const PERSISTENT_VOLUME_SOURCES: [&str; 3] =
+    ["persistentVolumeClaim", "ephemeral", "csi"];
 
 /// What keeps `pod` from running for an agent whose Pods must meet `level` (and, when
 /// `persistent_writes` is false, may mount no volume that persists), one sentence per field;
 /// empty when it may run.
-pub fn pod_containment(
+pub(crate) fn pod_containment(
     pod: &PodObject<'_>,
     level: PodSecurityLevel,
     containment: Containment,
@@ -156,7 +157,7 @@ impl PolicyRecheck for PolicyInForce<'_> {
 
 /// A Pod review: admitted only if the agent it names passes the seven checks (and, for a
 /// sandbox, the Pod is contained).
-pub fn decide_pod(
+pub(crate) fn decide_pod(
     req: &PodRequest<'_>,
     view: &dyn View,
     expiry: &ExpiryPolicy,

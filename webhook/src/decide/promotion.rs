@@ -24,7 +24,7 @@ fn short(hash: &str) -> &str {
 }
 
 /// An AgentPromotion CREATE.
-pub async fn decide_promotion(
+pub(crate) async fn decide_promotion(
     req: &AdmissionRequest<DynamicObject>,
     view: &dyn View,
     authz: &dyn Authorizer,

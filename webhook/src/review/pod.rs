@@ -20,7 +20,7 @@ use kube::core::admission::Operation;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-/// A Pod review's request: plain data for [`crate::decide::decide_pod`].
+/// A Pod review's request: plain data for the Pod decision (`decide::decide_pod`).
 #[derive(Clone, Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PodRequest<'a> {
@@ -149,7 +149,7 @@ pub struct AgentLabel<'a>(pub Option<Cow<'a, str>>);
 impl PodRequest<'_> {
     /// The namespace of the request, or else of the object; never empty.
     pub fn namespace(&self) -> Option<&str> {
-        crate::decide::request_namespace(
+        super::request_namespace(
             self.namespace.as_deref(),
             self.object
                 .as_ref()

@@ -258,6 +258,14 @@ pub fn world() -> World {
     World { keys, view }
 }
 
+impl World {
+    /// A governed agent `name` with the example spec, signed by this world's key against the
+    /// shipped policy, approved by alice (not yet in the view).
+    pub fn signed(&self, name: &str) -> Agent {
+        signed_agent(name, governed_spec(), &self.keys.ring, policy().hash())
+    }
+}
+
 pub struct App {
     pub router: Router,
     pub metrics: Arc<Metrics>,
@@ -295,7 +303,6 @@ pub fn app(view: StaticView) -> App {
     app_with(view, Ok(true), Duration::from_secs(5))
 }
 
-/// POST a body; the HTTP status and the JSON answer.
 /// Alice's CREATE of the agent `name` with `spec`, as `app` answers it.
 pub async fn create(app: &App, name: &str, spec: &AgentSpec) -> Value {
     post(
@@ -307,6 +314,18 @@ pub async fn create(app: &App, name: &str, spec: &AgentSpec) -> Value {
     .1
 }
 
+/// Alice's UPDATE of the agent `name` from `old` to `new`, as `app` answers it.
+pub async fn update(app: &App, name: &str, old: &Agent, new: &Agent) -> Value {
+    post(
+        &app.router,
+        "/validate/agents",
+        bytes(&agent_update(name, old, new)),
+    )
+    .await
+    .1
+}
+
+/// POST a body; the HTTP status and the JSON answer.
 pub async fn post(router: &Router, path: &str, body: impl Into<Body>) -> (StatusCode, Value) {
     let request = Request::post(path)
         .header("content-type", "application/json")
@@ -409,6 +428,14 @@ pub fn promotion_create(agent: &str, spec_hash: &str) -> Value {
     review["request"]["object"]["spec"]["agent"] = json!(agent);
     review["request"]["object"]["spec"]["specHash"] = json!(spec_hash);
     review
+}
+
+/// How many promotions `app` refused with the policy's deny code `reason`.
+pub fn promotion_denies(app: &App, reason: &str) -> u64 {
+    counter(
+        app,
+        &format!(r#"promotion_denies_total{{reason="{reason}"}}"#),
+    )
 }
 
 /// The value of the series `series` (name and labels, exactly as exposed) in `app`'s metrics;

@@ -1,0 +1,823 @@
+//! admission-load: an out-of-process admission load generator, and the helpers the deployed
+//! webhook benchmark (`e2e/bench/deployed.sh`) needs around it.
+//!
+//! ```text
+//! admission-load load --url URL --body FILE [--body FILE ...] --ca FILE [--cert FILE --key FILE]
+//!     [--server-name NAME] [--http 1.1|2] [--connections 1,8] [--in-flight N] [--duration SECS]
+//!     [--warmup SECS] [--expect allowed|denied] [--pid PID] [--label TEXT] [--threads N]
+//!     [--format md|json] [--header]
+//! ```
+//! Loads any AdmissionReview endpoint (agentgov's, or a peer's such as Gatekeeper's) over TLS,
+//! with a client certificate when `--cert`/`--key` are given (without them, for a server that
+//! does not ask for one). For each connection count, one row: requests/s, p50/p90/p99/max,
+//! errors (failed requests and answers other than `--expect`), and with `--pid` the CPU time
+//! that process used during the measured window (utime + stime from `/proc/<pid>/stat`, all
+//! threads) divided by the reviews answered in it: the CPU a deployment pays per review. The
+//! generator's own CPU per review and the target's context switches per review are beside it.
+//!
+//! ```text
+//! admission-load capture --out FILE [--namespace team-a] [--deployment e2e/bench/fixtures/deployment.yaml]
+//! ```
+//! Under `cluster.sh exec`: registers agentgov's webhook configuration pointing at a capturing
+//! server in this process, creates the Deployment, and writes the first Pod AdmissionReview the
+//! API server sends (the ReplicaSet controller's Pod CREATE) to FILE, byte for byte.
+//!
+//! ```text
+//! admission-load setup --dir DIR --fixture FILE
+//! ```
+//! Under `cluster.sh exec`: a namespace with the default PolicyBundle and a governed agent
+//! signed by the (release) operator; writes DIR/keyring.json (verification ring for the
+//! webhook) and DIR/pod-review.json (FILE rewritten to that namespace and agent), and prints
+//! `NAMESPACE=... AGENT=...` for the shell.
+//!
+//! ```text
+//! admission-load pods --namespace NS --agent NAME --fixture FILE --webhook-url URL
+//!     [--concurrency 1,16] [--creates N] [--rounds R]
+//! ```
+//! Under `cluster.sh exec`: Pod creates through the API server (the fixture's Pod, labelled for
+//! the agent), at each concurrency, without and with the webhook registered, alternating `R`
+//! rounds; prints the latency of each and what the registration adds.
+#![forbid(unsafe_code)]
+
+#[path = "../load.rs"]
+mod load;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentgov_e2e::operator::{KeyFile, Operator, free_port};
+use agentgov_e2e::webhook::{
+    ClusterCerts, only_namespace, register, wait_for_service_account, write_verification_ring,
+};
+use anyhow::{Context as _, Result, anyhow, bail};
+use futures::{StreamExt, stream};
+use hyper::body::Bytes;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use load::{Http, Plan, Target};
+use serde_json::Value;
+
+fn main() -> Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match args.first().map(String::as_str) {
+        Some("load" | "capture" | "setup" | "pods") => args.remove(0),
+        Some("-h" | "--help") | None => {
+            print!("{}", usage());
+            return Ok(());
+        }
+        Some(_) => "load".to_string(),
+    };
+    let flags = Flags::parse(&args)?;
+    let threads = flags.parsed("threads", 1usize)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match mode.as_str() {
+            "load" => load_mode(&flags).await,
+            "capture" => capture_mode(&flags).await,
+            "setup" => setup_mode(&flags).await,
+            _ => pods_mode(&flags).await,
+        }
+    })
+}
+
+fn usage() -> String {
+    let doc = include_str!("admission-load.rs");
+    doc.lines()
+        .take_while(|l| l.starts_with("//!"))
+        .map(|l| format!("{}\n", l.trim_start_matches("//!").trim_start_matches(' ')))
+        .collect()
+}
+
+/// `--name value` flags; a flag may repeat (`--body`).
+struct Flags(Vec<(String, String)>);
+
+impl Flags {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut pairs = Vec::new();
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let Some(name) = arg.strip_prefix("--") else {
+                bail!("unexpected argument {arg:?}\n{}", usage());
+            };
+            // Switches without a value.
+            if name == "header" {
+                pairs.push((name.to_string(), String::new()));
+                continue;
+            }
+            let value = it
+                .next()
+                .with_context(|| format!("--{name} needs a value"))?;
+            pairs.push((name.to_string(), value.clone()));
+        }
+        Ok(Flags(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, name: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|(n, _)| n == name)
+    }
+
+    fn required(&self, name: &str) -> Result<&str> {
+        self.get(name)
+            .with_context(|| format!("--{name} is required"))
+    }
+
+    fn parsed<T: std::str::FromStr>(&self, name: &str, default: T) -> Result<T>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => v.parse().map_err(|e| anyhow!("--{name} {v:?}: {e}")),
+        }
+    }
+
+    fn list(&self, name: &str, default: &[usize]) -> Result<Vec<usize>> {
+        match self.get(name) {
+            None => Ok(default.to_vec()),
+            Some(v) => v
+                .split(',')
+                .map(|c| c.trim().parse().map_err(|e| anyhow!("--{name} {v:?}: {e}")))
+                .collect(),
+        }
+    }
+}
+
+fn read(path: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("read {path}"))
+}
+
+// ---- load ----------------------------------------------------------------------------
+
+/// CPU and context switches of a process at one moment.
+#[derive(Clone, Copy, Debug)]
+struct Usage {
+    cpu: Duration,
+    switches: u64,
+}
+
+fn usage_of(pid: u32) -> Option<Usage> {
+    let cpu = load::process_cpu(pid)?;
+    let (voluntary, involuntary) = load::context_switches(pid).unwrap_or_default();
+    Some(Usage {
+        cpu,
+        switches: voluntary + involuntary,
+    })
+}
+
+async fn load_mode(flags: &Flags) -> Result<()> {
+    let target = Target::from_url(flags.required("url")?)?;
+    let target = match flags.get("server-name") {
+        Some(name) => Target {
+            server_name: name.to_string(),
+            ..target
+        },
+        None => target,
+    };
+    let http = Http::parse(flags.get("http").unwrap_or("1.1"))?;
+    let ca = read(flags.required("ca")?)?;
+    let client = match (flags.get("cert"), flags.get("key")) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        (None, None) => None,
+        _ => bail!("--cert and --key go together"),
+    };
+    let tls = load::client_config(
+        &ca,
+        client.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
+        http,
+    )?;
+    let bodies = flags
+        .all("body")
+        .into_iter()
+        .map(|p| read(p).map(Bytes::from))
+        .collect::<Result<Vec<_>>>()?;
+    if bodies.is_empty() {
+        bail!("--body is required");
+    }
+    let expect_allowed = match flags.get("expect") {
+        None => None,
+        Some("allowed") => Some(true),
+        Some("denied") => Some(false),
+        Some(other) => bail!("--expect {other:?}: allowed or denied"),
+    };
+    let pid: Option<u32> = flags.get("pid").map(str::parse).transpose()?;
+    let label = flags
+        .get("label")
+        .map_or_else(|| format!("{}{}", target.addr, target.path), str::to_string);
+    let json = flags.get("format") == Some("json");
+    if flags.has("header") && !json {
+        println!(
+            "| target | HTTP | connections | in flight | body bytes | requests/s | p50 ms | p90 ms | p99 ms | max ms | errors | target CPU µs/review | target context switches/review | generator CPU µs/review |"
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    }
+    let body_bytes = bodies.iter().map(Bytes::len).sum::<usize>() / bodies.len();
+    let bodies = Arc::new(bodies);
+    let measure = Duration::from_secs_f64(flags.parsed("duration", 5.0)?);
+    let warmup = Duration::from_secs_f64(flags.parsed("warmup", 1.0)?);
+    let in_flight = flags.parsed("in-flight", 1usize)?;
+    let mut failed = false;
+    for connections in flags.list("connections", &[1, 8])? {
+        let plan = Plan {
+            http,
+            connections,
+            in_flight,
+            warmup,
+            measure,
+            bodies: Arc::clone(&bodies),
+            expect_allowed,
+        };
+        // CPU is sampled at the edges of the measured window, not the warm-up.
+        let me = std::process::id();
+        let sampler = tokio::spawn({
+            let (warmup, measure) = (warmup, measure);
+            async move {
+                tokio::time::sleep(warmup).await;
+                let before = (pid.and_then(usage_of), usage_of(me));
+                tokio::time::sleep(measure).await;
+                let after = (pid.and_then(usage_of), usage_of(me));
+                (before, after)
+            }
+        });
+        let run = load::run(&target, Arc::clone(&tls), &plan).await?;
+        let ((target_before, own_before), (target_after, own_after)) = sampler.await?;
+        let reviews = (run.latencies.len() + run.errors).max(1) as f64;
+        let per_review = |before: Option<Usage>, after: Option<Usage>| {
+            before.zip(after).map(|(b, a)| {
+                (
+                    a.cpu.saturating_sub(b.cpu).as_secs_f64() * 1e6 / reviews,
+                    a.switches.saturating_sub(b.switches) as f64 / reviews,
+                )
+            })
+        };
+        let target_use = per_review(target_before, target_after);
+        let own_use = per_review(own_before, own_after);
+        let errors = run.errors + run.unexpected;
+        failed |= errors > 0;
+        let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.1}"));
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({
+                    "target": label, "http": http.as_str(), "connections": connections,
+                    "in_flight": in_flight, "body_bytes": body_bytes,
+                    "requests_per_second": run.requests_per_second(),
+                    "p50_ms": run.quantile(0.5).map(|d| d.as_secs_f64() * 1e3),
+                    "p90_ms": run.quantile(0.9).map(|d| d.as_secs_f64() * 1e3),
+                    "p99_ms": run.quantile(0.99).map(|d| d.as_secs_f64() * 1e3),
+                    "max_ms": run.quantile(1.0).map(|d| d.as_secs_f64() * 1e3),
+                    "requests": run.latencies.len(), "errors": errors,
+                    "target_cpu_us_per_review": target_use.map(|u| u.0),
+                    "target_switches_per_review": target_use.map(|u| u.1),
+                    "generator_cpu_us_per_review": own_use.map(|u| u.0),
+                    "first_error": run.first_error,
+                })
+            );
+        } else {
+            println!(
+                "| {label} | {} | {connections} | {in_flight} | {body_bytes} | {:.0} | {} | {} | {} | {} | {errors} | {} | {} | {} |",
+                http.as_str(),
+                run.requests_per_second(),
+                run.ms(0.5),
+                run.ms(0.9),
+                run.ms(0.99),
+                run.ms(1.0),
+                fmt(target_use.map(|u| u.0)),
+                fmt(target_use.map(|u| u.1)),
+                fmt(own_use.map(|u| u.0)),
+            );
+        }
+        if let Some(e) = &run.first_error {
+            eprintln!("{label} at {connections} connections: first error: {e}");
+        }
+    }
+    if failed {
+        bail!("some requests failed or were answered unexpectedly (see errors)");
+    }
+    Ok(())
+}
+
+// ---- capture -------------------------------------------------------------------------
+
+async fn capture_mode(flags: &Flags) -> Result<()> {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let out = PathBuf::from(flags.required("out")?);
+    let namespace = flags.get("namespace").unwrap_or("team-a").to_string();
+    let deployment_file = flags.get("deployment").map_or_else(
+        || agentgov_e2e::repo_root().join("e2e/bench/fixtures/deployment.yaml"),
+        PathBuf::from,
+    );
+    let certs = ClusterCerts::from_env()?;
+    let chain = CertificateDer::pem_file_iter(&certs.serving_cert)
+        .context("serving certificate")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("serving certificate")?;
+    let key = PrivateKeyDer::from_pem_file(&certs.serving_key).context("serving key")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let port = free_port()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, String)>(4);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let acceptor = acceptor.clone();
+            let found = found_tx.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let alpn = tls
+                    .get_ref()
+                    .1
+                    .alpn_protocol()
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .unwrap_or_else(|| "none".into());
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let found = found.clone();
+                    let alpn = alpn.clone();
+                    async move {
+                        use http_body_util::BodyExt;
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let review: Value = serde_json::from_slice(&body).unwrap_or_default();
+                        let req = &review["request"];
+                        if req["kind"]["kind"] == "Pod" && req["operation"] == "CREATE" {
+                            let _ = found.try_send((body.to_vec(), alpn));
+                        }
+                        let answer = serde_json::json!({
+                            "apiVersion": "admission.k8s.io/v1",
+                            "kind": "AdmissionReview",
+                            "response": {"uid": req["uid"], "allowed": true},
+                        });
+                        Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                            Bytes::from(answer.to_string()),
+                        )))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+
+    let client = agentgov_e2e::client().await;
+    agentgov_e2e::install_crds(&client).await?;
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
+    }))?;
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(e) => return Err(e).context("create the namespace"),
+    }
+    wait_for_service_account(&client, &namespace).await?;
+    let registration = register(
+        &client,
+        "agentgov-capture",
+        &format!("https://127.0.0.1:{port}"),
+        &certs.ca_bundle()?,
+        only_namespace(&namespace),
+    )
+    .await?;
+    // The API server picks up a new registration a moment after the apply.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let text = std::fs::read_to_string(&deployment_file)
+        .with_context(|| format!("read {}", deployment_file.display()))?;
+    let deployment: Deployment = serde_yaml::from_str(&text)
+        .with_context(|| format!("parse {}", deployment_file.display()))?;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &namespace);
+    deployments
+        .create(&PostParams::default(), &deployment)
+        .await
+        .context("create the Deployment")?;
+    let (body, alpn) = tokio::time::timeout(Duration::from_secs(60), found_rx.recv())
+        .await
+        .context("no Pod review reached the capture server within 60 s")?
+        .context("the capture server stopped")?;
+    std::fs::write(&out, &body).with_context(|| format!("write {}", out.display()))?;
+    eprintln!(
+        "captured {} bytes (ALPN {alpn}) into {}",
+        body.len(),
+        out.display()
+    );
+    let name = deployment.metadata.name.unwrap_or_default();
+    let _ = deployments.delete(&name, &DeleteParams::background()).await;
+    registration.delete().await?;
+    Ok(())
+}
+
+// ---- setup ---------------------------------------------------------------------------
+
+/// The fixture's review rewritten to `namespace` and `agent`, with a fresh uid.
+fn rewrite_review(fixture: &Value, namespace: &str, agent: &str) -> Result<Value> {
+    let mut review = fixture.clone();
+    if review["request"]["object"]["kind"] != "Pod" {
+        bail!("the fixture is not a Pod AdmissionReview (request.object.kind is not Pod)");
+    }
+    review["request"]["namespace"] = Value::from(namespace);
+    let object = &mut review["request"]["object"];
+    object["metadata"]["namespace"] = Value::from(namespace);
+    object["metadata"]["labels"][agentgov_api::agent::AGENT_LABEL] = Value::from(agent);
+    Ok(review)
+}
+
+async fn setup_mode(flags: &Flags) -> Result<()> {
+    let dir = PathBuf::from(flags.required("dir")?);
+    std::fs::create_dir_all(&dir)?;
+    let fixture: Value = serde_json::from_slice(&read(flags.required("fixture")?)?)
+        .context("the fixture is not JSON")?;
+    let client = agentgov_e2e::client().await;
+    agentgov_e2e::install_crds(&client).await?;
+    let suffix = std::process::id() ^ jiff::Timestamp::now().subsec_nanosecond().unsigned_abs();
+    let namespace = format!("deployed-{:x}", suffix & 0xffffff);
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
+    }))?;
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &ns)
+        .await
+        .context("create the namespace")?;
+    wait_for_service_account(&client, &namespace).await?;
+    let keys = KeyFile::new(&dir.join("signing"), "bench")?;
+    write_verification_ring(&keys, &dir.join("keyring.json"))?;
+    let spec = agentgov_e2e::manifest::<agentgov_api::Agent>("examples/agent-governed.yaml")?.spec;
+    let agent = "invoice-auditor";
+    let bundles: Api<agentgov_api::PolicyBundle> = Api::namespaced(client.clone(), &namespace);
+    bundles
+        .create(
+            &PostParams::default(),
+            &agentgov_api::PolicyBundle::new(
+                "default",
+                agentgov_api::policy::default_bundle_spec(),
+            ),
+        )
+        .await
+        .context("create the PolicyBundle")?;
+    let agents: Api<agentgov_api::Agent> = Api::namespaced(client.clone(), &namespace);
+    agents
+        .create(
+            &PostParams::default(),
+            &agentgov_api::Agent::new(agent, spec.clone()),
+        )
+        .await
+        .context("create the agent")?;
+    let promotions: Api<agentgov_api::AgentPromotion> = Api::namespaced(client.clone(), &namespace);
+    agentgov_e2e::approve(&agents, &promotions, agent).await?;
+    let _operator = Operator::start(&namespace, &keys.path, "deployed-bench", &[])?;
+    agentgov_e2e::wait_agent(
+        &agents,
+        agent,
+        "GOVERNED_VALID (signed by the operator)",
+        Duration::from_secs(120),
+        |a| {
+            a.status.as_ref().is_some_and(|s| {
+                s.governance_status == Some(agentgov_api::agent::GovernanceStatus::GovernedValid)
+                    && s.proof.is_some()
+            })
+        },
+    )
+    .await?;
+    let review = rewrite_review(&fixture, &namespace, agent)?;
+    let path = dir.join("pod-review.json");
+    std::fs::write(&path, serde_json::to_vec(&review)?)
+        .with_context(|| format!("write {}", path.display()))?;
+    println!("NAMESPACE={namespace}");
+    println!("AGENT={agent}");
+    // The operator stops here (dropped): the agent keeps its signed status.
+    Ok(())
+}
+
+// ---- pods ----------------------------------------------------------------------------
+
+/// The Pod to create: the fixture's, as a client would submit it (no server-set metadata, no
+/// owner, no injected service account volume), labelled for `agent`.
+fn pod_from_fixture(fixture: &Value, agent: &str) -> Result<Pod> {
+    let mut object = fixture["request"]["object"].clone();
+    if object["kind"] != "Pod" {
+        bail!("the fixture is not a Pod AdmissionReview");
+    }
+    let metadata = object["metadata"]
+        .as_object_mut()
+        .context("the fixture's Pod has no metadata")?;
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+        "managedFields",
+        "ownerReferences",
+        "generation",
+    ] {
+        metadata.remove(field);
+    }
+    metadata.insert("generateName".into(), Value::from("bench-"));
+    object["metadata"]["labels"][agentgov_api::agent::AGENT_LABEL] = Value::from(agent);
+    if let Some(obj) = object.as_object_mut() {
+        obj.remove("status");
+    }
+    let spec = &mut object["spec"];
+    if let Some(volumes) = spec["volumes"].as_array_mut() {
+        volumes.retain(|v| {
+            !v["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("kube-api-access-"))
+        });
+    }
+    for kind in ["containers", "initContainers"] {
+        if let Some(containers) = spec[kind].as_array_mut() {
+            for container in containers {
+                if let Some(mounts) = container["volumeMounts"].as_array_mut() {
+                    mounts.retain(|m| {
+                        !m["name"]
+                            .as_str()
+                            .is_some_and(|n| n.starts_with("kube-api-access-"))
+                    });
+                }
+            }
+        }
+    }
+    if let Some(spec) = spec.as_object_mut() {
+        spec.remove("nodeName");
+    }
+    serde_json::from_value(object).context("the fixture's Pod does not parse as a Pod")
+}
+
+/// Latencies of `creates` Pod creates, `concurrency` at a time.
+async fn create_pods(
+    api: &Api<Pod>,
+    pod: &Pod,
+    concurrency: usize,
+    creates: usize,
+) -> Result<Vec<Duration>> {
+    let results: Vec<Result<Duration>> = stream::iter(0..creates)
+        .map(|_| {
+            let api = api.clone();
+            async move {
+                let sent = Instant::now();
+                api.create(&PostParams::default(), pod).await.map_err(|e| {
+                    anyhow!("create a Pod: {}", agentgov_e2e::api_error_message(&e))
+                })?;
+                Ok(sent.elapsed())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let mut latencies = results.into_iter().collect::<Result<Vec<_>>>()?;
+    latencies.sort_unstable();
+    Ok(latencies)
+}
+
+fn quantile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+/// Wait until the API server no longer sends this namespace's agent Pods to a webhook (a dry
+/// run of an unknown agent's Pod is admitted).
+async fn wait_unenforced(api: &Api<Pod>, pod: &Pod) -> Result<()> {
+    let mut probe = pod.clone();
+    probe.metadata.labels.get_or_insert_default().insert(
+        agentgov_api::agent::AGENT_LABEL.to_string(),
+        "e2e-no-such-agent".into(),
+    );
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if api.create(&dry_run, &probe).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("the webhook registration was still in force 30 s after its deletion");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn pods_mode(flags: &Flags) -> Result<()> {
+    let namespace = flags.required("namespace")?.to_string();
+    let agent = flags.required("agent")?;
+    let fixture: Value = serde_json::from_slice(&read(flags.required("fixture")?)?)?;
+    let url = flags
+        .required("webhook-url")?
+        .trim_end_matches('/')
+        .to_string();
+    let concurrency = flags.list("concurrency", &[1, 16])?;
+    let creates = flags.parsed("creates", 400usize)?;
+    let rounds = flags.parsed("rounds", 2usize)?;
+    let pod = pod_from_fixture(&fixture, agent)?;
+    let client = agentgov_e2e::client().await;
+    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let ca = ClusterCerts::from_env()?.ca_bundle()?;
+    // (registered, concurrency) -> latencies pooled over the rounds.
+    let mut pooled: Vec<((bool, usize), Vec<Duration>)> = Vec::new();
+    for round in 0..rounds {
+        for registered in [false, true] {
+            let registration = if registered {
+                let r = register(
+                    &client,
+                    "agentgov-deployed-bench",
+                    &url,
+                    &ca,
+                    only_namespace(&namespace),
+                )
+                .await?;
+                agentgov_e2e::webhook::wait_enforced(&client, &namespace).await?;
+                Some(r)
+            } else {
+                None
+            };
+            for &c in &concurrency {
+                // A few creates first, outside the measurement (connections, caches).
+                create_pods(&api, &pod, c, c.max(4)).await?;
+                let latencies = create_pods(&api, &pod, c, creates).await?;
+                eprintln!(
+                    "round {round}: webhook {} concurrency {c}: p50 {} ms p99 {} ms",
+                    if registered {
+                        "registered"
+                    } else {
+                        "not registered"
+                    },
+                    ms(quantile(&latencies, 0.5)),
+                    ms(quantile(&latencies, 0.99)),
+                );
+                match pooled.iter_mut().find(|(k, _)| *k == (registered, c)) {
+                    Some((_, all)) => all.extend(latencies),
+                    None => pooled.push(((registered, c), latencies)),
+                }
+            }
+            if let Some(r) = registration {
+                r.delete().await?;
+                wait_unenforced(&api, &pod).await?;
+            }
+            // Pods pile up (nothing runs them): clear them between phases.
+            api.delete_collection(&DeleteParams::background(), &ListParams::default())
+                .await
+                .context("delete the Pods")?;
+        }
+    }
+    println!(
+        "| webhook registered | concurrency | creates | p50 ms | p90 ms | p99 ms | creates/s (per client) |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for ((registered, c), all) in &mut pooled {
+        all.sort_unstable();
+        let total: Duration = all.iter().sum();
+        println!(
+            "| {} | {c} | {} | {} | {} | {} | {:.0} |",
+            if *registered { "yes" } else { "no" },
+            all.len(),
+            ms(quantile(all, 0.5)),
+            ms(quantile(all, 0.9)),
+            ms(quantile(all, 0.99)),
+            all.len() as f64 * *c as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE),
+        );
+    }
+    println!();
+    println!("| concurrency | added p50 ms | added p90 ms | added p99 ms |");
+    println!("|---|---|---|---|");
+    for &c in &concurrency {
+        let get = |registered: bool| {
+            pooled
+                .iter()
+                .find(|(k, _)| *k == (registered, c))
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or_default()
+        };
+        let (without, with) = (get(false), get(true));
+        let added = |p: f64| {
+            let d = quantile(with, p).as_secs_f64() - quantile(without, p).as_secs_f64();
+            format!("{:+.2}", d * 1e3)
+        };
+        println!(
+            "| {c} | {} | {} | {} |",
+            added(0.5),
+            added(0.9),
+            added(0.99)
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn fixture() -> Value {
+        serde_json::from_slice(
+            &std::fs::read(
+                agentgov_e2e::repo_root().join("e2e/bench/fixtures/pod-review-deployment.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_fixture_is_a_deployments_pod_review_of_7_to_8_kb() {
+        let path = agentgov_e2e::repo_root().join("e2e/bench/fixtures/pod-review-deployment.json");
+        let len = std::fs::metadata(path).unwrap().len();
+        assert!((7 * 1024..=8 * 1024).contains(&len), "{len} bytes");
+        let review = fixture();
+        assert_eq!(review["request"]["operation"], "CREATE");
+        assert_eq!(review["request"]["object"]["kind"], "Pod");
+        assert_eq!(
+            review["request"]["object"]["metadata"]["ownerReferences"][0]["kind"],
+            "ReplicaSet"
+        );
+        assert_eq!(
+            review["request"]["object"]["metadata"]["labels"]["agentgov.dev/agent"],
+            "invoice-auditor"
+        );
+    }
+
+    #[test]
+    fn reviews_and_pods_are_rewritten_for_the_run() {
+        let review = rewrite_review(&fixture(), "ns-1", "bot").unwrap();
+        assert_eq!(review["request"]["namespace"], "ns-1");
+        assert_eq!(review["request"]["object"]["metadata"]["namespace"], "ns-1");
+        assert_eq!(
+            review["request"]["object"]["metadata"]["labels"]["agentgov.dev/agent"],
+            "bot"
+        );
+        let pod = pod_from_fixture(&fixture(), "bot").unwrap();
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("bench-"));
+        assert!(pod.metadata.owner_references.is_none());
+        assert!(pod.metadata.managed_fields.is_none());
+        assert_eq!(pod.metadata.labels.unwrap()["agentgov.dev/agent"], "bot");
+        let spec = pod.spec.unwrap();
+        assert!(
+            spec.volumes
+                .unwrap_or_default()
+                .iter()
+                .all(|v| !v.name.starts_with("kube-api-access-"))
+        );
+    }
+
+    #[test]
+    fn flags_repeat_and_parse() {
+        let args: Vec<String> = [
+            "--body",
+            "a",
+            "--body",
+            "b",
+            "--header",
+            "--connections",
+            "1,8",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let flags = Flags::parse(&args).unwrap();
+        assert_eq!(flags.all("body"), ["a", "b"]);
+        assert!(flags.has("header"));
+        assert_eq!(flags.list("connections", &[]).unwrap(), [1, 8]);
+        assert!(Flags::parse(&["stray".to_string()]).is_err());
+    }
+}
