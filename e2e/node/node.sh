@@ -71,11 +71,20 @@ abspath() {
 
 # ---------------------------------------------------------------- host state --
 
-iptables_state() { # rules of every table, without counters, our state dir's paths masked
+# Rules of every table, without counters. A table that holds nothing (only its built-in chains,
+# each with policy ACCEPT) is left out: the kernel creates tables on first use and never removes
+# them, so on a fresh machine "no table" before the node and "empty table" after it are the same
+# host state.
+iptables_state() {
   local cmd
   for cmd in iptables-save ip6tables-save; do
     command -v "${cmd}" >/dev/null 2>&1 || continue
-    "${cmd}" 2>/dev/null | sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]//' | sed "s/^/${cmd%-save}: /"
+    "${cmd}" 2>/dev/null | sed -e '/^#/d' -e 's/\[[0-9]*:[0-9]*\]//' | awk '
+      /^\*/ { block = $0 "\n"; content = 0; next }
+      /^COMMIT/ { if (content) printf "%s%s\n", block, $0; block = ""; next }
+      { block = block $0 "\n" }
+      !/^:(PREROUTING|INPUT|FORWARD|OUTPUT|POSTROUTING) ACCEPT *$/ { content = 1 }
+    ' | sed "s/^/${cmd%-save}: /"
   done
 }
 
