@@ -31,16 +31,24 @@ pub struct Config {
     #[command(flatten)]
     pub sandbox: ExpiryFlags,
 
-    /// Agents reconciled at once.
-    #[arg(long, env = "AGENTGOV_CONCURRENCY", default_value_t = 8)]
+    /// Agents reconciled at once. A reconcile mostly waits (for its turn to judge, one per core,
+    /// or to write), so this is well above --write-concurrency: writes go out back to back
+    /// while other agents are judged.
+    #[arg(long, env = "AGENTGOV_CONCURRENCY", default_value_t = 64)]
     pub concurrency: u16,
 
-    /// Status writes in flight at once during a revalidation.
-    #[arg(long, env = "AGENTGOV_WRITE_CONCURRENCY", default_value_t = 16)]
+    /// Status writes (Agents' and AgentPromotions') in flight at once: the load the operator
+    /// puts on the API server, which counts requests in flight (API Priority and Fairness). 32
+    /// keeps a loopback API server at its write ceiling (measured by `make bench`) and covers a
+    /// few milliseconds of network between the operator and a real one.
+    #[arg(long, env = "AGENTGOV_WRITE_CONCURRENCY", default_value_t = 32)]
     pub write_concurrency: usize,
 
-    /// Client-side limit on status writes per second (all controllers together).
-    #[arg(long, env = "AGENTGOV_STATUS_QPS", default_value_t = 500)]
+    /// Client-side limit on status writes per second, with a burst of as many (all controllers
+    /// together); 0: none. Off by default: --write-concurrency bounds the load, and a rate
+    /// would only make a revalidation slower than the API server allows. Set it to spread a
+    /// revalidation out on purpose.
+    #[arg(long, env = "AGENTGOV_STATUS_QPS", default_value_t = 0)]
     pub status_qps: u32,
 
     /// How long an approval (AgentPromotion) may wait for more approvers before it expires.

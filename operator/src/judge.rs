@@ -726,6 +726,20 @@ impl Judge<'_> {
             Some(t) if previous.outcome == Some(outcome) => Some(t),
             _ => Some(Time(self.now)),
         };
+        // An approval that stays Approved keeps the record of its decision: the policy and the
+        // proof it was approved with. Re-signing the agent later (a new policy, a new key) shows
+        // in the agent's proof, which names this approval; it does not rewrite the approval, so
+        // that a revalidation writes each agent once, not its approvals too.
+        let (policy_hash, proof) = match previous.proof {
+            Some(link)
+                if outcome == PromotionOutcome::Approved
+                    && previous.outcome == Some(outcome)
+                    && proof.is_some() =>
+            {
+                (previous.policy_hash.clone(), Some(link))
+            }
+            _ => (policy.map(|p| p.hash().to_string()), proof),
+        };
         let mut conditions = previous.conditions.clone();
         conditions.retain(|c| c.type_ == READY);
         // Ready (kstatus, Argo CD): the approval did its job, or has been outlived; Pending waits,
@@ -751,7 +765,7 @@ impl Judge<'_> {
         );
         AgentPromotionStatus {
             outcome: Some(outcome),
-            policy_hash: policy.map(|p| p.hash().to_string()),
+            policy_hash,
             denies,
             proof,
             decided_at,

@@ -1370,7 +1370,10 @@ fn changed_and_approved_spec_is_resigned_with_the_new_spec_hash() {
 fn changed_policy_is_resigned_against_the_new_hash() {
     let mut world = World::new(&keys());
     let spec = governed_spec();
-    let first = world.judge(&spec, 1, None).status;
+    let judged = world.judge(&spec, 1, None);
+    let first = judged.status.clone();
+    let approved = approval(&judged, "filings-by-alice").clone();
+    world.approvals[0].status = Some(approved.clone());
 
     // Still allows a budget of 250, without warnings, but is another policy.
     let new_policy = active_policy(&policy_spec(900.0));
@@ -1390,6 +1393,9 @@ fn changed_policy_is_resigned_against_the_new_hash() {
         j.status.policy.as_ref().map(|r| r.hash.as_str()),
         Some(hash)
     );
+    // The approval keeps the record of its decision (the policy and proof it was approved
+    // with): a revalidation writes the agent, not its approvals too.
+    assert_eq!(approval(&j, "filings-by-alice"), &approved);
 }
 
 #[test]

@@ -138,7 +138,9 @@ async fn run(args: Args) -> Result<(), Error> {
     let health_task = tokio::spawn(health::serve(metrics_listener, health, async {
         let _ = stop_health_rx.await;
     }));
-    server::serve_tls(
+    // One serving thread a core (the cgroup's CPU limit counts).
+    let serving_threads = std::thread::available_parallelism().map_or(2, usize::from);
+    server::serve_tls_on_threads(
         tls_listener,
         tls,
         server::admission_router(state),
@@ -146,6 +148,7 @@ async fn run(args: Args) -> Result<(), Error> {
             handshake_timeout: args.request_timeout,
             drain_timeout: args.runtime.shutdown_grace,
         },
+        serving_threads,
         stop_accepting,
     )
     .await;

@@ -1,9 +1,13 @@
 //! HTTP: the admission router (TLS port), request bodies bounded in size and time, and the TLS
-//! accept loop with graceful drain. The health/metrics port is the shared runtime's
+//! accept loop with graceful drain, serving each connection on one thread of its own runtime
+//! ([`serve_tls_on_threads`]). The health/metrics port is the shared runtime's
 //! (`agentgov_runtime::health`).
 
 use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use agentgov_api::admission::DecisionCode;
@@ -17,11 +21,12 @@ use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use jiff::Timestamp;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::BufReader;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::admit::{self, Reviewed};
 use crate::authz::Authorizer;
@@ -192,9 +197,101 @@ pub struct ServeOptions {
     pub drain_timeout: Duration,
 }
 
-/// Accept TLS connections on `listener` until `shutdown` resolves, then drain. Each connection
-/// takes the TLS config in force when it is accepted. A failed handshake (no client
-/// certificate, an unknown CA, an expired certificate) never reaches `app`.
+/// What each connection is served with: the HTTP/1.1 and HTTP/2 settings, the router, the TLS
+/// config in force (read at each accept) and the handshake deadline.
+#[derive(Clone)]
+struct Connections {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    app: Router,
+    tls: Arc<ReloadingTls>,
+    handshake_timeout: Duration,
+}
+
+impl Connections {
+    fn new(tls: Arc<ReloadingTls>, app: Router, options: ServeOptions) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(options.handshake_timeout)
+            .keep_alive(true);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .max_concurrent_streams(256);
+        Connections {
+            builder: Arc::new(builder),
+            app,
+            tls,
+            handshake_timeout: options.handshake_timeout,
+        }
+    }
+
+    /// Serve one accepted connection until it closes (or, after `watcher`'s shutdown, until
+    /// its requests in flight are answered).
+    async fn serve(self, tcp: TcpStream, peer: SocketAddr, watcher: Watcher) {
+        let _ = tcp.set_nodelay(true);
+        // rustls reads the socket 4 KiB at a time: a 7-8 KB review took three reads. Reading
+        // through a buffer takes what has arrived in one.
+        let tcp = BufReader::with_capacity(READ_BUFFER_BYTES, tcp);
+        let acceptor = self.tls.acceptor();
+        let stream = match tokio::time::timeout(self.handshake_timeout, acceptor.accept(tcp)).await
+        {
+            Ok(Ok(stream)) => stream,
+            Ok(Err(e)) => {
+                tracing::warn!(%peer, error = %e, "TLS handshake refused");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "TLS handshake timed out");
+                return;
+            }
+        };
+        let service = TowerToHyperService::new(self.app);
+        let connection = self.builder.serve_connection(TokioIo::new(stream), service);
+        if let Err(e) = watcher.watch(connection.into_owned()).await {
+            tracing::debug!(%peer, error = %e, "connection closed with an error");
+        }
+    }
+}
+
+/// Bytes read from a connection's socket at once (a TLS record is at most 16 KiB and a bit).
+const READ_BUFFER_BYTES: usize = 32 * 1024;
+
+/// Accept the next connection, or `None` once `shutdown` has resolved.
+async fn accept<F: Future<Output = ()>>(
+    listener: &TcpListener,
+    mut shutdown: Pin<&mut F>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => return Some(accepted),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            () = shutdown.as_mut() => return None,
+        }
+    }
+}
+
+/// Wait until every watched connection has finished, at most `drain_timeout`.
+async fn drain(graceful: GracefulShutdown, drain_timeout: Duration) {
+    tokio::select! {
+        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(drain_timeout) => {
+            tracing::warn!("connections still open after the drain timeout; closing");
+        }
+    }
+}
+
+/// Accept TLS connections on `listener` until `shutdown` resolves, then drain, all on the
+/// current runtime. Each connection takes the TLS config in force when it is accepted. A failed
+/// handshake (no client certificate, an unknown CA, an expired certificate) never reaches `app`.
 pub async fn serve_tls<F>(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
@@ -205,62 +302,320 @@ pub async fn serve_tls<F>(
     F: Future<Output = ()> + Send,
 {
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(options.handshake_timeout)
-        .keep_alive(true);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .max_concurrent_streams(256);
-    let builder = Arc::new(builder);
+    let connections = Connections::new(tls, app, options);
     tokio::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let acceptor = tls.acceptor();
-        let app = app.clone();
-        let builder = Arc::clone(&builder);
-        let watcher = graceful.watcher();
-        let handshake_timeout = options.handshake_timeout;
-        tokio::spawn(async move {
-            let _ = tcp.set_nodelay(true);
-            let stream = match tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    tracing::warn!(%peer, error = %e, "TLS handshake refused");
-                    return;
-                }
-                Err(_) => {
-                    tracing::warn!(%peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            let service = TowerToHyperService::new(app);
-            let connection = builder.serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
-                tracing::debug!(%peer, error = %e, "connection closed with an error");
-            }
-        });
+    while let Some((tcp, peer)) = accept(&listener, shutdown.as_mut()).await {
+        tokio::spawn(connections.clone().serve(tcp, peer, graceful.watcher()));
     }
     drop(listener);
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
-        () = tokio::time::sleep(options.drain_timeout) => {
-            tracing::warn!("connections still open after the drain timeout; closing");
+    drain(graceful, options.drain_timeout).await;
+}
+
+/// As [`serve_tls`], but each connection is served on one of `threads` threads, each running a
+/// single-threaded runtime of its own: a new connection goes to the thread with the fewest
+/// open. The accept loop stays on the current runtime.
+///
+/// A review then runs start to end on one thread: on the multi-threaded runtime the socket's
+/// readiness, the connection and (HTTP/2) each stream's task were picked up by whichever
+/// worker was awake, and the hand-offs between two workers (a futex wake and a context switch
+/// each) cost more CPU than the review itself. A connection's requests are answered by one
+/// core; the API server opens one HTTP/2 connection per webhook, and a review takes tens of
+/// microseconds of it. Policy evaluations still run on the blocking pool.
+pub async fn serve_tls_on_threads<F>(
+    listener: TcpListener,
+    tls: Arc<ReloadingTls>,
+    app: Router,
+    options: ServeOptions,
+    threads: usize,
+    shutdown: F,
+) where
+    F: Future<Output = ()> + Send,
+{
+    let connections = Connections::new(tls, app, options);
+    let mut workers = Vec::with_capacity(threads);
+    for index in 0..threads.max(1) {
+        match ServingThread::start(index, connections.clone()) {
+            Ok(worker) => workers.push(worker),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start a serving thread");
+                break;
+            }
+        }
+    }
+    if workers.is_empty() {
+        tracing::warn!("no serving thread: serving on the main runtime");
+        return serve_tls(
+            listener,
+            connections.tls,
+            connections.app,
+            options,
+            shutdown,
+        )
+        .await;
+    }
+    let graceful = GracefulShutdown::new();
+    let mut next = 0;
+    tokio::pin!(shutdown);
+    while let Some((tcp, peer)) = accept(&listener, shutdown.as_mut()).await {
+        // The fewest open connections; among equals, the next in turn.
+        let count = workers.len();
+        let Some(worker) = (0..count)
+            .map(|i| &workers[(next + i) % count])
+            .min_by_key(|w| w.open.load(Ordering::Relaxed))
+        else {
+            break;
+        };
+        next = (next + 1) % count;
+        let tcp = match tcp.into_std() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "cannot hand the connection over");
+                continue;
+            }
+        };
+        worker.open.fetch_add(1, Ordering::Relaxed);
+        let accepted = Accepted {
+            tcp,
+            peer,
+            watcher: graceful.watcher(),
+        };
+        let sent = worker.connections.as_ref().map(|c| c.send(accepted));
+        if !matches!(sent, Some(Ok(()))) {
+            worker.open.fetch_sub(1, Ordering::Relaxed);
+            tracing::warn!(%peer, "a serving thread has stopped; connection dropped");
+        }
+    }
+    drop(listener);
+    // No new connections; the open ones finish on their threads.
+    for worker in &mut workers {
+        worker.connections = None;
+    }
+    drain(graceful, options.drain_timeout).await;
+    let stopped = workers
+        .into_iter()
+        .map(ServingThread::stop)
+        .collect::<Vec<_>>();
+    let _ = tokio::task::spawn_blocking(move || {
+        for thread in stopped {
+            let _ = thread.join();
+        }
+    })
+    .await;
+}
+
+/// A connection handed to a serving thread.
+struct Accepted {
+    tcp: std::net::TcpStream,
+    peer: SocketAddr,
+    watcher: Watcher,
+}
+
+/// One serving thread: its single-threaded runtime serves the connections it is sent.
+struct ServingThread {
+    /// Where new connections go; `None` once the port is closed.
+    connections: Option<mpsc::UnboundedSender<Accepted>>,
+    /// Connections open on this thread.
+    open: Arc<AtomicUsize>,
+    stop: oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl ServingThread {
+    fn start(index: usize, connections: Connections) -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Accepted>();
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let open = Arc::new(AtomicUsize::new(0));
+        let thread = std::thread::Builder::new()
+            .name(format!("admission-{index}"))
+            .spawn({
+                let open = Arc::clone(&open);
+                move || {
+                    runtime.block_on(async move {
+                        loop {
+                            tokio::select! {
+                                accepted = rx.recv() => match accepted {
+                                    Some(a) => {
+                                        let connections = connections.clone();
+                                        let open = Arc::clone(&open);
+                                        tokio::spawn(async move {
+                                            let _open = Open(open);
+                                            match TcpStream::from_std(a.tcp) {
+                                                Ok(tcp) => connections.serve(tcp, a.peer, a.watcher).await,
+                                                Err(e) => tracing::warn!(peer = %a.peer, error = %e, "cannot serve the connection"),
+                                            }
+                                        });
+                                    }
+                                    // No more connections: keep serving the open ones.
+                                    None => break,
+                                },
+                                _ = &mut stopped => return,
+                            }
+                        }
+                        let _ = stopped.await;
+                    });
+                }
+            })?;
+        Ok(ServingThread {
+            connections: Some(tx),
+            open,
+            stop,
+            thread,
+        })
+    }
+
+    /// Close what is still open on this thread (after the drain); its handle to join.
+    fn stop(self) -> std::thread::JoinHandle<()> {
+        let _ = self.stop.send(());
+        self.thread
+    }
+}
+
+/// Counts a connection open on its thread until dropped.
+struct Open(Arc<AtomicUsize>);
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::collections::HashMap;
+
+    use axum::routing::get;
+    use http_body_util::Empty;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, ServerName};
+
+    use super::*;
+    use crate::config::ClientAuth;
+    use crate::tls::TlsFiles;
+
+    /// A server certificate for localhost in a directory of its own: (TLS files, CA PEM).
+    fn certificate(dir: &std::path::Path) -> (TlsFiles, String) {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        std::fs::create_dir_all(dir).unwrap();
+        let pem = cert.cert.pem();
+        std::fs::write(dir.join("tls.crt"), &pem).unwrap();
+        std::fs::write(dir.join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
+        let files = TlsFiles {
+            cert: dir.join("tls.crt"),
+            key: dir.join("tls.key"),
+            client_ca: None,
+            client_auth: ClientAuth::None,
+        };
+        (files, pem)
+    }
+
+    async fn connect(
+        addr: SocketAddr,
+        ca_pem: &str,
+    ) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        sender
+    }
+
+    /// The name of the thread that answered.
+    async fn ask(sender: &mut hyper::client::conn::http1::SendRequest<Empty<Bytes>>) -> String {
+        let request = axum::http::Request::get("/thread")
+            .header("host", "localhost")
+            .body(Empty::new())
+            .unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(body.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn connections_are_spread_over_serving_threads_and_drained_at_shutdown() {
+        let dir = std::env::temp_dir().join(format!(
+            "agentgov-serve-threads-{}-{}",
+            std::process::id(),
+            Timestamp::now().as_nanosecond()
+        ));
+        let (files, ca) = certificate(&dir);
+        let (tls, _) = ReloadingTls::load(files).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let app = Router::new().route(
+            "/thread",
+            get(|| async { std::thread::current().name().unwrap_or("?").to_string() }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(serve_tls_on_threads(
+            listener,
+            tls,
+            app,
+            ServeOptions {
+                handshake_timeout: Duration::from_secs(10),
+                drain_timeout: Duration::from_secs(10),
+            },
+            2,
+            async {
+                let _ = stopped.await;
+            },
+        ));
+
+        // Four connections kept open, three requests each: each connection is answered by one
+        // serving thread, and the four are spread two and two.
+        let mut senders = Vec::new();
+        for _ in 0..4 {
+            senders.push(connect(addr, &ca).await);
+        }
+        let mut per_thread: HashMap<String, usize> = HashMap::new();
+        for sender in &mut senders {
+            let first = ask(sender).await;
+            assert!(first.starts_with("admission-"), "answered on {first:?}");
+            for _ in 0..2 {
+                assert_eq!(ask(sender).await, first, "a connection stays on its thread");
+            }
+            *per_thread.entry(first).or_default() += 1;
+        }
+        assert_eq!(per_thread.len(), 2, "{per_thread:?}");
+        assert!(per_thread.values().all(|&n| n == 2), "{per_thread:?}");
+
+        // Shutdown: idle keep-alive connections are closed, the serving threads stop, and the
+        // server returns well before the drain timeout.
+        let started = std::time::Instant::now();
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .expect("the server stops after draining")
+            .unwrap();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        for sender in &mut senders {
+            let request = axum::http::Request::get("/thread")
+                .header("host", "localhost")
+                .body(Empty::new())
+                .unwrap();
+            assert!(sender.send_request(request).await.is_err());
         }
     }
 }

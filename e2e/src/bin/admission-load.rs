@@ -35,8 +35,9 @@
 //!     [--concurrency 1,16] [--creates N] [--rounds R]
 //! ```
 //! Under `cluster.sh exec`: Pod creates through the API server (the fixture's Pod, labelled for
-//! the agent), at each concurrency, without and with the webhook registered, alternating `R`
-//! rounds; prints the latency of each and what the registration adds.
+//! the agent), at each concurrency, without and with the webhook registered, `R` rounds (without
+//! then with, then with then without, ...); prints the latency of each side pooled over the
+//! rounds and what the registration adds, pooled and round by round.
 #![forbid(unsafe_code)]
 
 #[path = "../load.rs"]
@@ -653,10 +654,16 @@ async fn pods_mode(flags: &Flags) -> Result<()> {
     let client = agentgov_e2e::client().await;
     let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let ca = ClusterCerts::from_env()?.ca_bundle()?;
-    // (registered, concurrency) -> latencies pooled over the rounds.
-    let mut pooled: Vec<((bool, usize), Vec<Duration>)> = Vec::new();
+    let mut samples = Samples::default();
     for round in 0..rounds {
-        for registered in [false, true] {
+        // Without then with, then with then without: a drift in the machine's load over the
+        // run weighs on both sides alike.
+        let order = if round % 2 == 0 {
+            [false, true]
+        } else {
+            [true, false]
+        };
+        for registered in order {
             let registration = if registered {
                 let r = register(
                     &client,
@@ -685,10 +692,7 @@ async fn pods_mode(flags: &Flags) -> Result<()> {
                     ms(quantile(&latencies, 0.5)),
                     ms(quantile(&latencies, 0.99)),
                 );
-                match pooled.iter_mut().find(|(k, _)| *k == (registered, c)) {
-                    Some((_, all)) => all.extend(latencies),
-                    None => pooled.push(((registered, c), latencies)),
-                }
+                samples.0.push(((round, registered, c), latencies));
             }
             if let Some(r) = registration {
                 r.delete().await?;
@@ -700,47 +704,89 @@ async fn pods_mode(flags: &Flags) -> Result<()> {
                 .context("delete the Pods")?;
         }
     }
-    println!(
-        "| webhook registered | concurrency | creates | p50 ms | p90 ms | p99 ms | creates/s (per client) |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for ((registered, c), all) in &mut pooled {
+    print!("{}", samples.report(&concurrency, rounds));
+    Ok(())
+}
+
+/// Pod create latencies by (round, registered, concurrency), each sorted.
+#[derive(Default)]
+struct Samples(Vec<((usize, bool, usize), Vec<Duration>)>);
+
+impl Samples {
+    /// Every round's latencies of one side at one concurrency, sorted.
+    fn pooled(&self, registered: bool, concurrency: usize) -> Vec<Duration> {
+        let mut all: Vec<Duration> = self
+            .0
+            .iter()
+            .filter(|((_, r, c), _)| *r == registered && *c == concurrency)
+            .flat_map(|(_, l)| l.iter().copied())
+            .collect();
         all.sort_unstable();
-        let total: Duration = all.iter().sum();
-        println!(
-            "| {} | {c} | {} | {} | {} | {} | {:.0} |",
-            if *registered { "yes" } else { "no" },
-            all.len(),
-            ms(quantile(all, 0.5)),
-            ms(quantile(all, 0.9)),
-            ms(quantile(all, 0.99)),
-            all.len() as f64 * *c as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE),
-        );
+        all
     }
-    println!();
-    println!("| concurrency | added p50 ms | added p90 ms | added p99 ms |");
-    println!("|---|---|---|---|");
-    for &c in &concurrency {
-        let get = |registered: bool| {
-            pooled
-                .iter()
-                .find(|(k, _)| *k == (registered, c))
-                .map(|(_, v)| v.as_slice())
-                .unwrap_or_default()
-        };
-        let (without, with) = (get(false), get(true));
-        let added = |p: f64| {
+
+    fn round(&self, round: usize, registered: bool, concurrency: usize) -> &[Duration] {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == (round, registered, concurrency))
+            .map(|(_, l)| l.as_slice())
+            .unwrap_or_default()
+    }
+
+    /// Two Markdown tables: each side pooled over the rounds, then what the registration adds
+    /// (pooled, and round by round to show the spread).
+    fn report(&self, concurrency: &[usize], rounds: usize) -> String {
+        use std::fmt::Write as _;
+        let added = |with: &[Duration], without: &[Duration], p: f64| {
             let d = quantile(with, p).as_secs_f64() - quantile(without, p).as_secs_f64();
             format!("{:+.2}", d * 1e3)
         };
-        println!(
-            "| {c} | {} | {} | {} |",
-            added(0.5),
-            added(0.9),
-            added(0.99)
+        let mut out = String::new();
+        out.push_str(
+            "| webhook registered | concurrency | creates | p50 ms | p90 ms | p99 ms | creates/s (per client) |\n",
         );
+        out.push_str("|---|---|---|---|---|---|---|\n");
+        for &c in concurrency {
+            for registered in [false, true] {
+                let all = self.pooled(registered, c);
+                let total: Duration = all.iter().sum();
+                let _ = writeln!(
+                    out,
+                    "| {} | {c} | {} | {} | {} | {} | {:.0} |",
+                    if registered { "yes" } else { "no" },
+                    all.len(),
+                    ms(quantile(&all, 0.5)),
+                    ms(quantile(&all, 0.9)),
+                    ms(quantile(&all, 0.99)),
+                    all.len() as f64 * c as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE),
+                );
+            }
+        }
+        out.push('\n');
+        out.push_str(
+            "| concurrency | added p50 ms | added p90 ms | added p99 ms | added p50 ms by round | added p99 ms by round |\n",
+        );
+        out.push_str("|---|---|---|---|---|---|\n");
+        for &c in concurrency {
+            let (with, without) = (self.pooled(true, c), self.pooled(false, c));
+            let by_round = |p: f64| {
+                (0..rounds)
+                    .map(|r| added(self.round(r, true, c), self.round(r, false, c), p))
+                    .collect::<Vec<_>>()
+                    .join(" / ")
+            };
+            let _ = writeln!(
+                out,
+                "| {c} | {} | {} | {} | {} | {} |",
+                added(&with, &without, 0.5),
+                added(&with, &without, 0.9),
+                added(&with, &without, 0.99),
+                by_round(0.5),
+                by_round(0.99),
+            );
+        }
+        out
     }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -797,6 +843,29 @@ mod tests {
                 .unwrap_or_default()
                 .iter()
                 .all(|v| !v.name.starts_with("kube-api-access-"))
+        );
+    }
+
+    #[test]
+    fn the_latency_report_pools_rounds_and_shows_each() {
+        let ms = |v: &[u64]| {
+            v.iter()
+                .map(|&m| Duration::from_millis(m))
+                .collect::<Vec<_>>()
+        };
+        let samples = Samples(vec![
+            ((0, false, 1), ms(&[2, 2, 2])),
+            ((0, true, 1), ms(&[3, 3, 3])),
+            ((1, true, 1), ms(&[4, 4, 4])),
+            ((1, false, 1), ms(&[2, 2, 2])),
+        ]);
+        assert_eq!(samples.pooled(true, 1), ms(&[3, 3, 3, 4, 4, 4]));
+        let report = samples.report(&[1], 2);
+        assert!(report.contains("| no | 1 | 6 | 2.00 |"), "{report}");
+        assert!(report.contains("| yes | 1 | 6 | 4.00 |"), "{report}");
+        assert!(
+            report.contains("| +1.00 / +2.00 | +1.00 / +2.00 |"),
+            "{report}"
         );
     }
 

@@ -1,29 +1,46 @@
 //! Revalidation benchmark on the real control plane (`make bench`): N governed agents, a
-//! policy change, and the time until every agent is judged against the new policy, with the
-//! operator's peak memory. Then the webhook's memory with those N agents cached: started on
-//! the same namespace, once its caches have synced and again after it has reviewed one Pod of
-//! each agent (every memo entry filled). Run under `e2e/controlplane/cluster.sh exec`.
+//! policy change, and the time until every agent is judged against the new policy: until a
+//! watch of the namespace has seen every agent signed under the new hash (the end of the clock
+//! `apiserver-ceiling` uses, so that the two compare), and until the operator's own summary
+//! says so; with the operator's memory. Then a sweep that changes nothing (a fresh operator
+//! judges every agent again, remembering nothing), which must write nothing, and the memory of
+//! an operator holding N agents. Then the webhook's memory with those N agents cached: started
+//! on the same namespace, once its caches have synced and again after it has reviewed one Pod
+//! of each agent (every memo entry filled). The operators run with their default flags and are
+//! stopped with SIGTERM (the Lease released, so the next one leads at once). Run under
+//! `e2e/controlplane/cluster.sh exec`.
 //!
-//! usage: revalidation-bench N
-//! prints two Markdown rows, `revalidation| ...` and `webhook| ...`
+//! usage: revalidation-bench N [OPERATOR FLAG...]
+//! prints three Markdown rows:
+//! `revalidation| N | initial s | converged s | summary s | agents/s | body bytes | RSS MiB | peak RSS MiB |`,
+//! `sweep| N | reconciles | agents written | s | RSS MiB | peak RSS MiB |` and `webhook| ...`
 
+#[path = "../status_writes.rs"]
+mod status_writes;
+
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, PolicyBundle};
-use agentgov_e2e::operator::{KeyFile, Operator, log_dir};
+use agentgov_e2e::operator::{KeyFile, Operator, log_dir, metric_value};
 use agentgov_e2e::webhook::{Webhook, agent_pod};
 use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
 use anyhow::{Context as _, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
+use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use status_writes::{memory_kib, status_body, watch_signed};
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .context("usage: revalidation-bench N")?
+    let mut args = std::env::args().skip(1);
+    let n: usize = args
+        .next()
+        .context("usage: revalidation-bench N [OPERATOR FLAG...]")?
         .parse()?;
+    let flags: Vec<String> = args.collect();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let client = client().await;
     install_crds(&client).await?;
     let ns = TestNamespace::new(&client, &format!("bench-{n}")).await?;
@@ -40,7 +57,7 @@ async fn main() -> Result<()> {
         started.elapsed().as_secs_f64()
     );
 
-    let mut operator = Operator::start(&ns.name, &keys.path, "bench", &[])?;
+    let operator = Operator::start(&ns.name, &keys.path, "bench", &flags)?;
     let pid = operator.pid();
     let first = default_bundle_spec();
     let first_hash = agentgov_api::hash::policy_hash(&first)?;
@@ -57,10 +74,15 @@ async fn main() -> Result<()> {
     second.version = "bench-2".into();
     second.data.max_monthly_budget_usd = 5000.0;
     let second_hash = agentgov_api::hash::policy_hash(&second)?;
+    let signed = watch_signed(&agents, &second_hash, n).await?;
     let started = Instant::now();
     agentgov_e2e::apply_bundle(&ns, second).await?;
+    let converged = tokio::time::timeout(Duration::from_secs(600), signed)
+        .await
+        .context("the agents were not all signed against the new policy in 600s")???
+        .duration_since(started);
     wait_summary(&bundles, &second_hash, n, Duration::from_secs(600)).await?;
-    let converged = started.elapsed();
+    let summarized = started.elapsed();
     let list = agents.list(&ListParams::default()).await?;
     let stale = list
         .items
@@ -75,16 +97,110 @@ async fn main() -> Result<()> {
     if stale > 0 {
         bail!("{stale} agents are not signed against the new policy");
     }
-    let peak_kib = memory_kib(pid, "VmHWM:").unwrap_or(0);
-    operator.kill();
+    // What the operator wrote, as it went over the wire (`apiserver-ceiling` writes the same).
+    let bytes = list
+        .items
+        .iter()
+        .filter_map(|a| a.status.as_ref())
+        .map(|s| status_body(s).map(|b| b.len()))
+        .sum::<Result<usize>>()?
+        / n.max(1);
+    let rss_kib = memory_kib(pid, "VmRSS:").context("the operator's VmRSS")?;
+    let peak_kib = memory_kib(pid, "VmHWM:").context("the operator's VmHWM")?;
+    stop(operator).await?;
+    eprintln!(
+        "revalidation of {n} agents: last seen signed after {:.2}s, summary after {:.2}s",
+        converged.as_secs_f64(),
+        summarized.as_secs_f64()
+    );
     println!(
-        "revalidation| {n} | {:.1} s | {:.1} s | {:.0} | {} MiB |",
+        "revalidation| {n} | {:.1} | {:.2} | {:.2} | {:.0} | {bytes} | {:.1} | {:.1} |",
         initial.as_secs_f64(),
         converged.as_secs_f64(),
+        summarized.as_secs_f64(),
         n as f64 / converged.as_secs_f64(),
-        peak_kib / 1024
+        rss_kib as f64 / 1024.0,
+        peak_kib as f64 / 1024.0,
+    );
+
+    // A sweep that changes nothing: a fresh operator judges every agent again (nothing it
+    // remembers), and writes none of them.
+    let versions = resource_versions(&agents).await?;
+    let operator = Operator::start(&ns.name, &keys.path, "bench-sweep", &flags)?;
+    let started = Instant::now();
+    let swept = wait_swept(&operator, n, Duration::from_secs(600)).await?;
+    let sweep = started.elapsed();
+    let rss_kib = memory_kib(operator.pid(), "VmRSS:").context("the operator's VmRSS")?;
+    let sweep_peak_kib = memory_kib(operator.pid(), "VmHWM:").context("the operator's VmHWM")?;
+    stop(operator).await?;
+    let after = resource_versions(&agents).await?;
+    let written = versions
+        .iter()
+        .filter(|(name, rv)| after.get(*name) != Some(*rv))
+        .count();
+    eprintln!("no-change sweep: {swept} agent reconciles, {written} agents written");
+    println!(
+        "sweep| {n} | {swept} | {written} | {:.1} | {:.1} | {:.1} |",
+        sweep.as_secs_f64(),
+        rss_kib as f64 / 1024.0,
+        sweep_peak_kib as f64 / 1024.0,
     );
     webhook_memory(&ns, &keys, n).await
+}
+
+/// Stop an operator as the kubelet would (SIGTERM): it releases its Lease, so that the next
+/// one leads at once.
+async fn stop(mut operator: Operator) -> Result<()> {
+    operator.process().terminate()?;
+    match operator
+        .process()
+        .exit_within(Duration::from_secs(30))
+        .await
+    {
+        Some(status) if status.success() => Ok(()),
+        Some(status) => bail!("the operator exited with {status} on SIGTERM"),
+        None => bail!("the operator did not exit within 30s of SIGTERM"),
+    }
+}
+
+/// Each agent's resourceVersion, by name.
+async fn resource_versions(agents: &Api<Agent>) -> Result<HashMap<String, String>> {
+    Ok(agents
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .map(|a| {
+            let rv = a.resource_version().unwrap_or_default();
+            (a.name_any(), rv)
+        })
+        .collect())
+}
+
+/// Wait until the operator has reconciled at least `n` agents and then nothing more for two
+/// seconds; the number of agent reconciles.
+async fn wait_swept(operator: &Operator, n: usize, timeout: Duration) -> Result<u64> {
+    let count = || async {
+        metric_value(
+            &operator.metrics().await,
+            "agentgov_reconcile_duration_seconds_count{controller=\"agent\"}",
+        )
+        .map_or(0, |c| c as u64)
+    };
+    let deadline = Instant::now() + timeout;
+    let mut last = (0, Instant::now());
+    loop {
+        let now = count().await;
+        if now != last.0 {
+            last = (now, Instant::now());
+        } else if now >= n as u64 && last.1.elapsed() >= Duration::from_secs(2) {
+            return Ok(now);
+        }
+        if Instant::now() >= deadline {
+            bail!("the operator reconciled {now} agents, not {n}, in {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The webhook's resident memory with the namespace's N signed agents cached.
@@ -172,16 +288,4 @@ async fn wait_summary(
     })
     .await
     .with_context(|| format!("revalidation against {hash} did not finish"))
-}
-
-/// A memory figure (`VmRSS:`, `VmHWM:`) of a process, in KiB.
-fn memory_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
 }
