@@ -47,14 +47,16 @@ use crate::metrics::Metrics;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    telemetry::init(config.runtime.log_format, "info,kube_lease_manager=warn");
-    match run(config).await {
+    let log = telemetry::init(config.runtime.log_format, "info,kube_lease_manager=warn");
+    let code = match run(config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %e, "operator stopped");
             ExitCode::FAILURE
         }
-    }
+    };
+    log.flush();
+    code
 }
 
 async fn run(config: Config) -> Result<()> {

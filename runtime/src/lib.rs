@@ -1,5 +1,6 @@
 //! What the operator and the webhook both run on, written once: files reloaded when they change
-//! ([`reload`]) and the key ring read that way ([`keys`]), the log format ([`telemetry`]), the
+//! ([`reload`]) and the key ring read that way ([`keys`]), the log format ([`telemetry`]) and
+//! the lines' way out ([`log_sink`]), the
 //! plain-HTTP `/healthz`, `/readyz` and `/metrics` server ([`health`]), shutdown on SIGTERM and
 //! SIGINT ([`shutdown`]), and the flags both binaries take ([`flags`]).
 //!
@@ -11,6 +12,7 @@ mod error;
 pub mod flags;
 pub mod health;
 pub mod keys;
+pub mod log_sink;
 pub mod reload;
 pub mod shutdown;
 pub mod telemetry;

@@ -24,6 +24,8 @@ use tracing_subscriber::fmt::format::{JsonFields, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::log_sink::Batched;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     /// One JSON object per line (for log collectors).
@@ -33,13 +35,18 @@ pub enum LogFormat {
 }
 
 /// Install the global subscriber: `format`, filtered by `RUST_LOG`, else by `default_filter`
-/// (for example `info`). Call once, first thing in `main`; a second call changes nothing.
-pub fn init(format: LogFormat, default_filter: &str) {
+/// (for example `info`), lines to stdout through a [`Batched`] sink. Call once, first thing in
+/// `main`; a second call changes nothing. The sink is returned so that `main` can write what
+/// is waiting (`flush`) before the process exits.
+pub fn init(format: LogFormat, default_filter: &str) -> Batched {
+    let sink = Batched::stdout().unwrap_or_else(|_| Batched::direct(Box::new(std::io::stdout())));
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let writer = sink.clone();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_target(true);
+        .with_target(true)
+        .with_writer(move || writer.clone());
     // A second init (tests) is not an error worth failing on.
     let _ = match format {
         // Span fields are recorded as JSON, so that `spans` holds them as objects.
@@ -49,6 +56,7 @@ pub fn init(format: LogFormat, default_filter: &str) {
             .try_init(),
         LogFormat::Plain => builder.try_init(),
     };
+    sink
 }
 
 /// One JSON object a line: `timestamp` (RFC 3339, UTC, microseconds), `level`, the event's

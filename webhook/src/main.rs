@@ -20,7 +20,13 @@ use tokio::sync::Semaphore;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    telemetry::init(args.runtime.log_format, "info");
+    let log = telemetry::init(args.runtime.log_format, "info");
+    let code = serve(args);
+    log.flush();
+    code
+}
+
+fn serve(args: Args) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,0 +1,351 @@
+//! The way out for log lines: stdout, written as lines come while they are rare and in batches
+//! while they are not ([`Batched`]). A busy webhook writes a decision line a review; one
+//! `write` to a pipe a line (and a wake of the reader) cost more CPU than the review itself
+//! (`make bench`, "the webhook as deployed").
+
+use std::io::{self, Write};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+/// Log lines to a sink (stdout), as they come while lines are rare, in batches while they are
+/// not. A line that finds the sink quiet for [`Batched::INTERVAL`] is written at once, as
+/// stdout's own writer does. Lines that follow within it wait for a thread of this writer's own
+/// that writes them together [`Batched::INTERVAL`] after the previous write: one write a
+/// batch instead of one a line. A decision line into a pipe took a `write` and woke the
+/// reader each time, which cost a busy webhook more CPU than the review itself.
+///
+/// Nothing is dropped: past [`Batched::MAX_PENDING_BYTES`] waiting, a writer waits for the
+/// batch to be written (as a write to a full pipe blocks). [`Batched::flush`] (also
+/// `io::Write::flush`) writes what is waiting; the binary calls it before it exits. A write
+/// error loses the lines it carried, as a failed write to stdout does.
+#[derive(Clone)]
+pub struct Batched {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Batched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Batched").finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// The batch writer waits here for a batch to start (and for `flush`).
+    pending: Condvar,
+    /// Writers waiting for room and `flush` wait here for a batch to be written.
+    written: Condvar,
+    sink: Mutex<Box<dyn Write + Send>>,
+    interval: Duration,
+    max_pending_bytes: usize,
+}
+
+#[derive(Default)]
+struct State {
+    /// Lines waiting for the batch writer.
+    pending: Vec<u8>,
+    /// The previous batch's buffer, kept for the next.
+    spare: Vec<u8>,
+    /// A batch taken from `pending` is being written.
+    writing: bool,
+    /// When the sink was last written.
+    last_write: Option<Instant>,
+    /// `flush` asks for the batch now.
+    urgent: bool,
+    /// Threads waiting on `written`.
+    waiting: usize,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock leaves whole lines: go on.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Batched {
+    /// How long lines may wait to be written together.
+    pub const INTERVAL: Duration = Duration::from_millis(2);
+    /// Bytes waiting beyond which writers wait for the batch writer.
+    pub const MAX_PENDING_BYTES: usize = 1 << 20;
+
+    /// Batched lines to stdout.
+    pub fn stdout() -> io::Result<Self> {
+        Batched::new(
+            Box::new(io::stdout()),
+            Batched::INTERVAL,
+            Batched::MAX_PENDING_BYTES,
+        )
+    }
+
+    /// Lines written to `sink` as they come, one write each (no thread): what [`Batched::new`]
+    /// falls back to when it cannot start its thread.
+    pub fn direct(sink: Box<dyn Write + Send>) -> Self {
+        Batched {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                pending: Condvar::new(),
+                written: Condvar::new(),
+                sink: Mutex::new(sink),
+                // With no interval, a line always finds the sink quiet: nothing ever waits.
+                interval: Duration::ZERO,
+                max_pending_bytes: 0,
+            }),
+        }
+    }
+
+    /// Batched lines to `sink`; starts the batch writer's thread.
+    pub fn new(
+        sink: Box<dyn Write + Send>,
+        interval: Duration,
+        max_pending_bytes: usize,
+    ) -> io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            pending: Condvar::new(),
+            written: Condvar::new(),
+            sink: Mutex::new(sink),
+            interval,
+            max_pending_bytes,
+        });
+        let batches = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("log-writer".into())
+            .spawn(move || batches.write_batches())?;
+        Ok(Batched { shared })
+    }
+
+    /// Write what is waiting, waiting at most `timeout` for it.
+    pub fn flush_within(&self, timeout: Duration) {
+        let shared = &*self.shared;
+        let deadline = Instant::now() + timeout;
+        let mut state = lock(&shared.state);
+        while !state.pending.is_empty() || state.writing {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return;
+            };
+            state.urgent = true;
+            shared.pending.notify_one();
+            state.waiting += 1;
+            state = shared
+                .written
+                .wait_timeout(state, left)
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+            state.waiting -= 1;
+        }
+    }
+
+    /// Write what is waiting (at most 5 s).
+    pub fn flush(&self) {
+        self.flush_within(Duration::from_secs(5));
+    }
+}
+
+impl Shared {
+    /// The batch writer: waits for a batch to start, lets it fill until `interval` after the
+    /// previous write, writes it.
+    fn write_batches(&self) {
+        let mut state = lock(&self.state);
+        loop {
+            while state.pending.is_empty() {
+                state = self
+                    .pending
+                    .wait(state)
+                    .unwrap_or_else(PoisonError::into_inner);
+            }
+            let due = state
+                .last_write
+                .map_or_else(Instant::now, |at| at + self.interval);
+            while !state.urgent && state.pending.len() < self.max_pending_bytes / 2 {
+                let Some(left) = due.checked_duration_since(Instant::now()) else {
+                    break;
+                };
+                state = self
+                    .pending
+                    .wait_timeout(state, left)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+            state.urgent = false;
+            let spare = std::mem::take(&mut state.spare);
+            let mut batch = std::mem::replace(&mut state.pending, spare);
+            state.writing = true;
+            drop(state);
+            {
+                let mut sink = lock(&self.sink);
+                let _ = sink.write_all(&batch).and_then(|()| sink.flush());
+            }
+            batch.clear();
+            state = lock(&self.state);
+            state.spare = batch;
+            state.writing = false;
+            state.last_write = Some(Instant::now());
+            if state.waiting > 0 {
+                self.written.notify_all();
+            }
+        }
+    }
+}
+
+impl Write for Batched {
+    fn write(&mut self, line: &[u8]) -> io::Result<usize> {
+        let shared = &*self.shared;
+        let mut state = lock(&shared.state);
+        while !state.pending.is_empty()
+            && state.pending.len() + line.len() > shared.max_pending_bytes
+        {
+            state.waiting += 1;
+            state = shared
+                .written
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+            state.waiting -= 1;
+        }
+        let first = state.pending.is_empty();
+        if first && !state.writing {
+            let now = Instant::now();
+            if state
+                .last_write
+                .is_none_or(|at| now.duration_since(at) >= shared.interval)
+            {
+                // Quiet: write it now, holding the state so that no batch overtakes it.
+                state.last_write = Some(now);
+                let mut sink = lock(&shared.sink);
+                sink.write_all(line)?;
+                sink.flush()?;
+                return Ok(line.len());
+            }
+        }
+        let half = shared.max_pending_bytes / 2;
+        let was_below_half = state.pending.len() < half;
+        state.pending.extend_from_slice(line);
+        // The batch writer waits for a batch's first line, and is told when it is half full.
+        if (first && !state.writing) || (was_below_half && state.pending.len() >= half) {
+            shared.pending.notify_one();
+        }
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Batched::flush(self);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    /// A sink that records each write separately.
+    #[derive(Clone, Default)]
+    struct Writes(Arc<Mutex<Vec<Vec<u8>>>>);
+
+    impl Write for Writes {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().push(buf.to_vec());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Writes {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().concat()).unwrap()
+        }
+        fn count(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+    }
+
+    #[test]
+    fn a_lone_line_is_written_at_once() {
+        let sink = Writes::default();
+        let mut log =
+            Batched::new(Box::new(sink.clone()), Duration::from_millis(50), 1 << 16).unwrap();
+        log.write_all(b"one\n").unwrap();
+        assert_eq!(sink.text(), "one\n");
+        std::thread::sleep(Duration::from_millis(60));
+        log.write_all(b"two\n").unwrap();
+        assert_eq!(sink.text(), "one\ntwo\n");
+        assert_eq!(sink.count(), 2);
+    }
+
+    #[test]
+    fn a_direct_sink_writes_each_line_at_once() {
+        let sink = Writes::default();
+        let mut log = Batched::direct(Box::new(sink.clone()));
+        for line in [&b"one\n"[..], b"two\n", b"three\n"] {
+            log.write_all(line).unwrap();
+        }
+        assert_eq!(sink.text(), "one\ntwo\nthree\n");
+        assert_eq!(sink.count(), 3);
+        log.flush();
+    }
+
+    #[test]
+    fn lines_in_a_burst_are_written_together_in_order() {
+        let sink = Writes::default();
+        let log = Batched::new(Box::new(sink.clone()), Duration::from_millis(20), 1 << 16).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let mut log = log.clone();
+                std::thread::spawn(move || {
+                    for i in 0..250 {
+                        log.write_all(format!("{t} {i}\n").as_bytes()).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        log.flush();
+        let text = sink.text();
+        assert_eq!(text.lines().count(), 1000);
+        for t in 0..4 {
+            let mine: Vec<usize> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix(&format!("{t} ")))
+                .map(|i| i.parse().unwrap())
+                .collect();
+            assert_eq!(mine, (0..250).collect::<Vec<_>>(), "thread {t}");
+        }
+        assert!(sink.count() < 100, "{} writes for 1000 lines", sink.count());
+    }
+
+    #[test]
+    fn waiting_lines_are_written_after_the_interval_without_flush() {
+        let sink = Writes::default();
+        let mut log =
+            Batched::new(Box::new(sink.clone()), Duration::from_millis(200), 1 << 16).unwrap();
+        log.write_all(b"a\n").unwrap();
+        log.write_all(b"b\n").unwrap();
+        log.write_all(b"c\n").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sink.text() != "a\nb\nc\n" {
+            assert!(Instant::now() < deadline, "{:?}", sink.text());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(sink.count() <= 3, "{} writes", sink.count());
+    }
+
+    #[test]
+    fn a_full_batch_holds_writers_back_and_loses_nothing() {
+        let sink = Writes::default();
+        let mut log = Batched::new(Box::new(sink.clone()), Duration::from_millis(50), 64).unwrap();
+        let line = [b'x'; 15];
+        let mut expected = Vec::new();
+        for i in 0..100u8 {
+            let mut l = line.to_vec();
+            l[0] = i;
+            l.push(b'\n');
+            log.write_all(&l).unwrap();
+            expected.extend_from_slice(&l);
+        }
+        log.flush();
+        assert_eq!(sink.0.lock().unwrap().concat(), expected);
+    }
+}
