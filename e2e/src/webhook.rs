@@ -91,6 +91,20 @@ pub fn write_verification_ring(keys: &KeyFile, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The webhook's file flags as deployed: the serving certificate and key, the client CA that
+/// signs the API server's certificate (mTLS), and the verification key ring.
+pub fn files_args(certs: &ClusterCerts, keyring: &Path) -> Vec<std::ffi::OsString> {
+    [
+        ("--tls-cert-file", certs.serving_cert.as_path()),
+        ("--tls-key-file", certs.serving_key.as_path()),
+        ("--client-ca-file", certs.client_ca.as_path()),
+        ("--keyring-file", keyring),
+    ]
+    .into_iter()
+    .flat_map(|(flag, path)| [flag.into(), path.as_os_str().to_owned()])
+    .collect()
+}
+
 /// A running webhook.
 pub struct Webhook {
     child: crate::process::Process,
@@ -142,14 +156,7 @@ impl Webhook {
         command
             .args(["--listen", &listen.to_string()])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .arg("--tls-cert-file")
-            .arg(&certs.serving_cert)
-            .arg("--tls-key-file")
-            .arg(&certs.serving_key)
-            .arg("--client-ca-file")
-            .arg(&certs.client_ca)
-            .arg("--keyring-file")
-            .arg(&keyring)
+            .args(files_args(&certs, &keyring))
             .args(["--reload-interval", "300ms"])
             .args(["--shutdown-grace", "0s"])
             .args(["--log-format", "json"]);

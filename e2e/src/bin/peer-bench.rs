@@ -32,7 +32,7 @@ use agentgov_api::Agent;
 use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_e2e::operator::{KeyFile, Operator, binary, free_port, http_get, log_dir};
-use agentgov_e2e::webhook::{ClusterCerts, write_verification_ring};
+use agentgov_e2e::webhook::{ClusterCerts, files_args, write_verification_ring};
 use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_agent};
 use anyhow::{Context as _, Result, bail};
 use kube::api::{Api, PostParams};
@@ -662,14 +662,7 @@ impl Server {
                 .env("RUST_LOG", "info")
                 .args(["--listen", &format!("127.0.0.1:{port}")])
                 .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-                .arg("--tls-cert-file")
-                .arg(&certs.serving_cert)
-                .arg("--tls-key-file")
-                .arg(&certs.serving_key)
-                .arg("--client-ca-file")
-                .arg(&certs.client_ca)
-                .arg("--keyring-file")
-                .arg(&keyring)
+                .args(files_args(certs, &keyring))
                 .args(["--log-format", "json"])
                 .args(["--namespace", namespace])
                 .args(["--shutdown-delay", "0s"]),
