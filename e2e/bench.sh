@@ -109,7 +109,7 @@ echo "${webhook_rss}"
   echo "For each N, on one throwaway control plane (\`e2e/controlplane/cluster.sh exec\`), in this order:"
   echo
   echo "1. **Ceiling** (\`apiserver-ceiling N\`): N Agents, then their status merge-patched by a tight"
-  echo "   Rust client at concurrencies 8 to 64, each write a real change of the size and shape the"
+  echo "   Rust client at concurrencies 2 to 64, each write a real change of the size and shape the"
   echo "   operator writes (a governed agent's whole status re-signed under another policy hash, under"
   echo "   the operator's field manager), bodies made before the clock starts, answers not decoded."
   echo "   A round ends when a watch of the namespace has seen every agent under the round's hash."

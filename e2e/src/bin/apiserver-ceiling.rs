@@ -8,7 +8,7 @@
 //! round's hash (the same observer, so the same load on the API server besides the writes).
 //! Run under `e2e/controlplane/cluster.sh exec`.
 //!
-//! usage: apiserver-ceiling N [CONCURRENCY...]   (default concurrencies: 8 16 32 64)
+//! usage: apiserver-ceiling N [CONCURRENCY...]   (default concurrencies: 2 4 8 16 32 64)
 //! prints a Markdown row per concurrency, `ceiling| c | writes/s | s for N writes |`, then
 //! `ceiling-best| N | c | writes/s | s for N writes | body bytes |`
 
@@ -42,7 +42,7 @@ async fn main() -> Result<()> {
         .parse()?;
     let mut concurrencies: Vec<usize> = args.map(|c| c.parse()).collect::<Result<_, _>>()?;
     if concurrencies.is_empty() {
-        concurrencies = vec![8, 16, 32, 64];
+        concurrencies = vec![2, 4, 8, 16, 32, 64];
     }
     let client = client().await;
     install_crds(&client).await?;
