@@ -15,6 +15,7 @@ fmt-check:
 
 clippy:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+	$(CARGO) clippy --locked -p agentgov-e2e --test trust_validating_only -- -D warnings
 
 ## unit: unit tests, proof-contract vectors, schema validation of examples, the promotion policy's
 ## test table on regorus' RVM, and the differential test against OPA (hence tools)
@@ -56,7 +57,7 @@ build:
 ## e2e: start a throwaway control plane on loopback, run the e2e suite against it, tear it down
 e2e: controlplane build tools
 	bash e2e/controlplane/cluster.sh exec -- $(CARGO) test --locked -p agentgov-e2e -- --test-threads=2
-	AGENTGOV_APISERVER_FLAGS="--runtime-config=admissionregistration.k8s.io/v1/mutatingadmissionpolicies=false,admissionregistration.k8s.io/v1/mutatingadmissionpolicybindings=false --disable-admission-plugins=MutatingAdmissionPolicy" bash e2e/controlplane/cluster.sh exec -- $(CARGO) test --locked -p agentgov-e2e --test trust_validating_only -- --ignored --test-threads=2
+	AGENTGOV_APISERVER_FLAGS="--runtime-config=admissionregistration.k8s.io/v1/mutatingadmissionpolicies=false,admissionregistration.k8s.io/v1/mutatingadmissionpolicybindings=false --disable-admission-plugins=MutatingAdmissionPolicy" bash e2e/controlplane/cluster.sh exec -- $(CARGO) test --locked -p agentgov-e2e --test trust_validating_only -- --test-threads=2
 	bash e2e/controlplane/cluster.sh exec -- bash e2e/chart/kubeconform.sh
 
 ## static: the operator and webhook linked statically (as the images ship them), checked, and the
