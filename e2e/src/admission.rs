@@ -432,6 +432,26 @@ pub async fn wait_access(
     .unwrap_or_else(|_| panic!("RBAC never allowed {user} to {verb} {resource}/{subresource}"));
 }
 
+/// Give `user` the everyday rights on agents and approvals, and `promote` if `promoter`.
+pub async fn person(setup: &Setup, user: &str, promoter: bool) {
+    let mut verbs = vec!["get", "list", "watch", "create", "update", "patch"];
+    if promoter {
+        verbs.push("promote");
+    }
+    grant(
+        setup,
+        &format!("{user}-role"),
+        user,
+        json!([
+            {"apiGroups": ["agentgov.dev"], "resources": ["agents"], "verbs": verbs},
+            {"apiGroups": ["agentgov.dev"], "resources": ["agentpromotions"],
+             "verbs": ["get", "list", "watch", "create"]},
+        ]),
+    )
+    .await;
+    wait_rbac(setup, user, if promoter { "promote" } else { "create" }).await;
+}
+
 /// Give `user` a Role named `role` in the test namespace with `rules` (RBAC PolicyRules as
 /// JSON), bound to them.
 pub async fn grant(setup: &Setup, role: &str, user: &str, rules: serde_json::Value) {

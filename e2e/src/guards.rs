@@ -4,8 +4,13 @@
 //! MutatingAdmissionPolicy (a control plane started with it switched off, as on Kubernetes
 //! before 1.36), the validating guards alone, as the chart installs them there.
 
+use std::time::Duration;
+
+use agentgov_api::Agent;
+use agentgov_api::agent::GovernanceStatus;
+use agentgov_api::conditions::{READY, find};
 use agentgov_api::guards::GuardMode;
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result, anyhow, ensure};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingAdmissionPolicy, MutatingAdmissionPolicyBinding, ValidatingAdmissionPolicy,
     ValidatingAdmissionPolicyBinding,
@@ -183,5 +188,55 @@ pub async fn uninstall(client: &Client, prefix: &str) -> Result<()> {
             Err(e) => return Err(e).with_context(|| format!("delete {name}")),
         }
     }
+    Ok(())
+}
+
+/// With the binding `binding` of the guard set under `prefix` deleted: the operator (`metrics`
+/// its `/metrics` text, `logs` its log) holds agent `name` unsigned (Ready False for
+/// TrustGuardsMissing naming the binding, no proof, the gauge `agentgov_trust_guards_missing` at
+/// 1, a TRUST_GUARDS_MISSING line); with the set installed again, it signs it (GOVERNED_VALID).
+pub async fn held_until_restored<M, F>(
+    client: &Client,
+    agents: &Api<Agent>,
+    name: &str,
+    (prefix, binding): (&str, &str),
+    metrics: M,
+    logs: impl Fn() -> String,
+    wait: Duration,
+) -> Result<()>
+where
+    M: Fn() -> F,
+    F: std::future::Future<Output = String>,
+{
+    let agent = crate::wait_agent(agents, name, "held: guards missing", wait, |a| {
+        a.status
+            .as_ref()
+            .and_then(|s| find(&s.conditions, READY))
+            .is_some_and(|c| c.reason == "TrustGuardsMissing")
+    })
+    .await?;
+    let status = agent.status.unwrap_or_default();
+    let ready = find(&status.conditions, READY).context("no Ready condition")?;
+    ensure!(
+        ready.message.contains(binding),
+        "Ready does not name {binding}: {}",
+        ready.message
+    );
+    ensure!(status.proof.is_none(), "signed while a guard is missing");
+    let gauge = crate::operator::metric_value(&metrics().await, "agentgov_trust_guards_missing");
+    ensure!(
+        gauge == Some(1.0),
+        "agentgov_trust_guards_missing is {gauge:?}"
+    );
+    ensure!(
+        logs().contains("TRUST_GUARDS_MISSING"),
+        "no TRUST_GUARDS_MISSING line"
+    );
+    // Restored: signing resumes.
+    install(client, prefix).await?;
+    crate::wait_agent(agents, name, "GOVERNED_VALID", wait, |a| {
+        a.status.as_ref().and_then(|s| s.governance_status) == Some(GovernanceStatus::GovernedValid)
+    })
+    .await?;
     Ok(())
 }

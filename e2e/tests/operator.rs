@@ -12,6 +12,7 @@ use agentgov_api::conditions::{EXPIRED, PROMOTED, is_true};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::proof::{ProofSubject, verify};
 use agentgov_api::{Agent, AgentSpec, PolicyBundle, PolicyBundleSpec};
+use agentgov_e2e::admission::governance;
 use agentgov_e2e::admission::{governed_spec, sandbox_spec};
 use agentgov_e2e::operator::{KeyFile, Operator, metric_value};
 use agentgov_e2e::{TestNamespace, client, install_crds, wait_for};
@@ -87,10 +88,6 @@ async fn wait_agent(
     agentgov_e2e::wait_agent(&setup.ns.api(), name, what, WAIT, check)
         .await
         .unwrap_or_else(|e| panic!("{e:#}\noperator log:\n{}", setup.operator.logs()))
-}
-
-fn governance(agent: &Agent) -> Option<GovernanceStatus> {
-    agent.status.as_ref().and_then(|s| s.governance_status)
 }
 
 fn is(status: GovernanceStatus) -> impl Fn(&Agent) -> bool {

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, PolicyBundle, PolicyBundleSpec};
+use agentgov_e2e::admission::governed_spec;
 use agentgov_e2e::operator::{KeyFile, Operator, http_get, log_dir};
 use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -140,6 +141,27 @@ async fn a_restart_in_the_middle_of_a_revalidation_converges() {
     assert_eq!(summary.valid + summary.restricted, 0);
 }
 
+/// The governed example created as `name` and approved by a promoter.
+async fn create_approved(agents: &Api<Agent>, ns: &TestNamespace, name: &str) {
+    agents
+        .create(&PostParams::default(), &Agent::new(name, governed_spec()))
+        .await
+        .unwrap();
+    agentgov_e2e::approve(agents, &ns.api(), name)
+        .await
+        .unwrap();
+}
+
+/// Wait (at most 60 s) until agent `name` carries a proof.
+async fn signed(agents: &Api<Agent>, name: &str) -> anyhow::Result<()> {
+    wait_for(Duration::from_secs(60), || {
+        let agents = agents.clone();
+        async move { agents.get(name).await.ok()?.status?.proof.map(|_| ()) }
+    })
+    .await
+    .map(|_| ())
+}
+
 /// Who holds the operator's Lease.
 async fn holder(leases: &Api<Lease>) -> Option<String> {
     leases
@@ -164,23 +186,9 @@ async fn of_two_replicas_only_the_leader_writes() {
     let first_holder = wait_for(Duration::from_secs(30), || holder(&leases))
         .await
         .expect("a Lease holder");
-    let spec = manifest::<Agent>("examples/agent-governed.yaml")
-        .unwrap()
-        .spec;
     let agents: Api<Agent> = ns.api();
-    agents
-        .create(&PostParams::default(), &Agent::new("first", spec.clone()))
-        .await
-        .unwrap();
-    agentgov_e2e::approve(&agents, &ns.api(), "first")
-        .await
-        .unwrap();
-    wait_for(Duration::from_secs(60), || {
-        let agents = agents.clone();
-        async move { agents.get("first").await.ok()?.status?.proof.map(|_| ()) }
-    })
-    .await
-    .expect("the leader promotes");
+    create_approved(&agents, &ns, "first").await;
+    signed(&agents, "first").await.expect("the leader promotes");
     let (leader, standby) = if first_holder == "operator-one" {
         (&mut one, &mut two)
     } else {
@@ -198,18 +206,8 @@ async fn of_two_replicas_only_the_leader_writes() {
 
     // The leader dies; the standby takes over and promotes the next agent.
     leader.kill();
-    agents
-        .create(&PostParams::default(), &Agent::new("second", spec))
-        .await
-        .unwrap();
-    agentgov_e2e::approve(&agents, &ns.api(), "second")
-        .await
-        .unwrap();
-    let promoted = wait_for(Duration::from_secs(60), || {
-        let agents = agents.clone();
-        async move { agents.get("second").await.ok()?.status?.proof.map(|_| ()) }
-    })
-    .await;
+    create_approved(&agents, &ns, "second").await;
+    let promoted = signed(&agents, "second").await;
     assert!(
         promoted.is_ok(),
         "the standby takes over; its log:\n{}",
@@ -238,23 +236,9 @@ async fn a_leader_stopped_by_sigterm_exits_cleanly_and_the_standby_takes_over_in
     } else {
         (&mut two, &mut one, "operator-one")
     };
-    let spec = manifest::<Agent>("examples/agent-governed.yaml")
-        .unwrap()
-        .spec;
     let agents: Api<Agent> = ns.api();
-    agents
-        .create(&PostParams::default(), &Agent::new("first", spec.clone()))
-        .await
-        .unwrap();
-    agentgov_e2e::approve(&agents, &ns.api(), "first")
-        .await
-        .unwrap();
-    wait_for(Duration::from_secs(60), || {
-        let agents = agents.clone();
-        async move { agents.get("first").await.ok()?.status?.proof.map(|_| ()) }
-    })
-    .await
-    .expect("the leader promotes");
+    create_approved(&agents, &ns, "first").await;
+    signed(&agents, "first").await.expect("the leader promotes");
     let ready = |port: u16| async move {
         http_get(port, "/readyz")
             .await
@@ -270,13 +254,7 @@ async fn a_leader_stopped_by_sigterm_exits_cleanly_and_the_standby_takes_over_in
     // SIGTERM the leader; an agent approved meanwhile must be promoted by the standby.
     let sigterm = Instant::now();
     leader.process().terminate().unwrap();
-    agents
-        .create(&PostParams::default(), &Agent::new("second", spec))
-        .await
-        .unwrap();
-    agentgov_e2e::approve(&agents, &ns.api(), "second")
-        .await
-        .unwrap();
+    create_approved(&agents, &ns, "second").await;
     let (mut exited, mut held, mut acted) = (None, None, None);
     let mut probes_after_sigterm = Vec::new();
     while acted.is_none() || exited.is_none() {

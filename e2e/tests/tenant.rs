@@ -101,10 +101,6 @@ where
     }
 }
 
-fn governance(agent: &Agent) -> Option<GovernanceStatus> {
-    agent.status.as_ref().and_then(|s| s.governance_status)
-}
-
 fn with_temperature(temperature: f64) -> AgentSpec {
     let mut spec = governed_spec();
     if let Some(reasoning) = spec.anatomy.reasoning.as_mut() {

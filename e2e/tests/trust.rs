@@ -7,7 +7,7 @@
 use std::process::Command;
 
 use agentgov_api::agent::GovernanceStatus;
-use agentgov_api::conditions::{PROMOTED, READY, find};
+use agentgov_api::conditions::{PROMOTED, find};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::promotion::PromotionOutcome;
 use agentgov_api::{Agent, AgentPromotion};
@@ -19,30 +19,6 @@ use serde_json::json;
 
 const BUNDLE_INVALID: &str = "ADMISSION_DENY_BUNDLE_INVALID";
 const DENY_POLICY: &str = "ADMISSION_DENY_POLICY";
-
-fn governance(agent: &Agent) -> Option<GovernanceStatus> {
-    agent.status.as_ref().and_then(|s| s.governance_status)
-}
-
-/// Give `user` the everyday rights on agents and approvals, and `promote` if `promoter`.
-async fn person(setup: &Setup, user: &str, promoter: bool) {
-    let mut verbs = vec!["get", "list", "watch", "create", "update", "patch"];
-    if promoter {
-        verbs.push("promote");
-    }
-    grant(
-        setup,
-        &format!("{user}-role"),
-        user,
-        json!([
-            {"apiGroups": ["agentgov.dev"], "resources": ["agents"], "verbs": verbs},
-            {"apiGroups": ["agentgov.dev"], "resources": ["agentpromotions"],
-             "verbs": ["get", "list", "watch", "create"]},
-        ]),
-    )
-    .await;
-    wait_rbac(setup, user, if promoter { "promote" } else { "create" }).await;
-}
 
 /// An approval of the agent's current spec by `user`, named `name`.
 async fn approve_as(
@@ -285,31 +261,16 @@ async fn the_operator_signs_nothing_while_a_guard_is_missing() {
     agentgov_e2e::approve(&agents, &ns.api(), "auditor")
         .await
         .unwrap();
-    let agent = agentgov_e2e::wait_agent(&agents, "auditor", "held: guards missing", WAIT, |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| find(&s.conditions, READY))
-            .is_some_and(|c| c.reason == "TrustGuardsMissing")
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.logs()));
-    let ready = find(&agent.status.as_ref().unwrap().conditions, READY)
-        .unwrap()
-        .clone();
-    assert!(ready.message.contains(&binding), "{}", ready.message);
-    assert!(agent.status.unwrap().proof.is_none(), "nothing signed");
-    assert_eq!(
-        metric_value(&operator.metrics().await, "agentgov_trust_guards_missing"),
-        Some(1.0)
-    );
-    assert!(operator.logs().contains("TRUST_GUARDS_MISSING"));
-    // Restored: signing resumes.
-    agentgov_e2e::guards::install(&client, &prefix)
-        .await
-        .unwrap();
-    agentgov_e2e::wait_agent(&agents, "auditor", "GOVERNED_VALID", WAIT, |a| {
-        governance(a) == Some(GovernanceStatus::GovernedValid)
-    })
+    // Held unsigned while the binding is missing; signed once the guards are back.
+    agentgov_e2e::guards::held_until_restored(
+        &client,
+        &agents,
+        "auditor",
+        (&prefix, &binding),
+        || operator.metrics(),
+        || operator.logs(),
+        WAIT,
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.logs()));
     assert_eq!(

@@ -22,7 +22,6 @@
 //! history's actor is unknown; the operator signs nothing while a VAP binding is missing.
 
 use agentgov_api::agent::GovernanceStatus;
-use agentgov_api::conditions::{READY, find};
 use agentgov_api::guards::UNKNOWN_ACTOR;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::promotion::{PromotionOutcome, Requester};
@@ -67,26 +66,6 @@ async fn whoami(client: Client) -> Requester {
         uid: user.uid.unwrap_or_default(),
         groups: user.groups.unwrap_or_default(),
     }
-}
-
-/// Give `user` the everyday rights on agents and approvals, and `promote` if `promoter`.
-async fn person(setup: &Setup, user: &str, promoter: bool) {
-    let mut verbs = vec!["get", "list", "watch", "create", "update", "patch"];
-    if promoter {
-        verbs.push("promote");
-    }
-    grant(
-        setup,
-        &format!("{user}-role"),
-        user,
-        json!([
-            {"apiGroups": ["agentgov.dev"], "resources": ["agents"], "verbs": verbs},
-            {"apiGroups": ["agentgov.dev"], "resources": ["agentpromotions"],
-             "verbs": ["get", "list", "watch", "create"]},
-        ]),
-    )
-    .await;
-    wait_rbac(setup, user, if promoter { "promote" } else { "create" }).await;
 }
 
 /// An approval of the agent's current spec, created as `user`, named `name`, naming `requester`.
@@ -303,31 +282,16 @@ async fn without_mutating_admission_policy_nothing_is_signed_while_a_vap_binding
         .create(&PostParams::default(), &promotion)
         .await
         .unwrap_or_else(|e| panic!("{}", api_error_message(&e)));
-    let agent = agentgov_e2e::wait_agent(&agents, "auditor", "held: guards missing", WAIT, |a| {
-        a.status
-            .as_ref()
-            .and_then(|s| find(&s.conditions, READY))
-            .is_some_and(|c| c.reason == "TrustGuardsMissing")
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.logs()));
-    let ready = find(&agent.status.as_ref().unwrap().conditions, READY)
-        .unwrap()
-        .clone();
-    assert!(ready.message.contains(&binding), "{}", ready.message);
-    assert!(agent.status.unwrap().proof.is_none(), "nothing signed");
-    assert_eq!(
-        metric_value(&operator.metrics().await, "agentgov_trust_guards_missing"),
-        Some(1.0)
-    );
-    assert!(operator.logs().contains("TRUST_GUARDS_MISSING"));
-    // Restored: signing resumes.
-    agentgov_e2e::guards::install(&client, &prefix)
-        .await
-        .unwrap();
-    agentgov_e2e::wait_agent(&agents, "auditor", "GOVERNED_VALID", WAIT, |a| {
-        governance(a) == Some(GovernanceStatus::GovernedValid)
-    })
+    // Held unsigned while the binding is missing; signed once the guards are back.
+    agentgov_e2e::guards::held_until_restored(
+        &client,
+        &agents,
+        "auditor",
+        (&prefix, &binding),
+        || operator.metrics(),
+        || operator.logs(),
+        WAIT,
+    )
     .await
     .unwrap_or_else(|e| panic!("{e:#}\n{}", operator.logs()));
     agentgov_e2e::guards::uninstall(&client, &prefix)
