@@ -32,6 +32,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd -P)"
+# shellcheck source=../lib/command-output.sh
+source "${REPO_ROOT}/e2e/lib/command-output.sh"
 PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler) # start order
 MARKER=".agentgov-cluster"
 SERVICE_CIDR="10.0.0.0/24" # the kubernetes Service is 10.0.0.1 (in the serving certificate)
@@ -527,10 +529,9 @@ cmd_exec() {
   trap 'exit 143' TERM
   # shellcheck disable=SC1091
   source "${CLUSTER_DIR}/env"
-  local rc=0
+  local rc=0 out="${CLUSTER_DIR}/logs/command.log"
   # Background + wait so INT/TERM are handled promptly; keep stdin attached.
-  "$@" <&0 &
-  CMD_PID=$!
+  start_command "${out}" "$@"
   wait "${CMD_PID}" || rc=$?
   CMD_PID=""
   if (( rc != 0 )); then
@@ -538,7 +539,9 @@ cmd_exec() {
     log "control-plane logs: ${CLUSTER_DIR}/logs"
     if [[ -n "${CI:-}" ]]; then
       local name
-      for name in "${PROCS[@]}"; do tail_log "${name}" 80; done
+      for name in "${PROCS[@]}"; do tail_log "${name}" 60; done
+      print_failures "${out}"
+      log "command failed with exit ${rc}: $*"
     fi
   fi
   exit "${rc}"

@@ -33,6 +33,8 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd -P)"
+# shellcheck source=../lib/command-output.sh
+source "${REPO_ROOT}/e2e/lib/command-output.sh"
 CLUSTER_SH="${REPO_ROOT}/e2e/controlplane/cluster.sh"
 NODE_PROCS=(lock containerd kubelet kube-proxy kube-router) # start order; "lock" holds the host lock
 MARKER=".agentgov-node"
@@ -802,7 +804,11 @@ exec_cleanup() {
     log "logs: ${NODE_DIR}/logs and ${CLUSTER_DIR}/logs"
     if [[ -n "${CI:-}" ]]; then
       local f
-      for f in "${NODE_DIR}"/logs/*.log; do [[ -f "${f}" ]] && tail_log "$(basename "${f}" .log)" 60; done
+      for f in "${NODE_DIR}"/logs/*.log; do
+        [[ -f "${f}" && "${f}" != */command.log ]] && tail_log "$(basename "${f}" .log)" 60
+      done
+      print_failures "${NODE_DIR}/logs/command.log"
+      log "failed with exit ${rc}; logs: ${NODE_DIR}/logs and ${CLUSTER_DIR}/logs"
     fi
   fi
   exit "${rc}"
@@ -822,8 +828,7 @@ cmd_exec() {
   # shellcheck disable=SC1091
   source "${NODE_DIR}/env"
   local rc=0
-  "$@" <&0 &
-  CMD_PID=$!
+  start_command "${NODE_DIR}/logs/command.log" "$@"
   wait "${CMD_PID}" || rc=$?
   CMD_PID=""
   (( rc == 0 )) || log "command failed with exit ${rc}: $*"
