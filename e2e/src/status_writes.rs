@@ -5,14 +5,24 @@
 //! Included by both binaries with `#[path]`.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use agentgov_api::Agent;
-use agentgov_api::agent::AgentStatus;
+use agentgov_api::agent::{AgentStatus, ApprovalStatus, GovernanceStatus, PolicyRef};
+use agentgov_api::conditions::{self, ConditionUpdate, PROMOTED, READY};
+use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
+use agentgov_api::proof::{self, Approver, Claims, ProofSubject};
+use agentgov_api::{Agent, hash};
 use anyhow::{Context as _, Result, bail};
-use futures::{StreamExt, TryStreamExt};
-use kube::ResourceExt;
+use futures::{StreamExt, TryStreamExt, stream};
+use jiff::Timestamp;
 use kube::api::{Api, ListParams, WatchEvent, WatchParams};
+use kube::{Client, ResourceExt};
+
+/// The field manager the operator writes status under.
+const MANAGER: &str = "agentgov-operator";
+
+/// The concurrencies the ceiling is measured at, unless told otherwise.
+pub const CEILING_CONCURRENCIES: [usize; 6] = [2, 4, 8, 16, 32, 64];
 
 /// A task that watches the agents from now on and answers when each of the `n` has been seen
 /// signed against `hash`: when the last of them was. A watch the API server ends (it drops a
@@ -106,4 +116,204 @@ pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
         .nth(1)?
         .parse()
         .ok()
+}
+
+/// The CPU seconds the loopback control plane's kube-apiserver and etcd have used so far
+/// (their pids from the cluster's state dir, `AGENTGOV_CLUSTER_DIR`).
+pub fn control_plane_cpu() -> Result<[f64; 2]> {
+    let dir = std::path::PathBuf::from(
+        std::env::var_os("AGENTGOV_CLUSTER_DIR")
+            .context("AGENTGOV_CLUSTER_DIR is unset: run under e2e/controlplane/cluster.sh exec")?,
+    );
+    let of = |name: &str| -> Result<f64> {
+        let pid = std::fs::read_to_string(dir.join("pids").join(format!("{name}.pid")))
+            .with_context(|| format!("the pid of {name}"))?;
+        let pid = pid
+            .trim()
+            .parse()
+            .with_context(|| format!("the pid of {name}"))?;
+        agentgov_e2e::process::cpu_time(pid)
+            .map(|t| t.as_secs_f64())
+            .with_context(|| format!("the CPU time of {name}"))
+    };
+    Ok([of("kube-apiserver")?, of("etcd")?])
+}
+
+/// Milliseconds of CPU per write of kube-apiserver and etcd between two [`control_plane_cpu`]
+/// readings.
+pub fn cpu_per_write(before: [f64; 2], after: [f64; 2], writes: usize) -> [f64; 2] {
+    [0, 1].map(|i| (after[i] - before[i]) * 1000.0 / writes.max(1) as f64)
+}
+
+/// The API server's own ceiling for Agent status writes: the agents' statuses merge-patched as
+/// fast as a tight client can, at each of `concurrencies`, each write a real change of the size
+/// and shape the operator writes in a revalidation (a governed agent's whole status, re-signed
+/// under another policy hash, under the operator's field manager). Bodies are made before the
+/// clock starts and answers are read but not decoded: what is left is the API server's (and
+/// etcd's) work. Each round ends as a revalidation's does: when a watch of the namespace has
+/// seen every agent signed under the round's hash. Prints
+/// `ceiling| c | writes/s | s | kube-apiserver CPU ms/write | etcd CPU ms/write |` per
+/// concurrency, then `ceiling-best| N | c | writes/s | s for N writes | body bytes | kube-apiserver
+/// ms | etcd ms |`. The agents are left signed by a key no one else holds.
+pub async fn ceiling(client: &Client, agents: &Api<Agent>, concurrencies: &[usize]) -> Result<()> {
+    let list = agents.list(&ListParams::default()).await?;
+    let n = list.items.len();
+    let namespace = agents_namespace(&list)?;
+    let spec = &list.items.first().context("no agents to write")?.spec;
+    let subjects: Vec<(String, String)> = list
+        .items
+        .iter()
+        .map(|a| (a.name_any(), a.metadata.uid.clone().unwrap_or_default()))
+        .collect();
+    let ring = KeyRing::from_config(&KeyRingConfig {
+        active_key_id: Some("ceiling".into()),
+        keys: vec![generate_ed25519("ceiling")?],
+        revoked: vec![],
+    })?;
+    let spec_hash = hash::spec_hash(spec)?;
+    let mut best: Option<(usize, f64, usize, f64, f64)> = None;
+    for (round, &concurrency) in concurrencies.iter().enumerate() {
+        // Every round re-signs under another policy hash: each write changes the object.
+        let policy_hash = hash::sha256_hex(format!("ceiling round {round}").as_bytes());
+        let bodies = subjects
+            .iter()
+            .map(|(name, uid)| {
+                let status =
+                    governed_status(&ring, &namespace, name, uid, &spec_hash, &policy_hash)?;
+                Ok((name.clone(), status_body(&status)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let bytes = bodies.iter().map(|(_, b)| b.len()).sum::<usize>() / n.max(1);
+        let seen = watch_signed(agents, &policy_hash, n).await?;
+        let cpu_before = control_plane_cpu()?;
+        let started = Instant::now();
+        let written = write_all(client, &namespace, bodies, concurrency).await?;
+        let elapsed = tokio::time::timeout(Duration::from_secs(600), seen)
+            .await
+            .context("the watch did not see every write in 600s")???
+            .max(written)
+            .duration_since(started);
+        let [apiserver, etcd] = cpu_per_write(cpu_before, control_plane_cpu()?, n);
+        let rate = n as f64 / elapsed.as_secs_f64();
+        eprintln!(
+            "concurrency {concurrency}: {n} writes of {bytes} bytes answered after {:.2}s, all seen after {:.2}s; CPU per write: kube-apiserver {apiserver:.2} ms, etcd {etcd:.2} ms",
+            written.duration_since(started).as_secs_f64(),
+            elapsed.as_secs_f64()
+        );
+        println!(
+            "ceiling| {concurrency} | {rate:.0} | {:.2} | {apiserver:.2} | {etcd:.2} |",
+            elapsed.as_secs_f64()
+        );
+        if best.is_none_or(|(_, r, ..)| rate > r) {
+            best = Some((concurrency, rate, bytes, apiserver, etcd));
+        }
+    }
+    let (concurrency, rate, bytes, apiserver, etcd) = best.context("no concurrency measured")?;
+    println!(
+        "ceiling-best| {n} | {concurrency} | {rate:.0} | {:.2} | {bytes} | {apiserver:.2} | {etcd:.2} |",
+        n as f64 / rate
+    );
+    Ok(())
+}
+
+/// The namespace of listed agents (all in one).
+fn agents_namespace(list: &kube::core::ObjectList<Agent>) -> Result<String> {
+    list.items
+        .first()
+        .and_then(|a| a.namespace())
+        .context("no agents to write")
+}
+
+/// Merge-patch each body onto its Agent's status, `concurrency` at a time; when the last
+/// answer came.
+async fn write_all(
+    client: &Client,
+    namespace: &str,
+    bodies: Vec<(String, Vec<u8>)>,
+    concurrency: usize,
+) -> Result<Instant> {
+    stream::iter(bodies)
+        .map(|(name, body)| {
+            let client = client.clone();
+            let uri = format!(
+                "/apis/agentgov.dev/v1alpha1/namespaces/{namespace}/agents/{name}/status?fieldManager={MANAGER}"
+            );
+            async move {
+                let request = http::Request::patch(uri)
+                    .header("content-type", "application/merge-patch+json")
+                    .body(body)?;
+                client
+                    .request_text(request)
+                    .await
+                    .with_context(|| format!("patch the status of {name}"))?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .try_collect::<()>()
+        .await?;
+    Ok(Instant::now())
+}
+
+/// The status the operator writes for a promoted agent, signed under `policy_hash`.
+fn governed_status(
+    ring: &KeyRing,
+    namespace: &str,
+    name: &str,
+    uid: &str,
+    spec_hash: &str,
+    policy_hash: &str,
+) -> Result<AgentStatus> {
+    let now = Timestamp::now();
+    let approvers = [Approver {
+        username: "agentgov-admin".into(),
+        uid: String::new(),
+    }];
+    let promotions = [format!("{uid:.8}-promotion-uid-0000-000000000000")];
+    let proof = proof::sign(
+        ring,
+        ProofSubject {
+            namespace,
+            name,
+            uid,
+        },
+        Claims {
+            spec_hash,
+            policy_hash,
+            approvers: &approvers,
+            promotions: &promotions,
+        },
+        now,
+    )?;
+    let mut status = AgentStatus {
+        governance_status: Some(GovernanceStatus::GovernedValid),
+        policy: Some(PolicyRef {
+            name: "default".into(),
+            version: "1.0.0".into(),
+            hash: policy_hash.into(),
+        }),
+        approval: Some(ApprovalStatus {
+            spec_hash: spec_hash.into(),
+            required: 1,
+            approved_by: vec!["agentgov-admin".into()],
+        }),
+        observed_generation: Some(1),
+        ..AgentStatus::default()
+    };
+    let message = format!("approved by agentgov-admin; signed by key {}", proof.key_id);
+    status.proof = Some(proof);
+    for type_ in [PROMOTED, READY] {
+        conditions::upsert(
+            &mut status.conditions,
+            ConditionUpdate {
+                type_,
+                status: true,
+                reason: "Promoted",
+                message: message.clone(),
+            },
+            Some(1),
+            now,
+        );
+    }
+    Ok(status)
 }

@@ -4,13 +4,13 @@
 //! guards change, and every ten minutes. Level-triggered: each reconcile judges afresh, except
 //! when nothing the last judgement depended on has changed (the watch event of its own write).
 //!
-//! Many reconciles run at once (`--concurrency`): the judgement (the policy, signing) runs on
-//! the blocking pool, one per core at a time, and the writes are pipelined (`--write-concurrency`,
+//! Many reconciles run at once (`--concurrency`), each as a task of its own, so the judgements
+//! (the policy, signing) use every core, and the writes are pipelined (`--write-concurrency`,
 //! `--status-qps`), so a revalidation of a namespace keeps every core and the API server busy.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentgov_api::agent::AgentMode;
@@ -20,8 +20,7 @@ use agentgov_api::{Agent, AgentPromotion};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
-use tokio::sync::Semaphore;
-use tracing::{Span, instrument, warn};
+use tracing::{Instrument, Span, instrument, warn};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -33,8 +32,37 @@ use agentgov_runtime::keys::KeySnapshot;
 /// revoked from an approver, for one).
 const RESYNC: Duration = Duration::from_secs(600);
 
+/// The controller polls every reconcile from one task, so each runs as a task of its own: the
+/// judgement (the policy, hashing, signing: CPU work) and the write of one agent proceed on any
+/// core beside the others'. A reconcile the controller drops takes its task with it.
 #[instrument(skip(agent, ctx), fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
 pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
+    let mut task = AbortOnDrop(tokio::spawn(
+        judge_and_write(agent, ctx).instrument(Span::current()),
+    ));
+    match (&mut task.0).await {
+        Ok(action) => action,
+        // A reconcile that panics panics the controller's poll of it, as it would inline.
+        Err(e) => match e.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_) => Err(agentgov_api::Error::PolicyEval(
+                "the reconcile was cancelled: the operator is stopping".into(),
+            )
+            .into()),
+        },
+    }
+}
+
+/// Aborts the task when dropped (a reconcile the controller gives up on).
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.timer("agent");
     if agent.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -57,8 +85,7 @@ pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
     }
     let authorized = authorize(&ctx, &agent, &namespace, &promotions).await?;
     let now = Timestamp::now();
-    let (judgement, promotions, world) =
-        judge_apart(&ctx, world, &agent, promotions, authorized, now).await?;
+    let judgement = judge_in(&ctx, &world, &agent, &promotions, &authorized, now)?;
     let last_write = last.and_then(|j| j.write);
     let write = crate::status::apply(&ctx, &agent, &judgement, last_write.as_ref()).await?;
     crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
@@ -158,45 +185,6 @@ impl World {
                 .hash(&mut hasher);
         }
         hasher.finish()
-    }
-}
-
-/// Judgements at once: one per core (they are CPU work: the policy, hashing, signing).
-fn judges() -> &'static Semaphore {
-    static JUDGES: OnceLock<Semaphore> = OnceLock::new();
-    JUDGES.get_or_init(|| {
-        Semaphore::new(std::thread::available_parallelism().map_or(2, std::num::NonZero::get))
-    })
-}
-
-/// Judge on the blocking pool, off the controller's task (which polls every reconcile and the
-/// watch): the judgement, and what it was given back.
-async fn judge_apart(
-    ctx: &Arc<Context>,
-    world: World,
-    agent: &Arc<Agent>,
-    promotions: Vec<Arc<AgentPromotion>>,
-    authorized: HashMap<String, bool>,
-    now: Timestamp,
-) -> Result<(Judgement, Vec<Arc<AgentPromotion>>, World)> {
-    let _turn = judges().acquire().await.ok();
-    let (ctx, agent, span) = (Arc::clone(ctx), Arc::clone(agent), Span::current());
-    let judged = tokio::task::spawn_blocking(move || {
-        let _span = span.enter();
-        let judgement = judge_in(&ctx, &world, &agent, &promotions, &authorized, now);
-        (judgement, promotions, world)
-    })
-    .await;
-    match judged {
-        Ok((judgement, promotions, world)) => Ok((judgement?, promotions, world)),
-        Err(e) => match e.try_into_panic() {
-            // A judgement that panics panics the reconcile, as it would inline.
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_) => Err(agentgov_api::Error::PolicyEval(
-                "the judgement was cancelled: the operator is stopping".into(),
-            )
-            .into()),
-        },
     }
 }
 

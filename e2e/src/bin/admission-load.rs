@@ -178,7 +178,7 @@ struct Usage {
 }
 
 fn usage_of(pid: u32) -> Option<Usage> {
-    let cpu = load::process_cpu(pid)?;
+    let cpu = agentgov_e2e::process::cpu_time(pid)?;
     let (voluntary, involuntary) = load::context_switches(pid).unwrap_or_default();
     Some(Usage {
         cpu,

@@ -1,19 +1,23 @@
 //! Revalidation benchmark on the real control plane (`make bench`): N governed agents, a
 //! policy change, and the time until every agent is judged against the new policy: until a
-//! watch of the namespace has seen every agent signed under the new hash (the end of the clock
-//! `apiserver-ceiling` uses, so that the two compare), and until the operator's own summary
-//! says so; with the operator's memory. Then a sweep that changes nothing (a fresh operator
-//! judges every agent again, remembering nothing), which must write nothing, and the memory of
-//! an operator holding N agents. Then the webhook's memory with those N agents cached: started
-//! on the same namespace, once its caches have synced and again after it has reviewed one Pod
-//! of each agent (every memo entry filled). The operators run with their default flags and are
-//! stopped with SIGTERM (the Lease released, so the next one leads at once). Run under
+//! watch of the namespace has seen every agent signed under the new hash, and until the
+//! operator's own summary says so; with the operator's memory and the CPU the operator, the API
+//! server and etcd spent per agent. Then a sweep that changes nothing (a fresh operator judges
+//! every agent again, remembering nothing), which must write nothing, and the memory of an
+//! operator holding N agents. Then the webhook's memory with those N agents cached: started on
+//! the same namespace, once its caches have synced and again after it has reviewed one Pod of
+//! each agent (every memo entry filled). Last, with both gone, the API server's own ceiling
+//! (`status_writes::ceiling`) on these same agents, ended by the same kind of watch, so that
+//! the two compare. The operators run with their default flags and are stopped with SIGTERM
+//! (the Lease released, so the next one leads at once). Run under
 //! `e2e/controlplane/cluster.sh exec`.
 //!
 //! usage: revalidation-bench N [OPERATOR FLAG...]
-//! prints three Markdown rows:
+//! prints Markdown rows:
 //! `revalidation| N | initial s | converged s | summary s | agents/s | body bytes | RSS MiB | peak RSS MiB |`,
-//! `sweep| N | reconciles | agents written | s | RSS MiB | peak RSS MiB |` and `webhook| ...`
+//! `cpu| N | kube-apiserver ms | etcd ms | operator ms |` (CPU per agent in the revalidation),
+//! `sweep| N | reconciles | agents written | s | RSS MiB | peak RSS MiB |`, `webhook| ...`, and
+//! the ceiling's rows (`status_writes::ceiling`)
 
 #[path = "../status_writes.rs"]
 mod status_writes;
@@ -24,13 +28,14 @@ use std::time::{Duration, Instant};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, PolicyBundle};
 use agentgov_e2e::operator::{KeyFile, Operator, log_dir, metric_value};
+use agentgov_e2e::process::cpu_time;
 use agentgov_e2e::webhook::{Webhook, agent_pod};
 use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
 use anyhow::{Context as _, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use status_writes::{memory_kib, status_body, watch_signed};
+use status_writes::{control_plane_cpu, cpu_per_write, memory_kib, status_body, watch_signed};
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -75,12 +80,24 @@ async fn main() -> Result<()> {
     second.data.max_monthly_budget_usd = 5000.0;
     let second_hash = agentgov_api::hash::policy_hash(&second)?;
     let signed = watch_signed(&agents, &second_hash, n).await?;
+    let cpu_before = (
+        control_plane_cpu()?,
+        cpu_time(pid).context("the operator's CPU")?,
+    );
     let started = Instant::now();
     agentgov_e2e::apply_bundle(&ns, second).await?;
     let converged = tokio::time::timeout(Duration::from_secs(600), signed)
         .await
         .context("the agents were not all signed against the new policy in 600s")???
         .duration_since(started);
+    let [apiserver, etcd] = cpu_per_write(cpu_before.0, control_plane_cpu()?, n);
+    let operator_ms = (cpu_time(pid).context("the operator's CPU")? - cpu_before.1).as_secs_f64()
+        * 1000.0
+        / n.max(1) as f64;
+    eprintln!(
+        "revalidation: CPU per agent: kube-apiserver {apiserver:.2} ms, etcd {etcd:.2} ms, the operator {operator_ms:.2} ms"
+    );
+    println!("cpu| {n} | {apiserver:.2} | {etcd:.2} | {operator_ms:.2} |");
     wait_summary(&bundles, &second_hash, n, Duration::from_secs(600)).await?;
     let summarized = started.elapsed();
     let list = agents.list(&ListParams::default()).await?;
@@ -145,7 +162,13 @@ async fn main() -> Result<()> {
         rss_kib as f64 / 1024.0,
         sweep_peak_kib as f64 / 1024.0,
     );
-    webhook_memory(&ns, &keys, n).await
+    webhook_memory(&ns, &keys, n).await?;
+
+    // The API server's own ceiling, last, with the operator and the webhook gone: a tight
+    // client re-signs these very agents, so that it meets the API server in the state the
+    // revalidation met it (the same objects stored and watched; an API server holding more
+    // objects writes more slowly).
+    status_writes::ceiling(&client, &agents, &status_writes::CEILING_CONCURRENCIES).await
 }
 
 /// Stop an operator as the kubelet would (SIGTERM): it releases its Lease, so that the next
