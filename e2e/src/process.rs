@@ -86,26 +86,16 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
-    let ticks = clock_ticks_per_second();
     Some(Duration::from_secs_f64(
-        (utime + stime) as f64 / ticks as f64,
+        (utime + stime) as f64 / CLOCK_TICKS_PER_SECOND as f64,
     ))
 }
 
-/// `sysconf(_SC_CLK_TCK)`, asked of `getconf` once (100 on every Linux this runs on).
-fn clock_ticks_per_second() -> u64 {
-    static TICKS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *TICKS.get_or_init(|| {
-        std::process::Command::new("getconf")
-            .arg("CLK_TCK")
-            .output()
-            .ok()
-            .and_then(|out| String::from_utf8(out.stdout).ok())
-            .and_then(|text| text.trim().parse().ok())
-            .filter(|&t| t > 0)
-            .unwrap_or(100)
-    })
-}
+/// The unit of `/proc/<pid>/stat`'s CPU times: USER_HZ, which the kernel fixes at 100 for
+/// this interface whatever its own tick rate (glibc's `sysconf(_SC_CLK_TCK)` answers the same
+/// constant). Not asked of `getconf`: spawning a process forks, and a fork while another
+/// thread holds a listener briefly keeps its port bound (see `operator::free_port`).
+const CLOCK_TICKS_PER_SECOND: u64 = 100;
 
 #[cfg(test)]
 mod tests {
