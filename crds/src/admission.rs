@@ -84,10 +84,12 @@ pub enum DecisionCode {
     DenyAgentDeleting,
     /// A PolicyBundle that does not compile.
     DenyBundleInvalid,
+    /// A Pod of an agent runs an image the agent's approved `spec.runtime.images` does not list.
+    DenyRuntimeMismatch,
 }
 
 impl DecisionCode {
-    pub const ALL: [DecisionCode; 18] = [
+    pub const ALL: [DecisionCode; 19] = [
         DecisionCode::Allow,
         DecisionCode::AllowSandboxExtended,
         DecisionCode::DenyProofMissing,
@@ -106,6 +108,7 @@ impl DecisionCode {
         DecisionCode::DenySandboxExtension,
         DecisionCode::DenyAgentDeleting,
         DecisionCode::DenyBundleInvalid,
+        DecisionCode::DenyRuntimeMismatch,
     ];
 
     /// Whether the request is admitted.
@@ -136,6 +139,7 @@ impl DecisionCode {
             DecisionCode::DenySandboxExtension => "ADMISSION_DENY_SANDBOX_EXTENSION",
             DecisionCode::DenyAgentDeleting => "ADMISSION_DENY_AGENT_DELETING",
             DecisionCode::DenyBundleInvalid => "ADMISSION_DENY_BUNDLE_INVALID",
+            DecisionCode::DenyRuntimeMismatch => "ADMISSION_DENY_RUNTIME_MISMATCH",
         }
     }
 }

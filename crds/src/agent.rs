@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::conditions::conditions_schema;
 use crate::proof::ProofBundle;
+use crate::runtime::RuntimeSpec;
 
 /// Desired state of an agent: what it is, how it reasons and what it may touch.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -45,6 +46,10 @@ pub struct AgentSpec {
     /// How the agent was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<AgentSource>,
+    /// What the agent's Pods may run, bound by its approval: Pods labelled for the agent run
+    /// only these images. Without it the agent's Pods are not bound to images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeSpec>,
 }
 
 /// The seed's role classes.

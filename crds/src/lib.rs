@@ -16,6 +16,7 @@ pub mod policy;
 pub mod policy_bundle;
 pub mod promotion;
 pub mod proof;
+pub mod runtime;
 #[cfg(feature = "testing")]
 pub mod testing;
 

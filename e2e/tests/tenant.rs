@@ -10,6 +10,8 @@
 //! - A stricter PolicyBundle is in force at admission while the operator is down.
 //! - A forged refusal written into an agent's status by someone else is healed.
 //! - An agent being deleted keeps the spec its proof covers.
+//! - A Pod of an agent that approves a runtime runs only its approved images (by digest), on
+//!   CREATE, on an image UPDATE and in an ephemeral container.
 
 use std::time::{Duration, Instant};
 
@@ -32,6 +34,7 @@ const SANDBOX_EXTENDED: &str = "ADMISSION_ALLOW_SANDBOX_EXTENDED";
 /// What both guards of a deleting agent's spec say (the in-process policy and the webhook).
 const DELETING: &str = "is being deleted: its spec may not change";
 const DENY_POLICY: &str = "ADMISSION_DENY_POLICY";
+const RUNTIME_MISMATCH: &str = "ADMISSION_DENY_RUNTIME_MISMATCH";
 
 /// A Pod meeting `restricted` (as `plain_pod`), labelled for `agent` if given, as JSON.
 fn pod_json(name: &str, agent: Option<&str>) -> Value {
@@ -658,4 +661,99 @@ async fn an_agent_being_deleted_keeps_the_spec_its_proof_covers() {
     })
     .await
     .expect("the agent is gone");
+}
+
+#[tokio::test]
+async fn a_pod_runs_only_the_images_its_agent_approved() {
+    let setup = setup("tn-runtime").await;
+    let digest = "sha256:4f2b9c1e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
+    let approved = format!("registry.invalid/agent@{digest}");
+    let mut spec = governed_spec();
+    spec.runtime = Some(agentgov_api::runtime::RuntimeSpec {
+        images: vec![approved.clone()],
+    });
+    // The schema refuses a runtime image given by tag alone, and says why.
+    let mut tagged = spec.clone();
+    tagged.runtime = Some(agentgov_api::runtime::RuntimeSpec {
+        images: vec!["registry.invalid/agent:1".into()],
+    });
+    let e = setup
+        .agents()
+        .create(&PostParams::default(), &Agent::new("tagged", tagged))
+        .await
+        .expect_err("a tag alone is refused by the schema");
+    assert!(
+        api_error_message(&e).contains("must be pinned by digest"),
+        "{e}"
+    );
+    create_approved(&setup, "bound", spec).await;
+    let pods = setup.pods();
+    let running = |name: &str, image: &str| {
+        as_pod(with(
+            pod_json(name, Some("bound")),
+            "/spec/containers/0/image",
+            json!(image),
+        ))
+    };
+    let message = refused(
+        &setup,
+        "a Pod of another image",
+        RUNTIME_MISMATCH,
+        creating(&pods, &running("other", "registry.invalid/agent:1")),
+    )
+    .await;
+    assert!(message.contains("spec.containers[0]"), "{message}");
+    admitted(
+        &setup,
+        "a Pod of the approved image",
+        creating(&pods, &running("bound-0", &approved)),
+    )
+    .await;
+    // Its image cannot be swapped afterwards, nor another image debugged into it ...
+    refused(
+        &setup,
+        "the image of an agent Pod changed",
+        RUNTIME_MISMATCH,
+        patching(
+            &pods,
+            "bound-0",
+            None,
+            json!({"spec": {"containers": [{"name": "agent", "image": "registry.invalid/evil:1"}]}}),
+        ),
+    )
+    .await;
+    refused(
+        &setup,
+        "an ephemeral container of another image",
+        RUNTIME_MISMATCH,
+        patching(
+            &pods,
+            "bound-0",
+            Some("ephemeralcontainers"),
+            json!({"spec": {"ephemeralContainers": [{
+                "name": "debugger",
+                "image": "busybox:1.36",
+                "targetContainerName": "agent",
+                "securityContext": {
+                    "allowPrivilegeEscalation": false,
+                    "capabilities": {"drop": ["ALL"]},
+                    "runAsNonRoot": true,
+                    "seccompProfile": {"type": "RuntimeDefault"}
+                }
+            }]}}),
+        ),
+    )
+    .await;
+    // ... while its other metadata changes as usual.
+    admitted(
+        &setup,
+        "annotation on a bound agent Pod",
+        patching(
+            &pods,
+            "bound-0",
+            None,
+            json!({"metadata": {"annotations": {"note": "x"}}}),
+        ),
+    )
+    .await;
 }

@@ -217,6 +217,24 @@ fn containers<'s, 'a>(
         .chain(list("ephemeralContainers", &spec.ephemeral_containers))
 }
 
+/// Every container's image, in upstream's order (init containers, containers, ephemeral
+/// containers), with where it is: `spec.containers[0] (agent)` when displayed.
+pub fn images<'s>(
+    spec: &'s PodSecuritySpec<'_>,
+) -> impl Iterator<Item = (ContainerAt<'s>, &'s str)> {
+    containers(spec).map(|(at, c)| (ContainerAt(at), &*c.image))
+}
+
+/// Where a container is in its Pod, displayed as `spec.containers[0] (agent)`.
+#[derive(Clone, Copy, Debug)]
+pub struct ContainerAt<'s>(At<'s>);
+
+impl fmt::Display for ContainerAt<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.0, self.0.name)
+    }
+}
+
 /// A list in a message: its items separated by commas (written without allocating).
 struct List<'l>(&'l [&'l str]);
 

@@ -159,6 +159,10 @@ pub struct PodSecurityContextView<'a> {
 pub struct ContainerView<'a> {
     #[serde(default, borrow, deserialize_with = "de::nullable")]
     pub name: Str<'a>,
+    /// Not read by the Pod Security checks: the image a Pod of an agent runs is bound to the
+    /// agent's approved runtime ([`crate::runtime`]).
+    #[serde(default, borrow, deserialize_with = "de::nullable")]
+    pub image: Str<'a>,
     #[serde(default, deserialize_with = "de::objects")]
     pub ports: Vec<PortView>,
     #[serde(default, borrow, deserialize_with = "de::opt_object")]

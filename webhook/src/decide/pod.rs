@@ -1,11 +1,13 @@
 //! Pod reviews: every path into an agent Pod. A Pod CREATE that carries the agent label, a Pod
-//! UPDATE that adds, changes or removes it, and an ephemeral container added to an agent Pod
-//! (`pods/ephemeralcontainers`) are judged; Pod UPDATEs that leave the label alone pass (the
-//! registration's matchConditions keep them from reaching the webhook at all).
+//! UPDATE that adds, changes or removes it or changes an agent Pod's images, and an ephemeral
+//! container added to an agent Pod (`pods/ephemeralcontainers`) are judged; other Pod UPDATEs
+//! pass (the registration's matchConditions keep them from reaching the webhook at all).
 //!
-//! A judged Pod is admitted only if the agent it names passes the seven checks and the Pod meets
+//! A judged Pod is admitted only if the agent it names passes the seven checks, the Pod meets
 //! the agent's Pod Security level (sandbox: `restricted`; governed: the bundle's level, at least
-//! `baseline`), and a sandbox that declares no persistent writes mounts no volume that persists. A proof signed under an older policy than the one in force
+//! `baseline`), a sandbox that declares no persistent writes mounts no volume that persists,
+//! and, when the agent approves a runtime, every image is one of its approved images
+//! (`ADMISSION_DENY_RUNTIME_MISMATCH`). A proof signed under an older policy than the one in force
 //! passes check 3 only if the policy in force allows the agent too (the operator's re-signing
 //! may not have caught up; it may be down), judged once per agent version and policy.
 
@@ -16,6 +18,7 @@ use agentgov_api::agent::{AGENT_LABEL, AgentMode, Containment, GovernanceStatus}
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::pod_security::{self, PodSecurityLevel};
 use agentgov_api::policy::{Actor, AgentInput, PolicyInput};
+use agentgov_api::runtime;
 use jiff::Timestamp;
 use kube::core::admission::Operation;
 
@@ -88,8 +91,12 @@ fn scope(req: &PodRequest<'_>) -> Result<(), Decision> {
         Operation::Update => {
             let (old, new) = (req.old_agent_label(), req.agent_label());
             if old == new {
+                if new.is_some() && req.images_changed() {
+                    // A new image in an agent's Pod: judged as a CREATE of the Pod it becomes.
+                    return Ok(());
+                }
                 return Err(Decision::pass(
-                    "an update that leaves the agent label alone",
+                    "an update that leaves the agent label and the images alone",
                 ));
             }
             if new.is_none() {
@@ -279,6 +286,21 @@ pub(crate) fn decide_pod(
             format!(
                 "pod of {tier} {id} breaks containment: {}",
                 breaches.join("; ")
+            ),
+        );
+    }
+    // What runs is what was approved: every image one of the agent's approved ones.
+    let unapproved = runtime::unapproved_images(
+        agent.spec.runtime.as_ref(),
+        pod_security::images(&pod.security.spec),
+    );
+    if !unapproved.is_empty() {
+        return Decision::deny(
+            DecisionCode::DenyRuntimeMismatch,
+            Some(agent_name),
+            format!(
+                "pod of agent {id} runs what its approved spec does not: {}",
+                unapproved.join("; ")
             ),
         );
     }

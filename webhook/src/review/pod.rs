@@ -1,11 +1,12 @@
 //! The parts of a Pod AdmissionReview that a decision reads, deserialized directly from the
-//! body. Everything else (images, env, managed fields, most annotations, status) is skipped by
+//! body. Everything else (env, managed fields, most annotations, status) is skipped by
 //! the parser without being built: a Pod review is mostly fields no decision looks at, and
 //! building them into a `DynamicObject` (a `serde_json::Value` behind a flattened map) was most
 //! of the cost of a review. Strings borrow from the body where JSON allows (no escapes); of the
 //! labels only the agent label is kept, of the annotations only the AppArmor ones, and of the
-//! spec what the Pod Security Standards read ([`agentgov_api::pod_security::PodView`]). Of an
-//! UPDATE's oldObject, only the agent label is read.
+//! spec what the Pod Security Standards read ([`agentgov_api::pod_security::PodView`]) and
+//! the containers' images. Of an
+//! UPDATE's oldObject, only the agent label and the containers' images are read.
 //!
 //! Required fields are those kube's `AdmissionRequest` requires, and every label value must
 //! be a string, so a body that kube would refuse is refused here too.
@@ -15,7 +16,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use agentgov_api::agent::AGENT_LABEL;
-use agentgov_api::pod_security::{PodAnnotations, PodSecuritySpec, PodView};
+use agentgov_api::pod_security::{self, PodAnnotations, PodSecuritySpec, PodView};
 use kube::core::admission::Operation;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
@@ -47,11 +48,14 @@ pub struct PodRequest<'a> {
     pub dry_run: bool,
 }
 
-/// The previous version of an updated Pod: the agent label is all a decision reads of it.
+/// The previous version of an updated Pod: a decision reads its agent label and its
+/// containers' images (what an UPDATE may change that binds a Pod to its agent).
 #[derive(Clone, Debug, Default, Deserialize)]
 pub struct OldPod<'a> {
     #[serde(default, borrow)]
     pub metadata: PodMetadata<'a>,
+    #[serde(default, borrow)]
+    pub spec: Option<PodSecuritySpec<'a>>,
 }
 
 /// The group, version and kind of the reviewed object.
@@ -165,6 +169,18 @@ impl PodRequest<'_> {
     /// On UPDATE, the value of the agent label the Pod had before, if it had it.
     pub fn old_agent_label(&self) -> Option<&str> {
         self.old_object.as_ref()?.metadata.agent()
+    }
+
+    /// On UPDATE, whether any container's image differs from before (the Pod's own spec is
+    /// otherwise nearly immutable).
+    pub fn images_changed(&self) -> bool {
+        let new = self.object.as_ref().map(|o| &o.security.spec);
+        let old = self.old_object.as_ref().and_then(|o| o.spec.as_ref());
+        let images = |spec: Option<&PodSecuritySpec<'_>>| -> Vec<String> {
+            spec.map(|s| pod_security::images(s).map(|(_, i)| i.to_string()).collect())
+                .unwrap_or_default()
+        };
+        images(new) != images(old)
     }
 }
 
