@@ -10,9 +10,6 @@
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
-/// The most images an agent may approve.
-pub const MAX_IMAGES: usize = 32;
-
 /// What the agent's Pods may run.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -113,7 +110,13 @@ mod tests {
             assert!(check(&[&approved], &same).is_empty(), "{same}");
         }
         let registry = format!("registry.local:5000/team/agent@{DIGEST}");
-        assert!(check(&[&registry], &format!("registry.local:5000/team/agent:v2@{DIGEST}")).is_empty());
+        assert!(
+            check(
+                &[&registry],
+                &format!("registry.local:5000/team/agent:v2@{DIGEST}")
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -129,9 +132,15 @@ mod tests {
         ] {
             let found = check(&[&approved], &image);
             assert_eq!(found.len(), 1, "{image}");
-            assert!(found[0].starts_with("spec.containers[0] (c) runs"), "{}", found[0]);
+            assert!(
+                found[0].starts_with("spec.containers[0] (c) runs"),
+                "{}",
+                found[0]
+            );
         }
-        assert!(check(&[&approved], "ghcr.io/acme/agent:latest")[0].contains("not pinned by digest"));
+        assert!(
+            check(&[&approved], "ghcr.io/acme/agent:latest")[0].contains("not pinned by digest")
+        );
     }
 
     #[test]
@@ -142,8 +151,14 @@ mod tests {
 
     #[test]
     fn a_port_is_not_a_tag() {
-        assert_eq!(parse("localhost:5000/agent").repository, "localhost:5000/agent");
-        assert_eq!(parse("localhost:5000/agent:v1").repository, "localhost:5000/agent");
+        assert_eq!(
+            parse("localhost:5000/agent").repository,
+            "localhost:5000/agent"
+        );
+        assert_eq!(
+            parse("localhost:5000/agent:v1").repository,
+            "localhost:5000/agent"
+        );
         assert_eq!(parse("team/agent:v1").repository, "docker.io/team/agent");
     }
 }

@@ -666,6 +666,7 @@ async fn an_agent_being_deleted_keeps_the_spec_its_proof_covers() {
 #[tokio::test]
 async fn a_pod_runs_only_the_images_its_agent_approved() {
     let setup = setup("tn-runtime").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
     let digest = "sha256:4f2b9c1e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
     let approved = format!("registry.invalid/agent@{digest}");
     let mut spec = governed_spec();
@@ -710,16 +711,27 @@ async fn a_pod_runs_only_the_images_its_agent_approved() {
     )
     .await;
     // Its image cannot be swapped afterwards, nor another image debugged into it ...
+    let set_image = |image: &str| {
+        let (pods, image) = (pods.clone(), image.to_string());
+        move |pp: PostParams| {
+            let (pods, image) = (pods.clone(), image.clone());
+            Box::pin(async move {
+                let params = PatchParams {
+                    dry_run: pp.dry_run,
+                    ..PatchParams::default()
+                };
+                // A strategic merge patch merges containers by name (a merge patch would
+                // replace the list, which a Pod update may not).
+                let patch = json!({"spec": {"containers": [{"name": "agent", "image": image}]}});
+                pods.patch("bound-0", &params, &Patch::Strategic(patch)).await
+            }) as BoxFuture<'static, kube::Result<Pod>>
+        }
+    };
     refused(
         &setup,
         "the image of an agent Pod changed",
         RUNTIME_MISMATCH,
-        patching(
-            &pods,
-            "bound-0",
-            None,
-            json!({"spec": {"containers": [{"name": "agent", "image": "registry.invalid/evil:1"}]}}),
-        ),
+        set_image("registry.invalid/evil:1"),
     )
     .await;
     refused(

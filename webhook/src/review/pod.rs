@@ -177,8 +177,12 @@ impl PodRequest<'_> {
         let new = self.object.as_ref().map(|o| &o.security.spec);
         let old = self.old_object.as_ref().and_then(|o| o.spec.as_ref());
         let images = |spec: Option<&PodSecuritySpec<'_>>| -> Vec<String> {
-            spec.map(|s| pod_security::images(s).map(|(_, i)| i.to_string()).collect())
-                .unwrap_or_default()
+            spec.map(|s| {
+                pod_security::images(s)
+                    .map(|(_, i)| i.to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
         };
         images(new) != images(old)
     }
