@@ -723,7 +723,8 @@ async fn a_pod_runs_only_the_images_its_agent_approved() {
                 // A strategic merge patch merges containers by name (a merge patch would
                 // replace the list, which a Pod update may not).
                 let patch = json!({"spec": {"containers": [{"name": "agent", "image": image}]}});
-                pods.patch("bound-0", &params, &Patch::Strategic(patch)).await
+                pods.patch("bound-0", &params, &Patch::Strategic(patch))
+                    .await
             }) as BoxFuture<'static, kube::Result<Pod>>
         }
     };
