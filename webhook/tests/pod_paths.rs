@@ -6,16 +6,12 @@
 mod common;
 
 use agentgov_api::admission::DecisionCode;
-use agentgov_webhook::testing::StaticView;
 use common::*;
 use serde_json::{Value, json};
 
 /// A Pod UPDATE from a Pod labelled `old` to the same Pod labelled `new` (None: no label).
 fn label_update(old: Option<&str>, new: Option<&str>) -> Value {
-    let mut review = pod_review(new);
-    review["request"]["operation"] = json!("UPDATE");
-    review["request"]["oldObject"] = pod_review(old)["request"]["object"].take();
-    review
+    pod_update(pod_review(new), pod_review(old))
 }
 
 /// An ephemeral container added to a Pod of `agent` (`pods/ephemeralcontainers`, UPDATE).
@@ -28,36 +24,30 @@ fn ephemeral(agent: Option<&str>) -> Value {
     review
 }
 
-async fn answer(view: StaticView, review: &Value) -> Value {
-    let app = app(view);
-    let (_, answer) = post(&app.router, "/validate/pods", bytes(review)).await;
-    answer
-}
-
 #[tokio::test]
 async fn adding_the_label_is_judged_as_a_create() {
     // To a valid agent: admitted, as its CREATE would be.
-    let valid = answer(world().view, &label_update(None, Some(GOVERNED))).await;
+    let valid = pods_answer(world().view, &label_update(None, Some(GOVERNED))).await;
     assert!(allowed(&valid), "{valid:#}");
     // Naming an agent that does not exist: refused.
-    let unknown = answer(world().view, &label_update(None, Some("nobody"))).await;
+    let unknown = pods_answer(world().view, &label_update(None, Some("nobody"))).await;
     assert_denied(&unknown, DecisionCode::DenyAgentNotFound);
     // Empty: refused (a Pod must name its agent).
-    let empty = answer(world().view, &label_update(None, Some(""))).await;
+    let empty = pods_answer(world().view, &label_update(None, Some(""))).await;
     assert_denied(&empty, DecisionCode::DenyAgentNotFound);
 }
 
 #[tokio::test]
 async fn changing_the_label_is_judged_for_the_agent_it_now_names() {
-    let to_unknown = answer(world().view, &label_update(Some(GOVERNED), Some("nobody"))).await;
+    let to_unknown = pods_answer(world().view, &label_update(Some(GOVERNED), Some("nobody"))).await;
     assert_denied(&to_unknown, DecisionCode::DenyAgentNotFound);
-    let to_valid = answer(world().view, &label_update(Some("nobody"), Some(GOVERNED))).await;
+    let to_valid = pods_answer(world().view, &label_update(Some("nobody"), Some(GOVERNED))).await;
     assert!(allowed(&to_valid), "{to_valid:#}");
 }
 
 #[tokio::test]
 async fn removing_the_label_is_refused() {
-    let removed = answer(world().view, &label_update(Some(GOVERNED), None)).await;
+    let removed = pods_answer(world().view, &label_update(Some(GOVERNED), None)).await;
     assert_denied(&removed, DecisionCode::DenyAgentLabelRemoved);
     assert!(
         message(&removed).contains("delete the Pod instead"),
@@ -66,7 +56,7 @@ async fn removing_the_label_is_refused() {
     // Even while the caches are not synced (nothing to look up).
     let mut w = world();
     w.view.synced = false;
-    let unsynced = answer(w.view, &label_update(Some(SANDBOX), None)).await;
+    let unsynced = pods_answer(w.view, &label_update(Some(SANDBOX), None)).await;
     assert_denied(&unsynced, DecisionCode::DenyAgentLabelRemoved);
 }
 
@@ -91,17 +81,17 @@ async fn updates_that_leave_the_label_alone_pass_uncounted() {
 
 #[tokio::test]
 async fn ephemeral_containers_are_judged_like_the_pod() {
-    let valid = answer(world().view, &ephemeral(Some(GOVERNED))).await;
+    let valid = pods_answer(world().view, &ephemeral(Some(GOVERNED))).await;
     assert!(allowed(&valid), "{valid:#}");
-    let unknown = answer(world().view, &ephemeral(Some("nobody"))).await;
+    let unknown = pods_answer(world().view, &ephemeral(Some("nobody"))).await;
     assert_denied(&unknown, DecisionCode::DenyAgentNotFound);
     // An unlabelled Pod is not an agent's: passes.
-    let plain = answer(world().view, &ephemeral(None)).await;
+    let plain = pods_answer(world().view, &ephemeral(None)).await;
     assert!(allowed(&plain), "{plain:#}");
     // Other subresources pass.
     let mut status = ephemeral(Some("nobody"));
     status["request"]["subResource"] = json!("status");
-    let status = answer(world().view, &status).await;
+    let status = pods_answer(world().view, &status).await;
     assert!(allowed(&status), "{status:#}");
 }
 

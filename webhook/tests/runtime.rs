@@ -41,33 +41,24 @@ fn pod_running(agent: &str, image: &str) -> Value {
 
 /// The same Pod updated from running `old` to running `new`.
 fn image_update(agent: &str, old: &str, new: &str) -> Value {
-    let mut review = pod_running(agent, new);
-    review["request"]["operation"] = json!("UPDATE");
-    review["request"]["oldObject"] = pod_running(agent, old)["request"]["object"].take();
-    review
-}
-
-async fn answer(view: StaticView, review: &Value) -> Value {
-    let app = app(view);
-    let (_, answer) = post(&app.router, "/validate/pods", bytes(review)).await;
-    answer
+    pod_update(pod_running(agent, new), pod_running(agent, old))
 }
 
 #[tokio::test]
 async fn an_approved_digest_runs_and_anything_else_is_refused() {
     let view = || bound_world(&[&approved()]);
-    let ok = answer(view(), &pod_running(BOUND, &approved())).await;
+    let ok = pods_answer(view(), &pod_running(BOUND, &approved())).await;
     assert!(allowed(&ok), "{ok:#}");
     // The same digest with a tag beside it names the same content.
     let tagged = approved().replace("@", ":1.2.0@");
-    let ok = answer(view(), &pod_running(BOUND, &tagged)).await;
+    let ok = pods_answer(view(), &pod_running(BOUND, &tagged)).await;
     assert!(allowed(&ok), "{ok:#}");
     for image in [
         "registry.example/agents/invoice-auditor:1.2.0".to_string(),
         approved().replace("4f2b", "0000"),
         format!("registry.example/agents/other@{DIGEST}"),
     ] {
-        let denied = answer(view(), &pod_running(BOUND, &image)).await;
+        let denied = pods_answer(view(), &pod_running(BOUND, &image)).await;
         assert_denied(&denied, DecisionCode::DenyRuntimeMismatch);
         assert!(
             message(&denied).contains("spec.containers[0] (agent)"),
@@ -81,19 +72,19 @@ async fn init_containers_are_bound_too_and_an_empty_list_approves_nothing() {
     let mut review = pod_running(BOUND, &approved());
     review["request"]["object"]["spec"]["initContainers"] =
         json!([{"name": "setup", "image": "busybox:1.36"}]);
-    let denied = answer(bound_world(&[&approved()]), &review).await;
+    let denied = pods_answer(bound_world(&[&approved()]), &review).await;
     assert_denied(&denied, DecisionCode::DenyRuntimeMismatch);
     assert!(
         message(&denied).contains("spec.initContainers[0] (setup)"),
         "{denied:#}"
     );
-    let nothing = answer(bound_world(&[]), &pod_running(BOUND, &approved())).await;
+    let nothing = pods_answer(bound_world(&[]), &pod_running(BOUND, &approved())).await;
     assert_denied(&nothing, DecisionCode::DenyRuntimeMismatch);
 }
 
 #[tokio::test]
 async fn an_agent_without_a_runtime_binds_no_image() {
-    let ok = answer(
+    let ok = pods_answer(
         bound_world(&[]),
         &pod_running(GOVERNED, "anything.example/tool:latest"),
     )
@@ -110,26 +101,26 @@ async fn an_ephemeral_container_with_another_image_is_refused() {
             json!([{"name": "debugger", "image": image, "targetContainerName": "agent"}]);
         review
     };
-    let denied = answer(bound_world(&[&approved()]), &ephemeral("busybox:1.36")).await;
+    let denied = pods_answer(bound_world(&[&approved()]), &ephemeral("busybox:1.36")).await;
     assert_denied(&denied, DecisionCode::DenyRuntimeMismatch);
     assert!(
         message(&denied).contains("spec.ephemeralContainers[0] (debugger)"),
         "{denied:#}"
     );
-    let ok = answer(bound_world(&[&approved()]), &ephemeral(&approved())).await;
+    let ok = pods_answer(bound_world(&[&approved()]), &ephemeral(&approved())).await;
     assert!(allowed(&ok), "{ok:#}");
 }
 
 #[tokio::test]
 async fn an_update_that_changes_an_image_is_judged() {
-    let swapped = answer(
+    let swapped = pods_answer(
         bound_world(&[&approved()]),
         &image_update(BOUND, &approved(), "registry.example/agents/evil:1"),
     )
     .await;
     assert_denied(&swapped, DecisionCode::DenyRuntimeMismatch);
     let other = approved().replace("invoice-auditor", "invoice-helper");
-    let to_approved = answer(
+    let to_approved = pods_answer(
         bound_world(&[&approved(), &other]),
         &image_update(BOUND, &approved(), &other),
     )
@@ -137,14 +128,14 @@ async fn an_update_that_changes_an_image_is_judged() {
     assert!(allowed(&to_approved), "{to_approved:#}");
     assert_eq!(code(&to_approved), "ADMISSION_ALLOW");
     // Of an unknown agent's Pod, an image change is judged too (and the agent is not found).
-    let unknown = answer(
+    let unknown = pods_answer(
         bound_world(&[]),
         &image_update("nobody", &approved(), &other),
     )
     .await;
     assert_denied(&unknown, DecisionCode::DenyAgentNotFound);
     // An update that changes no image passes unjudged.
-    let same = answer(
+    let same = pods_answer(
         bound_world(&[]),
         &image_update("nobody", &approved(), &approved()),
     )

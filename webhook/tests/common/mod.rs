@@ -398,6 +398,20 @@ pub fn pod_review(agent: Option<&str>) -> Value {
     review
 }
 
+/// `new` (a Pod review) as an UPDATE of the Pod `old` (another Pod review) was.
+pub fn pod_update(mut new: Value, mut old: Value) -> Value {
+    new["request"]["operation"] = json!("UPDATE");
+    new["request"]["oldObject"] = old["request"]["object"].take();
+    new
+}
+
+/// The answer of `/validate/pods` to `review`, with `view` as the webhook's caches.
+pub async fn pods_answer(view: StaticView, review: &Value) -> Value {
+    let app = app(view);
+    let (_, answer) = post(&app.router, "/validate/pods", bytes(review)).await;
+    answer
+}
+
 /// The agent fixture as a CREATE of `spec` named `name`, by alice.
 pub fn agent_create(name: &str, spec: &AgentSpec) -> Value {
     let mut review: Value = serde_json::from_str(AGENT_REVIEW).expect("fixture");
