@@ -425,24 +425,32 @@ async fn an_approver_who_loses_promote_no_longer_counts() {
         .delete("promoter", &Default::default())
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    setup
-        .ns
-        .api::<Agent>()
-        .patch(
-            "auditor",
-            &PatchParams::default(),
-            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"poke": "1"}}})),
+    // Each change of the agent is a judgement; the first ones may still use alice's cached
+    // answer (--sar-cache-ttl 1s), so poke until one does not.
+    let agents = setup.ns.api::<Agent>();
+    let mut poke = 0u32;
+    let agent = wait_for(WAIT, || {
+        poke += 1;
+        let agents = agents.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let label = serde_json::json!({"metadata": {"labels": {"poke": poke.to_string()}}});
+            agents
+                .patch("auditor", &PatchParams::default(), &Patch::Merge(label))
+                .await
+                .ok()?;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let agent = agents.get("auditor").await.ok()?;
+            is(GovernanceStatus::GovernedInvalidated)(&agent).then_some(agent)
+        }
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "never GOVERNED_INVALIDATED after the approver lost promote\n{}",
+            setup.operator.logs()
         )
-        .await
-        .unwrap();
-    let agent = wait_agent(
-        &setup,
-        "auditor",
-        "GOVERNED_INVALIDATED (approver lost promote)",
-        is(GovernanceStatus::GovernedInvalidated),
-    )
-    .await;
+    });
     let status = agent.status.unwrap();
     assert!(
         status
@@ -700,7 +708,17 @@ async fn keys_rotate_with_overlap_and_revoke_live() {
     .await;
 
     setup.keys.rotate("key-2").unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The ring is polled (every 2s by default): wait until the operator has read the new one.
+    wait_for(WAIT, || async {
+        setup
+            .operator
+            .logs()
+            .lines()
+            .any(|l| l.contains("key ring reloaded") && l.contains("key-2"))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the operator never loaded key-2\n{}", setup.operator.logs()));
     create_approved(&setup.ns, "new", governed_spec()).await;
     let new = wait_agent(
         &setup,
