@@ -2,11 +2,11 @@
 #
 # Input:  {"agent": {"namespace", "name", "spec"}, "actor": {"username", "groups", "roles", "authorizedToPromote"}}
 # Data:   data.agentgov.limits = the PolicyBundle's spec.data
-#         (maxMonthlyBudgetUsd, temperatureLimits, promoterRoles, extra)
+#         (maxMonthlyBudgetUsd, temperatureLimits, promoterRoles, runtime, extra)
 # Output: data.agentgov.promotion.decision = {"allow": bool, "denies": [deny], "warnings": [string]}
 #         deny = {"code": string, "message": string}: the code names the rule the deny comes
 #         from, one of actor_unauthorized, anatomy_incomplete, containment, capabilities,
-#         temperature, budget (the operator's promotion_denies_total{reason} label;
+#         temperature, budget, runtime (the operator's promotion_denies_total{reason} label;
 #         crds/src/policy.rs DENY_CODES lists them), the message is a sentence. Denies are sorted
 #         by message, then code; warnings by text.
 #
@@ -443,6 +443,49 @@ warnings contains "persistent memory has no retentionDays; memory is kept foreve
 	get(memory, "retentionDays") == null
 }
 
+# --- Rule 7: the runtime, where the policy requires it -------------------------------------------
+
+# data.runtime.requireImages true: the agent must list the images its Pods may run
+# (spec.runtime.images: the webhook then admits only those, by digest), so that what runs is
+# bound to what was approved. Absent, or false: not required. Policy data of another shape
+# denies, as malformed data does everywhere here.
+runtime_data := get(limits, "runtime")
+
+require_images := get(runtime_data, "requireImages")
+
+runtime_data_ok if runtime_data == null
+
+runtime_data_ok if {
+	is_object(runtime_data)
+	require_images == null
+}
+
+runtime_data_ok if {
+	is_object(runtime_data)
+	is_boolean(require_images)
+}
+
+runtime_images := get(get(spec, "runtime"), "images")
+
+default ok_runtime := false
+
+ok_runtime if {
+	runtime_data_ok
+	not require_images == true
+}
+
+ok_runtime if {
+	require_images == true
+	is_object(runtime_data)
+	name_list(runtime_images)
+}
+
+runtime_problem := "the policy data's runtime must be an object whose requireImages is true or false (data.agentgov.limits.runtime); ask a policy admin" if {
+	not runtime_data_ok
+} else := "the policy requires the agent to list the images its Pods may run: set spec.runtime.images, each pinned by digest (name@sha256:<64 hex digits>)"
+
+denies contains {"code": "runtime", "message": runtime_problem} if not ok_runtime
+
 # --- The decision --------------------------------------------------------------------------------
 
 default allow := false
@@ -454,6 +497,7 @@ allow if {
 	ok_capabilities
 	ok_temperature
 	ok_budget
+	ok_runtime
 }
 
 # The denies in a fixed order: by message, then code (the order the sentences had when denies

@@ -92,7 +92,7 @@ wrong("deny shape", d, _) if {
 	not deny_shaped(x)
 }
 
-deny_codes := {"actor_unauthorized", "anatomy_incomplete", "containment", "capabilities", "temperature", "budget"}
+deny_codes := {"actor_unauthorized", "anatomy_incomplete", "containment", "capabilities", "temperature", "budget", "runtime"}
 
 deny_shaped(x) if {
 	is_object(x)

@@ -49,13 +49,14 @@ pub struct PolicyInput<'a> {
 /// `policies/promotion.rego`), then [`Deny::OTHER`] (a custom bundle's deny without a code, or
 /// with a code not listed here), [`Deny::NO_POLICY`] and [`Deny::POLICY_ERROR`] (the operator's
 /// denies when no policy is in force or it fails to evaluate).
-pub const DENY_CODES: [&str; 9] = [
+pub const DENY_CODES: [&str; 10] = [
     "actor_unauthorized",
     "anatomy_incomplete",
     "containment",
     "capabilities",
     "temperature",
     "budget",
+    "runtime",
     Deny::OTHER,
     Deny::NO_POLICY,
     Deny::POLICY_ERROR,

@@ -92,6 +92,19 @@ pub struct PolicyData {
     /// How many approvals a promotion needs. Unset: one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approvals: Option<ApprovalsData>,
+    /// What a promotion requires of the agent's runtime (`spec.runtime`). Unset: nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime: Option<RuntimeData>,
+}
+
+/// What a promotion requires of the agent's runtime.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RuntimeData {
+    /// A governed agent is promoted only if it lists the images its Pods may run
+    /// (`spec.runtime.images`, not empty), so that what runs is bound to what was approved.
+    #[serde(default)]
+    pub require_images: bool,
 }
 
 /// Approvals a promotion needs: `required` AgentPromotions for the agent's current spec hash,
@@ -118,6 +131,7 @@ impl Default for PolicyData {
             extra: None,
             pod_security: None,
             approvals: None,
+            runtime: None,
         }
     }
 }

@@ -666,7 +666,21 @@ async fn an_agent_being_deleted_keeps_the_spec_its_proof_covers() {
 #[tokio::test]
 async fn a_pod_runs_only_the_images_its_agent_approved() {
     let setup = setup("tn-runtime").await;
-    bundle_in_force(&setup, &default_bundle_spec()).await;
+    // A bundle that requires a runtime: a governed agent without one is refused at apply.
+    let mut bundle = default_bundle_spec();
+    bundle.version = "require-runtime".into();
+    bundle.data.runtime = Some(agentgov_api::policy_bundle::RuntimeData {
+        require_images: true,
+    });
+    bundle_in_force(&setup, &bundle).await;
+    let message = refused(
+        &setup,
+        "a governed agent without a runtime",
+        DENY_POLICY,
+        creating(&setup.agents(), &Agent::new("unbound", governed_spec())),
+    )
+    .await;
+    assert!(message.contains("spec.runtime.images"), "{message}");
     let digest = "sha256:4f2b9c1e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
     let approved = format!("registry.invalid/agent@{digest}");
     let mut spec = governed_spec();

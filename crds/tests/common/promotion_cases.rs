@@ -143,13 +143,14 @@ pub fn matches(got: &[String], want: &[String]) -> bool {
 }
 
 /// The deny codes the shipped policy gives, one per seed rule.
-pub const SHIPPED_CODES: [&str; 6] = [
+pub const SHIPPED_CODES: [&str; 7] = [
     "actor_unauthorized",
     "anatomy_incomplete",
     "containment",
     "capabilities",
     "temperature",
     "budget",
+    "runtime",
 ];
 
 /// Per code, the decision's messages match the expected substrings (see `matches`), and no deny

@@ -515,6 +515,18 @@ impl Generator {
                 ])
             };
             set(&mut input, &["actor"], Some(actor));
+            let runtime = rng.pick(&[
+                None,
+                None,
+                Some(json!({"images": [
+                    "ghcr.io/acme/agent@sha256:4f2b9c1e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c"
+                ]})),
+                Some(json!({"images": []})),
+                Some(json!({"images": [""]})),
+                Some(json!({"images": "x"})),
+                Some(json!("x")),
+            ]);
+            set(&mut input, &["agent", "spec", "runtime"], runtime);
             let data = rng.pick(&data_pool);
             self.push(format!("random #{i}"), input, data);
         }
@@ -522,7 +534,7 @@ impl Generator {
 
     fn data_pool(&self) -> Vec<Value> {
         let mut pool = vec![self.limits.clone(); 6];
-        let changes: [(&[&str], Slot); 10] = [
+        let changes: [(&[&str], Slot); 13] = [
             (&["maxMonthlyBudgetUsd"], Some(n(500.0))),
             (&["maxMonthlyBudgetUsd"], Some(n(1234.5))),
             (&["maxMonthlyBudgetUsd"], None),
@@ -533,6 +545,9 @@ impl Generator {
             (&["promoterRoles"], Some(json!(["release_manager"]))),
             (&["promoterRoles"], None),
             (&[], Some(Value::Null)),
+            (&["runtime"], Some(json!({"requireImages": true}))),
+            (&["runtime"], Some(json!({"requireImages": false}))),
+            (&["runtime"], Some(json!({"requireImages": "yes"}))),
         ];
         for (path, value) in changes {
             let mut data = self.limits.clone();
