@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
 use anyhow::{Result, bail};
@@ -164,6 +165,19 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Wait until the operator has read a key ring holding `key_id` (it polls the file); an
+    /// error with its log if it has not within `timeout`.
+    pub async fn wait_key_loaded(&self, key_id: &str, timeout: Duration) -> Result<()> {
+        crate::wait_for(timeout, || async {
+            self.logs()
+                .lines()
+                .any(|l| l.contains("key ring reloaded") && l.contains(key_id))
+                .then_some(())
+        })
+        .await
+        .map_err(|_| anyhow::anyhow!("the operator never loaded {key_id}\n{}", self.logs()))
     }
 
     pub fn pid(&self) -> u32 {

@@ -709,16 +709,11 @@ async fn keys_rotate_with_overlap_and_revoke_live() {
 
     setup.keys.rotate("key-2").unwrap();
     // The ring is polled (every 2s by default): wait until the operator has read the new one.
-    wait_for(WAIT, || async {
-        setup
-            .operator
-            .logs()
-            .lines()
-            .any(|l| l.contains("key ring reloaded") && l.contains("key-2"))
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the operator never loaded key-2\n{}", setup.operator.logs()));
+    setup
+        .operator
+        .wait_key_loaded("key-2", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     create_approved(&setup.ns, "new", governed_spec()).await;
     let new = wait_agent(
         &setup,

@@ -118,16 +118,11 @@ async fn each_of_the_seven_checks_denies_with_its_own_code() {
     // Rotate: key-2 signs from now on, key-1 keeps verifying.
     setup.keys.rotate("key-2").unwrap();
     setup.webhook.write_keyring(&setup.keys).unwrap();
-    wait_for(WAIT, || async {
-        setup
-            .operator
-            .logs()
-            .lines()
-            .any(|l| l.contains("key ring reloaded") && l.contains("key-2"))
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the operator never loaded key-2\n{}", setup.diagnostics()));
+    setup
+        .operator
+        .wait_key_loaded("key-2", WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", setup.diagnostics()));
     for name in ["auditor", "tampered", "forged"] {
         create_agent(&setup, name, governed_spec()).await;
         approve(&setup, name).await;
