@@ -176,16 +176,14 @@ impl PodRequest<'_> {
     pub fn images_changed(&self) -> bool {
         let new = self.object.as_ref().map(|o| &o.security.spec);
         let old = self.old_object.as_ref().and_then(|o| o.spec.as_ref());
-        let images = |spec: Option<&PodSecuritySpec<'_>>| -> Vec<String> {
-            spec.map(|s| {
-                pod_security::images(s)
-                    .map(|(_, i)| i.to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-        };
-        images(new) != images(old)
+        !images_of(new).eq(images_of(old))
     }
+}
+
+/// A Pod spec's images in upstream's order (none when there is no spec).
+fn images_of<'s>(spec: Option<&'s PodSecuritySpec<'_>>) -> impl Iterator<Item = &'s str> {
+    spec.into_iter()
+        .flat_map(|s| pod_security::images(s).map(|(_, image)| image))
 }
 
 impl PodMetadata<'_> {
