@@ -93,23 +93,48 @@ fn identity(v: &Value) -> Value {
     })
 }
 
-/// Containment as the Pod shows it, judged independently of the webhook's code.
+/// Containment as the Pod shows it, judged independently of the webhook's code: no volume
+/// sets a source outside what a sandbox without persistent writes may use. A key that is no
+/// Volume field at all (a byte deletion makes `mptyDir` of `emptyDir`) is not a source: the API
+/// server never sends one (it decodes the Pod into its type first), and upstream's checks,
+/// which read that type, do not see it either.
 fn contained(pod: &Value) -> bool {
-    const OK: [&str; 7] = [
-        "name",
-        "emptyDir",
-        "configMap",
-        "secret",
-        "downwardAPI",
-        "projected",
-        "image",
+    /// The volume sources of core/v1 Volume that a contained sandbox may not set.
+    const FORBIDDEN: [&str; 24] = [
+        "hostPath",
+        "gcePersistentDisk",
+        "awsElasticBlockStore",
+        "gitRepo",
+        "nfs",
+        "iscsi",
+        "glusterfs",
+        "persistentVolumeClaim",
+        "rbd",
+        "flexVolume",
+        "cinder",
+        "cephfs",
+        "flocker",
+        "fc",
+        "azureFile",
+        "vsphereVolume",
+        "quobyte",
+        "azureDisk",
+        "photonPersistentDisk",
+        "portworxVolume",
+        "scaleIO",
+        "storageos",
+        "csi",
+        "ephemeral",
     ];
     let spec = &pod["spec"];
     let volumes_ok = match &spec["volumes"] {
         Value::Null => true,
         Value::Array(volumes) => volumes.iter().all(|v| {
-            v.as_object()
-                .is_some_and(|fields| fields.keys().all(|k| OK.contains(&k.as_str())))
+            v.as_object().is_some_and(|fields| {
+                fields
+                    .iter()
+                    .all(|(k, value)| value.is_null() || !FORBIDDEN.contains(&k.as_str()))
+            })
         }),
         _ => false,
     };
