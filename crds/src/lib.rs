@@ -6,6 +6,7 @@
 pub mod admission;
 pub mod agent;
 pub mod conditions;
+pub mod containment;
 mod error;
 pub mod expiry;
 pub mod guards;

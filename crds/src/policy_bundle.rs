@@ -97,7 +97,8 @@ pub struct PolicyData {
     pub runtime: Option<RuntimeData>,
 }
 
-/// What a promotion requires of the agent's runtime.
+/// What a promotion requires of the agent's runtime, and how the operator contains and
+/// quarantines agents' running Pods.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimeData {
@@ -105,6 +106,58 @@ pub struct RuntimeData {
     /// (`spec.runtime.images`, not empty), so that what runs is bound to what was approved.
     #[serde(default)]
     pub require_images: bool,
+    /// Where a contained agent's Pods may connect besides the cluster DNS (a sandbox agent, or
+    /// a governed one whose anatomy says `externalCalls: false`): a model gateway, say. The
+    /// operator writes a NetworkPolicy per contained agent that allows egress only there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub egress: Vec<EgressDestination>,
+    /// What quarantine (GOVERNED_INVALIDATED, or a sandbox past its expiry) does to an agent's
+    /// running Pods besides cutting their network: `stop` (the default) evicts them, `isolate`
+    /// only cuts their network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine: Option<QuarantineAction>,
+}
+
+impl QuarantineAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuarantineAction::Isolate => "isolate",
+            QuarantineAction::Stop => "stop",
+        }
+    }
+}
+
+impl RuntimeData {
+    pub fn quarantine(&self) -> QuarantineAction {
+        self.quarantine.unwrap_or_default()
+    }
+}
+
+/// An address block (and TCP ports) contained agents may reach.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub struct EgressDestination {
+    /// An IPv4 or IPv6 block, such as `10.0.12.7/32`.
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("isCIDR(self)").message("cidr must be an address block such as 10.0.12.7/32"))]
+    pub cidr: String,
+    /// TCP ports; empty: every port.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(range(min = 1, max = 65535)))]
+    pub ports: Vec<i32>,
+}
+
+/// What quarantine does to an agent's running Pods.
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "camelCase")]
+pub enum QuarantineAction {
+    /// Cut their network only (a deny-all NetworkPolicy): the Pods keep running, for forensics.
+    Isolate,
+    /// Cut their network and evict them (the Eviction API, which honours
+    /// PodDisruptionBudgets); their replacements are refused at admission.
+    #[default]
+    Stop,
 }
 
 /// Approvals a promotion needs: `required` AgentPromotions for the agent's current spec hash,

@@ -671,6 +671,7 @@ async fn a_pod_runs_only_the_images_its_agent_approved() {
     bundle.version = "require-runtime".into();
     bundle.data.runtime = Some(agentgov_api::policy_bundle::RuntimeData {
         require_images: true,
+        ..Default::default()
     });
     bundle_in_force(&setup, &bundle).await;
     let message = refused(

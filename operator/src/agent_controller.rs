@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use agentgov_api::agent::AgentMode;
 use agentgov_api::hash::spec_hash;
+use agentgov_api::policy_bundle::RuntimeData;
 use agentgov_api::promotion::PromotionOutcome;
 use agentgov_api::{Agent, AgentPromotion};
 use jiff::Timestamp;
@@ -81,6 +82,8 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let version = agent.metadata.resource_version.as_deref().map(fingerprint);
     let inputs = world.inputs(written, &promotions);
     if let Some(wait) = Judged::holds(last.as_ref(), version, inputs, Instant::now()) {
+        // Nothing to judge; the agent's NetworkPolicy may still have been changed by someone.
+        contain(&ctx, &world, &agent, agent.status.as_ref()).await?;
         return Ok(Action::requeue(wait));
     }
     let authorized = authorize(&ctx, &agent, &namespace, &promotions).await?;
@@ -90,6 +93,7 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let write = crate::status::apply(&ctx, &agent, &judgement, last_write.as_ref()).await?;
     crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
     crate::status::prune_promotions(&ctx, &namespace, &promotions, &judgement).await;
+    contain(&ctx, &world, &agent, Some(&judgement.status)).await?;
     let next = next_look(&ctx, &promotions, &judgement, now).min(RESYNC);
     if let Some(version) = version {
         // A write the cache has not shown yet still counts.
@@ -105,6 +109,23 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
         );
     }
     Ok(Action::requeue(next))
+}
+
+/// Keep the agent's Pods as its judged `status` says (`--contain-pods`): its NetworkPolicy, and
+/// a quarantined agent's Pods stopped.
+async fn contain(
+    ctx: &Context,
+    world: &World,
+    agent: &Agent,
+    status: Option<&agentgov_api::AgentStatus>,
+) -> Result<()> {
+    if !ctx.settings.contain_pods {
+        return Ok(());
+    }
+    ctx.network_policies_synced.wait().await;
+    let default = RuntimeData::default();
+    let runtime = world.policy.as_ref().map_or(&default, |p| &p.runtime);
+    crate::containment::converge(ctx, agent, status, runtime).await
 }
 
 /// Whether each approval's requester still holds `promote` on the agent (only for approvals of

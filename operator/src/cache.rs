@@ -37,11 +37,12 @@ pub fn slim<K: kube::Resource>(object: &mut K) {
     }
 }
 
-/// A reflector over `api`: the store, the stream of changed objects for a controller (deleted
-/// ones too), and its readiness. `modify` shapes each object before it is cached; `observe`
-/// sees every watch event once the store has applied it.
+/// A reflector over `api` (the objects `config` selects): the store, the stream of changed
+/// objects for a controller (deleted ones too), and its readiness. `modify` shapes each object
+/// before it is cached; `observe` sees every watch event once the store has applied it.
 pub fn watched<K>(
     api: Api<K>,
+    config: watcher::Config,
     modify: fn(&mut K),
     observe: impl Fn(&Event<K>) + Send + 'static,
 ) -> (
@@ -55,21 +56,29 @@ where
     let writer: Writer<K> = Writer::default();
     let reader = writer.as_reader();
     let (tx, rx) = watch::channel(false);
-    let stream = reflector::reflector(
-        writer,
-        watcher::watcher(api, watcher::Config::default()).modify(modify),
-    )
-    .inspect(move |event| {
-        if let Ok(event) = event {
-            observe(event);
-            if matches!(event, Event::InitDone) {
-                tx.send_replace(true);
+    let stream = reflector::reflector(writer, watcher::watcher(api, config).modify(modify))
+        .inspect(move |event| {
+            if let Ok(event) = event {
+                observe(event);
+                if matches!(event, Event::InitDone) {
+                    tx.send_replace(true);
+                }
             }
-        }
-    })
-    .default_backoff()
-    .touched_objects();
+        })
+        .default_backoff()
+        .touched_objects();
     (reader, stream, Synced(rx))
+}
+
+/// A store that stays empty, already synced: for a kind the operator is told not to watch.
+pub fn empty<K>() -> (Store<K>, Synced)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut writer = Writer::<K>::default();
+    writer.apply_watcher_event(&Event::Init);
+    writer.apply_watcher_event(&Event::InitDone);
+    (writer.as_reader(), Synced(watch::channel(true).1))
 }
 
 /// Already synced: for tests that build a [`crate::context::Context`] by hand.

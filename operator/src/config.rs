@@ -59,6 +59,15 @@ pub struct Config {
     #[arg(long, env = "AGENTGOV_PROMOTION_HISTORY", default_value_t = 10)]
     pub promotion_history: usize,
 
+    /// Keep a NetworkPolicy per contained or quarantined agent (egress to DNS and the bundle's
+    /// `runtime.egress` only; nothing in or out when quarantined) and evict a quarantined
+    /// agent's Pods when the bundle says `quarantine: stop`. `false`: the operator touches no
+    /// NetworkPolicy and no Pod (for clusters whose network does not enforce NetworkPolicy, or
+    /// whose admins write their own). Off by default until the chart grants the RBAC it needs
+    /// (networkpolicies, pods list, pods/eviction).
+    #[arg(long, env = "AGENTGOV_CONTAIN_PODS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub contain_pods: bool,
+
     /// The names of the admission guards the operator requires start with this (the shipped
     /// ones: `agentgov-`). While one is missing or altered, nothing is signed.
     #[arg(long, env = "AGENTGOV_GUARD_PREFIX", default_value = agentgov_api::guards::DEFAULT_PREFIX)]

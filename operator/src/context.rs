@@ -23,8 +23,8 @@ use crate::keys::KeyRingSource;
 use crate::metrics::Metrics;
 use crate::written::{Fingerprint, Written, fingerprint};
 
-/// The field manager of every status the operator writes.
-pub const MANAGER: &str = "agentgov-operator";
+/// The field manager of every status and object the operator writes.
+pub use agentgov_api::containment::MANAGER;
 
 pub struct Context {
     pub client: Client,
@@ -39,6 +39,9 @@ pub struct Context {
     pub agents_synced: crate::cache::Synced,
     pub bundles_synced: crate::cache::Synced,
     pub promotions_synced: crate::cache::Synced,
+    /// The NetworkPolicies the operator keeps (empty unless `--contain-pods`).
+    pub network_policies: Store<crate::containment::PolicyDigest>,
+    pub network_policies_synced: crate::cache::Synced,
     pub policies: PolicyCache,
     /// Why the operator may not sign now (the admission guards' problems), if it may not.
     pub guards: GuardState,
@@ -59,6 +62,8 @@ pub struct Settings {
     pub approval_ttl: SignedDuration,
     /// How many AgentPromotions of an agent are kept (the oldest that back no proof go first).
     pub promotion_history: usize,
+    /// `--contain-pods`: keep agents' NetworkPolicies and stop quarantined agents' Pods.
+    pub contain_pods: bool,
 }
 
 impl Settings {
@@ -68,6 +73,7 @@ impl Settings {
             expiry: config.expiry(),
             approval_ttl: config.approval_ttl,
             promotion_history: config.promotion_history.max(1),
+            contain_pods: config.contain_pods,
         }
     }
 }
@@ -322,6 +328,7 @@ impl Context {
             name: self.settings.bundle_name.clone(),
             version: status.active_version.clone().unwrap_or_default(),
             approvals_required: spec.data.approvals_required(),
+            runtime: spec.data.runtime.clone().unwrap_or_default(),
             engine,
         }))
     }

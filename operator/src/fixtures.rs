@@ -88,6 +88,7 @@ pub fn active_policy(spec: &PolicyBundleSpec) -> ActivePolicy {
         version: spec.version.clone(),
         engine: PolicyEngine::compile(spec).expect("the bundle compiles"),
         approvals_required: spec.data.approvals_required(),
+        runtime: spec.data.runtime.clone().unwrap_or_default(),
     }
 }
 
@@ -505,6 +506,8 @@ impl Context {
             agents_synced: crate::cache::synced_for_test(),
             bundles_synced: crate::cache::synced_for_test(),
             promotions_synced: crate::cache::synced_for_test(),
+            network_policies: store(&[]),
+            network_policies_synced: crate::cache::synced_for_test(),
             policies: PolicyCache::default(),
             guards,
             approvers: Approvers::fixed(true),
@@ -513,6 +516,7 @@ impl Context {
                 expiry: agentgov_api::expiry::ExpiryPolicy::default(),
                 approval_ttl: APPROVAL_TTL,
                 promotion_history: 10,
+                contain_pods: false,
             },
             status_limiter: status_limiter(1000),
         };

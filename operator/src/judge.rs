@@ -36,6 +36,8 @@ pub struct ActivePolicy {
     pub engine: PolicyEngine,
     /// `data.approvals.required`.
     pub approvals_required: usize,
+    /// `data.runtime`: containment egress and what quarantine does.
+    pub runtime: agentgov_api::policy_bundle::RuntimeData,
 }
 
 impl ActivePolicy {

@@ -8,6 +8,7 @@ mod backoff;
 mod bundle_controller;
 mod cache;
 mod config;
+mod containment;
 mod context;
 mod error;
 mod guards;
@@ -32,6 +33,7 @@ use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -117,27 +119,58 @@ async fn run(config: Config) -> Result<()> {
     let writes = status_limiter(config.status_qps).with_concurrency(config.write_concurrency);
     let (agent_store, agent_stream, agents_synced) = {
         let written = Arc::clone(&writes.written);
-        cache::watched(agents, cache::slim, move |event| {
-            triggers::forget_deleted(&written, event)
-        })
+        cache::watched(
+            agents,
+            watcher::Config::default(),
+            cache::slim,
+            move |event| triggers::forget_deleted(&written, event),
+        )
     };
     // A bundle whose version in force changes (or that is deleted) has its namespace's agents
     // judged again at once; the bundle's own status writes change nothing for them.
     let (namespaces_tx, namespaces_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let in_force = triggers::BundleTrigger::new(config.bundle_name.clone(), namespaces_tx);
-    let (bundle_store, bundle_stream, bundles_synced) =
-        cache::watched(bundles, cache::slim, move |event| in_force.observe(event));
+    let (bundle_store, bundle_stream, bundles_synced) = cache::watched(
+        bundles,
+        watcher::Config::default(),
+        cache::slim,
+        move |event| in_force.observe(event),
+    );
     let promotion_index = Arc::new(PromotionIndex::default());
     let (promotion_store, promotion_stream, promotions_synced) = {
         let index = Arc::clone(&promotion_index);
         let written = Arc::clone(&writes.written);
-        cache::watched(promotions, cache::slim, move |event| {
-            triggers::index_promotions(&index, event);
-            triggers::forget_deleted(&written, event);
-        })
+        cache::watched(
+            promotions,
+            watcher::Config::default(),
+            cache::slim,
+            move |event| {
+                triggers::index_promotions(&index, event);
+                triggers::forget_deleted(&written, event);
+            },
+        )
     };
-    let agent_controller = Controller::for_stream(agent_stream, agent_store.clone())
+    // The agents' NetworkPolicies: a change by anyone has their agent looked at again.
+    let (policy_store, policy_stream, policies_synced) = if config.contain_pods {
+        let (store, stream, synced) = cache::watched(
+            match &config.namespace {
+                Some(ns) => Api::<containment::PolicyDigest>::namespaced(client.clone(), ns),
+                None => Api::all(client.clone()),
+            },
+            watcher::Config::default().labels(&containment::selector()),
+            containment::slim,
+            |_| {},
+        );
+        (store, Some(stream), synced)
+    } else {
+        let (store, synced) = cache::empty();
+        (store, None, synced)
+    };
+    let mut agent_controller = Controller::for_stream(agent_stream, agent_store.clone())
         .with_config(controller_config.clone());
+    if let Some(stream) = policy_stream {
+        agent_controller = agent_controller.owns_stream(stream);
+    }
     let bundle_controller =
         Controller::for_stream(bundle_stream, bundle_store.clone()).with_config(controller_config);
     let reporter = Reporter {
@@ -162,6 +195,8 @@ async fn run(config: Config) -> Result<()> {
         agents_synced,
         bundles_synced,
         promotions_synced,
+        network_policies: policy_store,
+        network_policies_synced: policies_synced,
         policies: PolicyCache::default(),
         guards: guards.clone(),
         settings: Settings::new(&config),
@@ -194,6 +229,7 @@ async fn run(config: Config) -> Result<()> {
             ctx.agents_synced.wait().await;
             ctx.bundles_synced.wait().await;
             ctx.promotions_synced.wait().await;
+            ctx.network_policies_synced.wait().await;
             info!("caches synced; ready");
             readiness.set(true);
         }

@@ -31,6 +31,11 @@ pub struct ErrorLabel {
     pub error: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabel {
+    pub action: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     pub promotion_attempts: Counter,
@@ -44,6 +49,8 @@ pub struct Metrics {
     pub revalidation_duration: Histogram,
     /// 1 while an admission guard is missing or altered (nothing is signed), else 0.
     pub trust_guards_missing: Gauge,
+    /// What quarantine did to agents' running Pods: isolate, stop (per Pod evicted), lift.
+    pub quarantine_actions: Family<ActionLabel, Counter>,
 }
 
 impl Metrics {
@@ -61,6 +68,7 @@ impl Metrics {
             agents_by_status: Family::default(),
             revalidation_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             trust_guards_missing: Gauge::default(),
+            quarantine_actions: Family::default(),
         };
         // prometheus-client appends `_total` to counters.
         registry.register(
@@ -113,12 +121,26 @@ impl Metrics {
             "1 while an admission guard (the ValidatingAdmissionPolicies, MutatingAdmissionPolicies and bindings of the chain of trust) is missing or altered: nothing is signed",
             metrics.trust_guards_missing.clone(),
         );
+        registry.register(
+            "agentgov_quarantine_actions",
+            "What quarantine did to agents' running Pods: isolate (network cut), stop (a Pod evicted), lift (quarantine ended)",
+            metrics.quarantine_actions.clone(),
+        );
+        for action in ["isolate", "stop", "lift"] {
+            metrics.quarantine(action, 0);
+        }
         // Not yet checked: nothing is signed until the guard watch says otherwise.
         metrics.trust_guards_missing.set(1);
         for status in GovernanceStatus::ALL {
             metrics.set_agents(status, 0);
         }
         metrics
+    }
+
+    pub fn quarantine(&self, action: &'static str, count: u64) {
+        self.quarantine_actions
+            .get_or_create(&ActionLabel { action })
+            .inc_by(count);
     }
 
     pub fn set_guards_missing(&self, missing: bool) {

@@ -1,0 +1,426 @@
+//! Containment and quarantine on a real control plane: the operator keeps a NetworkPolicy per
+//! contained agent (egress to DNS and the bundle's allow-list only) and puts it back when someone
+//! changes or deletes it; a quarantined agent (invalidated, or an expired sandbox) is cut off
+//! both ways and its Pods evicted (`quarantine: stop`) or left running (`isolate`), with Events
+//! and metrics, and the quarantine is lifted when the agent is valid again. (Whether the node
+//! enforces such a policy is `e2e/tests/node.rs`'s.)
+
+// Test code: a panic with the value is the failure report, in helpers as in #[test]s.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use agentgov_api::agent::GovernanceStatus;
+use agentgov_api::conditions::{EXPIRED, is_true};
+use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::policy_bundle::{EgressDestination, QuarantineAction, RuntimeData};
+use agentgov_api::{Agent, AgentSpec, PolicyBundleSpec};
+use agentgov_e2e::admission::{governance, governed_spec, sandbox_spec};
+use agentgov_e2e::operator::{KeyFile, Operator, metric_value};
+use agentgov_e2e::webhook::agent_pod;
+use agentgov_e2e::{TestNamespace, client, install_crds, wait_for};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Containment is opt-in (`--contain-pods`).
+const ON: &[&str] = &["--contain-pods=true"];
+
+struct Setup {
+    ns: TestNamespace,
+    _keys: KeyFile,
+    operator: Operator,
+}
+
+async fn setup(prefix: &str, flags: &[&str], runtime: RuntimeData) -> Setup {
+    let client = client().await;
+    install_crds(&client).await.unwrap();
+    let ns = TestNamespace::new(&client, prefix).await.unwrap();
+    let dir = agentgov_e2e::operator::log_dir().join(format!("{}-keys", ns.name));
+    let keys = KeyFile::new(&dir, "key-1").unwrap();
+    let operator = Operator::start(&ns.name, &keys.path, "c", flags).unwrap();
+    agentgov_e2e::apply_bundle_in_force(&ns, bundle("1.0.0", 1000.0, runtime), WAIT)
+        .await
+        .unwrap();
+    Setup {
+        ns,
+        _keys: keys,
+        operator,
+    }
+}
+
+fn bundle(version: &str, max_budget: f64, runtime: RuntimeData) -> PolicyBundleSpec {
+    let mut spec = default_bundle_spec();
+    spec.version = version.into();
+    spec.data.max_monthly_budget_usd = max_budget;
+    spec.data.runtime = Some(runtime);
+    spec
+}
+
+fn gateway() -> RuntimeData {
+    RuntimeData {
+        egress: vec![EgressDestination {
+            cidr: "10.96.0.10/32".into(),
+            ports: vec![443],
+        }],
+        ..RuntimeData::default()
+    }
+}
+
+async fn create_agent(setup: &Setup, name: &str, spec: AgentSpec) {
+    setup
+        .ns
+        .api::<Agent>()
+        .create(&PostParams::default(), &Agent::new(name, spec))
+        .await
+        .unwrap();
+}
+
+async fn wait_agent(setup: &Setup, name: &str, what: &str, check: impl Fn(&Agent) -> bool) {
+    agentgov_e2e::wait_agent(&setup.ns.api(), name, what, WAIT, check)
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}\noperator log:\n{}", setup.operator.logs()));
+}
+
+fn is(status: GovernanceStatus) -> impl Fn(&Agent) -> bool {
+    move |a| governance(a) == Some(status)
+}
+
+/// Wait until the agent's NetworkPolicy satisfies `check`; its last state and the operator's log
+/// on timeout.
+async fn wait_policy(
+    setup: &Setup,
+    agent: &str,
+    what: &str,
+    check: impl Fn(Option<&NetworkPolicy>) -> bool,
+) -> Option<NetworkPolicy> {
+    let api: Api<NetworkPolicy> = setup.ns.api();
+    let name = format!("agentgov-{agent}");
+    let check = &check;
+    let found = wait_for(WAIT, || {
+        let api = api.clone();
+        let name = name.clone();
+        async move {
+            let policy = api.get_opt(&name).await.ok()?;
+            check(policy.as_ref()).then_some(policy)
+        }
+    })
+    .await;
+    match found {
+        Ok(policy) => policy,
+        Err(_) => panic!(
+            "{name} never became {what}: {:?}\noperator log:\n{}",
+            api.get_opt(&name).await,
+            setup.operator.logs()
+        ),
+    }
+}
+
+fn state(policy: Option<&NetworkPolicy>) -> Option<&str> {
+    policy?
+        .metadata
+        .labels
+        .as_ref()?
+        .get("agentgov.dev/network")
+        .map(String::as_str)
+}
+
+fn is_contained(policy: Option<&NetworkPolicy>) -> bool {
+    state(policy) == Some("contained")
+}
+
+fn is_quarantined(policy: Option<&NetworkPolicy>) -> bool {
+    state(policy) == Some("quarantined")
+}
+
+/// The egress peers' CIDRs of a policy (the DNS rule has none).
+fn cidrs(policy: &NetworkPolicy) -> Vec<String> {
+    let spec = policy.spec.as_ref().unwrap();
+    spec.egress
+        .iter()
+        .flatten()
+        .flat_map(|rule| rule.to.iter().flatten())
+        .filter_map(|peer| peer.ip_block.as_ref().map(|b| b.cidr.clone()))
+        .collect()
+}
+
+async fn reasons(setup: &Setup, agent: &str) -> Vec<String> {
+    let events: Api<Event> = setup.ns.api();
+    events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(agent))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
+async fn wait_event(setup: &Setup, agent: &str, reason: &str) {
+    wait_for(WAIT, || async {
+        reasons(setup, agent)
+            .await
+            .iter()
+            .any(|r| r == reason)
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {reason} event for {agent}"));
+}
+
+async fn quarantine_actions(setup: &Setup, action: &str) -> f64 {
+    metric_value(
+        &setup.operator.metrics().await,
+        &format!("agentgov_quarantine_actions_total{{action=\"{action}\"}}"),
+    )
+    .unwrap_or(0.0)
+}
+
+async fn reconciles(setup: &Setup) -> f64 {
+    metric_value(
+        &setup.operator.metrics().await,
+        "agentgov_reconcile_duration_seconds_count{controller=\"agent\"}",
+    )
+    .unwrap_or(0.0)
+}
+
+/// A Pod labelled for the agent (no webhook runs in this suite, and no node: it stays Pending).
+async fn create_pod(setup: &Setup, name: &str, agent: &str) {
+    setup
+        .ns
+        .api::<Pod>()
+        .create(&PostParams::default(), &agent_pod(name, agent))
+        .await
+        .unwrap();
+}
+
+async fn pod_exists(setup: &Setup, name: &str) -> bool {
+    setup
+        .ns
+        .api::<Pod>()
+        .get_opt(name)
+        .await
+        .unwrap()
+        .is_some_and(|p| p.metadata.deletion_timestamp.is_none())
+}
+
+#[tokio::test]
+async fn a_contained_agent_gets_an_egress_allow_list_that_is_put_back_when_changed() {
+    let setup = setup("contain-egress", ON, gateway()).await;
+    create_agent(&setup, "scratchpad", sandbox_spec(3600)).await;
+    let policy = wait_policy(&setup, "scratchpad", "contained", is_contained)
+        .await
+        .unwrap();
+    assert_eq!(cidrs(&policy), ["10.96.0.10/32"]);
+    let spec = policy.spec.clone().unwrap();
+    assert_eq!(spec.policy_types, Some(vec!["Egress".to_string()]));
+    assert_eq!(
+        spec.pod_selector.unwrap().match_labels.unwrap()["agentgov.dev/agent"],
+        "scratchpad"
+    );
+    let owner = &policy.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Agent", "scratchpad")
+    );
+
+    // Looked at again with nothing changed: the stored policy is not written again.
+    let version = policy.metadata.resource_version.clone();
+    let before = reconciles(&setup).await;
+    setup
+        .ns
+        .api::<Agent>()
+        .patch(
+            "scratchpad",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
+        )
+        .await
+        .unwrap();
+    wait_for(WAIT, || async {
+        (reconciles(&setup).await > before).then_some(())
+    })
+    .await
+    .unwrap();
+    let api: Api<NetworkPolicy> = setup.ns.api();
+    assert_eq!(
+        api.get("agentgov-scratchpad")
+            .await
+            .unwrap()
+            .metadata
+            .resource_version,
+        version,
+        "an unchanged policy was written again"
+    );
+
+    // Someone widens it: put back as it was.
+    api.patch(
+        "agentgov-scratchpad",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}]}]}})),
+    )
+    .await
+    .unwrap();
+    wait_policy(&setup, "scratchpad", "restored", |p| {
+        p.is_some_and(|p| cidrs(p) == ["10.96.0.10/32"])
+    })
+    .await;
+    // Someone deletes it: written again.
+    api.delete("agentgov-scratchpad", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_policy(&setup, "scratchpad", "recreated", |p| {
+        p.is_some_and(|p| p.metadata.deletion_timestamp.is_none() && cidrs(p) == ["10.96.0.10/32"])
+    })
+    .await;
+
+    // A sandbox is contained whatever its anatomy says.
+    let mut caller = sandbox_spec(3600);
+    caller.anatomy.containment.external_calls = true;
+    create_agent(&setup, "caller", caller).await;
+    wait_policy(&setup, "caller", "contained", is_contained).await;
+}
+
+#[tokio::test]
+async fn an_invalidated_agent_is_quarantined_and_stopped_then_restored() {
+    let setup = setup("contain-stop", ON, gateway()).await;
+    create_agent(&setup, "auditor", governed_spec()).await;
+    agentgov_e2e::approve(&setup.ns.api(), &setup.ns.api(), "auditor")
+        .await
+        .unwrap();
+    wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_VALID",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+    wait_policy(&setup, "auditor", "contained", is_contained).await;
+    create_pod(&setup, "auditor-0", "auditor").await;
+    create_pod(&setup, "bystander", "someone-else").await;
+
+    // Stricter: the org budget drops below the agent's; quarantine is `stop` by default.
+    agentgov_e2e::apply_bundle_in_force(&setup.ns, bundle("1.1.0", 100.0, gateway()), WAIT)
+        .await
+        .unwrap();
+    wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_INVALIDATED",
+        is(GovernanceStatus::GovernedInvalidated),
+    )
+    .await;
+    let policy = wait_policy(&setup, "auditor", "quarantined", is_quarantined)
+        .await
+        .unwrap();
+    let spec = policy.spec.unwrap();
+    assert_eq!(
+        spec.policy_types,
+        Some(vec!["Ingress".to_string(), "Egress".to_string()])
+    );
+    assert_eq!(
+        (spec.ingress, spec.egress),
+        (None, None),
+        "nothing in or out"
+    );
+    wait_for(WAIT, || async {
+        (!pod_exists(&setup, "auditor-0").await).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the quarantined agent's Pod was not evicted:\n{}",
+            setup.operator.logs()
+        )
+    });
+    assert!(
+        pod_exists(&setup, "bystander").await,
+        "another agent's Pod was touched"
+    );
+    wait_event(&setup, "auditor", "Quarantined").await;
+    wait_event(&setup, "auditor", "Stopped").await;
+    assert!(quarantine_actions(&setup, "isolate").await >= 1.0);
+    assert!(quarantine_actions(&setup, "stop").await >= 1.0);
+
+    // Looser again: valid, contained, the quarantine lifted.
+    agentgov_e2e::apply_bundle_in_force(&setup.ns, bundle("1.2.0", 10_000.0, gateway()), WAIT)
+        .await
+        .unwrap();
+    wait_agent(
+        &setup,
+        "auditor",
+        "GOVERNED_VALID again",
+        is(GovernanceStatus::GovernedValid),
+    )
+    .await;
+    wait_policy(&setup, "auditor", "contained again", is_contained).await;
+    wait_event(&setup, "auditor", "QuarantineLifted").await;
+    assert!(quarantine_actions(&setup, "lift").await >= 1.0);
+    assert!(setup.operator.logs().contains("AGENT_QUARANTINED"));
+    assert!(setup.operator.logs().contains("AGENT_STOPPED"));
+}
+
+#[tokio::test]
+async fn an_expired_sandbox_is_isolated_and_its_pods_keep_running_under_isolate() {
+    let runtime = RuntimeData {
+        quarantine: Some(QuarantineAction::Isolate),
+        ..gateway()
+    };
+    let setup = setup("contain-isolate", ON, runtime).await;
+    create_agent(&setup, "short-lived", sandbox_spec(4)).await;
+    wait_policy(&setup, "short-lived", "contained", is_contained).await;
+    create_pod(&setup, "short-lived-0", "short-lived").await;
+    wait_agent(&setup, "short-lived", "expired", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| is_true(&s.conditions, EXPIRED))
+    })
+    .await;
+    wait_policy(&setup, "short-lived", "quarantined", is_quarantined).await;
+    wait_event(&setup, "short-lived", "Quarantined").await;
+    assert!(
+        pod_exists(&setup, "short-lived-0").await,
+        "quarantine: isolate must leave the Pod running"
+    );
+    assert!(
+        !reasons(&setup, "short-lived")
+            .await
+            .iter()
+            .any(|r| r == "Stopped")
+    );
+}
+
+#[tokio::test]
+async fn by_default_the_operator_writes_no_network_policy() {
+    let setup = setup("contain-off", &[], gateway()).await;
+    create_agent(&setup, "scratchpad", sandbox_spec(3600)).await;
+    wait_agent(
+        &setup,
+        "scratchpad",
+        "SANDBOX",
+        is(GovernanceStatus::Sandbox),
+    )
+    .await;
+    let policies: Api<NetworkPolicy> = setup.ns.api();
+    // The reconcile that wrote the status has finished (its duration is counted at its end),
+    // and a policy is written within the same reconcile, after the status.
+    wait_for(WAIT, || async {
+        (reconciles(&setup).await >= 1.0).then_some(())
+    })
+    .await
+    .unwrap();
+    assert!(
+        policies
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "a NetworkPolicy was written without --contain-pods"
+    );
+}
