@@ -20,6 +20,7 @@ pub mod proof;
 pub mod runtime;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod workload;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, GovernanceStatus};
 pub use error::Error;

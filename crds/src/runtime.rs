@@ -6,13 +6,22 @@
 //! `docker.io/library/nginx@...`) and a tag beside the digest ignored (the runtime pulls by the
 //! digest then). An image without a digest never matches: a tag can be moved to other content
 //! after the approval.
+//!
+//! The runtime selector (`mode`): `managed`, the operator runs the agent from `managed` (see
+//! [`crate::workload`]); `external` (the default), someone else creates its Pods and agentgov
+//! only judges them.
+
+use std::collections::BTreeMap;
 
 use kube::KubeSchema;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// What the agent's Pods may run.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.mode) || self.mode != 'managed' || has(self.managed)").message("mode: managed needs the managed block (the containers the operator runs)"))]
+#[x_kube(validation = Rule::new("!has(self.managed) || self.managed.containers.all(c, c.image in self.images)").message("every managed container's image must be one of runtime.images, written the same way"))]
 pub struct RuntimeSpec {
     /// The container images the agent's Pods may run (containers, init containers and
     /// ephemeral containers alike), each pinned by digest: `name@sha256:<64 hex digits>`. A
@@ -21,6 +30,138 @@ pub struct RuntimeSpec {
     #[schemars(length(max = 32), inner(length(min = 1, max = 512)))]
     #[x_kube(validation = Rule::new("self.all(i, i.matches('^[^@ ]+@sha256:[0-9a-f]{64}$'))").message("every image must be pinned by digest, as name@sha256:<64 hex digits>: a tag alone can be moved to other content after the approval"))]
     pub images: Vec<String>,
+    /// Who runs the agent: `managed` (the operator keeps a Deployment from `managed`) or
+    /// `external` (someone else creates its Pods; agentgov judges them). Absent: external.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RuntimeMode>,
+    /// What the operator runs in `managed` mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<ManagedRuntime>,
+}
+
+impl RuntimeSpec {
+    /// The managed block, when the operator runs the agent.
+    pub fn managed(&self) -> Option<&ManagedRuntime> {
+        (self.mode == Some(RuntimeMode::Managed))
+            .then_some(self.managed.as_ref())
+            .flatten()
+    }
+}
+
+/// The seed's runtime selector.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeMode {
+    Managed,
+    External,
+}
+
+/// The Pod template subset the operator runs for a managed agent. Its Pods are hardened (non-root,
+/// read-only root filesystem, no privilege escalation, no capabilities, seccomp RuntimeDefault)
+/// and get the approved spec and its proof read-only in `/etc/agentgov`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedRuntime {
+    /// The agent's containers (1 to 8).
+    #[schemars(length(min = 1, max = 8))]
+    #[x_kube(validation = Rule::new("self.all(c, self.exists_one(d, d.name == c.name))").message("container names must be unique"))]
+    pub containers: Vec<ManagedContainer>,
+    /// The ServiceAccount the Pods run as (the namespace's `default` if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub service_account_name: Option<String>,
+    /// Whether the Pods get a service-account token (default: no).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub automount_service_account_token: Option<bool>,
+    /// Pods while the agent may run (default 1; 0 to 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 16))]
+    pub replicas: Option<i32>,
+}
+
+/// One container of a managed agent.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedContainer {
+    /// The container's name (a DNS label).
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("a container name is a DNS label: lower-case letters, digits and '-'"))]
+    pub name: String,
+    /// One of `runtime.images`, written the same way.
+    #[schemars(length(min = 1, max = 512))]
+    pub image: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
+    pub command: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64), inner(length(max = 4096)))]
+    pub args: Vec<String>,
+    /// Literal environment variables (no references: what the agent reads is in its approved
+    /// spec).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub env: Vec<ManagedEnvVar>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ManagedResources>,
+}
+
+/// A literal environment variable.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedEnvVar {
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self.matches('^[-._a-zA-Z][-._a-zA-Z0-9]*$')").message("an environment variable name is letters, digits, '_', '-' and '.', not starting with a digit"))]
+    pub name: String,
+    #[serde(default)]
+    #[schemars(length(max = 32768))]
+    pub value: String,
+}
+
+/// Requests and limits of the managed container.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedResources {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<ResourceAmounts>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ResourceAmounts>,
+}
+
+/// Amounts of `cpu`, `memory` and `ephemeral-storage`, each a quantity string such as `500m`
+/// or `256Mi`.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceAmounts {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("cpu must be a quantity string such as '500m' or '2'"))]
+    pub cpu: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("memory must be a quantity string such as '256Mi'"))]
+    pub memory: Option<String>,
+    #[serde(
+        default,
+        rename = "ephemeral-storage",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = Rule::new("isQuantity(self)").message("ephemeral-storage must be a quantity string such as '1Gi'"))]
+    pub ephemeral_storage: Option<String>,
+}
+
+impl ResourceAmounts {
+    /// The amounts set, by resource name.
+    pub fn by_name(&self) -> BTreeMap<String, String> {
+        [
+            ("cpu", &self.cpu),
+            ("memory", &self.memory),
+            ("ephemeral-storage", &self.ephemeral_storage),
+        ]
+        .into_iter()
+        .filter_map(|(name, amount)| Some((name.to_string(), amount.clone()?)))
+        .collect()
+    }
 }
 
 /// An image reference split into what identifies its content: the repository with Docker's
@@ -88,6 +229,7 @@ mod tests {
     fn runtime(images: &[&str]) -> RuntimeSpec {
         RuntimeSpec {
             images: images.iter().map(|i| i.to_string()).collect(),
+            ..RuntimeSpec::default()
         }
     }
 

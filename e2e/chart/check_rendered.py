@@ -165,7 +165,30 @@ OPERATOR_RULES = (
         ["get", "list", "watch"],
     )
 )
+# With operator.containPods (AGENTGOV_CONTAIN_PODS=true on the operator), and only then.
+CONTAIN_RULES = (
+    expand("networking.k8s.io", ["networkpolicies"], ["get", "list", "watch", "create", "update", "delete"])
+    | expand("", ["pods"], ["list"])
+    | expand("", ["pods/eviction"], ["create"])
+)
+# With operator.manageWorkloads (AGENTGOV_MANAGE_WORKLOADS=true), and only then.
+WORKLOAD_RULES = expand("apps", ["deployments"], ["get", "list", "watch", "create", "update", "delete"]) | expand(
+    "", ["configmaps"], ["get", "list", "watch", "create", "update", "delete"]
+)
 WEBHOOK_RULES = expand("agentgov.dev", ["agents", "policybundles"], ["get", "list", "watch"])
+
+
+def operator_flag(by_kind, env_name):
+    """Whether the operator Deployment sets the boolean env_name to true."""
+    for deployment in by_kind.get("Deployment", []):
+        if deployment["metadata"]["labels"].get("app.kubernetes.io/component") != "operator":
+            continue
+        for container in deployment["spec"]["template"]["spec"]["containers"]:
+            for env in container.get("env") or []:
+                if env["name"] == env_name:
+                    return env["value"] == "true"
+    problem("operator", f"{env_name} is not set: the RBAC cannot be checked against it")
+    return False
 
 
 def check_rbac(by_kind, namespace):
@@ -195,7 +218,11 @@ def check_rbac(by_kind, namespace):
         got = granted.get(sa["metadata"]["name"], set())
         if component == "operator":
             lease = {r for r in got if r[0] == "coordination.k8s.io"}
-            want = OPERATOR_RULES
+            want = (
+                OPERATOR_RULES
+                | (CONTAIN_RULES if operator_flag(by_kind, "AGENTGOV_CONTAIN_PODS") else set())
+                | (WORKLOAD_RULES if operator_flag(by_kind, "AGENTGOV_MANAGE_WORKLOADS") else set())
+            )
             if lease:
                 lease_names = {r[3] for r in lease if r[2] != "create"}
                 if {r[2] for r in lease} != {"create", "get", "update", "patch"} or len(lease_names) != 1 or () in lease_names:

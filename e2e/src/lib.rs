@@ -8,6 +8,7 @@ pub mod guards;
 pub mod node;
 pub mod operator;
 pub mod process;
+pub mod scenario;
 pub mod webhook;
 
 use std::path::PathBuf;

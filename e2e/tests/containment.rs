@@ -8,58 +8,22 @@
 // Test code: a panic with the value is the failure report, in helpers as in #[test]s.
 #![allow(clippy::unwrap_used)]
 
-use std::time::Duration;
-
 use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::conditions::{EXPIRED, is_true};
-use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::{EgressDestination, QuarantineAction, RuntimeData};
-use agentgov_api::{Agent, AgentSpec, PolicyBundleSpec};
-use agentgov_e2e::admission::{governance, governed_spec, sandbox_spec};
-use agentgov_e2e::operator::{KeyFile, Operator, metric_value};
+use agentgov_e2e::admission::{governed_spec, sandbox_spec};
+use agentgov_e2e::operator::metric_value;
+use agentgov_e2e::scenario::{Setup, WAIT, bundle, is, setup};
+use agentgov_e2e::wait_for;
 use agentgov_e2e::webhook::agent_pod;
-use agentgov_e2e::{TestNamespace, client, install_crds, wait_for};
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
-const WAIT: Duration = Duration::from_secs(60);
-
-/// Containment is opt-in (`--contain-pods`).
+/// Containment is on by default; the tests say so anyway, so a changed default shows here.
 const ON: &[&str] = &["--contain-pods=true"];
-
-struct Setup {
-    ns: TestNamespace,
-    _keys: KeyFile,
-    operator: Operator,
-}
-
-async fn setup(prefix: &str, flags: &[&str], runtime: RuntimeData) -> Setup {
-    let client = client().await;
-    install_crds(&client).await.unwrap();
-    let ns = TestNamespace::new(&client, prefix).await.unwrap();
-    let dir = agentgov_e2e::operator::log_dir().join(format!("{}-keys", ns.name));
-    let keys = KeyFile::new(&dir, "key-1").unwrap();
-    let operator = Operator::start(&ns.name, &keys.path, "c", flags).unwrap();
-    agentgov_e2e::apply_bundle_in_force(&ns, bundle("1.0.0", 1000.0, runtime), WAIT)
-        .await
-        .unwrap();
-    Setup {
-        ns,
-        _keys: keys,
-        operator,
-    }
-}
-
-fn bundle(version: &str, max_budget: f64, runtime: RuntimeData) -> PolicyBundleSpec {
-    let mut spec = default_bundle_spec();
-    spec.version = version.into();
-    spec.data.max_monthly_budget_usd = max_budget;
-    spec.data.runtime = Some(runtime);
-    spec
-}
+const OFF: &[&str] = &["--contain-pods=false"];
 
 fn gateway() -> RuntimeData {
     RuntimeData {
@@ -71,23 +35,12 @@ fn gateway() -> RuntimeData {
     }
 }
 
-async fn create_agent(setup: &Setup, name: &str, spec: AgentSpec) {
-    setup
-        .ns
-        .api::<Agent>()
-        .create(&PostParams::default(), &Agent::new(name, spec))
-        .await
-        .unwrap();
-}
-
-async fn wait_agent(setup: &Setup, name: &str, what: &str, check: impl Fn(&Agent) -> bool) {
-    agentgov_e2e::wait_agent(&setup.ns.api(), name, what, WAIT, check)
-        .await
-        .unwrap_or_else(|e| panic!("{e:#}\noperator log:\n{}", setup.operator.logs()));
-}
-
-fn is(status: GovernanceStatus) -> impl Fn(&Agent) -> bool {
-    move |a| governance(a) == Some(status)
+async fn quarantine_actions(setup: &Setup, action: &str) -> f64 {
+    metric_value(
+        &setup.operator.metrics().await,
+        &format!("agentgov_quarantine_actions_total{{action=\"{action}\"}}"),
+    )
+    .unwrap_or(0.0)
 }
 
 /// Wait until the agent's NetworkPolicy satisfies `check`; its last state and the operator's log
@@ -148,47 +101,6 @@ fn cidrs(policy: &NetworkPolicy) -> Vec<String> {
         .collect()
 }
 
-async fn reasons(setup: &Setup, agent: &str) -> Vec<String> {
-    let events: Api<Event> = setup.ns.api();
-    events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(agent))
-        .filter_map(|e| e.reason)
-        .collect()
-}
-
-async fn wait_event(setup: &Setup, agent: &str, reason: &str) {
-    wait_for(WAIT, || async {
-        reasons(setup, agent)
-            .await
-            .iter()
-            .any(|r| r == reason)
-            .then_some(())
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no {reason} event for {agent}"));
-}
-
-async fn quarantine_actions(setup: &Setup, action: &str) -> f64 {
-    metric_value(
-        &setup.operator.metrics().await,
-        &format!("agentgov_quarantine_actions_total{{action=\"{action}\"}}"),
-    )
-    .unwrap_or(0.0)
-}
-
-async fn reconciles(setup: &Setup) -> f64 {
-    metric_value(
-        &setup.operator.metrics().await,
-        "agentgov_reconcile_duration_seconds_count{controller=\"agent\"}",
-    )
-    .unwrap_or(0.0)
-}
-
 /// A Pod labelled for the agent (no webhook runs in this suite, and no node: it stays Pending).
 async fn create_pod(setup: &Setup, name: &str, agent: &str) {
     setup
@@ -212,7 +124,7 @@ async fn pod_exists(setup: &Setup, name: &str) -> bool {
 #[tokio::test]
 async fn a_contained_agent_gets_an_egress_allow_list_that_is_put_back_when_changed() {
     let setup = setup("contain-egress", ON, gateway()).await;
-    create_agent(&setup, "scratchpad", sandbox_spec(3600)).await;
+    setup.create_agent("scratchpad", sandbox_spec(3600)).await;
     let policy = wait_policy(&setup, "scratchpad", "contained", is_contained)
         .await
         .unwrap();
@@ -231,22 +143,7 @@ async fn a_contained_agent_gets_an_egress_allow_list_that_is_put_back_when_chang
 
     // Looked at again with nothing changed: the stored policy is not written again.
     let version = policy.metadata.resource_version.clone();
-    let before = reconciles(&setup).await;
-    setup
-        .ns
-        .api::<Agent>()
-        .patch(
-            "scratchpad",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
-        )
-        .await
-        .unwrap();
-    wait_for(WAIT, || async {
-        (reconciles(&setup).await > before).then_some(())
-    })
-    .await
-    .unwrap();
+    setup.poke("scratchpad").await;
     let api: Api<NetworkPolicy> = setup.ns.api();
     assert_eq!(
         api.get("agentgov-scratchpad")
@@ -282,24 +179,24 @@ async fn a_contained_agent_gets_an_egress_allow_list_that_is_put_back_when_chang
     // A sandbox is contained whatever its anatomy says.
     let mut caller = sandbox_spec(3600);
     caller.anatomy.containment.external_calls = true;
-    create_agent(&setup, "caller", caller).await;
+    setup.create_agent("caller", caller).await;
     wait_policy(&setup, "caller", "contained", is_contained).await;
 }
 
 #[tokio::test]
 async fn an_invalidated_agent_is_quarantined_and_stopped_then_restored() {
     let setup = setup("contain-stop", ON, gateway()).await;
-    create_agent(&setup, "auditor", governed_spec()).await;
+    setup.create_agent("auditor", governed_spec()).await;
     agentgov_e2e::approve(&setup.ns.api(), &setup.ns.api(), "auditor")
         .await
         .unwrap();
-    wait_agent(
-        &setup,
-        "auditor",
-        "GOVERNED_VALID",
-        is(GovernanceStatus::GovernedValid),
-    )
-    .await;
+    setup
+        .wait_agent(
+            "auditor",
+            "GOVERNED_VALID",
+            is(GovernanceStatus::GovernedValid),
+        )
+        .await;
     wait_policy(&setup, "auditor", "contained", is_contained).await;
     create_pod(&setup, "auditor-0", "auditor").await;
     create_pod(&setup, "bystander", "someone-else").await;
@@ -308,13 +205,13 @@ async fn an_invalidated_agent_is_quarantined_and_stopped_then_restored() {
     agentgov_e2e::apply_bundle_in_force(&setup.ns, bundle("1.1.0", 100.0, gateway()), WAIT)
         .await
         .unwrap();
-    wait_agent(
-        &setup,
-        "auditor",
-        "GOVERNED_INVALIDATED",
-        is(GovernanceStatus::GovernedInvalidated),
-    )
-    .await;
+    setup
+        .wait_agent(
+            "auditor",
+            "GOVERNED_INVALIDATED",
+            is(GovernanceStatus::GovernedInvalidated),
+        )
+        .await;
     let policy = wait_policy(&setup, "auditor", "quarantined", is_quarantined)
         .await
         .unwrap();
@@ -342,8 +239,8 @@ async fn an_invalidated_agent_is_quarantined_and_stopped_then_restored() {
         pod_exists(&setup, "bystander").await,
         "another agent's Pod was touched"
     );
-    wait_event(&setup, "auditor", "Quarantined").await;
-    wait_event(&setup, "auditor", "Stopped").await;
+    setup.wait_event("auditor", "Quarantined").await;
+    setup.wait_event("auditor", "Stopped").await;
     assert!(quarantine_actions(&setup, "isolate").await >= 1.0);
     assert!(quarantine_actions(&setup, "stop").await >= 1.0);
 
@@ -351,15 +248,15 @@ async fn an_invalidated_agent_is_quarantined_and_stopped_then_restored() {
     agentgov_e2e::apply_bundle_in_force(&setup.ns, bundle("1.2.0", 10_000.0, gateway()), WAIT)
         .await
         .unwrap();
-    wait_agent(
-        &setup,
-        "auditor",
-        "GOVERNED_VALID again",
-        is(GovernanceStatus::GovernedValid),
-    )
-    .await;
+    setup
+        .wait_agent(
+            "auditor",
+            "GOVERNED_VALID again",
+            is(GovernanceStatus::GovernedValid),
+        )
+        .await;
     wait_policy(&setup, "auditor", "contained again", is_contained).await;
-    wait_event(&setup, "auditor", "QuarantineLifted").await;
+    setup.wait_event("auditor", "QuarantineLifted").await;
     assert!(quarantine_actions(&setup, "lift").await >= 1.0);
     assert!(setup.operator.logs().contains("AGENT_QUARANTINED"));
     assert!(setup.operator.logs().contains("AGENT_STOPPED"));
@@ -372,23 +269,25 @@ async fn an_expired_sandbox_is_isolated_and_its_pods_keep_running_under_isolate(
         ..gateway()
     };
     let setup = setup("contain-isolate", ON, runtime).await;
-    create_agent(&setup, "short-lived", sandbox_spec(4)).await;
+    setup.create_agent("short-lived", sandbox_spec(4)).await;
     wait_policy(&setup, "short-lived", "contained", is_contained).await;
     create_pod(&setup, "short-lived-0", "short-lived").await;
-    wait_agent(&setup, "short-lived", "expired", |a| {
-        a.status
-            .as_ref()
-            .is_some_and(|s| is_true(&s.conditions, EXPIRED))
-    })
-    .await;
+    setup
+        .wait_agent("short-lived", "expired", |a| {
+            a.status
+                .as_ref()
+                .is_some_and(|s| is_true(&s.conditions, EXPIRED))
+        })
+        .await;
     wait_policy(&setup, "short-lived", "quarantined", is_quarantined).await;
-    wait_event(&setup, "short-lived", "Quarantined").await;
+    setup.wait_event("short-lived", "Quarantined").await;
     assert!(
         pod_exists(&setup, "short-lived-0").await,
         "quarantine: isolate must leave the Pod running"
     );
     assert!(
-        !reasons(&setup, "short-lived")
+        !setup
+            .reasons("short-lived")
             .await
             .iter()
             .any(|r| r == "Stopped")
@@ -396,21 +295,17 @@ async fn an_expired_sandbox_is_isolated_and_its_pods_keep_running_under_isolate(
 }
 
 #[tokio::test]
-async fn by_default_the_operator_writes_no_network_policy() {
-    let setup = setup("contain-off", &[], gateway()).await;
-    create_agent(&setup, "scratchpad", sandbox_spec(3600)).await;
-    wait_agent(
-        &setup,
-        "scratchpad",
-        "SANDBOX",
-        is(GovernanceStatus::Sandbox),
-    )
-    .await;
+async fn with_containment_off_the_operator_writes_no_network_policy() {
+    let setup = setup("contain-off", OFF, gateway()).await;
+    setup.create_agent("scratchpad", sandbox_spec(3600)).await;
+    setup
+        .wait_agent("scratchpad", "SANDBOX", is(GovernanceStatus::Sandbox))
+        .await;
     let policies: Api<NetworkPolicy> = setup.ns.api();
     // The reconcile that wrote the status has finished (its duration is counted at its end),
     // and a policy is written within the same reconcile, after the status.
     wait_for(WAIT, || async {
-        (reconciles(&setup).await >= 1.0).then_some(())
+        (setup.reconciles().await >= 1.0).then_some(())
     })
     .await
     .unwrap();
@@ -421,6 +316,6 @@ async fn by_default_the_operator_writes_no_network_policy() {
             .unwrap()
             .items
             .is_empty(),
-        "a NetworkPolicy was written without --contain-pods"
+        "a NetworkPolicy was written with --contain-pods=false"
     );
 }

@@ -21,6 +21,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
@@ -331,6 +332,17 @@ async fn agents_through_the_service(setup: &Setup) -> Result<(Pod, Api<Pod>)> {
             .is_some()
     })
     .await?;
+    // Containment is on by default: the chart's RBAC lets the operator keep the sandbox's
+    // NetworkPolicy (a missing rule would show as a forbidden write in its logs and no policy).
+    let policies: Api<NetworkPolicy> = setup.target.api();
+    let policy_name = format!("agentgov-{name}");
+    wait_for(Duration::from_secs(60), || {
+        let policies = policies.clone();
+        let policy_name = policy_name.clone();
+        async move { policies.get_opt(&policy_name).await.ok().flatten() }
+    })
+    .await
+    .with_context(|| format!("no NetworkPolicy {policy_name} for the sandbox agent"))?;
     let pods: Api<Pod> = setup.target.api();
     let pod = busybox_pod(
         "agent",

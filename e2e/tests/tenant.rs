@@ -687,11 +687,13 @@ async fn a_pod_runs_only_the_images_its_agent_approved() {
     let mut spec = governed_spec();
     spec.runtime = Some(agentgov_api::runtime::RuntimeSpec {
         images: vec![approved.clone()],
+        ..Default::default()
     });
     // The schema refuses a runtime image given by tag alone, and says why.
     let mut tagged = spec.clone();
     tagged.runtime = Some(agentgov_api::runtime::RuntimeSpec {
         images: vec!["registry.invalid/agent:1".into()],
+        ..Default::default()
     });
     let e = setup
         .agents()

@@ -82,8 +82,9 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let version = agent.metadata.resource_version.as_deref().map(fingerprint);
     let inputs = world.inputs(written, &promotions);
     if let Some(wait) = Judged::holds(last.as_ref(), version, inputs, Instant::now()) {
-        // Nothing to judge; the agent's NetworkPolicy may still have been changed by someone.
-        contain(&ctx, &world, &agent, agent.status.as_ref()).await?;
+        // Nothing to judge; what the operator keeps for the agent may still have been changed
+        // by someone.
+        keep_pods(&ctx, &world, &agent, agent.status.as_ref()).await?;
         return Ok(Action::requeue(wait));
     }
     let authorized = authorize(&ctx, &agent, &namespace, &promotions).await?;
@@ -93,7 +94,7 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let write = crate::status::apply(&ctx, &agent, &judgement, last_write.as_ref()).await?;
     crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
     crate::status::prune_promotions(&ctx, &namespace, &promotions, &judgement).await;
-    contain(&ctx, &world, &agent, Some(&judgement.status)).await?;
+    keep_pods(&ctx, &world, &agent, Some(&judgement.status)).await?;
     let next = next_look(&ctx, &promotions, &judgement, now).min(RESYNC);
     if let Some(version) = version {
         // A write the cache has not shown yet still counts.
@@ -111,21 +112,28 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     Ok(Action::requeue(next))
 }
 
-/// Keep the agent's Pods as its judged `status` says (`--contain-pods`): its NetworkPolicy, and
-/// a quarantined agent's Pods stopped.
-async fn contain(
+/// Keep the agent's Pods as its judged `status` says: its NetworkPolicy and a quarantined
+/// agent's Pods stopped (`--contain-pods`), and a managed agent's Deployment and ConfigMap
+/// (`--manage-workloads`).
+async fn keep_pods(
     ctx: &Context,
     world: &World,
     agent: &Agent,
     status: Option<&agentgov_api::AgentStatus>,
 ) -> Result<()> {
-    if !ctx.settings.contain_pods {
+    if ctx.settings.contain_pods {
+        ctx.network_policies_synced.wait().await;
+        let default = RuntimeData::default();
+        let runtime = world.policy.as_ref().map_or(&default, |p| &p.runtime);
+        crate::containment::converge(ctx, agent, status, runtime).await?;
+    }
+    if !ctx.settings.manage_workloads {
         return Ok(());
     }
-    ctx.network_policies_synced.wait().await;
-    let default = RuntimeData::default();
-    let runtime = world.policy.as_ref().map_or(&default, |p| &p.runtime);
-    crate::containment::converge(ctx, agent, status, runtime).await
+    for synced in &ctx.workloads_synced {
+        synced.wait().await;
+    }
+    crate::workload::converge(ctx, agent, status).await
 }
 
 /// Whether each approval's requester still holds `promote` on the agent (only for approvals of

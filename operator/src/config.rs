@@ -63,10 +63,17 @@ pub struct Config {
     /// `runtime.egress` only; nothing in or out when quarantined) and evict a quarantined
     /// agent's Pods when the bundle says `quarantine: stop`. `false`: the operator touches no
     /// NetworkPolicy and no Pod (for clusters whose network does not enforce NetworkPolicy, or
-    /// whose admins write their own). Off by default until the chart grants the RBAC it needs
-    /// (networkpolicies, pods list, pods/eviction).
-    #[arg(long, env = "AGENTGOV_CONTAIN_PODS", default_value_t = false, action = clap::ArgAction::Set)]
+    /// whose admins write their own; the chart's `operator.containPods: false` then also drops
+    /// the RBAC it needs: networkpolicies, pods list, pods/eviction).
+    #[arg(long, env = "AGENTGOV_CONTAIN_PODS", default_value_t = true, action = clap::ArgAction::Set)]
     pub contain_pods: bool,
+
+    /// Run managed agents (`spec.runtime.mode: managed`): keep a Deployment and a ConfigMap
+    /// with the approved spec per managed agent. `false`: the operator writes neither (a managed
+    /// agent then runs nothing; the chart's `operator.manageWorkloads: false` also drops the
+    /// RBAC: deployments, configmaps).
+    #[arg(long, env = "AGENTGOV_MANAGE_WORKLOADS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage_workloads: bool,
 
     /// The names of the admission guards the operator requires start with this (the shipped
     /// ones: `agentgov-`). While one is missing or altered, nothing is signed.

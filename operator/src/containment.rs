@@ -1,118 +1,44 @@
 //! Keeping each agent's NetworkPolicy as its judged status says (see
 //! `agentgov_api::containment`), and stopping a quarantined agent's running Pods.
 //!
-//! The operator caches its NetworkPolicies as digests (name, owner, state label and a
-//! fingerprint of the spec), not whole objects: at thousands of agents the cache is most of the
-//! operator's memory. A policy someone else changed or deleted is put back on the watch event.
-//! It is replaced whole (an unconditional update), so fields another writer added do not
-//! survive.
+//! The operator caches its NetworkPolicies as digests (see `crate::kept`: name, owner, state
+//! label and a fingerprint of the spec). A policy someone else changed or deleted is put back
+//! on the watch event.
 
 use agentgov_api::Agent;
 use agentgov_api::agent::{AGENT_LABEL, AgentStatus};
 use agentgov_api::containment::{
-    AgentRef, MANAGED_BY_LABEL, MANAGER, NETWORK_STATE_LABEL, QUARANTINED, RunState,
-    network_policy, network_policy_name,
+    AgentRef, NETWORK_STATE_LABEL, QUARANTINED, RunState, network_policy, network_policy_name,
 };
 use agentgov_api::policy_bundle::{QuarantineAction, RuntimeData};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, EvictParams, ListParams, PostParams};
+use kube::api::{Api, EvictParams, ListParams};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::written::{Fingerprint, fingerprint};
+use crate::kept::{Digest, Kept};
+
+/// What of a NetworkPolicy the operator sets: its spec (k8s-openapi writes its fields in a fixed
+/// order, so the stored and the wanted spec compare equal when they mean the same).
+#[derive(Serialize, Deserialize)]
+pub struct NetworkPolicyShape {
+    #[serde(default)]
+    spec: Option<NetworkPolicySpec>,
+}
+
+impl Kept for NetworkPolicy {
+    type Shape = NetworkPolicyShape;
+    const LABELS: &'static [&'static str] = &[NETWORK_STATE_LABEL];
+}
 
 /// A NetworkPolicy the operator keeps, as its cache holds it.
-#[derive(Clone, Debug, Deserialize)]
-pub struct PolicyDigest {
-    pub metadata: ObjectMeta,
-    /// A fingerprint of the spec (see [`spec_fingerprint`]).
-    #[serde(default, deserialize_with = "digest_spec")]
-    pub spec: Fingerprint,
-}
-
-impl k8s_openapi::Resource for PolicyDigest {
-    const API_VERSION: &'static str = NetworkPolicy::API_VERSION;
-    const GROUP: &'static str = NetworkPolicy::GROUP;
-    const KIND: &'static str = NetworkPolicy::KIND;
-    const VERSION: &'static str = NetworkPolicy::VERSION;
-    const URL_PATH_SEGMENT: &'static str = NetworkPolicy::URL_PATH_SEGMENT;
-    type Scope = k8s_openapi::NamespaceResourceScope;
-}
-
-impl k8s_openapi::ListableResource for PolicyDigest {
-    const LIST_KIND: &'static str = NetworkPolicy::LIST_KIND;
-}
-
-impl k8s_openapi::Metadata for PolicyDigest {
-    type Ty = ObjectMeta;
-    fn metadata(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
-
-fn digest_spec<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Fingerprint, D::Error> {
-    Option::<NetworkPolicySpec>::deserialize(deserializer)
-        .map(|spec| spec_fingerprint(spec.as_ref()))
-}
-
-/// A fingerprint of a spec as k8s-openapi writes it (fields in a fixed order), so the spec the
-/// API server stores and the one the operator wants compare equal when they mean the same.
-pub fn spec_fingerprint(spec: Option<&NetworkPolicySpec>) -> Fingerprint {
-    serde_json::to_vec(&spec).map_or(0, |json| fingerprint(&json[..]))
-}
-
-/// Keep what the comparison needs: name, namespace, owners and the state label.
-pub fn slim(digest: &mut PolicyDigest) {
-    let meta = &mut digest.metadata;
-    let state = meta
-        .labels
-        .as_mut()
-        .and_then(|labels| labels.remove_entry(NETWORK_STATE_LABEL));
-    *meta = ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        resource_version: meta.resource_version.take(),
-        owner_references: meta.owner_references.take(),
-        labels: state.map(|entry| [entry].into()),
-        ..ObjectMeta::default()
-    };
-}
-
-/// The label selector of the NetworkPolicies the operator keeps.
-pub fn selector() -> String {
-    format!("{MANAGED_BY_LABEL}={MANAGER}")
-}
-
-fn state_of(digest: &PolicyDigest) -> Option<&str> {
-    digest
-        .metadata
-        .labels
-        .as_ref()
-        .and_then(|labels| labels.get(NETWORK_STATE_LABEL))
-        .map(String::as_str)
-}
-
-/// Whether the cached policy is the wanted one: same spec, state and controlling owner.
-fn matches(cached: &PolicyDigest, wanted: &NetworkPolicy) -> bool {
-    let label = |labels: &Option<std::collections::BTreeMap<String, String>>| {
-        labels
-            .as_ref()
-            .and_then(|l| l.get(NETWORK_STATE_LABEL).cloned())
-    };
-    cached.spec == spec_fingerprint(wanted.spec.as_ref())
-        && state_of(cached).map(str::to_string) == label(&wanted.metadata.labels)
-        && cached.metadata.owner_references == wanted.metadata.owner_references
-}
+pub type PolicyDigest = Digest<NetworkPolicy>;
 
 /// Bring the agent's NetworkPolicy and Pods in line with `status` (its judged status): write,
 /// replace or delete the policy, evict a quarantined agent's Pods when the bundle says `stop`,
@@ -139,12 +65,13 @@ pub async fn converge(
     let cached = ctx
         .network_policies
         .get(&ObjectRef::new(&policy_name).within(&namespace));
-    let was_quarantined = cached.as_deref().and_then(state_of) == Some(QUARANTINED);
+    let was_quarantined =
+        cached.as_deref().and_then(|c| c.label(NETWORK_STATE_LABEL)) == Some(QUARANTINED);
     let policies: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
     match (&wanted, cached.as_deref()) {
-        (Some(wanted), Some(cached)) if matches(cached, wanted) => {}
+        (Some(wanted), Some(cached)) if cached.matches(wanted) => {}
         (Some(wanted), cached) => {
-            write(&policies, &policy_name, wanted, cached.is_some()).await?;
+            crate::kept::write(&policies, wanted, cached.is_some()).await?;
             if let RunState::Quarantined(reason) = state
                 && !was_quarantined
             {
@@ -174,11 +101,7 @@ pub async fn converge(
                 .await;
             }
         }
-        (None, Some(_)) => match policies.delete(&policy_name, &Default::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        },
+        (None, Some(_)) => crate::kept::delete(&policies, &policy_name).await?,
         (None, None) => {}
     }
     if was_quarantined && !state.is_quarantined() {
@@ -202,37 +125,6 @@ pub async fn converge(
         stop(ctx, agent, &namespace, &name).await?;
     }
     Ok(())
-}
-
-/// Replace the policy whole (no resourceVersion: whatever is stored), or create it.
-async fn write(
-    policies: &Api<NetworkPolicy>,
-    name: &str,
-    wanted: &NetworkPolicy,
-    exists: bool,
-) -> Result<()> {
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..PostParams::default()
-    };
-    let replaced = if exists {
-        policies.replace(name, &params, wanted).await
-    } else {
-        policies.create(&params, wanted).await
-    };
-    match replaced {
-        Ok(_) => Ok(()),
-        // The cache was behind: it was deleted, or created meanwhile. Try the other way once.
-        Err(kube::Error::Api(e)) if e.code == 404 || e.code == 409 => {
-            let again = if e.code == 404 {
-                policies.create(&params, wanted).await
-            } else {
-                policies.replace(name, &params, wanted).await
-            };
-            again.map(drop).map_err(Into::into)
-        }
-        Err(e) => Err(e.into()),
-    }
 }
 
 /// Evict the agent's running Pods (the Eviction API: a PodDisruptionBudget may hold some back
@@ -319,14 +211,15 @@ mod tests {
                 serde_json::json!([{"manager": "agentgov-operator"}]);
             let text = serde_json::to_string(&stored).unwrap();
             let mut digest: PolicyDigest = serde_json::from_str(&text).unwrap();
-            slim(&mut digest);
-            assert!(matches(&digest, &wanted), "{state:?}");
+            crate::kept::slim(&mut digest);
+            assert!(digest.matches(&wanted), "{state:?}");
             assert_eq!(digest.metadata.managed_fields, None);
             assert_eq!(digest.metadata.labels.as_ref().unwrap().len(), 1);
             // Another writer's change to the spec shows.
             stored["spec"]["podSelector"]["matchLabels"]["extra"] = "1".into();
-            let tampered: PolicyDigest = serde_json::from_value(stored).unwrap();
-            assert!(!matches(&tampered, &wanted), "{state:?}");
+            let mut tampered: PolicyDigest = serde_json::from_value(stored).unwrap();
+            crate::kept::slim(&mut tampered);
+            assert!(!tampered.matches(&wanted), "{state:?}");
         }
         let contained = network_policy(&agent, RunState::Contained, &egress).unwrap();
         let quarantined = network_policy(
@@ -335,8 +228,6 @@ mod tests {
             &egress,
         )
         .unwrap();
-        let digest: PolicyDigest =
-            serde_json::from_value(serde_json::to_value(&contained).unwrap()).unwrap();
-        assert!(!matches(&digest, &quarantined));
+        assert!(!Digest::of(&contained).matches(&quarantined));
     }
 }

@@ -42,6 +42,10 @@ pub struct Context {
     /// The NetworkPolicies the operator keeps (empty unless `--contain-pods`).
     pub network_policies: Store<crate::containment::PolicyDigest>,
     pub network_policies_synced: crate::cache::Synced,
+    /// Managed agents' Deployments and ConfigMaps.
+    pub deployments: Store<crate::kept::Digest<k8s_openapi::api::apps::v1::Deployment>>,
+    pub config_maps: Store<crate::kept::Digest<k8s_openapi::api::core::v1::ConfigMap>>,
+    pub workloads_synced: [crate::cache::Synced; 2],
     pub policies: PolicyCache,
     /// Why the operator may not sign now (the admission guards' problems), if it may not.
     pub guards: GuardState,
@@ -64,6 +68,8 @@ pub struct Settings {
     pub promotion_history: usize,
     /// `--contain-pods`: keep agents' NetworkPolicies and stop quarantined agents' Pods.
     pub contain_pods: bool,
+    /// `--manage-workloads`: run managed agents.
+    pub manage_workloads: bool,
 }
 
 impl Settings {
@@ -74,6 +80,7 @@ impl Settings {
             approval_ttl: config.approval_ttl,
             promotion_history: config.promotion_history.max(1),
             contain_pods: config.contain_pods,
+            manage_workloads: config.manage_workloads,
         }
     }
 }

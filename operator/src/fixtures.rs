@@ -508,6 +508,12 @@ impl Context {
             promotions_synced: crate::cache::synced_for_test(),
             network_policies: store(&[]),
             network_policies_synced: crate::cache::synced_for_test(),
+            deployments: store(&[]),
+            config_maps: store(&[]),
+            workloads_synced: [
+                crate::cache::synced_for_test(),
+                crate::cache::synced_for_test(),
+            ],
             policies: PolicyCache::default(),
             guards,
             approvers: Approvers::fixed(true),
@@ -517,6 +523,7 @@ impl Context {
                 approval_ttl: APPROVAL_TTL,
                 promotion_history: 10,
                 contain_pods: false,
+                manage_workloads: false,
             },
             status_limiter: status_limiter(1000),
         };

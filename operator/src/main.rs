@@ -13,11 +13,13 @@ mod context;
 mod error;
 mod guards;
 mod judge;
+mod kept;
 mod keys;
 mod metrics;
 mod revalidation;
 mod status;
 mod triggers;
+mod workload;
 mod written;
 
 use std::process::ExitCode;
@@ -30,6 +32,9 @@ use agentgov_runtime::shutdown::Shutdown;
 use agentgov_runtime::telemetry;
 use clap::Parser;
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -151,23 +156,22 @@ async fn run(config: Config) -> Result<()> {
         )
     };
     // The agents' NetworkPolicies: a change by anyone has their agent looked at again.
-    let (policy_store, policy_stream, policies_synced) = if config.contain_pods {
-        let (store, stream, synced) = cache::watched(
-            match &config.namespace {
-                Some(ns) => Api::<containment::PolicyDigest>::namespaced(client.clone(), ns),
-                None => Api::all(client.clone()),
-            },
-            watcher::Config::default().labels(&containment::selector()),
-            containment::slim,
-            |_| {},
-        );
-        (store, Some(stream), synced)
-    } else {
-        let (store, synced) = cache::empty();
-        (store, None, synced)
-    };
+    let namespace = config.namespace.as_deref();
+    let (policy_store, policy_stream, policies_synced) =
+        kept::cache::<NetworkPolicy>(&client, namespace, config.contain_pods);
+    // Managed agents' Deployments and ConfigMaps: likewise.
+    let (deployment_store, deployment_stream, deployments_synced) =
+        kept::cache::<Deployment>(&client, namespace, config.manage_workloads);
+    let (config_map_store, config_map_stream, config_maps_synced) =
+        kept::cache::<ConfigMap>(&client, namespace, config.manage_workloads);
     let mut agent_controller = Controller::for_stream(agent_stream, agent_store.clone())
         .with_config(controller_config.clone());
+    if let Some(stream) = deployment_stream {
+        agent_controller = agent_controller.owns_stream(stream);
+    }
+    if let Some(stream) = config_map_stream {
+        agent_controller = agent_controller.owns_stream(stream);
+    }
     if let Some(stream) = policy_stream {
         agent_controller = agent_controller.owns_stream(stream);
     }
@@ -197,6 +201,9 @@ async fn run(config: Config) -> Result<()> {
         promotions_synced,
         network_policies: policy_store,
         network_policies_synced: policies_synced,
+        deployments: deployment_store,
+        config_maps: config_map_store,
+        workloads_synced: [deployments_synced, config_maps_synced],
         policies: PolicyCache::default(),
         guards: guards.clone(),
         settings: Settings::new(&config),
@@ -230,6 +237,9 @@ async fn run(config: Config) -> Result<()> {
             ctx.bundles_synced.wait().await;
             ctx.promotions_synced.wait().await;
             ctx.network_policies_synced.wait().await;
+            for synced in &ctx.workloads_synced {
+                synced.wait().await;
+            }
             info!("caches synced; ready");
             readiness.set(true);
         }

@@ -25,6 +25,7 @@ fn bound_world(images: &[&str]) -> StaticView {
     let mut spec = governed_spec();
     spec.runtime = Some(RuntimeSpec {
         images: images.iter().map(|i| i.to_string()).collect(),
+        ..RuntimeSpec::default()
     });
     let agent = signed_agent(BOUND, spec, &w.keys.ring, policy().hash());
     let mut view = w.view;

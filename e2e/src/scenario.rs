@@ -1,0 +1,139 @@
+//! One operator in a fresh namespace with a bundle in force, and what the tests of what it keeps
+//! for agents (containment, managed workloads) ask of it: agents created and waited for, the
+//! Events about them, its metrics.
+
+// Test code: a panic with the value is the failure report.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use agentgov_api::agent::GovernanceStatus;
+use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::policy_bundle::RuntimeData;
+use agentgov_api::{Agent, AgentSpec, PolicyBundleSpec};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, PostParams};
+
+use crate::admission::governance;
+use crate::operator::{KeyFile, Operator, metric_value};
+use crate::{TestNamespace, client, install_crds, wait_for};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub struct Setup {
+    pub ns: TestNamespace,
+    _keys: KeyFile,
+    pub operator: Operator,
+}
+
+/// An operator started with `flags` in a new namespace named from `prefix`, with a bundle
+/// (version 1.0.0, budget 1000) whose `data.runtime` is `runtime` in force.
+pub async fn setup(prefix: &str, flags: &[&str], runtime: RuntimeData) -> Setup {
+    let client = client().await;
+    install_crds(&client).await.unwrap();
+    let ns = TestNamespace::new(&client, prefix).await.unwrap();
+    let dir = crate::operator::log_dir().join(format!("{}-keys", ns.name));
+    let keys = KeyFile::new(&dir, "key-1").unwrap();
+    let operator = Operator::start(&ns.name, &keys.path, "c", flags).unwrap();
+    crate::apply_bundle_in_force(&ns, bundle("1.0.0", 1000.0, runtime), WAIT)
+        .await
+        .unwrap();
+    Setup {
+        ns,
+        _keys: keys,
+        operator,
+    }
+}
+
+/// The default bundle with another version, org budget and `data.runtime`.
+pub fn bundle(version: &str, max_budget: f64, runtime: RuntimeData) -> PolicyBundleSpec {
+    let mut spec = default_bundle_spec();
+    spec.version = version.into();
+    spec.data.max_monthly_budget_usd = max_budget;
+    spec.data.runtime = Some(runtime);
+    spec
+}
+
+impl Setup {
+    pub async fn create_agent(&self, name: &str, spec: AgentSpec) {
+        self.ns
+            .api::<Agent>()
+            .create(&PostParams::default(), &Agent::new(name, spec))
+            .await
+            .unwrap();
+    }
+
+    /// Wait for the agent to satisfy `check`; the operator's log on timeout.
+    pub async fn wait_agent(&self, name: &str, what: &str, check: impl Fn(&Agent) -> bool) {
+        crate::wait_agent(&self.ns.api(), name, what, WAIT, check)
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\noperator log:\n{}", self.operator.logs()));
+    }
+
+    /// The reasons of the Events about the object named `regarding`.
+    pub async fn reasons(&self, regarding: &str) -> Vec<String> {
+        let events: Api<Event> = self.ns.api();
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+            .filter_map(|e| e.reason)
+            .collect()
+    }
+
+    pub async fn wait_event(&self, regarding: &str, reason: &str) {
+        wait_for(WAIT, || async {
+            self.reasons(regarding)
+                .await
+                .iter()
+                .any(|r| r == reason)
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "no {reason} event for {regarding}:\n{}",
+                self.operator.logs()
+            )
+        });
+    }
+
+    /// How many Agent reconciles have finished.
+    pub async fn reconciles(&self) -> f64 {
+        metric_value(
+            &self.operator.metrics().await,
+            "agentgov_reconcile_duration_seconds_count{controller=\"agent\"}",
+        )
+        .unwrap_or(0.0)
+    }
+
+    /// Make the operator look at the agent again with nothing changed (an annotation), and
+    /// wait until it has.
+    pub async fn poke(&self, agent: &str) {
+        let before = self.reconciles().await;
+        self.ns
+            .api::<Agent>()
+            .patch(
+                agent,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(serde_json::json!({
+                    "metadata": {"annotations": {"poke": before.to_string()}}
+                })),
+            )
+            .await
+            .unwrap();
+        wait_for(WAIT, || async {
+            (self.reconciles().await > before).then_some(())
+        })
+        .await
+        .unwrap();
+    }
+}
+
+/// The agent's governance status is `status`.
+pub fn is(status: GovernanceStatus) -> impl Fn(&Agent) -> bool {
+    move |a| governance(a) == Some(status)
+}
