@@ -73,7 +73,7 @@ NODE_IMAGES = $(CURDIR)/.cache/images/debug/agentgov-operator.oci.tar $(CURDIR)/
 ## with helm running as Pods (replicas, leader election, probes, PDBs, certificates; zero failed
 ## admissions during a rollout, a leader's deletion and a certificate rotation); fails if the
 ## host is not left as it was found (iptables, routes, links, mounts, cgroups, sysctls)
-node-e2e: controlplane tools
+node-e2e: controlplane tools build
 	$(CARGO) clippy --locked -p agentgov-e2e --features node --lib --test node --test images --test node_chart -- -D warnings
 	AGENTGOV_IMAGE_PROFILE=debug AGENTGOV_IMAGE_DIR=$(CURDIR)/.cache/images/debug bash deploy/docker/images.sh
 	AGENTGOV_IMAGE_DIR=$(CURDIR)/.cache/images/debug $(CARGO) test --locked -p agentgov-e2e --features node --test images

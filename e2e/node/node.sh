@@ -647,6 +647,14 @@ import_images() {
       || { tail -5 "${NODE_DIR}/logs/images.log" >&2; die "ctr images import ${archive} failed"; }
   done
   log "imported ${#archives[@]} image archives in $(( SECONDS - t0 ))s"
+  # The test image by digest too (name@sha256:<manifest digest>), as an agent's approved
+  # runtime.images pins it: an imported image is known only by its tag until it is named so.
+  local digest
+  digest="$("${ctr[@]}" images ls "name==${TEST_IMAGE}" 2>/dev/null | awk 'NR == 2 {print $3}')"
+  [[ "${digest}" == sha256:* ]] || die "no manifest digest for ${TEST_IMAGE}"
+  TEST_IMAGE_PINNED="${TEST_IMAGE%:*}@${digest}"
+  "${ctr[@]}" images tag --force "${TEST_IMAGE}" "${TEST_IMAGE_PINNED}" >>"${NODE_DIR}/logs/images.log" 2>&1 \
+    || die "ctr images tag ${TEST_IMAGE_PINNED} failed"
 }
 
 node_ready() {
@@ -666,6 +674,7 @@ write_env() {
       AGENTGOV_NODE_BIN "${NODE_BUILD_DIR}/bin" \
       AGENTGOV_NODE_IMAGE_DIR "${NODE_BUILD_DIR}/images" \
       AGENTGOV_TEST_IMAGE "${TEST_IMAGE}" \
+      AGENTGOV_TEST_IMAGE_PINNED "${TEST_IMAGE_PINNED}" \
       AGENTGOV_PAUSE_IMAGE "${PAUSE_IMAGE}" \
       CONTAINERD_ADDRESS "${NODE_DIR}/containerd/containerd.sock" \
       CONTAINERD_NAMESPACE k8s.io

@@ -299,3 +299,177 @@ async fn a_second_node_is_refused_while_this_one_runs() -> Result<()> {
     ensure!(ready, "the running node is no longer Ready");
     Ok(())
 }
+
+/// A managed agent runs for real: the operator's Deployment starts hardened Pods of the approved
+/// (digest-pinned) image, with the spec as hashed mounted read-only; under its NetworkPolicy the
+/// agent reaches its allow-list only. When the sandbox expires (quarantine `isolate`), another
+/// Pod labelled for the agent keeps running but reaches nothing, and the managed Pods are gone
+/// (the Deployment is scaled to zero).
+#[tokio::test]
+async fn a_managed_agent_runs_hardened_with_its_spec_and_quarantine_cuts_it_off() -> Result<()> {
+    use agentgov_api::policy_bundle::{EgressDestination, QuarantineAction, RuntimeData};
+    use agentgov_api::runtime::{ManagedContainer, ManagedRuntime, RuntimeMode, RuntimeSpec};
+    use agentgov_e2e::scenario::{bundle, setup};
+    use k8s_openapi::api::apps::v1::Deployment;
+
+    let isolate = |egress: Vec<EgressDestination>| RuntimeData {
+        egress,
+        quarantine: Some(QuarantineAction::Isolate),
+        ..RuntimeData::default()
+    };
+    let setup = setup("node-managed", &["--contain-pods=true"], isolate(vec![])).await;
+    let ns = &setup.ns;
+    let pods: Api<Pod> = ns.api();
+    let server = busybox_pod(
+        "server",
+        json!({"app": "server"}),
+        &["nc", "-ll", "-p", "8080", "-e", "echo", "hello from server"],
+    )?;
+    let server_ip = pod_ip(&run_pod(&pods, &server, READY).await?)?;
+    let egress = vec![EgressDestination {
+        cidr: format!("{server_ip}/32"),
+        ports: vec![8080],
+    }];
+    agentgov_e2e::apply_bundle_in_force(ns, bundle("1.1.0", 1000.0, isolate(egress)), READY)
+        .await?;
+
+    let image = node_env("AGENTGOV_TEST_IMAGE_PINNED");
+    let mut spec = agentgov_e2e::admission::sandbox_spec(45);
+    spec.runtime = Some(RuntimeSpec {
+        images: vec![image.clone()],
+        mode: Some(RuntimeMode::Managed),
+        managed: Some(ManagedRuntime {
+            containers: vec![ManagedContainer {
+                name: "agent".into(),
+                image: image.clone(),
+                command: vec!["sleep".into(), "3600".into()],
+                ..ManagedContainer::default()
+            }],
+            ..ManagedRuntime::default()
+        }),
+    });
+    let created = std::time::Instant::now();
+    setup.create_agent("runner", spec).await;
+    let running = wait_for(READY, || async {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("agentgov.dev/agent=runner"))
+            .await
+            .ok()?;
+        list.items.into_iter().find(|p| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        })
+    })
+    .await
+    .with_context(|| format!("no managed Pod got Ready:\n{}", setup.operator.logs()))?;
+    println!(
+        "managed agent: Pod Ready {:.1} s after the Agent was created",
+        created.elapsed().as_secs_f64()
+    );
+    let pod_name = running.metadata.name.clone().context("pod name")?;
+    let exec = |command: &[&str]| kubectl_exec(&ns.name, &pod_name, command);
+
+    // Hardened: not root, the root filesystem read-only, /tmp writable.
+    ensure!(
+        exec(&["id", "-u"])?.output.trim() == "65532",
+        "runs as root"
+    );
+    let write = exec(&["touch", "/written"])?;
+    ensure!(
+        !write.success && write.output.contains("Read-only file system"),
+        "the root filesystem is writable: {}",
+        write.output
+    );
+    ensure!(
+        exec(&["touch", "/tmp/scratch"])?.success,
+        "/tmp is not writable"
+    );
+    // The spec as hashed, mounted read-only: its SHA-256 is the hash the Pod is stamped with.
+    let mounted = exec(&["cat", "/etc/agentgov/spec.json"])?;
+    ensure!(mounted.success, "no mounted spec: {}", mounted.output);
+    let deployment = ns.api::<Deployment>().get("agentgov-runner").await?;
+    let stamped = deployment
+        .spec
+        .template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.as_ref())
+        .and_then(|a| a.get("agentgov.dev/spec-hash"))
+        .cloned()
+        .context("no spec-hash annotation")?;
+    ensure!(
+        agentgov_api::hash::sha256_hex(mounted.output.as_bytes()) == stamped,
+        "the mounted spec does not hash to the stamped {stamped}"
+    );
+    ensure!(
+        !exec(&["touch", "/etc/agentgov/x"])?.success,
+        "the approved spec is writable"
+    );
+
+    // Contained: the allow-list is reachable. Another Pod labelled for the agent (run by
+    // someone else) is contained the same way.
+    let reach = |pod: &str| -> Result<bool> {
+        let out = kubectl_exec(&ns.name, pod, &["nc", "-w", "2", &server_ip, "8080"])?;
+        Ok(out.output.contains("hello from server"))
+    };
+    let outside = busybox_pod(
+        "outside",
+        json!({"agentgov.dev/agent": "runner"}),
+        &["sleep", "3600"],
+    )?;
+    run_pod(&pods, &outside, READY).await?;
+    ensure!(
+        reach(&pod_name)?,
+        "the managed Pod cannot reach its allow-list"
+    );
+    ensure!(
+        reach("outside")?,
+        "a Pod of the agent cannot reach its allow-list"
+    );
+
+    // Expired: quarantined. Under `isolate` the outside Pod keeps running, cut off; the
+    // managed Pods are gone.
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let policies: Api<NetworkPolicy> = ns.api();
+    wait_for(Duration::from_secs(120), || async {
+        let policy = policies.get_opt("agentgov-runner").await.ok()??;
+        let state = policy.metadata.labels?.get("agentgov.dev/network")?.clone();
+        (state == "quarantined").then_some(())
+    })
+    .await
+    .with_context(|| {
+        format!(
+            "the expired agent was not quarantined:\n{}",
+            setup.operator.logs()
+        )
+    })?;
+    wait_for(READY, || async {
+        let out = kubectl_exec(&ns.name, "outside", &["nc", "-w", "2", &server_ip, "8080"]).ok()?;
+        (!out.output.contains("hello from server")).then_some(())
+    })
+    .await
+    .context("the quarantined agent's Pod still reaches the server")?;
+    println!(
+        "managed agent: cut off {:.1} s after the Agent was created (ttl 45 s)",
+        created.elapsed().as_secs_f64()
+    );
+    ensure!(
+        pods.get_opt("outside").await?.is_some(),
+        "isolate must leave the outside Pod running"
+    );
+    wait_for(READY, || async {
+        let list = pods
+            .list(
+                &kube::api::ListParams::default()
+                    .labels("app.kubernetes.io/managed-by=agentgov-operator"),
+            )
+            .await
+            .ok()?;
+        list.items.is_empty().then_some(())
+    })
+    .await
+    .context("the expired managed agent's Pods still exist")?;
+    Ok(())
+}
