@@ -23,6 +23,7 @@ async fn crds_install_and_examples_are_accepted() {
     for path in [
         "examples/agent-sandbox.yaml",
         "examples/agent-governed.yaml",
+        "examples/agent-managed.yaml",
     ] {
         let agent: Agent = manifest(path).unwrap();
         let created = agents

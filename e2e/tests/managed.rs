@@ -20,6 +20,7 @@ use agentgov_e2e::scenario::{Setup, WAIT, bundle, is, setup};
 use agentgov_e2e::{api_error_message, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -358,4 +359,12 @@ async fn an_expired_managed_sandbox_is_scaled_to_zero() {
     })
     .await;
     setup.wait_event("short-lived", "WorkloadStopped").await;
+    // Containment is on by default: the expired agent's Pods are cut off too.
+    let policies: Api<NetworkPolicy> = setup.ns.api();
+    wait_for(WAIT, || async {
+        let policy = policies.get_opt("agentgov-short-lived").await.ok()??;
+        (policy.metadata.labels?.get("agentgov.dev/network")? == "quarantined").then_some(())
+    })
+    .await
+    .expect("no isolation policy for the expired managed agent");
 }
