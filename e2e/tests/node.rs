@@ -326,6 +326,20 @@ async fn a_managed_agent_runs_hardened_with_its_spec_and_quarantine_cuts_it_off(
         &["nc", "-ll", "-p", "8080", "-e", "echo", "hello from server"],
     )?;
     let server_ip = pod_ip(&run_pod(&pods, &server, READY).await?)?;
+    let elsewhere = busybox_pod(
+        "elsewhere",
+        json!({"app": "elsewhere"}),
+        &[
+            "nc",
+            "-ll",
+            "-p",
+            "8080",
+            "-e",
+            "echo",
+            "hello from elsewhere",
+        ],
+    )?;
+    let elsewhere_ip = pod_ip(&run_pod(&pods, &elsewhere, READY).await?)?;
     let egress = vec![EgressDestination {
         cidr: format!("{server_ip}/32"),
         ports: vec![8080],
@@ -428,6 +442,19 @@ async fn a_managed_agent_runs_hardened_with_its_spec_and_quarantine_cuts_it_off(
         reach("outside")?,
         "a Pod of the agent cannot reach its allow-list"
     );
+    // Anything else is refused on the node (once kube-router has the policy).
+    wait_for(READY, || async {
+        let out = kubectl_exec(
+            &ns.name,
+            &pod_name,
+            &["nc", "-w", "2", &elsewhere_ip, "8080"],
+        )
+        .ok()?;
+        (!out.output.contains("hello from elsewhere")).then_some(())
+    })
+    .await
+    .context("the contained agent reaches a Pod outside its allow-list")?;
+    ensure!(reach(&pod_name)?, "the allow-list must stay reachable");
 
     // Expired: quarantined. Under `isolate` the outside Pod keeps running, cut off; the
     // managed Pods are gone.
