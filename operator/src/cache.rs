@@ -37,6 +37,25 @@ pub fn slim<K: kube::Resource>(object: &mut K) {
     }
 }
 
+/// [`slim`], and labels and annotations too: the operator reads neither of Agents and
+/// AgentPromotions, and a GitOps tool's labels and annotations are on every one of thousands.
+pub fn slim_unlabelled<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+    meta.labels = None;
+}
+
+/// Objects per page of the initial list (and of each re-list). kube's default of 500 full
+/// objects per page leaves the allocator holding transient page memory between the cached
+/// objects (the webhook's `AGENT_LIST_PAGE_SIZE` measured it).
+pub const LIST_PAGE_SIZE: u32 = 50;
+
+/// The watcher configuration of the operator's caches: pages of [`LIST_PAGE_SIZE`].
+pub fn config() -> watcher::Config {
+    watcher::Config::default().page_size(LIST_PAGE_SIZE)
+}
+
 /// A reflector over `api` (the objects `config` selects): the store, the stream of changed
 /// objects for a controller (deleted ones too), and its readiness. `modify` shapes each object
 /// before it is cached; `observe` sees every watch event once the store has applied it.

@@ -8,13 +8,12 @@
 //! to a field of the shape shows (the object is put back on the watch event). It is replaced
 //! whole (an unconditional update), so fields another writer added do not survive.
 
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 
 use agentgov_api::containment::{MANAGED_BY_LABEL, MANAGER};
 use futures::Stream;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
@@ -44,11 +43,18 @@ pub trait Kept:
     const LABELS: &'static [&'static str];
 }
 
-/// A kept object as the cache holds it.
+/// A kept object as the cache holds it: name, namespace and resourceVersion, the values of
+/// its kind's [`Kept::LABELS`], and fingerprints of its shape and owners. (Whole label maps and
+/// owner references cost more than the rest of a digest: a map of one label is a B-tree node
+/// of about 500 bytes.)
 pub struct Digest<K> {
     pub metadata: ObjectMeta,
     /// A fingerprint of the object's [`Kept::Shape`].
-    pub shape: Fingerprint,
+    shape: Fingerprint,
+    /// A fingerprint of its owner references.
+    owners: Fingerprint,
+    /// The values of [`Kept::LABELS`], in that order.
+    labels: Box<[Option<Box<str>>]>,
     kind: PhantomData<fn() -> K>,
 }
 
@@ -57,6 +63,8 @@ impl<K> Clone for Digest<K> {
         Digest {
             metadata: self.metadata.clone(),
             shape: self.shape,
+            owners: self.owners,
+            labels: self.labels.clone(),
             kind: PhantomData,
         }
     }
@@ -67,6 +75,8 @@ impl<K> Debug for Digest<K> {
         f.debug_struct("Digest")
             .field("metadata", &self.metadata)
             .field("shape", &self.shape)
+            .field("owners", &self.owners)
+            .field("labels", &self.labels)
             .finish()
     }
 }
@@ -79,16 +89,34 @@ struct Raw<S> {
     shape: S,
 }
 
-fn shape_fingerprint(shape: &impl Serialize) -> Fingerprint {
-    serde_json::to_vec(shape).map_or(0, |json| fingerprint(&json[..]))
+fn json_fingerprint(value: &impl Serialize) -> Fingerprint {
+    serde_json::to_vec(value).map_or(0, |json| fingerprint(&json[..]))
+}
+
+fn owners_fingerprint(owners: Option<&Vec<OwnerReference>>) -> Fingerprint {
+    json_fingerprint(&owners)
 }
 
 impl<'de, K: Kept> Deserialize<'de> for Digest<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let raw = Raw::<K::Shape>::deserialize(deserializer)?;
+        let Raw::<K::Shape> {
+            metadata: mut meta,
+            shape,
+        } = Raw::deserialize(deserializer)?;
+        let mut labels = meta.labels.take().unwrap_or_default();
         Ok(Digest {
-            metadata: raw.metadata,
-            shape: shape_fingerprint(&raw.shape),
+            shape: json_fingerprint(&shape),
+            owners: owners_fingerprint(meta.owner_references.as_ref()),
+            labels: K::LABELS
+                .iter()
+                .map(|key| labels.remove(*key).map(String::into_boxed_str))
+                .collect(),
+            metadata: ObjectMeta {
+                name: meta.name.take(),
+                namespace: meta.namespace.take(),
+                resource_version: meta.resource_version.take(),
+                ..ObjectMeta::default()
+            },
             kind: PhantomData,
         })
     }
@@ -120,63 +148,37 @@ impl<K: Kept> k8s_openapi::Metadata for Digest<K> {
 impl<K: Kept> Digest<K> {
     /// The digest of an object as the operator wants it.
     pub fn of(wanted: &K) -> Digest<K> {
-        let mut digest = serde_json::to_value(wanted)
+        serde_json::to_value(wanted)
             .and_then(serde_json::from_value::<Digest<K>>)
             .unwrap_or_else(|_| Digest {
-                metadata: wanted.metadata().clone(),
+                metadata: ObjectMeta::default(),
                 shape: 0,
+                owners: 0,
+                labels: Box::default(),
                 kind: PhantomData,
-            });
-        slim(&mut digest);
-        digest
+            })
     }
 
     /// The value of one of [`Kept::LABELS`].
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(key))
-            .map(String::as_str)
+        let at = K::LABELS.iter().position(|k| *k == key)?;
+        self.labels.get(at)?.as_deref()
     }
 
     /// Whether this (cached) object is the wanted one: same shape, kept labels and owners.
     pub fn matches(&self, wanted: &K) -> bool {
         let wanted = Digest::of(wanted);
-        self.shape == wanted.shape
-            && self.metadata.labels == wanted.metadata.labels
-            && self.metadata.owner_references == wanted.metadata.owner_references
+        self.shape == wanted.shape && self.labels == wanted.labels && self.owners == wanted.owners
     }
 
-    /// Whether the agent with this uid is the controlling owner.
-    pub fn owned_by(&self, uid: &str) -> bool {
-        self.metadata
-            .owner_references
-            .iter()
-            .flatten()
-            .any(|o| o.controller == Some(true) && o.uid == uid)
+    /// Whether `owner` is its one owner (as the operator writes it).
+    pub fn owned_by(&self, owner: &OwnerReference) -> bool {
+        self.owners == owners_fingerprint(Some(&vec![owner.clone()]))
     }
 }
 
-/// Keep what the comparison needs: name, namespace, owners and the kind's labels.
-pub fn slim<K: Kept>(digest: &mut Digest<K>) {
-    let meta = &mut digest.metadata;
-    let labels: BTreeMap<String, String> = meta
-        .labels
-        .take()
-        .into_iter()
-        .flatten()
-        .filter(|(key, _)| K::LABELS.contains(&key.as_str()))
-        .collect();
-    *meta = ObjectMeta {
-        name: meta.name.take(),
-        namespace: meta.namespace.take(),
-        resource_version: meta.resource_version.take(),
-        owner_references: meta.owner_references.take(),
-        labels: (!labels.is_empty()).then_some(labels),
-        ..ObjectMeta::default()
-    };
-}
+/// Nothing left to drop: a digest keeps only what it needs as it is read.
+pub fn slim<K>(_: &mut Digest<K>) {}
 
 /// The label selector of the objects the operator keeps.
 fn selector() -> String {
@@ -206,7 +208,7 @@ pub fn cache<K: Kept>(
     };
     let (store, stream, synced) = crate::cache::watched(
         api,
-        watcher::Config::default().labels(&selector()),
+        crate::cache::config().labels(&selector()),
         slim,
         |_| {},
     );

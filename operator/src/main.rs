@@ -38,7 +38,6 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
@@ -126,8 +125,8 @@ async fn run(config: Config) -> Result<()> {
         let written = Arc::clone(&writes.written);
         cache::watched(
             agents,
-            watcher::Config::default(),
-            cache::slim,
+            cache::config(),
+            cache::slim_unlabelled,
             move |event| triggers::forget_deleted(&written, event),
         )
     };
@@ -135,20 +134,18 @@ async fn run(config: Config) -> Result<()> {
     // judged again at once; the bundle's own status writes change nothing for them.
     let (namespaces_tx, namespaces_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let in_force = triggers::BundleTrigger::new(config.bundle_name.clone(), namespaces_tx);
-    let (bundle_store, bundle_stream, bundles_synced) = cache::watched(
-        bundles,
-        watcher::Config::default(),
-        cache::slim,
-        move |event| in_force.observe(event),
-    );
+    let (bundle_store, bundle_stream, bundles_synced) =
+        cache::watched(bundles, cache::config(), cache::slim, move |event| {
+            in_force.observe(event)
+        });
     let promotion_index = Arc::new(PromotionIndex::default());
     let (promotion_store, promotion_stream, promotions_synced) = {
         let index = Arc::clone(&promotion_index);
         let written = Arc::clone(&writes.written);
         cache::watched(
             promotions,
-            watcher::Config::default(),
-            cache::slim,
+            cache::config(),
+            cache::slim_unlabelled,
             move |event| {
                 triggers::index_promotions(&index, event);
                 triggers::forget_deleted(&written, event);

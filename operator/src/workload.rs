@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use agentgov_api::Agent;
 use agentgov_api::agent::{AGENT_LABEL, AgentStatus};
-use agentgov_api::containment::AgentRef;
+use agentgov_api::containment::{AgentRef, owner};
 use agentgov_api::hash::{canonical_json, sha256_hex};
 use agentgov_api::runtime::RuntimeSpec;
 use agentgov_api::workload::{
@@ -146,25 +146,26 @@ pub async fn converge(ctx: &Context, agent: &Agent, status: Option<&AgentStatus>
         .get(&ObjectRef::new(&object_name).within(&namespace));
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+    let reference = AgentRef {
+        namespace: &namespace,
+        name: &name,
+        uid: &uid,
+    };
     let Some(managed) = agent.spec.runtime.as_ref().and_then(RuntimeSpec::managed) else {
+        let ours = owner(&reference);
         if cached_deployment
             .as_deref()
-            .is_some_and(|d| d.owned_by(&uid))
+            .is_some_and(|d| d.owned_by(&ours))
         {
             crate::kept::delete(&deployments, &object_name).await?;
         }
-        if cached_config.as_deref().is_some_and(|c| c.owned_by(&uid)) {
+        if cached_config.as_deref().is_some_and(|c| c.owned_by(&ours)) {
             crate::kept::delete(&config_maps, &object_name).await?;
         }
         return Ok(());
     };
     let Some(status) = status else {
         return Ok(());
-    };
-    let reference = AgentRef {
-        namespace: &namespace,
-        name: &name,
-        uid: &uid,
     };
     let canonical = canonical_json(&agent.spec)?;
     let spec_hash = sha256_hex(&canonical);
