@@ -133,6 +133,66 @@ impl Setup {
     }
 }
 
+impl Setup {
+    /// Wait until the namespaced object `name` satisfies `check` (`None`: it does not exist);
+    /// its last state and the operator's log on timeout.
+    pub async fn wait_object<K>(
+        &self,
+        name: &str,
+        what: &str,
+        check: impl Fn(Option<&K>) -> bool,
+    ) -> Option<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = self.ns.api();
+        let check = &check;
+        let found = wait_for(WAIT, || {
+            let api = api.clone();
+            async move {
+                let object = api.get_opt(name).await.ok()?;
+                check(object.as_ref()).then_some(object)
+            }
+        })
+        .await;
+        match found {
+            Ok(object) => object,
+            Err(_) => panic!(
+                "{name} never became {what}: {:?}\noperator log:\n{}",
+                api.get_opt(name).await,
+                self.operator.logs()
+            ),
+        }
+    }
+
+    /// Approve the agent (an AgentPromotion of its current spec) and wait until it is
+    /// GOVERNED_VALID.
+    pub async fn approve_valid(&self, agent: &str) {
+        crate::approve(&self.ns.api(), &self.ns.api(), agent)
+            .await
+            .unwrap();
+        self.wait_agent(agent, "GOVERNED_VALID", is(GovernanceStatus::GovernedValid))
+            .await;
+    }
+
+    /// Put [`bundle`]`(version, max_budget, runtime)` in force, and wait until the agent's
+    /// governance status is `then`.
+    pub async fn bundle_then(
+        &self,
+        (version, max_budget, runtime): (&str, f64, RuntimeData),
+        agent: &str,
+        then: GovernanceStatus,
+    ) {
+        crate::apply_bundle_in_force(&self.ns, bundle(version, max_budget, runtime), WAIT)
+            .await
+            .unwrap();
+        self.wait_agent(agent, then.as_str(), is(then)).await;
+    }
+}
+
 /// The agent's governance status is `status`.
 pub fn is(status: GovernanceStatus) -> impl Fn(&Agent) -> bool {
     move |a| governance(a) == Some(status)

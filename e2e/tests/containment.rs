@@ -13,7 +13,7 @@ use agentgov_api::conditions::{EXPIRED, is_true};
 use agentgov_api::policy_bundle::{EgressDestination, QuarantineAction, RuntimeData};
 use agentgov_e2e::admission::{governed_spec, sandbox_spec};
 use agentgov_e2e::operator::metric_value;
-use agentgov_e2e::scenario::{Setup, WAIT, bundle, is, setup};
+use agentgov_e2e::scenario::{Setup, WAIT, is, setup};
 use agentgov_e2e::wait_for;
 use agentgov_e2e::webhook::agent_pod;
 use k8s_openapi::api::core::v1::Pod;
@@ -43,34 +43,16 @@ async fn quarantine_actions(setup: &Setup, action: &str) -> f64 {
     .unwrap_or(0.0)
 }
 
-/// Wait until the agent's NetworkPolicy satisfies `check`; its last state and the operator's log
-/// on timeout.
+/// Wait until the agent's NetworkPolicy satisfies `check`.
 async fn wait_policy(
     setup: &Setup,
     agent: &str,
     what: &str,
     check: impl Fn(Option<&NetworkPolicy>) -> bool,
 ) -> Option<NetworkPolicy> {
-    let api: Api<NetworkPolicy> = setup.ns.api();
-    let name = format!("agentgov-{agent}");
-    let check = &check;
-    let found = wait_for(WAIT, || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let policy = api.get_opt(&name).await.ok()?;
-            check(policy.as_ref()).then_some(policy)
-        }
-    })
-    .await;
-    match found {
-        Ok(policy) => policy,
-        Err(_) => panic!(
-            "{name} never became {what}: {:?}\noperator log:\n{}",
-            api.get_opt(&name).await,
-            setup.operator.logs()
-        ),
-    }
+    setup
+        .wait_object(&format!("agentgov-{agent}"), what, check)
+        .await
 }
 
 fn state(policy: Option<&NetworkPolicy>) -> Option<&str> {
@@ -187,29 +169,17 @@ async fn a_contained_agent_gets_an_egress_allow_list_that_is_put_back_when_chang
 async fn an_invalidated_agent_is_quarantined_and_stopped_then_restored() {
     let setup = setup("contain-stop", ON, gateway()).await;
     setup.create_agent("auditor", governed_spec()).await;
-    agentgov_e2e::approve(&setup.ns.api(), &setup.ns.api(), "auditor")
-        .await
-        .unwrap();
-    setup
-        .wait_agent(
-            "auditor",
-            "GOVERNED_VALID",
-            is(GovernanceStatus::GovernedValid),
-        )
-        .await;
+    setup.approve_valid("auditor").await;
     wait_policy(&setup, "auditor", "contained", is_contained).await;
     create_pod(&setup, "auditor-0", "auditor").await;
     create_pod(&setup, "bystander", "someone-else").await;
 
     // Stricter: the org budget drops below the agent's; quarantine is `stop` by default.
-    agentgov_e2e::apply_bundle_in_force(&setup.ns, bundle("1.1.0", 100.0, gateway()), WAIT)
-        .await
-        .unwrap();
     setup
-        .wait_agent(
+        .bundle_then(
+            ("1.1.0", 100.0, gateway()),
             "auditor",
-            "GOVERNED_INVALIDATED",
-            is(GovernanceStatus::GovernedInvalidated),
+            GovernanceStatus::GovernedInvalidated,
         )
         .await;
     let policy = wait_policy(&setup, "auditor", "quarantined", is_quarantined)
@@ -245,14 +215,11 @@ async fn an_invalidated_agent_is_quarantined_and_stopped_then_restored() {
     assert!(quarantine_actions(&setup, "stop").await >= 1.0);
 
     // Looser again: valid, contained, the quarantine lifted.
-    agentgov_e2e::apply_bundle_in_force(&setup.ns, bundle("1.2.0", 10_000.0, gateway()), WAIT)
-        .await
-        .unwrap();
     setup
-        .wait_agent(
+        .bundle_then(
+            ("1.2.0", 10_000.0, gateway()),
             "auditor",
-            "GOVERNED_VALID again",
-            is(GovernanceStatus::GovernedValid),
+            GovernanceStatus::GovernedValid,
         )
         .await;
     wait_policy(&setup, "auditor", "contained again", is_contained).await;

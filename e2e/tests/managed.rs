@@ -16,7 +16,7 @@ use agentgov_api::runtime::{ManagedContainer, ManagedRuntime, RuntimeMode, Runti
 use agentgov_api::workload::{RUNNING_LABEL, SPEC_HASH_ANNOTATION};
 use agentgov_api::{Agent, AgentSpec};
 use agentgov_e2e::admission::{governed_spec, sandbox_spec};
-use agentgov_e2e::scenario::{Setup, WAIT, bundle, is, setup};
+use agentgov_e2e::scenario::{Setup, WAIT, setup};
 use agentgov_e2e::{api_error_message, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -44,34 +44,16 @@ fn managed(mut spec: AgentSpec, replicas: i32) -> AgentSpec {
     spec
 }
 
-/// Wait until the agent's Deployment satisfies `check`; its last state and the operator's log
-/// on timeout.
+/// Wait until the agent's Deployment satisfies `check`.
 async fn wait_deployment(
     setup: &Setup,
     agent: &str,
     what: &str,
     check: impl Fn(Option<&Deployment>) -> bool,
 ) -> Option<Deployment> {
-    let api: Api<Deployment> = setup.ns.api();
-    let name = format!("agentgov-{agent}");
-    let check = &check;
-    let found = wait_for(WAIT, || {
-        let api = api.clone();
-        let name = name.clone();
-        async move {
-            let deployment = api.get_opt(&name).await.ok()?;
-            check(deployment.as_ref()).then_some(deployment)
-        }
-    })
-    .await;
-    match found {
-        Ok(deployment) => deployment,
-        Err(_) => panic!(
-            "{name} never became {what}: {:?}\noperator log:\n{}",
-            api.get_opt(&name).await,
-            setup.operator.logs()
-        ),
-    }
+    setup
+        .wait_object(&format!("agentgov-{agent}"), what, check)
+        .await
 }
 
 fn replicas(deployment: Option<&Deployment>) -> Option<i32> {
@@ -271,16 +253,7 @@ async fn a_managed_agent_is_scaled_to_zero_while_invalidated_and_back_when_valid
         .await;
     // Awaiting approval it is a sandbox, and runs as one.
     wait_deployment(&setup, "auditor", "running", |d| replicas(d) == Some(1)).await;
-    agentgov_e2e::approve(&setup.ns.api(), &setup.ns.api(), "auditor")
-        .await
-        .unwrap();
-    setup
-        .wait_agent(
-            "auditor",
-            "GOVERNED_VALID",
-            is(GovernanceStatus::GovernedValid),
-        )
-        .await;
+    setup.approve_valid("auditor").await;
     let agent = setup.ns.api::<Agent>().get("auditor").await.unwrap();
     let proof = agent.status.unwrap().proof.unwrap();
     wait_for(WAIT, || async {
@@ -296,18 +269,11 @@ async fn a_managed_agent_is_scaled_to_zero_while_invalidated_and_back_when_valid
     assert_eq!(sha256_hex(data["spec.json"].as_bytes()), proof.spec_hash);
 
     // Stricter: the org budget drops below the agent's.
-    agentgov_e2e::apply_bundle_in_force(
-        &setup.ns,
-        bundle("1.1.0", 100.0, RuntimeData::default()),
-        WAIT,
-    )
-    .await
-    .unwrap();
     setup
-        .wait_agent(
+        .bundle_then(
+            ("1.1.0", 100.0, RuntimeData::default()),
             "auditor",
-            "GOVERNED_INVALIDATED",
-            is(GovernanceStatus::GovernedInvalidated),
+            GovernanceStatus::GovernedInvalidated,
         )
         .await;
     let stopped = wait_deployment(&setup, "auditor", "scaled to zero", |d| {
@@ -320,18 +286,11 @@ async fn a_managed_agent_is_scaled_to_zero_while_invalidated_and_back_when_valid
     assert!(setup.operator.logs().contains("AGENT_WORKLOAD_STOPPED"));
 
     // Looser again: re-signed, running again.
-    agentgov_e2e::apply_bundle_in_force(
-        &setup.ns,
-        bundle("1.2.0", 10_000.0, RuntimeData::default()),
-        WAIT,
-    )
-    .await
-    .unwrap();
     setup
-        .wait_agent(
+        .bundle_then(
+            ("1.2.0", 10_000.0, RuntimeData::default()),
             "auditor",
-            "GOVERNED_VALID again",
-            is(GovernanceStatus::GovernedValid),
+            GovernanceStatus::GovernedValid,
         )
         .await;
     wait_deployment(&setup, "auditor", "running again", |d| {

@@ -34,7 +34,7 @@ pub struct NetworkPolicyShape {
 
 impl Kept for NetworkPolicy {
     type Shape = NetworkPolicyShape;
-    const LABELS: &'static [&'static str] = &[NETWORK_STATE_LABEL];
+    const LABELS: &'static [&'static str] = &[AGENT_LABEL, NETWORK_STATE_LABEL];
 }
 
 /// A NetworkPolicy the operator keeps, as its cache holds it.
@@ -215,6 +215,11 @@ mod tests {
             assert_eq!(digest.metadata.managed_fields, None);
             assert_eq!(digest.metadata.labels, None, "kept as values, not a map");
             assert_eq!(digest.label(NETWORK_STATE_LABEL), state.label());
+            // A change to it has its agent looked at again.
+            assert_eq!(
+                digest.agent(),
+                Some(ObjectRef::new("auditor").within("team"))
+            );
             // Another writer's change to the spec shows.
             stored["spec"]["podSelector"]["matchLabels"]["extra"] = "1".into();
             let tampered: PolicyDigest = serde_json::from_value(stored).unwrap();

@@ -11,11 +11,13 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 
+use agentgov_api::Agent;
+use agentgov_api::agent::AGENT_LABEL;
 use agentgov_api::containment::{MANAGED_BY_LABEL, MANAGER};
 use futures::Stream;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -39,7 +41,8 @@ pub trait Kept:
 {
     /// The fields the operator sets (unknown ones are ignored when it is read).
     type Shape: Serialize + DeserializeOwned;
-    /// The labels whose values the digest keeps.
+    /// The labels whose values the digest keeps; the agent label among them (it says which
+    /// agent to look at again when the object changes: see [`Digest::agent`]).
     const LABELS: &'static [&'static str];
 }
 
@@ -169,6 +172,14 @@ impl<K: Kept> Digest<K> {
     pub fn matches(&self, wanted: &K) -> bool {
         let wanted = Digest::of(wanted);
         self.shape == wanted.shape && self.labels == wanted.labels && self.owners == wanted.owners
+    }
+
+    /// The agent the object is kept for, by its agent label: a change by anyone has that agent
+    /// looked at again. (The label, not the owner reference, which a digest keeps only as a
+    /// fingerprint; a label someone else sets only makes another agent be looked at.)
+    pub fn agent(&self) -> Option<ObjectRef<Agent>> {
+        let namespace = self.metadata.namespace.as_deref()?;
+        Some(ObjectRef::new(self.label(AGENT_LABEL)?).within(namespace))
     }
 
     /// Whether `owner` is its one owner (as the operator writes it).

@@ -164,13 +164,13 @@ async fn run(config: Config) -> Result<()> {
     let mut agent_controller = Controller::for_stream(agent_stream, agent_store.clone())
         .with_config(controller_config.clone());
     if let Some(stream) = deployment_stream {
-        agent_controller = agent_controller.owns_stream(stream);
+        agent_controller = agent_controller.watches_stream(stream, |d| d.agent());
     }
     if let Some(stream) = config_map_stream {
-        agent_controller = agent_controller.owns_stream(stream);
+        agent_controller = agent_controller.watches_stream(stream, |c| c.agent());
     }
     if let Some(stream) = policy_stream {
-        agent_controller = agent_controller.owns_stream(stream);
+        agent_controller = agent_controller.watches_stream(stream, |p| p.agent());
     }
     let bundle_controller =
         Controller::for_stream(bundle_stream, bundle_store.clone()).with_config(controller_config);
