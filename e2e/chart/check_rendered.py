@@ -266,6 +266,7 @@ def check_webhook_registration(by_kind, namespace):
         "agents.validate.agentgov.dev": ("/validate/agents", "agentgov.dev", ["agents"], ["CREATE", "UPDATE"]),
         "agentpromotions.validate.agentgov.dev": ("/validate/agentpromotions", "agentgov.dev", ["agentpromotions"], ["CREATE"]),
         "policybundles.validate.agentgov.dev": ("/validate/policybundles", "agentgov.dev", ["policybundles"], ["CREATE", "UPDATE"]),
+        "sandboxes.validate.agentgov.dev": ("/validate/sandboxes", "agents.x-k8s.io", ["sandboxes"], ["CREATE", "UPDATE"]),
     }
     if set(hooks) != set(want):
         problem("VWC", f"webhooks {sorted(hooks)}")
@@ -314,6 +315,10 @@ def check_webhook_registration(by_kind, namespace):
         problem("pods webhook", "objectSelector does not select Pods labelled agentgov.dev/agent")
     if not hooks["agents.validate.agentgov.dev"].get("matchConditions"):
         problem("agents webhook", "no matchConditions (metadata-only updates would be sent)")
+    # A Sandbox's pod template alone may name the agent, which an objectSelector cannot see.
+    sandboxes = hooks["sandboxes.validate.agentgov.dev"]
+    if sandboxes.get("objectSelector") or not sandboxes.get("matchConditions"):
+        problem("sandboxes webhook", "selects by objectSelector, or has no matchConditions (a template label alone would slip through, or status writes be sent)")
 
 
 GUARD_KINDS = ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "MutatingAdmissionPolicy", "MutatingAdmissionPolicyBinding")

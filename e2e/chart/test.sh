@@ -66,6 +66,15 @@ refused "value must be one of" -f e2e/chart/values/minimal.yaml --set webhook.cl
 refused "value must be one of" -f e2e/chart/values/minimal.yaml --set certificates.mode=selfSigned
 refused "/operator/image/digest" -f e2e/chart/values/minimal.yaml --set operator.image.digest=latest
 refused "/defaultSandboxTTL" -f e2e/chart/values/minimal.yaml --set defaultSandboxTTL=3days
+refused "/webhook/admitClients/0" -f e2e/chart/values/minimal.yaml --set 'webhook.admitClients={O=acme}'
+
+# The allowed clients reach the webhook as its flag's variable, comma-separated; none, no variable.
+if grep -qF 'value: "CN=nomad-scheduler,uri:spiffe://acme.example/batch"' "${OUT}/admit-clients.yaml" \
+  && ! grep -qF AGENTGOV_ADMIT_CLIENTS "${OUT}/minimal.yaml"; then
+  pass "webhook.admitClients: AGENTGOV_ADMIT_CLIENTS set as listed, absent when empty"
+else
+  fail "webhook.admitClients: AGENTGOV_ADMIT_CLIENTS"
+fi
 
 if python3 e2e/chart/check_monitoring.py "${OUT}/monitoring.yaml" --promql "${BIN}/promql"; then
   pass "alerts and dashboard: metrics exist, PromQL parses"

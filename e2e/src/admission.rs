@@ -13,7 +13,7 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::authorization::v1::SubjectAccessReview;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Client, Config};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -216,6 +216,37 @@ where
         let api = api.clone();
         let object = object.clone();
         Box::pin(async move { api.create(&pp, &object).await })
+    }
+}
+
+/// A (dry-run or real) merge patch of `name` (of its `subresource`, with a strategic merge
+/// patch, as `kubectl debug` adds ephemeral containers), as a repeatable attempt for
+/// [`admitted`] and [`refused`].
+pub fn patching<K>(
+    api: &Api<K>,
+    name: &str,
+    subresource: Option<&'static str>,
+    patch: serde_json::Value,
+) -> impl Fn(PostParams) -> BoxFuture<'static, kube::Result<K>>
+where
+    K: Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (api, name) = (api.clone(), name.to_string());
+    move |pp| {
+        let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
+        Box::pin(async move {
+            let params = PatchParams {
+                dry_run: pp.dry_run,
+                ..PatchParams::default()
+            };
+            match subresource {
+                Some(sub) => {
+                    api.patch_subresource(sub, &name, &params, &Patch::Strategic(patch))
+                        .await
+                }
+                None => api.patch(&name, &params, &Patch::Merge(patch)).await,
+            }
+        })
     }
 }
 

@@ -8,6 +8,7 @@ pub mod guards;
 pub mod node;
 pub mod operator;
 pub mod process;
+pub mod sandbox;
 pub mod scenario;
 pub mod webhook;
 
@@ -68,22 +69,27 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         "policybundles.agentgov.dev",
         "agentpromotions.agentgov.dev",
     ] {
-        wait_for(Duration::from_secs(30), || {
-            let api = api.clone();
-            async move {
-                let crd = api.get(name).await.ok()?;
-                let established = crd
-                    .status?
-                    .conditions?
-                    .into_iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True");
-                established.then_some(())
-            }
-        })
-        .await
-        .with_context(|| format!("CRD {name} did not become Established"))?;
+        wait_established(&api, name).await?;
     }
     guards::install(client, agentgov_api::guards::DEFAULT_PREFIX).await
+}
+
+/// Wait (30 s at most) until the CRD `name` is Established: its resource is served.
+pub async fn wait_established(api: &Api<CustomResourceDefinition>, name: &str) -> Result<()> {
+    wait_for(Duration::from_secs(30), || {
+        let api = api.clone();
+        async move {
+            let crd = api.get(name).await.ok()?;
+            let established = crd
+                .status?
+                .conditions?
+                .into_iter()
+                .any(|c| c.type_ == "Established" && c.status == "True");
+            established.then_some(())
+        }
+    })
+    .await
+    .with_context(|| format!("CRD {name} did not become Established"))
 }
 
 /// A namespace of its own for one test, deleted when the test ends.

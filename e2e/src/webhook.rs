@@ -146,6 +146,19 @@ impl Webhook {
         extra: &[&str],
     ) -> Result<Self> {
         let certs = ClusterCerts::from_env()?;
+        Self::start_with_certs(listen, namespace, keys, tag, &certs, extra).await
+    }
+
+    /// [`Webhook::start_on`] with `certs` in place of the cluster's files (a client CA of the
+    /// test's own beside the API server's, for clients other than the API server).
+    pub async fn start_with_certs(
+        listen: SocketAddr,
+        namespace: Option<&str>,
+        keys: &KeyFile,
+        tag: &str,
+        certs: &ClusterCerts,
+        extra: &[&str],
+    ) -> Result<Self> {
         let bin = binary("agentgov-webhook")?;
         let metrics_port = free_port()?;
         let scope = namespace.unwrap_or("all");
@@ -156,7 +169,7 @@ impl Webhook {
         command
             .args(["--listen", &listen.to_string()])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(files_args(&certs, &keyring))
+            .args(files_args(certs, &keyring))
             .args(["--reload-interval", "300ms"])
             .args(["--shutdown-grace", "0s"])
             .args(["--log-format", "json"]);

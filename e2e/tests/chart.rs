@@ -435,6 +435,7 @@ async fn read_back(
                 "agents.validate.agentgov.dev",
                 "pods.validate.agentgov.dev",
                 "policybundles.validate.agentgov.dev",
+                "sandboxes.validate.agentgov.dev",
             ],
         "the webhooks: {hook_names:?}"
     );

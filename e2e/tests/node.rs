@@ -302,7 +302,8 @@ async fn a_second_node_is_refused_while_this_one_runs() -> Result<()> {
 
 /// A managed agent runs for real: the operator's Deployment starts hardened Pods of the approved
 /// (digest-pinned) image, with the spec as hashed mounted read-only; under its NetworkPolicy the
-/// agent reaches its allow-list only. When the sandbox expires (quarantine `isolate`), another
+/// agent reaches its allow-list only, while a governed agent with `externalCalls: true` reaches
+/// beyond it. When the sandbox expires (quarantine `isolate`), another
 /// Pod labelled for the agent keeps running but reaches nothing, and the managed Pods are gone
 /// (the Deployment is scaled to zero).
 #[tokio::test]
@@ -346,6 +347,35 @@ async fn a_managed_agent_runs_hardened_with_its_spec_and_quarantine_cuts_it_off(
     }];
     agentgov_e2e::apply_bundle_in_force(ns, bundle("1.1.0", 1000.0, isolate(egress)), READY)
         .await?;
+
+    // A governed agent whose anatomy allows external calls is not contained: no policy is
+    // written for it, and its Pod reaches what the sandbox's may not.
+    let mut open = agentgov_e2e::admission::governed_spec();
+    open.anatomy.containment.external_calls = true;
+    setup.create_agent("caller", open).await;
+    setup.approve_valid("caller").await;
+    let caller = busybox_pod(
+        "caller",
+        json!({"agentgov.dev/agent": "caller"}),
+        &["sleep", "3600"],
+    )?;
+    run_pod(&pods, &caller, READY).await?;
+    let out = kubectl_exec(
+        &ns.name,
+        "caller",
+        &["nc", "-w", "2", &elsewhere_ip, "8080"],
+    )?;
+    ensure!(
+        out.output.contains("hello from elsewhere"),
+        "the governed agent with externalCalls: true cannot reach another Pod: {}",
+        out.output
+    );
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    let policies: Api<NetworkPolicy> = ns.api();
+    ensure!(
+        policies.get_opt("agentgov-caller").await?.is_none(),
+        "a NetworkPolicy was written for an agent whose anatomy allows external calls"
+    );
 
     let image = node_env("AGENTGOV_TEST_IMAGE_PINNED");
     let mut spec = agentgov_e2e::admission::sandbox_spec(45);
@@ -458,8 +488,6 @@ async fn a_managed_agent_runs_hardened_with_its_spec_and_quarantine_cuts_it_off(
 
     // Expired: quarantined. Under `isolate` the outside Pod keeps running, cut off; the
     // managed Pods are gone.
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
-    let policies: Api<NetworkPolicy> = ns.api();
     wait_for(Duration::from_secs(120), || async {
         let policy = policies.get_opt("agentgov-runner").await.ok()??;
         let state = policy.metadata.labels?.get("agentgov.dev/network")?.clone();

@@ -74,36 +74,6 @@ fn as_pod(value: Value) -> Pod {
     serde_json::from_value(value).expect("a Pod")
 }
 
-/// A (dry-run or real) merge patch of `name`, as a repeatable attempt for `admitted`/`refused`.
-fn patching<K>(
-    api: &Api<K>,
-    name: &str,
-    subresource: Option<&'static str>,
-    patch: Value,
-) -> impl Fn(PostParams) -> BoxFuture<'static, kube::Result<K>>
-where
-    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
-{
-    let (api, name) = (api.clone(), name.to_string());
-    move |pp| {
-        let (api, name, patch) = (api.clone(), name.clone(), patch.clone());
-        Box::pin(async move {
-            let params = PatchParams {
-                dry_run: pp.dry_run,
-                ..PatchParams::default()
-            };
-            match subresource {
-                // Ephemeral containers are added with a strategic merge patch (kubectl debug).
-                Some(sub) => {
-                    api.patch_subresource(sub, &name, &params, &Patch::Strategic(patch))
-                        .await
-                }
-                None => api.patch(&name, &params, &Patch::Merge(patch)).await,
-            }
-        })
-    }
-}
-
 fn with_temperature(temperature: f64) -> AgentSpec {
     let mut spec = governed_spec();
     if let Some(reasoning) = spec.anatomy.reasoning.as_mut() {

@@ -101,3 +101,20 @@ pub async fn review_bundle(body: &[u8], policy_slots: &Semaphore) -> Reviewed<'s
         },
     }
 }
+
+/// Parse and decide an agent-sandbox Sandbox review (its pod template judged as a Pod CREATE;
+/// no I/O).
+pub fn review_sandbox(
+    body: &[u8],
+    view: &dyn View,
+    expiry: &ExpiryPolicy,
+    now: Timestamp,
+) -> Reviewed<'static> {
+    match review::parse(body) {
+        Err(err) => Reviewed::rejected(err),
+        Ok(req) => Reviewed {
+            decision: decide::decide_sandbox(&req, view, expiry, now),
+            facts: Facts::of(&req),
+        },
+    }
+}

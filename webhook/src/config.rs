@@ -9,6 +9,8 @@ use agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME;
 use agentgov_runtime::flags::{ExpiryFlags, RuntimeFlags, duration as parse_duration};
 use clap::{Parser, ValueEnum};
 
+use crate::admit_clients::AdmitClients;
+
 /// 3 MiB. The API server accepts request bodies up to 3 MiB and etcd stores objects up to
 /// 1.5 MiB; an UPDATE's AdmissionReview carries both `object` and `oldObject`, so a legitimate
 /// review of a large object approaches 3 MiB. Anything larger is not from the API server.
@@ -80,6 +82,14 @@ pub struct Args {
     )]
     pub client_auth: ClientAuth,
 
+    /// Who may ask `POST /v1/admit` (agents started outside Kubernetes), by the client
+    /// certificate the handshake verified: a comma-separated list of `CN=<subject common name>`,
+    /// `dns:<DNS subject alternative name>`, `uri:<URI subject alternative name>`, or `*` (any
+    /// client the port accepts). Empty (the default): that endpoint answers 403 to everyone,
+    /// the API server's certificate included.
+    #[arg(long, env = "AGENTGOV_ADMIT_CLIENTS", value_delimiter = ',')]
+    pub admit_clients: Vec<String>,
+
     /// The key ring file (JSON or YAML; a verification-only ring from `keygen public` is enough).
     /// Re-read when it changes; a file that does not parse keeps the previous ring in force.
     #[arg(long, env = "AGENTGOV_KEYRING_FILE")]
@@ -141,8 +151,14 @@ impl Args {
         Ok(self.expiry.policy())
     }
 
+    /// The clients allowed to ask `POST /v1/admit`.
+    pub fn admit_clients(&self) -> Result<AdmitClients, crate::Error> {
+        AdmitClients::parse(&self.admit_clients).map_err(|e| crate::Error::Config(e.to_string()))
+    }
+
     /// Flags that must agree with each other.
     pub fn validate(&self) -> Result<(), crate::Error> {
+        self.admit_clients()?;
         if self.client_auth != ClientAuth::None && self.client_ca_file.is_none() {
             return Err(crate::Error::Config(format!(
                 "--client-auth={} needs --client-ca-file",
@@ -213,5 +229,30 @@ mod tests {
         ])
         .unwrap();
         assert!(args.validate().is_err());
+    }
+
+    #[test]
+    fn admit_clients_are_a_comma_separated_list_checked_at_start() {
+        let parse = |extra: &[&str]| {
+            let base = [
+                "agentgov-webhook",
+                "--tls-cert-file=c",
+                "--tls-key-file=k",
+                "--keyring-file=r",
+                "--client-auth=none",
+            ];
+            Args::try_parse_from(base.iter().chain(extra)).unwrap()
+        };
+        let none = parse(&[]);
+        assert!(none.admit_clients().unwrap().is_empty());
+        let listed = parse(&["--admit-clients=CN=orchestrator-1,dns:nomad.acme.example"]);
+        listed.validate().unwrap();
+        assert_eq!(
+            listed.admit_clients().unwrap().to_flag(),
+            "CN=orchestrator-1,dns:nomad.acme.example"
+        );
+        let bad = parse(&["--admit-clients=CN=orchestrator-1,O=acme"]);
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("\"O=acme\""), "{err}");
     }
 }

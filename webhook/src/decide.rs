@@ -6,8 +6,10 @@
 //! outside agentgov's remit (DELETE, subresources other than `pods/ephemeralcontainers`, Pods
 //! that neither carry nor carried the agent label, metadata-only Agent updates) pass with
 //! [`Scope::Passthrough`](crate::decision::Scope::Passthrough): a quarantined agent and its workloads can always be deleted or scaled
-//! down. Pod reviews are in [`pod`], Agent reviews in [`agent`], AgentPromotion reviews in
-//! [`promotion`], PolicyBundle reviews in [`bundle`].
+//! down. Pod reviews are in [`pod`] (and the start of an agent outside Kubernetes, judged as a Pod
+//! CREATE), Agent reviews in [`agent`], AgentPromotion reviews in [`promotion`], PolicyBundle
+//! reviews in [`bundle`], agent-sandbox Sandbox reviews (judged as a Pod CREATE of their pod
+//! template) in [`sandbox`].
 
 use std::sync::Arc;
 
@@ -28,11 +30,13 @@ mod agent;
 mod bundle;
 mod pod;
 mod promotion;
+mod sandbox;
 
 pub(crate) use agent::decide_agent;
 pub(crate) use bundle::decide_bundle;
-pub(crate) use pod::decide_pod;
+pub(crate) use pod::{Workload, decide_pod, decide_start};
 pub(crate) use promotion::decide_promotion;
+pub(crate) use sandbox::decide_sandbox;
 
 /// What the decisions read: the caches and the key ring, at one moment.
 pub trait View: Send + Sync {

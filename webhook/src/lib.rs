@@ -5,6 +5,11 @@
 //!   Agent passes the seven checks (and, for a sandbox, the Pod itself stays contained).
 //! - `POST /validate/agents`: sandbox containment and expiry before signing, and for governed
 //!   agents the `promote` SubjectAccessReview and the promotion policy.
+//! - `POST /validate/sandboxes`: an agent-sandbox `Sandbox` (`agents.x-k8s.io`) labelled for an
+//!   agent (on itself or its pod template) is judged as a Pod CREATE of its pod template.
+//! - `POST /v1/admit` ([`external`]): an orchestrator outside Kubernetes asks whether an agent
+//!   may start, running some images; answered with the decision of that agent's Pod CREATE.
+//!   Only the clients `--admit-clients` lists may ask ([`admit_clients`], [`peer`]).
 //!
 //! A review goes one way: [`server`] (HTTP: routes, body limits) hands the body to [`admit`],
 //! which parses it ([`review`]: the AdmissionReview wire format, in and out) and decides
@@ -16,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admit;
+pub mod admit_clients;
 pub mod authz;
 pub mod cache;
 pub mod config;
@@ -23,9 +29,11 @@ pub mod decide;
 pub mod decision;
 pub mod decision_log;
 pub mod error;
+pub mod external;
 pub use agentgov_runtime::keys;
 pub mod memo;
 pub mod metrics;
+pub mod peer;
 pub mod policy;
 pub mod review;
 pub mod server;

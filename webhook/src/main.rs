@@ -49,6 +49,7 @@ fn serve(args: Args) -> ExitCode {
 async fn run(args: Args) -> Result<(), Error> {
     args.validate()?;
     let expiry = args.expiry()?;
+    let admit_clients = args.admit_clients()?;
     if args.client_auth != ClientAuth::Required {
         tracing::warn!(
             client_auth = args.client_auth.as_str(),
@@ -104,6 +105,7 @@ async fn run(args: Args) -> Result<(), Error> {
         body_timeout: args.request_timeout,
         policy_slots: Arc::new(Semaphore::new(slots)),
         clock: Arc::new(jiff::Timestamp::now),
+        admit_clients: Arc::new(admit_clients.clone()),
     };
 
     // Ready once the caches have synced, until a shutdown starts.
@@ -122,6 +124,7 @@ async fn run(args: Args) -> Result<(), Error> {
         listen = %args.listen,
         metrics_listen = %args.metrics_listen,
         client_auth = args.client_auth.as_str(),
+        admit_clients = %admit_clients.to_flag(),
         namespace = args.namespace.as_deref().unwrap_or("<all>"),
         bundle_name = %args.bundle_name,
         max_body_bytes = args.max_body_bytes,

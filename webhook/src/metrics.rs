@@ -1,13 +1,14 @@
 //! Prometheus metrics: one registry for the binary.
 //!
 //! - `agent_starts_allowed_total`, `agent_starts_denied_total{reason}`: every governance
-//!   decision (Pods and Agents); `reason` is the decision code, a bounded set.
+//!   decision (Pods, Agents, agent-sandbox Sandboxes, and orchestrators outside Kubernetes
+//!   asking `POST /v1/admit`); `reason` is the decision code, a bounded set.
 //!   An AgentPromotion or a PolicyBundle is no start: not counted there.
 //! - `promotion_attempts_total`, `promotion_denies_total{reason}`: promotions (an Agent's
 //!   governed spec or an approval) refused at admission; the operator counts those it decides.
 //! - `policy_bundles_refused_total`: PolicyBundle versions refused at admission.
 //! - `admission_review_duration_seconds{kind}` (kind = pod | agent | agentpromotion |
-//!   policybundle).
+//!   policybundle | external | sandbox).
 //! - `webhook_cache_synced`, `keyring_reload_total{result}`, `certificate_reload_total{result}`,
 //!   `policy_bundle_load_total{result}`.
 
@@ -34,6 +35,10 @@ pub enum ReviewKind {
     agent,
     agentpromotion,
     policybundle,
+    /// `POST /v1/admit`: an agent start asked by an orchestrator outside Kubernetes.
+    external,
+    /// An agent-sandbox Sandbox (`agents.x-k8s.io`): its pod template judged as a Pod.
+    sandbox,
 }
 
 impl ReviewKind {
@@ -43,13 +48,19 @@ impl ReviewKind {
             ReviewKind::agent => "agent",
             ReviewKind::agentpromotion => "agentpromotion",
             ReviewKind::policybundle => "policybundle",
+            ReviewKind::external => "external",
+            ReviewKind::sandbox => "sandbox",
         }
     }
 
-    /// Whether this kind's decisions are agent starts (`agent_starts_*`): a Pod or an Agent.
-    /// An approval or a bundle is no start; their refusals have counters of their own.
+    /// Whether this kind's decisions are agent starts (`agent_starts_*`): a Pod, an Agent, a
+    /// Sandbox, or an agent started outside Kubernetes. An approval or a bundle is no start;
+    /// their refusals have counters of their own.
     pub fn is_start(self) -> bool {
-        matches!(self, ReviewKind::pod | ReviewKind::agent)
+        matches!(
+            self,
+            ReviewKind::pod | ReviewKind::agent | ReviewKind::external | ReviewKind::sandbox
+        )
     }
 }
 
@@ -120,7 +131,7 @@ impl Metrics {
         // prometheus-client appends `_total` to counters.
         registry.register(
             "agent_starts_allowed",
-            "Admission decisions that allowed an agent Pod or Agent (ADMISSION_ALLOW)",
+            "Admission decisions that allowed an agent Pod, Agent or external start (ADMISSION_ALLOW)",
             starts_allowed.clone(),
         );
         let starts_denied = Family::<ReasonLabels, Counter>::default();
@@ -135,7 +146,7 @@ impl Metrics {
             });
         registry.register(
             "admission_review_duration_seconds",
-            "Time from receiving an AdmissionReview to answering it",
+            "Time from receiving an AdmissionReview (or an external admission request) to answering it",
             review_duration.clone(),
         );
         let cache_synced = Gauge::default();

@@ -1,5 +1,6 @@
-//! HTTP: the admission router (TLS port), request bodies bounded in size and time, and the TLS
-//! accept loop with graceful drain, serving each connection on one thread of its own runtime
+//! HTTP: the admission router (TLS port: the AdmissionReview endpoints and `POST /v1/admit`,
+//! [`crate::external`]), request bodies bounded in size and time, and the TLS accept loop with
+//! graceful drain, serving each connection on one thread of its own runtime
 //! ([`serve_tls_on_threads`]). The health/metrics port is the shared runtime's
 //! (`agentgov_runtime::health`).
 
@@ -27,13 +28,17 @@ use jiff::Timestamp;
 use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tower::ServiceExt;
 
 use crate::admit::{self, Reviewed};
+use crate::admit_clients::AdmitClients;
 use crate::authz::Authorizer;
 use crate::decide::View;
 use crate::decision::Decision;
 use crate::decision_log::{Facts, record};
+use crate::external::{self, ADMIT_PATH, Admitted};
 use crate::metrics::{Metrics, ReviewKind};
+use crate::peer::PeerCertificate;
 use crate::review::Answer;
 use crate::tls::ReloadingTls;
 
@@ -51,6 +56,8 @@ pub struct AppState {
     pub body_timeout: Duration,
     pub policy_slots: Arc<Semaphore>,
     pub clock: Clock,
+    /// Who may ask `POST /v1/admit` (`--admit-clients`).
+    pub admit_clients: Arc<AdmitClients>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -63,7 +70,9 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// `POST /validate/pods` and `POST /validate/agents`.
+/// `POST /validate/pods`, `/validate/agents`, `/validate/agentpromotions`,
+/// `/validate/policybundles`, `/validate/sandboxes` (AdmissionReviews) and `POST /v1/admit`
+/// (an orchestrator outside Kubernetes).
 pub fn admission_router(state: AppState) -> Router {
     // Handlers get the state behind one `Arc`: one reference count a request, not one a field.
     Router::new()
@@ -71,6 +80,8 @@ pub fn admission_router(state: AppState) -> Router {
         .route("/validate/agents", post(validate_agents))
         .route("/validate/agentpromotions", post(validate_promotions))
         .route("/validate/policybundles", post(validate_bundles))
+        .route("/validate/sandboxes", post(validate_sandboxes))
+        .route(ADMIT_PATH, post(admit_external))
         .with_state(Arc::new(state))
 }
 
@@ -95,7 +106,7 @@ pub async fn read_body(body: Body, limit: usize, timeout: Duration) -> Result<By
     }
 }
 
-fn json(status: StatusCode, answer: &Answer<'_>) -> Response {
+fn json(status: StatusCode, answer: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(answer) {
         Ok(bytes) => {
             let mut response = (status, bytes).into_response();
@@ -114,9 +125,9 @@ fn json(status: StatusCode, answer: &Answer<'_>) -> Response {
     }
 }
 
-/// Answer a body that could not be read: an HTTP error status and a deny review.
-fn body_failure(metrics: &Metrics, kind: ReviewKind, err: BodyError) -> Response {
-    let (status, reason) = match err {
+/// The HTTP status and the reason of a body that could not be read.
+fn body_error(err: BodyError) -> (StatusCode, String) {
+    match err {
         BodyError::TooLarge(limit) => (
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the request body is larger than {limit} bytes"),
@@ -129,7 +140,12 @@ fn body_failure(metrics: &Metrics, kind: ReviewKind, err: BodyError) -> Response
             StatusCode::BAD_REQUEST,
             format!("cannot read the request body: {e}"),
         ),
-    };
+    }
+}
+
+/// Answer a body that could not be read: an HTTP error status and a deny review.
+fn body_failure(metrics: &Metrics, kind: ReviewKind, err: BodyError) -> Response {
+    let (status, reason) = body_error(err);
     let decision = Decision::deny(DecisionCode::DenyBadRequest, None, reason);
     record(metrics, kind, &Facts::default(), &decision);
     json(status, &Answer::new("", &decision))
@@ -181,6 +197,59 @@ async fn validate_bundles(State(s): State<Arc<AppState>>, request: Request) -> R
     };
     let reviewed = admit::review_bundle(&body, &s.policy_slots).await;
     finish(&s, ReviewKind::policybundle, reviewed)
+}
+
+async fn validate_sandboxes(State(s): State<Arc<AppState>>, request: Request) -> Response {
+    let _timer = s.metrics.review_timer(ReviewKind::sandbox);
+    let body = match read_body(request.into_body(), s.max_body_bytes, s.body_timeout).await {
+        Ok(body) => body,
+        Err(e) => return body_failure(&s.metrics, ReviewKind::sandbox, e),
+    };
+    let reviewed = admit::review_sandbox(&body, &*s.view, &s.expiry, (s.clock)());
+    finish(&s, ReviewKind::sandbox, reviewed)
+}
+
+/// `POST /v1/admit`: the decision of a Pod CREATE of the agent running the images, answered
+/// with HTTP 200 whether it allows or denies; 403 to a client `--admit-clients` does not list
+/// (before the body is read), 503 while the caches have not synced, 400 (413, 408) when the
+/// request is not usable ([`Admitted::http_status`]).
+async fn admit_external(State(s): State<Arc<AppState>>, request: Request) -> Response {
+    let _timer = s.metrics.review_timer(ReviewKind::external);
+    let (requester, unlisted) = {
+        let identity = request
+            .extensions()
+            .get::<PeerCertificate>()
+            .map(PeerCertificate::identity);
+        let requester = identity.map(|i| i.subject.clone()).unwrap_or_default();
+        (requester, external::unlisted(identity, &s.admit_clients))
+    };
+    if let Some(refused) = unlisted {
+        record(
+            &s.metrics,
+            ReviewKind::external,
+            &refused.facts,
+            &refused.decision,
+        );
+        return json(refused.http_status(), &refused.answer);
+    }
+    let limit = s.max_body_bytes.min(external::MAX_BODY_BYTES);
+    let (status, admitted) = match read_body(request.into_body(), limit, s.body_timeout).await {
+        Ok(body) => {
+            let admitted = external::admit(&body, &*s.view, &s.expiry, (s.clock)(), &requester);
+            (admitted.http_status(), admitted)
+        }
+        Err(e) => {
+            let (status, reason) = body_error(e);
+            (status, Admitted::rejected(reason, &requester))
+        }
+    };
+    record(
+        &s.metrics,
+        ReviewKind::external,
+        &admitted.facts,
+        &admitted.decision,
+    );
+    json(status, &admitted.answer)
 }
 
 fn finish(s: &AppState, kind: ReviewKind, reviewed: Reviewed<'_>) -> Response {
@@ -249,7 +318,21 @@ impl Connections {
                 return;
             }
         };
-        let service = TowerToHyperService::new(self.app);
+        // Only `POST /v1/admit` asks who is asking by certificate (for `--admit-clients` and
+        // the log; an AdmissionReview names its requester inside); the path is compared per
+        // request, the certificate is parsed at most once per connection.
+        let certificate = PeerCertificate::of(stream.get_ref().1.peer_certificates());
+        let app = self
+            .app
+            .map_request(move |mut request: axum::http::Request<_>| {
+                if let Some(certificate) = &certificate
+                    && request.uri().path() == ADMIT_PATH
+                {
+                    request.extensions_mut().insert(certificate.clone());
+                }
+                request
+            });
+        let service = TowerToHyperService::new(app);
         let connection = self.builder.serve_connection(TokioIo::new(stream), service);
         if let Err(e) = watcher.watch(connection.into_owned()).await {
             tracing::debug!(%peer, error = %e, "connection closed with an error");

@@ -1,5 +1,6 @@
 //! The JSON log lines of `telemetry::JsonLine`, the decision line of `POST /validate/agents`
-//! with the seed's fields, and the PROMOTION_DENIED line of a refused approval.
+//! with the seed's fields, the PROMOTION_DENIED line of a refused approval, and the decision line
+//! of `POST /v1/admit` naming the client certificate that asked.
 //!
 //! In a test binary of its own: the subscriber is set for this thread only, and tracing caches
 //! per-callsite interest globally, so tests in other threads of a shared binary could register
@@ -193,4 +194,32 @@ async fn lines_of(app: &App, review: &Value) -> Vec<Value> {
         post(&app.router, "/validate/agentpromotions", bytes(review)).await;
     })
     .await
+}
+
+#[tokio::test]
+async fn an_external_decision_names_the_client_certificate_that_asked() {
+    // The real TLS server on this thread (so its lines reach this thread's subscriber), asked
+    // with a client certificate whose subject is CN=orchestrator-1.
+    let (served, _) = common::served::Served::webhook("log", world().view).await;
+    let lines = lines(|| async {
+        let (status, answer) = served
+            .ask(&json!({"namespace": NS, "agent": "nobody"}))
+            .await;
+        assert_eq!(status, 200, "{answer}");
+    })
+    .await;
+    let decision = with_code(&lines, "ADMISSION_DENY_AGENT_NOT_FOUND");
+    let [line] = decision.as_slice() else {
+        panic!("one decision line expected in {lines:?}")
+    };
+    assert_eq!(line["message"], json!("admission decision"));
+    assert_eq!(line["kind"], json!("external"));
+    assert_eq!(
+        line["requester"],
+        json!(format!("CN={}", common::served::CLIENT_CN))
+    );
+    assert_eq!(line["agent"], json!("nobody"));
+    assert_eq!(line["namespace"], json!(NS));
+    assert_eq!(line["operation"], json!("CREATE"));
+    assert_eq!(line["allowed"], json!(false));
 }

@@ -389,3 +389,50 @@ fn the_valid_input_is_allowed() {
     assert!(agent(&bytes(&agent_create("auditor-2", &governed_spec()))).allowed());
     assert!(promotion(&bytes(&valid_promotion())).allowed());
 }
+
+/// `POST /v1/admit`'s step from body to decision (an orchestrator outside Kubernetes).
+fn external(body: &[u8]) -> agentgov_webhook::external::Admitted {
+    agentgov_webhook::external::admit(body, view(), &ExpiryPolicy::default(), now(), "")
+}
+
+fn valid_external(sandbox: bool) -> Value {
+    json!({"namespace": NS, "agent": if sandbox { SANDBOX } else { GOVERNED }, "images": ["registry.example/agents/invoice-auditor:1.2.0"]})
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arbitrary_bytes_never_allow_an_external_start(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+        prop_assert!(!external(&body).answer.allowed);
+    }
+
+    #[test]
+    fn byte_mutations_of_an_external_request_allow_only_an_allowed_agent(
+        sandbox in any::<bool>(),
+        edits in proptest::collection::vec((any::<Index>(), any::<u8>()), 1..6),
+    ) {
+        let mut body = bytes(&valid_external(sandbox));
+        for (at, byte) in edits {
+            let i = at.index(body.len());
+            body[i] = byte;
+        }
+        let admitted = external(&body);
+        prop_assert_eq!(admitted.answer.allowed, admitted.decision.allowed());
+        if admitted.answer.allowed {
+            let parsed = agentgov_webhook::external::AdmitRequest::parse(&body);
+            prop_assert!(parsed.is_ok(), "allowed an unparsable request");
+            let request = parsed.unwrap();
+            prop_assert_eq!(request.namespace.as_str(), NS);
+            prop_assert!([GOVERNED, SANDBOX].contains(&request.agent.as_str()), "{}", request.agent);
+            prop_assert_eq!(&admitted.answer.agent, &request.agent);
+        }
+    }
+}
+
+#[test]
+fn the_valid_external_requests_are_allowed() {
+    // The property above would be vacuous if the baseline did not pass.
+    assert!(external(&bytes(&valid_external(false))).answer.allowed);
+    assert!(external(&bytes(&valid_external(true))).answer.allowed);
+}

@@ -10,7 +10,15 @@
 //! (`ADMISSION_DENY_RUNTIME_MISMATCH`). A proof signed under an older policy than the one in force
 //! passes check 3 only if the policy in force allows the agent too (the operator's re-signing
 //! may not have caught up; it may be down), judged once per agent version and policy.
+//!
+//! The agent's part of that decision, [`decide_start`], is also what an orchestrator outside
+//! Kubernetes is answered with (`POST /v1/admit`, [`crate::external`]): the same checks, codes
+//! and messages, given the images it would run instead of a Pod (no Pod spec, so no containment
+//! check of one).
 
+use std::sync::Arc;
+
+use agentgov_api::Agent;
 use agentgov_api::admission::{
     AdmissionContext, AgentView, DecisionCode, PolicyRecheck, check_agent, check_agent_with,
 };
@@ -191,12 +199,54 @@ pub(crate) fn decide_pod(
     let Some(namespace) = req.namespace() else {
         return Decision::bad_request("the request has no namespace");
     };
+    decide_start(namespace, agent_name, Workload::Pod(pod), view, expiry, now).decision
+}
+
+/// What an agent start would run.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Workload<'w, 'p> {
+    /// A Pod: its Pod Security level and volumes are judged, then its images.
+    Pod(&'w PodObject<'p>),
+    /// The images an orchestrator outside Kubernetes would run (`POST /v1/admit`). There is no
+    /// Pod spec to judge for containment; the images are judged as a Pod's would be.
+    Images(&'w [String]),
+}
+
+/// A start's decision, and the agent it read from the cache (for an answer that names its
+/// proof and status as they were judged).
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub decision: Decision,
+    pub agent: Option<Arc<Agent>>,
+}
+
+impl From<Decision> for Start {
+    fn from(decision: Decision) -> Self {
+        Start {
+            decision,
+            agent: None,
+        }
+    }
+}
+
+/// May agent `agent_name` in `namespace` start, running `workload`? The seven checks, then the
+/// workload's containment and images. The one decision of every agent start: a Pod CREATE (and
+/// what is judged as one) and an external orchestrator's question (`crate::external`).
+pub(crate) fn decide_start(
+    namespace: &str,
+    agent_name: &str,
+    workload: Workload<'_, '_>,
+    view: &dyn View,
+    expiry: &ExpiryPolicy,
+    now: Timestamp,
+) -> Start {
     if agent_name.is_empty() {
         return Decision::deny(
             DecisionCode::DenyAgentNotFound,
             None,
             format!("label {AGENT_LABEL} is empty: a Pod must name its Agent"),
-        );
+        )
+        .into();
     }
     let id = AgentId {
         namespace,
@@ -207,15 +257,37 @@ pub(crate) fn decide_pod(
             DecisionCode::DenyUnavailable,
             Some(agent_name),
             "the webhook's caches have not synced yet; retry shortly",
-        );
+        )
+        .into();
     }
     let Some(agent) = view.agent(namespace, agent_name) else {
         return Decision::deny(
             DecisionCode::DenyAgentNotFound,
             Some(agent_name),
             format!("agent {id} does not exist"),
-        );
+        )
+        .into();
     };
+    let decision = judge_start(id, &agent, workload, view, expiry, now);
+    Start {
+        decision,
+        agent: Some(agent),
+    }
+}
+
+/// [`decide_start`] once the agent is found.
+fn judge_start(
+    id: AgentId<'_>,
+    agent: &Agent,
+    workload: Workload<'_, '_>,
+    view: &dyn View,
+    expiry: &ExpiryPolicy,
+    now: Timestamp,
+) -> Decision {
+    let AgentId {
+        namespace,
+        name: agent_name,
+    } = id;
     if agent.metadata.deletion_timestamp.is_some() {
         return Decision::deny(
             DecisionCode::DenyAgentNotFound,
@@ -245,7 +317,7 @@ pub(crate) fn decide_pod(
     // signature verdict and a newer policy's verdict of an object version already seen.
     let derivations = view
         .memo()
-        .map(|memo| memo.for_agent(namespace, agent_name, &agent, &keys));
+        .map(|memo| memo.for_agent(namespace, agent_name, agent, &keys));
     let recheck = PolicyInForce {
         view,
         memo: derivations.as_ref(),
@@ -264,44 +336,32 @@ pub(crate) fn decide_pod(
     if let Err(denial) = checked {
         return Decision::from_denial(agent_name, denial);
     }
-    // Sandbox agents' Pods meet `restricted`, governed agents' Pods the bundle's level (at
-    // least `baseline`); a sandbox without persistent writes mounts nothing that persists.
-    let level = view.pod_security_level(namespace, agent.spec.mode, agent.spec.role_class);
-    let containment = match agent.spec.mode {
-        AgentMode::Sandbox => agent.spec.anatomy.containment,
-        AgentMode::Governed => Containment {
-            persistent_writes: true,
-            ..agent.spec.anatomy.containment
-        },
+    let unapproved = match workload {
+        Workload::Pod(pod) => {
+            if let Some(denied) = pod_contained(id, agent, pod, view) {
+                return denied;
+            }
+            // What runs is what was approved: every image one of the agent's approved ones.
+            runtime::unapproved_images(
+                agent.spec.runtime.as_ref(),
+                pod_security::images(&pod.security.spec),
+            )
+        }
+        Workload::Images(images) => listed_unapproved(agent, images),
     };
-    let breaches = pod_containment(pod, level, containment);
-    if !breaches.is_empty() {
-        let tier = match agent.spec.mode {
-            AgentMode::Sandbox => "sandbox",
-            AgentMode::Governed => "governed agent",
-        };
-        return Decision::deny(
-            DecisionCode::DenyContainmentViolation,
-            Some(agent_name),
-            format!(
-                "pod of {tier} {id} breaks containment: {}",
-                breaches.join("; ")
-            ),
-        );
-    }
-    // What runs is what was approved: every image one of the agent's approved ones.
-    let unapproved = runtime::unapproved_images(
-        agent.spec.runtime.as_ref(),
-        pod_security::images(&pod.security.spec),
-    );
     if !unapproved.is_empty() {
+        let unapproved = unapproved.join("; ");
         return Decision::deny(
             DecisionCode::DenyRuntimeMismatch,
             Some(agent_name),
-            format!(
-                "pod of agent {id} runs what its approved spec does not: {}",
-                unapproved.join("; ")
-            ),
+            match workload {
+                Workload::Pod(_) => {
+                    format!("pod of agent {id} runs what its approved spec does not: {unapproved}")
+                }
+                Workload::Images(_) => {
+                    format!("agent {id} would run what its approved spec does not: {unapproved}")
+                }
+            },
         );
     }
     let warnings = match agent.status.as_ref() {
@@ -314,6 +374,70 @@ pub(crate) fn decide_pod(
     };
     let state = agent.status.as_ref().and_then(|s| s.governance_status);
     Decision::allow(agent_name, passed(state)).with_warnings(warnings)
+}
+
+/// The containment deny of a Pod of `agent`, if it breaks containment. Sandbox agents' Pods
+/// meet `restricted`, governed agents' Pods the bundle's level (at least `baseline`); a sandbox
+/// without persistent writes mounts nothing that persists.
+fn pod_contained(
+    id: AgentId<'_>,
+    agent: &Agent,
+    pod: &PodObject<'_>,
+    view: &dyn View,
+) -> Option<Decision> {
+    let level = view.pod_security_level(id.namespace, agent.spec.mode, agent.spec.role_class);
+    let containment = match agent.spec.mode {
+        AgentMode::Sandbox => agent.spec.anatomy.containment,
+        AgentMode::Governed => Containment {
+            persistent_writes: true,
+            ..agent.spec.anatomy.containment
+        },
+    };
+    let breaches = pod_containment(pod, level, containment);
+    if breaches.is_empty() {
+        return None;
+    }
+    let tier = match agent.spec.mode {
+        AgentMode::Sandbox => "sandbox",
+        AgentMode::Governed => "governed agent",
+    };
+    Some(Decision::deny(
+        DecisionCode::DenyContainmentViolation,
+        Some(id.name),
+        format!(
+            "pod of {tier} {id} breaks containment: {}",
+            breaches.join("; ")
+        ),
+    ))
+}
+
+/// Of images listed without a Pod, those the agent's approved runtime does not hold. A Pod
+/// runs at least one container, so a list without an image has no Pod to compare with: an
+/// agent that binds its runtime refuses it (else leaving the images out would skip the binding).
+fn listed_unapproved(agent: &Agent, images: &[String]) -> Vec<String> {
+    if images.is_empty() && agent.spec.runtime.is_some() {
+        return vec![
+            "no image is named, and the agent runs only the images of spec.runtime.images"
+                .to_string(),
+        ];
+    }
+    runtime::unapproved_images(
+        agent.spec.runtime.as_ref(),
+        images
+            .iter()
+            .enumerate()
+            .map(|(i, image)| (Listed(i), image.as_str())),
+    )
+}
+
+/// Where an image is in an external request, displayed as `images[0]`.
+#[derive(Clone, Copy, Debug)]
+struct Listed(usize);
+
+impl std::fmt::Display for Listed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "images[{}]", self.0)
+    }
 }
 
 /// The reason of an allow (the log line names the agent and namespace beside it). A constant:

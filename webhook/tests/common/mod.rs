@@ -3,6 +3,9 @@
 //! [`StaticView`] with a fixed clock.
 #![allow(dead_code)]
 
+pub mod pki;
+pub mod served;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -15,6 +18,7 @@ use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::RegoModule;
 use agentgov_api::proof::{Approver, Claims, ProofBundle, ProofSubject, sign, signing_payload};
+use agentgov_webhook::admit_clients::AdmitClients;
 use agentgov_webhook::authz::FixedAuthorizer;
 use agentgov_webhook::metrics::Metrics;
 use agentgov_webhook::policy::ActivePolicy;
@@ -278,8 +282,28 @@ pub fn app_with(view: StaticView, answer: Result<bool, String>, body_timeout: Du
     app_with_authz(view, FixedAuthorizer::new(answer), body_timeout)
 }
 
-/// An app whose SubjectAccessReviews are answered by `authz` (answers per verb).
+/// An app whose SubjectAccessReviews are answered by `authz` (answers per verb). Any client
+/// may ask `POST /v1/admit` (`--admit-clients '*'`): these tests send no certificate.
 pub fn app_with_authz(view: StaticView, authz: FixedAuthorizer, body_timeout: Duration) -> App {
+    app_full(view, authz, body_timeout, AdmitClients::any())
+}
+
+/// An app that lets only `clients` ask `POST /v1/admit`.
+pub fn app_allowing(view: StaticView, clients: AdmitClients) -> App {
+    app_full(
+        view,
+        FixedAuthorizer::new(Ok(true)),
+        Duration::from_secs(5),
+        clients,
+    )
+}
+
+fn app_full(
+    view: StaticView,
+    authz: FixedAuthorizer,
+    body_timeout: Duration,
+    clients: AdmitClients,
+) -> App {
     let metrics = Arc::new(Metrics::new());
     let authz = Arc::new(authz);
     let state = AppState {
@@ -291,6 +315,7 @@ pub fn app_with_authz(view: StaticView, authz: FixedAuthorizer, body_timeout: Du
         body_timeout,
         policy_slots: Arc::new(Semaphore::new(2)),
         clock: Arc::new(now),
+        admit_clients: Arc::new(clients),
     };
     App {
         router: admission_router(state),
