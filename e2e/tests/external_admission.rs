@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use agentgov_api::AgentSpec;
 use agentgov_api::agent::GovernanceStatus;
+use agentgov_api::conditions::{EXPIRED, is_true};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::runtime::RuntimeSpec;
 use agentgov_e2e::admission::*;
@@ -166,7 +167,6 @@ fn bound_spec() -> AgentSpec {
 async fn answers_allow_and_each_deny_code_and_refuses_unlisted_clients() {
     let setup = setup("ext-admit").await;
     bundle_in_force(&setup, &default_bundle_spec()).await;
-    // Created first, so that it has expired by the time it is asked about.
     create_agent(&setup, "short-lived", sandbox_spec(1)).await;
     create_agent(&setup, "lab", sandbox_spec(3600)).await;
     let auditor = create_approved(&setup, "auditor", bound_spec()).await;
@@ -183,6 +183,13 @@ async fn answers_allow_and_each_deny_code_and_refuses_unlisted_clients() {
         .unwrap();
     wait_agent(&setup, "drifted", "GOVERNED_INVALIDATED", |a| {
         governance(a) == Some(GovernanceStatus::GovernedInvalidated)
+    })
+    .await;
+    // The sandbox's second is over by the operator's clock (and so by the webhook's).
+    wait_agent(&setup, "short-lived", "expired", |a| {
+        a.status
+            .as_ref()
+            .is_some_and(|s| is_true(&s.conditions, EXPIRED))
     })
     .await;
     // Started now, its caches hold the agents as they are.

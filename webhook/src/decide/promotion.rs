@@ -6,14 +6,17 @@
 //! Everything else (UPDATE, which the guards refuse anyway for the spec, and subresources)
 //! passes: the operator judges approvals again, whatever admission said.
 
-use agentgov_api::AgentPromotion;
+use std::sync::Arc;
+
 use agentgov_api::admission::DecisionCode;
 use agentgov_api::agent::AgentMode;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::{Actor, AgentInput, PolicyInput};
+use agentgov_api::{Agent, AgentPromotion};
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
 use tokio::sync::Semaphore;
+use tokio::time::{Duration, Instant};
 
 use super::agent::on_blocking_pool;
 use super::{Decision, View, expect_kind, namespace_of};
@@ -21,6 +24,34 @@ use crate::authz::{Authorizer, PROMOTE_VERB};
 
 fn short(hash: &str) -> &str {
     hash.get(..12).unwrap_or(hash)
+}
+
+/// How long a promotion waits for the agent cache to show the agent it approves.
+const CATCH_UP: Duration = Duration::from_secs(1);
+const CATCH_UP_STEP: Duration = Duration::from_millis(20);
+
+/// The agent as the cache holds it, waiting up to [`CATCH_UP`] while it is missing or its spec
+/// does not hash to `approved`: an agent and its approval applied together (`kubectl apply -f`
+/// of both, a GitOps sync) reach the webhook before the agent's watch event does, and the
+/// approval must not be refused for the cache's lag. A truly missing or changed agent is
+/// answered after the wait, as before.
+async fn agent_caught_up(
+    view: &dyn View,
+    namespace: &str,
+    name: &str,
+    approved: &str,
+) -> Option<Arc<Agent>> {
+    let deadline = Instant::now() + CATCH_UP;
+    loop {
+        let agent = view.agent(namespace, name);
+        let current = agent
+            .as_ref()
+            .is_some_and(|a| spec_hash(&a.spec).is_ok_and(|h| h == approved));
+        if current || Instant::now() >= deadline {
+            return agent;
+        }
+        tokio::time::sleep(CATCH_UP_STEP).await;
+    }
 }
 
 /// An AgentPromotion CREATE.
@@ -84,7 +115,9 @@ pub(crate) async fn decide_promotion(
             );
         }
     }
-    let Some(agent) = view.agent(&namespace, &agent_name) else {
+    let Some(agent) =
+        agent_caught_up(view, &namespace, &agent_name, &promotion.spec.spec_hash).await
+    else {
         return Decision::deny(
             DecisionCode::DenyAgentNotFound,
             Some(&agent_name),
@@ -191,4 +224,90 @@ pub(crate) async fn decide_promotion(
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use agentgov_api::keyring::{KeyRing, KeyRingConfig};
+    use agentgov_api::testing::governed_spec;
+
+    use super::*;
+    use crate::keys::KeySnapshot;
+    use crate::policy::ActivePolicy;
+    use crate::testing::StaticView;
+
+    /// A cache that shows the agent only from its `shows_after`-th look on.
+    struct Lagging {
+        inner: StaticView,
+        looks: AtomicUsize,
+        shows_after: usize,
+    }
+
+    impl View for Lagging {
+        fn synced(&self) -> bool {
+            true
+        }
+        fn agent(&self, namespace: &str, name: &str) -> Option<Arc<Agent>> {
+            let look = self.looks.fetch_add(1, Ordering::Relaxed);
+            (look >= self.shows_after)
+                .then(|| self.inner.agent(namespace, name))
+                .flatten()
+        }
+        fn policy(&self, namespace: &str) -> Option<ActivePolicy> {
+            self.inner.policy(namespace)
+        }
+        fn keys(&self) -> Arc<KeySnapshot> {
+            self.inner.keys()
+        }
+    }
+
+    fn lagging(shows_after: usize) -> Lagging {
+        let mut inner = StaticView::new(KeyRing::from_config(&KeyRingConfig::default()).unwrap());
+        let mut agent = Agent::new("auditor", governed_spec());
+        agent.metadata.namespace = Some("team-a".into());
+        inner.add_agent(agent);
+        Lagging {
+            inner,
+            looks: AtomicUsize::new(0),
+            shows_after,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_the_cache_shows_late_is_found() {
+        let view = lagging(5);
+        let approved = spec_hash(&governed_spec()).unwrap();
+        let started = Instant::now();
+        let found = agent_caught_up(&view, "team-a", "auditor", &approved).await;
+        assert!(found.is_some());
+        assert_eq!(started.elapsed(), CATCH_UP_STEP * 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_missing_agent_is_answered_after_the_wait() {
+        let view = lagging(0);
+        let approved = spec_hash(&governed_spec()).unwrap();
+        let started = Instant::now();
+        assert!(
+            agent_caught_up(&view, "team-a", "nobody", &approved)
+                .await
+                .is_none()
+        );
+        assert!(started.elapsed() >= CATCH_UP, "{:?}", started.elapsed());
+        assert!(started.elapsed() < CATCH_UP + CATCH_UP_STEP * 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_whose_spec_is_not_the_approved_one_is_returned_after_the_wait() {
+        let view = lagging(0);
+        let started = Instant::now();
+        let found = agent_caught_up(&view, "team-a", "auditor", &"ab".repeat(32)).await;
+        assert!(
+            found.is_some(),
+            "the agent as it is, for the hash mismatch answer"
+        );
+        assert!(started.elapsed() >= CATCH_UP);
+    }
 }
