@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use agentgov_api::agent::GovernanceStatus;
+use agentgov_api::conditions::{EXPIRED, is_true};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::RuntimeData;
 use agentgov_api::{Agent, AgentSpec, PolicyBundleSpec};
@@ -196,4 +197,12 @@ impl Setup {
 /// The agent's governance status is `status`.
 pub fn is(status: GovernanceStatus) -> impl Fn(&Agent) -> bool {
     move |a| governance(a) == Some(status)
+}
+
+/// The operator has marked the sandbox expired (its `Expired` condition).
+pub fn expired(agent: &Agent) -> bool {
+    agent
+        .status
+        .as_ref()
+        .is_some_and(|s| is_true(&s.conditions, EXPIRED))
 }

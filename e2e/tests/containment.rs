@@ -9,11 +9,10 @@
 #![allow(clippy::unwrap_used)]
 
 use agentgov_api::agent::GovernanceStatus;
-use agentgov_api::conditions::{EXPIRED, is_true};
 use agentgov_api::policy_bundle::{EgressDestination, QuarantineAction, RuntimeData};
 use agentgov_e2e::admission::{governed_spec, sandbox_spec};
 use agentgov_e2e::operator::metric_value;
-use agentgov_e2e::scenario::{Setup, WAIT, is, setup};
+use agentgov_e2e::scenario::{Setup, WAIT, expired, is, setup};
 use agentgov_e2e::wait_for;
 use agentgov_e2e::webhook::agent_pod;
 use k8s_openapi::api::core::v1::Pod;
@@ -239,13 +238,7 @@ async fn an_expired_sandbox_is_isolated_and_its_pods_keep_running_under_isolate(
     setup.create_agent("short-lived", sandbox_spec(4)).await;
     wait_policy(&setup, "short-lived", "contained", is_contained).await;
     create_pod(&setup, "short-lived-0", "short-lived").await;
-    setup
-        .wait_agent("short-lived", "expired", |a| {
-            a.status
-                .as_ref()
-                .is_some_and(|s| is_true(&s.conditions, EXPIRED))
-        })
-        .await;
+    setup.wait_agent("short-lived", "expired", expired).await;
     wait_policy(&setup, "short-lived", "quarantined", is_quarantined).await;
     setup.wait_event("short-lived", "Quarantined").await;
     assert!(

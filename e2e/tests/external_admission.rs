@@ -19,21 +19,26 @@
 #[allow(dead_code)]
 mod pki;
 
+// How a run of the `agentgov` client is made and read, as the client's own tests do.
+#[path = "../../cli/tests/common/run.rs"]
+mod run;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
 use agentgov_api::AgentSpec;
 use agentgov_api::agent::GovernanceStatus;
-use agentgov_api::conditions::{EXPIRED, is_true};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::runtime::RuntimeSpec;
 use agentgov_e2e::admission::*;
 use agentgov_e2e::operator::{binary, log_dir, metric_value};
+use agentgov_e2e::scenario::expired;
 use agentgov_e2e::webhook::{ClusterCerts, Webhook, free_addr};
 use kube::api::{Patch, PatchParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::pki::Ca;
+use crate::run::{Run, admit_with};
 
 const IMAGE: &str = "ghcr.io/acme/invoice-auditor@sha256:4f2b9c1e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
 /// The orchestrator the external webhook lists (`--admit-clients CN=...`).
@@ -108,49 +113,17 @@ async fn external_webhook(
     .unwrap_or_else(|e| panic!("{e:#}\n{}", setup.diagnostics()))
 }
 
-/// What a run of `agentgov admit` did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn answer(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-
-    fn failed_attempts(&self) -> usize {
-        self.stderr
-            .lines()
-            .filter(|line| line.starts_with("agentgov admit: attempt "))
-            .count()
-    }
-}
-
 /// `agentgov admit <namespace>/<agent>` against the webhook at `url` (its certificate checked
 /// against the cluster CA), with `identity` and `extra` flags.
 async fn admit(url: &str, agent: &str, identity: &[String], extra: &[&str]) -> Run {
     let certs = ClusterCerts::from_env().unwrap();
-    let output = tokio::process::Command::new(binary("agentgov").unwrap())
-        .arg("admit")
-        .arg(agent)
-        .args(["--url", url])
-        .arg("--ca")
-        .arg(&certs.ca_crt)
-        .args(identity)
-        .args(extra)
-        .env_remove("AGENTGOV_ADMIT_URL")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8(output.stdout).unwrap(),
-        stderr: String::from_utf8(output.stderr).unwrap(),
-    }
+    let ca = certs.ca_crt.display().to_string();
+    let flags = ["--url", url, "--ca", &ca]
+        .into_iter()
+        .map(str::to_string)
+        .chain(identity.iter().cloned())
+        .chain(extra.iter().map(|e| e.to_string()));
+    admit_with(&binary("agentgov").unwrap(), agent, flags).await
 }
 
 /// The governed example bound to [`IMAGE`].
@@ -186,12 +159,7 @@ async fn answers_allow_and_each_deny_code_and_refuses_unlisted_clients() {
     })
     .await;
     // The sandbox's second is over by the operator's clock (and so by the webhook's).
-    wait_agent(&setup, "short-lived", "expired", |a| {
-        a.status
-            .as_ref()
-            .is_some_and(|s| is_true(&s.conditions, EXPIRED))
-    })
-    .await;
+    wait_agent(&setup, "short-lived", "expired", expired).await;
     // Started now, its caches hold the agents as they are.
     let clients = Clients::new(&setup.ns.name);
     let webhook = external_webhook(&setup, &clients, free_addr().unwrap(), "ext").await;

@@ -9,14 +9,13 @@
 #![allow(clippy::unwrap_used)]
 
 use agentgov_api::agent::GovernanceStatus;
-use agentgov_api::conditions::{EXPIRED, is_true};
 use agentgov_api::hash::sha256_hex;
 use agentgov_api::policy_bundle::RuntimeData;
 use agentgov_api::runtime::{ManagedContainer, ManagedRuntime, RuntimeMode, RuntimeSpec};
 use agentgov_api::workload::{RUNNING_LABEL, SPEC_HASH_ANNOTATION};
 use agentgov_api::{Agent, AgentSpec};
 use agentgov_e2e::admission::{governed_spec, sandbox_spec};
-use agentgov_e2e::scenario::{Setup, WAIT, setup};
+use agentgov_e2e::scenario::{Setup, WAIT, expired, setup};
 use agentgov_e2e::{api_error_message, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -306,13 +305,7 @@ async fn an_expired_managed_sandbox_is_scaled_to_zero() {
         .create_agent("short-lived", managed(sandbox_spec(4), 1))
         .await;
     wait_deployment(&setup, "short-lived", "running", |d| replicas(d) == Some(1)).await;
-    setup
-        .wait_agent("short-lived", "expired", |a| {
-            a.status
-                .as_ref()
-                .is_some_and(|s| is_true(&s.conditions, EXPIRED))
-        })
-        .await;
+    setup.wait_agent("short-lived", "expired", expired).await;
     wait_deployment(&setup, "short-lived", "scaled to zero", |d| {
         replicas(d) == Some(0)
     })

@@ -273,17 +273,8 @@ mod tests {
 
     #[test]
     fn a_real_certificate_is_matched_by_what_it_holds() {
-        let mut params =
-            rcgen::CertificateParams::new(vec!["nomad.acme.example".to_string()]).unwrap();
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "orchestrator-1");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "acme");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        let peer = PeerCertificate::of(Some(&[cert.der().clone()])).unwrap();
+        let cert = crate::peer::test_certificate(&["nomad.acme.example"], &[]);
+        let peer = PeerCertificate::of(Some(&[cert])).unwrap();
         let allows = |entry: &str| {
             AdmitClients::parse([entry])
                 .unwrap()

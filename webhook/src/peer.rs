@@ -94,30 +94,38 @@ impl PeerCertificate {
     }
 }
 
+/// A self-signed client certificate for tests: CN `orchestrator-1`, O `acme`, the subject
+/// alternative names `names` (DNS names or IP addresses) and `uris`.
+#[cfg(test)]
+pub(crate) fn test_certificate(names: &[&str], uris: &[&str]) -> CertificateDer<'static> {
+    let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+    let mut params = rcgen::CertificateParams::new(names).unwrap();
+    for uri in uris {
+        let uri = (*uri).try_into().unwrap();
+        params.subject_alt_names.push(rcgen::SanType::URI(uri));
+    }
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "orchestrator-1");
+    params
+        .distinguished_name
+        .push(rcgen::DnType::OrganizationName, "acme");
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().der().clone()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn names_the_leaf_subject_and_its_names() {
-        let mut params = rcgen::CertificateParams::new(vec![
-            "orchestrator.acme.example".to_string(),
-            "127.0.0.1".to_string(),
-        ])
-        .unwrap();
-        params.subject_alt_names.push(rcgen::SanType::URI(
-            "spiffe://acme.example/orchestrator".try_into().unwrap(),
-        ));
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "orchestrator-1");
-        params
-            .distinguished_name
-            .push(rcgen::DnType::OrganizationName, "acme");
-        let key = rcgen::KeyPair::generate().unwrap();
-        let leaf = params.self_signed(&key).unwrap();
+        let leaf = test_certificate(
+            &["orchestrator.acme.example", "127.0.0.1"],
+            &["spiffe://acme.example/orchestrator"],
+        );
         let other = rcgen::generate_simple_self_signed(vec!["ca".to_string()]).unwrap();
-        let chain = [leaf.der().clone(), other.cert.der().clone()];
+        let chain = [leaf, other.cert.der().clone()];
         let peer = PeerCertificate::of(Some(&chain)).unwrap();
         let subject = peer.subject();
         assert!(subject.contains("CN=orchestrator-1"), "{subject}");

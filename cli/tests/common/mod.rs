@@ -4,13 +4,18 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used)] // tests may unwrap (clippy.toml: allow-unwrap-in-tests)
 
-// The webhook's own test PKI (rcgen CAs and leaves): one source of test certificates.
+// The webhook's own test PKI (rcgen CAs and leaves) and mTLS server: one source of test
+// certificates and of the served webhook.
 #[path = "../../../webhook/tests/common/pki.rs"]
 pub mod pki;
+pub mod run;
+#[path = "../../../webhook/tests/common/served.rs"]
+pub mod served;
 
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Output;
+pub use run::{Run, admit_with};
+pub use served::{CLIENT_CN, Pem, Served};
+
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,84 +29,24 @@ use agentgov_api::testing::{governed_spec, sandbox_spec};
 use agentgov_api::{Agent, AgentSpec};
 use agentgov_webhook::admit_clients::AdmitClients;
 use agentgov_webhook::authz::FixedAuthorizer;
-use agentgov_webhook::config::ClientAuth;
 use agentgov_webhook::metrics::Metrics;
 use agentgov_webhook::policy::ActivePolicy;
-use agentgov_webhook::server::{AppState, ServeOptions, admission_router, serve_tls};
+use agentgov_webhook::server::{AppState, admission_router};
 use agentgov_webhook::testing::StaticView;
-use agentgov_webhook::tls::{ReloadingTls, TlsFiles};
 use axum::Router;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use serde_json::Value;
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-
-use self::pki::Ca;
 
 pub const NS: &str = "team-a";
 /// A governed agent, signed, bound to [`approved`] as its only image.
 pub const GOVERNED: &str = "auditor";
 /// A sandbox agent (no proof, no runtime binding).
 pub const SANDBOX: &str = "scratchpad";
-/// The common name of the client certificate the webhook lists (`client.pem`).
-pub const CLIENT_CN: &str = "orchestrator-1";
 
 pub fn approved() -> String {
     "ghcr.io/acme/agent@sha256:4f2b9c1e0d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c"
         .to_string()
-}
-
-/// Certificates in a directory: the server's and the CA that signed it (`ca.pem`, what the
-/// client trusts); from the CA the server trusts for clients, `client.pem` (CN
-/// [`CLIENT_CN`]) and `unlisted.pem` (CN `batch-runner`); and `stranger.pem`, with the CN
-/// [`CLIENT_CN`] but from a CA the server does not trust. Each with its `-key.pem`.
-pub struct Pem {
-    pub dir: PathBuf,
-}
-
-impl Pem {
-    pub fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "agentgov-cli-{name}-{}-{}",
-            std::process::id(),
-            Timestamp::now().as_nanosecond()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        // Separate CAs, as deployed: one signs the serving certificate, one the clients'.
-        let serving_ca = Ca::new("agentgov serving CA");
-        let client_ca = Ca::new("agentgov client CA");
-        let stranger_ca = Ca::new("another CA");
-        let (cert, key) = serving_ca.leaf("agentgov-webhook", true, false);
-        let (client, client_key) = client_ca.leaf(CLIENT_CN, false, false);
-        let (unlisted, unlisted_key) = client_ca.leaf("batch-runner", false, false);
-        let (stranger, stranger_key) = stranger_ca.leaf(CLIENT_CN, false, false);
-        for (file, pem) in [
-            ("tls.crt", cert),
-            ("tls.key", key),
-            ("ca.pem", serving_ca.pem()),
-            ("client-ca.pem", client_ca.pem()),
-            ("client.pem", client),
-            ("client-key.pem", client_key),
-            ("unlisted.pem", unlisted),
-            ("unlisted-key.pem", unlisted_key),
-            ("stranger.pem", stranger),
-            ("stranger-key.pem", stranger_key),
-        ] {
-            std::fs::write(dir.join(file), pem).unwrap();
-        }
-        Pem { dir }
-    }
-
-    pub fn path(&self, file: &str) -> String {
-        self.dir.join(file).display().to_string()
-    }
-}
-
-impl Drop for Pem {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// A view with the policy in force in [`NS`], the governed agent [`GOVERNED`] signed and
@@ -191,55 +136,11 @@ pub fn listed() -> AdmitClients {
     AdmitClients::parse([format!("CN={CLIENT_CN}")]).unwrap()
 }
 
-/// A webhook serving a router on loopback over mTLS until dropped.
-pub struct Served {
-    pub addr: SocketAddr,
-    pub pem: Pem,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
 impl Served {
     /// The webhook over [`view`], listing [`listed`]; its metrics beside.
     pub async fn webhook(name: &str) -> (Served, Arc<Metrics>) {
         let (router, metrics) = router(view(), listed());
         (Served::router(name, router).await, metrics)
-    }
-
-    /// Serve `router` with the TLS of a new [`Pem`] on a free port.
-    pub async fn router(name: &str, router: Router) -> Served {
-        let pem = Pem::new(name);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        Served::on(listener, pem, router).await
-    }
-
-    /// Serve `router` on `listener` with the certificates of `pem`.
-    pub async fn on(listener: TcpListener, pem: Pem, router: Router) -> Served {
-        let files = TlsFiles {
-            cert: pem.dir.join("tls.crt"),
-            key: pem.dir.join("tls.key"),
-            client_ca: Some(pem.dir.join("client-ca.pem")),
-            client_auth: ClientAuth::Required,
-        };
-        let (tls, _) = ReloadingTls::load(files).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(serve_tls(
-            listener,
-            tls,
-            router,
-            ServeOptions {
-                handshake_timeout: Duration::from_secs(5),
-                drain_timeout: Duration::from_secs(1),
-            },
-            async {
-                let _ = stopped.await;
-            },
-        ));
-        Served {
-            addr,
-            pem,
-            _stop: stop,
-        }
     }
 
     /// The flags that reach this webhook, presenting the certificate `<cert>.pem`.
@@ -275,50 +176,9 @@ pub fn flags_to(port: u16, pem: &Pem) -> Vec<String> {
     ]
 }
 
-/// What a run of `agentgov admit` did.
-#[derive(Debug)]
-pub struct Run {
-    pub code: Option<i32>,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl Run {
-    /// The answer printed on stdout.
-    pub fn answer(&self) -> Value {
-        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("{e}: {self:#?}"))
-    }
-
-    /// How many attempts stderr reports as failed.
-    pub fn failed_attempts(&self) -> usize {
-        self.stderr
-            .lines()
-            .filter(|line| line.starts_with("agentgov admit: attempt "))
-            .count()
-    }
-}
-
-/// Run `agentgov admit <agent> <args>` (asynchronously: the webhook it asks may be served by
-/// this very runtime's thread).
+/// Run `agentgov admit <agent> <args>`.
 pub async fn admit(agent: &str, args: &[String]) -> Run {
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = tokio::process::Command::new(env!("CARGO_BIN_EXE_agentgov"))
-        .arg("admit")
-        .arg(agent)
-        .args(args)
-        .env_remove("AGENTGOV_ADMIT_URL")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .unwrap();
-    Run {
-        code: status.code(),
-        stdout: String::from_utf8(stdout).unwrap(),
-        stderr: String::from_utf8(stderr).unwrap(),
-    }
+    admit_with(Path::new(env!("CARGO_BIN_EXE_agentgov")), agent, args).await
 }
 
 /// `--image` for each of `images`.

@@ -485,3 +485,21 @@ pub fn counter(app: &App, series: &str) -> u64 {
         .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
         .map_or(0, |value| value.trim().parse().expect("a counter value"))
 }
+
+impl served::Served {
+    /// The admission router over `view`, any client allowed to ask `POST /v1/admit`; its
+    /// metrics are returned beside.
+    pub async fn webhook(name: &str, view: StaticView) -> (served::Served, Arc<Metrics>) {
+        served::Served::allowing(name, view, AdmitClients::any()).await
+    }
+
+    /// The admission router over `view`, `clients` allowed to ask `POST /v1/admit`.
+    pub async fn allowing(
+        name: &str,
+        view: StaticView,
+        clients: AdmitClients,
+    ) -> (served::Served, Arc<Metrics>) {
+        let app = app_allowing(view, clients);
+        (served::Served::router(name, app.router).await, app.metrics)
+    }
+}

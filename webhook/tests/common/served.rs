@@ -1,7 +1,7 @@
-//! The webhook served for real (`serve_tls`, mTLS required) over a [`StaticView`], its
-//! certificates written to a directory of their own, and asked `POST /v1/admit` over mTLS as an
-//! orchestrator outside Kubernetes would (the `agentgov admit` client's own tests, against the
-//! same server, are in `cli/tests/`).
+//! A router served for real (`serve_tls`, mTLS required), its certificates written to a
+//! directory of their own, and asked `POST /v1/admit` over mTLS as an orchestrator outside
+//! Kubernetes would. The `agentgov admit` client's own tests (`cli/tests/`) serve the webhook
+//! with this module too.
 #![allow(clippy::unwrap_used)] // tests may unwrap (clippy.toml: allow-unwrap-in-tests)
 
 use std::net::SocketAddr;
@@ -9,11 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgov_webhook::admit_clients::AdmitClients;
 use agentgov_webhook::config::ClientAuth;
-use agentgov_webhook::metrics::Metrics;
 use agentgov_webhook::server::{ServeOptions, serve_tls};
-use agentgov_webhook::testing::StaticView;
 use agentgov_webhook::tls::{ReloadingTls, TlsFiles};
 use axum::Router;
 use http_body_util::{BodyExt, Full};
@@ -30,8 +27,10 @@ use super::pki::Ca;
 /// The subject of the client certificate [`Served`] asks with.
 pub const CLIENT_CN: &str = "orchestrator-1";
 
-/// Certificates in a directory: the server's, the CA that signed it (`ca.pem`, what the client
-/// trusts), and a client certificate and key signed by the CA the server trusts for clients.
+/// Certificates in a directory: the server's and the CA that signed it (`ca.pem`, what a client
+/// trusts); from the CA the server trusts for clients (`client-ca.pem`), `client.pem` (CN
+/// [`CLIENT_CN`]) and `unlisted.pem` (CN `batch-runner`); and `stranger.pem`, with the CN
+/// [`CLIENT_CN`] but from a CA the server does not trust. Each with its `-key.pem`.
 pub struct Pem {
     pub dir: PathBuf,
 }
@@ -39,16 +38,19 @@ pub struct Pem {
 impl Pem {
     pub fn new(name: &str) -> Self {
         let dir = std::env::temp_dir().join(format!(
-            "agentgov-webhook-admit-{name}-{}-{}",
+            "agentgov-admit-{name}-{}-{}",
             std::process::id(),
             jiff::Timestamp::now().as_nanosecond()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        // Two CAs, as deployed: one signs the serving certificate, the other the clients'.
+        // Separate CAs, as deployed: one signs the serving certificate, one the clients'.
         let serving_ca = Ca::new("agentgov serving CA");
         let client_ca = Ca::new("agentgov client CA");
+        let stranger_ca = Ca::new("another CA");
         let (cert, key) = serving_ca.leaf("agentgov-webhook", true, false);
         let (client, client_key) = client_ca.leaf(CLIENT_CN, false, false);
+        let (unlisted, unlisted_key) = client_ca.leaf("batch-runner", false, false);
+        let (stranger, stranger_key) = stranger_ca.leaf(CLIENT_CN, false, false);
         for (file, pem) in [
             ("tls.crt", cert),
             ("tls.key", key),
@@ -56,10 +58,18 @@ impl Pem {
             ("client-ca.pem", client_ca.pem()),
             ("client.pem", client),
             ("client-key.pem", client_key),
+            ("unlisted.pem", unlisted),
+            ("unlisted-key.pem", unlisted_key),
+            ("stranger.pem", stranger),
+            ("stranger-key.pem", stranger_key),
         ] {
             std::fs::write(dir.join(file), pem).unwrap();
         }
         Pem { dir }
+    }
+
+    pub fn path(&self, file: &str) -> String {
+        self.dir.join(file).display().to_string()
     }
 }
 
@@ -77,25 +87,15 @@ pub struct Served {
 }
 
 impl Served {
-    /// The admission router over `view`, any client allowed to ask `POST /v1/admit`; its
-    /// metrics are returned beside.
-    pub async fn webhook(name: &str, view: StaticView) -> (Served, Arc<Metrics>) {
-        Served::allowing(name, view, AdmitClients::any()).await
-    }
-
-    /// The admission router over `view`, `clients` allowed to ask `POST /v1/admit`.
-    pub async fn allowing(
-        name: &str,
-        view: StaticView,
-        clients: AdmitClients,
-    ) -> (Served, Arc<Metrics>) {
-        let app = super::app_allowing(view, clients);
-        (Served::router(name, app.router).await, app.metrics)
-    }
-
-    /// Serve `router` with the TLS of a new [`Pem`].
-    async fn router(name: &str, router: Router) -> Served {
+    /// Serve `router` with the TLS of a new [`Pem`] on a free port.
+    pub async fn router(name: &str, router: Router) -> Served {
         let pem = Pem::new(name);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Served::on(listener, pem, router).await
+    }
+
+    /// Serve `router` on `listener` with the certificates of `pem`.
+    pub async fn on(listener: TcpListener, pem: Pem, router: Router) -> Served {
         let files = TlsFiles {
             cert: pem.dir.join("tls.crt"),
             key: pem.dir.join("tls.key"),
@@ -103,7 +103,6 @@ impl Served {
             client_auth: ClientAuth::Required,
         };
         let (tls, _) = ReloadingTls::load(files).await.unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(serve_tls(
