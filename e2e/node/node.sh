@@ -420,9 +420,12 @@ protectKernelDefaults: false
 rotateCertificates: false
 serializeImagePulls: false
 staticPodPath: ""
-imageGCHighThresholdPercent: 99
-imageGCLowThresholdPercent: 98
-evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
+# The node shares the host disk with build caches: never collect images (100 turns it off; the
+# test images are imported, not pullable), and evict only when the disk is really full (an
+# absolute floor; 1 % of a large, busy disk evicted every Pod while gigabytes were free).
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard: {memory.available: "100Mi", nodefs.available: "256Mi", imagefs.available: "256Mi", nodefs.inodesFree: "1%"}
 nodeStatusUpdateFrequency: 2s
 syncFrequency: 10s
 shutdownGracePeriod: 0s
