@@ -302,8 +302,8 @@ async fn a_second_node_is_refused_while_this_one_runs() -> Result<()> {
 
 /// A managed agent runs for real: the operator's Deployment starts hardened Pods of the approved
 /// (digest-pinned) image, with the spec as hashed mounted read-only; under its NetworkPolicy the
-/// agent reaches its allow-list only, while a governed agent with `externalCalls: true` reaches
-/// beyond it. When the sandbox expires (quarantine `isolate`), another
+/// agent reaches its allow-list only, while a governed agent with `externalCalls: true` (under a
+/// policy that lets governed agents call out) reaches beyond it. When the sandbox expires (quarantine `isolate`), another
 /// Pod labelled for the agent keeps running but reaches nothing, and the managed Pods are gone
 /// (the Deployment is scaled to zero).
 #[tokio::test]
@@ -345,8 +345,19 @@ async fn a_managed_agent_runs_hardened_with_its_spec_and_quarantine_cuts_it_off(
         cidr: format!("{server_ip}/32"),
         ports: vec![8080],
     }];
-    agentgov_e2e::apply_bundle_in_force(ns, bundle("1.1.0", 1000.0, isolate(egress)), READY)
-        .await?;
+    // The platform team lets governed agents call out (its policy drops externalCalls from the
+    // containment rule); sandboxes stay contained whatever the policy says.
+    let mut calls_out = bundle("1.1.0", 1000.0, isolate(egress));
+    let rule = r#"containment_flags := ["externalCalls", "persistentWrites"]"#;
+    let module = calls_out
+        .modules
+        .iter_mut()
+        .find(|m| m.rego.contains(rule))
+        .context("the default policy has no containment rule to relax")?;
+    module.rego = module
+        .rego
+        .replace(rule, r#"containment_flags := ["persistentWrites"]"#);
+    agentgov_e2e::apply_bundle_in_force(ns, calls_out, READY).await?;
 
     // A governed agent whose anatomy allows external calls is not contained: no policy is
     // written for it, and its Pod reaches what the sandbox's may not.
