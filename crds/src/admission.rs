@@ -183,6 +183,26 @@ pub struct AgentView<'a> {
     pub created: Timestamp,
 }
 
+impl<'a> AgentView<'a> {
+    /// A stored Agent as a tool outside the webhook sees it (`agentgov-proof`, `kubectl
+    /// agentgov verify`): its own namespace (else `namespace`), name and uid; created at its
+    /// creationTimestamp (a manifest without one: `now`).
+    pub fn of(agent: &'a crate::Agent, namespace: &'a str, now: Timestamp) -> Self {
+        AgentView {
+            namespace: agent.metadata.namespace.as_deref().unwrap_or(namespace),
+            name: agent.metadata.name.as_deref().unwrap_or_default(),
+            uid: agent.metadata.uid.as_deref().unwrap_or_default(),
+            spec: &agent.spec,
+            status: agent.status.as_ref(),
+            created: agent
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map_or(now, |t| t.0),
+        }
+    }
+}
+
 /// A second opinion on a governed agent whose proof was signed under another policy than the
 /// one in force: a newer policy that the operator has not re-signed the agent under yet (it may
 /// be down). `Ok(())` when the policy in force allows the agent too; `Err` with its deny

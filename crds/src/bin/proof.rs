@@ -117,24 +117,14 @@ fn verify(args: &[String]) -> Result<bool, String> {
             println!("under AgentPromotion uid: {promotion}");
         }
     }
-    let view = AgentView {
-        namespace: &namespace,
-        name: &name,
-        uid: &uid,
-        spec: &agent.spec,
-        status,
-        created: agent
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map_or_else(jiff::Timestamp::now, |t| t.0),
-    };
+    let now = jiff::Timestamp::now();
+    let view = AgentView::of(&agent, "", now);
     let expiry = ExpiryPolicy::default();
     let ctx = AdmissionContext {
         active_policy_hash: active.as_deref(),
         recheck: None,
         keys: &ring,
-        now: jiff::Timestamp::now(),
+        now,
         expiry: &expiry,
     };
     match check_agent(&view, &ctx) {

@@ -1,0 +1,60 @@
+//! The plugin's errors: each one prints as one sentence after `error: `.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read the kubeconfig: {0}")]
+    Kubeconfig(#[source] kube::config::KubeconfigError),
+    #[error("cannot build a client for the cluster: {0}")]
+    Client(#[source] kube::Error),
+    #[error("agent \"{name}\" not found in namespace \"{namespace}\"")]
+    NotFound { namespace: String, name: String },
+    #[error("the API server refused to {action}: {message}")]
+    Api { action: String, message: String },
+    #[error("cannot reach the API server to {action}: {source}")]
+    Unreachable {
+        action: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{} is not an Agent manifest: {message}", path.display())]
+    NotAnAgent { path: PathBuf, message: String },
+    #[error("cannot load the key ring {}: {message}", path.display())]
+    KeyRing { path: PathBuf, message: String },
+    /// The proof did not verify: which part failed, as a sentence.
+    #[error("{0}")]
+    Unverified(String),
+    #[error("cannot encode the output: {0}")]
+    Encode(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+}
+
+impl Error {
+    /// A failed API call: not found, refused (with the server's message) or unreachable.
+    pub fn from_api(action: &str, namespace: &str, name: Option<&str>, error: kube::Error) -> Self {
+        match (error, name) {
+            (kube::Error::Api(status), Some(name)) if status.code == 404 => Error::NotFound {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
+            (kube::Error::Api(status), _) => Error::Api {
+                action: action.to_string(),
+                message: status.message,
+            },
+            (source, _) => Error::Unreachable {
+                action: action.to_string(),
+                source,
+            },
+        }
+    }
+}
