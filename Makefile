@@ -3,6 +3,10 @@ SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
+# CI builds a clean clone once: incremental data would only cost disk (gigabytes) and time.
+ifdef CI
+export CARGO_INCREMENTAL ?= 0
+endif
 
 .PHONY: test run bench node-e2e images fmt-check clippy unit policy-test crd-check crds controlplane build e2e clean-cache tools chart-test static
 
