@@ -6,6 +6,8 @@
 //! - Refused with the Pod path's codes: an unknown agent, a governed agent with no proof in
 //!   force, an expired sandbox, two agent names, a pod template that breaks containment or runs
 //!   an image the agent did not approve.
+//! - Refused CONTAINMENT_VIOLATION: a Sandbox labelled for an agent whose pod template lacks
+//!   the label (its Pod would escape the Pod checks, containment and quarantine).
 //! - Admitted: a valid sandbox agent's Sandbox running its approved image; an unlabelled
 //!   Sandbox, which never reaches the webhook.
 //! - Updates: suspending and status writes pass (even once the agent is gone), a template or
@@ -16,6 +18,7 @@ use agentgov_api::runtime::RuntimeSpec;
 use agentgov_e2e::admission::*;
 use agentgov_e2e::operator::metric_value;
 use agentgov_e2e::sandbox::{api, install_crd, sandbox};
+use agentgov_e2e::scenario::expired;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::DynamicObject;
 use serde_json::json;
@@ -72,11 +75,12 @@ async fn reviews(setup: &Setup) -> f64 {
 #[tokio::test]
 async fn a_labelled_sandbox_of_an_invalid_agent_is_refused() {
     let (setup, sandboxes) = sandbox_setup("sbx-deny").await;
-    // Created first, so that it has expired by the time its Sandbox is judged.
     create_agent(&setup, "short-lived", sandbox_spec(1)).await;
     // Governed, never approved: no proof in force.
     create_agent(&setup, "unsigned", governed_spec()).await;
     create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    // The sandbox's second is over by the operator's clock (and so by the webhook's).
+    wait_agent(&setup, "short-lived", "expired", expired).await;
 
     let message = sandbox_refused(
         &setup,
@@ -136,6 +140,15 @@ async fn a_labelled_sandbox_of_an_invalid_agent_is_refused() {
         json!(true);
     let message = sandbox_refused(&setup, &sandboxes, privileged, CONTAINMENT_VIOLATION).await;
     assert!(message.contains("privileged"), "{message}");
+    // Labelled on the Sandbox alone: its Pod would carry no label, and escape containment.
+    let message = sandbox_refused(
+        &setup,
+        &sandboxes,
+        sandbox("sb-bare", Some("lab"), None, OTHER),
+        CONTAINMENT_VIOLATION,
+    )
+    .await;
+    assert!(message.contains("lack agentgov.dev/agent=lab"), "{message}");
 
     assert!(
         decision_logged(&setup.webhook, "nobody", AGENT_NOT_FOUND)

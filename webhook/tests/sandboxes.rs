@@ -186,15 +186,9 @@ async fn a_label_on_either_names_the_agent() {
     // On the template alone (what the Pod would carry): judged.
     let denied = answer(world().view, &sandbox_review(None, Some("nobody"))).await;
     assert_denied(&denied, DecisionCode::DenyAgentNotFound);
-    // On the Sandbox alone: judged, and admitted with a warning that the Pod goes unlabelled.
-    let ok = answer(world().view, &sandbox_review(Some(SANDBOX), None)).await;
-    assert!(allowed(&ok), "{ok:#}");
-    assert!(
-        warnings(&ok)
-            .iter()
-            .any(|w| w.starts_with("label spec.podTemplate.metadata with agentgov.dev/agent=")),
-        "{ok:#}"
-    );
+    // On the Sandbox alone: judged, then refused: its Pod would go unlabelled.
+    let bare = answer(world().view, &sandbox_review(Some(SANDBOX), None)).await;
+    assert_denied(&bare, DecisionCode::DenyContainmentViolation);
     // Two names: refused.
     let two = answer(world().view, &sandbox_review(Some(SANDBOX), Some(GOVERNED))).await;
     assert_denied(&two, DecisionCode::DenyAgentNotFound);

@@ -14,7 +14,8 @@
 //! The agent is named by the agent label on the Sandbox or on its pod template: the controller
 //! copies only the template's labels to the Pod, yet a label on the Sandbox alone still says
 //! whose it is, and a template label alone must not slip through. Two different names are
-//! refused. An UPDATE is judged again (as a CREATE of what the Sandbox becomes) when it changes
+//! refused, and so is a Sandbox labelled for an agent whose template lacks the label (its Pod
+//! would escape the Pod checks, containment and quarantine, which select by the label). An UPDATE is judged again (as a CREATE of what the Sandbox becomes) when it changes
 //! the pod template, the volume claim templates or a label; other updates (operatingMode,
 //! shutdownTime, replicas, other labels) pass, so the Sandbox of an agent that is no longer
 //! valid can always be suspended, scaled down or deleted. Taking the label off (the Sandbox
@@ -323,10 +324,17 @@ fn judge(
             decision.reason
         ));
     } else if sandbox.template_label.is_none() {
-        // Said first and short: the API server cuts warnings at 256 characters.
-        decision.warnings.push(format!(
-            "label spec.podTemplate.metadata with {AGENT_LABEL}={agent} too: agent-sandbox copies only the template's labels to its Pod, so this Sandbox's Pod escapes agentgov's Pod checks and containment"
-        ));
+        // agent-sandbox copies only the template's labels to the Pod: an agent's Pod without
+        // the label escapes the Pod checks, the containment NetworkPolicy and quarantine, all
+        // of which select it by that label. Refused, fail closed (a validating webhook cannot
+        // add the label).
+        return Decision::deny(
+            DecisionCode::DenyContainmentViolation,
+            Some(agent),
+            format!(
+                "Sandbox {id} names agent {agent} but its spec.podTemplate.metadata.labels lack {AGENT_LABEL}={agent}: agent-sandbox copies only the template's labels to its Pod, which would escape agentgov's Pod checks, containment and quarantine; label the pod template too"
+            ),
+        );
     }
     decision
 }

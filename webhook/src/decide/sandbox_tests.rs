@@ -160,16 +160,17 @@ fn a_labelled_sandbox_is_judged_as_a_pod_of_its_agent() {
 }
 
 #[test]
-fn a_label_on_the_sandbox_alone_is_judged_and_warned_about() {
+fn a_label_on_the_sandbox_alone_is_judged_then_refused_for_the_unlabelled_pod() {
     let decision = create(&sandbox(Some(LAB), None));
-    assert!(decision.allowed(), "{decision:?}");
-    assert_eq!(decision.warnings.len(), 1);
+    assert_eq!(decision.code, DecisionCode::DenyContainmentViolation);
     assert!(
-        decision.warnings[0]
-            .starts_with("label spec.podTemplate.metadata with agentgov.dev/agent="),
-        "{:?}",
-        decision.warnings
+        decision
+            .reason
+            .contains("spec.podTemplate.metadata.labels lack agentgov.dev/agent=lab"),
+        "{}",
+        decision.reason
     );
+    // Judged first: an unknown agent is said to be unknown.
     let unknown = create(&sandbox(Some("nobody"), None));
     assert_eq!(unknown.code, DecisionCode::DenyAgentNotFound);
 }
