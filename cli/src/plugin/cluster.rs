@@ -2,10 +2,15 @@
 
 use std::path::Path;
 
-use agentgov_api::Agent;
-use kube::api::{Api, ListParams};
+use agentgov_api::{Agent, AgentPromotion};
+use http_body_util::BodyExt;
+use kube::api::{Api, ListParams, PostParams};
+use kube::client::Body;
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
+use kube::core::{Request, Status};
+use kube::{Client, Config, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::Error;
 
@@ -100,6 +105,111 @@ impl Cluster {
     }
 }
 
+/// `--dry-run`, as kubectl spells it: `none` (the default) creates, `server` asks the API server
+/// (and every admission check) without persisting, `client` prints what would be sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum DryRun {
+    #[default]
+    None,
+    Client,
+    Server,
+}
+
+impl DryRun {
+    /// What kubectl appends to `... created`: ` (dry run)` or ` (server dry run)`.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            DryRun::None => "",
+            DryRun::Client => " (dry run)",
+            DryRun::Server => " (server dry run)",
+        }
+    }
+}
+
+/// What the API server answered to a create: the object as stored (or as it would be, on a dry
+/// run) and the `Warning` headers admission added (a webhook's warnings).
+pub struct Created<K> {
+    pub object: K,
+    pub warnings: Vec<String>,
+}
+
+impl Cluster {
+    /// The AgentPromotion `name` in `namespace`.
+    pub async fn get_promotion(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<AgentPromotion, Error> {
+        let api: Api<AgentPromotion> = Api::namespaced(self.client.clone(), namespace);
+        api.get(name)
+            .await
+            .map_err(|e| Error::from_api(&format!("get agentpromotion {name}"), namespace, None, e))
+    }
+
+    /// Create `object` in `namespace` (with `dryRun=All` when `dry_run`), keeping the warnings
+    /// the API server sends back, which `Api::create` drops. `action` names the call in errors.
+    pub async fn create<K>(
+        &self,
+        namespace: &str,
+        object: &K,
+        dry_run: bool,
+        action: &str,
+    ) -> Result<Created<K>, Error>
+    where
+        K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
+    {
+        let failed = |e| Error::from_api(action, namespace, None, e);
+        let body = serde_json::to_vec(object).map_err(|e| Error::Encode(e.to_string()))?;
+        let params = PostParams {
+            dry_run,
+            ..PostParams::default()
+        };
+        let request = Request::new(K::url_path(&(), Some(namespace)))
+            .create(&params, body)
+            .map_err(|e| failed(kube::Error::BuildRequest(e)))?;
+        let response = self
+            .client
+            .send(request.map(Body::from))
+            .await
+            .map_err(failed)?;
+        let code = response.status();
+        let warnings = response
+            .headers()
+            .get_all("warning")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(warning_text)
+            .collect();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(failed)?
+            .to_bytes();
+        if code.is_client_error() || code.is_server_error() {
+            let status = serde_json::from_slice::<Status>(&bytes).unwrap_or_else(|_| {
+                Status::failure(&String::from_utf8_lossy(&bytes), "").with_code(code.as_u16())
+            });
+            return Err(failed(kube::Error::Api(status.boxed())));
+        }
+        let object =
+            serde_json::from_slice(&bytes).map_err(|e| failed(kube::Error::SerdeError(e)))?;
+        Ok(Created { object, warnings })
+    }
+}
+
+/// The text of a `Warning` header (`299 - "text"`, RFC 7234), unquoted.
+pub fn warning_text(header: &str) -> String {
+    let text = header
+        .strip_prefix("299 - ")
+        .or_else(|| header.split_once(" - ").map(|(_, rest)| rest))
+        .unwrap_or(header);
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +219,17 @@ mod tests {
         assert_eq!(Scope::new(Some("a"), true, "ctx"), Scope::All);
         assert_eq!(Scope::new(Some("a"), false, "ctx"), Scope::One("a".into()));
         assert_eq!(Scope::new(None, false, "ctx"), Scope::One("ctx".into()));
+    }
+
+    #[test]
+    fn warning_headers_are_unquoted() {
+        assert_eq!(
+            warning_text(r#"299 - "GOVERNED_RESTRICTED: budget \"high\"""#),
+            r#"GOVERNED_RESTRICTED: budget "high""#
+        );
+        assert_eq!(warning_text("299 - plain"), "plain");
+        assert_eq!(warning_text("odd"), "odd");
+        assert_eq!(DryRun::Server.suffix(), " (server dry run)");
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub enum Error {
     NotFound { namespace: String, name: String },
     #[error("the API server refused to {action}: {message}")]
     Api { action: String, message: String },
+    /// Refused because the name is taken (HTTP 409, `AlreadyExists`).
+    #[error("the API server refused to {action}: {message}")]
+    AlreadyExists { action: String, message: String },
     #[error("cannot reach the API server to {action}: {source}")]
     Unreachable {
         action: String,
@@ -31,6 +34,11 @@ pub enum Error {
     /// The proof did not verify: which part failed, as a sentence.
     #[error("{0}")]
     Unverified(String),
+    #[error("cannot hash the spec of agent {agent}: {message}")]
+    Hash { agent: String, message: String },
+    /// `promote --wait` ended without the promotion: denied, superseded, or out of time.
+    #[error("{0}")]
+    NotPromoted(String),
     #[error("cannot encode the output: {0}")]
     Encode(String),
     #[error("cannot write the output: {0}")]
@@ -47,6 +55,12 @@ impl Error {
                 namespace: namespace.to_string(),
                 name: name.to_string(),
             },
+            (kube::Error::Api(status), _) if status.reason == "AlreadyExists" => {
+                Error::AlreadyExists {
+                    action: action.to_string(),
+                    message: status.message,
+                }
+            }
             (kube::Error::Api(status), _) => Error::Api {
                 action: action.to_string(),
                 message: status.message,

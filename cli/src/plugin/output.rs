@@ -3,10 +3,11 @@
 use agentgov_api::Agent;
 use jiff::Timestamp;
 use kube::Resource;
+use serde::Serialize;
 use serde_json::json;
 
 use super::Error;
-use super::cluster::Scope;
+use super::cluster::{DryRun, Scope};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -33,28 +34,47 @@ pub fn render(
 ) -> Result<String, Error> {
     match format {
         Format::Table => Ok(super::table::agents(agents, *scope == Scope::All, now)),
-        Format::Name => Ok(agents
-            .iter()
-            .map(|a| {
-                format!(
-                    "{}/{}\n",
-                    resource_prefix(),
-                    a.metadata.name.as_deref().unwrap_or_default()
-                )
-            })
-            .collect()),
-        Format::Json => serde_json::to_string_pretty(&list(agents))
-            .map(|text| text + "\n")
-            .map_err(|e| Error::Encode(e.to_string())),
-        Format::Yaml => {
-            serde_yaml::to_string(&list(agents)).map_err(|e| Error::Encode(e.to_string()))
-        }
+        Format::Name => Ok(agents.iter().map(|a| name(a) + "\n").collect()),
+        Format::Json | Format::Yaml => document(format, &list(agents)),
     }
 }
 
-/// `agent.agentgov.dev`, as `kubectl get -o name` prefixes names.
-fn resource_prefix() -> String {
-    format!("{}.{}", Agent::kind(&()).to_lowercase(), Agent::group(&()))
+/// What `create` and `promote` print for the object they created (or would create), as
+/// `kubectl create` does: the manifest for `-o yaml|json`, `kind.group/NAME` for `-o name`,
+/// else `kind.group/NAME created`, with ` (dry run)` or ` (server dry run)`.
+pub fn created<K>(format: Format, object: &K, dry_run: DryRun) -> Result<String, Error>
+where
+    K: Resource<DynamicType = ()> + Serialize,
+{
+    match format {
+        Format::Json | Format::Yaml => document(format, object),
+        Format::Name => Ok(name(object) + "\n"),
+        Format::Table => Ok(format!("{} created{}\n", name(object), dry_run.suffix())),
+    }
+}
+
+/// JSON (pretty, ending in a newline) or YAML.
+fn document<T: Serialize>(format: Format, value: &T) -> Result<String, Error> {
+    let text = match format {
+        Format::Json => serde_json::to_string_pretty(value).map(|text| text + "\n"),
+        _ => return serde_yaml::to_string(value).map_err(|e| Error::Encode(e.to_string())),
+    };
+    text.map_err(|e| Error::Encode(e.to_string()))
+}
+
+/// `agent.agentgov.dev/NAME`, as `kubectl get -o name` names an object (its `generateName`
+/// when it has no name yet).
+fn name<K: Resource<DynamicType = ()>>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}.{}/{}",
+        K::kind(&()).to_lowercase(),
+        K::group(&()),
+        meta.name
+            .as_deref()
+            .or(meta.generate_name.as_deref())
+            .unwrap_or_default()
+    )
 }
 
 fn list(agents: &[Agent]) -> serde_json::Value {
@@ -86,6 +106,36 @@ mod tests {
         let yaml: serde_json::Value =
             serde_yaml::from_str(&render(Format::Yaml, &agents, &scope, at(NOW)).unwrap()).unwrap();
         assert_eq!(yaml, json);
+    }
+
+    #[test]
+    fn created_objects_print_like_kubectl_create() {
+        let mut agent = sandbox("a", "one", NOW, 60);
+        assert_eq!(
+            created(Format::Table, &agent, DryRun::None).unwrap(),
+            "agent.agentgov.dev/one created\n"
+        );
+        assert_eq!(
+            created(Format::Table, &agent, DryRun::Client).unwrap(),
+            "agent.agentgov.dev/one created (dry run)\n"
+        );
+        assert_eq!(
+            created(Format::Name, &agent, DryRun::Server).unwrap(),
+            "agent.agentgov.dev/one\n"
+        );
+        let yaml: serde_json::Value =
+            serde_yaml::from_str(&created(Format::Yaml, &agent, DryRun::Client).unwrap()).unwrap();
+        assert_eq!(yaml["kind"], "Agent");
+        assert_eq!(yaml["metadata"]["name"], "one");
+        let json: serde_json::Value =
+            serde_json::from_str(&created(Format::Json, &agent, DryRun::Client).unwrap()).unwrap();
+        assert_eq!(json, yaml);
+        agent.metadata.name = None;
+        agent.metadata.generate_name = Some("one-".into());
+        assert_eq!(
+            created(Format::Name, &agent, DryRun::None).unwrap(),
+            "agent.agentgov.dev/one-\n"
+        );
     }
 
     #[test]
