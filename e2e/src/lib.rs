@@ -7,6 +7,7 @@ pub mod admission;
 pub mod guards;
 pub mod node;
 pub mod operator;
+pub mod plugin;
 pub mod process;
 pub mod sandbox;
 pub mod scenario;

@@ -10,119 +10,23 @@
 // Test code: a panic with the value is the failure report, in helpers as in #[test]s.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
-
 use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, AgentSpec};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::operator::{KeyFile, binary, log_dir};
+use agentgov_e2e::operator::{KeyFile, log_dir};
+use agentgov_e2e::plugin::{CONTEXT, Plugin, write};
 use kube::api::ObjectMeta;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
 
-/// The context the test adds to its kubeconfig, naming the test's namespace.
-const CONTEXT: &str = "agentgov-cli-e2e";
 /// The table's columns (`-A` puts NAMESPACE first).
 const COLUMNS: [&str; 6] = ["NAME", "MODE", "ROLE", "STATUS", "EXPIRES", "AGE"];
 
-/// What a run of `kubectl-agentgov` did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    /// The NAME column of a table (the first column, or the second with `-A`), header skipped.
-    fn names(&self, column: usize) -> Vec<String> {
-        self.stdout
-            .lines()
-            .skip(1)
-            .map(|line| line.split_whitespace().nth(column).unwrap().to_string())
-            .collect()
-    }
-}
-
-/// The plugin with `--kubeconfig` of this test, and no `KUBECONFIG` in its environment (the
-/// flag is what it reads); `stdin` is written to its standard input.
-struct Plugin {
-    kubeconfig: PathBuf,
-}
-
-impl Plugin {
-    /// A copy of the cluster's kubeconfig with a context [`CONTEXT`] for `namespace`.
-    fn new(namespace: &str) -> Self {
-        let source = std::env::var("KUBECONFIG").expect("KUBECONFIG of the test cluster");
-        let mut config: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&source).unwrap()).unwrap();
-        let current = config["current-context"].as_str().unwrap().to_string();
-        let contexts = config["contexts"].as_sequence_mut().unwrap();
-        let mut context = contexts
-            .iter()
-            .find(|c| c["name"].as_str() == Some(current.as_str()))
-            .unwrap()
-            .clone();
-        context["name"] = CONTEXT.into();
-        context["context"]["namespace"] = namespace.into();
-        contexts.push(context);
-        let kubeconfig = log_dir().join(format!("{namespace}-kubeconfig.yaml"));
-        std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
-        Plugin { kubeconfig }
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        self.run_with_input(args, b"").await
-    }
-
-    async fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut child = tokio::process::Command::new(binary("kubectl-agentgov").unwrap())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin).await.unwrap();
-        drop(input);
-        let output = child.wait_with_output().await.unwrap();
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
-    }
-
-    /// `args` must succeed (exit 0, nothing on stderr).
-    async fn ok(&self, args: &[&str]) -> Run {
-        let run = self.run(args).await;
-        assert_eq!(run.code, Some(0), "{args:?}: {run:#?}");
-        assert_eq!(run.stderr, "", "{args:?}: {run:#?}");
-        run
-    }
-
-    /// The agent names `list` prints with `args` (a table in the test's namespace).
-    async fn listed(&self, ns: &str, args: &[&str]) -> Vec<String> {
-        let mut all = vec!["list", "-n", ns];
-        all.extend(args);
-        self.ok(&all).await.names(0)
-    }
-
-    /// `args` must fail with exit 1 and one line on stderr starting `error: `; returns it.
-    async fn error(&self, args: &[&str]) -> String {
-        let run = self.run(args).await;
-        assert_eq!(run.code, Some(1), "{args:?}: {run:#?}");
-        assert_eq!(run.stdout, "", "{args:?}: {run:#?}");
-        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: {run:#?}");
-        assert!(run.stderr.starts_with("error: "), "{args:?}: {run:#?}");
-        run.stderr.trim_end().to_string()
-    }
+/// The agent names `list` prints with `args` (a table in the test's namespace).
+async fn listed(plugin: &Plugin, ns: &str, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["list", "-n", ns];
+    all.extend(args);
+    plugin.quiet(&all).await.names(0)
 }
 
 /// An agent named `name` with `labels`, created through the webhook.
@@ -172,7 +76,7 @@ async fn list_prints_like_kubectl_get_and_each_filter_narrows() {
     let plugin = Plugin::new(ns);
 
     // The table: kubectl's headers, aligned columns, sorted rows.
-    let run = plugin.ok(&["list", "-n", ns]).await;
+    let run = plugin.quiet(&["list", "-n", ns]).await;
     let lines: Vec<&str> = run.stdout.lines().collect();
     let headers: Vec<&str> = lines[0].split_whitespace().collect();
     assert_eq!(headers, COLUMNS, "{run:#?}");
@@ -192,9 +96,14 @@ async fn list_prints_like_kubectl_get_and_each_filter_narrows() {
     assert!(lines[3][expires_at..].starts_with("in "), "{run:#?}");
     assert!(lines[2][expires_at..].starts_with("in 6d"), "{run:#?}");
 
-    // The namespace of a context (`--context`), without -n.
-    let run = plugin.ok(&["--context", CONTEXT, "list"]).await;
+    // The namespace of the current context, then of another context (`--context`), without -n.
+    let run = plugin.quiet(&["list"]).await;
     assert_eq!(run.names(0), ["auditor", "lab-long", "lab-short"]);
+    let current = plugin.current_context();
+    plugin.set_namespace(&current, "no-agents-here");
+    let run = plugin.quiet(&["--context", CONTEXT, "list"]).await;
+    assert_eq!(run.names(0), ["auditor", "lab-long", "lab-short"]);
+    plugin.set_namespace(&current, ns);
 
     // Each filter narrows (flags in any case, as documented).
     let cases: [(&[&str], &[&str]); 9] = [
@@ -209,7 +118,7 @@ async fn list_prints_like_kubectl_get_and_each_filter_narrows() {
         (&["--mode", "sandbox", "--search", "long"], &["lab-long"]),
     ];
     for (args, expected) in cases {
-        assert_eq!(plugin.listed(ns, args).await, expected, "{args:?}");
+        assert_eq!(listed(&plugin, ns, args).await, expected, "{args:?}");
     }
 
     // Nothing found: kubectl's sentence on stderr, exit 0.
@@ -231,13 +140,13 @@ async fn list_prints_like_kubectl_get_and_each_filter_narrows() {
     );
 
     // -o name, json and yaml.
-    let run = plugin.ok(&["list", "-n", ns, "-o", "name"]).await;
+    let run = plugin.quiet(&["list", "-n", ns, "-o", "name"]).await;
     assert_eq!(
         run.stdout,
         "agent.agentgov.dev/auditor\nagent.agentgov.dev/lab-long\nagent.agentgov.dev/lab-short\n"
     );
     let run = plugin
-        .ok(&["list", "-n", ns, "-o", "json", "--mode", "governed"])
+        .quiet(&["list", "-n", ns, "-o", "json", "--mode", "governed"])
         .await;
     let list: Value = serde_json::from_str(&run.stdout).unwrap();
     assert_eq!(list["kind"], "List", "{list:#}");
@@ -247,13 +156,13 @@ async fn list_prints_like_kubectl_get_and_each_filter_narrows() {
     assert_eq!(items[0]["kind"], "Agent");
     assert_eq!(items[0]["metadata"]["name"], "auditor");
     assert_eq!(items[0]["status"]["governanceStatus"], "GOVERNED_VALID");
-    let run = plugin.ok(&["list", "-n", ns, "-o", "yaml"]).await;
+    let run = plugin.quiet(&["list", "-n", ns, "-o", "yaml"]).await;
     let list: Value = serde_yaml::from_str(&run.stdout).unwrap();
     assert_eq!(list["kind"], "List");
     assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list:#}");
 
     // -A: the NAMESPACE column first (other tests' agents may be listed too).
-    let run = plugin.ok(&["list", "-A"]).await;
+    let run = plugin.quiet(&["list", "-A"]).await;
     let header: Vec<&str> = run
         .stdout
         .lines()
@@ -291,7 +200,7 @@ async fn verify_checks_the_signed_proof_offline_and_names_what_failed() {
 
     // From the cluster: verified, with what the proof says.
     let run = plugin
-        .ok(&["verify", "auditor", "-n", ns, "--keys", &keys])
+        .quiet(&["verify", "auditor", "-n", ns, "--keys", &keys])
         .await;
     assert!(
         run.stdout
@@ -348,7 +257,9 @@ async fn verify_checks_the_signed_proof_offline_and_names_what_failed() {
         message.starts_with("error: the signature check failed: "),
         "{message}"
     );
-    plugin.ok(&["verify", "-f", &file, "--keys", &keys]).await;
+    plugin
+        .quiet(&["verify", "-f", &file, "--keys", &keys])
+        .await;
 
     // A sandbox has no proof; a missing agent is one line.
     let message = plugin
@@ -374,10 +285,4 @@ async fn verify_checks_the_signed_proof_offline_and_names_what_failed() {
         ])
         .await;
     assert!(message.contains("/nonexistent/keyring.json"), "{message}");
-}
-
-fn write(dir: &Path, name: &str, text: &str) -> String {
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
 }

@@ -11,116 +11,15 @@
 // Test code: a panic with the value is the failure report, in helpers as in #[test]s.
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use agentgov_api::agent::{AgentMode, GovernanceStatus, SourceKind};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, AgentPromotion};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::operator::{binary, log_dir};
+use agentgov_e2e::plugin::{Plugin, Run};
 use agentgov_e2e::repo_root;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
-
-/// What a run of `kubectl-agentgov` did.
-#[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// The plugin with this test's `--kubeconfig` (its context's namespace is the test's), and no
-/// `KUBECONFIG` in its environment.
-struct Plugin {
-    kubeconfig: PathBuf,
-}
-
-impl Plugin {
-    fn new(namespace: &str) -> Self {
-        let source = std::env::var("KUBECONFIG").expect("KUBECONFIG of the test cluster");
-        let mut config: serde_yaml::Value =
-            serde_yaml::from_str(&std::fs::read_to_string(&source).unwrap()).unwrap();
-        let current = config["current-context"].as_str().unwrap().to_string();
-        for context in config["contexts"].as_sequence_mut().unwrap() {
-            if context["name"].as_str() == Some(current.as_str()) {
-                context["context"]["namespace"] = namespace.into();
-            }
-        }
-        let kubeconfig = log_dir().join(format!("{namespace}-kubeconfig.yaml"));
-        std::fs::write(&kubeconfig, serde_yaml::to_string(&config).unwrap()).unwrap();
-        Plugin { kubeconfig }
-    }
-
-    async fn run(&self, args: &[&str]) -> Run {
-        let output = tokio::process::Command::new(binary("kubectl-agentgov").unwrap())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .stdin(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap();
-        Run {
-            code: output.status.code(),
-            stdout: String::from_utf8(output.stdout).unwrap(),
-            stderr: String::from_utf8(output.stderr).unwrap(),
-        }
-    }
-
-    /// `args` must succeed (exit 0); stderr may carry warnings and progress.
-    async fn ok(&self, args: &[&str]) -> Run {
-        let run = self.run(args).await;
-        assert_eq!(run.code, Some(0), "{args:?}: {run:#?}");
-        run
-    }
-
-    /// `args` must fail with exit 1, nothing on stdout, and end with one line `error: ...` on
-    /// stderr (after the lines that came before it); returns that line.
-    async fn error(&self, args: &[&str]) -> String {
-        let run = self.run(args).await;
-        failed(args, &run)
-    }
-
-    /// Run `args` with `--dry-run=server` until `done` holds of the run (the webhook's caches
-    /// catch up with the agent or the policy), for at most [`SETTLE`]; returns that run.
-    async fn settled(&self, args: &[&str], done: impl Fn(&Run) -> bool) -> Run {
-        let mut dry = args.to_vec();
-        dry.push("--dry-run=server");
-        let deadline = tokio::time::Instant::now() + SETTLE;
-        loop {
-            let run = self.run(&dry).await;
-            if done(&run) {
-                return run;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{dry:?} never settled in {SETTLE:?}: {run:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    }
-}
-
-fn failed(args: &[&str], run: &Run) -> String {
-    assert_eq!(run.code, Some(1), "{args:?}: {run:#?}");
-    assert_eq!(run.stdout, "", "{args:?}: {run:#?}");
-    let last = run.stderr.lines().last().unwrap_or_default();
-    assert!(last.starts_with("error: "), "{args:?}: {run:#?}");
-    assert_eq!(
-        run.stderr
-            .lines()
-            .filter(|l| l.starts_with("error: "))
-            .count(),
-        1,
-        "{args:?}: {run:#?}"
-    );
-    last.to_string()
-}
 
 /// The AgentPromotions in the test's namespace.
 async fn promotions(setup: &Setup) -> Vec<AgentPromotion> {

@@ -1,0 +1,58 @@
+//! `list`: agents as `kubectl get agents` prints them, narrowed by filters.
+
+use clap::Args;
+use jiff::Timestamp;
+
+use agentgov_api::agent::{AgentMode, GovernanceStatus, RoleClass};
+
+use crate::plugin::cluster::{self, Scope};
+use crate::plugin::filter::{self, Filter};
+use crate::plugin::{Error, Global, output, print};
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only agents with this governance status (SANDBOX, GOVERNED_VALID, GOVERNED_RESTRICTED,
+    /// GOVERNED_INVALIDATED; any case).
+    #[arg(long, value_name = "STATUS", value_parser = filter::parse_status)]
+    status: Option<GovernanceStatus>,
+    /// Only agents of this role class (compliance, analysis, ideation).
+    #[arg(long, value_name = "ROLE", value_parser = filter::parse_role)]
+    role: Option<RoleClass>,
+    /// Only agents in this mode (sandbox or governed).
+    #[arg(long, value_name = "MODE", value_parser = filter::parse_mode)]
+    mode: Option<AgentMode>,
+    /// Only sandboxes that expire within this long from now (like 24h or 90m).
+    #[arg(long, value_name = "DURATION", value_parser = filter::parse_within)]
+    expiring_within: Option<jiff::SignedDuration>,
+    /// Only agents whose name, description or capabilities contain TEXT (any case).
+    #[arg(long, value_name = "TEXT")]
+    search: Option<String>,
+    /// A label selector, passed to the API server (like `team=finance,tier!=test`).
+    #[arg(short = 'l', long, value_name = "SELECTOR")]
+    selector: Option<String>,
+}
+
+pub async fn run(global: &Global, args: ListArgs) -> Result<(), Error> {
+    let cluster = cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
+    let scope = Scope::new(
+        global.namespace.as_deref(),
+        global.all_namespaces,
+        &cluster.default_namespace,
+    );
+    let agents = cluster.list(&scope, args.selector.as_deref()).await?;
+    let now = Timestamp::now();
+    let filter = Filter {
+        status: args.status,
+        role: args.role,
+        mode: args.mode,
+        expiring_within: args.expiring_within,
+        search: args.search,
+    };
+    let agents = filter.apply(agents, now);
+    if agents.is_empty() && global.output.says_none_found() {
+        eprintln!("{}", scope.none_found());
+        return Ok(());
+    }
+    let text = output::render(global.output, &agents, &scope, now)?;
+    print(&text)
+}
