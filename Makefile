@@ -8,7 +8,7 @@ ifdef CI
 export CARGO_INCREMENTAL ?= 0
 endif
 
-.PHONY: test run bench node-e2e images fmt-check clippy unit policy-test crd-check crds controlplane build e2e clean-cache tools chart-test static
+.PHONY: test run bench node-e2e images fmt-check clippy unit policy-test crd-check crds cli-docs controlplane build e2e clean-cache tools chart-test static
 
 ## test: everything CI runs: formatting, lints, unit and policy tests, CRD drift, e2e on a real control plane,
 ## and the chart as Pods on a real node (node-e2e)
@@ -35,6 +35,10 @@ policy-test: tools
 ## crd-check: the committed CRD YAML (and generated examples) match what crdgen prints
 crd-check:
 	$(CARGO) run -q --locked -p agentgov-api --bin crdgen -- --check
+
+## cli-docs: rewrite docs/cli.md's command reference from the plugin's help texts (a unit test fails when it drifts)
+cli-docs:
+	AGENTGOV_WRITE_DOCS=1 $(CARGO) test -q --locked -p agentgov-cli --bin kubectl-agentgov docs_cli_md
 
 ## crds: regenerate crds/*.yaml and examples/policybundle-default.yaml
 crds:

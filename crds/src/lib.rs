@@ -17,7 +17,9 @@ pub mod policy;
 pub mod policy_bundle;
 pub mod promotion;
 pub mod proof;
+pub mod revision;
 pub mod runtime;
+pub mod template;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod workload;
@@ -26,6 +28,9 @@ pub use agent::{Agent, AgentSpec, AgentStatus, GovernanceStatus};
 pub use error::Error;
 pub use policy_bundle::{PolicyBundle, PolicyBundleSpec, PolicyBundleStatus};
 pub use promotion::{AgentPromotion, AgentPromotionSpec, AgentPromotionStatus};
+pub use template::{
+    AgentTemplate, AgentTemplateSpec, ClusterAgentTemplate, ClusterAgentTemplateSpec,
+};
 
 /// The API group.
 pub const GROUP: &str = "agentgov.dev";
@@ -53,6 +58,14 @@ pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         (
             "agentpromotions.agentgov.dev.yaml",
             serde_yaml::to_string(&AgentPromotion::crd())?,
+        ),
+        (
+            "agenttemplates.agentgov.dev.yaml",
+            serde_yaml::to_string(&AgentTemplate::crd())?,
+        ),
+        (
+            "clusteragenttemplates.agentgov.dev.yaml",
+            serde_yaml::to_string(&ClusterAgentTemplate::crd())?,
         ),
     ];
     let mut files = Vec::new();

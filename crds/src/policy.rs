@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::agent::AgentSpec;
+use crate::agent::{AgentSpec, GovernanceStatus};
 use crate::hash::policy_hash;
 use crate::policy_bundle::{
     DEFAULT_ENTRYPOINT, PolicyBundleSpec, PolicyBundleStatus, PolicyData, RegoModule,
@@ -28,6 +28,19 @@ pub struct Actor {
     /// A SubjectAccessReview for the verb `promote` on agents.agentgov.dev allowed this actor.
     #[serde(default)]
     pub authorized_to_promote: bool,
+}
+
+impl Actor {
+    /// An approver as the policy sees them: an AgentPromotion's requester (as the API server
+    /// authenticated them), `authorized` when a SubjectAccessReview for `promote` allows them.
+    pub fn approver(requester: &crate::promotion::Requester, authorized: bool) -> Self {
+        Actor {
+            username: requester.username.clone(),
+            groups: requester.groups.clone(),
+            roles: Vec::new(),
+            authorized_to_promote: authorized,
+        }
+    }
 }
 
 #[derive(Serialize, Clone, Copy, Debug)]
@@ -183,6 +196,50 @@ impl PolicyDecision {
     }
 }
 
+/// Where a governed agent stands under a policy: the operator's rule, shared with the tools that
+/// predict it (`kubectl agentgov policy preview`). The policy's refusal of the spec comes first;
+/// then the approvals (enough distinct approvers the policy allows); then the warnings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Standing {
+    /// Allowed and approved, no warnings: GOVERNED_VALID.
+    Valid,
+    /// Allowed and approved, with warnings: GOVERNED_RESTRICTED.
+    Restricted,
+    /// The policy denies the spec.
+    Refused,
+    /// The spec is allowed but fewer distinct approvers than required approve it.
+    AwaitingApproval,
+}
+
+impl Standing {
+    /// The standing of a governed agent whose spec the policy answers with `spec_verdict` (what
+    /// it says of the spec alone, [`PolicyEngine::judge_spec`]), approved by `approvers` distinct
+    /// identities the policy allows, where `required` are needed (at least one).
+    pub fn of(spec_verdict: &PolicyDecision, approvers: usize, required: usize) -> Self {
+        if !spec_verdict.denies.is_empty() {
+            Standing::Refused
+        } else if approvers < required.max(1) {
+            Standing::AwaitingApproval
+        } else if spec_verdict.warnings.is_empty() {
+            Standing::Valid
+        } else {
+            Standing::Restricted
+        }
+    }
+
+    /// The governance status this standing gives an agent that `was_governed` (in a governed
+    /// status before) or not: a governed agent that fails is invalidated, a first request that
+    /// fails stays a sandbox.
+    pub fn governance_status(self, was_governed: bool) -> GovernanceStatus {
+        match (self, was_governed) {
+            (Standing::Valid, _) => GovernanceStatus::GovernedValid,
+            (Standing::Restricted, _) => GovernanceStatus::GovernedRestricted,
+            (_, true) => GovernanceStatus::GovernedInvalidated,
+            (_, false) => GovernanceStatus::Sandbox,
+        }
+    }
+}
+
 /// A compiled bundle, cheap to clone and safe to share between threads.
 ///
 /// Evaluation runs on regorus' Rego virtual machine (RVM), several times faster than its tree
@@ -215,14 +272,20 @@ struct LimitsDocument<'a> {
     limits: &'a PolicyData,
 }
 
+/// The whole data document a bundle's policy sees (`{"agentgov": {"limits": <spec.data>}}`), as
+/// JSON text: what [`PolicyEngine::compile`] loads, and what a test runner of the bundle's Rego
+/// loads too.
+pub fn data_document(data: &PolicyData) -> Result<String, Error> {
+    serde_json::to_string(&DataDocument {
+        agentgov: LimitsDocument { limits: data },
+    })
+    .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))
+}
+
 impl PolicyEngine {
     /// Compile a bundle. Errors name the module and line.
     pub fn compile(spec: &PolicyBundleSpec) -> Result<Self, Error> {
-        let data = serde_json::to_string(&DataDocument {
-            agentgov: LimitsDocument { limits: &spec.data },
-        })
-        .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
-        Self::compile_data(spec, &data)
+        Self::compile_data(spec, &data_document(&spec.data)?)
     }
 
     /// Compile a bundle's modules and entrypoint with a data document given as raw JSON (the
@@ -323,6 +386,16 @@ impl PolicyEngine {
     pub fn judge(&self, agent: AgentInput<'_>, actor: &Actor) -> PolicyDecision {
         self.evaluate(&PolicyInput { agent, actor })
             .unwrap_or_else(|e| PolicyDecision::failed(&e))
+    }
+
+    /// What the policy says of an agent's spec alone (all but the actor rule, with an actor
+    /// allowed to promote): the operator's answer for the spec, approved or not.
+    pub fn judge_spec(&self, agent: AgentInput<'_>) -> PolicyDecision {
+        let actor = Actor {
+            authorized_to_promote: true,
+            ..Actor::default()
+        };
+        self.judge(agent, &actor).of_the_spec()
     }
 
     /// Evaluate the policy. Anything but a well-formed decision is an error (and so a deny).
@@ -464,6 +537,43 @@ mod tests {
             "{above:?}"
         );
         assert_eq!(above.denies[0].code, "temperature");
+    }
+
+    #[test]
+    fn the_standing_puts_the_spec_first_then_approvals_then_warnings() {
+        let allowed = PolicyDecision {
+            allow: true,
+            ..PolicyDecision::default()
+        };
+        let warned = PolicyDecision {
+            warnings: vec!["w".into()],
+            ..allowed.clone()
+        };
+        let denied = PolicyDecision {
+            allow: false,
+            denies: vec![Deny::new("budget", "too much")],
+            warnings: vec!["w".into()],
+        };
+        assert_eq!(Standing::of(&allowed, 1, 1), Standing::Valid);
+        assert_eq!(Standing::of(&allowed, 0, 0), Standing::AwaitingApproval);
+        assert_eq!(Standing::of(&warned, 2, 2), Standing::Restricted);
+        assert_eq!(Standing::of(&warned, 1, 2), Standing::AwaitingApproval);
+        assert_eq!(Standing::of(&denied, 3, 1), Standing::Refused);
+        use GovernanceStatus::*;
+        assert_eq!(Standing::Valid.governance_status(false), GovernedValid);
+        assert_eq!(
+            Standing::Restricted.governance_status(true),
+            GovernedRestricted
+        );
+        assert_eq!(
+            Standing::Refused.governance_status(true),
+            GovernedInvalidated
+        );
+        assert_eq!(
+            Standing::AwaitingApproval.governance_status(true),
+            GovernedInvalidated
+        );
+        assert_eq!(Standing::Refused.governance_status(false), Sandbox);
     }
 
     #[test]

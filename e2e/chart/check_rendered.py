@@ -157,6 +157,7 @@ OPERATOR_RULES = (
     expand("agentgov.dev", ["agents", "policybundles", "agentpromotions"], ["get", "list", "watch"])
     | expand("agentgov.dev", ["agents/status", "policybundles/status", "agentpromotions/status"], ["patch"])
     | expand("agentgov.dev", ["agentpromotions"], ["delete"])
+    | expand("apps", ["controllerrevisions"], ["get", "list", "watch", "create", "patch", "update", "delete"])
     | expand("events.k8s.io", ["events"], ["create", "patch"])
     | expand("authorization.k8s.io", ["subjectaccessreviews"], ["create"])
     | expand(

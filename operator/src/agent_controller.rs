@@ -66,6 +66,8 @@ impl<T> Drop for AbortOnDrop<T> {
 async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.timer("agent");
     if agent.metadata.deletion_timestamp.is_some() {
+        ctx.revisions
+            .forget(agent.metadata.uid.as_deref().unwrap_or_default());
         return Ok(Action::await_change());
     }
     // Judging before the caches are known would deny for want of a policy or of approvals.
@@ -94,6 +96,8 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let write = crate::status::apply(&ctx, &agent, &judgement, last_write.as_ref()).await?;
     crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
     crate::status::prune_promotions(&ctx, &namespace, &promotions, &judgement).await;
+    // The agent's versions: the spec it has now, and the approval it is signed under.
+    crate::revisions::converge(&ctx, &agent, &judgement).await?;
     keep_pods(&ctx, &world, &agent, Some(&judgement.status)).await?;
     let next = next_look(&ctx, &promotions, &judgement, now).min(RESYNC);
     if let Some(version) = version {

@@ -59,6 +59,12 @@ pub struct Config {
     #[arg(long, env = "AGENTGOV_PROMOTION_HISTORY", default_value_t = 10)]
     pub promotion_history: usize,
 
+    /// Versions (ControllerRevisions) kept per agent, one per distinct spec hash it has had: beyond
+    /// this, the oldest go, never the one in force nor the one approved. 0: the operator records
+    /// no versions (and `kubectl agentgov history` shows none).
+    #[arg(long, env = "AGENTGOV_REVISION_HISTORY_LIMIT", default_value_t = 10)]
+    pub revision_history_limit: usize,
+
     /// Keep a NetworkPolicy per contained or quarantined agent (egress to DNS and the bundle's
     /// `runtime.egress` only; nothing in or out when quarantined) and evict a quarantined
     /// agent's Pods when the bundle says `quarantine: stop`. `false`: the operator touches no
@@ -139,6 +145,7 @@ mod tests {
             "--concurrency",
             "--shutdown-grace",
             "--log-format",
+            "--revision-history-limit",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

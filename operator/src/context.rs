@@ -54,6 +54,8 @@ pub struct Context {
     /// attempt: the cache may not show the outcome just written yet, and an attempt is counted
     /// once. (After a restart, the cache shows it.)
     pub counted: CountedOnce,
+    /// What this process last made each agent's versions (ControllerRevisions) say.
+    pub revisions: crate::revisions::Converged,
     pub settings: Settings,
     /// Status writes: their rate, their concurrency, and what was last written.
     pub status_limiter: StatusWrites,
@@ -66,6 +68,8 @@ pub struct Settings {
     pub approval_ttl: SignedDuration,
     /// How many AgentPromotions of an agent are kept (the oldest that back no proof go first).
     pub promotion_history: usize,
+    /// How many versions (ControllerRevisions) of an agent are kept (0: none are recorded).
+    pub revision_history_limit: usize,
     /// `--contain-pods`: keep agents' NetworkPolicies and stop quarantined agents' Pods.
     pub contain_pods: bool,
     /// `--manage-workloads`: run managed agents.
@@ -79,6 +83,7 @@ impl Settings {
             expiry: config.expiry(),
             approval_ttl: config.approval_ttl,
             promotion_history: config.promotion_history.max(1),
+            revision_history_limit: config.revision_history_limit,
             contain_pods: config.contain_pods,
             manage_workloads: config.manage_workloads,
         }

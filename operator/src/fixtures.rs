@@ -503,6 +503,7 @@ impl Context {
             promotions: store(promotions),
             promotion_index: Arc::new(promotion_index),
             counted: Default::default(),
+            revisions: Default::default(),
             agents_synced: crate::cache::synced_for_test(),
             bundles_synced: crate::cache::synced_for_test(),
             promotions_synced: crate::cache::synced_for_test(),
@@ -522,6 +523,8 @@ impl Context {
                 expiry: agentgov_api::expiry::ExpiryPolicy::default(),
                 approval_ttl: APPROVAL_TTL,
                 promotion_history: 10,
+                // The scenarios expect no ControllerRevision calls; `revisions_tests` plans them.
+                revision_history_limit: 0,
                 contain_pods: false,
                 manage_workloads: false,
             },

@@ -8,6 +8,12 @@
 //! identity as its actor. A spec changed since it was approved is not signed again: it waits for
 //! an approval of the new hash (a governed agent is invalidated meanwhile). Nothing is signed
 //! while the admission guards are missing or altered.
+//!
+//! A spec that comes back (a rollback) is signed again under the approvals of its hash that
+//! still hold: an approval names one spec hash, so it can approve nothing else. One that was
+//! Approved, then Superseded, counts for `approval_ttl` after it was superseded (one never
+//! approved, for `approval_ttl` after it was made), and only if its approver still holds
+//! `promote` and the policy in force still allows it, as for a new approval.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +25,7 @@ use agentgov_api::conditions::{self, ConditionUpdate, EXPIRED, PROMOTED, READY};
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::KeyRing;
-use agentgov_api::policy::{ACTOR_RULE, Actor, AgentInput, PolicyDecision, PolicyEngine};
+use agentgov_api::policy::{ACTOR_RULE, Actor, AgentInput, PolicyDecision, PolicyEngine, Standing};
 use agentgov_api::promotion::{AgentPromotionStatus, PromotionOutcome, ProofLink, Requester};
 use agentgov_api::proof::{self, Approver, Claims, ProofBundle, ProofSubject};
 use jiff::{SignedDuration, Timestamp};
@@ -302,10 +308,8 @@ impl Judge<'_> {
             .iter()
             .map(|a| {
                 let current = a.spec_hash == hash;
-                let expired = self.now
-                    >= a.created
-                        .saturating_add(self.approval_ttl)
-                        .unwrap_or(a.created)
+                let since = valid_since(a);
+                let expired = self.now >= since.saturating_add(self.approval_ttl).unwrap_or(since)
                     && a.status.and_then(|s| s.outcome) != Some(PromotionOutcome::Approved);
                 let decision = match (current, a.requester) {
                     (true, Some(r)) => Some(
@@ -342,7 +346,14 @@ impl Judge<'_> {
             approved_by: qualified.keys().map(|u| u.to_string()).collect(),
         };
         // What the policy says of the spec itself (all but the actor rule), approved or not.
-        let spec_verdict = evaluate(policy, agent, &Requester::default(), true).of_the_spec();
+        let spec_verdict = policy.engine.judge_spec(AgentInput {
+            namespace: agent.namespace,
+            name: agent.name,
+            spec: agent.spec,
+        });
+        // The rule `kubectl agentgov policy preview` predicts with: refused, awaiting approval,
+        // or in force (restricted when the policy warns).
+        let standing = Standing::of(&spec_verdict, qualified.len(), required);
         let (spec_denies, spec_codes, warnings) = (
             spec_verdict.messages(),
             spec_verdict.codes(),
@@ -351,14 +362,14 @@ impl Judge<'_> {
         // Only the policy's refusal of the spec denies every approval: the wait for more
         // approvals (which may invalidate a governed agent too) is no reason to deny those
         // that count.
-        let spec_refused = !spec_denies.is_empty();
+        let spec_refused = standing == Standing::Refused;
         let mut judgement = if spec_refused {
             let mut j = self.refuse(agent, was_governed, spec_denies);
             j.status.policy = Some(policy.reference());
             j.status.warnings = warnings;
             j.deny_codes = spec_codes;
             j
-        } else if qualified.len() < required {
+        } else if standing == Standing::AwaitingApproval {
             // An approval of another spec of this agent: its spec changed since (stable from one
             // judgement to the next, unlike the proof, which a refusal keeps only while it
             // verifies).
@@ -700,7 +711,7 @@ impl Judge<'_> {
     }
 
     fn superseded(&self, a: &ApprovalFacts<'_>, hash: &str, why: &str) -> AgentPromotionStatus {
-        self.decided(
+        let mut status = self.decided(
             a,
             None,
             PromotionOutcome::Superseded,
@@ -710,7 +721,19 @@ impl Judge<'_> {
                 short(hash)
             )],
             None,
-        )
+        );
+        // The record that it was approved (the proof it produced) stays: a rollback to its spec
+        // reuses it for `approval_ttl` after it was superseded ([`valid_since`]).
+        status.proof = a
+            .status
+            .filter(|s| {
+                matches!(
+                    s.outcome,
+                    Some(PromotionOutcome::Approved | PromotionOutcome::Superseded)
+                )
+            })
+            .and_then(|s| s.proof.clone());
+        status
     }
 
     /// An approval's status with `outcome`; the decision time carries over while the outcome
@@ -785,18 +808,29 @@ fn evaluate(
     requester: &Requester,
     authorized: bool,
 ) -> PolicyDecision {
-    let actor = Actor {
-        username: requester.username.clone(),
-        groups: requester.groups.clone(),
-        roles: Vec::new(),
-        authorized_to_promote: authorized,
-    };
+    let actor = Actor::approver(requester, authorized);
     let input = AgentInput {
         namespace: agent.namespace,
         name: agent.name,
         spec: agent.spec,
     };
     policy.engine.judge(input, &actor)
+}
+
+/// From when an approval's `approval_ttl` runs: its creation, or, for one that was approved
+/// (its status links the proof it produced) and then superseded, the time it was superseded. So
+/// a rollback to an approved spec soon after it changed reuses the approval however old it is,
+/// while one superseded long ago, like one never approved, needs a new approval.
+fn valid_since(a: &ApprovalFacts<'_>) -> Timestamp {
+    match a.status {
+        Some(AgentPromotionStatus {
+            outcome: Some(PromotionOutcome::Superseded),
+            proof: Some(_),
+            decided_at: Some(at),
+            ..
+        }) => at.0.max(a.created),
+        _ => a.created,
+    }
 }
 
 fn sorted<T: Ord + Clone>(items: &[T]) -> Vec<T> {

@@ -734,10 +734,11 @@ fn a_spec_changed_since_its_approval_is_invalidated_keeping_its_proof() {
     );
     assert_condition(s, PROMOTED, "False", "Invalidated");
     assert_eq!(s.observed_generation, Some(2));
-    // The approval of the old spec is superseded, which is no attempt.
+    // The approval of the old spec is superseded, which is no attempt; it keeps the link to the
+    // proof it produced (the record that it was approved, which a rollback reuses).
     let a = approval(&j, "filings-by-alice");
     assert_eq!(a.outcome, Some(PromotionOutcome::Superseded));
-    assert!(a.proof.is_none());
+    assert_eq!(a.proof, approval(&first, "filings-by-alice").proof);
     assert!(j.attempts.is_empty());
 
     // A first request whose only approval is of another spec just waits.
@@ -1675,4 +1676,149 @@ fn observed_generation_follows_metadata_generation() {
 
     let denied = world.judge(&too_hot_spec(), 6, Some(&valid)).status;
     assert_eq!(denied.observed_generation, Some(6));
+}
+
+// --- Rollback: a spec that comes back ------------------------------------------------------------
+
+/// Approved at creation, changed at `changed_at` (hours), back at `back_at`: the judgement of the
+/// spec that came back, and the approval's status before it.
+fn roll_back(changed_at: i64, back_at: i64) -> (Judgement, AgentPromotionStatus) {
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    world.approvals = vec![Approval::by("alice").of(&spec)];
+    let first = world.judge(&spec, 1, None);
+    assert_eq!(first.outcome, Outcome::Promoted);
+    world.record(&first);
+
+    world.now = hours(changed_at);
+    let edited = world.judge(&changed(&spec), 2, Some(&first.status));
+    assert_eq!(edited.outcome, Outcome::Invalidated);
+    world.record(&edited);
+    let superseded = approval(&edited, "filings-by-alice").clone();
+
+    world.now = hours(back_at);
+    // Judged again while changed (nothing moves), then rolled back.
+    let again = world.judge(&changed(&spec), 2, Some(&edited.status));
+    world.record(&again);
+    (world.judge(&spec, 3, Some(&again.status)), superseded)
+}
+
+#[test]
+fn a_rollback_to_an_approved_spec_reuses_its_approval_and_signs_again() {
+    let (j, superseded) = roll_back(2, 3);
+    assert_eq!(superseded.outcome, Some(PromotionOutcome::Superseded));
+    assert!(superseded.proof.is_some(), "{superseded:?}");
+    assert_eq!(j.outcome, Outcome::Promoted);
+    let s = &j.status;
+    assert_eq!(s.governance_status, Some(GovernanceStatus::GovernedValid));
+    // A new proof, for the spec that came back, naming the approval's approver and the approval.
+    let p = proof(s);
+    assert_eq!(p.spec_hash, spec_hash(&governed_spec()).unwrap());
+    assert_eq!(p.approvers, vec![approver("alice")]);
+    assert_eq!(p.promotions, vec!["uid-filings-by-alice".to_string()]);
+    assert_eq!(p.signed_at, format_signed_at(hours(3)));
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Approved)
+    );
+    // Reuse is no new attempt.
+    assert!(j.attempts.is_empty(), "{:?}", j.attempts);
+}
+
+#[test]
+fn an_approved_approval_counts_for_the_ttl_after_it_was_superseded_not_after_it_was_made() {
+    let ttl = APPROVAL_TTL.as_hours();
+    // Made long ago (more than the TTL before the rollback), superseded recently: reused.
+    let (j, _) = roll_back(ttl + 10, ttl + 20);
+    assert_eq!(j.outcome, Outcome::Promoted);
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Approved)
+    );
+
+    // Superseded more than the TTL ago: expired, and the agent waits for a new approval.
+    let (j, _) = roll_back(2, ttl + 3);
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert_eq!(
+        j.status.governance_status,
+        Some(GovernanceStatus::GovernedInvalidated)
+    );
+    assert!(
+        j.status.denies[0].contains("approve spec hash"),
+        "{:?}",
+        j.status.denies
+    );
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Expired)
+    );
+}
+
+#[test]
+fn a_rollback_reuses_an_approval_only_while_its_approver_and_the_policy_still_allow_it() {
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    world.approvals = vec![Approval::by("alice").of(&spec)];
+    let first = world.judge(&spec, 1, None);
+    world.record(&first);
+    world.now = hours(2);
+    let edited = world.judge(&changed(&spec), 2, Some(&first.status));
+    world.record(&edited);
+    world.now = hours(3);
+
+    // alice's `promote` was revoked meanwhile: not reused.
+    let mut revoked = World {
+        approvals: world.approvals.clone(),
+        ..World::new(&keys())
+    };
+    revoked.now = world.now;
+    revoked.approvals[0].authorized = false;
+    let j = revoked.judge(&spec, 3, Some(&edited.status));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Denied)
+    );
+
+    // Two approvals required now: alice's counts, and the agent waits for a second.
+    world.policy = Some(active_policy(&policy_requiring(2)));
+    let j = world.judge(&spec, 3, Some(&edited.status));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Pending)
+    );
+}
+
+#[test]
+fn an_approval_never_approved_counts_for_the_ttl_after_it_was_made() {
+    let mut world = World::new(&keys());
+    world.policy = Some(active_policy(&policy_requiring(2)));
+    let spec = governed_spec();
+    world.approvals = vec![Approval::by("alice").of(&spec)];
+    let pending = world.judge(&spec, 1, None);
+    assert_eq!(
+        outcome(&pending, "filings-by-alice"),
+        Some(PromotionOutcome::Pending)
+    );
+    world.record(&pending);
+    world.now = hours(2);
+    let edited = world.judge(&changed(&spec), 2, Some(&pending.status));
+    world.record(&edited);
+    let superseded = approval(&edited, "filings-by-alice");
+    assert_eq!(superseded.outcome, Some(PromotionOutcome::Superseded));
+    assert!(superseded.proof.is_none());
+
+    world.now = hours(APPROVAL_TTL.as_hours() + 1);
+    world.approvals.push(
+        Approval::by("bob")
+            .of(&spec)
+            .at(hours(APPROVAL_TTL.as_hours())),
+    );
+    let j = world.judge(&spec, 3, Some(&edited.status));
+    assert_eq!(
+        outcome(&j, "filings-by-alice"),
+        Some(PromotionOutcome::Expired)
+    );
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
 }

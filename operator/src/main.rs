@@ -17,6 +17,7 @@ mod kept;
 mod keys;
 mod metrics;
 mod revalidation;
+mod revisions;
 mod status;
 mod triggers;
 mod workload;
@@ -182,6 +183,7 @@ async fn run(config: Config) -> Result<()> {
     let ctx = Arc::new(Context {
         recorder: Recorder::new(client.clone(), reporter),
         counted: Default::default(),
+        revisions: Default::default(),
         approvers: Approvers::new(
             client.clone(),
             Duration::try_from(config.sar_cache_ttl).unwrap_or(Duration::from_secs(10)),

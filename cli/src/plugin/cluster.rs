@@ -1,10 +1,9 @@
 //! The cluster side: the kubeconfig read as kubectl reads it, and the two calls the commands make.
 
-use std::path::Path;
-
 use agentgov_api::{Agent, AgentPromotion};
 use http_body_util::BodyExt;
-use kube::api::{Api, ListParams, PostParams};
+use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::client::Body;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{Request, Status};
@@ -12,7 +11,7 @@ use kube::{Client, Config, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::Error;
+use super::{Error, Global};
 
 /// Which namespaces a command covers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +40,9 @@ impl Scope {
     }
 }
 
+/// The field manager of the plugin's writes (as `kubectl` is kubectl's).
+pub const FIELD_MANAGER: &str = "kubectl-agentgov";
+
 /// A client and the namespace the context names.
 pub struct Cluster {
     client: Client,
@@ -48,20 +50,27 @@ pub struct Cluster {
 }
 
 /// Read the kubeconfig (`--kubeconfig`, else `$KUBECONFIG`'s files merged, else
-/// `~/.kube/config`) with `--context`, and build a client. Nothing is sent yet.
-pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result<Cluster, Error> {
-    let file = match kubeconfig {
+/// `~/.kube/config`) with `--context`, impersonating `--as` (and `--as-group`) as kubectl does,
+/// and build a client. Nothing is sent yet.
+pub async fn connect(global: &Global) -> Result<Cluster, Error> {
+    let file = match global.kubeconfig.as_deref() {
         Some(path) => Kubeconfig::read_from(path),
         None => Kubeconfig::read(),
     }
     .map_err(Error::Kubeconfig)?;
     let options = KubeConfigOptions {
-        context: context.map(str::to_string),
+        context: global.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let config = Config::from_custom_kubeconfig(file, &options)
+    let mut config = Config::from_custom_kubeconfig(file, &options)
         .await
         .map_err(Error::Kubeconfig)?;
+    // The flags replace what the kubeconfig's user says about impersonation, as in kubectl.
+    if let Some(user) = &global.as_user {
+        config.auth_info.impersonate = Some(user.clone());
+        config.auth_info.impersonate_groups =
+            (!global.as_group.is_empty()).then(|| global.as_group.clone());
+    }
     let default_namespace = config.default_namespace.clone();
     let client = Client::try_from(config).map_err(Error::Client)?;
     Ok(Cluster {
@@ -71,6 +80,11 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
 }
 
 impl Cluster {
+    /// The client, for the calls a command makes itself (watches).
+    pub fn client(&self) -> Client {
+        self.client.clone()
+    }
+
     /// The agents in `scope` matching the label `selector` (every page).
     pub async fn list(&self, scope: &Scope, selector: Option<&str>) -> Result<Vec<Agent>, Error> {
         let (api, namespace): (Api<Agent>, &str) = match scope {
@@ -102,6 +116,27 @@ impl Cluster {
         api.get(name)
             .await
             .map_err(|e| Error::from_api(&format!("get agent {name}"), namespace, Some(name), e))
+    }
+
+    /// Every object of kind `K` (PolicyBundles, say) in `scope`, in one list call; `what`
+    /// names them in errors.
+    pub async fn list_of<K>(&self, scope: &Scope, what: &str) -> Result<Vec<K>, Error>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let (api, namespace): (Api<K>, &str) = match scope {
+            Scope::All => (Api::all(self.client.clone()), "every namespace"),
+            Scope::One(ns) => (Api::namespaced(self.client.clone(), ns), ns.as_str()),
+        };
+        api.list(&ListParams::default())
+            .await
+            .map(|list| list.items)
+            .map_err(|e| {
+                Error::from_api(&format!("list {what} in {namespace}"), namespace, None, e)
+            })
     }
 }
 
@@ -146,6 +181,40 @@ impl Cluster {
             .map_err(|e| Error::from_api(&format!("get agentpromotion {name}"), namespace, None, e))
     }
 
+    /// The AgentPromotions in `namespace` (every page).
+    pub async fn promotions(&self, namespace: &str) -> Result<Vec<AgentPromotion>, Error> {
+        let api: Api<AgentPromotion> = Api::namespaced(self.client.clone(), namespace);
+        let action = format!("list agentpromotions in {namespace}");
+        let mut params = ListParams::default().limit(500);
+        let mut promotions = Vec::new();
+        loop {
+            let page = api
+                .list(&params)
+                .await
+                .map_err(|e| Error::from_api(&action, namespace, None, e))?;
+            promotions.extend(page.items);
+            match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(promotions),
+            }
+        }
+    }
+
+    /// Who the API server takes this client for (a SelfSubjectReview; with `--as`, the user
+    /// impersonated).
+    pub async fn username(&self) -> Result<String, Error> {
+        let api: Api<SelfSubjectReview> = Api::all(self.client.clone());
+        let review = api
+            .create(&PostParams::default(), &SelfSubjectReview::default())
+            .await
+            .map_err(|e| Error::from_api("review who you are", "", None, e))?;
+        Ok(review
+            .status
+            .and_then(|s| s.user_info)
+            .and_then(|u| u.username)
+            .unwrap_or_default())
+    }
+
     /// Create `object` in `namespace` (with `dryRun=All` when `dry_run`), keeping the warnings
     /// the API server sends back, which `Api::create` drops. `action` names the call in errors.
     pub async fn create<K>(
@@ -158,15 +227,68 @@ impl Cluster {
     where
         K: Resource<DynamicType = ()> + Serialize + DeserializeOwned,
     {
-        let failed = |e| Error::from_api(action, namespace, None, e);
         let body = serde_json::to_vec(object).map_err(|e| Error::Encode(e.to_string()))?;
         let params = PostParams {
             dry_run,
             ..PostParams::default()
         };
-        let request = Request::new(K::url_path(&(), Some(namespace)))
-            .create(&params, body)
-            .map_err(|e| failed(kube::Error::BuildRequest(e)))?;
+        let request = Request::new(K::url_path(&(), Some(namespace))).create(&params, body);
+        self.send(request, namespace, None, action).await
+    }
+
+    /// Merge-patch the agent `name` in `namespace` (with `dryRun=All` when `dry_run`) under the
+    /// field manager [`FIELD_MANAGER`]: only the fields `patch` names change. Admission's
+    /// warnings are kept.
+    pub async fn patch_agent(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: &serde_json::Value,
+        dry_run: bool,
+        action: &str,
+    ) -> Result<Created<Agent>, Error> {
+        let params = PatchParams {
+            dry_run,
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        let request = Request::new(Agent::url_path(&(), Some(namespace))).patch(
+            name,
+            &params,
+            &Patch::Merge(patch),
+        );
+        self.send(request, namespace, Some(name), action).await
+    }
+
+    /// Delete the agent `name` in `namespace` (with `dryRun=All` when `dry_run`).
+    pub async fn delete_agent(
+        &self,
+        namespace: &str,
+        name: &str,
+        dry_run: bool,
+        action: &str,
+    ) -> Result<(), Error> {
+        let api: Api<Agent> = Api::namespaced(self.client.clone(), namespace);
+        let params = DeleteParams {
+            dry_run,
+            ..DeleteParams::default()
+        };
+        api.delete(name, &params)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::from_api(action, namespace, Some(name), e))
+    }
+
+    /// Send `request` and read the object it answers with, and the `Warning` headers.
+    async fn send<K: DeserializeOwned>(
+        &self,
+        request: Result<hyper::Request<Vec<u8>>, kube::core::request::Error>,
+        namespace: &str,
+        name: Option<&str>,
+        action: &str,
+    ) -> Result<Created<K>, Error> {
+        let failed = |e| Error::from_api(action, namespace, name, e);
+        let request = request.map_err(|e| failed(kube::Error::BuildRequest(e)))?;
         let response = self
             .client
             .send(request.map(Body::from))
@@ -219,6 +341,29 @@ mod tests {
         assert_eq!(Scope::new(Some("a"), true, "ctx"), Scope::All);
         assert_eq!(Scope::new(Some("a"), false, "ctx"), Scope::One("a".into()));
         assert_eq!(Scope::new(None, false, "ctx"), Scope::One("ctx".into()));
+    }
+
+    #[test]
+    fn as_and_as_group_read_like_kubectl() {
+        use clap::Parser;
+        let cli = crate::plugin::Cli::try_parse_from([
+            "kubectl-agentgov",
+            "approve",
+            "auditor",
+            "--as",
+            "bob",
+            "--as-group",
+            "approvers",
+            "--as-group",
+            "auditors",
+        ])
+        .unwrap();
+        assert_eq!(cli.global.as_user.as_deref(), Some("bob"));
+        assert_eq!(cli.global.as_group, ["approvers", "auditors"]);
+        // A group without a user is refused, as kubectl refuses it.
+        let refused =
+            crate::plugin::Cli::try_parse_from(["kubectl-agentgov", "list", "--as-group", "x"]);
+        assert!(refused.is_err());
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! `create`: a new Agent cloned from another, imported from a manifest, or built from flags.
-//! Plain functions; `mod.rs` reads the source agent and sends the result.
+//! `create`: a new Agent cloned from another, imported from a manifest, or built from a
+//! partial spec (a source's draft, see `sources`) with the spec flags laid over it, then checked
+//! as a whole spec (`finish`). Plain functions; `commands/create.rs` reads and sends.
 
 use std::collections::BTreeMap;
 
 use agentgov_api::Agent;
 use agentgov_api::agent::{
-    AgentMode, AgentSource, AgentSpec, Anatomy, Containment, Economics, Memory, MemoryKind,
-    Reasoning, RoleClass, SandboxSpec, SourceKind,
+    AgentMode, AgentSource, AgentSpec, Anatomy, Economics, Memory, MemoryKind, Reasoning,
+    RoleClass, SandboxSpec, SourceKind,
 };
+use agentgov_api::template::{AgentDefaults, AnatomyDefaults, ReasoningDefaults};
 use kube::api::ObjectMeta;
 
 use super::Error;
@@ -57,13 +59,13 @@ pub fn imported_from(file: &str) -> AgentSource {
     }
 }
 
-/// What `--scratch` builds a spec from.
+/// The spec flags (`--scratch`'s, and the overrides every other built mode takes).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Scratch {
     pub description: Option<String>,
-    pub version: String,
+    pub version: Option<String>,
     pub role: Option<RoleClass>,
-    pub mode: AgentMode,
+    pub mode: Option<AgentMode>,
     pub model: Option<String>,
     pub temperature: Option<f64>,
     pub inputs: Vec<String>,
@@ -75,35 +77,23 @@ pub struct Scratch {
     pub ttl_seconds: Option<i64>,
 }
 
-/// A spec from the flags that the CRD's schema accepts, or the sentence saying which flag is
-/// wrong. A sandbox stays contained (no external calls, no persistent writes).
-pub fn scratch_spec(s: Scratch) -> Result<AgentSpec, Error> {
+/// The version an agent gets when neither its source nor `--agent-version` names one.
+pub const DEFAULT_VERSION: &str = "0.1.0";
+
+/// The partial spec the flags set, or the sentence saying which flag is wrong.
+pub fn flags(s: Scratch) -> Result<AgentDefaults, Error> {
     let usage = |m: &str| Err(Error::Usage(m.to_string()));
-    let Some(role_class) = s.role else {
-        return usage("--scratch needs --role (compliance, analysis or ideation)");
-    };
-    if s.version.trim().is_empty() {
+    if s.version.as_deref().is_some_and(|v| v.trim().is_empty()) {
         return usage("--agent-version must not be empty");
     }
-    let reasoning = match (s.model, s.temperature) {
-        (None, None) => None,
-        (Some(model), Some(t)) if !model.trim().is_empty() && (0.0..=2.0).contains(&t) => {
-            Some(Reasoning {
-                model,
-                temperature: t,
-            })
-        }
-        (Some(model), Some(_)) if model.trim().is_empty() => {
-            return usage("--model must not be empty");
-        }
-        (Some(_), Some(t)) => {
-            return Err(Error::Usage(format!(
-                "--temperature {t} is out of range: it must be between 0 and 2"
-            )));
-        }
-        (Some(_), None) => return usage("--model needs --temperature (0 to 2)"),
-        (None, Some(_)) => return usage("--temperature needs --model"),
-    };
+    if s.model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+        return usage("--model must not be empty");
+    }
+    if let Some(t) = s.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
+        return Err(Error::Usage(format!(
+            "--temperature {t} is out of range: it must be between 0 and 2"
+        )));
+    }
     for (flag, names) in [
         ("--input", &s.inputs),
         ("--action", &s.actions),
@@ -113,51 +103,135 @@ pub fn scratch_spec(s: Scratch) -> Result<AgentSpec, Error> {
             return Err(Error::Usage(format!("{flag} must not be empty")));
         }
     }
-    if s.retention_days.is_some() && s.memory != Some(MemoryKind::Persistent) {
-        return usage("--retention-days needs --memory persistent");
-    }
     if s.retention_days.is_some_and(|d| d < 0) {
         return usage("--retention-days must not be negative");
     }
     if s.budget_usd.is_some_and(|b| !(b >= 0.0 && b.is_finite())) {
         return usage("--budget must be a number of US dollars, 0 or more");
     }
-    let sandbox = match (s.mode, s.ttl_seconds) {
-        (AgentMode::Governed, Some(_)) => {
-            return usage("--ttl is for sandboxes: a governed agent does not expire");
-        }
-        (_, Some(ttl)) if ttl <= 0 => return usage("--ttl must be positive"),
-        (_, ttl) => ttl.map(|ttl| SandboxSpec {
+    if s.ttl_seconds.is_some_and(|ttl| ttl <= 0) {
+        return usage("--ttl must be positive");
+    }
+    let reasoning = (s.model.is_some() || s.temperature.is_some()).then_some(ReasoningDefaults {
+        model: s.model,
+        temperature: s.temperature,
+    });
+    let anatomy = AnatomyDefaults {
+        reasoning,
+        inputs: s.inputs,
+        actions: s.actions,
+        memory: s.memory.map(|kind| Memory {
+            kind,
+            retention_days: s.retention_days,
+        }),
+        capabilities: s.capabilities,
+        containment: None,
+        economics: s
+            .budget_usd
+            .map(|monthly_budget_usd| Economics { monthly_budget_usd }),
+    };
+    Ok(AgentDefaults {
+        description: s.description,
+        version: s.version,
+        role_class: s.role,
+        mode: s.mode,
+        anatomy: (anatomy != AnatomyDefaults::default()).then_some(anatomy),
+        sandbox: s.ttl_seconds.map(|ttl| SandboxSpec {
             ttl_seconds: Some(ttl),
             expires_at: None,
         }),
+        runtime: None,
+    })
+}
+
+/// A whole spec from a partial one (a source's draft with the flags laid over it) that the
+/// CRD's schema accepts, recording `source`; or the sentence saying what is missing or wrong.
+/// An agent is a sandbox unless something says governed, and contained unless its source
+/// says otherwise.
+pub fn finish(d: AgentDefaults, source: Option<AgentSource>) -> Result<AgentSpec, Error> {
+    let usage = |m: &str| Err(Error::Usage(m.to_string()));
+    let Some(role_class) = d.role_class else {
+        return usage(
+            "the agent needs a role class: give --role (compliance, analysis or ideation)",
+        );
     };
+    let anatomy = d.anatomy.unwrap_or_default();
+    let reasoning = match anatomy.reasoning.map(|r| (r.model, r.temperature)) {
+        None | Some((None, None)) => None,
+        Some((Some(model), Some(t))) if !model.trim().is_empty() && (0.0..=2.0).contains(&t) => {
+            Some(Reasoning {
+                model,
+                temperature: t,
+            })
+        }
+        Some((Some(model), Some(_))) if model.trim().is_empty() => {
+            return usage("the model must not be empty (--model)");
+        }
+        Some((Some(_), Some(t))) => {
+            return Err(Error::Usage(format!(
+                "the temperature {t} is out of range: it must be between 0 and 2 (--temperature)"
+            )));
+        }
+        Some((Some(_), None)) => {
+            return usage("the model needs a temperature: give --temperature (0 to 2)");
+        }
+        Some((None, Some(_))) => return usage("the temperature needs a model: give --model"),
+    };
+    if let Some(memory) = &anatomy.memory
+        && memory.retention_days.is_some()
+        && memory.kind != MemoryKind::Persistent
+    {
+        return usage(
+            "--retention-days needs --memory persistent (only persistent memory is kept for days)",
+        );
+    }
+    let mode = d.mode.unwrap_or_default();
+    if mode == AgentMode::Governed && d.sandbox.is_some() {
+        return usage(
+            "a governed agent does not expire: --ttl (or a sandbox lifetime from the source) is for sandboxes",
+        );
+    }
+    let version = d.version.unwrap_or_else(|| DEFAULT_VERSION.to_string());
+    if version.trim().is_empty() {
+        return usage("the version must not be empty (--agent-version)");
+    }
     Ok(AgentSpec {
-        description: s.description.unwrap_or_default(),
-        version: s.version,
+        description: d.description.unwrap_or_default(),
+        version,
         role_class,
-        mode: s.mode,
+        mode,
         anatomy: Anatomy {
             reasoning,
-            inputs: s.inputs,
-            actions: s.actions,
-            memory: s.memory.map(|kind| Memory {
-                kind,
-                retention_days: s.retention_days,
-            }),
-            capabilities: s.capabilities,
-            containment: Containment::default(),
-            economics: s
-                .budget_usd
-                .map(|monthly_budget_usd| Economics { monthly_budget_usd }),
+            inputs: anatomy.inputs,
+            actions: anatomy.actions,
+            memory: anatomy.memory,
+            capabilities: anatomy.capabilities,
+            containment: anatomy.containment.unwrap_or_default(),
+            economics: anatomy.economics,
         },
-        sandbox,
-        source: Some(AgentSource {
+        sandbox: d.sandbox,
+        source,
+        runtime: d.runtime,
+    })
+}
+
+/// A spec from the flags alone (what `--scratch` makes).
+#[cfg(test)]
+pub fn scratch_spec(s: Scratch) -> Result<AgentSpec, Error> {
+    finish(
+        flags(s)?,
+        Some(AgentSource {
             kind: SourceKind::Scratch,
             reference: None,
         }),
-        runtime: None,
-    })
+    )
+}
+
+/// A new Agent `name` in `namespace` with `spec`.
+pub fn agent(name: &str, namespace: &str, spec: AgentSpec) -> Agent {
+    let mut agent = Agent::new(name, spec);
+    agent.metadata.namespace = Some(namespace.to_string());
+    agent
 }
 
 /// `--memory`: none, session or persistent, in any case.
@@ -168,7 +242,7 @@ pub fn parse_memory(text: &str) -> Result<MemoryKind, String> {
 
 #[cfg(test)]
 mod tests {
-    use agentgov_api::agent::{AgentStatus, GovernanceStatus};
+    use agentgov_api::agent::{AgentStatus, Containment, GovernanceStatus};
     use agentgov_api::testing::{governed_agent, governed_spec};
 
     use super::*;
@@ -248,9 +322,9 @@ mod tests {
     fn governed_flags() -> Scratch {
         Scratch {
             description: Some("Checks invoices.".into()),
-            version: "1.0.0".into(),
+            version: Some("1.0.0".into()),
             role: Some(RoleClass::Compliance),
-            mode: AgentMode::Governed,
+            mode: Some(AgentMode::Governed),
             model: Some("gpt-4o".into()),
             temperature: Some(0.2),
             inputs: vec!["erp-invoices".into()],
@@ -277,7 +351,6 @@ mod tests {
         assert_eq!(spec.source.unwrap().kind, SourceKind::Scratch);
         // A bare sandbox: only the role (and the version's default).
         let bare = scratch_spec(Scratch {
-            version: "0.1.0".into(),
             role: Some(RoleClass::Ideation),
             ttl_seconds: Some(3_600),
             ..Scratch::default()
@@ -287,6 +360,7 @@ mod tests {
         assert_eq!(bare.anatomy, Anatomy::default());
         assert_eq!(bare.sandbox.unwrap().ttl_seconds, Some(3_600));
         assert_eq!(bare.description, "");
+        assert_eq!(bare.version, DEFAULT_VERSION);
     }
 
     #[test]
@@ -294,10 +368,10 @@ mod tests {
         type Change = fn(&mut Scratch);
         let cases: [(Change, &str); 10] = [
             (|s| s.role = None, "--role"),
-            (|s| s.version = " ".into(), "--agent-version"),
+            (|s| s.version = Some(" ".into()), "--agent-version"),
             (|s| s.temperature = Some(2.5), "between 0 and 2"),
-            (|s| s.temperature = None, "--model needs --temperature"),
-            (|s| s.model = None, "--temperature needs --model"),
+            (|s| s.temperature = None, "give --temperature"),
+            (|s| s.model = None, "give --model"),
             (|s| s.model = Some("".into()), "--model must not be empty"),
             (|s| s.actions.push(" ".into()), "--action must not be empty"),
             (
@@ -305,7 +379,7 @@ mod tests {
                 "--retention-days needs",
             ),
             (|s| s.budget_usd = Some(-1.0), "--budget"),
-            (|s| s.ttl_seconds = Some(60), "--ttl is for sandboxes"),
+            (|s| s.ttl_seconds = Some(60), "is for sandboxes"),
         ];
         for (change, expected) in cases {
             let mut flags = governed_flags();
@@ -314,7 +388,7 @@ mod tests {
             assert!(message.contains(expected), "{expected}: {message}");
         }
         let mut zero = governed_flags();
-        zero.mode = AgentMode::Sandbox;
+        zero.mode = Some(AgentMode::Sandbox);
         zero.ttl_seconds = Some(0);
         assert!(
             scratch_spec(zero)
@@ -322,6 +396,51 @@ mod tests {
                 .to_string()
                 .contains("--ttl must be positive")
         );
+    }
+
+    #[test]
+    fn flags_lie_over_a_draft_and_the_whole_is_checked() {
+        let draft = AgentDefaults {
+            role_class: Some(RoleClass::Analysis),
+            anatomy: Some(AnatomyDefaults {
+                reasoning: Some(ReasoningDefaults {
+                    model: Some("gpt-4o".into()),
+                    temperature: None,
+                }),
+                inputs: vec!["ledger".into()],
+                containment: Some(Containment {
+                    external_calls: true,
+                    persistent_writes: false,
+                }),
+                ..AnatomyDefaults::default()
+            }),
+            ..AgentDefaults::default()
+        };
+        // The draft alone lacks a temperature; a flag gives it.
+        let message = finish(draft.clone(), None).unwrap_err().to_string();
+        assert!(message.contains("give --temperature"), "{message}");
+        let over = flags(Scratch {
+            temperature: Some(0.3),
+            actions: vec!["summarise".into()],
+            ..Scratch::default()
+        })
+        .unwrap();
+        let source = AgentSource {
+            kind: SourceKind::Event,
+            reference: Some("t@s".into()),
+        };
+        let spec = finish(draft.merge(over), Some(source.clone())).unwrap();
+        assert_eq!(spec.anatomy.reasoning.unwrap().temperature, 0.3);
+        assert_eq!(spec.anatomy.inputs, ["ledger"]);
+        assert_eq!(spec.anatomy.actions, ["summarise"]);
+        assert!(
+            spec.anatomy.containment.external_calls,
+            "the source's containment stays"
+        );
+        assert_eq!(spec.source, Some(source));
+        assert_eq!(spec.mode, AgentMode::Sandbox);
+        // No flags set nothing.
+        assert_eq!(flags(Scratch::default()).unwrap(), AgentDefaults::default());
     }
 
     #[test]

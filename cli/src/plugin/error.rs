@@ -29,6 +29,19 @@ pub enum Error {
     },
     #[error("{} is not an Agent manifest: {message}", path.display())]
     NotAnAgent { path: PathBuf, message: String },
+    /// A `create` source (a template, workflow, transcript, CloudEvent or seed row) that cannot
+    /// be read as one: `what` names the kind expected.
+    #[error("{} is not {what}: {message}", path.display())]
+    NotASource {
+        path: PathBuf,
+        what: &'static str,
+        message: String,
+    },
+    #[error("{} is not an agentgov export: {message}", path.display())]
+    NotAnExport { path: PathBuf, message: String },
+    /// `drift --exit-code` found drift (the report is on stdout).
+    #[error("drift found: {0}")]
+    Drift(String),
     #[error("cannot load the key ring {}: {message}", path.display())]
     KeyRing { path: PathBuf, message: String },
     /// The proof did not verify: which part failed, as a sentence.
@@ -39,12 +52,22 @@ pub enum Error {
     /// `promote --wait` ended without the promotion: denied, superseded, or out of time.
     #[error("{0}")]
     NotPromoted(String),
+    /// `diff` found differences (the diff is on stdout): exit 1, as `kubectl diff`.
+    #[error("{0}")]
+    Differs(String),
     #[error("cannot encode the output: {0}")]
     Encode(String),
     #[error("cannot write the output: {0}")]
     Output(#[source] std::io::Error),
     #[error("{0}")]
     Usage(String),
+    /// A PolicyBundle that cannot be used (not found, not in force, not compiling): which, and why.
+    #[error("cannot use the PolicyBundle {bundle}: {message}")]
+    Bundle { bundle: String, message: String },
+    /// `policy test` with failing tests, `policy eval` of a denied agent: the outcome, as a
+    /// sentence (the details were printed).
+    #[error("{0}")]
+    PolicyOutcome(String),
 }
 
 impl Error {

@@ -32,6 +32,14 @@ pub fn promotable(agent: &Agent) -> Result<(), Error> {
     }
 }
 
+/// The hash of the agent's spec as it is now: what an AgentPromotion approving it names.
+pub fn current_hash(agent: &Agent) -> Result<String, Error> {
+    agentgov_api::hash::spec_hash(&agent.spec).map_err(|e| Error::Hash {
+        agent: id(agent),
+        message: e.to_string(),
+    })
+}
+
 /// `<agent>-<first 10 hex digits of the hash>`, the agent's part shortened so the whole stays
 /// a valid name (and does not end in `-` or `.`).
 pub fn promotion_name(agent: &str, spec_hash: &str) -> String {
@@ -71,6 +79,127 @@ pub fn with_generated_name(mut promotion: AgentPromotion) -> AgentPromotion {
     promotion
 }
 
+/// Where the approvals of an agent's current spec stand, when it awaits more approvers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Awaiting {
+    /// The current spec hash.
+    pub hash: String,
+    /// Distinct approvers the policy in force requires.
+    pub required: usize,
+    /// Who approved it so far (sorted, each once).
+    pub approvers: Vec<String>,
+}
+
+impl Awaiting {
+    /// `agent NS/NAME at spec hash H: approved by alice, bob (2 of 2), none more needed`, once
+    /// `me` is counted too.
+    pub fn with(&self, agent: &str, me: &str) -> String {
+        let mut approvers = self.approvers.clone();
+        approvers.push(me.to_string());
+        approvers.sort();
+        approvers.dedup();
+        let missing = self.required.saturating_sub(approvers.len());
+        let more = match missing {
+            0 => "none more needed".to_string(),
+            n => format!("{n} more needed"),
+        };
+        format!(
+            "agent {agent} at spec hash {}: approved by {} ({} of {}), {more}",
+            short(&self.hash),
+            approvers.join(", "),
+            approvers.len(),
+            self.required
+        )
+    }
+}
+
+/// Whether `me` may add an approval to `agent`'s current spec: it must await more approvers
+/// (someone approved it, not yet enough) and `me` must not be one of them (the operator counts
+/// distinct approvers). Approvers are those the agent's status counts and those of the
+/// agent's `promotions` for this spec not yet judged otherwise (the status lags behind).
+pub fn awaiting(agent: &Agent, promotions: &[AgentPromotion], me: &str) -> Result<Awaiting, Error> {
+    promotable(agent)?;
+    let id = id(agent);
+    let name = agent.metadata.name.as_deref().unwrap_or_default();
+    let hash = current_hash(agent)?;
+    let not_awaiting = |why: String| {
+        Err(Error::Usage(format!(
+            "agent {id} is not awaiting approval at spec hash {}: {why}",
+            short(&hash)
+        )))
+    };
+    if let Some(g) = in_force(agent, &hash) {
+        return not_awaiting(format!("it is {} for this spec", g.as_str()));
+    }
+    let status = agent.status.as_ref();
+    let Some(approval) = status
+        .and_then(|s| s.approval.as_ref())
+        .filter(|a| a.spec_hash == hash)
+    else {
+        return not_awaiting(format!(
+            "the operator has not judged this spec yet (retry shortly), or start with `kubectl agentgov promote {name}`"
+        ));
+    };
+    let mut approvers: Vec<String> = approval.approved_by.clone();
+    approvers.extend(
+        promotions
+            .iter()
+            .filter(|p| p.spec.agent == name && p.spec.spec_hash == hash)
+            .filter(|p| {
+                matches!(
+                    p.status.as_ref().and_then(|s| s.outcome),
+                    None | Some(PromotionOutcome::Pending | PromotionOutcome::Approved)
+                )
+            })
+            .filter_map(|p| p.spec.requested_by.as_ref())
+            .map(|r| r.username.clone()),
+    );
+    approvers.sort();
+    approvers.dedup();
+    let required = usize::try_from(approval.required.max(1)).unwrap_or(1);
+    if approvers.is_empty() {
+        return not_awaiting(format!(
+            "nobody has approved it yet; start with `kubectl agentgov promote {name}`"
+        ));
+    }
+    if approvers.len() >= required {
+        return not_awaiting(format!(
+            "it has {} of {required} approvals ({}), the operator signs it",
+            approvers.len(),
+            approvers.join(", ")
+        ));
+    }
+    if approvers.iter().any(|a| a == me) {
+        return Err(Error::Usage(format!(
+            "{me} already approved agent {id} at spec hash {}: the policy counts distinct approvers, so another identity must approve",
+            short(&hash)
+        )));
+    }
+    Ok(Awaiting {
+        hash,
+        required,
+        approvers,
+    })
+}
+
+/// The governance status, if the agent is in force (valid or restricted) under a proof of
+/// `spec_hash`.
+pub fn in_force(agent: &Agent, spec_hash: &str) -> Option<GovernanceStatus> {
+    let status = agent.status.as_ref()?;
+    let signed = status
+        .proof
+        .as_ref()
+        .is_some_and(|p| p.spec_hash == spec_hash);
+    status
+        .governance_status
+        .filter(|g| g.is_governed_in_force() && signed)
+}
+
+/// The first 12 hex digits of a spec hash, as messages show it.
+pub fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
 /// Where a promotion stands, as `--wait` sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Progress {
@@ -88,10 +217,7 @@ pub fn progress(agent: &Agent, promotion: &AgentPromotion, spec_hash: &str) -> P
     let name = promotion.metadata.name.as_deref().unwrap_or_default();
     let status = agent.status.as_ref();
     let governance = status.and_then(|s| s.governance_status);
-    let signed = status
-        .and_then(|s| s.proof.as_ref())
-        .is_some_and(|p| p.spec_hash == spec_hash);
-    if let Some(g) = governance.filter(|g| g.is_governed_in_force() && signed) {
+    if let Some(g) = in_force(agent, spec_hash) {
         return Progress::Promoted(g);
     }
     let outcome = promotion.status.as_ref().and_then(|s| s.outcome);
@@ -172,6 +298,121 @@ mod tests {
             None => s.proof = None,
         }
         agent
+    }
+
+    /// A governed request whose status awaits `required` approvers, `approved_by` counted.
+    fn awaiting_agent(required: i32, approved_by: &[&str]) -> Agent {
+        let mut agent = placed(governed_agent());
+        let hash = current_hash(&agent).unwrap();
+        agent.status = Some(AgentStatus {
+            governance_status: Some(GovernanceStatus::Sandbox),
+            approval: Some(ApprovalStatus {
+                spec_hash: hash,
+                required,
+                approved_by: approved_by.iter().map(|a| a.to_string()).collect(),
+            }),
+            ..AgentStatus::default()
+        });
+        agent
+    }
+
+    /// `user`'s approval of `hash` of the auditor, judged `outcome`.
+    fn by(user: &str, hash: &str, outcome: Option<PromotionOutcome>) -> AgentPromotion {
+        let mut p = promotion("auditor", "team-a", hash, None);
+        p.spec.requested_by = Some(agentgov_api::promotion::Requester {
+            username: user.into(),
+            ..Default::default()
+        });
+        p.status = Some(AgentPromotionStatus {
+            outcome,
+            ..AgentPromotionStatus::default()
+        });
+        p
+    }
+
+    #[test]
+    fn approve_adds_a_distinct_approver_to_a_spec_awaiting_more() {
+        let agent = awaiting_agent(2, &["alice"]);
+        let hash = current_hash(&agent).unwrap();
+        let short = &hash[..12];
+        let waiting = awaiting(&agent, &[], "bob").unwrap();
+        assert_eq!(waiting.approvers, ["alice"]);
+        assert_eq!(
+            waiting.with("team-a/auditor", "bob"),
+            format!(
+                "agent team-a/auditor at spec hash {short}: approved by alice, bob (2 of 2), none more needed"
+            )
+        );
+        // A pending approval the status does not count yet is counted; a denied one, another
+        // spec's and another agent's are not.
+        let fresh = awaiting_agent(3, &[]);
+        let mut other_agent = by("dave", &hash, None);
+        other_agent.spec.agent = "other".into();
+        let promotions = [
+            by("alice", &hash, None),
+            by("carol", &hash, Some(PromotionOutcome::Denied)),
+            by("erin", HASH, Some(PromotionOutcome::Pending)),
+            other_agent,
+        ];
+        let waiting = awaiting(&fresh, &promotions, "bob").unwrap();
+        assert_eq!(waiting.approvers, ["alice"]);
+        assert_eq!(
+            waiting.with("team-a/auditor", "bob"),
+            format!(
+                "agent team-a/auditor at spec hash {short}: approved by alice, bob (2 of 3), 1 more needed"
+            )
+        );
+    }
+
+    #[test]
+    fn approve_refuses_the_same_identity_and_specs_not_awaiting_approval() {
+        let agent = awaiting_agent(2, &["alice"]);
+        let hash = current_hash(&agent).unwrap();
+        let short = &hash[..12];
+        let message = awaiting(&agent, &[], "alice").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            format!(
+                "alice already approved agent team-a/auditor at spec hash {short}: the policy counts distinct approvers, so another identity must approve"
+            )
+        );
+        let pending = [by("alice", &hash, Some(PromotionOutcome::Pending))];
+        let message = awaiting(&awaiting_agent(2, &[]), &pending, "alice")
+            .unwrap_err()
+            .to_string();
+        assert!(message.starts_with("alice already approved"), "{message}");
+        let not = |agent: &Agent| awaiting(agent, &[], "bob").unwrap_err().to_string();
+        let prefix =
+            format!("agent team-a/auditor is not awaiting approval at spec hash {short}: ");
+        assert_eq!(
+            not(&awaiting_agent(2, &[])),
+            format!(
+                "{prefix}nobody has approved it yet; start with `kubectl agentgov promote auditor`"
+            )
+        );
+        assert_eq!(
+            not(&awaiting_agent(2, &["alice", "carol"])),
+            format!("{prefix}it has 2 of 2 approvals (alice, carol), the operator signs it")
+        );
+        let mut unjudged = awaiting_agent(2, &["alice"]);
+        if let Some(a) = unjudged.status.as_mut().and_then(|s| s.approval.as_mut()) {
+            a.spec_hash = HASH.into();
+        }
+        assert!(not(&unjudged).contains("the operator has not judged this spec yet"));
+        let mut valid = awaiting_agent(2, &["alice", "carol"]);
+        let ring = KeyRing::from_config(&key_ring_config()).unwrap();
+        let proof = signed(&ring).status.unwrap().proof.unwrap();
+        assert_eq!(proof.spec_hash, hash, "the same example spec");
+        if let Some(s) = valid.status.as_mut() {
+            s.governance_status = Some(GovernanceStatus::GovernedValid);
+            s.proof = Some(proof);
+        }
+        assert_eq!(
+            not(&valid),
+            format!("{prefix}it is GOVERNED_VALID for this spec")
+        );
+        let sandbox = not(&placed(sandbox_agent()));
+        assert!(sandbox.contains("is a sandbox"), "{sandbox}");
     }
 
     #[test]

@@ -1,12 +1,81 @@
 //! `drift`: the seed's drift dashboard as a report.
 
+use agentgov_api::{Agent, PolicyBundle};
 use clap::Args;
+use jiff::{SignedDuration, Timestamp};
 
-use crate::plugin::{Error, Global};
+use crate::plugin::cluster::Scope;
+use crate::plugin::drift::{self, Report};
+use crate::plugin::output::Format;
+use crate::plugin::{Error, Global, cluster_and_scope, filter, print};
 
 #[derive(Debug, Args)]
-pub struct DriftArgs {}
+pub struct DriftArgs {
+    /// Report sandboxes that expire within this long from now (like 24h or 90m), and those
+    /// already expired.
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = filter::parse_within)]
+    expiring_within: SignedDuration,
+    /// Exit 1 when there is drift (0 when there is none), to gate a pipeline. Without it the
+    /// command exits 0 whatever it finds.
+    #[arg(long)]
+    exit_code: bool,
+}
 
-pub async fn run(_global: &Global, _args: DriftArgs) -> Result<(), Error> {
-    Err(Error::Usage("`drift` is not built yet".into()))
+/// The scope (`-A`, `-n`, else the context's namespace), and the agents and PolicyBundles in
+/// it (what `drift` and `export` read).
+pub async fn agents_and_bundles(
+    global: &Global,
+) -> Result<(Scope, Vec<Agent>, Vec<PolicyBundle>), Error> {
+    let (cluster, scope) = cluster_and_scope(global).await?;
+    let agents = cluster.list(&scope, None).await?;
+    let bundles = cluster.list_of(&scope, "policybundles").await?;
+    Ok((scope, agents, bundles))
+}
+
+pub async fn run(global: &Global, args: DriftArgs) -> Result<(), Error> {
+    let (scope, agents, bundles) = agents_and_bundles(global).await?;
+    let policies = drift::policies_in_force(&bundles);
+    let found = drift::findings(&agents, &policies, args.expiring_within, Timestamp::now());
+    let text = match global.output {
+        Format::Table if found.is_empty() => {
+            eprintln!("No drift found in {} agents.", agents.len());
+            String::new()
+        }
+        Format::Table => drift::table(&found, scope == Scope::All),
+        Format::Name => {
+            let mut names: Vec<String> = found
+                .iter()
+                .map(|f| format!("agent.agentgov.dev/{}\n", f.agent))
+                .collect();
+            names.dedup();
+            names.concat()
+        }
+        Format::Json | Format::Yaml => {
+            let report = Report {
+                agents_checked: agents.len(),
+                drift: !found.is_empty(),
+                items: &found,
+            };
+            let text = match global.output {
+                Format::Json => serde_json::to_string_pretty(&report).map(|t| t + "\n"),
+                _ => serde_yaml::to_string(&report).map_err(serde::ser::Error::custom),
+            };
+            text.map_err(|e| Error::Encode(e.to_string()))?
+        }
+    };
+    print(&text)?;
+    if args.exit_code && !found.is_empty() {
+        let mut agents: Vec<String> = found
+            .iter()
+            .map(|f| format!("{}/{}", f.namespace, f.agent))
+            .collect();
+        agents.dedup();
+        return Err(Error::Drift(format!(
+            "{} finding(s) for {} agent(s): {}",
+            found.len(),
+            agents.len(),
+            agents.join(", ")
+        )));
+    }
+    Ok(())
 }

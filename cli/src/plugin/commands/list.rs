@@ -1,16 +1,25 @@
-//! `list`: agents as `kubectl get agents` prints them, narrowed by filters.
+//! `list`: agents as `kubectl get agents` prints them, narrowed by filters. The filters
+//! ([`SelectArgs`]) are `bulk`'s selection too.
 
+use agentgov_api::Agent;
 use clap::Args;
 use jiff::Timestamp;
 
 use agentgov_api::agent::{AgentMode, GovernanceStatus, RoleClass};
 
-use crate::plugin::cluster::{self, Scope};
+use crate::plugin::cluster::{Cluster, Scope};
 use crate::plugin::filter::{self, Filter};
-use crate::plugin::{Error, Global, output, print};
+use crate::plugin::{Error, Global, cluster_and_scope, output, print};
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
+    #[command(flatten)]
+    select: SelectArgs,
+}
+
+/// Which agents a command covers, besides `-n`/`-A`: the flags of `list` and `bulk`.
+#[derive(Debug, Args)]
+pub struct SelectArgs {
     /// Only agents with this governance status (SANDBOX, GOVERNED_VALID, GOVERNED_RESTRICTED,
     /// GOVERNED_INVALIDATED; any case).
     #[arg(long, value_name = "STATUS", value_parser = filter::parse_status)]
@@ -32,13 +41,18 @@ pub struct ListArgs {
     selector: Option<String>,
 }
 
-pub async fn run(global: &Global, args: ListArgs) -> Result<(), Error> {
-    let cluster = cluster::connect(global.kubeconfig.as_deref(), global.context.as_deref()).await?;
-    let scope = Scope::new(
-        global.namespace.as_deref(),
-        global.all_namespaces,
-        &cluster.default_namespace,
-    );
+/// The agents a selection names, sorted by namespace and name, read at `now`.
+pub struct Selection {
+    pub cluster: Cluster,
+    pub scope: Scope,
+    pub agents: Vec<Agent>,
+    pub now: Timestamp,
+}
+
+/// Connect, list the agents in scope (`-A`, `-n`, else the context's namespace) matching the
+/// label selector, and keep those the other filters match.
+pub async fn select(global: &Global, args: SelectArgs) -> Result<Selection, Error> {
+    let (cluster, scope) = cluster_and_scope(global).await?;
     let agents = cluster.list(&scope, args.selector.as_deref()).await?;
     let now = Timestamp::now();
     let filter = Filter {
@@ -48,7 +62,18 @@ pub async fn run(global: &Global, args: ListArgs) -> Result<(), Error> {
         expiring_within: args.expiring_within,
         search: args.search,
     };
-    let agents = filter.apply(agents, now);
+    Ok(Selection {
+        agents: filter.apply(agents, now),
+        cluster,
+        scope,
+        now,
+    })
+}
+
+pub async fn run(global: &Global, args: ListArgs) -> Result<(), Error> {
+    let Selection {
+        scope, agents, now, ..
+    } = select(global, args.select).await?;
     if agents.is_empty() && global.output.says_none_found() {
         eprintln!("{}", scope.none_found());
         return Ok(());

@@ -1,6 +1,7 @@
 //! `promote`: the policy's answer by a server dry run, then the AgentPromotion for the
 //! current spec hash; `--wait` follows it to the outcome.
 
+use agentgov_api::{Agent, AgentPromotion};
 use clap::Args;
 use jiff::SignedDuration;
 
@@ -31,53 +32,81 @@ pub struct PromoteArgs {
 pub async fn run(global: &Global, args: PromoteArgs) -> Result<(), Error> {
     let (cluster, ns) = cluster_and_namespace(global).await?;
     let agent = cluster.get(&ns, &args.name).await?;
-    let id = promote::id(&agent);
     promote::promotable(&agent)?;
-    let hash = agentgov_api::hash::spec_hash(&agent.spec).map_err(|e| Error::Hash {
-        agent: id.clone(),
-        message: e.to_string(),
-    })?;
-    let short = hash.get(..12).unwrap_or(&hash);
-    let mut promotion = promote::promotion(&args.name, &ns, &hash, args.reason);
-    if args.dry_run == DryRun::Client {
-        return print(&output::created(global.output, &promotion, args.dry_run)?);
+    let submitted = submit(&cluster, &agent, args.reason, args.dry_run).await?;
+    print(&output::created(
+        global.output,
+        &submitted.promotion,
+        args.dry_run,
+    )?)?;
+    if !args.wait || args.dry_run != DryRun::None {
+        return Ok(());
     }
-    // The policy's answer first: a dry run that the webhook (the policy in force, with this
-    // user as the approver) and the API server's guards judge. A name already taken (this
-    // spec approved before) gets a generated one.
+    let name = submitted.promotion.metadata.name.unwrap_or_default();
+    wait_promoted(
+        &cluster,
+        &ns,
+        &args.name,
+        &name,
+        &submitted.hash,
+        args.timeout,
+    )
+    .await
+}
+
+/// What [`submit`] made: the AgentPromotion as created (as it would be, on a dry run), and the
+/// spec hash it approves.
+pub struct Submitted {
+    pub promotion: AgentPromotion,
+    pub hash: String,
+}
+
+/// Approve `agent`'s current spec: on `--dry-run=client` only the AgentPromotion built; else
+/// first the policy's answer (a server dry run that the webhook, with this user as the
+/// approver, and the API server's guards judge; its warnings printed), then, unless
+/// `--dry-run=server`, the AgentPromotion created. A name already taken (this spec approved
+/// before) gets a generated one. `promote`, `approve` and `bulk promote` share it.
+pub async fn submit(
+    cluster: &Cluster,
+    agent: &Agent,
+    reason: Option<String>,
+    dry_run: DryRun,
+) -> Result<Submitted, Error> {
+    let id = promote::id(agent);
+    let ns = agent.metadata.namespace.as_deref().unwrap_or_default();
+    let name = agent.metadata.name.as_deref().unwrap_or_default();
+    let hash = promote::current_hash(agent)?;
+    let mut promotion = promote::promotion(name, ns, &hash, reason);
+    if dry_run == DryRun::Client {
+        return Ok(Submitted { promotion, hash });
+    }
+    let short = promote::short(&hash);
     let action = format!("approve agent {id} at spec hash {short}");
-    let judged = match cluster.create(&ns, &promotion, true, &action).await {
+    let judged = match cluster.create(ns, &promotion, true, &action).await {
         Err(Error::AlreadyExists { .. }) => {
             promotion = promote::with_generated_name(promotion);
-            cluster.create(&ns, &promotion, true, &action).await?
+            cluster.create(ns, &promotion, true, &action).await?
         }
         answer => answer?,
     };
     eprintln!("the policy in force allows approving agent {id} at spec hash {short}");
     warn(&judged.warnings);
-    if args.dry_run == DryRun::Server {
-        return print(&output::created(
-            global.output,
-            &judged.object,
-            args.dry_run,
-        )?);
+    if dry_run == DryRun::Server {
+        return Ok(Submitted {
+            promotion: judged.object,
+            hash,
+        });
     }
-    let created = cluster.create(&ns, &promotion, false, &action).await?;
-    print(&output::created(
-        global.output,
-        &created.object,
-        args.dry_run,
-    )?)?;
-    if !args.wait {
-        return Ok(());
-    }
-    let name = created.object.metadata.name.unwrap_or_default();
-    wait_promoted(&cluster, &ns, &args.name, &name, &hash, args.timeout).await
+    let created = cluster.create(ns, &promotion, false, &action).await?;
+    Ok(Submitted {
+        promotion: created.object,
+        hash,
+    })
 }
 
-/// `promote --wait`: poll the agent and its promotion until `promote::progress` decides,
+/// `promote --wait` (and `approve --wait`): poll the agent and its promotion until `promote::progress` decides,
 /// printing each new progress line on stderr.
-async fn wait_promoted(
+pub async fn wait_promoted(
     cluster: &Cluster,
     ns: &str,
     agent: &str,
@@ -96,7 +125,7 @@ async fn wait_promoted(
                     "agent {} is {} for spec hash {}",
                     promote::id(&current),
                     status.as_str(),
-                    hash.get(..12).unwrap_or(hash)
+                    promote::short(hash)
                 );
                 return Ok(());
             }

@@ -1,0 +1,245 @@
+//! `drift`: what no longer matches what was approved, as plain functions over agents, the
+//! policies in force and a clock (the seed's drift dashboard).
+//!
+//! Four kinds of drift are found: a governed agent whose spec hashes to other than its proof's
+//! spec hash (changed since approval); a governed agent whose proof was signed under a policy
+//! other than the one now in force in its namespace (or with no policy in force); a sandbox that
+//! expires within the window (or has expired); an agent the operator invalidated, with its
+//! denies. Images running other than the approved ones are not reported: the API records only
+//! the approved images (`spec.runtime.images`, enforced at Pod admission), not what runs.
+
+use std::collections::BTreeMap;
+
+use agentgov_api::Agent;
+use agentgov_api::agent::{AgentMode, GovernanceStatus};
+use agentgov_api::conditions::READY;
+use agentgov_api::hash::spec_hash;
+use agentgov_api::policy_bundle::{DEFAULT_BUNDLE_NAME, PolicyBundle};
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use super::filter::expires_at;
+use super::table::relative;
+
+/// The kinds of drift, as `-o json` spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub enum DriftKind {
+    /// The spec hashes to other than the approved (proof's) spec hash.
+    SpecChanged,
+    /// The proof was signed under a policy that is no longer in force.
+    PolicyChanged,
+    /// A sandbox expiring within the window, or expired.
+    SandboxExpiring,
+    /// The operator holds the agent out of force (GOVERNED_INVALIDATED).
+    Invalidated,
+}
+
+impl DriftKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DriftKind::SpecChanged => "SpecChanged",
+            DriftKind::PolicyChanged => "PolicyChanged",
+            DriftKind::SandboxExpiring => "SandboxExpiring",
+            DriftKind::Invalidated => "Invalidated",
+        }
+    }
+}
+
+/// One finding: an agent, what drifted, and a sentence saying how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub namespace: String,
+    pub agent: String,
+    pub kind: DriftKind,
+    pub detail: String,
+}
+
+/// The policy in force for one bundle: its version label and hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InForce {
+    pub version: String,
+    pub hash: String,
+}
+
+/// The policy in force per (namespace, bundle name), from the bundles' status (`activeHash`,
+/// the last version that compiled); bundles with nothing in force are left out.
+pub fn policies_in_force(bundles: &[PolicyBundle]) -> BTreeMap<(String, String), InForce> {
+    bundles
+        .iter()
+        .filter_map(|bundle| {
+            let status = bundle.status.as_ref()?;
+            let hash = status.active_hash.clone()?;
+            let key = (
+                bundle.metadata.namespace.clone().unwrap_or_default(),
+                bundle.metadata.name.clone().unwrap_or_default(),
+            );
+            let version = status.active_version.clone().unwrap_or_default();
+            Some((key, InForce { version, hash }))
+        })
+        .collect()
+}
+
+/// The name of the PolicyBundle `agent` is judged against: the one its last evaluation names,
+/// else the default (the operator's `--bundle-name` is not known here).
+pub fn bundle_of(agent: &Agent) -> &str {
+    agent
+        .status
+        .as_ref()
+        .and_then(|s| s.policy.as_ref())
+        .map_or(DEFAULT_BUNDLE_NAME, |p| p.name.as_str())
+}
+
+/// Every finding for `agents`, sorted by namespace, agent and kind. `within` is how soon a
+/// sandbox's expiry counts as drift.
+pub fn findings(
+    agents: &[Agent],
+    policies: &BTreeMap<(String, String), InForce>,
+    within: SignedDuration,
+    now: Timestamp,
+) -> Vec<Finding> {
+    let mut found: Vec<Finding> = agents
+        .iter()
+        .flat_map(|agent| of_agent(agent, policies, within, now))
+        .collect();
+    found.sort_by(|a, b| (&a.namespace, &a.agent, a.kind).cmp(&(&b.namespace, &b.agent, b.kind)));
+    found
+}
+
+/// The findings for one agent.
+fn of_agent(
+    agent: &Agent,
+    policies: &BTreeMap<(String, String), InForce>,
+    within: SignedDuration,
+    now: Timestamp,
+) -> Vec<Finding> {
+    let namespace = agent.metadata.namespace.clone().unwrap_or_default();
+    let name = agent.metadata.name.clone().unwrap_or_default();
+    let status = agent.status.as_ref();
+    let governance = status.and_then(|s| s.governance_status);
+    let mut found = Vec::new();
+    let mut add = |kind: DriftKind, detail: String| {
+        found.push(Finding {
+            namespace: namespace.clone(),
+            agent: name.clone(),
+            kind,
+            detail,
+        });
+    };
+    if agent.spec.mode == AgentMode::Sandbox {
+        let at = status.and_then(|s| s.expires_at.as_ref()).map(|t| t.0);
+        if let Some(at) = at.or_else(|| expires_at(agent))
+            && now.saturating_add(within).is_ok_and(|limit| at <= limit)
+        {
+            let when = if at > now { "expires" } else { "expired" };
+            add(
+                DriftKind::SandboxExpiring,
+                format!("sandbox {when} {} (at {at})", relative(at, now)),
+            );
+        }
+    }
+    let proof = status.and_then(|s| s.proof.as_ref());
+    let governed = governance.is_some_and(|g| g != GovernanceStatus::Sandbox);
+    if let Some(proof) = proof.filter(|_| agent.spec.mode == AgentMode::Governed && governed) {
+        match spec_hash(&agent.spec) {
+            Ok(current) if current != proof.spec_hash => add(
+                DriftKind::SpecChanged,
+                format!(
+                    "spec hash {} is not the approved {}",
+                    short(&current),
+                    short(&proof.spec_hash)
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => add(
+                DriftKind::SpecChanged,
+                format!("the spec cannot be hashed: {e}"),
+            ),
+        }
+        let bundle = bundle_of(agent);
+        match policies.get(&(namespace.clone(), bundle.to_string())) {
+            Some(active) if active.hash == proof.policy_hash => {}
+            Some(active) => add(
+                DriftKind::PolicyChanged,
+                format!(
+                    "signed under policy {}, but {bundle} {} is in force",
+                    short(&proof.policy_hash),
+                    version_and_hash(active)
+                ),
+            ),
+            None => add(
+                DriftKind::PolicyChanged,
+                format!(
+                    "signed under policy {}, but no PolicyBundle {bundle} is in force in namespace {namespace}",
+                    short(&proof.policy_hash)
+                ),
+            ),
+        }
+    }
+    if governance == Some(GovernanceStatus::GovernedInvalidated) {
+        add(DriftKind::Invalidated, why_invalidated(agent));
+    }
+    found
+}
+
+/// The denies of the last evaluation, else the Ready condition's message.
+fn why_invalidated(agent: &Agent) -> String {
+    let status = agent.status.as_ref();
+    let denies = status.map(|s| s.denies.join("; ")).unwrap_or_default();
+    if !denies.is_empty() {
+        return denies;
+    }
+    status
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+        .map(|c| c.message.clone())
+        .filter(|m| !m.is_empty())
+        .unwrap_or_else(|| "no reason recorded".to_string())
+}
+
+fn version_and_hash(active: &InForce) -> String {
+    if active.version.is_empty() {
+        short(&active.hash).to_string()
+    } else {
+        format!("{} ({})", active.version, short(&active.hash))
+    }
+}
+
+fn short(hash: &str) -> &str {
+    hash.get(..12).unwrap_or(hash)
+}
+
+/// The findings as a table: NAMESPACE (with `-A`), AGENT, DRIFT, DETAIL.
+pub fn table(found: &[Finding], all_namespaces: bool) -> String {
+    let mut headers = vec!["NAMESPACE", "AGENT", "DRIFT", "DETAIL"];
+    if !all_namespaces {
+        headers.remove(0);
+    }
+    let rows: Vec<Vec<String>> = found
+        .iter()
+        .map(|f| {
+            let mut row = Vec::with_capacity(4);
+            if all_namespaces {
+                row.push(f.namespace.clone());
+            }
+            row.extend([
+                f.agent.clone(),
+                f.kind.as_str().to_string(),
+                f.detail.clone(),
+            ]);
+            row
+        })
+        .collect();
+    super::table::render(&headers, &rows)
+}
+
+/// The report for `-o json|yaml`: the findings and how many agents were checked.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report<'a> {
+    pub agents_checked: usize,
+    pub drift: bool,
+    pub items: &'a [Finding],
+}
+
+#[cfg(test)]
+#[path = "drift_tests.rs"]
+mod tests;
