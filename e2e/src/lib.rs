@@ -55,6 +55,8 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         agentgov_api::Agent::crd(),
         agentgov_api::PolicyBundle::crd(),
         agentgov_api::AgentPromotion::crd(),
+        agentgov_api::AgentTemplate::crd(),
+        agentgov_api::ClusterAgentTemplate::crd(),
     ] {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(
@@ -69,6 +71,8 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         "agents.agentgov.dev",
         "policybundles.agentgov.dev",
         "agentpromotions.agentgov.dev",
+        "agenttemplates.agentgov.dev",
+        "clusteragenttemplates.agentgov.dev",
     ] {
         wait_established(&api, name).await?;
     }

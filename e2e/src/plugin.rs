@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 
-use crate::admission::SETTLE;
+use agentgov_api::AgentPromotion;
+use kube::api::{Api, ListParams};
+
+use crate::admission::{SETTLE, Setup};
 use crate::operator::{binary, log_dir};
 
 /// The second context of the kubeconfig a [`Plugin`] writes (for `--context`).
@@ -142,6 +145,15 @@ impl Plugin {
         self.run(args).await.failed(args)
     }
 
+    /// `create args...`: settled on a server dry run (the webhook's caches catch up with the
+    /// policy), then created for real.
+    pub async fn create(&self, args: &[&str]) -> Run {
+        let mut all = vec!["create"];
+        all.extend(args);
+        self.settled(&all, |run| run.code == Some(0)).await;
+        self.ok(&all).await
+    }
+
     /// Run `args` with `--dry-run=server` until `done` holds of the run (the webhook's caches
     /// catch up with the agent or the policy), for at most [`SETTLE`]; returns that run.
     pub async fn settled(&self, args: &[&str], done: impl Fn(&Run) -> bool) -> Run {
@@ -160,6 +172,41 @@ impl Plugin {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
     }
+}
+
+/// A governed agent from flags: the governed example's anatomy.
+pub const GOVERNED: [&str; 25] = [
+    "--scratch",
+    "--mode",
+    "governed",
+    "--role",
+    "compliance",
+    "--description",
+    "Checks supplier invoices against purchase orders.",
+    "--model",
+    "gpt-4o",
+    "--temperature",
+    "0.2",
+    "--input",
+    "erp-invoices",
+    "--input",
+    "purchase-orders",
+    "--action",
+    "flag-mismatch",
+    "--capability",
+    "document-comparison",
+    "--memory",
+    "persistent",
+    "--retention-days",
+    "90",
+    "--budget",
+    "250",
+];
+
+/// The AgentPromotions in the test's namespace.
+pub async fn promotions(setup: &Setup) -> Vec<AgentPromotion> {
+    let api: Api<AgentPromotion> = setup.ns.api();
+    api.list(&ListParams::default()).await.unwrap().items
 }
 
 /// Write `text` to `dir/name`; returns the path as an argument.

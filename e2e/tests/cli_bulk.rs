@@ -23,17 +23,11 @@ use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::ApprovalsData;
 use agentgov_api::{Agent, AgentPromotion};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::plugin::{Plugin, Run};
+use agentgov_e2e::plugin::{Plugin, Run, promotions};
 use agentgov_e2e::wait_for;
 use jiff::{SignedDuration, Timestamp};
 use kube::api::{ListParams, ObjectMeta};
 use serde_json::json;
-
-/// The AgentPromotions in the test's namespace.
-async fn promotions(setup: &Setup) -> Vec<AgentPromotion> {
-    let api: kube::Api<AgentPromotion> = setup.ns.api();
-    api.list(&ListParams::default()).await.unwrap().items
-}
 
 /// What an approver needs, and no more: read agents and hold `promote` on them; read and create
 /// AgentPromotions. (Who they are, a SelfSubjectReview, every authenticated user may ask.)

@@ -18,27 +18,9 @@ use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::template::OverrideField;
 use agentgov_api::{Agent, AgentTemplate, ClusterAgentTemplate};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::plugin::{Plugin, Run};
-use agentgov_e2e::{repo_root, wait_established};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, CustomResourceExt};
-
-/// Install the template CRDs (the shared setup installs the others).
-async fn install_template_crds(client: &Client) {
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [AgentTemplate::crd(), ClusterAgentTemplate::crd()] {
-        let name = crd.metadata.name.clone().unwrap();
-        api.patch(
-            &name,
-            &PatchParams::apply("agentgov-e2e").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-        wait_established(&api, &name).await.unwrap();
-    }
-}
+use agentgov_e2e::plugin::Plugin;
+use agentgov_e2e::repo_root;
+use kube::api::{Api, DeleteParams, PostParams};
 
 fn path(relative: &str) -> String {
     repo_root().join(relative).display().to_string()
@@ -46,14 +28,6 @@ fn path(relative: &str) -> String {
 
 fn read<T: serde::de::DeserializeOwned>(relative: &str) -> T {
     serde_yaml::from_str(&std::fs::read_to_string(repo_root().join(relative)).unwrap()).unwrap()
-}
-
-/// `create args...`: settled on a server dry run (the webhook knows the policy), then created.
-async fn create(plugin: &Plugin, args: &[&str]) -> Run {
-    let mut all = vec!["create"];
-    all.extend(args);
-    plugin.settled(&all, |run| run.code == Some(0)).await;
-    plugin.ok(&all).await
 }
 
 /// `create args... --dry-run=client -o yaml`: the Agent printed.
@@ -86,7 +60,6 @@ const AUDITOR: [&str; 10] = [
 #[tokio::test]
 async fn templates_namespaced_then_cluster_overrides_and_check() {
     let setup = setup("cli-create-tpl").await;
-    install_template_crds(&setup.client).await;
     bundle_in_force(&setup, &default_bundle_spec()).await;
     let ns = setup.ns.name.as_str();
     let plugin = Plugin::new(ns);
@@ -138,7 +111,7 @@ async fn templates_namespaced_then_cluster_overrides_and_check() {
     );
 
     // For real.
-    let run = create(&plugin, &args).await;
+    let run = plugin.create(&args).await;
     assert_eq!(
         run.stdout, "agent.agentgov.dev/auditor created\n",
         "{run:#?}"
@@ -170,9 +143,8 @@ async fn templates_namespaced_then_cluster_overrides_and_check() {
     assert!(setup.agents().get_opt("other").await.unwrap().is_none());
 
     // --template falls back to the ClusterAgentTemplate; --cluster-template names it.
-    let run = create(
-        &plugin,
-        &[
+    let run = plugin
+        .create(&[
             "lab",
             "--template",
             &lab,
@@ -180,9 +152,8 @@ async fn templates_namespaced_then_cluster_overrides_and_check() {
             "ideation",
             "--temperature",
             "0.9",
-        ],
-    )
-    .await;
+        ])
+        .await;
     assert_eq!(run.stdout, "agent.agentgov.dev/lab created\n", "{run:#?}");
     let stored = setup.agents().get("lab").await.unwrap();
     assert_eq!(
@@ -309,7 +280,7 @@ async fn workflow_conversation_event_and_seed_row() {
         agent.spec.anatomy.actions,
         ["fetch-invoices", "compare", "open-ticket"]
     );
-    create(&plugin, &args).await;
+    plugin.create(&args).await;
     let stored = setup.agents().get("recon").await.unwrap();
     assert_eq!(stored.spec, agent.spec);
     assert_eq!(
@@ -320,7 +291,7 @@ async fn workflow_conversation_event_and_seed_row() {
     // --from-workflow, GitHub Actions.
     let mut args = vec!["nightly", "--from-workflow", &github];
     args.extend(reasoning);
-    create(&plugin, &args).await;
+    plugin.create(&args).await;
     let stored = setup.agents().get("nightly").await.unwrap();
     assert_eq!(
         source(&stored),
@@ -345,7 +316,7 @@ async fn workflow_conversation_event_and_seed_row() {
             "chatcmpl-invoice-triage-01".into()
         )
     );
-    create(&plugin, &args).await;
+    plugin.create(&args).await;
     let stored = setup.agents().get("triage").await.unwrap();
     assert!(
         stored
@@ -397,7 +368,7 @@ async fn workflow_conversation_event_and_seed_row() {
             "dev.agentgov.agent.requested@/intake/forms".into()
         )
     );
-    create(&plugin, &["summary", "--from-event", &event]).await;
+    plugin.create(&["summary", "--from-event", &event]).await;
     let stored = setup.agents().get("summary").await.unwrap();
     assert_eq!(stored.spec, agent.spec);
     assert_eq!(stored.spec.role_class, RoleClass::Analysis);
@@ -428,7 +399,7 @@ async fn workflow_conversation_event_and_seed_row() {
             .contains("decision: allowed (GOVERNED_VALID once approved)"),
         "{run:#?}"
     );
-    let run = create(&plugin, &args).await;
+    let run = plugin.create(&args).await;
     assert!(run.stderr.contains("decision: allowed"), "{run:#?}");
     let stored = setup.agents().get("reviewer").await.unwrap();
     assert_eq!(stored.spec, agent.spec);

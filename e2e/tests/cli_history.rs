@@ -12,55 +12,20 @@
 
 use std::time::Duration;
 
+use agentgov_api::Agent;
 use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::default_bundle_spec;
-use agentgov_api::{Agent, AgentPromotion};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::plugin::Plugin;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use agentgov_e2e::plugin::{GOVERNED, Plugin, promotions};
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
-
-/// A governed agent from flags: the governed example's anatomy.
-const GOVERNED: [&str; 25] = [
-    "--scratch",
-    "--mode",
-    "governed",
-    "--role",
-    "compliance",
-    "--description",
-    "Checks supplier invoices against purchase orders.",
-    "--model",
-    "gpt-4o",
-    "--temperature",
-    "0.2",
-    "--input",
-    "erp-invoices",
-    "--input",
-    "purchase-orders",
-    "--action",
-    "flag-mismatch",
-    "--capability",
-    "document-comparison",
-    "--memory",
-    "persistent",
-    "--retention-days",
-    "90",
-    "--budget",
-    "250",
-];
-
-async fn promotions(setup: &Setup) -> usize {
-    let api: Api<AgentPromotion> = setup.ns.api();
-    api.list(&ListParams::default()).await.unwrap().items.len()
-}
 
 /// Create `name` from GOVERNED (once the webhook's caches admit it) and promote it with --wait.
 async fn created_and_promoted(plugin: &Plugin, name: &str) {
-    let mut args = vec!["create", name];
+    let mut args = vec![name];
     args.extend(GOVERNED);
-    plugin.settled(&args, |run| run.code == Some(0)).await;
-    plugin.ok(&args).await;
+    plugin.create(&args).await;
     plugin
         .ok(&["promote", name, "--wait", "--timeout", "90s"])
         .await;
@@ -109,7 +74,7 @@ async fn history_diff_and_rollback_reuse_the_approval_of_an_approved_spec_only()
     created_and_promoted(&plugin, "auditor").await;
     let approved = setup.agents().get("auditor").await.unwrap();
     let approved_hash = spec_hash(&approved.spec).unwrap();
-    assert_eq!(promotions(&setup).await, 1);
+    assert_eq!(promotions(&setup).await.len(), 1);
 
     // One revision, approved by the one who promoted it.
     let records = history_until(&plugin, "auditor", |r| {
@@ -260,7 +225,7 @@ async fn history_diff_and_rollback_reuse_the_approval_of_an_approved_spec_only()
             .spec_hash,
         approved_hash
     );
-    assert_eq!(promotions(&setup).await, 1, "no new AgentPromotion");
+    assert_eq!(promotions(&setup).await.len(), 1, "no new AgentPromotion");
     // The spec that came back is the newest revision, as a Deployment's rollback is.
     let records = history_until(&plugin, "auditor", |r| {
         r.len() == 2 && r[1]["specHash"] == approved_hash.as_str()
@@ -297,7 +262,7 @@ async fn history_diff_and_rollback_reuse_the_approval_of_an_approved_spec_only()
         governance(&agent),
         Some(GovernanceStatus::GovernedInvalidated)
     );
-    assert_eq!(promotions(&setup).await, 1);
+    assert_eq!(promotions(&setup).await.len(), 1);
 
     // A revision it never had is refused with a sentence.
     let message = plugin

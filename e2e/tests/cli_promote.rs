@@ -16,53 +16,9 @@ use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, AgentPromotion};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::plugin::{Plugin, Run};
+use agentgov_e2e::plugin::{GOVERNED, Plugin, Run, promotions};
 use agentgov_e2e::repo_root;
-use kube::api::{Api, ListParams};
 use serde_json::Value;
-
-/// The AgentPromotions in the test's namespace.
-async fn promotions(setup: &Setup) -> Vec<AgentPromotion> {
-    let api: Api<AgentPromotion> = setup.ns.api();
-    api.list(&ListParams::default()).await.unwrap().items
-}
-
-/// A governed agent from flags: the governed example's anatomy.
-const GOVERNED: [&str; 25] = [
-    "--scratch",
-    "--mode",
-    "governed",
-    "--role",
-    "compliance",
-    "--description",
-    "Checks supplier invoices against purchase orders.",
-    "--model",
-    "gpt-4o",
-    "--temperature",
-    "0.2",
-    "--input",
-    "erp-invoices",
-    "--input",
-    "purchase-orders",
-    "--action",
-    "flag-mismatch",
-    "--capability",
-    "document-comparison",
-    "--memory",
-    "persistent",
-    "--retention-days",
-    "90",
-    "--budget",
-    "250",
-];
-
-/// `create args...`: settled on a server dry run, then created for real.
-async fn create(plugin: &Plugin, args: &[&str]) -> Run {
-    let mut all = vec!["create"];
-    all.extend(args);
-    plugin.settled(&all, |run| run.code == Some(0)).await;
-    plugin.ok(&all).await
-}
 
 #[tokio::test]
 async fn create_from_scratch_promote_and_wait_then_clone_and_import() {
@@ -74,7 +30,7 @@ async fn create_from_scratch_promote_and_wait_then_clone_and_import() {
     // --scratch, governed: created (the webhook's warnings on stderr), source scratch.
     let mut args = vec!["auditor"];
     args.extend(GOVERNED);
-    let run = create(&plugin, &args).await;
+    let run = plugin.create(&args).await;
     assert_eq!(
         run.stdout, "agent.agentgov.dev/auditor created\n",
         "{run:#?}"
@@ -218,11 +174,9 @@ async fn create_from_scratch_promote_and_wait_then_clone_and_import() {
     assert!(setup.agents().get_opt("imported").await.unwrap().is_none());
 
     // A sandbox is not promoted: one sentence, exit 1, nothing created.
-    let run = create(
-        &plugin,
-        &["lab", "--scratch", "--role", "ideation", "--ttl", "1h"],
-    )
-    .await;
+    let run = plugin
+        .create(&["lab", "--scratch", "--role", "ideation", "--ttl", "1h"])
+        .await;
     assert_eq!(run.stdout, "agent.agentgov.dev/lab created\n", "{run:#?}");
     let lab: Agent = setup.agents().get("lab").await.unwrap();
     assert_eq!(lab.spec.sandbox.as_ref().unwrap().ttl_seconds, Some(3_600));
@@ -249,7 +203,9 @@ async fn a_promotion_the_policy_denies_exits_1_naming_the_reason() {
     let plugin = Plugin::new(ns);
     // The governed example (a budget of 250) from a file, under the default bundle.
     let example = repo_root().join("examples/agent-governed.yaml");
-    let run = create(&plugin, &["spender", "--import", example.to_str().unwrap()]).await;
+    let run = plugin
+        .create(&["spender", "--import", example.to_str().unwrap()])
+        .await;
     assert_eq!(
         run.stdout, "agent.agentgov.dev/spender created\n",
         "{run:#?}"

@@ -1,6 +1,6 @@
 //! The cluster side: the kubeconfig read as kubectl reads it, and the two calls the commands make.
 
-use agentgov_api::{Agent, AgentPromotion};
+use agentgov_api::{Agent, AgentPromotion, PolicyBundle};
 use http_body_util::BodyExt;
 use k8s_openapi::api::authentication::v1::SelfSubjectReview;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -179,6 +179,18 @@ impl Cluster {
         api.get(name)
             .await
             .map_err(|e| Error::from_api(&format!("get agentpromotion {name}"), namespace, None, e))
+    }
+
+    /// The PolicyBundle `name` in `namespace`, if it exists.
+    pub async fn get_bundle(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<PolicyBundle>, Error> {
+        let api: Api<PolicyBundle> = Api::namespaced(self.client.clone(), namespace);
+        api.get_opt(name)
+            .await
+            .map_err(|e| Error::from_api(&format!("get policybundle {name}"), namespace, None, e))
     }
 
     /// The AgentPromotions in `namespace` (every page).

@@ -35,7 +35,8 @@ pub use error::Error;
 use cluster::Cluster;
 use output::Format;
 
-/// agentgov's kubectl plugin: list, verify, create and promote agents as kubectl users expect.
+/// agentgov's kubectl plugin: the agent workbench (create, promote, history, drift, export,
+/// policy) as kubectl users expect it.
 #[derive(Debug, Parser)]
 #[command(name = "kubectl-agentgov", bin_name = "kubectl agentgov", version)]
 pub struct Cli {
@@ -74,6 +75,8 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// List agents like `kubectl get agents`, narrowed by filters.
+    ///
     /// List agents, sorted by namespace and name, like `kubectl get agents`.
     #[command(after_help = "Examples:\n  \
         kubectl agentgov list -A\n  \
@@ -81,6 +84,8 @@ enum Command {
         kubectl agentgov list --status governed_valid --role compliance -o name\n  \
         kubectl agentgov list --search invoice -l team=finance -o yaml")]
     List(commands::list::ListArgs),
+    /// Verify a proof bundle, or a compliance export, offline with a key ring.
+    ///
     /// Verify an agent's proof bundle offline with a key ring: the spec hash, the signer and
     /// the signature (exit 0 and `verified: ...`, or exit 1 saying which part failed). With
     /// `--export`, a compliance export: its digests, then every agent's proof, one line per
@@ -91,6 +96,8 @@ enum Command {
         kubectl agentgov verify --export export.json\n  \
         kubectl agentgov verify --export export.json --keys public-keyring.json")]
     Verify(commands::verify::VerifyArgs),
+    /// Approve an agent's current spec: the policy's answer, then an AgentPromotion.
+    ///
     /// Show the policy's answer for an agent's current spec (a server-side dry run of the
     /// approval: denies as an error, warnings on stderr), then approve that spec with an
     /// AgentPromotion; `--wait` follows the agent until it is in force for that spec.
@@ -100,6 +107,8 @@ enum Command {
         kubectl agentgov promote invoice-auditor --dry-run=server\n  \
         kubectl agentgov promote invoice-auditor --dry-run=client -o yaml > approval.yaml")]
     Promote(commands::promote::PromoteArgs),
+    /// Create an agent from a template, flags, a clone, a workflow, a transcript, an event or an import.
+    ///
     /// Create an agent in one of seven modes: from a template (the namespace's AgentTemplate,
     /// else the ClusterAgentTemplate of that name), from flags, a clone of another agent, from
     /// a workflow, a chat transcript or a CloudEvent, or an import (an Agent manifest or a
@@ -122,6 +131,8 @@ enum Command {
         --model gpt-4o --temperature 0.2 --input erp-invoices --action flag-mismatch \\\n      \
         --capability document-comparison --memory persistent --retention-days 90 --budget 250")]
     Create(Box<commands::create::CreateArgs>),
+    /// Add a further approval where the policy needs more than one approver.
+    ///
     /// Add your approval to an agent's current spec where the policy needs more than one
     /// approver (`approvals.required`), after someone's `promote`: the policy's answer first, as
     /// `promote` shows it, then the AgentPromotion, then who approved so far and how many more
@@ -132,6 +143,8 @@ enum Command {
         kubectl agentgov approve invoice-auditor --as bob --reason CHG-1234 --wait\n  \
         kubectl agentgov approve invoice-auditor --dry-run=server")]
     Approve(commands::approve::ApproveArgs),
+    /// Extend, demote, delete or promote every selected agent, after a preview.
+    ///
     /// Extend, demote, delete or promote every agent the selection names (the `list` filters,
     /// -n/-A): a preview of what changes (AGENT, NOW, AFTER) on stderr, a confirmation
     /// (`Proceed? [y/N]`; `--yes` skips it, and without a terminal it is refused), then one
@@ -143,6 +156,8 @@ enum Command {
         kubectl agentgov bulk delete --mode sandbox --expiring-within 1h -A --yes\n  \
         kubectl agentgov bulk promote -l release=2026-q4 --reason CHG-1234 --dry-run=server")]
     Bulk(commands::bulk::BulkArgs),
+    /// List an agent's versions (the ControllerRevisions the operator keeps).
+    ///
     /// An agent's versions (ControllerRevisions the operator keeps, one per distinct spec hash,
     /// up to its `--revision-history-limit`): revision, spec hash, approvers, policy hash, age,
     /// and which is current and which approved.
@@ -150,6 +165,8 @@ enum Command {
         kubectl agentgov history invoice-auditor\n  \
         kubectl agentgov history invoice-auditor -o yaml")]
     History(commands::history::HistoryArgs),
+    /// Show a unified diff of an agent's spec against a revision or the approved spec.
+    ///
     /// A unified diff of an agent's spec (as YAML) against a revision: by default the newest
     /// revision of another spec, `--revision N`, or `--against-approved` (the spec its proof
     /// names). As `kubectl diff`: exit 0 when they are the same, 1 when they differ (the diff
@@ -159,6 +176,8 @@ enum Command {
         kubectl agentgov diff invoice-auditor --revision 1\n  \
         kubectl agentgov diff invoice-auditor --against-approved --color always | less -R")]
     Diff(commands::history::DiffArgs),
+    /// Restore an agent's spec from a revision (a still-valid approval is reused).
+    ///
     /// Restore an agent's spec from a revision, then say what the operator made of it: an
     /// approval of that spec hash that is still valid is reused (the agent returns to
     /// GOVERNED_VALID without a new approval), otherwise a new approval is needed
@@ -168,6 +187,8 @@ enum Command {
         kubectl agentgov rollback invoice-auditor --to-revision 1 --wait --timeout 2m\n  \
         kubectl agentgov rollback invoice-auditor --to-revision 1 --dry-run=client -o yaml")]
     Rollback(commands::history::RollbackArgs),
+    /// Report what drifted from what was approved (`--exit-code` gates a pipeline).
+    ///
     /// The drift report: governed agents changed since approval, proofs signed under a policy
     /// no longer in force, sandboxes expiring soon (or expired), agents invalidated and why.
     /// Exits 0 whatever it finds, unless `--exit-code` (then 1 when there is drift).
@@ -177,6 +198,8 @@ enum Command {
         kubectl agentgov drift -A -o json | jq '.items[] | select(.kind == \"SpecChanged\")'\n  \
         kubectl agentgov drift -n team-a --exit-code   # a pipeline gate")]
     Drift(commands::drift::DriftArgs),
+    /// Write the compliance export, which verifies offline.
+    ///
     /// The compliance export: every agent's status, approvers, proof, policy in force and last
     /// evaluation, mapped to the controls it evidences (docs/compliance.md), with the policy
     /// history. The JSON carries the public key ring and SHA-256 digests, and verifies offline
@@ -187,6 +210,8 @@ enum Command {
         kubectl agentgov export -n team-a --keys public-keyring.json --format csv --since 720h\n  \
         kubectl agentgov export --keys public-keyring.json --since 2026-01-01T00:00:00Z")]
     Export(commands::export::ExportArgs),
+    /// Test a policy, evaluate one agent, or preview a bundle on every live agent.
+    ///
     /// Test a policy bundle (`test`), ask it about one agent (`eval`), or preview its effect on
     /// every live agent before applying it (`preview`), on the engine the operator and the
     /// webhook evaluate with.
@@ -195,6 +220,8 @@ enum Command {
         kubectl agentgov policy eval -f agent.yaml --bundle policybundle.yaml\n  \
         kubectl agentgov policy preview strict-bundle.yaml -A")]
     Policy(commands::policy::PolicyArgs),
+    /// Show an agent's governance events; `--follow` streams them.
+    ///
     /// An agent's governance events: the Kubernetes Events about it and its AgentPromotions,
     /// and its status changes (governance status, conditions), oldest first; `--follow` keeps
     /// printing them as they happen, `-o json` one object a line.

@@ -53,8 +53,8 @@ where
     }
 }
 
-/// JSON (pretty, ending in a newline) or YAML.
-fn document<T: Serialize>(format: Format, value: &T) -> Result<String, Error> {
+/// JSON (pretty, ending in a newline) or YAML (`format` anything but `json`).
+pub fn document<T: Serialize>(format: Format, value: &T) -> Result<String, Error> {
     let text = match format {
         Format::Json => serde_json::to_string_pretty(value).map(|text| text + "\n"),
         _ => return serde_yaml::to_string(value).map_err(|e| Error::Encode(e.to_string())),

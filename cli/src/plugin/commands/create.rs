@@ -4,18 +4,18 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
+use agentgov_api::AgentSpec;
 use agentgov_api::agent::{AgentMode, MemoryKind, RoleClass, SourceKind};
-use agentgov_api::policy::PolicyEngine;
 use agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME;
 use agentgov_api::template::AgentDefaults;
-use agentgov_api::{Agent, AgentTemplate, AgentTemplateSpec, ClusterAgentTemplate, PolicyBundle};
-use agentgov_api::{AgentSpec, PolicyBundleSpec};
+use agentgov_api::{Agent, AgentTemplate, AgentTemplateSpec, ClusterAgentTemplate};
 use clap::{ArgGroup, Args};
 use jiff::SignedDuration;
 use kube::Api;
 
 use crate::plugin::cluster::{Cluster, DryRun};
-use crate::plugin::policy::{bundle, verdict};
+use crate::plugin::commands::policy::{bundle_in_force, compile, read_bundle};
+use crate::plugin::policy::verdict;
 use crate::plugin::sources::{self, Draft, interactive};
 use crate::plugin::{
     Error, Global, cluster_and_namespace, create, filter, output, print, verify, warn,
@@ -342,7 +342,7 @@ async fn check(
     let (bundle_spec, label) = match (&args.bundle, cluster) {
         (Some(path), _) => (read_bundle(path)?, path.display().to_string()),
         (None, Some(cluster)) => (
-            bundle_in_force(cluster, ns).await?,
+            bundle_in_force(cluster, ns, DEFAULT_BUNDLE_NAME).await?,
             format!("{ns}/{DEFAULT_BUNDLE_NAME}"),
         ),
         (None, None) => {
@@ -351,10 +351,7 @@ async fn check(
             ));
         }
     };
-    let engine = PolicyEngine::compile(&bundle_spec).map_err(|e| Error::Bundle {
-        bundle: label.clone(),
-        message: e.to_string(),
-    })?;
+    let engine = compile(&bundle_spec, &label)?;
     let reference = verdict::BundleRef {
         name: label,
         version: bundle_spec.version.clone(),
@@ -374,41 +371,8 @@ async fn policy_data(
 ) -> Option<agentgov_api::policy_bundle::PolicyData> {
     let spec = match (&args.bundle, cluster) {
         (Some(path), _) => read_bundle(path).ok(),
-        (None, Some(cluster)) => bundle_in_force(cluster, ns).await.ok(),
+        (None, Some(cluster)) => bundle_in_force(cluster, ns, DEFAULT_BUNDLE_NAME).await.ok(),
         (None, None) => None,
     };
     spec.map(|s| s.data)
-}
-
-/// A PolicyBundle manifest's version in force: its `status.activeSpec` when it carries a
-/// trusted one (a bundle exported from a cluster), else its spec.
-fn read_bundle(path: &Path) -> Result<PolicyBundleSpec, Error> {
-    let bytes = verify::read(path)?;
-    let failed = |message: String| Error::Bundle {
-        bundle: path.display().to_string(),
-        message,
-    };
-    let found = bundle::parse(&String::from_utf8_lossy(&bytes)).map_err(failed)?;
-    Ok(bundle::in_force(&found).unwrap_or(found.spec))
-}
-
-/// The version in force of the namespace's PolicyBundle.
-async fn bundle_in_force(cluster: &Cluster, ns: &str) -> Result<PolicyBundleSpec, Error> {
-    let failed = |message: String| Error::Bundle {
-        bundle: format!("{ns}/{DEFAULT_BUNDLE_NAME}"),
-        message,
-    };
-    let api: Api<PolicyBundle> = Api::namespaced(cluster.client(), ns);
-    let action = format!("get policybundle {DEFAULT_BUNDLE_NAME}");
-    let found = api
-        .get_opt(DEFAULT_BUNDLE_NAME)
-        .await
-        .map_err(|e| Error::from_api(&action, ns, None, e))?
-        .ok_or_else(|| {
-            failed(
-                "it does not exist, so no policy is in force (give --bundle FILE to check against a manifest)"
-                    .into(),
-            )
-        })?;
-    bundle::in_force(&found).map_err(failed)
 }

@@ -6,7 +6,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use crate::plugin::cluster::Scope;
 use crate::plugin::drift::{self, Report};
-use crate::plugin::output::Format;
+use crate::plugin::output::{self, Format};
 use crate::plugin::{Error, Global, cluster_and_scope, filter, print};
 
 #[derive(Debug, Args)]
@@ -56,11 +56,7 @@ pub async fn run(global: &Global, args: DriftArgs) -> Result<(), Error> {
                 drift: !found.is_empty(),
                 items: &found,
             };
-            let text = match global.output {
-                Format::Json => serde_json::to_string_pretty(&report).map(|t| t + "\n"),
-                _ => serde_yaml::to_string(&report).map_err(serde::ser::Error::custom),
-            };
-            text.map_err(|e| Error::Encode(e.to_string()))?
+            output::document(global.output, &report)?
         }
     };
     print(&text)?;

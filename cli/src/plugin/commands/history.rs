@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::plugin::cluster::{Cluster, DryRun};
 use crate::plugin::history::{self, Against, Restored, Revision};
-use crate::plugin::output::Format;
+use crate::plugin::output::{self, Format};
 use crate::plugin::{Error, Global, cluster_and_namespace, filter, print, promote, warn};
 
 #[derive(Debug, Args)]
@@ -41,13 +41,10 @@ pub async fn run_history(global: &Global, args: HistoryArgs) -> Result<(), Error
             .iter()
             .map(|r| format!("controllerrevision.apps/{}\n", r.name))
             .collect(),
-        Format::Json => {
-            serde_json::to_string_pretty(&history::records(&revisions, &current, approved))
-                .map(|t| t + "\n")
-                .map_err(|e| Error::Encode(e.to_string()))?
-        }
-        Format::Yaml => serde_yaml::to_string(&history::records(&revisions, &current, approved))
-            .map_err(|e| Error::Encode(e.to_string()))?,
+        Format::Json | Format::Yaml => output::document(
+            global.output,
+            &history::records(&revisions, &current, approved),
+        )?,
     };
     print(&text)
 }
@@ -206,14 +203,7 @@ pub async fn run_rollback(global: &Global, args: RollbackArgs) -> Result<(), Err
 
 fn print_result(format: Format, agent: &Agent, done: &str, dry_run: DryRun) -> Result<(), Error> {
     match format {
-        Format::Json => print(
-            &serde_json::to_string_pretty(agent)
-                .map(|t| t + "\n")
-                .map_err(|e| Error::Encode(e.to_string()))?,
-        ),
-        Format::Yaml => {
-            print(&serde_yaml::to_string(agent).map_err(|e| Error::Encode(e.to_string()))?)
-        }
+        Format::Json | Format::Yaml => print(&output::document(format, agent)?),
         Format::Name => print(&format!(
             "agent.agentgov.dev/{}\n",
             agent.metadata.name.as_deref().unwrap_or_default()

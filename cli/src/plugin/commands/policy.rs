@@ -5,13 +5,15 @@ use std::path::{Path, PathBuf};
 
 use agentgov_api::policy::PolicyEngine;
 use agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME;
-use agentgov_api::{AgentPromotion, PolicyBundle, PolicyBundleSpec};
+use agentgov_api::{AgentPromotion, PolicyBundleSpec};
 use clap::{Args, Subcommand};
 
 use crate::plugin::cluster::{Cluster, Scope};
 use crate::plugin::output::Format;
 use crate::plugin::policy::{bundle, suite, verdict};
-use crate::plugin::{Error, Global, cluster_and_namespace, cluster_and_scope, print, verify};
+use crate::plugin::{
+    Error, Global, cluster_and_namespace, cluster_and_scope, output, print, verify,
+};
 
 #[derive(Debug, Args)]
 pub struct PolicyArgs {
@@ -101,8 +103,8 @@ fn test(global: &Global, args: TestArgs) -> Result<(), Error> {
         message,
     })?;
     match global.output {
-        Format::Json => print(&encode_json(&results)?)?,
-        Format::Yaml => print(&encode_yaml(&results)?)?,
+        Format::Json => print(&output::document(Format::Json, &results)?)?,
+        Format::Yaml => print(&output::document(Format::Yaml, &results)?)?,
         Format::Table | Format::Name => print(&suite::report(&results))?,
     }
     if suite::passed(&results) {
@@ -200,8 +202,8 @@ async fn eval(global: &Global, args: EvalArgs) -> Result<(), Error> {
     let name = agent.metadata.name.clone().unwrap_or_default();
     let answer = verdict::evaluate(&engine, reference, &namespace, &name, &agent.spec);
     match global.output {
-        Format::Json => print(&encode_json(&answer)?)?,
-        Format::Yaml => print(&encode_yaml(&answer)?)?,
+        Format::Json => print(&output::document(Format::Json, &answer)?)?,
+        Format::Yaml => print(&output::document(Format::Yaml, &answer)?)?,
         Format::Table | Format::Name => print(&verdict::evaluation_text(&answer))?,
     }
     if answer.allow {
@@ -229,8 +231,8 @@ async fn preview(global: &Global, args: PreviewArgs) -> Result<(), Error> {
     // CPU only, on every core; nothing else runs meanwhile.
     let rows = verdict::preview(&engine, required, &agents, &promotions, threads);
     match global.output {
-        Format::Json => print(&encode_json(&rows)?),
-        Format::Yaml => print(&encode_yaml(&rows)?),
+        Format::Json => print(&output::document(Format::Json, &rows)?),
+        Format::Yaml => print(&output::document(Format::Yaml, &rows)?),
         Format::Name => print(
             &rows
                 .iter()
@@ -256,7 +258,7 @@ async fn preview(global: &Global, args: PreviewArgs) -> Result<(), Error> {
 }
 
 /// A PolicyBundle manifest's spec.
-fn read_bundle(path: &Path) -> Result<PolicyBundleSpec, Error> {
+pub(crate) fn read_bundle(path: &Path) -> Result<PolicyBundleSpec, Error> {
     let bytes = verify::read(path)?;
     let text = String::from_utf8_lossy(&bytes);
     bundle::parse(&text)
@@ -268,25 +270,25 @@ fn read_bundle(path: &Path) -> Result<PolicyBundleSpec, Error> {
 }
 
 /// The version in force of the bundle `name` in `namespace`.
-async fn bundle_in_force(
+pub(crate) async fn bundle_in_force(
     cluster: &Cluster,
     namespace: &str,
     name: &str,
 ) -> Result<PolicyBundleSpec, Error> {
-    let scope = Scope::One(namespace.to_string());
-    let bundles: Vec<PolicyBundle> = cluster.list_of(&scope, "policybundles").await?;
     let failed = |message: String| Error::Bundle {
         bundle: format!("{namespace}/{name}"),
         message,
     };
-    let found = bundles
-        .iter()
-        .find(|b| b.metadata.name.as_deref() == Some(name))
-        .ok_or_else(|| failed("no PolicyBundle of that name exists (give a file with --bundle to evaluate offline)".into()))?;
-    bundle::in_force(found).map_err(failed)
+    let found = cluster.get_bundle(namespace, name).await?.ok_or_else(|| {
+        failed(
+            "no PolicyBundle of that name exists, so no policy is in force (give a file with --bundle to evaluate offline)"
+                .into(),
+        )
+    })?;
+    bundle::in_force(&found).map_err(failed)
 }
 
-fn compile(spec: &PolicyBundleSpec, source: &str) -> Result<PolicyEngine, Error> {
+pub(crate) fn compile(spec: &PolicyBundleSpec, source: &str) -> Result<PolicyEngine, Error> {
     PolicyEngine::compile(spec).map_err(|e| Error::Bundle {
         bundle: source.to_string(),
         message: e.to_string(),
@@ -299,14 +301,4 @@ fn describe(paths: &[PathBuf]) -> String {
         .map(|p| p.display().to_string())
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-fn encode_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
-    serde_json::to_string_pretty(value)
-        .map(|text| text + "\n")
-        .map_err(|e| Error::Encode(e.to_string()))
-}
-
-fn encode_yaml<T: serde::Serialize>(value: &T) -> Result<String, Error> {
-    serde_yaml::to_string(value).map_err(|e| Error::Encode(e.to_string()))
 }

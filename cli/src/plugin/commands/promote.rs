@@ -13,8 +13,15 @@ use crate::plugin::{Error, Global, cluster_and_namespace, filter, output, print,
 pub struct PromoteArgs {
     /// The agent to approve, as its spec is now.
     name: String,
+    #[command(flatten)]
+    approval: ApprovalArgs,
+}
+
+/// The flags `promote` and `approve` share.
+#[derive(Debug, Args)]
+pub struct ApprovalArgs {
     /// Follow the agent until it is GOVERNED_VALID or GOVERNED_RESTRICTED for this spec (exit
-    /// 0), or the promotion is denied or the timeout passes (exit 1).
+    /// 0), or the approval is denied or the timeout passes (exit 1).
     #[arg(long)]
     wait: bool,
     /// How long `--wait` waits (like 60s, 5m or 1h30m).
@@ -33,25 +40,32 @@ pub async fn run(global: &Global, args: PromoteArgs) -> Result<(), Error> {
     let (cluster, ns) = cluster_and_namespace(global).await?;
     let agent = cluster.get(&ns, &args.name).await?;
     promote::promotable(&agent)?;
-    let submitted = submit(&cluster, &agent, args.reason, args.dry_run).await?;
+    approve(global, &cluster, &agent, args.approval, |_| {}).await
+}
+
+/// Submit an approval of `agent`'s current spec ([`submit`]), print it, call `then` with what
+/// was submitted (before any waiting), and with `--wait` follow it to the outcome.
+pub async fn approve(
+    global: &Global,
+    cluster: &Cluster,
+    agent: &Agent,
+    args: ApprovalArgs,
+    then: impl FnOnce(DryRun),
+) -> Result<(), Error> {
+    let submitted = submit(cluster, agent, args.reason, args.dry_run).await?;
     print(&output::created(
         global.output,
         &submitted.promotion,
         args.dry_run,
     )?)?;
+    then(args.dry_run);
     if !args.wait || args.dry_run != DryRun::None {
         return Ok(());
     }
-    let name = submitted.promotion.metadata.name.unwrap_or_default();
-    wait_promoted(
-        &cluster,
-        &ns,
-        &args.name,
-        &name,
-        &submitted.hash,
-        args.timeout,
-    )
-    .await
+    let ns = agent.metadata.namespace.as_deref().unwrap_or_default();
+    let name = agent.metadata.name.as_deref().unwrap_or_default();
+    let promotion = submitted.promotion.metadata.name.unwrap_or_default();
+    wait_promoted(cluster, ns, name, &promotion, &submitted.hash, args.timeout).await
 }
 
 /// What [`submit`] made: the AgentPromotion as created (as it would be, on a dry run), and the
