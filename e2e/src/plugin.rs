@@ -126,6 +126,45 @@ impl Plugin {
         }
     }
 
+    /// Run at a terminal: under util-linux `script`, which gives the plugin a pseudo-terminal
+    /// as stdin, stdout and stderr and types `typed` into it (so `stdin.is_terminal()` holds,
+    /// as for a person at a shell). The terminal echoes what was typed, and stdout and stderr
+    /// arrive merged, in `stdout`.
+    pub async fn at_terminal(&self, args: &[&str], typed: &str) -> Run {
+        let mut command = vec![
+            binary("kubectl-agentgov").unwrap().display().to_string(),
+            "--kubeconfig".into(),
+            self.kubeconfig.display().to_string(),
+        ];
+        command.extend(args.iter().map(|a| a.to_string()));
+        let line = command
+            .iter()
+            .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut child = tokio::process::Command::new("script")
+            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
+            .env_remove("KUBECONFIG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("util-linux `script` (Debian's bsdutils)");
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(typed.as_bytes()).await.unwrap();
+        drop(input);
+        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
+            .await
+            .expect("the plugin at a terminal finished within 60 s")
+            .unwrap();
+        Run {
+            code: output.status.code(),
+            stdout: String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n"),
+            stderr: String::from_utf8(output.stderr).unwrap(),
+        }
+    }
+
     /// `args` must succeed (exit 0); stderr may carry warnings and progress.
     pub async fn ok(&self, args: &[&str]) -> Run {
         let run = self.run(args).await;
