@@ -248,6 +248,28 @@ pub async fn promotions(setup: &Setup) -> Vec<AgentPromotion> {
     api.list(&ListParams::default()).await.unwrap().items
 }
 
+/// `actual` must equal the golden file `e2e/golden/NAME` (a table whose every cell is stable);
+/// with `AGENTGOV_WRITE_GOLDEN=1` it is written instead, to be reviewed and committed.
+pub fn golden(name: &str, actual: &str) {
+    let path = crate::repo_root().join("e2e/golden").join(name);
+    if std::env::var_os("AGENTGOV_WRITE_GOLDEN").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (AGENTGOV_WRITE_GOLDEN=1 writes it)",
+            path.display()
+        )
+    });
+    assert!(
+        actual == expected,
+        "{} differs from the output:\n--- expected\n{expected}\n--- actual\n{actual}",
+        path.display()
+    );
+}
+
 /// Write `text` to `dir/name`; returns the path as an argument.
 pub fn write(dir: &Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
