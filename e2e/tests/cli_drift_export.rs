@@ -5,7 +5,8 @@
 //! `--exit-code` exit 1. `export` (JSON, CSV, HTML) records every agent with its proof and the
 //! policy in force; the JSON verifies offline with `verify --export` once the agents are deleted
 //! and without any kubeconfig, and a copy with one byte flipped inside an agent's proof
-//! signature fails naming that agent.
+//! signature fails naming that agent. A Pod admitted for an agent that runs an image the agent
+//! no longer lists is drift too.
 
 // Test code: a panic with the value is the failure report, in helpers as in #[test]s.
 #![allow(clippy::unwrap_used)]
@@ -327,4 +328,56 @@ async fn drift_lists_what_changed_and_the_export_verifies_offline() {
         "{run:#?}"
     );
     assert_eq!(run.stderr.lines().count(), 1, "{run:#?}");
+}
+
+#[tokio::test]
+async fn drift_names_a_pod_running_an_image_its_agent_no_longer_lists() {
+    let setup = setup("cli-drift-images").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    let ns = setup.ns.name.as_str();
+    let plugin = Plugin::new(ns);
+    let digest = |d: char| format!("registry.invalid/agent@sha256:{}", d.to_string().repeat(64));
+    let (first, second) = (digest('a'), digest('b'));
+
+    // A sandbox bound to its first image, and a Pod of it running that image: no drift.
+    let mut spec = sandbox_spec(3 * 86_400);
+    spec.runtime = Some(agentgov_api::runtime::RuntimeSpec {
+        images: vec![first.clone()],
+        ..Default::default()
+    });
+    create_agent(&setup, "bound", spec).await;
+    let mut pod = agentgov_e2e::webhook::agent_pod("bound-0", "bound");
+    pod.spec.as_mut().unwrap().containers[0].image = Some(first.clone());
+    admitted(
+        &setup,
+        "a Pod of the bound image",
+        creating(&setup.pods(), &pod),
+    )
+    .await;
+    let run = plugin.quiet(&["drift", "-o", "json"]).await;
+    assert_eq!(findings(&run), BTreeSet::new(), "{run:#?}");
+
+    // The agent now lists only its second image: the Pod admitted before runs what it no
+    // longer lists.
+    setup
+        .agents()
+        .patch(
+            "bound",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"runtime": {"images": [second]}}})),
+        )
+        .await
+        .unwrap();
+    let run = plugin.quiet(&["drift", "-o", "json"]).await;
+    let expected = BTreeSet::from([("bound".to_string(), "UnapprovedImages".to_string())]);
+    assert_eq!(findings(&run), expected, "{run:#?}");
+    assert_eq!(
+        detail(&run, "bound", "UnapprovedImages"),
+        format!(
+            "pod bound-0: spec.containers[0] (agent) runs {first:?}, which is not among the agent's approved images"
+        )
+    );
+    let run = plugin.run(&["drift", "--exit-code"]).await;
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(run.stdout.contains("UnapprovedImages"), "{run:#?}");
 }

@@ -127,16 +127,33 @@ impl Cluster {
             + DeserializeOwned
             + std::fmt::Debug,
     {
+        self.list_selected(scope, what, None).await
+    }
+
+    /// [`Cluster::list_of`] with a label `selector` the API server applies.
+    pub async fn list_selected<K>(
+        &self,
+        scope: &Scope,
+        what: &str,
+        selector: Option<&str>,
+    ) -> Result<Vec<K>, Error>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
         let (api, namespace): (Api<K>, &str) = match scope {
             Scope::All => (Api::all(self.client.clone()), "every namespace"),
             Scope::One(ns) => (Api::namespaced(self.client.clone(), ns), ns.as_str()),
         };
-        api.list(&ListParams::default())
-            .await
-            .map(|list| list.items)
-            .map_err(|e| {
-                Error::from_api(&format!("list {what} in {namespace}"), namespace, None, e)
-            })
+        let mut params = ListParams::default();
+        if let Some(selector) = selector {
+            params = params.labels(selector);
+        }
+        api.list(&params).await.map(|list| list.items).map_err(|e| {
+            Error::from_api(&format!("list {what} in {namespace}"), namespace, None, e)
+        })
     }
 }
 

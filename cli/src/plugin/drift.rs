@@ -1,21 +1,24 @@
 //! `drift`: what no longer matches what was approved, as plain functions over agents, the
 //! policies in force and a clock (the seed's drift dashboard).
 //!
-//! Four kinds of drift are found: a governed agent whose spec hashes to other than its proof's
+//! Five kinds of drift are found: a governed agent whose spec hashes to other than its proof's
 //! spec hash (changed since approval); a governed agent whose proof was signed under a policy
 //! other than the one now in force in its namespace (or with no policy in force); a sandbox that
 //! expires within the window (or has expired); an agent the operator invalidated, with its
-//! denies. Images running other than the approved ones are not reported: the API records only
-//! the approved images (`spec.runtime.images`, enforced at Pod admission), not what runs.
+//! denies; and a live Pod labelled for an agent that runs an image its spec's
+//! `runtime.images` does not list (admitted before the spec changed, say: admission holds each
+//! Pod to the spec of its time, by the rule [`runtime::unapproved_images`] applied here too).
 
 use std::collections::BTreeMap;
 
 use agentgov_api::Agent;
-use agentgov_api::agent::{AgentMode, GovernanceStatus};
+use agentgov_api::agent::{AGENT_LABEL, AgentMode, GovernanceStatus};
 use agentgov_api::conditions::READY;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::policy_bundle::{DEFAULT_BUNDLE_NAME, PolicyBundle};
+use agentgov_api::runtime;
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
 
 use super::filter::expires_at;
@@ -32,6 +35,8 @@ pub enum DriftKind {
     SandboxExpiring,
     /// The operator holds the agent out of force (GOVERNED_INVALIDATED).
     Invalidated,
+    /// A live Pod of the agent runs an image the agent's `spec.runtime.images` does not list.
+    UnapprovedImages,
 }
 
 impl DriftKind {
@@ -41,6 +46,7 @@ impl DriftKind {
             DriftKind::PolicyChanged => "PolicyChanged",
             DriftKind::SandboxExpiring => "SandboxExpiring",
             DriftKind::Invalidated => "Invalidated",
+            DriftKind::UnapprovedImages => "UnapprovedImages",
         }
     }
 }
@@ -101,8 +107,98 @@ pub fn findings(
         .iter()
         .flat_map(|agent| of_agent(agent, policies, within, now))
         .collect();
-    found.sort_by(|a, b| (&a.namespace, &a.agent, a.kind).cmp(&(&b.namespace, &b.agent, b.kind)));
+    sort(&mut found);
     found
+}
+
+/// Sorted by namespace, agent and kind, as [`findings`] returns them.
+pub fn sort(found: &mut [Finding]) {
+    found.sort_by(|a, b| (&a.namespace, &a.agent, a.kind).cmp(&(&b.namespace, &b.agent, b.kind)));
+}
+
+/// A finding for each live Pod among `pods` labelled for one of `agents` (by
+/// [`AGENT_LABEL`], in the agent's namespace) that runs an image the agent's
+/// `spec.runtime.images` does not list; agents that bind no images (no `spec.runtime`) have none.
+/// Pods that have finished (Succeeded, Failed) run nothing and are left out.
+pub fn image_findings(agents: &[Agent], pods: &[Pod]) -> Vec<Finding> {
+    let by_name: BTreeMap<(&str, &str), &Agent> = agents
+        .iter()
+        .filter_map(|a| {
+            Some((
+                (
+                    a.metadata.namespace.as_deref()?,
+                    a.metadata.name.as_deref()?,
+                ),
+                a,
+            ))
+        })
+        .collect();
+    let mut found: Vec<Finding> = pods
+        .iter()
+        .filter(|pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
+        .filter_map(|pod| {
+            let namespace = pod.metadata.namespace.as_deref()?;
+            let agent_name = pod.metadata.labels.as_ref()?.get(AGENT_LABEL)?;
+            let agent = by_name.get(&(namespace, agent_name.as_str()))?;
+            let unapproved =
+                runtime::unapproved_images(agent.spec.runtime.as_ref(), pod_images(pod));
+            (!unapproved.is_empty()).then(|| Finding {
+                namespace: namespace.to_string(),
+                agent: agent_name.clone(),
+                kind: DriftKind::UnapprovedImages,
+                detail: format!(
+                    "pod {}: {}",
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    unapproved.join("; ")
+                ),
+            })
+        })
+        .collect();
+    sort(&mut found);
+    found
+}
+
+/// A Pod's images with where each is (`spec.containers[0] (agent)`), as admission names them.
+fn pod_images(pod: &Pod) -> Vec<(String, &str)> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Vec::new();
+    };
+    let containers = spec.containers.iter().enumerate().map(|(i, c)| {
+        (
+            format!("spec.containers[{i}] ({})", c.name),
+            c.image.as_deref(),
+        )
+    });
+    let init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                format!("spec.initContainers[{i}] ({})", c.name),
+                c.image.as_deref(),
+            )
+        });
+    let ephemeral = spec
+        .ephemeral_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                format!("spec.ephemeralContainers[{i}] ({})", c.name),
+                c.image.as_deref(),
+            )
+        });
+    containers
+        .chain(init)
+        .chain(ephemeral)
+        .map(|(at, image)| (at, image.unwrap_or_default()))
+        .collect()
 }
 
 /// The findings for one agent.

@@ -1,6 +1,7 @@
 use agentgov_api::agent::{AgentStatus, GovernanceStatus, PolicyRef};
 use agentgov_api::keyring::KeyRing;
 use agentgov_api::policy::default_bundle_spec;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 use super::*;
@@ -183,4 +184,51 @@ fn the_table_names_the_namespace_only_with_all_namespaces() {
          auditor   SpecChanged   spec hash a is not the approved b\n"
     );
     assert!(table(&found, true).starts_with("NAMESPACE   AGENT"));
+}
+
+/// A Pod of `agent` in team-a running `image`, in `phase`.
+fn pod(name: &str, agent: &str, image: &str, phase: &str) -> Pod {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "namespace": "team-a", "labels": {"agentgov.dev/agent": agent}},
+        "spec": {"containers": [{"name": "agent", "image": image}]},
+        "status": {"phase": phase},
+    }))
+    .unwrap()
+}
+
+#[test]
+fn a_live_pod_running_an_image_its_agent_does_not_list_is_drift() {
+    let approved = format!("registry.invalid/agent@sha256:{}", "a".repeat(64));
+    let other = format!("registry.invalid/agent@sha256:{}", "b".repeat(64));
+    let mut agent = signed(&ring());
+    agent.spec.runtime = Some(agentgov_api::runtime::RuntimeSpec {
+        images: vec![approved.clone()],
+        ..Default::default()
+    });
+    let name = agent.metadata.name.clone().unwrap();
+    let pods = [
+        pod("as-approved", &name, &approved, "Running"),
+        pod("drifted", &name, &other, "Running"),
+        pod("tagged", &name, "registry.invalid/agent:1", "Pending"),
+        pod("finished", &name, &other, "Succeeded"),
+        pod("of-nobody", "nobody", &other, "Running"),
+    ];
+    let found = image_findings(std::slice::from_ref(&agent), &pods);
+    let details: Vec<&str> = found.iter().map(|f| f.detail.as_str()).collect();
+    assert_eq!(
+        details,
+        [
+            format!("pod drifted: spec.containers[0] (agent) runs {other:?}, which is not among the agent's approved images"),
+            "pod tagged: spec.containers[0] (agent) runs \"registry.invalid/agent:1\", which is not pinned by digest (the agent's approved images are)".to_string(),
+        ]
+    );
+    assert!(
+        found
+            .iter()
+            .all(|f| f.kind == DriftKind::UnapprovedImages && f.agent == name)
+    );
+
+    // An agent that binds no images: nothing to compare with.
+    agent.spec.runtime = None;
+    assert_eq!(image_findings(&[agent], &pods), []);
 }

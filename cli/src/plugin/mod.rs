@@ -190,7 +190,8 @@ enum Command {
     /// Report what drifted from what was approved (`--exit-code` gates a pipeline).
     ///
     /// The drift report: governed agents changed since approval, proofs signed under a policy
-    /// no longer in force, sandboxes expiring soon (or expired), agents invalidated and why.
+    /// no longer in force, sandboxes expiring soon (or expired), agents invalidated and why, and
+    /// live Pods of an agent running an image its `spec.runtime.images` does not list.
     /// Exits 0 whatever it finds, unless `--exit-code` (then 1 when there is drift).
     #[command(after_help = "Examples:\n  \
         kubectl agentgov drift\n  \

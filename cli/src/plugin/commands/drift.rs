@@ -1,10 +1,12 @@
 //! `drift`: the seed's drift dashboard as a report.
 
+use agentgov_api::agent::AGENT_LABEL;
 use agentgov_api::{Agent, PolicyBundle};
 use clap::Args;
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Pod;
 
-use crate::plugin::cluster::Scope;
+use crate::plugin::cluster::{Cluster, Scope};
 use crate::plugin::drift::{self, Report};
 use crate::plugin::output::{self, Format};
 use crate::plugin::{Error, Global, cluster_and_scope, filter, print};
@@ -25,17 +27,24 @@ pub struct DriftArgs {
 /// it (what `drift` and `export` read).
 pub async fn agents_and_bundles(
     global: &Global,
-) -> Result<(Scope, Vec<Agent>, Vec<PolicyBundle>), Error> {
+) -> Result<(Cluster, Scope, Vec<Agent>, Vec<PolicyBundle>), Error> {
     let (cluster, scope) = cluster_and_scope(global).await?;
     let agents = cluster.list(&scope, None).await?;
     let bundles = cluster.list_of(&scope, "policybundles").await?;
-    Ok((scope, agents, bundles))
+    Ok((cluster, scope, agents, bundles))
 }
 
 pub async fn run(global: &Global, args: DriftArgs) -> Result<(), Error> {
-    let (scope, agents, bundles) = agents_and_bundles(global).await?;
+    let (cluster, scope, agents, bundles) = agents_and_bundles(global).await?;
+    // The Pods labelled for an agent, whatever the agent (the label's presence, selected by
+    // the API server).
+    let pods: Vec<Pod> = cluster
+        .list_selected(&scope, "pods", Some(AGENT_LABEL))
+        .await?;
     let policies = drift::policies_in_force(&bundles);
-    let found = drift::findings(&agents, &policies, args.expiring_within, Timestamp::now());
+    let mut found = drift::findings(&agents, &policies, args.expiring_within, Timestamp::now());
+    found.extend(drift::image_findings(&agents, &pods));
+    drift::sort(&mut found);
     let text = match global.output {
         Format::Table if found.is_empty() => {
             eprintln!("No drift found in {} agents.", agents.len());

@@ -40,7 +40,7 @@ pub async fn run(global: &Global, args: ExportArgs) -> Result<(), Error> {
         message: e.to_string(),
     })?;
     let mapping = Mapping::shipped().map_err(Error::Encode)?;
-    let (scope, agents, bundles) = super::drift::agents_and_bundles(global).await?;
+    let (_, scope, agents, bundles) = super::drift::agents_and_bundles(global).await?;
     let now = Timestamp::now();
     let input = Input {
         agents: &agents,
