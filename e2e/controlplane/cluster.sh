@@ -34,6 +34,8 @@ SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd -P)"
 # shellcheck source=../lib/command-output.sh
 source "${REPO_ROOT}/e2e/lib/command-output.sh"
+# shellcheck source=../lib/exec-wait.sh
+source "${REPO_ROOT}/e2e/lib/exec-wait.sh"
 PROCS=(etcd kube-apiserver kube-controller-manager kube-scheduler) # start order
 MARKER=".agentgov-cluster"
 SERVICE_CIDR="10.0.0.0/24" # the kubernetes Service is 10.0.0.1 (in the serving certificate)
@@ -125,6 +127,7 @@ start_proc() { # start_proc NAME BINARY ARGS...
       "${bin}" "$@" </dev/null >"${logf}" 2>&1 &
   fi
   local pid=$!
+  await_exec "${pid}" "${CLUSTER_DIR}"
   printf '%s\n' "${pid}" > "$(pid_file "${name}")"
   log "started ${name} (pid ${pid}, log ${logf})"
 }

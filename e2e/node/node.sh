@@ -35,6 +35,8 @@ SCRIPT_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd -P)"
 REPO_ROOT="$(cd -- "${SCRIPT_DIR}/../.." && pwd -P)"
 # shellcheck source=../lib/command-output.sh
 source "${REPO_ROOT}/e2e/lib/command-output.sh"
+# shellcheck source=../lib/exec-wait.sh
+source "${REPO_ROOT}/e2e/lib/exec-wait.sh"
 CLUSTER_SH="${REPO_ROOT}/e2e/controlplane/cluster.sh"
 NODE_PROCS=(lock containerd kubelet kube-proxy kube-router) # start order; "lock" holds the host lock
 MARKER=".agentgov-node"
@@ -143,8 +145,10 @@ start_proc() { # start_proc NAME BINARY ARGS... (fd 9, the host lock, is inherit
   local logf="${NODE_DIR}/logs/${name}.log"
   NO_PROXY="127.0.0.1,localhost,10.0.0.0/24,10.244.0.0/16" no_proxy="127.0.0.1,localhost,10.0.0.0/24,10.244.0.0/16" \
     setsid "${bin}" "$@" </dev/null >"${logf}" 2>&1 &
-  printf '%s\n' "$!" > "$(pid_file "${name}")"
-  log "started ${name} (pid $!, log ${logf})"
+  local pid=$!
+  await_exec "${pid}" "${NODE_DIR}"
+  printf '%s\n' "${pid}" > "$(pid_file "${name}")"
+  log "started ${name} (pid ${pid}, log ${logf})"
 }
 
 tail_log() {
