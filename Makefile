@@ -55,10 +55,11 @@ chart-test: tools
 	bash e2e/chart/test.sh
 
 ## controlplane: build (once, cached) etcd, kube-apiserver, kube-controller-manager and kubectl from Go modules,
-## and fetch the upstream agent-sandbox Sandbox CRD e2e installs (Go module, pinned and verified)
+## and fetch the upstream CRDs e2e installs (agent-sandbox Sandbox, PolicyReport; Go modules, pinned and verified)
 controlplane:
 	bash e2e/controlplane/build.sh
 	bash e2e/controlplane/agent-sandbox-crd.sh >/dev/null
+	bash e2e/controlplane/policyreport-crd.sh >/dev/null
 
 ## build: the operator, webhook and tools (debug)
 build:

@@ -84,12 +84,15 @@ pub enum DecisionCode {
     DenyAgentDeleting,
     /// A PolicyBundle that does not compile.
     DenyBundleInvalid,
+    /// A PolicyBundle not signed, or not signed by a valid policy-signing key, while signed
+    /// bundles are required.
+    DenyBundleUnsigned,
     /// A Pod of an agent runs an image the agent's approved `spec.runtime.images` does not list.
     DenyRuntimeMismatch,
 }
 
 impl DecisionCode {
-    pub const ALL: [DecisionCode; 19] = [
+    pub const ALL: [DecisionCode; 20] = [
         DecisionCode::Allow,
         DecisionCode::AllowSandboxExtended,
         DecisionCode::DenyProofMissing,
@@ -108,6 +111,7 @@ impl DecisionCode {
         DecisionCode::DenySandboxExtension,
         DecisionCode::DenyAgentDeleting,
         DecisionCode::DenyBundleInvalid,
+        DecisionCode::DenyBundleUnsigned,
         DecisionCode::DenyRuntimeMismatch,
     ];
 
@@ -139,6 +143,7 @@ impl DecisionCode {
             DecisionCode::DenySandboxExtension => "ADMISSION_DENY_SANDBOX_EXTENSION",
             DecisionCode::DenyAgentDeleting => "ADMISSION_DENY_AGENT_DELETING",
             DecisionCode::DenyBundleInvalid => "ADMISSION_DENY_BUNDLE_INVALID",
+            DecisionCode::DenyBundleUnsigned => "ADMISSION_DENY_BUNDLE_UNSIGNED",
             DecisionCode::DenyRuntimeMismatch => "ADMISSION_DENY_RUNTIME_MISMATCH",
         }
     }

@@ -261,6 +261,11 @@ pub struct AgentStatus {
     /// Warnings of the last evaluation (GOVERNED_RESTRICTED).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Under a PolicyBundle whose `enforcementAction` is `audit`: what the policy would have
+    /// denied or warned (code `warning`) of the last evaluation. Reported only: it changes
+    /// nothing for the agent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audit: Vec<AuditFinding>,
     /// When the sandbox expires, by agentgov's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
@@ -274,6 +279,14 @@ pub struct AgentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// One finding of a policy in `audit` mode: the rule's deny code (or `warning`) and its sentence.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditFinding {
+    pub code: String,
+    pub message: String,
 }
 
 /// Where a governed agent's approvals stand.
@@ -363,6 +376,7 @@ mod tests {
             policy: Some(PolicyRef::default()),
             denies: vec!["d".into()],
             warnings: vec!["w".into()],
+            audit: vec![AuditFinding::default()],
             expires_at: Some(Time(jiff::Timestamp::UNIX_EPOCH)),
             approval: Some(ApprovalStatus::default()),
             observed_generation: Some(1),

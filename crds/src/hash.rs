@@ -23,13 +23,18 @@ pub fn spec_hash(spec: &AgentSpec) -> Result<String, Error> {
     Ok(sha256_hex(&canonical_json(spec)?))
 }
 
-/// What a policy hash covers: modules, data and entrypoint. The version label is for people and
-/// is left out, so relabelling a bundle does not invalidate every proof.
+/// What a policy hash covers: modules, data, entrypoint and, when not the default `enforce`, the
+/// enforcement action (left out when `enforce`, so every bundle written before the field hashes as
+/// it did). The version label is for people and is left out, so relabelling a bundle does not
+/// invalidate every proof.
 #[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
 struct PolicyHashInput<'a> {
     modules: &'a [crate::policy_bundle::RegoModule],
     data: &'a crate::policy_bundle::PolicyData,
     entrypoint: &'a str,
+    #[serde(skip_serializing_if = "crate::policy_bundle::EnforcementAction::is_enforce")]
+    enforcement_action: crate::policy_bundle::EnforcementAction,
 }
 
 /// SHA-256 over the canonical JSON of a bundle's modules, data and entrypoint.
@@ -38,6 +43,7 @@ pub fn policy_hash(spec: &PolicyBundleSpec) -> Result<String, Error> {
         modules: &spec.modules,
         data: &spec.data,
         entrypoint: &spec.entrypoint,
+        enforcement_action: spec.enforcement_action,
     };
     Ok(sha256_hex(&canonical_json(&input)?))
 }

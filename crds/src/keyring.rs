@@ -181,6 +181,11 @@ impl KeyRing {
         self.active.as_ref().map(|(id, alg, _)| (id.as_str(), *alg))
     }
 
+    /// The algorithm of a key in the ring (revoked or not); `None` for an unknown id.
+    pub fn algorithm_of(&self, key_id: &str) -> Option<Algorithm> {
+        self.verifiers.get(key_id).map(|(alg, _)| *alg)
+    }
+
     pub fn is_revoked(&self, key_id: &str) -> bool {
         self.revoked.contains(key_id)
     }

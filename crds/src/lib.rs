@@ -5,6 +5,7 @@
 
 pub mod admission;
 pub mod agent;
+pub mod bundle_signature;
 pub mod conditions;
 pub mod containment;
 mod error;

@@ -9,7 +9,8 @@ use crate::Error;
 use crate::agent::{AgentSpec, GovernanceStatus};
 use crate::hash::policy_hash;
 use crate::policy_bundle::{
-    DEFAULT_ENTRYPOINT, PolicyBundleSpec, PolicyBundleStatus, PolicyData, RegoModule,
+    DEFAULT_ENTRYPOINT, EnforcementAction, PolicyBundleSpec, PolicyBundleStatus, PolicyData,
+    RegoModule,
 };
 
 /// The promotion policy shipped with agentgov (`policies/promotion.rego`).
@@ -143,6 +144,20 @@ impl From<DenyShape> for Deny {
     }
 }
 
+/// The code of an audited warning in [`PolicyDecision::audit`] (warnings carry no code of their
+/// own); with [`DENY_CODES`], the values of the audit metric's `code` label.
+pub const AUDIT_WARNING: &str = "warning";
+
+/// A bounded metric label for an audit finding's code: [`AUDIT_WARNING`], or the deny's
+/// [`metric_reason`].
+pub fn audit_metric_code(code: &str) -> &'static str {
+    if code == AUDIT_WARNING {
+        AUDIT_WARNING
+    } else {
+        metric_reason(code)
+    }
+}
+
 /// The policy's answer.
 #[derive(Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct PolicyDecision {
@@ -151,6 +166,11 @@ pub struct PolicyDecision {
     pub denies: Vec<Deny>,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Under an `audit` bundle: what the policy would have denied (each deny) and warned (code
+    /// [`AUDIT_WARNING`]), for reports and metrics only; it changes no agent. Never read from
+    /// the policy's own answer.
+    #[serde(skip)]
+    pub audit: Vec<Deny>,
 }
 
 impl PolicyDecision {
@@ -161,6 +181,58 @@ impl PolicyDecision {
             allow: false,
             denies: vec![Deny::new(Deny::POLICY_ERROR, error.to_string())],
             warnings: Vec::new(),
+            audit: Vec::new(),
+        }
+    }
+
+    /// The policy's answer under a bundle's enforcement action: the one place the action is
+    /// applied (the operator's judgement and the webhook's review of an approval both come
+    /// through [`PolicyEngine::judge`]).
+    ///
+    /// - `enforce`: unchanged.
+    /// - `warn`: each deny becomes the warning `[warn] would deny (CODE): message`, after the
+    ///   policy's own warnings.
+    /// - `audit`: the denies and warnings move to [`PolicyDecision::audit`]; no warnings remain.
+    ///
+    /// Never relaxed: the actor rule's denies (who may promote) and a policy that could not
+    /// judge ([`Deny::POLICY_ERROR`]: it cannot have checked the actor either) stay denies.
+    pub fn under(self, action: EnforcementAction) -> Self {
+        let kept = |d: &Deny| d.code == ACTOR_RULE || d.code == Deny::POLICY_ERROR;
+        match action {
+            EnforcementAction::Enforce => self,
+            EnforcementAction::Warn => {
+                let (denies, relaxed): (Vec<Deny>, Vec<Deny>) =
+                    self.denies.into_iter().partition(kept);
+                let mut warnings = self.warnings;
+                warnings.extend(
+                    relaxed
+                        .into_iter()
+                        .map(|d| format!("[warn] would deny ({}): {}", d.code, d.message)),
+                );
+                PolicyDecision {
+                    allow: denies.is_empty(),
+                    denies,
+                    warnings,
+                    audit: self.audit,
+                }
+            }
+            EnforcementAction::Audit => {
+                let (denies, relaxed): (Vec<Deny>, Vec<Deny>) =
+                    self.denies.into_iter().partition(kept);
+                let mut audit = self.audit;
+                audit.extend(relaxed);
+                audit.extend(
+                    self.warnings
+                        .into_iter()
+                        .map(|w| Deny::new(AUDIT_WARNING, w)),
+                );
+                PolicyDecision {
+                    allow: denies.is_empty(),
+                    denies,
+                    warnings: Vec::new(),
+                    audit,
+                }
+            }
         }
     }
 
@@ -177,6 +249,7 @@ impl PolicyDecision {
             allow: denies.is_empty(),
             denies,
             warnings: self.warnings.clone(),
+            audit: self.audit.clone(),
         }
     }
 
@@ -251,12 +324,14 @@ pub struct PolicyEngine {
     program: Option<Arc<regorus::rvm::program::Program>>,
     data: regorus::Value,
     hash: Arc<str>,
+    action: EnforcementAction,
 }
 
 impl std::fmt::Debug for PolicyEngine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PolicyEngine")
             .field("hash", &self.hash)
+            .field("action", &self.action)
             .finish()
     }
 }
@@ -328,6 +403,7 @@ impl PolicyEngine {
             program,
             data,
             hash: hash.into(),
+            action: spec.enforcement_action,
         })
     }
 
@@ -375,6 +451,11 @@ impl PolicyEngine {
         &self.hash
     }
 
+    /// The bundle's enforcement action, which [`PolicyEngine::judge`] applies.
+    pub fn action(&self) -> EnforcementAction {
+        self.action
+    }
+
     /// The hash, shared (a reference count, not a copy).
     pub fn shared_hash(&self) -> Arc<str> {
         Arc::clone(&self.hash)
@@ -382,10 +463,11 @@ impl PolicyEngine {
 
     /// The policy's answer on `agent` with `actor` as the one asking: the policy call both the
     /// operator and the webhook make. Fails closed: an evaluation that fails, or that answers
-    /// anything but a well-formed decision, is a deny ([`PolicyDecision::failed`]).
+    /// anything but a well-formed decision, is a deny ([`PolicyDecision::failed`]). The
+    /// bundle's enforcement action is applied ([`PolicyEngine::evaluate`]).
     pub fn judge(&self, agent: AgentInput<'_>, actor: &Actor) -> PolicyDecision {
         self.evaluate(&PolicyInput { agent, actor })
-            .unwrap_or_else(|e| PolicyDecision::failed(&e))
+            .unwrap_or_else(|e| PolicyDecision::failed(&e).under(self.action))
     }
 
     /// What the policy says of an agent's spec alone (all but the actor rule, with an actor
@@ -398,14 +480,18 @@ impl PolicyEngine {
         self.judge(agent, &actor).of_the_spec()
     }
 
-    /// Evaluate the policy. Anything but a well-formed decision is an error (and so a deny).
+    /// Evaluate the policy under the bundle's enforcement action ([`PolicyDecision::under`]):
+    /// the one policy call of the operator's judgement and of every webhook review, so both
+    /// apply `warn` and `audit` alike. Anything but a well-formed decision is an error (and so a
+    /// deny, in every mode).
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Result<PolicyDecision, Error> {
         let json = serde_json::to_string(input).map_err(|e| Error::PolicyEval(e.to_string()))?;
-        self.evaluate_json(&json)
+        Ok(self.evaluate_json(&json)?.under(self.action))
     }
 
     /// Evaluate an input document given as JSON text, of any shape (the shipped policy denies
-    /// what is missing or wrong-typed): for tests and tools. Same checks as `evaluate`.
+    /// what is missing or wrong-typed): for tests and tools. Same checks as `evaluate`; the
+    /// policy's own answer, before the enforcement action.
     pub fn evaluate_json(&self, input: &str) -> Result<PolicyDecision, Error> {
         let value =
             regorus::Value::from_json_str(input).map_err(|e| Error::PolicyEval(e.to_string()))?;
@@ -482,6 +568,8 @@ pub fn default_bundle_spec() -> PolicyBundleSpec {
             rego: PROMOTION_REGO.into(),
         }],
         data: PolicyData::default(),
+        enforcement_action: EnforcementAction::Enforce,
+        signature: None,
     }
 }
 
@@ -553,6 +641,7 @@ mod tests {
             allow: false,
             denies: vec![Deny::new("budget", "too much")],
             warnings: vec!["w".into()],
+            audit: Vec::new(),
         };
         assert_eq!(Standing::of(&allowed, 1, 1), Standing::Valid);
         assert_eq!(Standing::of(&allowed, 0, 0), Standing::AwaitingApproval);
@@ -746,6 +835,8 @@ mod tests {
                 rego: rego.into(),
             }],
             data: PolicyData::default(),
+            enforcement_action: EnforcementAction::Enforce,
+            signature: None,
         }
     }
 
@@ -774,5 +865,138 @@ mod tests {
                 "the policy denied without giving a reason"
             )]
         );
+    }
+
+    /// A spec the shipped policy denies twice (temperature, budget) with an actor who may not
+    /// promote, judged under each enforcement action.
+    fn judged(action: EnforcementAction, authorized: bool) -> PolicyDecision {
+        let mut spec = default_bundle_spec();
+        spec.enforcement_action = action;
+        let engine = PolicyEngine::compile(&spec).unwrap();
+        let agent: AgentSpec = serde_json::from_value(serde_json::json!({
+        "version": "1", "mode": "governed", "roleClass": "compliance", "anatomy": {
+            "reasoning": {"model": "m", "temperature": 0.9},
+            "inputs": ["i"], "actions": ["a"], "memory": {"kind": "session"},
+            "capabilities": ["c"], "economics": {"monthlyBudgetUsd": 100000},
+        }}))
+        .unwrap();
+        let actor = Actor {
+            username: "u".into(),
+            authorized_to_promote: authorized,
+            ..Actor::default()
+        };
+        engine.judge(
+            AgentInput {
+                namespace: "ns",
+                name: "a",
+                spec: &agent,
+            },
+            &actor,
+        )
+    }
+
+    #[test]
+    fn warn_turns_each_deny_into_a_warning_naming_its_rule() {
+        let enforced = judged(EnforcementAction::Enforce, true);
+        assert!(!enforced.allow);
+        assert!(enforced.audit.is_empty());
+        let codes = enforced.codes();
+        assert!(codes.contains(&"temperature".to_string()), "{codes:?}");
+        assert!(codes.contains(&"budget".to_string()), "{codes:?}");
+        let warned = judged(EnforcementAction::Warn, true);
+        assert!(warned.allow, "{warned:?}");
+        assert!(warned.is_restricted());
+        assert!(warned.audit.is_empty());
+        for deny in &enforced.denies {
+            let line = format!("[warn] would deny ({}): {}", deny.code, deny.message);
+            assert!(warned.warnings.contains(&line), "{line} in {warned:?}");
+        }
+        assert_eq!(
+            Standing::of(&warned.of_the_spec(), 1, 1),
+            Standing::Restricted
+        );
+    }
+
+    #[test]
+    fn audit_changes_nothing_but_carries_the_would_be_findings() {
+        let enforced = judged(EnforcementAction::Enforce, true);
+        let audited = judged(EnforcementAction::Audit, true);
+        assert!(audited.allow, "{audited:?}");
+        assert!(audited.denies.is_empty() && audited.warnings.is_empty());
+        for deny in &enforced.denies {
+            assert!(audited.audit.contains(deny), "{deny:?} in {audited:?}");
+        }
+        for warning in &enforced.warnings {
+            assert!(
+                audited
+                    .audit
+                    .contains(&Deny::new(AUDIT_WARNING, warning.clone()))
+            );
+        }
+        let spec = audited.of_the_spec();
+        assert_eq!(spec.audit, audited.audit);
+        assert_eq!(Standing::of(&spec, 1, 1), Standing::Valid);
+        for finding in &audited.audit {
+            assert!(
+                DENY_CODES.contains(&audit_metric_code(&finding.code))
+                    || audit_metric_code(&finding.code) == AUDIT_WARNING
+            );
+        }
+    }
+
+    /// Who may promote is never relaxed, nor is a policy that could not judge.
+    #[test]
+    fn the_actor_rule_and_evaluation_failures_are_enforced_in_every_mode() {
+        for action in [
+            EnforcementAction::Enforce,
+            EnforcementAction::Warn,
+            EnforcementAction::Audit,
+        ] {
+            let d = judged(action, false);
+            assert!(!d.allow, "{action:?}: {d:?}");
+            assert!(d.codes().contains(&ACTOR_RULE.to_string()), "{d:?}");
+            let failed = PolicyDecision::failed(&Error::PolicyEval("boom".into())).under(action);
+            assert!(!failed.allow);
+            assert_eq!(failed.codes(), vec![Deny::POLICY_ERROR.to_string()]);
+        }
+    }
+
+    /// `enforce` is left out of the spec's JSON and of the hash: every bundle written before the
+    /// field hashes as it did (the proof contract's committed vector pins the value too); `warn`
+    /// and `audit` change the hash, so a proof's policy hash covers the action.
+    #[test]
+    fn the_action_is_hashed_only_when_not_enforce() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            modules: &'a [RegoModule],
+            data: &'a PolicyData,
+            entrypoint: &'a str,
+        }
+        let spec = default_bundle_spec();
+        let before = crate::hash::sha256_hex(
+            &crate::hash::canonical_json(&Before {
+                modules: &spec.modules,
+                data: &spec.data,
+                entrypoint: &spec.entrypoint,
+            })
+            .unwrap(),
+        );
+        assert_eq!(policy_hash(&spec).unwrap(), before);
+        let json = serde_json::to_value(&spec).unwrap();
+        assert!(json.get("enforcementAction").is_none(), "{json}");
+        let parsed: PolicyBundleSpec = serde_json::from_value(json).unwrap();
+        assert_eq!(parsed.enforcement_action, EnforcementAction::Enforce);
+        let mut hashes = vec![before];
+        for action in [EnforcementAction::Warn, EnforcementAction::Audit] {
+            let mut s = spec.clone();
+            s.enforcement_action = action;
+            assert_eq!(
+                serde_json::to_value(&s).unwrap()["enforcementAction"],
+                action.as_str()
+            );
+            hashes.push(policy_hash(&s).unwrap());
+        }
+        hashes.dedup();
+        assert_eq!(hashes.len(), 3, "{hashes:?}");
     }
 }

@@ -31,6 +31,7 @@ pub const HISTORY_LIMIT: usize = 10;
     status = "PolicyBundleStatus",
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
     printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeVersion"}"#,
+    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.enforcementAction"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
@@ -49,6 +50,48 @@ pub struct PolicyBundleSpec {
     /// The data document: org limits the policy reads as `data.agentgov.limits`.
     #[serde(default)]
     pub data: PolicyData,
+    /// What the policy's denies do: `enforce` (unset; they refuse the promotion and invalidate
+    /// a governed agent), `warn` (each becomes a warning naming the rule, so the agent is
+    /// promoted GOVERNED_RESTRICTED) or `audit` (agents are not affected; the would-be denies
+    /// and warnings go to `status.audit`, an Event and a metric only). The actor rule (who may
+    /// promote) is enforced in every mode. Covered by the policy hash when set.
+    #[serde(default, skip_serializing_if = "EnforcementAction::is_enforce")]
+    pub enforcement_action: EnforcementAction,
+    /// A policy-signing key's signature over the bundle's content hash (the spec without this
+    /// field): `proof sign-bundle` writes it. Required when the operator and the webhook run
+    /// with `--require-signed-bundles`; otherwise not checked. Left out when absent, so an
+    /// unsigned bundle hashes as it always did.
+    // Boxed: the spec stays small where it is moved around.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Box<crate::bundle_signature::BundleSignature>>,
+}
+
+/// What a bundle's denies do to agents ([`PolicyBundleSpec::enforcement_action`]).
+#[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum EnforcementAction {
+    /// Denies refuse (today's behaviour).
+    #[default]
+    Enforce,
+    /// Denies become warnings: the agent is promoted GOVERNED_RESTRICTED.
+    Warn,
+    /// Denies and warnings are reported only.
+    Audit,
+}
+
+impl EnforcementAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnforcementAction::Enforce => "enforce",
+            EnforcementAction::Warn => "warn",
+            EnforcementAction::Audit => "audit",
+        }
+    }
+
+    /// The default, left out of the serialized spec (so of the policy hash).
+    pub fn is_enforce(&self) -> bool {
+        *self == EnforcementAction::Enforce
+    }
 }
 
 fn default_entrypoint() -> String {

@@ -221,6 +221,8 @@ fn an_undefined_assignment_is_where_the_rvm_and_opa_differ() {
             rego: UNDEFINED_ASSIGNMENT.into(),
         }],
         data: PolicyData::default(),
+        enforcement_action: Default::default(),
+        signature: None,
     };
     let engine = PolicyEngine::compile(&spec).expect("the probe compiles");
     assert!(engine.uses_vm());

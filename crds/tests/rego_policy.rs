@@ -231,7 +231,8 @@ fn shipped_bundle_allows_the_example_governed_agent() {
         PolicyDecision {
             allow: true,
             denies: vec![],
-            warnings: vec![]
+            warnings: vec![],
+            audit: vec![],
         }
     );
     assert!(!decision.is_restricted());

@@ -176,6 +176,8 @@ CONTAIN_RULES = (
 WORKLOAD_RULES = expand("apps", ["deployments"], ["get", "list", "watch", "create", "update", "delete"]) | expand(
     "", ["configmaps"], ["get", "list", "watch", "create", "update", "delete"]
 )
+# With policyReports.enabled (AGENTGOV_POLICY_REPORTS=true), and only then.
+REPORT_RULES = expand("wgpolicyk8s.io", ["policyreports"], ["get", "list", "watch", "create", "patch", "update", "delete"])
 WEBHOOK_RULES = expand("agentgov.dev", ["agents", "policybundles"], ["get", "list", "watch"])
 
 
@@ -223,6 +225,7 @@ def check_rbac(by_kind, namespace):
                 OPERATOR_RULES
                 | (CONTAIN_RULES if operator_flag(by_kind, "AGENTGOV_CONTAIN_PODS") else set())
                 | (WORKLOAD_RULES if operator_flag(by_kind, "AGENTGOV_MANAGE_WORKLOADS") else set())
+                | (REPORT_RULES if operator_flag(by_kind, "AGENTGOV_POLICY_REPORTS") else set())
             )
             if lease:
                 lease_names = {r[3] for r in lease if r[2] != "create"}

@@ -67,6 +67,18 @@ refused "value must be one of" -f e2e/chart/values/minimal.yaml --set certificat
 refused "/operator/image/digest" -f e2e/chart/values/minimal.yaml --set operator.image.digest=latest
 refused "/defaultSandboxTTL" -f e2e/chart/values/minimal.yaml --set defaultSandboxTTL=3days
 refused "/webhook/admitClients/0" -f e2e/chart/values/minimal.yaml --set 'webhook.admitClients={O=acme}'
+refused "policy.requireSignedBundles needs the public policy-signing ring" -f e2e/chart/values/minimal.yaml --set policy.requireSignedBundles=true
+refused "policy.bundleKeys: set either ring or existingSecret" -f e2e/chart/values/signed-bundles.yaml --set policy.bundleKeys.existingSecret=mine
+
+# Signed bundles: both Deployments get the flag's variables and the ring's mount; none by default.
+if [[ "$(grep -c 'name: AGENTGOV_REQUIRE_SIGNED_BUNDLES' "${OUT}/signed-bundles.yaml")" == 2 ]] \
+  && [[ "$(grep -c 'mountPath: /etc/agentgov/bundle-keys' "${OUT}/signed-bundles.yaml")" == 2 ]] \
+  && grep -qF 'secretName: agentgov-bundle-keys' "${OUT}/signed-bundles.yaml" \
+  && ! grep -qF AGENTGOV_REQUIRE_SIGNED_BUNDLES "${OUT}/minimal.yaml"; then
+  pass "policy.requireSignedBundles: operator and webhook verify bundles with the mounted ring"
+else
+  fail "policy.requireSignedBundles: variables or mounts"
+fi
 
 # The allowed clients reach the webhook as its flag's variable, comma-separated; none, no variable.
 if grep -qF 'value: "CN=nomad-scheduler,uri:spiffe://acme.example/batch"' "${OUT}/admit-clients.yaml" \
@@ -74,6 +86,20 @@ if grep -qF 'value: "CN=nomad-scheduler,uri:spiffe://acme.example/batch"' "${OUT
   pass "webhook.admitClients: AGENTGOV_ADMIT_CLIENTS set as listed, absent when empty"
 else
   fail "webhook.admitClients: AGENTGOV_ADMIT_CLIENTS"
+fi
+
+# PolicyReports: the chart's CRD copy is the pinned upstream file; it is rendered only with
+# policyReports.enabled (and installCRD), never by default.
+if bash e2e/controlplane/policyreport-crd.sh --check-chart \
+  && grep -qx '  name: policyreports.wgpolicyk8s.io' "${OUT}/policy-reports.yaml" \
+  && ! grep -q 'wgpolicyk8s.io' "${OUT}/minimal.yaml" \
+  && helm template agentgov "${CHART}" --namespace "${NS}" -f e2e/chart/values/minimal.yaml -f e2e/chart/values/policy-reports.yaml \
+    --set policyReports.installCRD=false >"${OUT}/no-crd.yaml" \
+  && ! grep -qx '  name: policyreports.wgpolicyk8s.io' "${OUT}/no-crd.yaml" \
+  && grep -q 'wgpolicyk8s.io' "${OUT}/no-crd.yaml"; then
+  pass "policyReports: the upstream CRD copy, rendered only when enabled"
+else
+  fail "policyReports: CRD copy or rendering"
 fi
 
 if python3 e2e/chart/check_monitoring.py "${OUT}/monitoring.yaml" --promql "${BIN}/promql"; then

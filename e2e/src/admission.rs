@@ -67,6 +67,16 @@ pub async fn setup(prefix: &str) -> Setup {
 
 /// [`setup`] with this kind of key and these operator flags.
 pub async fn setup_with(prefix: &str, key: KeyKind, operator_flags: &[&str]) -> Setup {
+    setup_with_flags(prefix, key, operator_flags, &[]).await
+}
+
+/// [`setup_with`], with these webhook flags too.
+pub async fn setup_with_flags(
+    prefix: &str,
+    key: KeyKind,
+    operator_flags: &[&str],
+    webhook_flags: &[&str],
+) -> Setup {
     let client = client().await;
     install_crds(&client).await.expect("install the CRDs");
     let ns = TestNamespace::new(&client, prefix)
@@ -80,7 +90,7 @@ pub async fn setup_with(prefix: &str, key: KeyKind, operator_flags: &[&str]) -> 
     .expect("write a key ring");
     let operator =
         Operator::start(&ns.name, &keys.path, "a", operator_flags).expect("start the operator");
-    let webhook = Webhook::start(&ns.name, &keys, "a", &[])
+    let webhook = Webhook::start(&ns.name, &keys, "a", webhook_flags)
         .await
         .expect("start the webhook");
     let ca = ClusterCerts::from_env()

@@ -11,6 +11,7 @@ pub mod plugin;
 pub mod process;
 pub mod sandbox;
 pub mod scenario;
+pub mod upstream;
 pub mod webhook;
 
 use std::path::PathBuf;

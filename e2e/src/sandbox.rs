@@ -6,17 +6,13 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 
 use agentgov_api::agent::AGENT_LABEL;
-use anyhow::{Context as _, Result, bail};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use anyhow::Result;
 use kube::Client;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use serde_json::json;
-
-use crate::repo_root;
 
 /// The script that fetches the CRD (cached under `.cache/agent-sandbox/`) and prints its path.
 pub const CRD_SCRIPT: &str = "e2e/controlplane/agent-sandbox-crd.sh";
@@ -39,41 +35,13 @@ pub fn api(client: &Client, namespace: &str) -> Api<DynamicObject> {
 /// The upstream CRD file: fetched into the cache by [`CRD_SCRIPT`] if it is not there yet (the
 /// script checks the pinned hashes either way).
 pub fn crd_file() -> Result<PathBuf> {
-    let out = Command::new("bash")
-        .arg(repo_root().join(CRD_SCRIPT))
-        .output()
-        .with_context(|| format!("run {CRD_SCRIPT}"))?;
-    if !out.status.success() {
-        bail!(
-            "{CRD_SCRIPT} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-    if !path.is_file() {
-        bail!("{CRD_SCRIPT} printed {}, which is no file", path.display());
-    }
-    Ok(path)
+    crate::upstream::crd_file(CRD_SCRIPT)
 }
 
 /// Install (server-side apply) the upstream Sandbox CRD as published, and wait until it is
 /// Established. Idempotent: tests running at once may each call it.
 pub async fn install_crd(client: &Client) -> Result<()> {
-    let path = crd_file()?;
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
-    let crd: CustomResourceDefinition =
-        serde_yaml::from_str(&text).with_context(|| format!("parse {}", path.display()))?;
-    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    api.patch(
-        CRD_NAME,
-        &PatchParams::apply("agentgov-e2e").force(),
-        &Patch::Apply(&crd),
-    )
-    .await
-    .with_context(|| format!("apply CRD {CRD_NAME}"))?;
-    crate::wait_established(&api, CRD_NAME).await
+    crate::upstream::install_crd(client, CRD_SCRIPT, CRD_NAME).await
 }
 
 /// A Sandbox `name` whose pod template runs `image` and meets the Pod Security Standards

@@ -289,13 +289,16 @@ async fn every_promotion_attempt_is_counted_once_whoever_refuses_it() {
     // Refused at `kubectl apply` by the webhook: the policy denies the spec.
     let mut hot = governed_spec();
     hot.anatomy.reasoning.as_mut().unwrap().temperature = 0.9;
-    refused(
+    // Its temperature named: until the webhook's cache holds the bundle it refuses every
+    // governed agent for want of a policy (also DENY_POLICY), which counts no temperature deny.
+    let message = refused(
         &setup,
         "a governed agent the policy denies",
-        DENY_POLICY,
+        "temperature 0.9",
         creating(&setup.agents(), &Agent::new("hot", hot)),
     )
     .await;
+    assert!(message.contains(DENY_POLICY), "{message}");
     // Decided by the operator: an approval of an allowed spec.
     create_approved(&setup, "auditor", governed_spec()).await;
     let total = |metrics: &str, name: &str| metric_value(metrics, name).unwrap_or(0.0);

@@ -93,6 +93,9 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let now = Timestamp::now();
     let judgement = judge_in(&ctx, &world, &agent, &promotions, &authorized, now)?;
     let last_write = last.and_then(|j| j.write);
+    // The deny codes the status does not keep, for the namespace's PolicyReport (before the
+    // write, whose watch event has the report recomputed).
+    ctx.reports.judged(&uid, &judgement.deny_codes);
     let write = crate::status::apply(&ctx, &agent, &judgement, last_write.as_ref()).await?;
     crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
     crate::status::prune_promotions(&ctx, &namespace, &promotions, &judgement).await;

@@ -1,7 +1,9 @@
 //! The PolicyBundle controller: compile each new version (hot reload), keep the last good one in
 //! force when a version fails, record history (who changed it: the `agentgov.dev/changed-by`
 //! annotation the API server's own admission stamps and checks), and summarize the revalidation
-//! once every governed agent has been judged under the new version. It writes only the bundle's
+//! once every governed agent has been judged under the new version. With
+//! `--require-signed-bundles` a version goes in force only when its signature verifies with the
+//! policy-signing key ring; an unsigned or badly signed one is reported and changes nothing. It writes only the bundle's
 //! status: the Agent controller re-judges the agents (it alone writes their status).
 
 use std::sync::Arc;
@@ -9,6 +11,7 @@ use std::time::Duration;
 
 use agentgov_api::guards::{CHANGED_BY, UNKNOWN_ACTOR};
 
+use agentgov_api::bundle_signature::verify_bundle;
 use agentgov_api::conditions::{self, ConditionUpdate, READY};
 use agentgov_api::hash::policy_hash;
 use agentgov_api::policy_bundle::{PolicyVersion, push_history};
@@ -56,7 +59,53 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
     }
 
     let hash = policy_hash(&bundle.spec)?;
-    if previous.active_hash.as_deref() == Some(hash.as_str()) {
+    // The one check that must hold whatever got past admission (the webhook bypassed, say): a
+    // version that is not the one in force needs a signature that verifies.
+    let refused = match &ctx.settings.bundle_keys {
+        Some(keys) if previous.active_spec.as_ref() != Some(&bundle.spec) => {
+            verify_bundle(&keys.current(), &bundle.spec).err()
+        }
+        _ => None,
+    };
+    if let Some(refusal) = refused {
+        let reason = refusal.reason();
+        let message = format!(
+            "version {} is not put in force: {refusal}; {} stays in force",
+            bundle.spec.version,
+            previous
+                .active_hash
+                .as_deref()
+                .map_or("no earlier version", short)
+        );
+        // Reported once per version and verdict, not on every resync.
+        let already_reported = conditions::find(&previous.conditions, READY).is_some_and(|c| {
+            c.reason == reason
+                && c.message == message
+                && c.observed_generation == bundle.metadata.generation
+        });
+        set_ready(&mut status, false, reason, message.clone(), now);
+        if !already_reported {
+            ctx.metrics.policy_reload_failure.inc();
+            error!(
+                code = "POLICY_SIGNATURE_INVALID",
+                bundle = %bundle.name_any(),
+                namespace = %namespace,
+                version = %bundle.spec.version,
+                key_id = bundle.spec.signature.as_ref().map_or("", |s| s.key_id.as_str()),
+                reason,
+                error = %refusal,
+                "policy version refused: its signature does not verify; the last good version stays in force"
+            );
+            publish(
+                &ctx,
+                &bundle.object_ref(&()),
+                EventType::Warning,
+                reason,
+                message,
+            )
+            .await;
+        }
+    } else if previous.active_hash.as_deref() == Some(hash.as_str()) {
         set_ready(
             &mut status,
             true,

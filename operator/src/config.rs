@@ -24,6 +24,20 @@ pub struct Config {
     #[arg(long, env = "AGENTGOV_KEYRING_POLL", default_value = "2s", value_parser = parse_duration)]
     pub keyring_poll: SignedDuration,
 
+    /// Put a PolicyBundle version in force only when its `spec.signature` verifies with the
+    /// policy-signing key ring of --bundle-keys (`proof sign-bundle` signs). An unsigned or badly
+    /// signed version is reported on the bundle (Ready False, SignatureMissing or
+    /// SignatureInvalid, and an Event) and the last good version stays in force. Versions already
+    /// in force when this is turned on stay until replaced.
+    #[arg(long, env = "AGENTGOV_REQUIRE_SIGNED_BUNDLES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", requires = "bundle_keys")]
+    pub require_signed_bundles: bool,
+
+    /// The public policy-signing key ring (`keygen public` of a `keygen new --policy` ring; a
+    /// ring separate from the proof keys), for --require-signed-bundles. Reloaded when it changes
+    /// (every --keyring-poll); a new ring has every bundle looked at again.
+    #[arg(long, env = "AGENTGOV_BUNDLE_KEYS_FILE")]
+    pub bundle_keys: Option<PathBuf>,
+
     /// Name of the PolicyBundle that is in force in each namespace.
     #[arg(long, env = "AGENTGOV_BUNDLE_NAME", default_value = agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME)]
     pub bundle_name: String,
@@ -80,6 +94,14 @@ pub struct Config {
     /// RBAC: deployments, configmaps).
     #[arg(long, env = "AGENTGOV_MANAGE_WORKLOADS", default_value_t = true, action = clap::ArgAction::Set)]
     pub manage_workloads: bool,
+
+    /// Keep one PolicyReport (wgpolicyk8s.io/v1alpha2, named `agentgov`) per namespace with
+    /// every agent's result (pass, warn, fail, skip), for Policy Reporter and similar UIs;
+    /// written at most once a second per namespace, and only when it changed. Needs the
+    /// upstream PolicyReport CRD (the chart's `policyReports.enabled` installs it); without it
+    /// the operator logs once and writes none.
+    #[arg(long, env = "AGENTGOV_POLICY_REPORTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub policy_reports: bool,
 
     /// The names of the admission guards the operator requires start with this (the shipped
     /// ones: `agentgov-`). While one is missing or altered, nothing is signed.
@@ -146,6 +168,9 @@ mod tests {
             "--shutdown-grace",
             "--log-format",
             "--revision-history-limit",
+            "--require-signed-bundles",
+            "--bundle-keys",
+            "--policy-reports",
         ] {
             assert!(help.contains(flag), "{flag} missing from --help");
         }

@@ -59,6 +59,8 @@ pub struct Context {
     pub settings: Settings,
     /// Status writes: their rate, their concurrency, and what was last written.
     pub status_limiter: StatusWrites,
+    /// Which namespaces' PolicyReports are to be recomputed (`--policy-reports`).
+    pub reports: Arc<crate::policy_report::Reports>,
 }
 
 /// Settings derived from the flags.
@@ -74,6 +76,9 @@ pub struct Settings {
     pub contain_pods: bool,
     /// `--manage-workloads`: run managed agents.
     pub manage_workloads: bool,
+    /// `--require-signed-bundles`: the public policy-signing ring a bundle version must verify
+    /// with to be put in force; `None`: signatures are not checked.
+    pub bundle_keys: Option<Arc<KeyRingSource>>,
 }
 
 impl Settings {
@@ -86,6 +91,8 @@ impl Settings {
             revision_history_limit: config.revision_history_limit,
             contain_pods: config.contain_pods,
             manage_workloads: config.manage_workloads,
+            // Loaded by `main` (reading a file is I/O).
+            bundle_keys: None,
         }
     }
 }

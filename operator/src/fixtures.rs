@@ -527,8 +527,10 @@ impl Context {
                 revision_history_limit: 0,
                 contain_pods: false,
                 manage_workloads: false,
+                bundle_keys: None,
             },
             status_limiter: status_limiter(1000),
+            reports: Default::default(),
         };
         (Arc::new(ctx), ApiServerVerifier(handle), registry)
     }

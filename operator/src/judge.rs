@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use agentgov_api::agent::{
-    AgentMode, AgentSpec, AgentStatus, ApprovalStatus, GovernanceStatus, PolicyRef,
+    AgentMode, AgentSpec, AgentStatus, ApprovalStatus, AuditFinding, GovernanceStatus, PolicyRef,
 };
 use agentgov_api::conditions::{self, ConditionUpdate, EXPIRED, PROMOTED, READY};
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
@@ -354,6 +354,15 @@ impl Judge<'_> {
         // The rule `kubectl agentgov policy preview` predicts with: refused, awaiting approval,
         // or in force (restricted when the policy warns).
         let standing = Standing::of(&spec_verdict, qualified.len(), required);
+        // Under an `audit` bundle, what it would have denied or warned: reported, never applied.
+        let audit: Vec<AuditFinding> = spec_verdict
+            .audit
+            .iter()
+            .map(|d| AuditFinding {
+                code: d.code.clone(),
+                message: d.message.clone(),
+            })
+            .collect();
         let (spec_denies, spec_codes, warnings) = (
             spec_verdict.messages(),
             spec_verdict.codes(),
@@ -412,6 +421,7 @@ impl Judge<'_> {
         if judgement.outcome != Outcome::SigningUnavailable {
             judgement.status.policy = Some(policy.reference());
             judgement.status.approval = Some(approval);
+            judgement.status.audit = audit;
         }
         // Each approval's own status.
         let promoted = judgement

@@ -8,7 +8,7 @@ use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, VerifyFailure};
 use agentgov_api::policy::default_bundle_spec;
-use agentgov_api::policy_bundle::RegoModule;
+use agentgov_api::policy_bundle::{EnforcementAction, RegoModule};
 use agentgov_api::promotion::{AgentPromotionStatus, PromotionOutcome, ProofLink, Requester};
 use agentgov_api::proof::{Approver, ProofBundle, ProofSubject, format_signed_at, verify};
 use jiff::{SignedDuration, Timestamp};
@@ -1821,4 +1821,85 @@ fn an_approval_never_approved_counts_for_the_ttl_after_it_was_made() {
         Some(PromotionOutcome::Expired)
     );
     assert_eq!(j.outcome, Outcome::AwaitingApproval);
+}
+
+/// The shipped policy with a budget limit of `max`, in force under `action`.
+fn policy_under(max: f64, action: EnforcementAction) -> ActivePolicy {
+    let mut spec = policy_spec(max);
+    spec.enforcement_action = action;
+    active_policy(&spec)
+}
+
+#[test]
+fn audit_changes_no_agent_and_records_what_enforce_then_invalidates() {
+    let mut world = World::new(&keys());
+    let spec = governed_spec(); // a budget of 250
+    let valid = world.judge(&spec, 1, None).status;
+    assert!(valid.audit.is_empty());
+
+    // In audit mode a limit of 50 changes nothing but the findings; the proof binds the
+    // bundle's hash, which covers the action.
+    world.policy = Some(policy_under(50.0, EnforcementAction::Audit));
+    let audited = world.judge(&spec, 1, Some(&valid));
+    assert_eq!(
+        audited.status.governance_status,
+        Some(GovernanceStatus::GovernedValid)
+    );
+    assert!(audited.status.denies.is_empty() && audited.status.warnings.is_empty());
+    assert_eq!(audited.status.audit.len(), 1, "{:?}", audited.status.audit);
+    assert_eq!(audited.status.audit[0].code, "budget");
+    assert_eq!(
+        proof(&audited.status).policy_hash,
+        world.policy.as_ref().unwrap().hash()
+    );
+    assert_ne!(
+        world.policy.as_ref().unwrap().hash(),
+        active_policy(&policy_spec(50.0)).hash()
+    );
+
+    // Switched to enforce: invalidated, by the rule audit reported.
+    world.policy = Some(policy_under(50.0, EnforcementAction::Enforce));
+    let enforced = world.judge(&spec, 1, Some(&audited.status));
+    assert_eq!(enforced.outcome, Outcome::Invalidated);
+    assert_eq!(enforced.deny_codes, vec!["budget".to_string()]);
+    assert!(enforced.status.audit.is_empty());
+}
+
+#[test]
+fn warn_promotes_what_the_policy_would_deny_as_restricted() {
+    let mut world = World::new(&keys());
+    world.policy = Some(policy_under(1000.0, EnforcementAction::Warn));
+    let j = world.judge(&too_hot_spec(), 1, None);
+    assert_eq!(j.outcome, Outcome::Restricted);
+    assert_eq!(
+        j.status.governance_status,
+        Some(GovernanceStatus::GovernedRestricted)
+    );
+    assert!(
+        j.status
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("[warn] would deny (temperature): ")),
+        "{:?}",
+        j.status.warnings
+    );
+    assert!(j.status.denies.is_empty());
+}
+
+/// The actor rule holds in every mode: an approver without `promote` counts for nothing.
+#[test]
+fn audit_and_warn_never_relax_who_may_promote() {
+    for action in [EnforcementAction::Warn, EnforcementAction::Audit] {
+        let mut world = World::new(&keys());
+        world.policy = Some(policy_under(1000.0, action));
+        world.approvals = vec![Approval::by("mallory").unauthorized()];
+        let j = world.judge(&governed_spec(), 1, None);
+        assert_eq!(j.outcome, Outcome::AwaitingApproval, "{action:?}");
+        assert!(j.status.proof.is_none());
+        assert_eq!(
+            outcome(&j, "filings-by-mallory"),
+            Some(PromotionOutcome::Denied),
+            "{action:?}"
+        );
+    }
 }

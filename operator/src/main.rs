@@ -16,6 +16,7 @@ mod judge;
 mod kept;
 mod keys;
 mod metrics;
+mod policy_report;
 mod revalidation;
 mod revisions;
 mod status;
@@ -80,6 +81,16 @@ async fn run(config: Config) -> Result<()> {
     };
     let metrics_listener = agentgov_runtime::bind(config.metrics_listen).await?;
     let keys = Arc::new(KeyRingSource::load(&config.keyring_file)?);
+    // The public policy-signing ring: a separate ring from the proof keys, same reloader.
+    let bundle_keys = match (&config.require_signed_bundles, &config.bundle_keys) {
+        (true, Some(path)) => Some(Arc::new(KeyRingSource::load(path)?)),
+        (true, None) => {
+            return Err(Error::Config(
+                "--require-signed-bundles needs --bundle-keys".into(),
+            ));
+        }
+        (false, _) => None,
+    };
     let client = Client::try_default().await?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
@@ -122,13 +133,20 @@ async fn run(config: Config) -> Result<()> {
         };
     let controller_config = ControllerConfig::default().concurrency(config.concurrency);
     let writes = status_limiter(config.status_qps).with_concurrency(config.write_concurrency);
+    // Every change of an agent (its status writes included) marks its namespace's
+    // PolicyReport to be recomputed (`--policy-reports`; nothing otherwise).
+    let reports = Arc::new(policy_report::Reports::new(config.policy_reports));
     let (agent_store, agent_stream, agents_synced) = {
         let written = Arc::clone(&writes.written);
+        let reports = Arc::clone(&reports);
         cache::watched(
             agents,
             cache::config(),
             cache::slim_unlabelled,
-            move |event| triggers::forget_deleted(&written, event),
+            move |event| {
+                triggers::forget_deleted(&written, event);
+                reports.observe(event);
+            },
         )
     };
     // A bundle whose version in force changes (or that is deleted) has its namespace's agents
@@ -205,8 +223,12 @@ async fn run(config: Config) -> Result<()> {
         workloads_synced: [deployments_synced, config_maps_synced],
         policies: PolicyCache::default(),
         guards: guards.clone(),
-        settings: Settings::new(&config),
+        settings: Settings {
+            bundle_keys: bundle_keys.clone(),
+            ..Settings::new(&config)
+        },
         status_limiter: writes,
+        reports: Arc::clone(&reports),
     });
 
     // A new key ring (rotation, revocation), or the admission guards going or coming back,
@@ -215,6 +237,16 @@ async fn run(config: Config) -> Result<()> {
     let poll = Duration::try_from(config.keyring_poll)
         .map_err(|e| Error::Config(format!("--keyring-poll: {e}")))?;
     let _keys_reloader = keys.spawn_reloader(poll, |_| {});
+    // A new policy-signing ring has every bundle looked at again (a version waiting for its key
+    // goes in force; the versions in force stay).
+    let bundle_keys_changed = match &bundle_keys {
+        Some(source) => {
+            let rx = source.changes();
+            let _ = source.spawn_reloader(poll, |_| {});
+            futures::future::Either::Left(tokio_stream_of(rx))
+        }
+        None => futures::future::Either::Right(futures::stream::pending()),
+    };
     let (guards_changed, guards_rx) = watch::channel(0u64);
     crate::guards::start(
         &client,
@@ -228,6 +260,15 @@ async fn run(config: Config) -> Result<()> {
     let in_force_changed = triggers::agents_of(namespaces_rx, agent_store);
 
     tokio::spawn(gauge_loop(ctx.clone()));
+    if reports.enabled() {
+        tokio::spawn(policy_report::run(
+            client.clone(),
+            config.bundle_name.clone(),
+            ctx.agents.clone(),
+            ctx.agents_synced.clone(),
+            reports,
+        ));
+    }
     tokio::spawn({
         let ctx = ctx.clone();
         let readiness = readiness.clone();
@@ -261,6 +302,7 @@ async fn run(config: Config) -> Result<()> {
         )
         .for_each(|_| async {});
     let bundles = bundle_controller
+        .reconcile_all_on(bundle_keys_changed)
         .graceful_shutdown_on(stopping())
         .run(
             bundle_controller::reconcile,

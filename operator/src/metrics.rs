@@ -2,7 +2,7 @@
 //! governance statuses and error categories, never object names.
 
 use agentgov_api::GovernanceStatus;
-use agentgov_api::policy::metric_reason;
+use agentgov_api::policy::{audit_metric_code, metric_reason};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -32,6 +32,11 @@ pub struct ErrorLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub code: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ActionLabel {
     pub action: &'static str,
 }
@@ -51,6 +56,8 @@ pub struct Metrics {
     pub trust_guards_missing: Gauge,
     /// What quarantine did to agents' running Pods: isolate, stop (per Pod evicted), lift.
     pub quarantine_actions: Family<ActionLabel, Counter>,
+    /// Findings of policies in `audit` mode, by code (a deny code or `warning`).
+    pub audit_findings: Family<CodeLabel, Counter>,
 }
 
 impl Metrics {
@@ -69,6 +76,7 @@ impl Metrics {
             revalidation_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             trust_guards_missing: Gauge::default(),
             quarantine_actions: Family::default(),
+            audit_findings: Family::default(),
         };
         // prometheus-client appends `_total` to counters.
         registry.register(
@@ -126,6 +134,11 @@ impl Metrics {
             "What quarantine did to agents' running Pods: isolate (network cut), stop (a Pod evicted), lift (quarantine ended)",
             metrics.quarantine_actions.clone(),
         );
+        registry.register(
+            "agentgov_policy_audit_findings",
+            "Findings of PolicyBundles in audit mode (what they would have denied or warned, applied to no agent), by deny code or warning, counted when an agent's findings change",
+            metrics.audit_findings.clone(),
+        );
         for action in ["isolate", "stop", "lift"] {
             metrics.quarantine(action, 0);
         }
@@ -162,6 +175,16 @@ impl Metrics {
         self.promotion_denies
             .get_or_create(&ReasonLabel {
                 reason: metric_reason(code).to_string(),
+            })
+            .inc();
+    }
+
+    /// Count a finding of a policy in audit mode by its bounded code
+    /// (`agentgov_api::policy::audit_metric_code`).
+    pub fn audit_finding(&self, code: &str) {
+        self.audit_findings
+            .get_or_create(&CodeLabel {
+                code: audit_metric_code(code),
             })
             .inc();
     }
@@ -254,6 +277,9 @@ mod tests {
         metrics.policy_reload_success.inc();
         metrics.policy_reload_failure.inc();
         metrics.agent_invalidations.inc();
+        metrics.audit_finding("budget");
+        metrics.audit_finding("no such rule");
+        metrics.audit_finding("warning");
         let text = encoded(&registry);
         for name in [
             "promotion_attempts_total 1",
@@ -262,6 +288,9 @@ mod tests {
             "policy_reload_failure_total 1",
             "agent_invalidation_events_total 1",
             "agentgov_agents{status=\"GOVERNED_VALID\"} 0",
+            "agentgov_policy_audit_findings_total{code=\"budget\"} 1",
+            "agentgov_policy_audit_findings_total{code=\"other\"} 1",
+            "agentgov_policy_audit_findings_total{code=\"warning\"} 1",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

@@ -138,6 +138,9 @@ async fn record(
     if !changed {
         return;
     }
+    if status.audit != previous.audit && !status.audit.is_empty() {
+        audited(ctx, agent, status).await;
+    }
     let event = match judgement.outcome {
         // A proof re-signed for a new policy or key, with the status unchanged, is not a
         // promotion: the bundle's revalidation summary reports it, not one event per agent.
@@ -247,6 +250,43 @@ async fn record(
     if let Some((type_, reason, note)) = event {
         publish(ctx, &agent.object_ref(&()), type_, reason, note).await;
     }
+}
+
+/// New findings of a policy in `audit` mode (they changed nothing for the agent): counted by
+/// code, logged as POLICY_AUDIT and published as a `PolicyAudit` Event.
+async fn audited(ctx: &Context, agent: &Agent, status: &AgentStatus) {
+    let namespace = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    for finding in &status.audit {
+        ctx.metrics.audit_finding(&finding.code);
+    }
+    let codes: Vec<&str> = status.audit.iter().map(|f| f.code.as_str()).collect();
+    let messages: Vec<String> = status
+        .audit
+        .iter()
+        .map(|f| format!("{}: {}", f.code, f.message))
+        .collect();
+    info!(
+        code = "POLICY_AUDIT",
+        agent = %name,
+        namespace = %namespace,
+        status = status.governance_status.map_or("", GovernanceStatus::as_str),
+        policy_hash = status.policy.as_ref().map_or("", |p| p.hash.as_str()),
+        reasons = ?codes,
+        findings = ?messages,
+        "policy in audit mode would refuse or warn"
+    );
+    publish(
+        ctx,
+        &agent.object_ref(&()),
+        EventType::Warning,
+        "PolicyAudit",
+        truncate(&format!(
+            "the policy in audit mode would: {}",
+            messages.join("; ")
+        )),
+    )
+    .await;
 }
 
 /// Write each AgentPromotion's new status (those that change).

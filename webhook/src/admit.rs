@@ -92,11 +92,15 @@ pub async fn review_promotion(
 }
 
 /// Parse and decide a PolicyBundle review (compile its Rego).
-pub async fn review_bundle(body: &[u8], policy_slots: &Semaphore) -> Reviewed<'static> {
+pub async fn review_bundle(
+    body: &[u8],
+    policy_slots: &Semaphore,
+    bundle_keys: Option<&agentgov_runtime::keys::Keys>,
+) -> Reviewed<'static> {
     match review::parse(body) {
         Err(err) => Reviewed::rejected(err),
         Ok(req) => Reviewed {
-            decision: decide::decide_bundle(&req, policy_slots).await,
+            decision: decide::decide_bundle(&req, policy_slots, bundle_keys).await,
             facts: Facts::of(&req),
         },
     }

@@ -159,6 +159,7 @@ pub fn start(
     namespace: Option<&str>,
     bundle_name: &str,
     keys: Arc<Keys>,
+    bundle_keys: Option<Arc<Keys>>,
     metrics: Arc<Metrics>,
 ) -> (Arc<Caches>, Vec<JoinHandle<()>>) {
     let (agents_api, bundles_api): (Api<Agent>, Api<PolicyBundle>) = match namespace {
@@ -168,10 +169,10 @@ pub fn start(
         ),
         None => (Api::all(client.clone()), Api::all(client)),
     };
-    let policies = Arc::new(PolicyIndex::new(
-        bundle_name,
-        metrics.policy_bundle_load.clone(),
-    ));
+    let policies = Arc::new(
+        PolicyIndex::new(bundle_name, metrics.policy_bundle_load.clone())
+            .with_bundle_keys(bundle_keys),
+    );
     let (reader, writer) = reflector::store::<Agent>();
     let caches = Arc::new(Caches::new(reader.clone(), Arc::clone(&policies), keys));
 

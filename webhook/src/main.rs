@@ -72,12 +72,24 @@ async fn run(args: Args) -> Result<(), Error> {
         );
     }
 
+    // The public policy-signing ring (`--require-signed-bundles`): separate from the proof keys.
+    let bundle_keys = match (args.require_signed_bundles, &args.bundle_keys) {
+        (true, Some(path)) => Some(Arc::new(Keys::load(path)?)),
+        (true, None) => {
+            return Err(Error::Config(
+                "--require-signed-bundles needs --bundle-keys".into(),
+            ));
+        }
+        (false, _) => None,
+    };
+
     let client = kube::Client::try_default().await?;
     let (caches, _watch_tasks) = cache::start(
         client.clone(),
         args.namespace.as_deref(),
         &args.bundle_name,
         Arc::clone(&keys),
+        bundle_keys.clone(),
         Arc::clone(&metrics),
     );
     let _tls_reloader = tls.spawn_reloader(tls_watched, args.reload_interval, &metrics);
@@ -87,6 +99,13 @@ async fn run(args: Args) -> Result<(), Error> {
             Metrics::reload(&results, ok)
         })
     };
+
+    let _bundle_keys_reloader = bundle_keys.as_ref().map(|source| {
+        let results = metrics.keyring_reload.clone();
+        source.spawn_reloader(args.reload_interval, move |ok| {
+            Metrics::reload(&results, ok)
+        })
+    });
 
     let slots = match args.policy_concurrency {
         0 => std::thread::available_parallelism().map_or(2, usize::from),
@@ -106,6 +125,7 @@ async fn run(args: Args) -> Result<(), Error> {
         policy_slots: Arc::new(Semaphore::new(slots)),
         clock: Arc::new(jiff::Timestamp::now),
         admit_clients: Arc::new(admit_clients.clone()),
+        bundle_keys,
     };
 
     // Ready once the caches have synced, until a shutdown starts.

@@ -6,6 +6,8 @@
 //! not compile keeps the last good version: the one in force in this process, or else the
 //! operator's `status.activeSpec` (only if it hashes to `status.activeHash`). Compiled engines
 //! are cached by hash, and so are compile failures, so a status-only event compiles nothing.
+//! With `--require-signed-bundles` a spec whose signature does not verify is not put in force
+//! either: the last good version stays, as for one that does not compile.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +61,8 @@ pub struct PolicyIndex {
     relist: Mutex<Option<HashMap<String, ActivePolicy>>>,
     synced: AtomicBool,
     loads: Family<ResultLabels, Counter>,
+    /// The public policy-signing ring a spec must verify with (`--require-signed-bundles`).
+    bundle_keys: Option<Arc<agentgov_runtime::keys::Keys>>,
 }
 
 impl std::fmt::Debug for PolicyIndex {
@@ -88,7 +92,14 @@ impl PolicyIndex {
             relist: Mutex::default(),
             synced: AtomicBool::new(false),
             loads,
+            bundle_keys: None,
         }
+    }
+
+    /// Put in force only specs whose signature verifies with `keys` (`None`: any spec).
+    pub fn with_bundle_keys(mut self, keys: Option<Arc<agentgov_runtime::keys::Keys>>) -> Self {
+        self.bundle_keys = keys;
+        self
     }
 
     /// The policy in force in `namespace`, if any.
@@ -229,7 +240,29 @@ impl PolicyIndex {
         bundle: &PolicyBundle,
         previous: Option<ActivePolicy>,
     ) -> Option<ActivePolicy> {
-        let chosen = match self.load(namespace, &bundle.spec).await {
+        let verified = match &self.bundle_keys {
+            None => true,
+            Some(keys) => {
+                match agentgov_api::bundle_signature::verify_bundle(&keys.current(), &bundle.spec) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        tracing::warn!(
+                            namespace,
+                            version = %bundle.spec.version,
+                            error = %e,
+                            "policy bundle version not put in force: its signature does not verify"
+                        );
+                        false
+                    }
+                }
+            }
+        };
+        let from_spec = if verified {
+            self.load(namespace, &bundle.spec).await
+        } else {
+            None
+        };
+        let chosen = match from_spec {
             Some(policy) => Some((policy, Source::Spec)),
             None => match previous {
                 Some(previous) => Some((previous, Source::Kept)),

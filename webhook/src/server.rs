@@ -58,6 +58,9 @@ pub struct AppState {
     pub clock: Clock,
     /// Who may ask `POST /v1/admit` (`--admit-clients`).
     pub admit_clients: Arc<AdmitClients>,
+    /// `--require-signed-bundles`: the public policy-signing ring a PolicyBundle must verify
+    /// with; `None`: signatures are not checked.
+    pub bundle_keys: Option<Arc<agentgov_runtime::keys::Keys>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -195,7 +198,7 @@ async fn validate_bundles(State(s): State<Arc<AppState>>, request: Request) -> R
         Ok(body) => body,
         Err(e) => return body_failure(&s.metrics, ReviewKind::policybundle, e),
     };
-    let reviewed = admit::review_bundle(&body, &s.policy_slots).await;
+    let reviewed = admit::review_bundle(&body, &s.policy_slots, s.bundle_keys.as_deref()).await;
     finish(&s, ReviewKind::policybundle, reviewed)
 }
 

@@ -153,3 +153,75 @@ async fn other_kinds_are_bad_requests() {
     assert_denied(&answer, DecisionCode::DenyBadRequest);
     assert!(message(&answer).contains("PolicyBundle"), "{answer:#}");
 }
+
+/// `--require-signed-bundles`: the decision on `spec` with the public half of a policy-signing
+/// ring holding `policy-1` (whose full ring signs in `signed`).
+async fn with_signatures_required(
+    review: &Value,
+    ring: &agentgov_api::keyring::KeyRingConfig,
+) -> agentgov_webhook::decision::Decision {
+    let public =
+        agentgov_api::keyring::KeyRing::from_config(&ring.verification_only().unwrap()).unwrap();
+    let keys = agentgov_webhook::keys::Keys::new(public);
+    let slots = tokio::sync::Semaphore::new(1);
+    agentgov_webhook::admit::review_bundle(&bytes(review), &slots, Some(&keys))
+        .await
+        .decision
+}
+
+#[tokio::test]
+async fn with_signatures_required_an_unsigned_or_badly_signed_bundle_is_refused_naming_the_key() {
+    use agentgov_api::bundle_signature::sign_bundle;
+    use agentgov_api::keyring::{KeyRing, KeyRingConfig, generate_ed25519};
+    let ring = |id: &str| KeyRingConfig {
+        active_key_id: Some(id.into()),
+        keys: vec![generate_ed25519(id).unwrap()],
+        revoked: vec![],
+    };
+    let trusted = ring("policy-1");
+    let sign = |config: &KeyRingConfig, spec: &PolicyBundleSpec| {
+        sign_bundle(&KeyRing::from_config(config).unwrap(), spec).unwrap()
+    };
+    let signed = sign(&trusted, &default_bundle_spec());
+
+    let decision =
+        with_signatures_required(&bundle_review("CREATE", None, &signed), &trusted).await;
+    assert_eq!(decision.code, DecisionCode::Allow, "{}", decision.reason);
+
+    let unsigned = default_bundle_spec();
+    let decision =
+        with_signatures_required(&bundle_review("CREATE", None, &unsigned), &trusted).await;
+    assert_eq!(decision.code, DecisionCode::DenyBundleUnsigned);
+    assert!(
+        decision.reason.contains("not signed"),
+        "{}",
+        decision.reason
+    );
+    assert!(
+        decision.reason.contains("team-a/default"),
+        "{}",
+        decision.reason
+    );
+
+    let mut edited = signed.clone();
+    edited.data.max_monthly_budget_usd = 100_000.0;
+    let decision =
+        with_signatures_required(&bundle_review("UPDATE", Some(&signed), &edited), &trusted).await;
+    assert_eq!(decision.code, DecisionCode::DenyBundleUnsigned);
+    assert!(
+        decision.reason.contains("key policy-1"),
+        "{}",
+        decision.reason
+    );
+
+    let by_rogue = sign(&ring("rogue"), &default_bundle_spec());
+    let decision =
+        with_signatures_required(&bundle_review("CREATE", None, &by_rogue), &trusted).await;
+    assert_eq!(decision.code, DecisionCode::DenyBundleUnsigned);
+    assert!(decision.reason.contains("key rogue"), "{}", decision.reason);
+
+    // Without the flag, an unsigned bundle passes as before (the HTTP path: no keys).
+    let app = app(world().view);
+    let answer = send(&app, &bundle_review("CREATE", None, &unsigned)).await;
+    assert!(allowed(&answer), "{answer:#}");
+}

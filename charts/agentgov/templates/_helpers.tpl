@@ -60,8 +60,46 @@ app.kubernetes.io/part-of: agentgov
 {{- else }}{{ .Values.signingKeys.existingVerificationSecret }}{{ end }}
 {{- end }}
 
+{{/* The Secret of the public policy-signing ring (policy.requireSignedBundles). */}}
+{{- define "agentgov.bundleKeysSecret" -}}
+{{- if .Values.policy.bundleKeys.ring }}{{ include "agentgov.fullname" . }}-bundle-keys
+{{- else }}{{ .Values.policy.bundleKeys.existingSecret }}{{ end }}
+{{- end }}
+
+{{/* --require-signed-bundles for a container: env, and the ring's mount and volume. */}}
+{{- define "agentgov.bundleKeys.env" -}}
+{{- if .Values.policy.requireSignedBundles }}
+- name: AGENTGOV_REQUIRE_SIGNED_BUNDLES
+  value: "true"
+- name: AGENTGOV_BUNDLE_KEYS_FILE
+  value: /etc/agentgov/bundle-keys/{{ .Values.policy.bundleKeys.secretKey }}
+{{- end }}
+{{- end }}
+{{- define "agentgov.bundleKeys.mount" -}}
+{{- if .Values.policy.requireSignedBundles }}
+- name: bundle-keys
+  mountPath: /etc/agentgov/bundle-keys
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- define "agentgov.bundleKeys.volume" -}}
+{{- if .Values.policy.requireSignedBundles }}
+- name: bundle-keys
+  secret:
+    secretName: {{ include "agentgov.bundleKeysSecret" . }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+
 {{/* Settings that must agree with each other; included by every Deployment. */}}
 {{- define "agentgov.validate" -}}
+{{- $bundleKeys := .Values.policy.bundleKeys }}
+{{- if and $bundleKeys.ring $bundleKeys.existingSecret }}
+{{- fail "policy.bundleKeys: set either ring or existingSecret, not both" }}
+{{- end }}
+{{- if and .Values.policy.requireSignedBundles (not $bundleKeys.ring) (not $bundleKeys.existingSecret) }}
+{{- fail "policy.requireSignedBundles needs the public policy-signing ring: set policy.bundleKeys.ring to the output of `keygen public policy-ring.json`, or policy.bundleKeys.existingSecret (docs/install.md#signed-policy-bundles)" }}
+{{- end }}
 {{- $keys := .Values.signingKeys }}
 {{- if and $keys.create $keys.existingSecret }}
 {{- fail "signingKeys: set either create: true (with keyring) or existingSecret, not both" }}

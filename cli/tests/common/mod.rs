@@ -127,6 +127,7 @@ pub fn router(view: StaticView, clients: AdmitClients) -> (Router, Arc<Metrics>)
         policy_slots: Arc::new(Semaphore::new(2)),
         clock: Arc::new(Timestamp::now),
         admit_clients: Arc::new(clients),
+        bundle_keys: None,
     };
     (admission_router(state), metrics)
 }

@@ -12,6 +12,14 @@ usage:
   keygen rotate FILE [--id ID] [--algorithm ...]       add a key and make it active; old keys keep verifying
   keygen revoke FILE ID                                put ID on the revoked list
   keygen public FILE                                   the verification-only ring (no Ed25519 private keys)
+  --policy (with new or rotate)                        a policy-signing key (default id policy-<time>)
+
+Policy-signing ring (signed PolicyBundles, a ring separate from the proof keys):
+  keygen new --policy > policy-ring.json               keep this one offline: it signs bundles
+  keygen public policy-ring.json > policy-ring.pub.json  give this one to the operator and the
+                                                       webhook (--bundle-keys; the chart's
+                                                       policy.bundleKeys)
+  proof sign-bundle --keys policy-ring.json BUNDLE.yaml  prints the signed manifest
 
 Rotation: `rotate` the Secret's ring, apply it (operator and webhook reload it without a restart),
 wait until agents are re-signed, then `revoke` the old id.";
@@ -55,14 +63,22 @@ fn new_key(
     .map_err(|e| e.to_string())
 }
 
-fn default_id() -> String {
-    format!("key-{}", jiff::Timestamp::now().strftime("%Y%m%d%H%M%S"))
+fn default_id(args: &[String]) -> String {
+    let prefix = if args.iter().any(|a| a == "--policy") {
+        "policy"
+    } else {
+        "key"
+    };
+    format!(
+        "{prefix}-{}",
+        jiff::Timestamp::now().strftime("%Y%m%d%H%M%S")
+    )
 }
 
 fn run(args: &[String]) -> Result<String, String> {
     let config = match args.first().map(String::as_str) {
         Some("new") => {
-            let key = new_key(args, default_id())?;
+            let key = new_key(args, default_id(args))?;
             KeyRingConfig {
                 active_key_id: Some(key.id.clone()),
                 keys: vec![key],
@@ -71,7 +87,7 @@ fn run(args: &[String]) -> Result<String, String> {
         }
         Some("rotate") => {
             let mut config = read(args.get(1).ok_or("rotate needs a FILE")?)?;
-            let key = new_key(args, default_id())?;
+            let key = new_key(args, default_id(args))?;
             if config.keys.iter().any(|k| k.id == key.id) {
                 return Err(format!("key id {} is already in the ring", key.id));
             }

@@ -23,7 +23,15 @@ usage:
       verification-only key ring (`keygen public`): the proof names its approvers (payload v2),
       it is for this spec, for this Agent object (uid), signed by a key not revoked, and, with
       --policy, against that bundle (its spec, or a PolicyBundle with status.activeSpec).
-      Prints each check and who approved; exits 1 if one fails.";
+      Prints each check and who approved; exits 1 if one fails.
+  proof sign-bundle --keys POLICY-RING.json BUNDLE.yaml|-
+      Sign a PolicyBundle manifest with the active key of a policy-signing key ring
+      (`keygen new --policy`, not the proof keys): prints the manifest with spec.signature
+      ({keyId, value}) over the bundle's content hash (the spec without its signature: any
+      later change to its Rego, data, version or enforcement action breaks it). Required by
+      the operator and the webhook under --require-signed-bundles.
+  proof verify-bundle --keys PUBLIC-POLICY-RING.json BUNDLE.yaml|-
+      Check a PolicyBundle manifest's signature; exits 1 if it does not hold.";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -50,6 +58,8 @@ fn run(args: &[String]) -> Result<bool, String> {
             Ok(true)
         }
         Some("verify") => verify(args),
+        Some("sign-bundle") => sign_bundle(args),
+        Some("verify-bundle") => verify_bundle(args),
         Some("-h" | "--help") | None => {
             println!("{HELP}");
             Ok(true)
@@ -134,6 +144,63 @@ fn verify(args: &[String]) -> Result<bool, String> {
         }
         Err(denial) => {
             println!("FAILED {}: {}", denial.code.as_str(), denial.reason);
+            Ok(false)
+        }
+    }
+}
+
+/// The path argument of a command: the first argument after the command that is not a flag or
+/// a flag's value.
+fn operand<'a>(args: &'a [String], flags: &[&str]) -> Option<&'a str> {
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        if flags.contains(&arg.as_str()) {
+            rest.next();
+        } else {
+            return Some(arg);
+        }
+    }
+    None
+}
+
+fn read_ring(args: &[String], what: &str) -> Result<KeyRing, String> {
+    let keys_path = flag(args, "--keys").ok_or(format!("needs --keys {what}"))?;
+    let config: KeyRingConfig = serde_yaml::from_str(&read_text(keys_path)?)
+        .map_err(|e| format!("{keys_path} is not a key ring: {e}"))?;
+    KeyRing::from_config(&config).map_err(|e| e.to_string())
+}
+
+fn read_bundle(args: &[String]) -> Result<PolicyBundle, String> {
+    let path = operand(args, &["--keys"]).ok_or("needs a PolicyBundle manifest (or -)")?;
+    serde_yaml::from_str(&read_text(path)?)
+        .map_err(|e| format!("{path} is not a PolicyBundle: {e}"))
+}
+
+fn sign_bundle(args: &[String]) -> Result<bool, String> {
+    let ring = read_ring(args, "POLICY-RING.json")?;
+    let mut bundle = read_bundle(args)?;
+    bundle.spec = agentgov_api::bundle_signature::sign_bundle(&ring, &bundle.spec)
+        .map_err(|e| e.to_string())?;
+    // A manifest to apply: what the cluster wrote is not the signer's to carry.
+    bundle.status = None;
+    print!(
+        "{}",
+        serde_yaml::to_string(&bundle).map_err(|e| e.to_string())?
+    );
+    Ok(true)
+}
+
+fn verify_bundle(args: &[String]) -> Result<bool, String> {
+    let ring = read_ring(args, "PUBLIC-POLICY-RING.json")?;
+    let bundle = read_bundle(args)?;
+    match agentgov_api::bundle_signature::verify_bundle(&ring, &bundle.spec) {
+        Ok(()) => {
+            let key = bundle.spec.signature.map(|s| s.key_id).unwrap_or_default();
+            println!("ok: signed by {key}");
+            Ok(true)
+        }
+        Err(e) => {
+            println!("FAILED {}: {e}", e.reason());
             Ok(false)
         }
     }

@@ -1,10 +1,13 @@
 //! PolicyBundle CREATE/UPDATE reviews: a bundle whose Rego does not compile is refused at
 //! `kubectl apply`, with the compiler's message naming the module and line. (The CRD schema
 //! checks the data's shape; the operator and the webhook keep the last good version in force
-//! should a broken one get in anyway, as the second line.)
+//! should a broken one get in anyway, as the second line.) With `--require-signed-bundles`, an
+//! unsigned or badly signed bundle is refused too, naming the key (the operator's own check is
+//! the one that holds when the webhook is bypassed).
 
 use agentgov_api::PolicyBundle;
 use agentgov_api::admission::DecisionCode;
+use agentgov_api::bundle_signature::verify_bundle;
 use agentgov_api::policy::PolicyEngine;
 use kube::core::DynamicObject;
 use kube::core::admission::{AdmissionRequest, Operation};
@@ -17,6 +20,7 @@ use super::{Decision, expect_kind, namespace_of};
 pub(crate) async fn decide_bundle(
     req: &AdmissionRequest<DynamicObject>,
     policy_slots: &Semaphore,
+    bundle_keys: Option<&agentgov_runtime::keys::Keys>,
 ) -> Decision {
     if !matches!(req.operation, Operation::Create | Operation::Update)
         || req.sub_resource.as_deref().is_some_and(|s| !s.is_empty())
@@ -51,6 +55,15 @@ pub(crate) async fn decide_bundle(
     let name = object.metadata.name.clone().unwrap_or_default();
     let id = format!("{namespace}/{name}");
     let version = bundle.spec.version.clone();
+    if let Some(keys) = bundle_keys
+        && let Err(e) = verify_bundle(&keys.current(), &bundle.spec)
+    {
+        return Decision::deny(
+            DecisionCode::DenyBundleUnsigned,
+            None,
+            format!("PolicyBundle {id} version {version} is refused: {e}"),
+        );
+    }
     on_blocking_pool(
         policy_slots,
         String::new(),

@@ -316,6 +316,7 @@ fn app_full(
         policy_slots: Arc::new(Semaphore::new(2)),
         clock: Arc::new(now),
         admit_clients: Arc::new(clients),
+        bundle_keys: None,
     };
     App {
         router: admission_router(state),
