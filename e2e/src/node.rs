@@ -137,6 +137,8 @@ pub async fn wait_log(
 /// A continuous admission prober: creates the same Pod with `dryRun=All` at a steady rate, so
 /// that every request goes through the API server's admission (and the webhook) and nothing is
 /// stored. Every request that does not come back allowed is a failure, kept with its message.
+/// `stop` lets it run to [`MIN_PROBES`] requests at least: an event shorter than that (a leader
+/// failover whose Lease is released at once) is still followed by that many probes.
 pub struct Prober {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     handle: tokio::task::JoinHandle<ProbeReport>,
@@ -147,6 +149,9 @@ pub struct ProbeReport {
     pub requests: usize,
     pub failures: Vec<String>,
 }
+
+/// The fewest requests a [`Prober`] makes between `start` and the end of `stop`.
+pub const MIN_PROBES: usize = 10;
 
 impl Prober {
     pub fn start(api: Api<Pod>, pod: Pod, interval: Duration) -> Self {
@@ -161,7 +166,7 @@ impl Prober {
                 dry_run: true,
                 ..Default::default()
             };
-            while !flag.load(Ordering::Relaxed) {
+            while !flag.load(Ordering::Relaxed) || report.requests < MIN_PROBES {
                 ticker.tick().await;
                 report.requests += 1;
                 let started = std::time::Instant::now();
