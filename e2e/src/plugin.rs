@@ -104,21 +104,9 @@ impl Plugin {
 
     /// Run with `stdin` written to the plugin's standard input.
     pub async fn run_with_input(&self, args: &[&str], stdin: &[u8]) -> Run {
-        let mut child = tokio::process::Command::new(binary("kubectl-agentgov").unwrap())
-            .arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(args)
-            .env_remove("KUBECONFIG")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin).await.unwrap();
-        drop(input);
-        let output = child.wait_with_output().await.unwrap();
+        let mut command = tokio::process::Command::new(binary("kubectl-agentgov").unwrap());
+        command.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        let output = fed(&mut command, stdin).await;
         Run {
             code: output.status.code(),
             stdout: String::from_utf8(output.stdout).unwrap(),
@@ -142,22 +130,9 @@ impl Plugin {
             .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
             .collect::<Vec<_>>()
             .join(" ");
-        let mut child = tokio::process::Command::new("script")
-            .args(["--quiet", "--return", "--command", &line, "/dev/null"])
-            .env_remove("KUBECONFIG")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("util-linux `script` (Debian's bsdutils)");
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(typed.as_bytes()).await.unwrap();
-        drop(input);
-        let output = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-            .await
-            .expect("the plugin at a terminal finished within 60 s")
-            .unwrap();
+        let mut script = tokio::process::Command::new("script");
+        script.args(["--quiet", "--return", "--command", &line, "/dev/null"]);
+        let output = fed(&mut script, typed.as_bytes()).await;
         Run {
             code: output.status.code(),
             stdout: String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n"),
@@ -246,6 +221,27 @@ pub const GOVERNED: [&str; 25] = [
 pub async fn promotions(setup: &Setup) -> Vec<AgentPromotion> {
     let api: Api<AgentPromotion> = setup.ns.api();
     api.list(&ListParams::default()).await.unwrap().items
+}
+
+/// Run `command` without `KUBECONFIG` in its environment (the plugin reads the flag), with
+/// `stdin` written to its standard input, for at most 5 minutes (beyond any `--timeout` the tests
+/// give); its output.
+async fn fed(command: &mut tokio::process::Command, stdin: &[u8]) -> std::process::Output {
+    let mut child = command
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).await.unwrap();
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(300), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("{command:?} did not finish within 5 minutes"))
+        .unwrap()
 }
 
 /// `actual` must equal the golden file `e2e/golden/NAME` (a table whose every cell is stable);
