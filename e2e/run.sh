@@ -67,7 +67,7 @@ fi
 
 log "installing the CRDs and the admission guards"
 kubectl apply --server-side --force-conflicts -f crds/ -f crds/guards/ >/dev/null
-kubectl wait --for condition=established --timeout=60s crd/agents.agentgov.dev crd/policybundles.agentgov.dev crd/agentpromotions.agentgov.dev >/dev/null
+kubectl wait --for condition=established --timeout=60s crd/agents.agentgov.dev crd/policybundles.agentgov.dev crd/agentpromotions.agentgov.dev crd/agentexceptions.agentgov.dev crd/clusterpolicybundles.agentgov.dev >/dev/null
 kubectl create namespace "${SYSTEM_NS}" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 kubectl create namespace "${DEMO_NS}" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
 

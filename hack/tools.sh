@@ -5,11 +5,14 @@
 #   opa     github.com/open-policy-agent/opa, built from the Go module proxy (static, no Wasm):
 #           `make policy-test` and the differential test crds/tests/opa_differential.rs
 #   promql  e2e/chart/promql: Prometheus' PromQL parser, to check the chart's alerts and dashboard
+#   promtool github.com/prometheus/prometheus/cmd/promtool, built from the Go module proxy at the
+#           prometheus module version of e2e/chart/promql/go.mod (static, service discovery
+#           plugins left out): `promtool check rules` and `promtool test rules` on the chart's alerts
 #   lua5.4  Debian package, for the Argo CD health-check tests (examples/gitops/argocd)
 #   PyYAML  for e2e/chart/*.py (already on the machine image; installed if missing)
 #
 #   hack/tools.sh                  install what is missing
-#   hack/tools.sh opa helm         install only these (of helm opa promql kubeconform
+#   hack/tools.sh opa helm         install only these (of helm opa promql promtool kubeconform
 #                                  openapi2jsonschema lua pyyaml)
 #   hack/tools.sh --print-bin-dir  print the directory holding helm (for PATH)
 #
@@ -86,6 +89,29 @@ install_promql() {
   echo "${stamp}" > "${BIN}/.promql.stamp"
 }
 
+# promtool is built at the prometheus module version e2e/chart/promql pins, so both share one
+# module download; v0.316.0 is Prometheus 3.16.0 (the module's minor carries major and minor).
+# remove_all_sd leaves out the cloud service-discovery plugins (check rules and test rules need
+# none of them); netgo as Prometheus' release builds do.
+install_promtool() {
+  local version
+  version="$(sed -n 's|^require github.com/prometheus/prometheus \(v[^ ]*\)$|\1|p; s|^[[:space:]]*github.com/prometheus/prometheus \(v[^ ]*\)$|\1|p' "${REPO}/e2e/chart/promql/go.mod")"
+  [[ "${version}" =~ ^v0\.([0-9]+)\.([0-9]+)$ ]] || { log "no prometheus version in e2e/chart/promql/go.mod"; exit 1; }
+  local release="$((10#${BASH_REMATCH[1]} / 100)).$((10#${BASH_REMATCH[1]} % 100)).${BASH_REMATCH[2]}"
+  local tags="netgo,remove_all_sd"
+  local ldflags="-s -w -X github.com/prometheus/common/version.Version=${release}"
+  local stamp
+  stamp="$(printf '%s\n' "${version}" "$(go version)" "${tags}" "${ldflags}" | sha256sum | cut -d' ' -f1)"
+  if [[ -x "${BIN}/promtool" && "$(cat "${BIN}/.promtool.stamp" 2>/dev/null)" == "${stamp}" ]]; then
+    return 0
+  fi
+  command -v go >/dev/null || { log "go is needed to build promtool"; exit 1; }
+  log "building promtool ${version} (Prometheus ${release}; Go module proxy; a few minutes the first time)"
+  GOBIN="${BIN}" CGO_ENABLED=0 GOFLAGS="-mod=mod -buildvcs=false" \
+    go install -trimpath -tags "${tags}" -ldflags "${ldflags}" "github.com/prometheus/prometheus/cmd/promtool@${version}"
+  echo "${stamp}" > "${BIN}/.promtool.stamp"
+}
+
 install_kubeconform() {
   local stamp
   stamp="$(printf '%s\n' "${KUBECONFORM_VERSION}" "$(go version)" | sha256sum | cut -d' ' -f1)"
@@ -125,7 +151,7 @@ install_pyyaml() {
   python3 -m pip install -q 'PyYAML==6.0.3'
 }
 
-ALL_TOOLS=(helm opa promql kubeconform openapi2jsonschema lua pyyaml)
+ALL_TOOLS=(helm opa promql promtool kubeconform openapi2jsonschema lua pyyaml)
 if (($# == 0)); then
   set -- "${ALL_TOOLS[@]}"
 fi

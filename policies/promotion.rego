@@ -1,12 +1,14 @@
 # The promotion policy: may this agent leave the sandbox for the governed tier?
 #
-# Input:  {"agent": {"namespace", "name", "spec"}, "actor": {"username", "groups", "roles", "authorizedToPromote"}}
+# Input:  {"agent": {"namespace", "name", "spec"}, "actor": {"username", "groups", "roles", "authorizedToPromote"},
+#          "namespace": {"allocatedMonthlyBudgetUsd"} (only when a promotion is asked for)}
 # Data:   data.agentgov.limits = the PolicyBundle's spec.data
-#         (maxMonthlyBudgetUsd, temperatureLimits, promoterRoles, runtime, extra)
+#         (maxMonthlyBudgetUsd, maxNamespaceMonthlyBudgetUsd, temperatureLimits, promoterRoles,
+#         runtime, extra)
 # Output: data.agentgov.promotion.decision = {"allow": bool, "denies": [deny], "warnings": [string]}
 #         deny = {"code": string, "message": string}: the code names the rule the deny comes
 #         from, one of actor_unauthorized, anatomy_incomplete, containment, capabilities,
-#         temperature, budget, runtime (the operator's promotion_denies_total{reason} label;
+#         temperature, budget, runtime, namespace_budget (the operator's promotion_denies_total{reason} label;
 #         crds/src/policy.rs DENY_CODES lists them), the message is a sentence. Denies are sorted
 #         by message, then code; warnings by text.
 #
@@ -486,6 +488,69 @@ runtime_problem := "the policy data's runtime must be an object whose requireIma
 
 denies contains {"code": "runtime", "message": runtime_problem} if not ok_runtime
 
+# --- Rule 8: the namespace's total, where the policy sets one -----------------------------------
+
+# data.maxNamespaceMonthlyBudgetUsd: the most the namespace's governed agents may ask for together
+# each month. input.namespace.allocatedMonthlyBudgetUsd is what its other governed agents already
+# have; the operator leaves input.namespace out for an agent already governed under its spec (a
+# total that shrinks stops new promotions, it does not take budgets back). Sums are computed in
+# whole cents (round(x * 100), exact on both engines for amounts below 10^10 dollars with at most
+# two decimals), so OPA and regorus agree at the line.
+max_namespace_budget := get(limits, "maxNamespaceMonthlyBudgetUsd")
+
+namespace_input := get(input, "namespace")
+
+allocated := get(namespace_input, "allocatedMonthlyBudgetUsd")
+
+cents(x) := round(x * 100)
+
+amount_ok(x) if {
+	is_number(x)
+	x >= 0
+	x < 10000000000
+}
+
+default ok_namespace_budget := false
+
+ok_namespace_budget if max_namespace_budget == null
+
+ok_namespace_budget if {
+	amount_ok(max_namespace_budget)
+	namespace_input == null
+}
+
+ok_namespace_budget if {
+	amount_ok(max_namespace_budget)
+	amount_ok(allocated)
+	budget_undeclared
+}
+
+ok_namespace_budget if {
+	amount_ok(max_namespace_budget)
+	amount_ok(allocated)
+	amount_ok(budget)
+	cents(allocated) + cents(budget) <= cents(max_namespace_budget)
+}
+
+namespace_budget_problem := "the policy data's maxNamespaceMonthlyBudgetUsd must be a number of US dollars, 0 or more; ask a policy admin" if {
+	not amount_ok(max_namespace_budget)
+} else := "the namespace's allocated budget is unknown (input.namespace.allocatedMonthlyBudgetUsd must be a number, 0 or more)" if {
+	not amount_ok(allocated)
+} else := "anatomy.economics.monthlyBudgetUsd must be a number of US dollars, 0 or more" if {
+	not amount_ok(budget)
+} else := sprintf(
+	"namespace %s would allocate %s of its monthly total of %s (%s already approved for other agents + %s for this one); reduce the budget or ask a policy admin for a larger total",
+	[
+		get(get(input, "agent"), "namespace"),
+		show((cents(allocated) + cents(budget)) / 100),
+		show(max_namespace_budget),
+		show(allocated),
+		show(budget),
+	],
+)
+
+denies contains {"code": "namespace_budget", "message": namespace_budget_problem} if not ok_namespace_budget
+
 # --- The decision --------------------------------------------------------------------------------
 
 default allow := false
@@ -498,6 +563,7 @@ allow if {
 	ok_temperature
 	ok_budget
 	ok_runtime
+	ok_namespace_budget
 }
 
 # The denies in a fixed order: by message, then code (the order the sentences had when denies

@@ -22,7 +22,7 @@ overlay(o, patch) := object.union(object.remove(o, object.keys(patch)), patch)
 
 case_input(c) := c.input if "input" in object.keys(c)
 
-else := removed(replaced_actor(overlay(table.base, {"agent": case_agent(c)}), c), c, "input_remove")
+else := removed(replaced_namespace(replaced_actor(overlay(table.base, {"agent": case_agent(c)}), c), c), c, "input_remove")
 
 case_agent(c) := overlay(table.base.agent, {"spec": spec}) if {
 	base_spec := removed(table.base.agent.spec, c, "spec_remove")
@@ -31,6 +31,10 @@ case_agent(c) := overlay(table.base.agent, {"spec": spec}) if {
 }
 
 replaced_actor(i, c) := overlay(i, {"actor": c.actor}) if "actor" in object.keys(c)
+
+else := i
+
+replaced_namespace(i, c) := overlay(i, {"namespace": c.namespace}) if "namespace" in object.keys(c)
 
 else := i
 
@@ -92,7 +96,7 @@ wrong("deny shape", d, _) if {
 	not deny_shaped(x)
 }
 
-deny_codes := {"actor_unauthorized", "anatomy_incomplete", "containment", "capabilities", "temperature", "budget", "runtime"}
+deny_codes := {"actor_unauthorized", "anatomy_incomplete", "containment", "capabilities", "temperature", "budget", "runtime", "namespace_budget"}
 
 deny_shaped(x) if {
 	is_object(x)

@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             spec: &agent.spec,
         },
         actor: &actor,
+        namespace: None,
     };
     assert!(engine.evaluate(&input)?.allow);
     let start = Instant::now();

@@ -89,10 +89,12 @@ pub enum DecisionCode {
     DenyBundleUnsigned,
     /// A Pod of an agent runs an image the agent's approved `spec.runtime.images` does not list.
     DenyRuntimeMismatch,
+    /// A namespace's PolicyBundle sets a limit above the cluster floor's.
+    DenyBundleAboveFloor,
 }
 
 impl DecisionCode {
-    pub const ALL: [DecisionCode; 20] = [
+    pub const ALL: [DecisionCode; 21] = [
         DecisionCode::Allow,
         DecisionCode::AllowSandboxExtended,
         DecisionCode::DenyProofMissing,
@@ -113,6 +115,7 @@ impl DecisionCode {
         DecisionCode::DenyBundleInvalid,
         DecisionCode::DenyBundleUnsigned,
         DecisionCode::DenyRuntimeMismatch,
+        DecisionCode::DenyBundleAboveFloor,
     ];
 
     /// Whether the request is admitted.
@@ -144,6 +147,7 @@ impl DecisionCode {
             DecisionCode::DenyAgentDeleting => "ADMISSION_DENY_AGENT_DELETING",
             DecisionCode::DenyBundleInvalid => "ADMISSION_DENY_BUNDLE_INVALID",
             DecisionCode::DenyBundleUnsigned => "ADMISSION_DENY_BUNDLE_UNSIGNED",
+            DecisionCode::DenyBundleAboveFloor => "ADMISSION_DENY_BUNDLE_ABOVE_FLOOR",
             DecisionCode::DenyRuntimeMismatch => "ADMISSION_DENY_RUNTIME_MISMATCH",
         }
     }
@@ -429,6 +433,24 @@ fn check_governed(
                 format!("proof of {id} (key {}) is invalid: {why}", proof.key_id),
             )
         })?;
+    // 1, continued: a proof signed under AgentExceptions is in force only until the first of
+    // them ends, by our clock (the operator re-judges the agent then; this holds while it is
+    // down). An end that does not parse has ended.
+    if let Some(ended) = proof.exceptions.iter().find(|e| {
+        e.expires_at
+            .parse::<Timestamp>()
+            .map_or(true, |at| ctx.now >= at)
+    }) {
+        return Err(Denial::check(
+            AdmissionCheck::ProofExists,
+            format!(
+                "the proof of {id} was signed under AgentException {}, which ended at {}: the waived rules ({}) apply again",
+                ended.name,
+                ended.expires_at,
+                ended.rules.join(", ")
+            ),
+        ));
+    }
     // 1, concluded: a proof that still verifies does not make an agent the operator holds out
     // of force (an approval withdrawn, an approver who lost `promote`) any less held out.
     if state.is_some_and(|g| g.is_governed_in_force()) {

@@ -266,6 +266,10 @@ pub struct AgentStatus {
     /// nothing for the agent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub audit: Vec<AuditFinding>,
+    /// The AgentExceptions that waived policy rules in the last evaluation (the proof records
+    /// them too); each waived deny is a warning naming its exception.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<crate::exception::AppliedException>,
     /// When the sandbox expires, by agentgov's clock.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Time>,
@@ -366,6 +370,7 @@ mod tests {
                 agent_uid: String::new(),
                 approvers: Vec::new(),
                 promotions: Vec::new(),
+                exceptions: Vec::new(),
                 spec_hash: String::new(),
                 policy_hash: String::new(),
                 signature: String::new(),
@@ -377,6 +382,12 @@ mod tests {
             denies: vec!["d".into()],
             warnings: vec!["w".into()],
             audit: vec![AuditFinding::default()],
+            exceptions: vec![crate::exception::AppliedException {
+                name: "e".into(),
+                rules: vec!["budget".into()],
+                expires_at: Time(jiff::Timestamp::UNIX_EPOCH),
+                requested_by: None,
+            }],
             expires_at: Some(Time(jiff::Timestamp::UNIX_EPOCH)),
             approval: Some(ApprovalStatus::default()),
             observed_generation: Some(1),

@@ -1,6 +1,7 @@
 //! The in-process admission guards (`crds/guards/admission-policies.yaml`): the
 //! ValidatingAdmissionPolicies, MutatingAdmissionPolicies and their bindings that make the API
-//! server itself record and check who asks for a promotion or changes a governed spec.
+//! server itself record and check who asks for a promotion or an exception, or changes a governed
+//! spec.
 //!
 //! The operator signs nothing unless every guard is in the cluster exactly as shipped: [`check`]
 //! compares what it watches with [`expected`], after the defaults the API server fills in. A
@@ -9,9 +10,9 @@
 //!
 //! Which guards are expected depends on the cluster ([`GuardMode`]): where the API server
 //! serves MutatingAdmissionPolicy (Kubernetes 1.36 and later) all of them; where it does not
-//! (1.30 to 1.35) the ValidatingAdmissionPolicies alone, which still refuse an AgentPromotion
-//! whose `spec.requestedBy` is not its requester (the client fills it in) but stamp no
-//! `agentgov.dev/changed-by`.
+//! (1.30 to 1.35) the ValidatingAdmissionPolicies alone, which still refuse an AgentPromotion or
+//! an AgentException whose `spec.requestedBy` is not its requester (the client fills it in) but
+//! stamp no `agentgov.dev/changed-by`.
 
 use std::collections::BTreeMap;
 
@@ -290,6 +291,7 @@ mod tests {
             names(GuardKind::MutatingBinding)
         );
         assert!(names(GuardKind::ValidatingPolicy).contains(&"agentgov-promotion"));
+        assert!(names(GuardKind::ValidatingPolicy).contains(&"agentgov-exception"));
         assert!(names(GuardKind::MutatingPolicy).contains(&"agentgov-stamp-requester"));
         for ((kind, name), spec) in &guards {
             match kind {
@@ -332,7 +334,11 @@ mod tests {
             validating.len(),
             all.keys().filter(|(k, _)| !k.is_mutating()).count()
         );
-        for name in ["agentgov-promotion", "agentgov-changed-by"] {
+        for name in [
+            "agentgov-promotion",
+            "agentgov-exception",
+            "agentgov-changed-by",
+        ] {
             for kind in [GuardKind::ValidatingPolicy, GuardKind::ValidatingBinding] {
                 assert!(validating.contains_key(&(kind, name.to_string())), "{name}");
             }
@@ -404,5 +410,69 @@ mod tests {
             ))
             .unwrap()["validationActions"] = serde_json::json!(["Audit"]);
         assert_eq!(check(&shipped, &audit).len(), 1);
+    }
+
+    #[test]
+    fn exceptions_are_stamped_checked_and_authorized_per_named_agent() {
+        let guards = expected(DEFAULT_PREFIX).unwrap();
+        let resources = |kind: GuardKind, name: &str| {
+            guards[&(kind, name.to_string())]["matchConstraints"]["resourceRules"][0]["resources"]
+                .clone()
+        };
+        // One MAP stamps requestedBy on both kinds that carry it.
+        assert_eq!(
+            resources(GuardKind::MutatingPolicy, "agentgov-stamp-requester"),
+            serde_json::json!(["agentpromotions", "agentexceptions"])
+        );
+        assert_eq!(
+            resources(GuardKind::ValidatingPolicy, "agentgov-exception"),
+            serde_json::json!(["agentexceptions"])
+        );
+        let policy = &guards[&(
+            GuardKind::ValidatingPolicy,
+            "agentgov-exception".to_string(),
+        )];
+        let expressions: Vec<&str> = policy["validations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["expression"].as_str().unwrap())
+            .collect();
+        // Every agent the CRD lets an exception name is checked, one check per expression (the
+        // API server's cost limit allows about two), and a selector is checked without a name.
+        for i in 0..crate::exception::MAX_NAMED_AGENTS {
+            let checked = format!(".name(variables.agents[{i}]).check('except')");
+            let found: Vec<&&str> = expressions
+                .iter()
+                .filter(|e| e.contains(&checked))
+                .collect();
+            assert_eq!(found.len(), 1, "agents[{i}]");
+            assert!(found[0].contains(&format!("size(variables.agents) <= {i}")));
+        }
+        let checked = format!(
+            ".name(variables.agents[{}])",
+            crate::exception::MAX_NAMED_AGENTS
+        );
+        assert!(expressions.iter().all(|e| !e.contains(&checked)));
+        assert!(
+            expressions
+                .iter()
+                .all(|e| e.matches(".check(").count() <= 1)
+        );
+        assert!(
+            expressions.iter().any(|e| e.contains(
+                ".resource('agents').namespace(object.metadata.namespace).check('except')"
+            ) && e.contains("has(object.spec.selector)"))
+        );
+        assert!(
+            expressions
+                .iter()
+                .any(|e| e.contains("object.spec == oldObject.spec"))
+        );
+        assert!(
+            expressions.iter().any(
+                |e| e.contains("object.spec.requestedBy.username == request.userInfo.username")
+            )
+        );
     }
 }

@@ -8,7 +8,9 @@ pub mod agent;
 pub mod bundle_signature;
 pub mod conditions;
 pub mod containment;
+pub mod effective;
 mod error;
+pub mod exception;
 pub mod expiry;
 pub mod guards;
 pub mod hash;
@@ -27,7 +29,11 @@ pub mod workload;
 
 pub use agent::{Agent, AgentSpec, AgentStatus, GovernanceStatus};
 pub use error::Error;
-pub use policy_bundle::{PolicyBundle, PolicyBundleSpec, PolicyBundleStatus};
+pub use exception::{AgentException, AgentExceptionSpec, AgentExceptionStatus};
+pub use policy_bundle::{
+    ClusterPolicyBundle, ClusterPolicyBundleSpec, PolicyBundle, PolicyBundleSpec,
+    PolicyBundleStatus,
+};
 pub use promotion::{AgentPromotion, AgentPromotionSpec, AgentPromotionStatus};
 pub use template::{
     AgentTemplate, AgentTemplateSpec, ClusterAgentTemplate, ClusterAgentTemplateSpec,
@@ -57,6 +63,10 @@ pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
             serde_yaml::to_string(&PolicyBundle::crd())?,
         ),
         (
+            "clusterpolicybundles.agentgov.dev.yaml",
+            serde_yaml::to_string(&ClusterPolicyBundle::crd())?,
+        ),
+        (
             "agentpromotions.agentgov.dev.yaml",
             serde_yaml::to_string(&AgentPromotion::crd())?,
         ),
@@ -67,6 +77,10 @@ pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         (
             "clusteragenttemplates.agentgov.dev.yaml",
             serde_yaml::to_string(&ClusterAgentTemplate::crd())?,
+        ),
+        (
+            "agentexceptions.agentgov.dev.yaml",
+            serde_yaml::to_string(&AgentException::crd())?,
         ),
     ];
     let mut files = Vec::new();

@@ -51,19 +51,33 @@ pub struct AgentInput<'a> {
     pub spec: &'a AgentSpec,
 }
 
+/// What the policy knows of the agent's namespace, when a promotion is asked for: the budgets
+/// already approved there (`input.namespace.allocatedMonthlyBudgetUsd`), for the namespace's
+/// total (`data.agentgov.limits.maxNamespaceMonthlyBudgetUsd`).
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NamespaceInput {
+    /// The sum of the monthly budgets of the namespace's other governed agents, in US dollars.
+    pub allocated_monthly_budget_usd: f64,
+}
+
 /// The policy's input document.
 #[derive(Serialize, Clone, Copy, Debug)]
 pub struct PolicyInput<'a> {
     pub agent: AgentInput<'a>,
     pub actor: &'a Actor,
+    /// Left out when the namespace's total is not to be checked: an agent already governed under
+    /// its spec keeps its budget when the total shrinks (as a ResourceQuota keeps running Pods).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<&'a NamespaceInput>,
 }
 
 /// Every deny code agentgov knows, and so every value of the operator's
-/// `promotion_denies_total{reason}` label: the shipped policy's six (one per seed rule, see
+/// `promotion_denies_total{reason}` label: the shipped policy's eight (one per rule, see
 /// `policies/promotion.rego`), then [`Deny::OTHER`] (a custom bundle's deny without a code, or
 /// with a code not listed here), [`Deny::NO_POLICY`] and [`Deny::POLICY_ERROR`] (the operator's
 /// denies when no policy is in force or it fails to evaluate).
-pub const DENY_CODES: [&str; 10] = [
+pub const DENY_CODES: [&str; 11] = [
     "actor_unauthorized",
     "anatomy_incomplete",
     "containment",
@@ -71,6 +85,7 @@ pub const DENY_CODES: [&str; 10] = [
     "temperature",
     "budget",
     "runtime",
+    "namespace_budget",
     Deny::OTHER,
     Deny::NO_POLICY,
     Deny::POLICY_ERROR,
@@ -466,8 +481,12 @@ impl PolicyEngine {
     /// anything but a well-formed decision, is a deny ([`PolicyDecision::failed`]). The
     /// bundle's enforcement action is applied ([`PolicyEngine::evaluate`]).
     pub fn judge(&self, agent: AgentInput<'_>, actor: &Actor) -> PolicyDecision {
-        self.evaluate(&PolicyInput { agent, actor })
-            .unwrap_or_else(|e| PolicyDecision::failed(&e).under(self.action))
+        self.evaluate(&PolicyInput {
+            agent,
+            actor,
+            namespace: None,
+        })
+        .unwrap_or_else(|e| PolicyDecision::failed(&e).under(self.action))
     }
 
     /// What the policy says of an agent's spec alone (all but the actor rule, with an actor

@@ -66,6 +66,79 @@ pub struct PolicyBundleSpec {
     pub signature: Option<Box<crate::bundle_signature::BundleSignature>>,
 }
 
+/// The cluster's policy floor: a cluster-scoped bundle (the one named `default` is in force)
+/// that governs every namespace. A namespace's `PolicyBundle` adds its rules on top: an agent
+/// passes only if both allow, so a namespace can tighten the floor and never loosen it. Its
+/// `data` bounds the namespaces' (a namespace bundle that sets a limit above the floor's is
+/// refused at admission), and a namespace with no bundle is governed by the floor alone.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "agentgov.dev",
+    version = "v1alpha1",
+    kind = "ClusterPolicyBundle",
+    plural = "clusterpolicybundles",
+    shortname = "cpb",
+    status = "PolicyBundleStatus",
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.version"}"#,
+    printcolumn = r#"{"name":"Active","type":"string","jsonPath":".status.activeVersion"}"#,
+    printcolumn = r#"{"name":"Action","type":"string","jsonPath":".spec.enforcementAction"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterPolicyBundleSpec {
+    /// The policy itself, as in a `PolicyBundle` (version, entrypoint, modules, data,
+    /// enforcementAction, signature). Its `data.maxNamespaceMonthlyBudgetUsd` caps the sum of a
+    /// namespace's approved budgets.
+    #[serde(flatten)]
+    pub policy: PolicyBundleSpec,
+    /// The longest an `AgentException` may waive rules, in days from its creation (default 7):
+    /// a later `expiresAt` is cut to this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 90").message("maxExceptionDays must be between 1 and 90"))]
+    pub max_exception_days: Option<i32>,
+}
+
+/// The default longest exception, in days.
+pub const DEFAULT_MAX_EXCEPTION_DAYS: i32 = 7;
+
+impl ClusterPolicyBundleSpec {
+    /// The longest an exception may last.
+    pub fn max_exception(&self) -> jiff::SignedDuration {
+        let days = self
+            .max_exception_days
+            .unwrap_or(DEFAULT_MAX_EXCEPTION_DAYS)
+            .clamp(1, 90);
+        jiff::SignedDuration::from_hours(i64::from(days) * 24)
+    }
+}
+
+/// A bundle object of either scope, as the controllers and the webhook read it.
+pub trait BundleObject {
+    /// The policy the object carries.
+    fn policy_spec(&self) -> &PolicyBundleSpec;
+    /// What the operator recorded of it.
+    fn policy_status(&self) -> Option<&PolicyBundleStatus>;
+}
+
+impl BundleObject for PolicyBundle {
+    fn policy_spec(&self) -> &PolicyBundleSpec {
+        &self.spec
+    }
+    fn policy_status(&self) -> Option<&PolicyBundleStatus> {
+        self.status.as_ref()
+    }
+}
+
+impl BundleObject for ClusterPolicyBundle {
+    fn policy_spec(&self) -> &PolicyBundleSpec {
+        &self.spec.policy
+    }
+    fn policy_status(&self) -> Option<&PolicyBundleStatus> {
+        self.status.as_ref()
+    }
+}
+
 /// What a bundle's denies do to agents ([`PolicyBundleSpec::enforcement_action`]).
 #[derive(JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -116,6 +189,12 @@ pub struct PolicyData {
     #[serde(default = "default_max_budget")]
     #[x_kube(validation = Rule::new("self >= 0.0").message("maxMonthlyBudgetUsd must not be negative"))]
     pub max_monthly_budget_usd: f64,
+    /// The most a namespace's governed agents may ask for together each month, in US dollars:
+    /// a promotion that would take the namespace's sum of approved budgets above it is denied
+    /// (`namespace_budget_exceeded`). Unset: no total. Usually set on the cluster floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("maxNamespaceMonthlyBudgetUsd must not be negative"))]
+    pub max_namespace_monthly_budget_usd: Option<f64>,
     /// The highest temperature each role class may use.
     #[serde(default)]
     pub temperature_limits: TemperatureLimits,
@@ -222,6 +301,7 @@ impl Default for PolicyData {
     fn default() -> Self {
         PolicyData {
             max_monthly_budget_usd: default_max_budget(),
+            max_namespace_monthly_budget_usd: None,
             temperature_limits: TemperatureLimits::default(),
             promoter_roles: default_promoter_roles(),
             extra: None,

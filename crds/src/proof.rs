@@ -44,6 +44,28 @@ pub struct ProofBundle {
     /// The uids of the AgentPromotions it was promoted under (version 2).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promotions: Vec<String>,
+    /// The AgentExceptions that waived policy rules for this promotion (version 2; signed when
+    /// present, and absent from the signed payload when empty, so earlier proofs verify as they
+    /// did).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exceptions: Vec<ProofException>,
+}
+
+/// An AgentException a proof was signed under: which rules it waived, until when (by
+/// agentgov's clock) and who asked for it.
+#[derive(
+    Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ProofException {
+    pub name: String,
+    /// The deny codes it waived.
+    pub rules: Vec<String>,
+    /// When it ends (RFC 3339, seconds): admission refuses the agent's Pods from then on.
+    pub expires_at: String,
+    /// Who asked, as the API server authenticated them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requested_by: String,
 }
 
 fn payload_v1() -> u32 {
@@ -84,6 +106,8 @@ pub struct Claims<'a> {
     pub approvers: &'a [Approver],
     /// Sorted before signing.
     pub promotions: &'a [String],
+    /// Sorted before signing.
+    pub exceptions: &'a [ProofException],
 }
 
 #[derive(Serialize)]
@@ -113,6 +137,8 @@ struct PayloadV2<'a> {
     algorithm: Algorithm,
     approvers: &'a [Approver],
     promotions: &'a [String],
+    #[serde(skip_serializing_if = "<[ProofException]>::is_empty")]
+    exceptions: &'a [ProofException],
 }
 
 /// The exact bytes a proof's signature covers, for `subject`: canonical JSON of the payload of
@@ -141,6 +167,7 @@ pub fn signing_payload(subject: ProofSubject<'_>, proof: &ProofBundle) -> Result
             algorithm: proof.algorithm,
             approvers: &proof.approvers,
             promotions: &proof.promotions,
+            exceptions: &proof.exceptions,
         }),
         other => Err(Error::UnknownPayloadVersion(other)),
     }
@@ -165,6 +192,9 @@ pub fn sign(
     let mut promotions = claims.promotions.to_vec();
     promotions.sort();
     promotions.dedup();
+    let mut exceptions = claims.exceptions.to_vec();
+    exceptions.sort();
+    exceptions.dedup();
     let mut proof = ProofBundle {
         version: PAYLOAD_VERSION,
         spec_hash: claims.spec_hash.to_string(),
@@ -176,6 +206,7 @@ pub fn sign(
         agent_uid: subject.uid.to_string(),
         approvers,
         promotions,
+        exceptions,
     };
     let payload = signing_payload(subject, &proof)?;
     let (_, _, signature) = ring.sign(&payload)?;

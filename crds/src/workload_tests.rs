@@ -142,6 +142,7 @@ fn status(governance: GovernanceStatus, proof_hash: Option<&str>) -> AgentStatus
             agent_uid: "u-1".into(),
             approvers: vec![],
             promotions: vec![],
+            exceptions: Vec::new(),
         }),
         ..AgentStatus::default()
     }

@@ -116,6 +116,7 @@ fn every_resource_rule_names_a_served_crd() {
         "agents.agentgov.dev.yaml",
         "policybundles.agentgov.dev.yaml",
         "agentpromotions.agentgov.dev.yaml",
+        "agentexceptions.agentgov.dev.yaml",
     ] {
         let crd: Value =
             serde_yaml::from_str(&common::read(&format!("crds/{file}"))).expect("a CRD");

@@ -182,6 +182,7 @@ fn compute_kat_v1() -> Kat {
             agent_uid: String::new(),
             approvers: Vec::new(),
             promotions: Vec::new(),
+            exceptions: Vec::new(),
         };
         let payload = signing_payload(scenario.subject(), &proof).expect("payload");
         proof.signature = ring.sign(&payload).expect("signs").2;
@@ -882,4 +883,56 @@ fn the_first_failing_check_in_the_seeds_order_decides() {
     let mut s = governed(keys);
     s.now = at(T0 + 10 * 365 * 86_400);
     assert_admitted(s.check(keys), "a governed agent ten years on");
+}
+
+/// A proof signed under an AgentException is in force until the exception ends, by our clock:
+/// admitted before, refused from its end on, and the signature covers the exception (stripping
+/// it or moving its end breaks the proof).
+#[test]
+fn a_proof_signed_under_an_exception_ends_with_it() {
+    for (alg, keys) in signing_rings() {
+        let mut scenario = governed(keys);
+        let spec_hash = spec_hash(&scenario.spec).expect("hash");
+        let policy = scenario.active_policy_hash.clone().expect("policy");
+        let ends = format_signed_at(at(T0 + 7_200));
+        let exception = agentgov_api::proof::ProofException {
+            name: "budget-waiver".into(),
+            rules: vec!["budget".into()],
+            expires_at: ends.clone(),
+            requested_by: "carol".into(),
+        };
+        let proof = agentgov_api::proof::sign(
+            keys,
+            scenario.subject(),
+            agentgov_api::proof::Claims {
+                spec_hash: &spec_hash,
+                policy_hash: &policy,
+                approvers: &[approver()],
+                promotions: &[PROMOTION_UID.to_string()],
+                exceptions: std::slice::from_ref(&exception),
+            },
+            at(T0),
+        )
+        .expect("signs");
+        *scenario.proof_mut() = proof;
+        assert_admitted(scenario.check(keys), alg);
+
+        let mut stripped = scenario.clone();
+        stripped.proof_mut().exceptions.clear();
+        assert_denied(stripped.check(keys), SignatureValid, alg);
+
+        let mut later = scenario.clone();
+        later.now = at(T0 + 7_200);
+        let denial = assert_denied(later.check(keys), ProofExists, alg);
+        assert!(
+            denial.reason.contains("AgentException budget-waiver"),
+            "{}",
+            denial.reason
+        );
+
+        // The end is signed: rewriting it breaks the signature.
+        let mut moved = scenario.clone();
+        moved.proof_mut().exceptions[0].expires_at = format_signed_at(at(T0 + 99_999));
+        assert_denied(moved.check(keys), SignatureValid, alg);
+    }
 }

@@ -8,7 +8,7 @@ mod promotion_cases;
 
 use agentgov_api::AgentSpec;
 use agentgov_api::policy::{
-    Actor, AgentInput, DENY_CODES, Deny, PolicyDecision, PolicyEngine, PolicyInput,
+    Actor, AgentInput, DENY_CODES, Deny, NamespaceInput, PolicyDecision, PolicyEngine, PolicyInput,
     default_bundle_spec, metric_reason,
 };
 use agentgov_api::policy_bundle::PolicyData;
@@ -97,6 +97,16 @@ fn typed_cases_decide_the_same_through_the_typed_path() {
         ) else {
             continue;
         };
+        // input.namespace, where a case gives one, typed too (a wrong-typed one is not).
+        let namespace = match input.get("namespace") {
+            None => None,
+            Some(value) => match serde_json::from_value::<TypedNamespace>(value.clone()) {
+                Ok(typed) => Some(NamespaceInput {
+                    allocated_monthly_budget_usd: typed.allocated_monthly_budget_usd,
+                }),
+                Err(_) => continue,
+            },
+        };
         let mut bundle = default_bundle_spec();
         bundle.data = data;
         let engine = PolicyEngine::compile(&bundle).expect("compiles");
@@ -107,6 +117,7 @@ fn typed_cases_decide_the_same_through_the_typed_path() {
                 spec: &spec,
             },
             actor: &actor,
+            namespace: namespace.as_ref(),
         };
         let via_types = engine.evaluate(&typed_input).expect("evaluates");
         let via_json = engines
@@ -123,6 +134,12 @@ fn typed_cases_decide_the_same_through_the_typed_path() {
     }
     println!("{typed} well-typed cases decided alike");
     assert!(typed >= 40, "only {typed} cases are well-typed");
+}
+
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TypedNamespace {
+    allocated_monthly_budget_usd: f64,
 }
 
 /// The matcher: as many texts as patterns, each pattern found, each text explained.
@@ -217,6 +234,7 @@ fn evaluate(engine: &PolicyEngine, agent: &agentgov_api::Agent, actor: &Actor) -
             spec: &agent.spec,
         },
         actor,
+        namespace: None,
     };
     engine.evaluate(&input).expect("the policy evaluates")
 }

@@ -54,7 +54,7 @@ proptest! {
         spec.anatomy.containment.persistent_writes = persistent_writes;
         spec.anatomy.economics = budget.map(|b| Economics { monthly_budget_usd: b });
         let actor = Actor { username: "u".into(), groups, roles: vec![], authorized_to_promote: authorized };
-        let input = PolicyInput { agent: AgentInput { namespace: "ns", name: "a", spec: &spec }, actor: &actor };
+        let input = PolicyInput { agent: AgentInput { namespace: "ns", name: "a", spec: &spec }, actor: &actor, namespace: None };
         let vm = engine().evaluate_raw(&input).unwrap();
         let interpreted = engine().evaluate_interpreted(&input).unwrap();
         prop_assert_eq!(vm.to_json_str().unwrap(), interpreted.to_json_str().unwrap());

@@ -1,5 +1,5 @@
-//! The committed CRDs against the examples: every Agent, PolicyBundle and AgentPromotion
-//! manifest under examples/*.yaml validates against the `openAPIV3Schema` of crds/*.yaml, broken
+//! The committed CRDs against the examples: every Agent, PolicyBundle, AgentPromotion and
+//! AgentException manifest under examples/*.yaml validates against the `openAPIV3Schema` of crds/*.yaml, broken
 //! manifests do not, statuses the operator writes validate, and the committed generated files
 //! match what `crdgen` writes.
 //!
@@ -132,7 +132,10 @@ fn every_example_validates_against_the_committed_crds() {
     for path in yaml_files("examples") {
         for manifest in documents(&path) {
             let kind = manifest["kind"].as_str().unwrap_or_default().to_string();
-            if !matches!(kind.as_str(), "Agent" | "PolicyBundle" | "AgentPromotion") {
+            if !matches!(
+                kind.as_str(),
+                "Agent" | "PolicyBundle" | "AgentPromotion" | "AgentException"
+            ) {
                 continue;
             }
             let Some(errs) = errors(&schemas, &manifest) else {
@@ -148,6 +151,9 @@ fn every_example_validates_against_the_committed_crds() {
                 "Agent" => serde_json::from_value::<agentgov_api::Agent>(manifest).err(),
                 "AgentPromotion" => {
                     serde_json::from_value::<agentgov_api::AgentPromotion>(manifest).err()
+                }
+                "AgentException" => {
+                    serde_json::from_value::<agentgov_api::AgentException>(manifest).err()
                 }
                 _ => serde_json::from_value::<agentgov_api::PolicyBundle>(manifest).err(),
             };
@@ -167,6 +173,10 @@ fn every_example_validates_against_the_committed_crds() {
     assert!(
         checked.get("PolicyBundle").is_some_and(|n| *n >= 1),
         "PolicyBundle examples: {checked:?}"
+    );
+    assert!(
+        checked.get("AgentException").is_some_and(|n| *n >= 1),
+        "AgentException examples: {checked:?}"
     );
 }
 
@@ -264,6 +274,47 @@ fn broken_agents_are_rejected() {
         "ttlSeconds as a string",
         "/spec/sandbox/ttlSeconds",
         |m| m["spec"]["sandbox"]["ttlSeconds"] = json!("1d"),
+    );
+}
+
+/// CEL rules (a code that is not waivable, a blank justification, neither agents nor a selector,
+/// an empty selector) are in the CRD, checked by the crate's unit tests; here, the schema's
+/// bounds.
+#[test]
+fn broken_agent_exceptions_are_rejected() {
+    let exception = "examples/exception.yaml";
+    assert_rejected(exception, "no rules", "/spec/rules", |m| {
+        m["spec"]["rules"] = json!([])
+    });
+    assert_rejected(exception, "17 rules", "/spec/rules", |m| {
+        m["spec"]["rules"] = json!(vec!["budget"; 17])
+    });
+    assert_rejected(exception, "9 named agents", "/spec/agents", |m| {
+        m["spec"]["agents"] = json!(vec!["a"; 9])
+    });
+    assert_rejected(
+        exception,
+        "empty justification",
+        "/spec/justification",
+        |m| m["spec"]["justification"] = json!(""),
+    );
+    assert_rejected(
+        exception,
+        "a justification too long",
+        "/spec/justification",
+        |m| m["spec"]["justification"] = json!("x".repeat(1025)),
+    );
+    assert_rejected(exception, "no expiry", "/spec", |m| {
+        drop(m["spec"].as_object_mut().expect("spec").remove("expiresAt"))
+    });
+    assert_rejected(
+        exception,
+        "an unknown selector operator",
+        "/spec/selector/matchExpressions/0/operator",
+        |m| {
+            m["spec"]["selector"]["matchExpressions"] =
+                json!([{"key": "a", "operator": "Gt", "values": ["1"]}])
+        },
     );
 }
 

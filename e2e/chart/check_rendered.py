@@ -154,8 +154,8 @@ def expand(group, resources, verbs, names=()):
 
 
 OPERATOR_RULES = (
-    expand("agentgov.dev", ["agents", "policybundles", "agentpromotions"], ["get", "list", "watch"])
-    | expand("agentgov.dev", ["agents/status", "policybundles/status", "agentpromotions/status"], ["patch"])
+    expand("agentgov.dev", ["agents", "policybundles", "agentpromotions", "agentexceptions"], ["get", "list", "watch"])
+    | expand("agentgov.dev", ["agents/status", "policybundles/status", "agentpromotions/status", "agentexceptions/status"], ["patch"])
     | expand("agentgov.dev", ["agentpromotions"], ["delete"])
     | expand("apps", ["controllerrevisions"], ["get", "list", "watch", "create", "patch", "update", "delete"])
     | expand("events.k8s.io", ["events"], ["create", "patch"])
@@ -165,6 +165,8 @@ OPERATOR_RULES = (
         ["validatingadmissionpolicies", "validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
         ["get", "list", "watch"],
     )
+    | expand("agentgov.dev", ["clusterpolicybundles"], ["get", "list", "watch"])
+    | expand("agentgov.dev", ["clusterpolicybundles/status"], ["patch"])
 )
 # With operator.containPods (AGENTGOV_CONTAIN_PODS=true on the operator), and only then.
 CONTAIN_RULES = (
@@ -178,7 +180,7 @@ WORKLOAD_RULES = expand("apps", ["deployments"], ["get", "list", "watch", "creat
 )
 # With policyReports.enabled (AGENTGOV_POLICY_REPORTS=true), and only then.
 REPORT_RULES = expand("wgpolicyk8s.io", ["policyreports"], ["get", "list", "watch", "create", "patch", "update", "delete"])
-WEBHOOK_RULES = expand("agentgov.dev", ["agents", "policybundles"], ["get", "list", "watch"])
+WEBHOOK_RULES = expand("agentgov.dev", ["agents", "policybundles", "clusterpolicybundles"], ["get", "list", "watch"])
 
 
 def operator_flag(by_kind, env_name):
@@ -248,6 +250,12 @@ def check_rbac(by_kind, namespace):
             problem(name, "does not grant promote on agents.agentgov.dev")
         if name in admin and ("agentgov.dev", "agents", "extend", ()) in admin[name]:
             problem(name, "grants extend (a sandbox's life is fixed; extend has its own role)")
+    # `except` (waiving policy rules with an AgentException) is the policy admin's alone.
+    if "agentgov-policy-admin" in admin and ("agentgov.dev", "agents", "except", ()) not in admin["agentgov-policy-admin"]:
+        problem("agentgov-policy-admin", "does not grant except on agents.agentgov.dev")
+    for name, rules in admin.items():
+        if name != "agentgov-policy-admin" and any(r[2] == "except" for r in rules):
+            problem(name, "grants except (only agentgov-policy-admin may waive policy rules)")
     extender = admin.get("agentgov-sandbox-extender")
     if "agentgov-agent-admin" in admin and (extender is None or ("agentgov.dev", "agents", "extend", ()) not in extender):
         problem("agentgov-sandbox-extender", "missing, or does not grant extend on agents.agentgov.dev")
@@ -292,7 +300,11 @@ def check_webhook_registration(by_kind, namespace):
         if service.get("path") != path or service.get("namespace") != namespace:
             problem(where, f"clientConfig.service {service}")
         rules = h["rules"]
-        if [(r["apiGroups"], r["resources"], sorted(r["operations"])) for r in rules] != [([group], resource, sorted(operations))]:
+        expected = [([group], resource, sorted(operations))]
+        if name == "policybundles.validate.agentgov.dev":
+            # The cluster floor is reviewed by the same hook, in a rule of its own (scope Cluster).
+            expected.append(([group], ["clusterpolicybundles"], sorted(operations)))
+        if [(r["apiGroups"], r["resources"], sorted(r["operations"])) for r in rules] != expected:
             problem(where, f"rules {rules}: want {operations} on {resource} only (no other subresources, no DELETE)")
         # Rules, objectSelector and matchConditions are the same as in the registration `make run`
         # and the e2e tests use (deploy/webhook/validating-webhook-configuration.yaml).

@@ -6,7 +6,9 @@
 #      container, least-privilege RBAC, webhook registration, replicas, PDBs, certificates)
 #   2. values that must be refused are refused, with the message a user needs
 #   3. alerts and dashboard: metric names exist in the binaries, PromQL parses
-#   4. the Argo CD health check against example statuses (lua5.4)
+#   4. alert rules: promtool check rules on the rendered PrometheusRule's groups, and
+#      promtool test rules (e2e/chart/*_test.yaml: which alerts fire on which series)
+#   5. the Argo CD health check against example statuses (lua5.4)
 # Needs the tools of hack/tools.sh; fails (never skips) without them. Exits non-zero on failure.
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -16,7 +18,7 @@ CHART=charts/agentgov
 NS=agentgov-system
 OUT="$(mktemp -d)"
 trap 'rm -rf "${OUT}"' EXIT
-for tool in helm promql; do
+for tool in helm promql promtool; do
   [[ -x "${BIN}/${tool}" ]] || { echo "${BIN}/${tool} is missing: run hack/tools.sh" >&2; exit 1; }
 done
 export PATH="${BIN}:${PATH}"
@@ -106,6 +108,22 @@ if python3 e2e/chart/check_monitoring.py "${OUT}/monitoring.yaml" --promql "${BI
   pass "alerts and dashboard: metrics exist, PromQL parses"
 else
   fail "alerts and dashboard"
+fi
+
+# The rule groups exactly as the chart renders them (values/monitoring.yaml), as a Prometheus rules
+# file; each e2e/chart/*_test.yaml is copied beside it and reads it as rules.yaml.
+mkdir -p "${OUT}/rules"
+if python3 -c 'import sys, yaml
+rules = [o for o in yaml.safe_load_all(open(sys.argv[1])) if o and o["kind"] == "PrometheusRule"]
+assert len(rules) == 1, f"want one PrometheusRule, got {len(rules)}"
+yaml.safe_dump({"groups": rules[0]["spec"]["groups"]}, open(sys.argv[2], "w"), sort_keys=False)' \
+    "${OUT}/monitoring.yaml" "${OUT}/rules/rules.yaml" \
+  && cp e2e/chart/*_test.yaml "${OUT}/rules/" \
+  && promtool check rules "${OUT}/rules/rules.yaml" >"${OUT}/promtool.log" 2>&1 \
+  && (cd "${OUT}/rules" && promtool test rules ./*_test.yaml) >>"${OUT}/promtool.log" 2>&1; then
+  pass "alert rules: promtool check rules, promtool test rules ($(cd e2e/chart && echo *_test.yaml))"
+else
+  cat "${OUT}/promtool.log" 2>/dev/null; fail "alert rules: promtool check rules or test rules"
 fi
 
 if python3 e2e/chart/argocd_health_test.py; then pass "Argo CD health check"; else fail "Argo CD health check"; fi

@@ -58,6 +58,8 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         agentgov_api::AgentPromotion::crd(),
         agentgov_api::AgentTemplate::crd(),
         agentgov_api::ClusterAgentTemplate::crd(),
+        agentgov_api::AgentException::crd(),
+        agentgov_api::ClusterPolicyBundle::crd(),
     ] {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(
@@ -74,6 +76,8 @@ pub async fn install_crds(client: &Client) -> Result<()> {
         "agentpromotions.agentgov.dev",
         "agenttemplates.agentgov.dev",
         "clusteragenttemplates.agentgov.dev",
+        "agentexceptions.agentgov.dev",
+        "clusterpolicybundles.agentgov.dev",
     ] {
         wait_established(&api, name).await?;
     }

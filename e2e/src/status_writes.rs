@@ -282,6 +282,7 @@ fn governed_status(
             policy_hash,
             approvers: &approvers,
             promotions: &promotions,
+            exceptions: &[],
         },
         now,
     )?;

@@ -511,6 +511,10 @@ const RBAC: &str = "
     operator patch  agentgov.dev/agentpromotions/status       -                 target  yes
     operator delete agentgov.dev/agentpromotions              -                 target  yes
     operator update agentgov.dev/agentpromotions              -                 target  no
+    operator watch  agentgov.dev/agentexceptions              -                 target  yes
+    operator patch  agentgov.dev/agentexceptions/status       -                 target  yes
+    operator update agentgov.dev/agentexceptions              -                 target  no
+    operator create agentgov.dev/agentexceptions              -                 target  no
     operator list   admissionregistration.k8s.io/validatingadmissionpolicies - - yes
     operator watch  admissionregistration.k8s.io/mutatingadmissionpolicybindings - - yes
     operator update admissionregistration.k8s.io/validatingadmissionpolicies - - no

@@ -14,10 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentgov_api::agent::AgentMode;
+use agentgov_api::exception::{AppliedException, applicable};
 use agentgov_api::hash::spec_hash;
+use agentgov_api::policy::NamespaceInput;
 use agentgov_api::policy_bundle::RuntimeData;
 use agentgov_api::promotion::PromotionOutcome;
-use agentgov_api::{Agent, AgentPromotion};
+use agentgov_api::{Agent, AgentPromotion, GovernanceStatus};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -72,6 +74,8 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     }
     // Judging before the caches are known would deny for want of a policy or of approvals.
     ctx.bundles_synced.wait().await;
+    ctx.floors_synced.wait().await;
+    ctx.exceptions_synced.wait().await;
     ctx.promotions_synced.wait().await;
     let namespace = agent
         .namespace()
@@ -82,7 +86,8 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let written = &ctx.status_limiter.written;
     let last = written.agent(&uid);
     let version = agent.metadata.resource_version.as_deref().map(fingerprint);
-    let inputs = world.inputs(written, &promotions);
+    let extra = Extra::of(&ctx, &world, &agent, Timestamp::now());
+    let inputs = world.inputs(written, &promotions, &extra);
     if let Some(wait) = Judged::holds(last.as_ref(), version, inputs, Instant::now()) {
         // Nothing to judge; what the operator keeps for the agent may still have been changed
         // by someone.
@@ -91,7 +96,7 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     }
     let authorized = authorize(&ctx, &agent, &namespace, &promotions).await?;
     let now = Timestamp::now();
-    let judgement = judge_in(&ctx, &world, &agent, &promotions, &authorized, now)?;
+    let judgement = judge_in(&ctx, &world, &agent, &promotions, &authorized, &extra, now)?;
     let last_write = last.and_then(|j| j.write);
     // The deny codes the status does not keep, for the namespace's PolicyReport (before the
     // write, whose watch event has the report recomputed).
@@ -110,7 +115,7 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
             &uid,
             Judged {
                 version: Write::version(write.as_ref(), version),
-                inputs: world.inputs(written, &promotions),
+                inputs: world.inputs(written, &promotions, &extra),
                 until: Instant::now() + next,
                 write,
             },
@@ -193,7 +198,7 @@ impl World {
         let fingerprint = fingerprint(&(
             policy
                 .as_ref()
-                .map(|p| (p.hash(), &p.version, p.approvals_required)),
+                .map(|p| (p.hash(), p.engine.version(), p.approvals_required)),
             keys.generation,
             &guards,
         ));
@@ -208,9 +213,21 @@ impl World {
     /// A fingerprint of everything a judgement of an agent with these approvals depends on
     /// besides the agent: this world, and each approval's version (as this controller last
     /// wrote it, when the cache does not show that write yet).
-    fn inputs(&self, written: &Written, promotions: &[Arc<AgentPromotion>]) -> Fingerprint {
+    fn inputs(
+        &self,
+        written: &Written,
+        promotions: &[Arc<AgentPromotion>],
+        extra: &Extra,
+    ) -> Fingerprint {
         let mut hasher = DefaultHasher::new();
         self.fingerprint.hash(&mut hasher);
+        extra
+            .budget
+            .map(|b| b.allocated_monthly_budget_usd.to_bits())
+            .hash(&mut hasher);
+        for e in &extra.exceptions {
+            (&e.name, &e.rules, e.expires_at.0, &e.requested_by).hash(&mut hasher);
+        }
         for p in promotions {
             let uid = p.metadata.uid.as_deref().unwrap_or_default();
             uid.hash(&mut hasher);
@@ -237,7 +254,44 @@ pub fn judge(
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(agent.name_any()))?;
     let world = World::now(ctx, &namespace)?;
-    judge_in(ctx, &world, agent, promotions, authorized, now)
+    let extra = Extra::of(ctx, &world, agent, now);
+    judge_in(ctx, &world, agent, promotions, authorized, &extra, now)
+}
+
+/// What a judgement of one agent depends on from the rest of its namespace: the approved
+/// budgets (when the policy sets a total) and the AgentExceptions in force for it.
+pub struct Extra {
+    budget: Option<NamespaceInput>,
+    exceptions: Vec<AppliedException>,
+}
+
+impl Extra {
+    pub fn of(ctx: &Context, world: &World, agent: &Agent, now: Timestamp) -> Extra {
+        Extra {
+            budget: namespace_budget(ctx, world, agent),
+            exceptions: exceptions_for(ctx, agent, now),
+        }
+    }
+}
+
+/// The AgentExceptions of the agent's namespace in force for it at `now` (by the operator's
+/// clock, each cut to the floor's longest exception).
+fn exceptions_for(ctx: &Context, agent: &Agent, now: Timestamp) -> Vec<AppliedException> {
+    let namespace = agent.namespace().unwrap_or_default();
+    let in_namespace = ctx
+        .exceptions
+        .state_filter(|e| e.namespace().as_deref() == Some(namespace.as_str()));
+    if in_namespace.is_empty() {
+        return Vec::new();
+    }
+    let no_labels = std::collections::BTreeMap::new();
+    applicable(
+        in_namespace.iter().map(|e| e.as_ref()),
+        &agent.name_any(),
+        agent.metadata.labels.as_ref().unwrap_or(&no_labels),
+        now,
+        ctx.max_exception(),
+    )
 }
 
 /// Judge one agent in `world`.
@@ -247,6 +301,7 @@ fn judge_in(
     agent: &Agent,
     promotions: &[Arc<AgentPromotion>],
     authorized: &HashMap<String, bool>,
+    extra: &Extra,
     now: Timestamp,
 ) -> Result<Judgement> {
     let namespace = agent
@@ -255,6 +310,8 @@ fn judge_in(
     let name = agent.name_any();
     let uid = agent.metadata.uid.clone().unwrap_or_default();
     let facts = AgentFacts {
+        namespace_budget: extra.budget.as_ref(),
+        exceptions: &extra.exceptions,
         namespace: &namespace,
         name: &name,
         uid: &uid,
@@ -295,6 +352,66 @@ fn judge_in(
         now,
     }
     .judge(&facts, &approvals))
+}
+
+/// The namespace's approved budgets for a promotion of `agent`, when the policy sets a total:
+/// the budgets of its other agents in a governed status. `None` (not checked) for a sandbox, and
+/// for an agent already governed under its current spec: a total that shrinks stops new
+/// promotions and does not take budgets back, so revalidations cannot flip agents in turn.
+pub fn namespace_budget(ctx: &Context, world: &World, agent: &Agent) -> Option<NamespaceInput> {
+    world
+        .policy
+        .as_ref()?
+        .engine
+        .data()
+        .max_namespace_monthly_budget_usd?;
+    if agent.spec.mode != AgentMode::Governed || governed_as_approved(agent) {
+        return None;
+    }
+    let namespace = agent.namespace()?;
+    let allocated = ctx
+        .agents
+        .state()
+        .iter()
+        .filter(|other| {
+            other.namespace().as_deref() == Some(namespace.as_str())
+                && other.metadata.uid != agent.metadata.uid
+                && holds_governance(other)
+        })
+        .map(|other| monthly_budget(other))
+        .sum();
+    Some(NamespaceInput {
+        allocated_monthly_budget_usd: allocated,
+    })
+}
+
+/// In a governed status (valid or restricted): its budget is allocated.
+pub fn holds_governance(agent: &Agent) -> bool {
+    matches!(
+        agent.status.as_ref().and_then(|s| s.governance_status),
+        Some(GovernanceStatus::GovernedValid | GovernanceStatus::GovernedRestricted)
+    )
+}
+
+/// The agent's declared monthly budget (0 when it declares none).
+pub fn monthly_budget(agent: &Agent) -> f64 {
+    agent
+        .spec
+        .anatomy
+        .economics
+        .as_ref()
+        .map_or(0.0, |e| e.monthly_budget_usd)
+}
+
+/// Governed, and its proof is of its current spec.
+fn governed_as_approved(agent: &Agent) -> bool {
+    holds_governance(agent)
+        && agent
+            .status
+            .as_ref()
+            .and_then(|s| s.proof.as_ref())
+            .zip(spec_hash(&agent.spec).ok())
+            .is_some_and(|(proof, hash)| proof.spec_hash == hash)
 }
 
 /// When to look again: at a sandbox's expiry, at a pending approval's expiry, or at the resync.

@@ -13,33 +13,64 @@ use agentgov_api::guards::{CHANGED_BY, UNKNOWN_ACTOR};
 
 use agentgov_api::bundle_signature::verify_bundle;
 use agentgov_api::conditions::{self, ConditionUpdate, READY};
+use agentgov_api::effective::effective_hash;
 use agentgov_api::hash::policy_hash;
-use agentgov_api::policy_bundle::{PolicyVersion, push_history};
-use agentgov_api::{PolicyBundle, PolicyBundleStatus};
+use agentgov_api::policy_bundle::{BundleObject, PolicyVersion, push_history};
+use agentgov_api::{ClusterPolicyBundle, PolicyBundle, PolicyBundleStatus};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
 use tracing::{error, info, instrument, warn};
 
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::status::{apply_bundle_status, publish, short};
 
-#[instrument(skip(bundle, ctx), fields(bundle = %bundle.name_any(), namespace = bundle.namespace().unwrap_or_default()))]
-pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<Action> {
+/// A bundle of either scope: a namespace's `PolicyBundle` or the cluster floor
+/// (`ClusterPolicyBundle`), reconciled alike.
+pub trait Bundle:
+    BundleObject
+    + Resource<DynamicType = ()>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The API its status is written through.
+    fn api(&self, client: kube::Client) -> kube::Api<Self>;
+}
+
+impl Bundle for PolicyBundle {
+    fn api(&self, client: kube::Client) -> kube::Api<Self> {
+        kube::Api::namespaced(client, &self.namespace().unwrap_or_default())
+    }
+}
+
+impl Bundle for ClusterPolicyBundle {
+    fn api(&self, client: kube::Client) -> kube::Api<Self> {
+        kube::Api::all(client)
+    }
+}
+
+#[instrument(skip(bundle, ctx), fields(kind = %K::kind(&()), bundle = %bundle.name_any(), namespace = bundle.namespace().unwrap_or_default()))]
+pub async fn reconcile<K: Bundle>(bundle: Arc<K>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.timer("policybundle");
-    if bundle.metadata.deletion_timestamp.is_some() {
+    if bundle.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let namespace = bundle
-        .namespace()
-        .ok_or_else(|| Error::MissingNamespace(bundle.name_any()))?;
+    // The floor has no namespace: "" in logs.
+    let namespace = bundle.namespace().unwrap_or_default();
+    let spec = bundle.policy_spec();
+    let generation = bundle.meta().generation;
     let now = Timestamp::now();
-    let previous = bundle.status.clone().unwrap_or_default();
+    let previous = bundle.policy_status().cloned().unwrap_or_default();
     let mut status = previous.clone();
-    status.observed_generation = bundle.metadata.generation;
+    status.observed_generation = generation;
 
     if bundle.name_any() != ctx.settings.bundle_name {
         set_ready(
@@ -47,23 +78,24 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
             false,
             "NotInForce",
             format!(
-                "only the PolicyBundle named {} is in force in a namespace",
+                "only the {} named {} is in force",
+                K::kind(&()),
                 ctx.settings.bundle_name
             ),
             now,
         );
         if status != previous {
-            apply_bundle_status(&ctx, &bundle, &status).await?;
+            apply_bundle_status(&ctx, bundle.as_ref(), &status).await?;
         }
         return Ok(Action::await_change());
     }
 
-    let hash = policy_hash(&bundle.spec)?;
+    let hash = policy_hash(spec)?;
     // The one check that must hold whatever got past admission (the webhook bypassed, say): a
     // version that is not the one in force needs a signature that verifies.
     let refused = match &ctx.settings.bundle_keys {
-        Some(keys) if previous.active_spec.as_ref() != Some(&bundle.spec) => {
-            verify_bundle(&keys.current(), &bundle.spec).err()
+        Some(keys) if previous.active_spec.as_ref() != Some(spec) => {
+            verify_bundle(&keys.current(), spec).err()
         }
         _ => None,
     };
@@ -71,7 +103,7 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
         let reason = refusal.reason();
         let message = format!(
             "version {} is not put in force: {refusal}; {} stays in force",
-            bundle.spec.version,
+            spec.version,
             previous
                 .active_hash
                 .as_deref()
@@ -79,9 +111,7 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
         );
         // Reported once per version and verdict, not on every resync.
         let already_reported = conditions::find(&previous.conditions, READY).is_some_and(|c| {
-            c.reason == reason
-                && c.message == message
-                && c.observed_generation == bundle.metadata.generation
+            c.reason == reason && c.message == message && c.observed_generation == generation
         });
         set_ready(&mut status, false, reason, message.clone(), now);
         if !already_reported {
@@ -90,8 +120,8 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                 code = "POLICY_SIGNATURE_INVALID",
                 bundle = %bundle.name_any(),
                 namespace = %namespace,
-                version = %bundle.spec.version,
-                key_id = bundle.spec.signature.as_ref().map_or("", |s| s.key_id.as_str()),
+                version = %spec.version,
+                key_id = spec.signature.as_ref().map_or("", |s| s.key_id.as_str()),
                 reason,
                 error = %refusal,
                 "policy version refused: its signature does not verify; the last good version stays in force"
@@ -114,18 +144,18 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
             now,
         );
     } else {
-        match ctx.policies.compile(&bundle.spec) {
+        match ctx.policies.compile(spec) {
             Ok(_) => {
                 status.active_hash = Some(hash.clone());
-                status.active_version = Some(bundle.spec.version.clone());
-                status.active_spec = Some(bundle.spec.clone());
+                status.active_version = Some(spec.version.clone());
+                status.active_spec = Some(spec.clone());
                 push_history(
                     &mut status.history,
                     PolicyVersion {
                         hash: hash.clone(),
-                        version: bundle.spec.version.clone(),
+                        version: spec.version.clone(),
                         time: Time(now),
-                        actor: last_actor(&bundle),
+                        actor: last_actor(bundle.as_ref()),
                         reason: match previous.active_hash.as_deref() {
                             None => "first version".into(),
                             Some(old) => format!("replaces {}", short(old)),
@@ -144,7 +174,7 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                     code = "POLICY_HOTRELOAD",
                     bundle = %bundle.name_any(),
                     namespace = %namespace,
-                    version = %bundle.spec.version,
+                    version = %spec.version,
                     policy_hash = %hash,
                     previous_hash = previous.active_hash.as_deref().unwrap_or(""),
                     "policy version compiled and put in force"
@@ -154,18 +184,14 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                     &bundle.object_ref(&()),
                     EventType::Normal,
                     "PolicyActivated",
-                    format!(
-                        "version {} ({}) is in force",
-                        bundle.spec.version,
-                        short(&hash)
-                    ),
+                    format!("version {} ({}) is in force", spec.version, short(&hash)),
                 )
                 .await;
             }
             Err(e) => {
                 let message = format!(
                     "version {} does not compile; {} stays in force: {e}",
-                    bundle.spec.version,
+                    spec.version,
                     previous
                         .active_hash
                         .as_deref()
@@ -174,8 +200,7 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                 // Count and report each failing version once, not on every resync.
                 let already_reported =
                     conditions::find(&previous.conditions, READY).is_some_and(|c| {
-                        c.reason == "CompileFailed"
-                            && c.observed_generation == bundle.metadata.generation
+                        c.reason == "CompileFailed" && c.observed_generation == generation
                     });
                 set_ready(&mut status, false, "CompileFailed", message.clone(), now);
                 if !already_reported {
@@ -184,7 +209,7 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
                         code = "POLICY_HOTRELOAD",
                         bundle = %bundle.name_any(),
                         namespace = %namespace,
-                        version = %bundle.spec.version,
+                        version = %spec.version,
                         error = %e,
                         "policy version rejected; the last good version stays in force"
                     );
@@ -201,7 +226,7 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
         }
     }
     if status != previous {
-        apply_bundle_status(&ctx, &bundle, &status).await?;
+        apply_bundle_status(&ctx, bundle.as_ref(), &status).await?;
     }
 
     // The revalidation summary, level-triggered: once every governed agent of the namespace is
@@ -215,11 +240,24 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
             != Some(active.as_str())
     {
         ctx.agents_synced.wait().await;
+        // The agents this bundle governs, each judged under its namespace's effective policy
+        // (this version with the other layer as the cache has it).
+        let floor = bundle.namespace().is_none();
         let agents = ctx
             .agents
-            .state_filter(|a| a.namespace().as_deref() == Some(namespace.as_str()));
+            .state_filter(|a| floor || a.namespace().as_deref() == Some(namespace.as_str()));
+        let effective = |agent_namespace: &str| {
+            let (floor_hash, own_hash) = if floor {
+                (Some(active.clone()), ctx.own_active_hash(agent_namespace))
+            } else {
+                (ctx.floor_active_hash(), Some(active.clone()))
+            };
+            effective_hash(floor_hash.as_deref(), own_hash.as_deref())
+                .ok()
+                .flatten()
+        };
         let (mut summary, pending) =
-            crate::revalidation::progress(agents.iter().map(|a| a.as_ref()), &active);
+            crate::revalidation::progress(agents.iter().map(|a| a.as_ref()), &active, effective);
         let activated = status
             .history
             .iter()
@@ -248,7 +286,7 @@ pub async fn reconcile(bundle: Arc<PolicyBundle>, ctx: Arc<Context>) -> Result<A
             "governed agents revalidated"
         );
         status.last_revalidation = Some(summary.clone());
-        apply_bundle_status(&ctx, &bundle, &status).await?;
+        apply_bundle_status(&ctx, bundle.as_ref(), &status).await?;
         let note = format!(
             "revalidated against {}: {} valid, {} restricted, {} invalidated, {} denied, {} errors in {} ms",
             short(&active),
@@ -303,7 +341,7 @@ fn set_ready(
 /// admission guards stamp on every spec change and allow to name only the requester. Without it
 /// (no MutatingAdmissionPolicy stamps it on clusters before 1.36) the actor is said to be
 /// unknown, never a name the client chose.
-fn last_actor(bundle: &PolicyBundle) -> Option<String> {
+fn last_actor(bundle: &impl Resource) -> Option<String> {
     let stamped = bundle
         .annotations()
         .get(CHANGED_BY)
@@ -312,8 +350,8 @@ fn last_actor(bundle: &PolicyBundle) -> Option<String> {
     Some(stamped.unwrap_or_else(|| UNKNOWN_ACTOR.to_string()))
 }
 
-pub fn error_policy(
-    bundle: Arc<PolicyBundle>,
+pub fn error_policy<K: Bundle>(
+    bundle: Arc<K>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> kube::runtime::controller::Action {

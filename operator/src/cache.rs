@@ -46,6 +46,14 @@ pub fn slim_unlabelled<K: kube::Resource>(object: &mut K) {
     meta.labels = None;
 }
 
+/// [`slim`], and annotations too, keeping labels: Agents (an AgentException selects agents by
+/// label; a GitOps tool's annotations are on every one of thousands).
+pub fn slim_labelled<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    meta.annotations = None;
+}
+
 /// Objects per page of the initial list (and of each re-list). kube's default of 500 full
 /// objects per page leaves the allocator holding transient page memory between the cached
 /// objects (the webhook's `AGENT_LIST_PAGE_SIZE` measured it).

@@ -6,8 +6,11 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
+use agentgov_api::effective::{EffectivePolicy, Layer};
+use agentgov_api::exception::AgentException;
 use agentgov_api::policy::PolicyEngine;
-use agentgov_api::{Agent, AgentPromotion, PolicyBundle, PolicyBundleSpec};
+use agentgov_api::policy_bundle::BundleObject;
+use agentgov_api::{Agent, AgentPromotion, ClusterPolicyBundle, PolicyBundle, PolicyBundleSpec};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jiff::SignedDuration;
 use kube::Client;
@@ -33,11 +36,17 @@ pub struct Context {
     pub keys: Arc<KeyRingSource>,
     pub agents: Store<Agent>,
     pub bundles: Store<PolicyBundle>,
+    /// The cluster floors (ClusterPolicyBundles); the one named like the bundles is in force.
+    pub floors: Store<ClusterPolicyBundle>,
+    /// AgentExceptions: waivers of policy rules for named agents, for a while.
+    pub exceptions: Store<AgentException>,
     pub promotions: Store<AgentPromotion>,
     /// AgentPromotions by the agent they approve.
     pub promotion_index: Arc<PromotionIndex>,
     pub agents_synced: crate::cache::Synced,
     pub bundles_synced: crate::cache::Synced,
+    pub floors_synced: crate::cache::Synced,
+    pub exceptions_synced: crate::cache::Synced,
     pub promotions_synced: crate::cache::Synced,
     /// The NetworkPolicies the operator keeps (empty unless `--contain-pods`).
     pub network_policies: Store<crate::containment::PolicyDigest>,
@@ -328,33 +337,68 @@ impl PolicyCache {
 }
 
 impl Context {
-    /// The policy in force in `namespace`: the named bundle's last good version, as its status
-    /// says (written by the bundle controller: `activeSpec` hashing to `activeHash`).
+    /// The policy in force in `namespace`: the cluster floor's and the namespace bundle's last
+    /// good versions, as their status says (written by the bundle controller: `activeSpec`
+    /// hashing to `activeHash`), either of them alone, or none.
     pub fn active_policy(&self, namespace: &str) -> Result<Option<ActivePolicy>> {
-        let key = ObjectRef::new(&self.settings.bundle_name).within(namespace);
-        let Some(bundle) = self.bundles.get(&key) else {
-            // No bundle (or deleted): nothing is in force.
-            return Ok(None);
+        let name = &self.settings.bundle_name;
+        let bundle = self.bundles.get(&ObjectRef::new(name).within(namespace));
+        let floor = self.floors.get(&ObjectRef::new(name));
+        let version = match (
+            object_version(bundle.as_deref().map(|b| &b.metadata)),
+            object_version(floor.as_deref().map(|f| &f.metadata)),
+        ) {
+            (Some(b), Some(f)) => Some(fingerprint(&(b, f))),
+            _ => None,
         };
-        let version = bundle
-            .metadata
-            .resource_version
-            .as_deref()
-            .map(|rv| fingerprint(&(rv, bundle.metadata.uid.as_deref())));
         if let Some(version) = version
             && let Some(policy) = self.policies.in_force(namespace, version)
         {
             return Ok(policy);
         }
-        let policy = self.policy_of(&bundle)?;
+        let floor = match floor.as_deref() {
+            Some(floor) => self.layer_of(floor)?,
+            None => None,
+        };
+        let own = match bundle.as_deref() {
+            Some(bundle) => self.layer_of(bundle)?,
+            None => None,
+        };
+        let policy = EffectivePolicy::new(floor, own)?.map(ActivePolicy::new);
         if let Some(version) = version {
             self.policies.remember(namespace, version, policy.clone());
         }
         Ok(policy)
     }
 
-    fn policy_of(&self, bundle: &PolicyBundle) -> Result<Option<ActivePolicy>> {
-        let Some(status) = bundle.status.as_ref() else {
+    /// The longest an AgentException may last: the cluster floor's `maxExceptionDays`, else 7
+    /// days.
+    pub fn max_exception(&self) -> jiff::SignedDuration {
+        self.floors
+            .get(&ObjectRef::new(&self.settings.bundle_name))
+            .map_or(agentgov_api::exception::DEFAULT_MAX_EXCEPTION, |f| {
+                f.spec.max_exception()
+            })
+    }
+
+    /// The hash the cluster floor's status says is in force, if any.
+    pub fn floor_active_hash(&self) -> Option<String> {
+        self.floors
+            .get(&ObjectRef::new(&self.settings.bundle_name))
+            .and_then(|f| f.status.as_ref().and_then(|s| s.active_hash.clone()))
+    }
+
+    /// The hash the namespace bundle's status says is in force, if any.
+    pub fn own_active_hash(&self, namespace: &str) -> Option<String> {
+        self.bundles
+            .get(&ObjectRef::new(&self.settings.bundle_name).within(namespace))
+            .and_then(|b| b.status.as_ref().and_then(|s| s.active_hash.clone()))
+    }
+
+    /// The version in force of a bundle of either scope, compiled (none while no version has
+    /// compiled, or when its status does not match its own spec: not trusted).
+    fn layer_of(&self, bundle: &(impl BundleObject + kube::Resource)) -> Result<Option<Layer>> {
+        let Some(status) = bundle.policy_status() else {
             return Ok(None);
         };
         let (Some(spec), Some(hash)) = (status.active_spec.as_ref(), status.active_hash.as_ref())
@@ -363,16 +407,11 @@ impl Context {
         };
         let engine = self.policies.compile(spec)?;
         if engine.hash() != hash {
-            // Status that does not match its own spec is not trusted.
             return Ok(None);
         }
-        Ok(Some(ActivePolicy {
-            name: self.settings.bundle_name.clone(),
-            version: status.active_version.clone().unwrap_or_default(),
-            approvals_required: spec.data.approvals_required(),
-            runtime: spec.data.runtime.clone().unwrap_or_default(),
-            engine,
-        }))
+        let mut layer = Layer::of(&bundle.name_any(), spec, engine);
+        layer.version = status.active_version.clone().unwrap_or_default();
+        Ok(Some(layer))
     }
 
     /// The AgentPromotions of an agent, from the cache.
@@ -386,6 +425,21 @@ impl Context {
                     .filter(|p| p.spec.agent == agent)
             })
             .collect()
+    }
+}
+
+/// A version of a cached object, or of its absence: its resourceVersion and uid (`Some(None)`
+/// when there is no object; `None` when the object has no resourceVersion to tell versions
+/// apart).
+fn object_version(
+    meta: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+) -> Option<Option<Fingerprint>> {
+    match meta {
+        None => Some(None),
+        Some(meta) => meta
+            .resource_version
+            .as_deref()
+            .map(|rv| Some(fingerprint(&(rv, meta.uid.as_deref())))),
     }
 }
 
@@ -437,7 +491,7 @@ mod tests {
             Context::test(&keys, &[in_force, other_name, forged, unjudged], &[], &[]);
 
         let policy = ctx.active_policy(NAMESPACE).unwrap().expect("a policy");
-        assert_eq!(policy.name, BUNDLE);
+        assert_eq!(policy.engine.name(), BUNDLE);
         assert_eq!(policy.approvals_required, 2);
         assert_eq!(
             policy.hash(),

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use agentgov_api::effective::{EffectivePolicy, Layer};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::{KeyRingConfig, generate_ed25519};
-use agentgov_api::policy::{PolicyEngine, default_bundle_spec};
+use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::ApprovalsData;
 use agentgov_api::promotion::{AgentPromotionSpec, Requester};
 use agentgov_api::testing::{with_sandbox_ttl, with_temperature};
@@ -83,13 +84,9 @@ pub fn policy_requiring(required: i32) -> PolicyBundleSpec {
 
 /// A compiled policy in force under the bundle name [`BUNDLE`].
 pub fn active_policy(spec: &PolicyBundleSpec) -> ActivePolicy {
-    ActivePolicy {
-        name: BUNDLE.into(),
-        version: spec.version.clone(),
-        engine: PolicyEngine::compile(spec).expect("the bundle compiles"),
-        approvals_required: spec.data.approvals_required(),
-        runtime: spec.data.runtime.clone().unwrap_or_default(),
-    }
+    ActivePolicy::new(EffectivePolicy::single(
+        Layer::compile(BUNDLE, spec).expect("the bundle compiles"),
+    ))
 }
 
 /// A ring of fresh Ed25519 keys, `active` signing.
@@ -500,12 +497,16 @@ impl Context {
             keys: Arc::new(key_source(keys)),
             agents: store(agents),
             bundles: store(bundles),
+            floors: store(&[]),
+            exceptions: store(&[]),
             promotions: store(promotions),
             promotion_index: Arc::new(promotion_index),
             counted: Default::default(),
             revisions: Default::default(),
             agents_synced: crate::cache::synced_for_test(),
             bundles_synced: crate::cache::synced_for_test(),
+            floors_synced: crate::cache::synced_for_test(),
+            exceptions_synced: crate::cache::synced_for_test(),
             promotions_synced: crate::cache::synced_for_test(),
             network_policies: store(&[]),
             network_policies_synced: crate::cache::synced_for_test(),

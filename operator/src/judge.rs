@@ -22,39 +22,49 @@ use agentgov_api::agent::{
     AgentMode, AgentSpec, AgentStatus, ApprovalStatus, AuditFinding, GovernanceStatus, PolicyRef,
 };
 use agentgov_api::conditions::{self, ConditionUpdate, EXPIRED, PROMOTED, READY};
+use agentgov_api::effective::EffectivePolicy;
+use agentgov_api::exception::{AppliedException, next_expiry, waives};
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::KeyRing;
-use agentgov_api::policy::{ACTOR_RULE, Actor, AgentInput, PolicyDecision, PolicyEngine, Standing};
+use agentgov_api::policy::{
+    ACTOR_RULE, Actor, AgentInput, NamespaceInput, PolicyDecision, PolicyInput, Standing,
+};
 use agentgov_api::promotion::{AgentPromotionStatus, PromotionOutcome, ProofLink, Requester};
-use agentgov_api::proof::{self, Approver, Claims, ProofBundle, ProofSubject};
+use agentgov_api::proof::{self, Approver, Claims, ProofBundle, ProofException, ProofSubject};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 /// The deny code of the policy's actor rule (the approver does not hold a promoter role).
 pub const ACTOR_CODE: &str = ACTOR_RULE;
 
-/// The compiled policy in force for a namespace.
+/// The compiled policy in force for a namespace: the cluster floor and the namespace's bundle.
 #[derive(Clone, Debug)]
 pub struct ActivePolicy {
-    pub name: String,
-    pub version: String,
-    pub engine: PolicyEngine,
-    /// `data.approvals.required`.
+    pub engine: EffectivePolicy,
+    /// `data.approvals.required` (the larger of the floor's and the namespace's).
     pub approvals_required: usize,
-    /// `data.runtime`: containment egress and what quarantine does.
+    /// `data.runtime` within the floor's: containment egress and what quarantine does.
     pub runtime: agentgov_api::policy_bundle::RuntimeData,
 }
 
 impl ActivePolicy {
+    pub fn new(engine: EffectivePolicy) -> Self {
+        ActivePolicy {
+            approvals_required: engine.data().approvals_required(),
+            runtime: engine.data().runtime.clone().unwrap_or_default(),
+            engine,
+        }
+    }
+
     pub fn hash(&self) -> &str {
         self.engine.hash()
     }
 
     fn reference(&self) -> PolicyRef {
         PolicyRef {
-            name: self.name.clone(),
-            version: self.version.clone(),
+            name: self.engine.name(),
+            version: self.engine.version(),
             hash: self.hash().to_string(),
         }
     }
@@ -70,6 +80,11 @@ pub struct AgentFacts<'a> {
     pub created: Timestamp,
     pub spec: &'a AgentSpec,
     pub status: Option<&'a AgentStatus>,
+    /// The namespace's approved budgets, when its total is to be checked (a policy that sets
+    /// one, for an agent not already governed under its spec).
+    pub namespace_budget: Option<&'a NamespaceInput>,
+    /// The AgentExceptions in force for the agent now (unexpired by the operator's clock).
+    pub exceptions: &'a [AppliedException],
 }
 
 /// One AgentPromotion of the agent.
@@ -315,7 +330,9 @@ impl Judge<'_> {
                     (true, Some(r)) => Some(
                         decisions
                             .entry(r.username.as_str())
-                            .or_insert_with(|| evaluate(policy, agent, r, a.authorized))
+                            .or_insert_with(|| {
+                                waive(evaluate(policy, agent, r, a.authorized), agent.exceptions).0
+                            })
                             .clone(),
                     ),
                     _ => None,
@@ -346,11 +363,20 @@ impl Judge<'_> {
             approved_by: qualified.keys().map(|u| u.to_string()).collect(),
         };
         // What the policy says of the spec itself (all but the actor rule), approved or not.
-        let spec_verdict = policy.engine.judge_spec(AgentInput {
-            namespace: agent.namespace,
-            name: agent.name,
-            spec: agent.spec,
-        });
+        // Rules an AgentException waives for this agent are not denies: each becomes a warning
+        // naming the exception (so the agent is GOVERNED_RESTRICTED), and the exception goes
+        // into the status and the signed proof.
+        let (spec_verdict, excepted) = waive(
+            policy.engine.judge_spec_input(
+                AgentInput {
+                    namespace: agent.namespace,
+                    name: agent.name,
+                    spec: agent.spec,
+                },
+                agent.namespace_budget,
+            ),
+            agent.exceptions,
+        );
         // The rule `kubectl agentgov policy preview` predicts with: refused, awaiting approval,
         // or in force (restricted when the policy warns).
         let standing = Standing::of(&spec_verdict, qualified.len(), required);
@@ -406,13 +432,18 @@ impl Judge<'_> {
                 .values()
                 .map(|v| v.facts.uid.to_string())
                 .collect();
+            let signed_exceptions: Vec<ProofException> =
+                excepted.iter().map(proof_exception).collect();
             self.promote(
                 agent,
                 &previous,
                 policy,
                 &hash,
-                &approvers,
-                &promotions,
+                Grant {
+                    approvers: &approvers,
+                    promotions: &promotions,
+                    exceptions: &signed_exceptions,
+                },
                 warnings,
             )
         };
@@ -422,6 +453,14 @@ impl Judge<'_> {
             judgement.status.policy = Some(policy.reference());
             judgement.status.approval = Some(approval);
             judgement.status.audit = audit;
+            judgement.status.exceptions = excepted;
+        }
+        // An exception ends by itself: judge the agent again when the first one in force ends.
+        if let Some(at) = next_expiry(agent.exceptions)
+            && let Ok(wait) = Duration::try_from(self.now.duration_until(at))
+        {
+            let wait = wait + Duration::from_secs(1);
+            judgement.requeue_after = Some(judgement.requeue_after.map_or(wait, |r| r.min(wait)));
         }
         // Each approval's own status.
         let promoted = judgement
@@ -482,10 +521,14 @@ impl Judge<'_> {
         previous: &AgentStatus,
         policy: &ActivePolicy,
         hash: &str,
-        approvers: &[Approver],
-        promotions: &[String],
+        grant: Grant<'_>,
         warnings: Vec<String>,
     ) -> Judgement {
+        let Grant {
+            approvers,
+            promotions,
+            exceptions,
+        } = grant;
         let restricted = !warnings.is_empty();
         // A proof that still holds is kept (not signed again): same spec, policy, approvals and
         // object, key not revoked, signature valid.
@@ -498,6 +541,7 @@ impl Judge<'_> {
                 && p.policy_hash == policy.hash()
                 && p.approvers == sorted(approvers)
                 && p.promotions == sorted(promotions)
+                && p.exceptions == sorted(exceptions)
                 && proof::verify(self.keys, subject(agent), p).is_ok()
         });
         let (proof, outcome) = match kept {
@@ -511,6 +555,7 @@ impl Judge<'_> {
                     policy_hash: policy.hash(),
                     approvers,
                     promotions,
+                    exceptions,
                 };
                 match proof::sign(self.keys, subject(agent), claims, self.now) {
                     Ok(p) if restricted => (p, Outcome::Restricted),
@@ -810,6 +855,68 @@ impl Judge<'_> {
     }
 }
 
+/// What a promotion is granted under: the approvers, their AgentPromotions' uids, and the
+/// AgentExceptions that waived rules.
+#[derive(Clone, Copy)]
+struct Grant<'a> {
+    approvers: &'a [Approver],
+    promotions: &'a [String],
+    exceptions: &'a [ProofException],
+}
+
+/// The policy's answer with the denies `exceptions` waive taken out: each becomes the warning
+/// `[exception NAME] waives (CODE): message`; and the exceptions that waived something. A
+/// decision with no deny left is allowed. Only waivable codes are waived
+/// ([`agentgov_api::exception::waivable`]: never the actor rule, nor a missing or failing
+/// policy).
+pub fn waive(
+    decision: PolicyDecision,
+    exceptions: &[AppliedException],
+) -> (PolicyDecision, Vec<AppliedException>) {
+    if exceptions.is_empty() || decision.denies.is_empty() {
+        return (decision, Vec::new());
+    }
+    let PolicyDecision {
+        allow,
+        denies,
+        mut warnings,
+        audit,
+    } = decision;
+    let mut kept = Vec::new();
+    let mut used: Vec<AppliedException> = Vec::new();
+    for deny in denies {
+        match waives(exceptions, &deny.code) {
+            Some(exception) => {
+                warnings.push(format!(
+                    "[exception {}] waives ({}): {}",
+                    exception.name, deny.code, deny.message
+                ));
+                if !used.iter().any(|u| u.name == exception.name) {
+                    used.push(exception.clone());
+                }
+            }
+            None => kept.push(deny),
+        }
+    }
+    let decision = PolicyDecision {
+        allow: allow || kept.is_empty(),
+        denies: kept,
+        warnings,
+        audit,
+    };
+    (decision, used)
+}
+
+/// An applied exception as the proof records it.
+fn proof_exception(applied: &AppliedException) -> ProofException {
+    ProofException {
+        name: applied.name.clone(),
+        rules: applied.rules.clone(),
+        expires_at: proof::format_signed_at(applied.expires_at.0),
+        requested_by: applied.requested_by.clone().unwrap_or_default(),
+    }
+}
+
 /// The policy's answer for this agent with `requester` as the actor (an evaluation that fails
 /// is a deny with the code `policy_error`).
 fn evaluate(
@@ -819,12 +926,15 @@ fn evaluate(
     authorized: bool,
 ) -> PolicyDecision {
     let actor = Actor::approver(requester, authorized);
-    let input = AgentInput {
-        namespace: agent.namespace,
-        name: agent.name,
-        spec: agent.spec,
-    };
-    policy.engine.judge(input, &actor)
+    policy.engine.judge_input(&PolicyInput {
+        agent: AgentInput {
+            namespace: agent.namespace,
+            name: agent.name,
+            spec: agent.spec,
+        },
+        actor: &actor,
+        namespace: agent.namespace_budget,
+    })
 }
 
 /// From when an approval's `approval_ttl` runs: its creation, or, for one that was approved

@@ -4,10 +4,11 @@ use std::time::Duration;
 
 use agentgov_api::agent::{AgentSpec, AgentStatus, GovernanceStatus, SandboxSpec};
 use agentgov_api::conditions::{EXPIRED, PROMOTED, READY, find, is_true};
+use agentgov_api::exception::AppliedException;
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::{KeyRing, KeyRingConfig, VerifyFailure};
-use agentgov_api::policy::default_bundle_spec;
+use agentgov_api::policy::{NamespaceInput, PolicyDecision, default_bundle_spec};
 use agentgov_api::policy_bundle::{EnforcementAction, RegoModule};
 use agentgov_api::promotion::{AgentPromotionStatus, PromotionOutcome, ProofLink, Requester};
 use agentgov_api::proof::{Approver, ProofBundle, ProofSubject, format_signed_at, verify};
@@ -118,6 +119,8 @@ struct World {
     now: Timestamp,
     uid: &'static str,
     approvals: Vec<Approval>,
+    namespace_budget: Option<NamespaceInput>,
+    exceptions: Vec<AppliedException>,
 }
 
 impl World {
@@ -134,6 +137,8 @@ impl World {
             now: hours(1),
             uid: UID,
             approvals: vec![Approval::by("alice")],
+            namespace_budget: None,
+            exceptions: Vec::new(),
         }
     }
 
@@ -170,6 +175,8 @@ impl World {
                 created: created(),
                 spec,
                 status,
+                namespace_budget: self.namespace_budget.as_ref(),
+                exceptions: &self.exceptions,
             },
             &approvals,
         )
@@ -1902,4 +1909,141 @@ fn audit_and_warn_never_relax_who_may_promote() {
             "{action:?}"
         );
     }
+}
+
+#[test]
+fn a_promotion_over_the_namespace_total_is_denied_with_the_numbers() {
+    let mut spec = default_bundle_spec();
+    spec.data.max_namespace_monthly_budget_usd = Some(1000.0);
+    let mut world = World::new(&keys());
+    world.policy = Some(active_policy(&spec));
+    let agent = governed_spec();
+    let budget = agent
+        .anatomy
+        .economics
+        .as_ref()
+        .map_or(0.0, |e| e.monthly_budget_usd);
+    // Room for it: promoted.
+    world.namespace_budget = Some(NamespaceInput {
+        allocated_monthly_budget_usd: 1000.0 - budget,
+    });
+    let judged = world.judge(&agent, 1, None);
+    assert_eq!(
+        judged.status.governance_status,
+        Some(GovernanceStatus::GovernedValid)
+    );
+    // A cent short: denied, saying how much.
+    world.namespace_budget = Some(NamespaceInput {
+        allocated_monthly_budget_usd: 1000.01 - budget,
+    });
+    let judged = world.judge(&agent, 1, None);
+    assert_eq!(
+        judged.status.governance_status,
+        Some(GovernanceStatus::Sandbox)
+    );
+    assert_eq!(judged.deny_codes, vec!["namespace_budget".to_string()]);
+    assert!(
+        judged.status.denies[0].contains("of its monthly total of 1000"),
+        "{:?}",
+        judged.status.denies
+    );
+    // Not asked (an agent already governed under its spec): the total is not checked.
+    world.namespace_budget = None;
+    let judged = world.judge(&agent, 1, None);
+    assert_eq!(
+        judged.status.governance_status,
+        Some(GovernanceStatus::GovernedValid)
+    );
+}
+
+fn waiver(name: &str, rules: &[&str], until: Timestamp) -> AppliedException {
+    AppliedException {
+        name: name.into(),
+        rules: rules.iter().map(ToString::to_string).collect(),
+        expires_at: Time(until),
+        requested_by: Some("carol".into()),
+    }
+}
+
+#[test]
+fn an_exception_waives_its_rule_into_a_warning_the_status_and_the_signed_proof() {
+    let mut spec = default_bundle_spec();
+    spec.data.max_monthly_budget_usd = 100.0;
+    let mut world = World::new(&keys());
+    world.policy = Some(active_policy(&spec));
+    let agent = governed_spec();
+    let denied = world.judge(&agent, 1, None);
+    assert_eq!(denied.deny_codes, vec!["budget".to_string()]);
+
+    // An exception for another rule waives nothing.
+    world.exceptions = vec![waiver("hot", &["temperature"], hours(3))];
+    let still = world.judge(&agent, 1, None);
+    assert_eq!(still.deny_codes, vec!["budget".to_string()]);
+    assert!(still.status.exceptions.is_empty());
+
+    world.exceptions = vec![waiver("budget-waiver", &["budget"], hours(3))];
+    let judged = world.judge(&agent, 1, None);
+    assert_eq!(
+        judged.status.governance_status,
+        Some(GovernanceStatus::GovernedRestricted)
+    );
+    assert!(
+        judged
+            .status
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("[exception budget-waiver] waives (budget): ")),
+        "{:?}",
+        judged.status.warnings
+    );
+    assert_eq!(judged.status.exceptions, world.exceptions);
+    let signed = proof(&judged.status);
+    assert_eq!(signed.exceptions.len(), 1);
+    assert_eq!(signed.exceptions[0].name, "budget-waiver");
+    assert_eq!(signed.exceptions[0].requested_by, "carol");
+    // Signed: the proof does not verify without it.
+    let ring = &world.keys;
+    let subject = agentgov_api::proof::ProofSubject {
+        namespace: NAMESPACE,
+        name: NAME,
+        uid: UID,
+    };
+    assert!(agentgov_api::proof::verify(ring, subject, signed).is_ok());
+    let mut stripped = signed.clone();
+    stripped.exceptions.clear();
+    assert!(agentgov_api::proof::verify(ring, subject, &stripped).is_err());
+    // Judged again when it ends (two hours from now, a second after).
+    assert!(
+        judged
+            .requeue_after
+            .is_some_and(|r| r <= Duration::from_secs(2 * 3600 + 1)),
+        "{:?}",
+        judged.requeue_after
+    );
+
+    // Once it has ended (the operator no longer finds it in force), the governed agent falls.
+    world.exceptions.clear();
+    let after = world.judge(&agent, 1, Some(&judged.status));
+    assert_eq!(
+        after.status.governance_status,
+        Some(GovernanceStatus::GovernedInvalidated)
+    );
+    assert!(after.status.exceptions.is_empty());
+}
+
+#[test]
+fn an_exception_never_waives_the_actor_rule() {
+    let (decision, used) = crate::judge::waive(
+        PolicyDecision {
+            allow: false,
+            denies: vec![agentgov_api::policy::Deny::new(
+                "actor_unauthorized",
+                "mallory may not promote",
+            )],
+            ..PolicyDecision::default()
+        },
+        &[waiver("all", &["actor_unauthorized", "budget"], hours(3))],
+    );
+    assert!(!decision.allow);
+    assert!(used.is_empty());
 }

@@ -28,7 +28,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgov_api::{Agent, AgentPromotion, GovernanceStatus, PolicyBundle};
+use agentgov_api::exception::AgentException;
+use agentgov_api::{Agent, AgentPromotion, ClusterPolicyBundle, GovernanceStatus, PolicyBundle};
 use agentgov_runtime::health::{self, Health, Readiness};
 use agentgov_runtime::shutdown::Shutdown;
 use agentgov_runtime::telemetry;
@@ -142,7 +143,7 @@ async fn run(config: Config) -> Result<()> {
         cache::watched(
             agents,
             cache::config(),
-            cache::slim_unlabelled,
+            cache::slim_labelled,
             move |event| {
                 triggers::forget_deleted(&written, event);
                 reports.observe(event);
@@ -157,6 +158,41 @@ async fn run(config: Config) -> Result<()> {
         cache::watched(bundles, cache::config(), cache::slim, move |event| {
             in_force.observe(event)
         });
+    // The cluster floor: a new version in force (or the floor deleted) judges every agent again.
+    let (floors_tx, floors_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let floor_in_force = triggers::BundleTrigger::new(config.bundle_name.clone(), floors_tx);
+    // Not served (the CRD not applied since an upgrade: Helm never upgrades CRDs): no floor,
+    // said once, rather than a watch that never syncs.
+    let (floor_store, floor_stream, floors_synced) = if serves_floors(&client).await {
+        let (store, stream, synced) = cache::watched(
+            Api::<ClusterPolicyBundle>::all(client.clone()),
+            cache::config(),
+            cache::slim,
+            move |event| floor_in_force.observe(event),
+        );
+        (store, futures::future::Either::Left(stream), synced)
+    } else {
+        warn!(
+            "clusterpolicybundles.agentgov.dev is not served: no cluster floor is in force (kubectl apply --server-side -f charts/agentgov/crds/, then restart the operator)"
+        );
+        let (store, synced) = cache::empty();
+        (
+            store,
+            futures::future::Either::Right(futures::stream::pending()),
+            synced,
+        )
+    };
+    let floor_changed = futures::stream::unfold(floors_rx, |mut rx| async move {
+        rx.recv().await.map(|_| ((), rx))
+    });
+    // AgentExceptions: a change has the agents it covers judged again (their expiry is each
+    // agent's own requeue).
+    let exceptions: Api<AgentException> = match &config.namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let (exception_store, exception_stream, exceptions_synced) =
+        cache::watched(exceptions, cache::config(), cache::slim, |_| {});
     let promotion_index = Arc::new(PromotionIndex::default());
     let (promotion_store, promotion_stream, promotions_synced) = {
         let index = Arc::clone(&promotion_index);
@@ -191,8 +227,10 @@ async fn run(config: Config) -> Result<()> {
     if let Some(stream) = policy_stream {
         agent_controller = agent_controller.watches_stream(stream, |p| p.agent());
     }
-    let bundle_controller =
-        Controller::for_stream(bundle_stream, bundle_store.clone()).with_config(controller_config);
+    let bundle_controller = Controller::for_stream(bundle_stream, bundle_store.clone())
+        .with_config(controller_config.clone());
+    let floor_controller =
+        Controller::for_stream(floor_stream, floor_store.clone()).with_config(controller_config);
     let reporter = Reporter {
         controller: "agentgov-operator".into(),
         instance: Some(identity),
@@ -211,10 +249,14 @@ async fn run(config: Config) -> Result<()> {
         keys: keys.clone(),
         agents: agent_store.clone(),
         bundles: bundle_store,
+        floors: floor_store,
+        exceptions: exception_store,
         promotions: promotion_store,
         promotion_index,
         agents_synced,
         bundles_synced,
+        floors_synced,
+        exceptions_synced,
         promotions_synced,
         network_policies: policy_store,
         network_policies_synced: policies_synced,
@@ -239,12 +281,12 @@ async fn run(config: Config) -> Result<()> {
     let _keys_reloader = keys.spawn_reloader(poll, |_| {});
     // A new policy-signing ring has every bundle looked at again (a version waiting for its key
     // goes in force; the versions in force stay).
-    let bundle_keys_changed = match &bundle_keys {
-        Some(source) => {
-            let rx = source.changes();
-            let _ = source.spawn_reloader(poll, |_| {});
-            futures::future::Either::Left(tokio_stream_of(rx))
-        }
+    if let Some(source) = &bundle_keys {
+        let _ = source.spawn_reloader(poll, |_| {});
+    }
+    // One stream per controller (bundles and floors) of the same reloads.
+    let bundle_keys_changed = || match &bundle_keys {
+        Some(source) => futures::future::Either::Left(tokio_stream_of(source.changes())),
         None => futures::future::Either::Right(futures::stream::pending()),
     };
     let (guards_changed, guards_rx) = watch::channel(0u64);
@@ -256,8 +298,11 @@ async fn run(config: Config) -> Result<()> {
         guards_mode,
         guards_changed,
     )?;
-    let rejudge_all = futures::stream::select(tokio_stream_of(keys_rx), tokio_stream_of(guards_rx));
-    let in_force_changed = triggers::agents_of(namespaces_rx, agent_store);
+    let rejudge_all = futures::stream::select(
+        futures::stream::select(tokio_stream_of(keys_rx), tokio_stream_of(guards_rx)),
+        floor_changed,
+    );
+    let in_force_changed = triggers::agents_of(namespaces_rx, agent_store.clone());
 
     tokio::spawn(gauge_loop(ctx.clone()));
     if reports.enabled() {
@@ -275,6 +320,8 @@ async fn run(config: Config) -> Result<()> {
         async move {
             ctx.agents_synced.wait().await;
             ctx.bundles_synced.wait().await;
+            ctx.floors_synced.wait().await;
+            ctx.exceptions_synced.wait().await;
             ctx.promotions_synced.wait().await;
             ctx.network_policies_synced.wait().await;
             for synced in &ctx.workloads_synced {
@@ -292,6 +339,10 @@ async fn run(config: Config) -> Result<()> {
             let namespace = p.namespace().unwrap_or_default();
             std::iter::once(ObjectRef::new(&p.spec.agent).within(&namespace))
         })
+        .watches_stream(exception_stream, {
+            let agents = agent_store.clone();
+            move |exception: AgentException| triggers::agents_covered(&agents, &exception)
+        })
         .reconcile_on(in_force_changed)
         .reconcile_all_on(rejudge_all)
         .graceful_shutdown_on(shutdown)
@@ -301,8 +352,17 @@ async fn run(config: Config) -> Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
+    let floors = floor_controller
+        .reconcile_all_on(bundle_keys_changed())
+        .graceful_shutdown_on(stopping())
+        .run(
+            bundle_controller::reconcile,
+            bundle_controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
     let bundles = bundle_controller
-        .reconcile_all_on(bundle_keys_changed)
+        .reconcile_all_on(bundle_keys_changed())
         .graceful_shutdown_on(stopping())
         .run(
             bundle_controller::reconcile,
@@ -311,7 +371,7 @@ async fn run(config: Config) -> Result<()> {
         )
         .for_each(|_| async {});
     let controllers = async {
-        tokio::join!(agents, bundles);
+        tokio::join!(agents, bundles, floors);
     };
     // The controllers run until a shutdown; then the reconciles in flight get the grace.
     let _ = stop
@@ -324,6 +384,21 @@ async fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Whether the API server serves ClusterPolicyBundles (an error counts as served: the watch
+/// then retries as for any kind).
+async fn serves_floors(client: &kube::Client) -> bool {
+    match client
+        .list_api_group_resources("agentgov.dev/v1alpha1")
+        .await
+    {
+        Ok(served) => served
+            .resources
+            .iter()
+            .any(|r| r.name == "clusterpolicybundles"),
+        Err(_) => true,
+    }
+}
+
 /// A stream that yields each time the watched value changes.
 fn tokio_stream_of(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send {
     futures::stream::unfold(rx, |mut rx| async move {
@@ -334,6 +409,7 @@ fn tokio_stream_of(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> 
 /// Keep the agents-by-status gauge in step with the cache.
 async fn gauge_loop(ctx: Arc<Context>) {
     let mut interval = tokio::time::interval(Duration::from_secs(10));
+    let mut exported = std::collections::BTreeSet::new();
     loop {
         interval.tick().await;
         let mut counts = [0i64; 4];
@@ -347,6 +423,7 @@ async fn gauge_loop(ctx: Arc<Context>) {
         for (status, count) in GovernanceStatus::ALL.iter().zip(counts) {
             ctx.metrics.set_agents(*status, count);
         }
+        budget_gauges(&ctx, &mut exported);
     }
 }
 
@@ -354,3 +431,51 @@ mod leader;
 
 #[cfg(test)]
 mod fixtures;
+
+/// The namespaces' allocated budgets and totals, from the caches: every namespace with a
+/// governed agent or a total has both series it can (a namespace that no longer has either is
+/// dropped, so the series do not outlive what they describe).
+fn budget_gauges(ctx: &Context, exported: &mut std::collections::BTreeSet<String>) {
+    let mut allocated: std::collections::BTreeMap<String, f64> = Default::default();
+    for agent in ctx.agents.state() {
+        let namespace = agent.metadata.namespace.clone().unwrap_or_default();
+        let sum = allocated.entry(namespace).or_default();
+        if agent_controller::holds_governance(&agent) {
+            *sum += agent_controller::monthly_budget(&agent);
+        }
+    }
+    let mut now_exported = std::collections::BTreeSet::new();
+    for (namespace, sum) in allocated {
+        let limit = ctx
+            .active_policy(&namespace)
+            .ok()
+            .flatten()
+            .and_then(|p| p.engine.data().max_namespace_monthly_budget_usd);
+        if limit.is_none() && sum == 0.0 {
+            continue;
+        }
+        let label = metrics::NamespaceLabel {
+            namespace: namespace.clone(),
+        };
+        ctx.metrics.budget_allocated.get_or_create(&label).set(sum);
+        match limit {
+            Some(limit) => {
+                ctx.metrics.budget_limit.get_or_create(&label).set(limit);
+            }
+            None => {
+                ctx.metrics.budget_limit.remove(&label);
+            }
+        }
+        now_exported.insert(namespace);
+    }
+    // Series of namespaces that no longer have either go (updated in place, never cleared: a
+    // scrape between a clear and a set would reset the alerts' `for`).
+    for gone in exported.difference(&now_exported) {
+        let label = metrics::NamespaceLabel {
+            namespace: gone.clone(),
+        };
+        ctx.metrics.budget_allocated.remove(&label);
+        ctx.metrics.budget_limit.remove(&label);
+    }
+    *exported = now_exported;
+}

@@ -41,6 +41,14 @@ pub struct ActionLabel {
     pub action: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NamespaceLabel {
+    pub namespace: String,
+}
+
+/// A gauge of US dollars.
+pub type Dollars = Gauge<f64, std::sync::atomic::AtomicU64>;
+
 #[derive(Clone)]
 pub struct Metrics {
     pub promotion_attempts: Counter,
@@ -58,6 +66,13 @@ pub struct Metrics {
     pub quarantine_actions: Family<ActionLabel, Counter>,
     /// Findings of policies in `audit` mode, by code (a deny code or `warning`).
     pub audit_findings: Family<CodeLabel, Counter>,
+    /// AgentExceptions newly applied to an agent, by the deny code they waive.
+    pub exceptions_applied: Family<CodeLabel, Counter>,
+    /// Per namespace with a total or a governed agent: the sum of governed agents' monthly
+    /// budgets. (Namespaces are a bounded set an admin creates; agents are not labels.)
+    pub budget_allocated: Family<NamespaceLabel, Dollars>,
+    /// Per namespace whose policy sets `maxNamespaceMonthlyBudgetUsd`: that total.
+    pub budget_limit: Family<NamespaceLabel, Dollars>,
 }
 
 impl Metrics {
@@ -77,6 +92,9 @@ impl Metrics {
             trust_guards_missing: Gauge::default(),
             quarantine_actions: Family::default(),
             audit_findings: Family::default(),
+            exceptions_applied: Family::default(),
+            budget_allocated: Family::default(),
+            budget_limit: Family::default(),
         };
         // prometheus-client appends `_total` to counters.
         registry.register(
@@ -135,6 +153,21 @@ impl Metrics {
             metrics.quarantine_actions.clone(),
         );
         registry.register(
+            "agentgov_policy_exceptions_applied",
+            "AgentExceptions applied to an agent (a policy rule waived for it), by the deny code waived",
+            metrics.exceptions_applied.clone(),
+        );
+        registry.register(
+            "agentgov_budget_allocated_usd",
+            "The sum of the monthly budgets (US dollars) of a namespace's governed agents",
+            metrics.budget_allocated.clone(),
+        );
+        registry.register(
+            "agentgov_budget_limit_usd",
+            "A namespace's total monthly budget (US dollars): maxNamespaceMonthlyBudgetUsd of its effective policy; absent without one",
+            metrics.budget_limit.clone(),
+        );
+        registry.register(
             "agentgov_policy_audit_findings",
             "Findings of PolicyBundles in audit mode (what they would have denied or warned, applied to no agent), by deny code or warning, counted when an agent's findings change",
             metrics.audit_findings.clone(),
@@ -185,6 +218,16 @@ impl Metrics {
         self.audit_findings
             .get_or_create(&CodeLabel {
                 code: audit_metric_code(code),
+            })
+            .inc();
+    }
+
+    /// An exception newly waives `code` for an agent (the label is bounded: a deny code, else
+    /// `other`).
+    pub fn exception_applied(&self, code: &str) {
+        self.exceptions_applied
+            .get_or_create(&CodeLabel {
+                code: metric_reason(code),
             })
             .inc();
     }

@@ -10,9 +10,13 @@ use agentgov_api::policy_bundle::RevalidationSummary;
 
 /// Where a namespace's revalidation against `policy_hash` stands: the summary so far, and how
 /// many governed agents are still to be judged under it.
+///
+/// `policy_hash` is the bundle's own version; each agent is judged under its namespace's
+/// effective policy, whose hash `effective` gives (the floor and the namespace bundle together).
 pub fn progress<'a>(
     agents: impl IntoIterator<Item = &'a Agent>,
     policy_hash: &str,
+    effective: impl Fn(&str) -> Option<String>,
 ) -> (RevalidationSummary, usize) {
     let mut summary = RevalidationSummary {
         policy_hash: policy_hash.to_string(),
@@ -24,9 +28,10 @@ pub fn progress<'a>(
             continue;
         }
         let status = agent.status.as_ref();
+        let expected = effective(agent.metadata.namespace.as_deref().unwrap_or_default());
         let judged = status
             .and_then(|s| s.policy.as_ref())
-            .is_some_and(|p| p.hash == policy_hash);
+            .is_some_and(|p| Some(&p.hash) == expected.as_ref());
         if !judged {
             pending += 1;
             continue;
@@ -73,7 +78,7 @@ mod tests {
             governed(Some(GovernanceStatus::GovernedValid), "old"),
             Agent::new("sandbox", crate::fixtures::sandbox_spec()),
         ];
-        let (summary, pending) = progress(&agents, "new");
+        let (summary, pending) = progress(&agents, "new", |_| Some("new".to_string()));
         assert_eq!(
             (
                 summary.valid,

@@ -9,7 +9,7 @@
 use agentgov_api::agent::{AgentStatus, GovernanceStatus};
 use agentgov_api::conditions::{EXPIRED, is_true};
 use agentgov_api::promotion::PromotionOutcome;
-use agentgov_api::{Agent, AgentPromotion, PolicyBundle};
+use agentgov_api::{Agent, AgentPromotion};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -141,6 +141,9 @@ async fn record(
     if status.audit != previous.audit && !status.audit.is_empty() {
         audited(ctx, agent, status).await;
     }
+    if status.exceptions != previous.exceptions {
+        excepted(ctx, agent, &previous.exceptions, &status.exceptions).await;
+    }
     let event = match judgement.outcome {
         // A proof re-signed for a new policy or key, with the status unchanged, is not a
         // promotion: the bundle's revalidation summary reports it, not one event per agent.
@@ -249,6 +252,77 @@ async fn record(
     };
     if let Some((type_, reason, note)) = event {
         publish(ctx, &agent.object_ref(&()), type_, reason, note).await;
+    }
+}
+
+/// The AgentExceptions that waive rules for the agent changed: each newly applied one counted
+/// by the codes it waives, logged as EXCEPTION_APPLIED and published as an `ExceptionApplied`
+/// Event; each that no longer applies (expired, deleted, or no longer needed) logged as
+/// EXCEPTION_ENDED with an `ExceptionEnded` Event.
+async fn excepted(
+    ctx: &Context,
+    agent: &Agent,
+    before: &[agentgov_api::exception::AppliedException],
+    now: &[agentgov_api::exception::AppliedException],
+) {
+    let namespace = agent.namespace().unwrap_or_default();
+    let name = agent.name_any();
+    for applied in now
+        .iter()
+        .filter(|a| !before.iter().any(|b| b.name == a.name))
+    {
+        for code in &applied.rules {
+            ctx.metrics.exception_applied(code);
+        }
+        info!(
+            code = "EXCEPTION_APPLIED",
+            agent = %name,
+            namespace = %namespace,
+            exception = %applied.name,
+            rules = ?applied.rules,
+            expires_at = %applied.expires_at.0,
+            requested_by = applied.requested_by.as_deref().unwrap_or(""),
+            "an AgentException waives policy rules for the agent"
+        );
+        publish(
+            ctx,
+            &agent.object_ref(&()),
+            EventType::Warning,
+            "ExceptionApplied",
+            format!(
+                "AgentException {} (requested by {}) waives {} until {}",
+                applied.name,
+                applied.requested_by.as_deref().unwrap_or("an unknown user"),
+                applied.rules.join(", "),
+                applied.expires_at.0
+            ),
+        )
+        .await;
+    }
+    for ended in before
+        .iter()
+        .filter(|b| !now.iter().any(|a| a.name == b.name))
+    {
+        info!(
+            code = "EXCEPTION_ENDED",
+            agent = %name,
+            namespace = %namespace,
+            exception = %ended.name,
+            rules = ?ended.rules,
+            expires_at = %ended.expires_at.0,
+            "an AgentException no longer waives rules for the agent; it was judged without it"
+        );
+        publish(
+            ctx,
+            &agent.object_ref(&()),
+            EventType::Normal,
+            "ExceptionEnded",
+            format!(
+                "AgentException {} no longer applies (it ended at {} or was deleted); judged without it",
+                ended.name, ended.expires_at.0
+            ),
+        )
+        .await;
     }
 }
 
@@ -402,16 +476,15 @@ pub async fn publish(
 }
 
 /// Server-side apply of a PolicyBundle's status.
-pub async fn apply_bundle_status(
+pub async fn apply_bundle_status<K: crate::bundle_controller::Bundle>(
     ctx: &Context,
-    bundle: &PolicyBundle,
+    bundle: &K,
     status: &agentgov_api::PolicyBundleStatus,
 ) -> Result<()> {
-    let api: Api<PolicyBundle> =
-        Api::namespaced(ctx.client.clone(), &bundle.namespace().unwrap_or_default());
+    let api = bundle.api(ctx.client.clone());
     let patch = json!({
-        "apiVersion": "agentgov.dev/v1alpha1",
-        "kind": "PolicyBundle",
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
         "status": status,
     });
     api.patch_status(

@@ -1,11 +1,14 @@
 //! What makes the Agent controller judge agents besides their own changes: the policy in force
-//! of a namespace changing (a new active version, or the bundle deleted), and the index of
+//! of a namespace changing (a new active version, or the bundle deleted; the cluster floor's
+//! changing judges every agent), and the index of
 //! AgentPromotions by agent (their changes are mapped to the agent they approve).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use agentgov_api::{Agent, AgentPromotion, PolicyBundle};
+use agentgov_api::exception::AgentException;
+use agentgov_api::policy_bundle::BundleObject;
+use agentgov_api::{Agent, AgentPromotion};
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
@@ -40,9 +43,11 @@ impl BundleTrigger {
         }
     }
 
-    pub fn observe(&self, event: &Event<PolicyBundle>) {
+    /// One watch event of namespace bundles (the namespace is sent) or of cluster floors (`""`
+    /// is sent: every agent is to be judged again).
+    pub fn observe<K: BundleObject + Resource>(&self, event: &Event<K>) {
         let mut seen = self.seen.lock().unwrap_or_else(PoisonError::into_inner);
-        let active = |b: &PolicyBundle| b.status.as_ref().and_then(|s| s.active_hash.clone());
+        let active = |b: &K| b.policy_status().and_then(|s| s.active_hash.clone());
         let (bundle, active, listing) = match event {
             Event::Init => {
                 seen.relisted = Some(Default::default());
@@ -70,7 +75,7 @@ impl BundleTrigger {
         if bundle.name_any() != self.name {
             return;
         }
-        let namespace = bundle.namespace().unwrap_or_default();
+        let namespace = bundle.meta().namespace.clone().unwrap_or_default();
         if let Some(relisted) = seen.relisted.as_mut() {
             relisted.insert(namespace.clone());
         }
@@ -104,6 +109,25 @@ pub fn agents_of(
             .collect();
         futures::stream::iter(refs)
     })
+}
+
+/// The agents an AgentException names or selects (from the agent cache), to judge again when
+/// it changes or goes.
+pub fn agents_covered(agents: &Store<Agent>, exception: &AgentException) -> Vec<ObjectRef<Agent>> {
+    let namespace = exception.namespace().unwrap_or_default();
+    let no_labels = std::collections::BTreeMap::new();
+    agents
+        .state()
+        .iter()
+        .filter(|a| a.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|a| {
+            exception.covers(
+                &a.name_any(),
+                a.metadata.labels.as_ref().unwrap_or(&no_labels),
+            )
+        })
+        .map(|a| ObjectRef::from(a.as_ref()))
+        .collect()
 }
 
 /// Forget what was judged and written of an object that is gone.
@@ -165,10 +189,10 @@ mod tests {
         let trigger = BundleTrigger::new("default".into(), tx);
 
         // The first list only records what is in force.
-        trigger.observe(&Event::Init);
+        trigger.observe(&Event::<PolicyBundle>::Init);
         trigger.observe(&Event::InitApply(bundle("a", "default", Some("h1"))));
         trigger.observe(&Event::InitApply(bundle("b", "default", None)));
-        trigger.observe(&Event::InitDone);
+        trigger.observe(&Event::<PolicyBundle>::InitDone);
         assert!(sent(&mut rx).is_empty());
 
         // The bundle's own status writes (same hash in force) change nothing for the agents.
@@ -204,13 +228,13 @@ mod tests {
         // force; a bundle gone), and nothing for what did not.
         trigger.observe(&Event::Apply(bundle("b", "default", Some("h1"))));
         assert_eq!(sent(&mut rx), vec!["b".to_string()]);
-        trigger.observe(&Event::Init);
+        trigger.observe(&Event::<PolicyBundle>::Init);
         trigger.observe(&Event::InitApply(bundle("a", "default", Some("h2"))));
-        trigger.observe(&Event::InitDone);
+        trigger.observe(&Event::<PolicyBundle>::InitDone);
         assert_eq!(sent(&mut rx), vec!["a".to_string(), "b".to_string()]);
-        trigger.observe(&Event::Init);
+        trigger.observe(&Event::<PolicyBundle>::Init);
         trigger.observe(&Event::InitApply(bundle("a", "default", Some("h2"))));
-        trigger.observe(&Event::InitDone);
+        trigger.observe(&Event::<PolicyBundle>::InitDone);
         assert!(sent(&mut rx).is_empty(), "nothing changed");
         trigger.observe(&Event::Apply(bundle("a", "default", Some("h3"))));
         assert_eq!(sent(&mut rx), vec!["a".to_string()]);

@@ -96,11 +96,12 @@ pub async fn review_bundle(
     body: &[u8],
     policy_slots: &Semaphore,
     bundle_keys: Option<&agentgov_runtime::keys::Keys>,
+    floor: Option<&agentgov_api::policy_bundle::PolicyData>,
 ) -> Reviewed<'static> {
     match review::parse(body) {
         Err(err) => Reviewed::rejected(err),
         Ok(req) => Reviewed {
-            decision: decide::decide_bundle(&req, policy_slots, bundle_keys).await,
+            decision: decide::decide_bundle(&req, policy_slots, bundle_keys, floor).await,
             facts: Facts::of(&req),
         },
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use agentgov_api::agent::{AgentMode, RoleClass};
 use agentgov_api::pod_security::PodSecurityLevel;
-use agentgov_api::{Agent, PolicyBundle};
+use agentgov_api::{Agent, ClusterPolicyBundle, PolicyBundle};
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -119,6 +119,10 @@ impl View for Caches {
         self.policies.pod_security_level(namespace, mode, role)
     }
 
+    fn floor_data(&self) -> Option<Arc<agentgov_api::policy_bundle::PolicyData>> {
+        self.policies.floor_data()
+    }
+
     fn keys(&self) -> Arc<KeySnapshot> {
         self.keys.current()
     }
@@ -162,6 +166,8 @@ pub fn start(
     bundle_keys: Option<Arc<Keys>>,
     metrics: Arc<Metrics>,
 ) -> (Arc<Caches>, Vec<JoinHandle<()>>) {
+    let floors_api: Api<ClusterPolicyBundle> = Api::all(client.clone());
+    let floor_client = client.clone();
     let (agents_api, bundles_api): (Api<Agent>, Api<PolicyBundle>) = match namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
@@ -214,6 +220,38 @@ pub fn start(
     });
 
     let bundle_config = watcher::Config::default().fields(&format!("metadata.name={bundle_name}"));
+    // The cluster floor (cluster-scoped, so watched cluster-wide even when the webhook watches
+    // one namespace).
+    let floor_policies = Arc::clone(&policies);
+    let floor_config = bundle_config.clone();
+    let floors_task = tokio::spawn(async move {
+        // Not served (the CRD not applied since an upgrade: Helm never upgrades CRDs): no
+        // floor, said once, rather than a watch that never syncs and keeps the webhook unready.
+        if let Ok(served) = floor_client
+            .list_api_group_resources("agentgov.dev/v1alpha1")
+            .await
+            && !served
+                .resources
+                .iter()
+                .any(|r| r.name == "clusterpolicybundles")
+        {
+            tracing::warn!(
+                "clusterpolicybundles.agentgov.dev is not served: no cluster floor is in force (apply the chart's CRDs, then restart the webhook)"
+            );
+            floor_policies.apply_floor_event(Event::Init).await;
+            floor_policies.apply_floor_event(Event::InitDone).await;
+            return;
+        }
+        let mut events = watcher(floors_api, floor_config).default_backoff().boxed();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(event) => floor_policies.apply_floor_event(event).await,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cluster policy bundle watch error; retrying with backoff");
+                }
+            }
+        }
+    });
     let bundles_task = tokio::spawn(async move {
         let mut events = watcher(bundles_api, bundle_config)
             .default_backoff()
@@ -228,5 +266,8 @@ pub fn start(
         }
     });
 
-    (caches, vec![agents_task, readiness_task, bundles_task])
+    (
+        caches,
+        vec![agents_task, readiness_task, bundles_task, floors_task],
+    )
 }

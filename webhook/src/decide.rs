@@ -48,7 +48,7 @@ pub trait View: Send + Sync {
     fn policy(&self, namespace: &str) -> Option<ActivePolicy>;
     /// The hash of the policy in force in `namespace`, without the engine.
     fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
-        self.policy(namespace).map(|p| p.engine.shared_hash())
+        self.policy(namespace).map(|p| p.shared_hash())
     }
     /// The Pod Security level an agent's Pods must meet under the policy in force in
     /// `namespace` (without one: the defaults, `restricted` for a sandbox, `baseline` else).
@@ -59,9 +59,13 @@ pub trait View: Send + Sync {
         role: RoleClass,
     ) -> PodSecurityLevel {
         match self.policy(namespace) {
-            Some(policy) => policy.data.pod_security_level(mode, role),
+            Some(policy) => policy.pod_security_level(mode, role),
             None => PolicyData::default().pod_security_level(mode, role),
         }
+    }
+    /// The cluster floor's data, when a floor is in force (the bounds of namespace bundles).
+    fn floor_data(&self) -> Option<Arc<PolicyData>> {
+        None
     }
     /// The key ring in force and its generation.
     fn keys(&self) -> Arc<KeySnapshot>;

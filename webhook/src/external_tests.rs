@@ -318,6 +318,7 @@ fn the_answer_is_camel_case_json_and_round_trips() {
             agent_uid: "uid-a".into(),
             approvers: vec![],
             promotions: vec![],
+            exceptions: Vec::new(),
         }),
     };
     let text = serde_json::to_string(&answer).unwrap();

@@ -112,6 +112,7 @@ fn proof_for(
         policy_hash,
         approvers: &approvers,
         promotions: &[format!("promotion-of-{name}")],
+        exceptions: &[],
     };
     sign(ring, subject, claims, now() - hours(2)).unwrap()
 }
@@ -247,6 +248,7 @@ fn v1_proof(ring: &KeyRing, name: &str, proof: &ProofBundle) -> ProofBundle {
         agent_uid: String::new(),
         approvers: Vec::new(),
         promotions: Vec::new(),
+        exceptions: Vec::new(),
         signature: String::new(),
         ..proof.clone()
     };

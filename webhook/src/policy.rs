@@ -1,4 +1,6 @@
-//! The promotion policy in force per namespace, kept from PolicyBundle watch events.
+//! The promotion policy in force per namespace, kept from PolicyBundle and ClusterPolicyBundle
+//! watch events: each namespace's bundle and the cluster floor are kept as layers, and a
+//! namespace's policy is both ([`EffectivePolicy`]), composed once per change of either.
 //!
 //! The bundle named `--bundle-name` in a namespace is the one in force. The webhook compiles
 //! its **spec** itself, so a new version is in force at admission as soon as it compiles, even
@@ -10,17 +12,18 @@
 //! either: the last good version stays, as for one that does not compile.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use agentgov_api::agent::{AgentMode, RoleClass};
+use agentgov_api::effective::{EffectivePolicy, Layer, Scope};
 use agentgov_api::hash::policy_hash;
 use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::policy::{ActiveSpec, PolicyEngine, active_spec};
-use agentgov_api::policy_bundle::PolicyData;
-use agentgov_api::{PolicyBundle, PolicyBundleSpec};
-use kube::ResourceExt;
+use agentgov_api::policy_bundle::{BundleObject, PolicyData};
+use agentgov_api::{ClusterPolicyBundle, PolicyBundle, PolicyBundleSpec, PolicyBundleStatus};
 use kube::runtime::watcher::Event;
+use kube::{Resource, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
@@ -29,41 +32,64 @@ use crate::metrics::{Metrics, ResultLabels};
 /// At most this many compile failures are remembered (by hash); past it they are forgotten.
 const FAILED_CAPACITY: usize = 256;
 
-/// A compiled policy and the data it was compiled with (Pod Security levels are read from it).
-#[derive(Clone, Debug)]
-pub struct ActivePolicy {
-    pub engine: PolicyEngine,
-    pub data: Arc<PolicyData>,
+/// At most this many namespaces' composed policies are kept; past it they are composed anew.
+const COMPOSED_CAPACITY: usize = 16384;
+
+/// The policy in force in a namespace: the floor and the namespace's bundle.
+pub type ActivePolicy = EffectivePolicy;
+
+/// The layers of one kind (namespace bundles, or the floor under the key `""`).
+#[derive(Default)]
+struct Layers {
+    /// Key (namespace, or `""` for the floor) -> the version in force.
+    in_force: RwLock<HashMap<String, Layer>>,
+    /// Layers gathered during a (re)list, swapped in at `InitDone`.
+    relist: Mutex<Option<HashMap<String, Layer>>>,
+    synced: AtomicBool,
+    /// Bumped on every change of `in_force`: composed policies of an older generation are
+    /// composed again.
+    generation: AtomicU64,
 }
 
-impl ActivePolicy {
-    pub fn compile(spec: &PolicyBundleSpec) -> Result<Self, agentgov_api::Error> {
-        Ok(ActivePolicy {
-            engine: PolicyEngine::compile(spec)?,
-            data: Arc::new(spec.data.clone()),
-        })
+impl Layers {
+    fn get(&self, key: &str) -> Option<Layer> {
+        self.in_force
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+            .cloned()
     }
 
-    pub fn hash(&self) -> &str {
-        self.engine.hash()
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
     }
 }
+
+/// A namespace's composed policy and the generations (namespace layers, floor) it was composed
+/// at.
+type Composed = ((u64, u64), Option<EffectivePolicy>);
 
 pub struct PolicyIndex {
     bundle_name: String,
-    /// Namespace -> policy in force.
-    in_force: RwLock<HashMap<String, ActivePolicy>>,
-    /// Hash -> compiled policy.
-    engines: Mutex<HashMap<String, ActivePolicy>>,
+    namespaces: Layers,
+    floor: Layers,
+    /// Namespace -> its policy, composed of both layers.
+    composed: RwLock<HashMap<String, Composed>>,
+    /// Hash -> compiled engine.
+    engines: Mutex<HashMap<String, PolicyEngine>>,
     /// Hashes of specs that did not compile (not compiled again on every status event).
     failed: Mutex<HashSet<String>>,
-    /// Policies gathered during a (re)list, swapped in at `InitDone`.
-    relist: Mutex<Option<HashMap<String, ActivePolicy>>>,
-    synced: AtomicBool,
     loads: Family<ResultLabels, Counter>,
     /// The public policy-signing ring a spec must verify with (`--require-signed-bundles`).
     bundle_keys: Option<Arc<agentgov_runtime::keys::Keys>>,
 }
+
+/// The key of the floor's layer.
+const FLOOR: &str = "";
 
 impl std::fmt::Debug for PolicyIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -86,11 +112,11 @@ impl PolicyIndex {
     pub fn new(bundle_name: impl Into<String>, loads: Family<ResultLabels, Counter>) -> Self {
         PolicyIndex {
             bundle_name: bundle_name.into(),
-            in_force: RwLock::default(),
+            namespaces: Layers::default(),
+            floor: Layers::default(),
+            composed: RwLock::default(),
             engines: Mutex::default(),
             failed: Mutex::default(),
-            relist: Mutex::default(),
-            synced: AtomicBool::new(false),
             loads,
             bundle_keys: None,
         }
@@ -102,153 +128,203 @@ impl PolicyIndex {
         self
     }
 
-    /// The policy in force in `namespace`, if any.
+    /// The policy in force in `namespace` (its bundle and the floor), if any.
     pub fn get(&self, namespace: &str) -> Option<ActivePolicy> {
-        self.in_force
+        let generations = (self.namespaces.generation(), self.floor.generation());
+        if let Some((at, policy)) = self
+            .composed
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .get(namespace)
-            .cloned()
+            && *at == generations
+        {
+            return policy.clone();
+        }
+        let policy =
+            match EffectivePolicy::new(self.floor.get(FLOOR), self.namespaces.get(namespace)) {
+                Ok(policy) => policy,
+                Err(e) => {
+                    tracing::error!(namespace, error = %e, "cannot compose the policy in force");
+                    None
+                }
+            };
+        let mut composed = self
+            .composed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if composed.len() >= COMPOSED_CAPACITY {
+            composed.clear();
+        }
+        composed.insert(namespace.to_string(), (generations, policy.clone()));
+        policy
     }
 
     /// The hash of the policy in force in `namespace`, if any.
     pub fn hash(&self, namespace: &str) -> Option<Arc<str>> {
-        self.in_force
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(namespace)
-            .map(|p| p.engine.shared_hash())
+        self.get(namespace).map(|p| p.shared_hash())
     }
 
     /// The Pod Security level an agent's Pods must meet in `namespace` (see
-    /// [`PolicyData::pod_security_level`]), read without cloning the policy.
+    /// [`EffectivePolicy::pod_security_level`]).
     pub fn pod_security_level(
         &self,
         namespace: &str,
         mode: AgentMode,
         role: RoleClass,
     ) -> PodSecurityLevel {
-        match self
-            .in_force
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(namespace)
-        {
-            Some(policy) => policy.data.pod_security_level(mode, role),
+        match self.get(namespace) {
+            Some(policy) => policy.pod_security_level(mode, role),
             None => PolicyData::default().pod_security_level(mode, role),
         }
     }
 
-    /// Whether the first list has been applied.
+    /// The cluster floor's data, when a floor is in force: the bounds of namespace bundles.
+    pub fn floor_data(&self) -> Option<Arc<PolicyData>> {
+        self.floor.get(FLOOR).map(|layer| layer.data)
+    }
+
+    /// Whether the first lists (namespace bundles and floors) have been applied.
     pub fn synced(&self) -> bool {
-        self.synced.load(Ordering::Acquire)
+        self.namespaces.synced.load(Ordering::Acquire) && self.floor.synced.load(Ordering::Acquire)
     }
 
-    /// Put a policy in force directly (tests and tools).
+    /// Put a namespace's policy in force directly (tests and tools): its namespace layer, or its
+    /// floor as the cluster floor.
     pub fn insert(&self, namespace: &str, policy: ActivePolicy) {
-        self.cache(&policy);
-        self.in_force
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(namespace.to_string(), policy);
-        self.synced.store(true, Ordering::Release);
+        for (scope, layer) in policy.layers() {
+            self.cache(layer);
+            let (layers, key) = match scope {
+                Scope::Cluster => (&self.floor, FLOOR),
+                Scope::Namespace => (&self.namespaces, namespace),
+            };
+            layers
+                .in_force
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(key.to_string(), layer.clone());
+            layers.changed();
+        }
+        self.namespaces.synced.store(true, Ordering::Release);
+        self.floor.synced.store(true, Ordering::Release);
     }
 
-    /// Apply one watch event.
+    /// Apply one watch event of namespace bundles.
     pub async fn apply_event(&self, event: Event<PolicyBundle>) {
+        self.apply(&self.namespaces, event).await;
+    }
+
+    /// Apply one watch event of cluster floors.
+    pub async fn apply_floor_event(&self, event: Event<ClusterPolicyBundle>) {
+        self.apply(&self.floor, event).await;
+    }
+
+    async fn apply<K: BundleObject + Resource<DynamicType = ()>>(
+        &self,
+        layers: &Layers,
+        event: Event<K>,
+    ) {
         match event {
             Event::Init => {
-                *self.relist.lock().unwrap_or_else(PoisonError::into_inner) = Some(HashMap::new());
+                *layers.relist.lock().unwrap_or_else(PoisonError::into_inner) =
+                    Some(HashMap::new());
             }
             Event::InitApply(bundle) => {
-                let Some(ns) = self.namespace_of(&bundle) else {
+                let Some(key) = self.key_of(&bundle) else {
                     return;
                 };
-                let previous = self.get(&ns);
-                if let Some(policy) = self.resolve(&ns, &bundle, previous).await {
-                    self.relist
+                let previous = layers.get(&key);
+                if let Some(layer) = self.resolve(&key, &bundle, previous).await {
+                    layers
+                        .relist
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .get_or_insert_with(HashMap::new)
-                        .insert(ns, policy);
+                        .insert(key, layer);
                 }
             }
             Event::InitDone => {
-                let fresh = self
+                let fresh = layers
                     .relist
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .take()
                     .unwrap_or_default();
-                tracing::info!(namespaces = fresh.len(), "policy bundles listed");
-                *self
+                tracing::info!(kind = %K::kind(&()), bundles = fresh.len(), "policy bundles listed");
+                *layers
                     .in_force
                     .write()
                     .unwrap_or_else(PoisonError::into_inner) = fresh;
+                layers.changed();
                 self.prune();
-                self.synced.store(true, Ordering::Release);
+                layers.synced.store(true, Ordering::Release);
             }
             Event::Apply(bundle) => {
-                let Some(ns) = self.namespace_of(&bundle) else {
+                let Some(key) = self.key_of(&bundle) else {
                     return;
                 };
-                let previous = self.get(&ns);
-                let resolved = self.resolve(&ns, &bundle, previous).await;
-                let mut in_force = self
+                let previous = layers.get(&key);
+                let resolved = self.resolve(&key, &bundle, previous).await;
+                let mut in_force = layers
                     .in_force
                     .write()
                     .unwrap_or_else(PoisonError::into_inner);
                 match resolved {
-                    Some(policy) => {
-                        in_force.insert(ns, policy);
+                    Some(layer) => {
+                        in_force.insert(key, layer);
                     }
                     None => {
-                        in_force.remove(&ns);
+                        in_force.remove(&key);
                     }
                 }
                 drop(in_force);
+                layers.changed();
                 self.prune();
             }
             Event::Delete(bundle) => {
-                let Some(ns) = self.namespace_of(&bundle) else {
+                let Some(key) = self.key_of(&bundle) else {
                     return;
                 };
-                tracing::info!(namespace = %ns, bundle = %bundle.name_any(), "policy bundle deleted: no policy in force");
-                self.in_force
+                tracing::info!(namespace = %key, kind = %K::kind(&()), bundle = %bundle.name_any(), "policy bundle deleted: its layer is no longer in force");
+                layers
+                    .in_force
                     .write()
                     .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&ns);
+                    .remove(&key);
+                layers.changed();
                 self.prune();
             }
         }
     }
 
-    /// The namespace of a bundle that is the one in force there; `None` for other bundles.
-    fn namespace_of(&self, bundle: &PolicyBundle) -> Option<String> {
+    /// The key of a bundle that is the one in force (its namespace, `""` for the floor); `None`
+    /// for other bundles.
+    fn key_of<K: Resource>(&self, bundle: &K) -> Option<String> {
         if bundle.name_any() != self.bundle_name {
             return None;
         }
-        bundle.namespace()
+        Some(bundle.meta().namespace.clone().unwrap_or_default())
     }
 
-    /// The policy a bundle puts in force: its spec if that compiles; else `previous` (the last
+    /// The layer a bundle puts in force: its spec if that compiles; else `previous` (the last
     /// good version in this process); else the operator's `status.activeSpec` if it hashes to
-    /// `status.activeHash`; else none.
-    async fn resolve(
+    /// `status.activeHash`; else none. `key` is the namespace (`""` for the floor).
+    async fn resolve<K: BundleObject + Resource<DynamicType = ()>>(
         &self,
-        namespace: &str,
-        bundle: &PolicyBundle,
-        previous: Option<ActivePolicy>,
-    ) -> Option<ActivePolicy> {
+        key: &str,
+        bundle: &K,
+        previous: Option<Layer>,
+    ) -> Option<Layer> {
+        let spec = bundle.policy_spec();
+        let name = bundle.name_any();
         let verified = match &self.bundle_keys {
             None => true,
             Some(keys) => {
-                match agentgov_api::bundle_signature::verify_bundle(&keys.current(), &bundle.spec) {
+                match agentgov_api::bundle_signature::verify_bundle(&keys.current(), spec) {
                     Ok(()) => true,
                     Err(e) => {
                         tracing::warn!(
-                            namespace,
-                            version = %bundle.spec.version,
+                            namespace = key,
+                            version = %spec.version,
                             error = %e,
                             "policy bundle version not put in force: its signature does not verify"
                         );
@@ -258,92 +334,97 @@ impl PolicyIndex {
             }
         };
         let from_spec = if verified {
-            self.load(namespace, &bundle.spec).await
+            self.load(key, &name, spec).await
         } else {
             None
         };
         let chosen = match from_spec {
-            Some(policy) => Some((policy, Source::Spec)),
-            None => match previous {
+            Some(layer) => Some((layer, Source::Spec)),
+            None => match previous.clone() {
                 Some(previous) => Some((previous, Source::Kept)),
                 None => self
-                    .operator_status(namespace, bundle)
+                    .operator_status(key, &name, bundle.policy_status())
                     .await
                     .map(|p| (p, Source::OperatorStatus)),
             },
         };
         match &chosen {
-            Some((policy, source)) if self.hash(namespace).as_deref() != Some(policy.hash()) => {
+            Some((layer, source)) if previous.as_ref().map(Layer::hash) != Some(layer.hash()) => {
                 tracing::info!(
-                    namespace,
-                    hash = policy.hash(),
+                    namespace = key,
+                    kind = %K::kind(&()),
+                    hash = layer.hash(),
                     source = ?source,
                     "policy in force"
                 );
             }
             None => tracing::info!(
-                namespace,
-                "policy bundle has no version that compiles: no policy in force"
+                namespace = key,
+                kind = %K::kind(&()),
+                "policy bundle has no version that compiles: not in force"
             ),
             Some(_) => {}
         }
-        chosen.map(|(policy, _)| policy)
+        chosen.map(|(layer, _)| layer)
     }
 
     /// The operator's last good version, trusted only if it hashes to what the status claims
     /// ([`agentgov_api::policy::active_spec`]).
     async fn operator_status(
         &self,
-        namespace: &str,
-        bundle: &PolicyBundle,
-    ) -> Option<ActivePolicy> {
-        match active_spec(bundle.status.as_ref()) {
+        key: &str,
+        name: &str,
+        status: Option<&PolicyBundleStatus>,
+    ) -> Option<Layer> {
+        match active_spec(status) {
             ActiveSpec::Unset => None,
-            ActiveSpec::Trusted(spec) => self.load(namespace, spec).await,
+            ActiveSpec::Trusted(spec) => self.load(key, name, spec).await,
             ActiveSpec::Untrusted(why) => {
                 Metrics::reload(&self.loads, false);
-                tracing::error!(namespace, reason = %why, "status.activeSpec is not trusted");
+                tracing::error!(namespace = key, reason = %why, "status.activeSpec is not trusted");
                 None
             }
         }
     }
 
-    /// A spec compiled (or from the cache); `None` if it does not compile (reported once).
-    async fn load(&self, namespace: &str, spec: &PolicyBundleSpec) -> Option<ActivePolicy> {
+    /// A spec compiled (or from the cache) as the layer of the bundle `name`; `None` if it does
+    /// not compile (reported once).
+    async fn load(&self, key: &str, name: &str, spec: &PolicyBundleSpec) -> Option<Layer> {
         let hash = match policy_hash(spec) {
             Ok(hash) => hash,
             Err(e) => {
                 Metrics::reload(&self.loads, false);
-                tracing::error!(namespace, error = %e, "cannot hash the policy bundle");
+                tracing::error!(namespace = key, error = %e, "cannot hash the policy bundle");
                 return None;
             }
         };
-        if let Some(policy) = self
+        if let Some(engine) = self
             .engines
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&hash)
         {
-            return Some(policy.clone());
+            return Some(Layer::of(name, spec, engine.clone()));
         }
         if self.lock_failed().contains(&hash) {
             return None;
         }
         let owned = spec.clone();
-        let compiled = tokio::task::spawn_blocking(move || ActivePolicy::compile(&owned)).await;
+        let compiled = tokio::task::spawn_blocking(move || PolicyEngine::compile(&owned)).await;
         let error = match compiled {
-            Ok(Ok(policy)) => {
+            Ok(Ok(engine)) => {
                 Metrics::reload(&self.loads, true);
-                tracing::info!(namespace, hash = %hash, version = %spec.version, "policy compiled");
-                self.cache(&policy);
-                return Some(policy);
+                tracing::info!(namespace = key, hash = %hash, version = %spec.version, "policy compiled");
+                let layer = Layer::of(name, spec, engine);
+                self.cache(&layer);
+                return Some(layer);
             }
             Ok(Err(e)) => e.to_string(),
             Err(e) => format!("compilation panicked: {e}"),
         };
         Metrics::reload(&self.loads, false);
         tracing::error!(
-            namespace,
+            namespace = key,
             hash = %hash,
             version = %spec.version,
             error,
@@ -361,22 +442,26 @@ impl PolicyIndex {
         self.failed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn cache(&self, policy: &ActivePolicy) {
+    fn cache(&self, layer: &Layer) {
         self.engines
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(policy.hash().to_string(), policy.clone());
+            .insert(layer.hash().to_string(), layer.engine.clone());
     }
 
-    /// Forget compiled engines no namespace uses any more.
+    /// Forget compiled engines no layer uses any more.
     fn prune(&self) {
-        let used: HashSet<String> = self
-            .in_force
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .map(|p| p.hash().to_string())
-            .collect();
+        let mut used: HashSet<String> = HashSet::new();
+        for layers in [&self.namespaces, &self.floor] {
+            used.extend(
+                layers
+                    .in_force
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .values()
+                    .map(|l| l.hash().to_string()),
+            );
+        }
         self.engines
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -198,7 +198,14 @@ async fn validate_bundles(State(s): State<Arc<AppState>>, request: Request) -> R
         Ok(body) => body,
         Err(e) => return body_failure(&s.metrics, ReviewKind::policybundle, e),
     };
-    let reviewed = admit::review_bundle(&body, &s.policy_slots, s.bundle_keys.as_deref()).await;
+    let floor = s.view.floor_data();
+    let reviewed = admit::review_bundle(
+        &body,
+        &s.policy_slots,
+        s.bundle_keys.as_deref(),
+        floor.as_deref(),
+    )
+    .await;
     finish(&s, ReviewKind::policybundle, reviewed)
 }
 

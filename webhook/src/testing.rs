@@ -90,6 +90,10 @@ impl View for StaticView {
         self.policies.pod_security_level(namespace, mode, role)
     }
 
+    fn floor_data(&self) -> Option<Arc<agentgov_api::policy_bundle::PolicyData>> {
+        self.policies.floor_data()
+    }
+
     fn keys(&self) -> Arc<KeySnapshot> {
         self.keys.current()
     }

@@ -130,8 +130,9 @@ async fn a_requester_without_any_promoter_role_is_not_refused_here() {
             spec: &spec,
         },
         actor: &alice,
+        namespace: None,
     };
-    let verdict = policy.engine.evaluate(&input).unwrap();
+    let verdict = policy.evaluate(&input).unwrap();
     assert!(!verdict.allow, "{verdict:?}");
     assert_eq!(verdict.denies[0].code, "actor_unauthorized", "{verdict:?}");
     w.view.policies.insert(NS, policy);

@@ -164,7 +164,7 @@ async fn with_signatures_required(
         agentgov_api::keyring::KeyRing::from_config(&ring.verification_only().unwrap()).unwrap();
     let keys = agentgov_webhook::keys::Keys::new(public);
     let slots = tokio::sync::Semaphore::new(1);
-    agentgov_webhook::admit::review_bundle(&bytes(review), &slots, Some(&keys))
+    agentgov_webhook::admit::review_bundle(&bytes(review), &slots, Some(&keys), None)
         .await
         .decision
 }

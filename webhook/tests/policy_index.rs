@@ -5,10 +5,11 @@
 //! that are gone.
 #![allow(clippy::unwrap_used)] // tests may unwrap (clippy.toml: allow-unwrap-in-tests)
 
-use agentgov_api::PolicyBundle;
+use agentgov_api::effective::effective_hash;
 use agentgov_api::hash::policy_hash;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::{PolicyBundleSpec, PolicyBundleStatus, RegoModule};
+use agentgov_api::{ClusterPolicyBundle, ClusterPolicyBundleSpec, PolicyBundle};
 use agentgov_webhook::metrics::Metrics;
 use agentgov_webhook::policy::PolicyIndex;
 use kube::runtime::watcher::Event;
@@ -104,6 +105,9 @@ async fn listing_puts_the_newest_version_that_compiles_in_force_and_sets_synced(
     .await;
     assert!(!idx.synced());
     idx.apply_event(Event::InitDone).await;
+    assert!(!idx.synced(), "the cluster floors are not listed yet");
+    idx.apply_floor_event(Event::Init).await;
+    idx.apply_floor_event(Event::InitDone).await;
     assert!(idx.synced());
     assert_eq!(in_force(&idx, "team-a"), Some(hash_of(&newer)));
     assert!(idx.get("team-b").is_none());
@@ -231,4 +235,64 @@ async fn delete_and_relist_forget_bundles() {
     assert!(idx.get("team-b").is_none());
     assert!(idx.get("team-c").is_some());
     assert_eq!(idx.cached_engines(), 1);
+}
+
+fn floor(spec: &PolicyBundleSpec) -> ClusterPolicyBundle {
+    ClusterPolicyBundle::new(
+        "default",
+        ClusterPolicyBundleSpec {
+            policy: spec.clone(),
+            max_exception_days: None,
+        },
+    )
+}
+
+/// The floor is part of every namespace's policy: alone where a namespace has no bundle, with
+/// the namespace's bundle (one hash of both) where it has one; a change of either changes the
+/// policy of the namespaces it governs, and only those.
+#[tokio::test]
+async fn the_floor_governs_every_namespace_and_composes_with_its_bundle() {
+    let metrics = Metrics::new();
+    let idx = index(&metrics);
+    let base = default_bundle_spec();
+    let other = other_spec();
+    idx.apply_event(Event::Apply(bundle(
+        "team-a", "default", &other, None, None,
+    )))
+    .await;
+    assert_eq!(in_force(&idx, "team-a"), Some(hash_of(&other)));
+    assert!(
+        idx.get("team-b").is_none(),
+        "no bundle, no floor: no policy"
+    );
+    assert!(idx.floor_data().is_none());
+
+    idx.apply_floor_event(Event::Apply(floor(&base))).await;
+    assert_eq!(
+        in_force(&idx, "team-b"),
+        Some(hash_of(&base)),
+        "the floor alone"
+    );
+    let both = effective_hash(Some(&hash_of(&base)), Some(&hash_of(&other)))
+        .unwrap()
+        .unwrap();
+    assert_eq!(in_force(&idx, "team-a"), Some(both.clone()));
+    assert_eq!(idx.get("team-a").unwrap().layers().count(), 2);
+    assert_eq!(idx.floor_data().unwrap().max_monthly_budget_usd, 1000.0);
+
+    // A namespace bundle changes only its namespace's policy.
+    let mut third = other_spec();
+    third.version = "1.2.0".into();
+    third.data.max_monthly_budget_usd = 400.0;
+    idx.apply_event(Event::Apply(bundle(
+        "team-a", "default", &third, None, None,
+    )))
+    .await;
+    assert_ne!(in_force(&idx, "team-a"), Some(both));
+    assert_eq!(in_force(&idx, "team-b"), Some(hash_of(&base)));
+
+    // The floor deleted: each namespace is back to its own bundle, or to nothing.
+    idx.apply_floor_event(Event::Delete(floor(&base))).await;
+    assert_eq!(in_force(&idx, "team-a"), Some(hash_of(&third)));
+    assert!(idx.get("team-b").is_none());
 }

@@ -60,7 +60,7 @@ fn promotion(body: &[u8]) -> Reviewed<'static> {
 
 fn bundle(body: &[u8]) -> Reviewed<'static> {
     let slots = Semaphore::new(1);
-    runtime().block_on(review_bundle(body, &slots, None))
+    runtime().block_on(review_bundle(body, &slots, None, None))
 }
 
 fn valid_promotion() -> Value {

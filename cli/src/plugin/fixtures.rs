@@ -81,6 +81,7 @@ pub fn signed(ring: &KeyRing) -> Agent {
             policy_hash: "ab12",
             approvers: &approvers,
             promotions: &[],
+            exceptions: &[],
         },
         at(NOW - 60),
     )

@@ -201,6 +201,7 @@ fn governed(status: GovernanceStatus, spec_hash: &str, generation: i64) -> Agent
                 uid: String::new(),
             }],
             promotions: vec!["uid-p1".into()],
+            exceptions: Vec::new(),
             version: 2,
             policy_hash: String::new(),
             signature: String::new(),

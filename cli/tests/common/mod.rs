@@ -102,6 +102,7 @@ fn signed(name: &str, spec: AgentSpec, keys: &KeyRing, policy_hash: &str) -> Age
                 uid: "alice-uid".into(),
             }],
             promotions: &[format!("promotion-of-{name}")],
+            exceptions: &[],
         },
         Timestamp::now(),
     )

@@ -197,6 +197,7 @@ impl Scenario {
             policy_hash: &policy,
             approvers,
             promotions,
+            exceptions: &[],
         };
         let proof = sign(ring, self.subject(), claims, at(T0)).expect("signing works");
         self.status = Some(AgentStatus {
@@ -235,6 +236,7 @@ impl PolicyRecheck for Recheck {
                 spec: agent.spec,
             },
             actor: &actor,
+            namespace: None,
         };
         match self.0.evaluate(&input) {
             Ok(decision) if decision.allow => Ok(()),

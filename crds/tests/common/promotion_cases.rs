@@ -13,9 +13,10 @@ use serde_json::{Map, Value, json};
 pub const TABLE: &str = "policies/testdata/promotion_cases.yaml";
 
 /// The keys a case may use to change the base input and limits.
-const CHANGES: [&str; 10] = [
+const CHANGES: [&str; 11] = [
     "input",
     "actor",
+    "namespace",
     "spec_remove",
     "spec",
     "anatomy_remove",
@@ -114,6 +115,9 @@ impl Case {
         if let Some(actor) = self.change("actor") {
             overlay(&mut input, Some(&json!({ "actor": actor })));
         }
+        if let Some(namespace) = self.change("namespace") {
+            overlay(&mut input, Some(&json!({ "namespace": namespace })));
+        }
         remove(&mut input, self.change("input_remove"));
         input
     }
@@ -143,7 +147,7 @@ pub fn matches(got: &[String], want: &[String]) -> bool {
 }
 
 /// The deny codes the shipped policy gives, one per seed rule.
-pub const SHIPPED_CODES: [&str; 7] = [
+pub const SHIPPED_CODES: [&str; 8] = [
     "actor_unauthorized",
     "anatomy_incomplete",
     "containment",
@@ -151,6 +155,7 @@ pub const SHIPPED_CODES: [&str; 7] = [
     "temperature",
     "budget",
     "runtime",
+    "namespace_budget",
 ];
 
 /// Per code, the decision's messages match the expected substrings (see `matches`), and no deny

@@ -12,6 +12,7 @@ use crate::promotion_cases;
 const SEED: u64 = 0x5eed_a6e7_60f0_0001;
 const RANDOM_CASES: usize = 1200;
 const BUDGET_LINES: usize = 150;
+const NAMESPACE_TOTALS: usize = 60;
 
 /// splitmix64: small, fixed, good enough to spread choices.
 struct Rng(u64);
@@ -287,6 +288,44 @@ impl Generator {
                 set(&mut data, &["maxMonthlyBudgetUsd"], Some(n(limit)));
                 self.push(
                     format!("budget {budget:?} at the line of {limit:?}"),
+                    input,
+                    data,
+                );
+            }
+        }
+    }
+
+    /// The namespace's total: amounts in cents up to 10^8 dollars, with the allocation at the
+    /// total less the budget, a cent either side, and odd values, so both engines are held to
+    /// the same answer at the line.
+    fn namespace_totals(&mut self, rng: &mut Rng) {
+        for _ in 0..NAMESPACE_TOTALS {
+            let cents = |rng: &mut Rng, max: f64| (rng.float(max) * 100.0).round() / 100.0;
+            let magnitude = rng.pick(&[1e3, 1e5, 1e8]);
+            let total = cents(rng, magnitude);
+            let budget = cents(rng, total.max(0.01));
+            let at_line = ((total - budget) * 100.0).round() / 100.0;
+            for allocated in [
+                json!(at_line),
+                json!(at_line + 0.01),
+                json!((at_line - 0.01).max(0.0)),
+                json!(0),
+                json!(null),
+                json!("1"),
+                json!(-1),
+            ] {
+                let mut input = self.base.clone();
+                let path = ["agent", "spec", "anatomy", "economics", "monthlyBudgetUsd"];
+                set(&mut input, &path, Some(n(budget)));
+                set(
+                    &mut input,
+                    &["namespace"],
+                    Some(json!({"allocatedMonthlyBudgetUsd": allocated})),
+                );
+                let mut data = self.limits.clone();
+                set(&mut data, &["maxNamespaceMonthlyBudgetUsd"], Some(n(total)));
+                self.push(
+                    format!("namespace {allocated} + {budget:?} under a total of {total:?}"),
                     input,
                     data,
                 );
@@ -578,6 +617,7 @@ pub fn generate() -> Vec<Case> {
     generator.lists();
     let mut rng = Rng(SEED);
     generator.budget_lines(&mut rng);
+    generator.namespace_totals(&mut rng);
     generator.random(&mut rng);
     generator.cases
 }

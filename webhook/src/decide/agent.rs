@@ -286,6 +286,7 @@ fn judge_spec(request: &Request, policy: &ActivePolicy) -> Decision {
             spec: &request.spec,
         },
         actor: &actor,
+        namespace: None,
     };
     let hash = short(policy.hash());
     let approve = match spec_hash(&request.spec) {
@@ -294,7 +295,7 @@ fn judge_spec(request: &Request, policy: &ActivePolicy) -> Decision {
         ),
         Err(e) => format!("its spec cannot be hashed: {e}"),
     };
-    match policy.engine.evaluate(&input) {
+    match policy.evaluate(&input) {
         Err(e) => Decision::deny(
             DecisionCode::DenyPolicy,
             Some(display),

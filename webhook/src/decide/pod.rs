@@ -156,15 +156,16 @@ impl PolicyRecheck for PolicyInForce<'_> {
                     spec: agent.spec,
                 },
                 actor: &actor,
+                namespace: None,
             };
-            match policy.engine.evaluate(&input) {
+            match policy.evaluate(&input) {
                 Ok(decision) if decision.allow => Ok(()),
                 Ok(decision) => Err(decision.messages().join("; ")),
                 Err(e) => Err(format!("it could not judge the agent: {e}")),
             }
         };
         match self.memo {
-            Some(memo) => memo.recheck(&policy.engine.shared_hash(), judge),
+            Some(memo) => memo.recheck(&policy.shared_hash(), judge),
             None => judge(),
         }
     }

@@ -190,9 +190,10 @@ pub(crate) async fn decide_promotion(
                 spec: &spec,
             },
             actor: &actor,
+            namespace: None,
         };
         let hash = short(policy.hash());
-        match policy.engine.evaluate(&input) {
+        match policy.evaluate(&input) {
             Err(e) => Decision::deny(
                 DecisionCode::DenyPolicy,
                 Some(&agent_name),

@@ -187,6 +187,7 @@ pub fn proof_for(
             policy_hash,
             approvers: &[approver()],
             promotions: &[format!("promotion-of-{name}")],
+            exceptions: &[],
         },
         hours_ago(2),
     )
@@ -201,6 +202,7 @@ pub fn v1_proof(name: &str, proof: &ProofBundle, keys: &KeyRing) -> ProofBundle 
         agent_uid: String::new(),
         approvers: Vec::new(),
         promotions: Vec::new(),
+        exceptions: Vec::new(),
         signature: String::new(),
         ..proof.clone()
     };

@@ -27,9 +27,9 @@ pub struct EventsArgs {
 
 /// What the watches report.
 enum Change {
-    Event(Event),
-    Agent(Agent),
-    Promotion(AgentPromotion),
+    Event(Box<Event>),
+    Agent(Box<Agent>),
+    Promotion(Box<AgentPromotion>),
 }
 
 pub async fn run(global: &Global, args: EventsArgs) -> Result<(), Error> {
@@ -87,7 +87,7 @@ pub async fn run(global: &Global, args: EventsArgs) -> Result<(), Error> {
     )
     .default_backoff()
     .applied_objects()
-    .map_ok(Change::Event)
+    .map_ok(|event| Change::Event(Box::new(event)))
     .map_err(|e| not_watched("events", e));
     let agent_stream = watcher(
         Api::<Agent>::namespaced(client.clone(), &ns),
@@ -95,7 +95,7 @@ pub async fn run(global: &Global, args: EventsArgs) -> Result<(), Error> {
     )
     .default_backoff()
     .applied_objects()
-    .map_ok(Change::Agent)
+    .map_ok(|agent| Change::Agent(Box::new(agent)))
     .map_err(|e| not_watched("agents", e));
     let promotion_stream = watcher(
         Api::<AgentPromotion>::namespaced(client, &ns),
@@ -103,7 +103,7 @@ pub async fn run(global: &Global, args: EventsArgs) -> Result<(), Error> {
     )
     .default_backoff()
     .applied_objects()
-    .map_ok(Change::Promotion)
+    .map_ok(|promotion| Change::Promotion(Box::new(promotion)))
     .map_err(|e| not_watched("agentpromotions", e));
     let mut changes = pin!(futures::stream::select(
         event_stream,
