@@ -31,8 +31,9 @@ use crate::policy::{ACTOR_RULE, DENY_CODES, Deny};
 use crate::promotion::Requester;
 
 /// How long an exception lasts at most after its creation, unless the floor's
-/// `maxExceptionDuration` says otherwise.
-pub const DEFAULT_MAX_EXCEPTION: SignedDuration = SignedDuration::from_hours(7 * 24);
+/// `maxExceptionDays` says otherwise.
+pub const DEFAULT_MAX_EXCEPTION: SignedDuration =
+    SignedDuration::from_hours(crate::policy_bundle::DEFAULT_MAX_EXCEPTION_DAYS as i64 * 24);
 
 /// The most agents an exception may name (`spec.agents`). The admission guard checks the verb
 /// `except` once per named agent, and the API server allows a policy only so many authorization
@@ -95,7 +96,7 @@ pub struct AgentExceptionSpec {
     #[x_kube(validation = Rule::new("self.trim().size() > 0").message("justification must not be blank"))]
     pub justification: String,
     /// When the exception ends (RFC 3339). It ends earlier when the floor's maximum since
-    /// creation (`maxExceptionDuration`, 7 days by default) comes first; `status.expiresAt` shows
+    /// creation (`maxExceptionDays`, 7 days by default) comes first; `status.expiresAt` shows
     /// when it really ends.
     pub expires_at: Time,
     /// Who asked. Stamped by the API server from the request (a MutatingAdmissionPolicy) and

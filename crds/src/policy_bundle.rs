@@ -191,7 +191,7 @@ pub struct PolicyData {
     pub max_monthly_budget_usd: f64,
     /// The most a namespace's governed agents may ask for together each month, in US dollars:
     /// a promotion that would take the namespace's sum of approved budgets above it is denied
-    /// (`namespace_budget_exceeded`). Unset: no total. Usually set on the cluster floor.
+    /// (`namespace_budget`). Unset: no total. Usually set on the cluster floor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0.0").message("maxNamespaceMonthlyBudgetUsd must not be negative"))]
     pub max_namespace_monthly_budget_usd: Option<f64>,

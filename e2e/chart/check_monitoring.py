@@ -28,12 +28,14 @@ PROMQL_WORDS = {
 WANT_ALERTS = {
     "AgentgovWebhookDown", "AgentgovWebhookFailingClosed", "AgentgovWebhookUnreachable",
     "AgentgovAdmissionDenialsSpike", "AgentgovPolicyReloadFailed", "AgentgovAgentsInvalidated",
-    "AgentgovTrustGuardsMissing",
+    "AgentgovTrustGuardsMissing", "AgentgovBreakGlass", "AgentgovNamespaceBudgetNearLimit",
+    "AgentgovNamespaceBudgetExhausted",
 }
 WANT_IN_DASHBOARD = {
     "agent_starts_allowed_total", "agent_starts_denied_total", "admission_review_duration_seconds_bucket",
     "promotion_attempts_total", "promotion_denies_total", "policy_reload_success_total",
-    "policy_reload_failure_total", "agentgov_agents",
+    "policy_reload_failure_total", "agentgov_agents", "agentgov_budget_allocated_usd",
+    "agentgov_budget_limit_usd",
 }
 
 

@@ -165,6 +165,7 @@ OPERATOR_RULES = (
         ["validatingadmissionpolicies", "validatingadmissionpolicybindings", "mutatingadmissionpolicies", "mutatingadmissionpolicybindings"],
         ["get", "list", "watch"],
     )
+    | expand("admissionregistration.k8s.io", ["validatingwebhookconfigurations"], ["get", "list", "watch"])
     | expand("agentgov.dev", ["clusterpolicybundles"], ["get", "list", "watch"])
     | expand("agentgov.dev", ["clusterpolicybundles/status"], ["patch"])
 )

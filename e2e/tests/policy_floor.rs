@@ -47,7 +47,11 @@ impl FloorTest {
     /// Wait for the lock, then make sure no floor is left from before.
     async fn start() -> Self {
         let lock = FLOOR_LOCK.lock().await;
-        let floors: Api<ClusterPolicyBundle> = Api::all(agentgov_e2e::client().await);
+        let client = agentgov_e2e::client().await;
+        agentgov_e2e::install_crds(&client)
+            .await
+            .expect("install the CRDs");
+        let floors: Api<ClusterPolicyBundle> = Api::all(client);
         let _ = floors.delete(FLOOR, &DeleteParams::default()).await;
         wait_for(WAIT, || {
             let floors = floors.clone();

@@ -187,6 +187,8 @@ pub struct World {
     policy: Option<ActivePolicy>,
     keys: Arc<KeySnapshot>,
     guards: Option<String>,
+    /// Why agents' Pods are not checked at admission (break-glass), if they are not.
+    unguarded: Option<String>,
     fingerprint: Fingerprint,
 }
 
@@ -195,7 +197,9 @@ impl World {
         let policy = ctx.active_policy(namespace)?;
         let keys = ctx.keys.current();
         let guards = ctx.guards.missing();
+        let unguarded = ctx.webhook.missing(&ctx.settings.webhook_configuration);
         let fingerprint = fingerprint(&(
+            &unguarded,
             policy
                 .as_ref()
                 .map(|p| (p.hash(), p.engine.version(), p.approvals_required)),
@@ -206,6 +210,7 @@ impl World {
             policy,
             keys,
             guards,
+            unguarded,
             fingerprint,
         })
     }
@@ -348,6 +353,7 @@ fn judge_in(
         keys: &world.keys,
         expiry: &ctx.settings.expiry,
         guards_missing: world.guards.as_deref(),
+        unguarded: world.unguarded.as_deref(),
         approval_ttl: ctx.settings.approval_ttl,
         now,
     }

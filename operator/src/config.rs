@@ -103,6 +103,13 @@ pub struct Config {
     #[arg(long, env = "AGENTGOV_POLICY_REPORTS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub policy_reports: bool,
 
+    /// The ValidatingWebhookConfiguration of agentgov's webhook, watched for break-glass: while
+    /// it is deleted, every agent carries the condition `AdmissionGuarded=False`, the metric
+    /// `agentgov_webhook_configuration_missing` is 1 and the log says BREAK_GLASS. Empty: not
+    /// watched (a cluster that runs no webhook).
+    #[arg(long, env = "AGENTGOV_WEBHOOK_CONFIGURATION", default_value = "")]
+    pub webhook_configuration: String,
+
     /// The names of the admission guards the operator requires start with this (the shipped
     /// ones: `agentgov-`). While one is missing or altered, nothing is signed.
     #[arg(long, env = "AGENTGOV_GUARD_PREFIX", default_value = agentgov_api::guards::DEFAULT_PREFIX)]

@@ -58,6 +58,8 @@ pub struct Context {
     pub policies: PolicyCache,
     /// Why the operator may not sign now (the admission guards' problems), if it may not.
     pub guards: GuardState,
+    /// Whether the webhook's configuration is in place (break-glass when it is deleted).
+    pub webhook: crate::break_glass::WebhookState,
     pub approvers: Approvers,
     /// The AgentPromotions (by uid) whose first decision this process has counted as a promotion
     /// attempt: the cache may not show the outcome just written yet, and an attempt is counted
@@ -88,6 +90,9 @@ pub struct Settings {
     /// `--require-signed-bundles`: the public policy-signing ring a bundle version must verify
     /// with to be put in force; `None`: signatures are not checked.
     pub bundle_keys: Option<Arc<KeyRingSource>>,
+    /// `--webhook-configuration`: the webhook's ValidatingWebhookConfiguration (empty: not
+    /// watched).
+    pub webhook_configuration: String,
 }
 
 impl Settings {
@@ -102,6 +107,7 @@ impl Settings {
             manage_workloads: config.manage_workloads,
             // Loaded by `main` (reading a file is I/O).
             bundle_keys: None,
+            webhook_configuration: config.webhook_configuration.clone(),
         }
     }
 }

@@ -518,6 +518,7 @@ impl Context {
             ],
             policies: PolicyCache::default(),
             guards,
+            webhook: Default::default(),
             approvers: Approvers::fixed(true),
             settings: Settings {
                 bundle_name: BUNDLE.into(),
@@ -529,6 +530,7 @@ impl Context {
                 contain_pods: false,
                 manage_workloads: false,
                 bundle_keys: None,
+                webhook_configuration: String::new(),
             },
             status_limiter: status_limiter(1000),
             reports: Default::default(),

@@ -24,6 +24,8 @@ use agentgov_api::agent::{
 use agentgov_api::conditions::{self, ConditionUpdate, EXPIRED, PROMOTED, READY};
 use agentgov_api::effective::EffectivePolicy;
 use agentgov_api::exception::{AppliedException, next_expiry, waives};
+
+use crate::break_glass::ADMISSION_GUARDED;
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::KeyRing;
@@ -177,6 +179,9 @@ pub struct Judge<'a> {
     pub expiry: &'a ExpiryPolicy,
     /// Why the operator may not sign now, if it may not (the admission guards' problems).
     pub guards_missing: Option<&'a str>,
+    /// Why the agents' Pods are not checked at admission (the webhook configuration deleted:
+    /// break-glass), if they are not: the `AdmissionGuarded` condition says so.
+    pub unguarded: Option<&'a str>,
     /// How long an approval may wait for more approvers before it expires.
     pub approval_ttl: SignedDuration,
     pub now: Timestamp,
@@ -201,10 +206,26 @@ impl Verdict<'_> {
 
 impl Judge<'_> {
     pub fn judge(&self, agent: &AgentFacts<'_>, approvals: &[ApprovalFacts<'_>]) -> Judgement {
-        match agent.spec.mode {
+        let mut judgement = match agent.spec.mode {
             AgentMode::Sandbox => self.sandbox(agent, approvals),
             AgentMode::Governed => self.governed(agent, approvals),
+        };
+        // Break-glass is recorded on every agent it leaves unguarded; the condition goes when
+        // the webhook configuration is back.
+        match self.unguarded {
+            Some(why) => self.set(
+                &mut judgement.status,
+                ADMISSION_GUARDED,
+                false,
+                "WebhookConfigurationMissing",
+                why.to_string(),
+            ),
+            None => judgement
+                .status
+                .conditions
+                .retain(|c| c.type_ != ADMISSION_GUARDED),
         }
+        judgement
     }
 
     /// A fresh status: only the conditions carry over (for their transition times), and only
@@ -214,7 +235,8 @@ impl Judge<'_> {
             .status
             .map(|s| s.conditions.clone())
             .unwrap_or_default();
-        conditions.retain(|c| [READY, PROMOTED, EXPIRED].contains(&c.type_.as_str()));
+        conditions
+            .retain(|c| [READY, PROMOTED, EXPIRED, ADMISSION_GUARDED].contains(&c.type_.as_str()));
         AgentStatus {
             observed_generation: agent.generation,
             conditions,

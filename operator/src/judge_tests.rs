@@ -121,6 +121,7 @@ struct World {
     approvals: Vec<Approval>,
     namespace_budget: Option<NamespaceInput>,
     exceptions: Vec<AppliedException>,
+    unguarded: Option<String>,
 }
 
 impl World {
@@ -139,6 +140,7 @@ impl World {
             approvals: vec![Approval::by("alice")],
             namespace_budget: None,
             exceptions: Vec::new(),
+            unguarded: None,
         }
     }
 
@@ -163,6 +165,7 @@ impl World {
             keys: &self.keys,
             expiry: &self.expiry,
             guards_missing: self.guards_missing.as_deref(),
+            unguarded: self.unguarded.as_deref(),
             approval_ttl: self.approval_ttl,
             now: self.now,
         }
@@ -2046,4 +2049,27 @@ fn an_exception_never_waives_the_actor_rule() {
     );
     assert!(!decision.allow);
     assert!(used.is_empty());
+}
+
+#[test]
+fn break_glass_is_recorded_on_every_agent_and_cleared_when_the_webhook_is_back() {
+    let mut world = World::new(&keys());
+    world.unguarded = Some("the ValidatingWebhookConfiguration hook was deleted".into());
+    for spec in [governed_spec(), sandbox_spec()] {
+        let judged = world.judge(&spec, 1, None);
+        let condition = find(&judged.status.conditions, "AdmissionGuarded").unwrap();
+        assert_eq!(condition.status, "False");
+        assert_eq!(condition.reason, "WebhookConfigurationMissing");
+        // Nothing else changes: the governed agent is still signed.
+        if spec.mode == agentgov_api::agent::AgentMode::Governed {
+            assert_eq!(
+                judged.status.governance_status,
+                Some(GovernanceStatus::GovernedValid)
+            );
+        }
+        world.unguarded = None;
+        let back = world.judge(&spec, 1, Some(&judged.status));
+        assert!(find(&back.status.conditions, "AdmissionGuarded").is_none());
+        world.unguarded = Some("the ValidatingWebhookConfiguration hook was deleted".into());
+    }
 }

@@ -5,12 +5,14 @@
 mod agent_controller;
 mod authz;
 mod backoff;
+mod break_glass;
 mod bundle_controller;
 mod cache;
 mod config;
 mod containment;
 mod context;
 mod error;
+mod exception_controller;
 mod guards;
 mod judge;
 mod kept;
@@ -192,7 +194,9 @@ async fn run(config: Config) -> Result<()> {
         None => Api::all(client.clone()),
     };
     let (exception_store, exception_stream, exceptions_synced) =
-        cache::watched(exceptions, cache::config(), cache::slim, |_| {});
+        cache::watched(exceptions.clone(), cache::config(), cache::slim, |_| {});
+    // Their own status (when each ends, whom it covers): a controller with its own small cache.
+    let exception_controller = Controller::new(exceptions, cache::config());
     let promotion_index = Arc::new(PromotionIndex::default());
     let (promotion_store, promotion_stream, promotions_synced) = {
         let index = Arc::clone(&promotion_index);
@@ -265,6 +269,7 @@ async fn run(config: Config) -> Result<()> {
         workloads_synced: [deployments_synced, config_maps_synced],
         policies: PolicyCache::default(),
         guards: guards.clone(),
+        webhook: Default::default(),
         settings: Settings {
             bundle_keys: bundle_keys.clone(),
             ..Settings::new(&config)
@@ -298,9 +303,20 @@ async fn run(config: Config) -> Result<()> {
         guards_mode,
         guards_changed,
     )?;
+    // Break-glass: the webhook configuration going or coming back has every agent judged again.
+    let (webhook_changed, webhook_rx) = watch::channel(0u64);
+    if !config.webhook_configuration.is_empty() {
+        break_glass::start(
+            &client,
+            &config.webhook_configuration,
+            ctx.webhook.clone(),
+            ctx.metrics.clone(),
+            webhook_changed,
+        );
+    }
     let rejudge_all = futures::stream::select(
         futures::stream::select(tokio_stream_of(keys_rx), tokio_stream_of(guards_rx)),
-        floor_changed,
+        futures::stream::select(floor_changed, tokio_stream_of(webhook_rx)),
     );
     let in_force_changed = triggers::agents_of(namespaces_rx, agent_store.clone());
 
@@ -370,8 +386,16 @@ async fn run(config: Config) -> Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
+    let exceptions = exception_controller
+        .graceful_shutdown_on(stopping())
+        .run(
+            exception_controller::reconcile,
+            exception_controller::error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
     let controllers = async {
-        tokio::join!(agents, bundles, floors);
+        tokio::join!(agents, bundles, floors, exceptions);
     };
     // The controllers run until a shutdown; then the reconciles in flight get the grace.
     let _ = stop

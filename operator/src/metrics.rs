@@ -62,6 +62,8 @@ pub struct Metrics {
     pub revalidation_duration: Histogram,
     /// 1 while an admission guard is missing or altered (nothing is signed), else 0.
     pub trust_guards_missing: Gauge,
+    /// 1 while the webhook's configuration is deleted (break-glass), else 0.
+    pub webhook_configuration_missing: Gauge,
     /// What quarantine did to agents' running Pods: isolate, stop (per Pod evicted), lift.
     pub quarantine_actions: Family<ActionLabel, Counter>,
     /// Findings of policies in `audit` mode, by code (a deny code or `warning`).
@@ -90,6 +92,7 @@ impl Metrics {
             agents_by_status: Family::default(),
             revalidation_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
             trust_guards_missing: Gauge::default(),
+            webhook_configuration_missing: Gauge::default(),
             quarantine_actions: Family::default(),
             audit_findings: Family::default(),
             exceptions_applied: Family::default(),
@@ -146,6 +149,11 @@ impl Metrics {
             "agentgov_trust_guards_missing",
             "1 while an admission guard (the ValidatingAdmissionPolicies, MutatingAdmissionPolicies and bindings of the chain of trust) is missing or altered: nothing is signed",
             metrics.trust_guards_missing.clone(),
+        );
+        registry.register(
+            "agentgov_webhook_configuration_missing",
+            "1 while the webhook's ValidatingWebhookConfiguration is deleted (break-glass: no agent's Pods are checked at admission), else 0; only with --webhook-configuration",
+            metrics.webhook_configuration_missing.clone(),
         );
         registry.register(
             "agentgov_quarantine_actions",

@@ -141,6 +141,25 @@ async fn record(
     if status.audit != previous.audit && !status.audit.is_empty() {
         audited(ctx, agent, status).await;
     }
+    let unguarded = |s: &AgentStatus| {
+        agentgov_api::conditions::find(&s.conditions, crate::break_glass::ADMISSION_GUARDED)
+            .is_some_and(|c| c.status == "False")
+    };
+    if unguarded(status) && !unguarded(previous) {
+        publish(
+            ctx,
+            &agent.object_ref(&()),
+            EventType::Warning,
+            "BreakGlass",
+            agentgov_api::conditions::find(
+                &status.conditions,
+                crate::break_glass::ADMISSION_GUARDED,
+            )
+            .map(|c| c.message.clone())
+            .unwrap_or_default(),
+        )
+        .await;
+    }
     if status.exceptions != previous.exceptions {
         excepted(ctx, agent, &previous.exceptions, &status.exceptions).await;
     }
