@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::Agent;
 use crate::conditions::{self, ConditionUpdate, conditions_schema};
-use crate::policy::{ACTOR_RULE, DENY_CODES, Deny};
+use crate::policy::{ACTOR_RULE, DENY_CODES, Deny, PolicyDecision};
 use crate::promotion::Requester;
 
 /// How long an exception lasts at most after its creation, unless the floor's
@@ -334,6 +334,49 @@ pub fn waives<'a>(applied: &'a [AppliedException], code: &str) -> Option<&'a App
         return None;
     }
     applied.iter().find(|a| a.rules.iter().any(|r| r == code))
+}
+
+/// The policy's answer with the denies `exceptions` waive taken out: each becomes the warning
+/// `[exception NAME] waives (CODE): message`; and the exceptions that waived something. A
+/// decision with no deny left is allowed. Only waivable codes are waived
+/// ([`waivable`]: never the actor rule, nor a missing or failing
+/// policy).
+pub fn waive(
+    decision: PolicyDecision,
+    exceptions: &[AppliedException],
+) -> (PolicyDecision, Vec<AppliedException>) {
+    if exceptions.is_empty() || decision.denies.is_empty() {
+        return (decision, Vec::new());
+    }
+    let PolicyDecision {
+        allow,
+        denies,
+        mut warnings,
+        audit,
+    } = decision;
+    let mut kept = Vec::new();
+    let mut used: Vec<AppliedException> = Vec::new();
+    for deny in denies {
+        match waives(exceptions, &deny.code) {
+            Some(exception) => {
+                warnings.push(format!(
+                    "[exception {}] waives ({}): {}",
+                    exception.name, deny.code, deny.message
+                ));
+                if !used.iter().any(|u| u.name == exception.name) {
+                    used.push(exception.clone());
+                }
+            }
+            None => kept.push(deny),
+        }
+    }
+    let decision = PolicyDecision {
+        allow: allow || kept.is_empty(),
+        denies: kept,
+        warnings,
+        audit,
+    };
+    (decision, used)
 }
 
 /// The status of `exception` at `now`, given the agents of its namespace: its effective expiry,

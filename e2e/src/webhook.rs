@@ -407,17 +407,30 @@ impl Drop for Registration {
         if self.name.is_empty() {
             return;
         }
-        let client = self.client.clone();
-        let name = self.name.clone();
-        // Best effort, like TestNamespace: a left-over registration selects only a namespace
-        // that is gone, and the control plane is thrown away after the run.
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            handle.spawn(async move {
-                let _ = Api::<ValidatingWebhookConfiguration>::all(client)
-                    .delete(&name, &DeleteParams::default())
-                    .await;
+        let name = std::mem::take(&mut self.name);
+        // Deleted before the drop returns, on a thread of its own with its own runtime and
+        // client: a task spawned on the test's runtime would die with it when the test ends.
+        // A registration left behind also reviews every ClusterPolicyBundle write (cluster-scoped
+        // objects ignore the namespace selector), and its webhook is gone: with failurePolicy
+        // Fail it would refuse them in every later test on this control plane.
+        let deleting = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let client = crate::client().await;
+                let _ = tokio::time::timeout(
+                    std::time::Duration::from_secs(10),
+                    Api::<ValidatingWebhookConfiguration>::all(client)
+                        .delete(&name, &DeleteParams::default()),
+                )
+                .await;
             });
-        }
+        });
+        let _ = deleting.join();
     }
 }
 

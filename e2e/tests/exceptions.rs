@@ -1,9 +1,10 @@
 //! AgentExceptions on the real control plane (operator, webhook and the API server's own
 //! admission policies): a time-boxed waiver of named policy rules lets a named agent through
 //! (GOVERNED_RESTRICTED, the exception in its status and in its signed proof, the requester
-//! stamped by the API server) until it ends by itself; creating one needs the verb `except`
-//! (`promote` is not enough); an exception waives only the rules it names; and one by label
-//! selector covers the agents it selects and no other.
+//! stamped by the API server; a new approval is admitted at apply, and one the operator had
+//! Denied is judged again and counts) until it ends by itself; creating one needs the verb
+//! `except` (`promote` is not enough); an exception waives only the rules it names; and one by
+//! label selector covers the agents it selects and no other.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -70,7 +71,7 @@ async fn over_budget(setup: &Setup, agents: &[(&str, &[(&str, &str)])]) {
     bundle_in_force(setup, &bundle("2", LIMIT)).await;
     for (name, _) in agents {
         let agent = wait_agent(setup, name, "denied for its budget", denied_for_budget).await;
-        assert!(agent.status.unwrap().exceptions.is_empty());
+        assert!(agent.status.expect("judged").exceptions.is_empty());
     }
 }
 
@@ -125,16 +126,47 @@ async fn exceptor(setup: &Setup, user: &str) {
     wait_access(setup, user, "agentgov.dev", "agentexceptions", "", "create").await;
 }
 
-/// An approval of the agent's current spec by `user`, named `name`.
-async fn approve_as(setup: &Setup, user: &str, agent: &str, name: &str) -> AgentPromotion {
+/// An AgentPromotion named `name` approving the agent's current spec.
+async fn approval_of(setup: &Setup, agent: &str, name: &str) -> AgentPromotion {
     let current = setup.agents().get(agent).await.expect("the agent");
     let hash = agentgov_api::hash::spec_hash(&current.spec).expect("a spec hash");
     let mut promotion = approval(agent, &hash);
     promotion.metadata.name = Some(name.to_string());
-    Api::<AgentPromotion>::namespaced(client_as(user).await, &setup.ns.name)
+    promotion
+}
+
+/// The AgentPromotions API as `user` (impersonated).
+async fn promotions_as(setup: &Setup, user: &str) -> Api<AgentPromotion> {
+    Api::namespaced(client_as(user).await, &setup.ns.name)
+}
+
+/// `user` approves the agent's current spec with an AgentPromotion named `name`; it must be
+/// admitted (used while the webhook is not registered: only the API server's guards judge it).
+async fn approve_as(setup: &Setup, user: &str, agent: &str, name: &str) -> AgentPromotion {
+    let promotion = approval_of(setup, agent, name).await;
+    promotions_as(setup, user)
+        .await
         .create(&PostParams::default(), &promotion)
         .await
         .unwrap_or_else(|e| panic!("{user} approves {agent}: {}", api_error_message(&e)))
+}
+
+/// `user`'s approval `name` of the agent, through the webhook: refused by the policy at apply
+/// for the agent's budget.
+async fn approval_refused_for_budget(setup: &Setup, user: &str, agent: &str, name: &str) {
+    let promotion = approval_of(setup, agent, name).await;
+    let message = refused(
+        setup,
+        &format!("{user}'s approval of {agent}"),
+        "ADMISSION_DENY_POLICY",
+        creating(&promotions_as(setup, user).await, &promotion),
+    )
+    .await;
+    assert!(
+        message.contains("agentpromotions.validate.agentgov.dev")
+            && message.contains("monthlyBudgetUsd 250 is above the org limit of 100"),
+        "{message}"
+    );
 }
 
 async fn promotion_outcome(setup: &Setup, name: &str) -> Option<PromotionOutcome> {
@@ -226,20 +258,26 @@ async fn wait_event(setup: &Setup, regarding: &str, reason: &str) {
 
 #[tokio::test]
 async fn an_exception_lets_a_named_agent_through_one_rule_until_it_ends() {
-    let setup = setup("exc-named").await;
+    let mut setup = setup("exc-named").await;
     over_budget(&setup, &[("pricey", &[])]).await;
     person(&setup, "alice", true).await;
+    person(&setup, "dave", true).await;
     exceptor(&setup, "carol").await;
 
-    // alice, who holds `promote`, approves: the policy denies the budget.
+    // alice, who holds `promote`, approves: the webhook refuses it at apply (the policy denies
+    // the budget). One that reaches the operator anyway (made while the webhook was away) is
+    // Denied by it.
+    approval_refused_for_budget(&setup, "alice", "pricey", "refused-alice").await;
+    setup.deregister().await;
     approve_as(&setup, "alice", "pricey", "by-alice").await;
     wait_outcome(&setup, "by-alice", PromotionOutcome::Denied).await;
     let agent = setup.agents().get("pricey").await.unwrap();
     assert!(denied_for_budget(&agent), "{:#?}", agent.status);
+    setup.reregister().await;
 
-    // carol, who holds `except`, waives the budget rule for it, for 45 seconds. The requester
+    // carol, who holds `except`, waives the budget rule for it, for a minute. The requester
     // she claims is replaced by the API server with who she is.
-    let expires_at = in_seconds(45);
+    let expires_at = in_seconds(60);
     let mut waiver = exception("pricey-pilot", &["budget"], &["pricey"], None, expires_at);
     waiver.spec.requested_by = Some(Requester {
         username: "the-cfo".into(),
@@ -312,6 +350,11 @@ async fn an_exception_lets_a_named_agent_through_one_rule_until_it_ends() {
     );
     // Its Pods are admitted while the exception is in force.
     pod_admitted(&setup, "pricey-0", "pricey").await;
+    // A new approval while the exception is in force is admitted through the webhook too (the
+    // policy's only deny is waived). Checked without stopping the test: its end is checked
+    // below either way, and the test fails at its end if this did not hold.
+    let later = approval_of(&setup, "pricey", "by-dave").await;
+    let webhook_gap = admitted_within(&promotions_as(&setup, "dave").await, &later, SETTLE).await;
 
     // Nobody acts: once it ends the agent is judged again without it and invalidated.
     let left = Duration::try_from(Timestamp::now().duration_until(expires_at)).unwrap_or_default();
@@ -371,11 +414,44 @@ async fn an_exception_lets_a_named_agent_through_one_rule_until_it_ends() {
     // And its Pods are refused: the proof was signed under an exception that has ended.
     let message = pod_denied(&setup, "pricey-1", "pricey", PROOF_MISSING).await;
     assert!(message.contains("pricey-pilot"), "{message}");
+    if let Err(refusal) = webhook_gap {
+        panic!(
+            "while AgentException pricey-pilot waived the budget for pricey, dave's new approval was refused at apply: {refusal}\n{}",
+            setup.diagnostics()
+        );
+    }
+}
+
+/// Dry-run the creation of `object` until it is admitted (the webhook's caches catch up), for
+/// `within` at most, then create it for real; the API server's last message when it is not.
+async fn admitted_within(
+    api: &Api<AgentPromotion>,
+    object: &AgentPromotion,
+    within: Duration,
+) -> Result<AgentPromotion, String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match api.create(&dry_run(), object).await {
+            Ok(_) => break,
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(api_error_message(&e));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+    api.create(&PostParams::default(), object)
+        .await
+        .map_err(|e| {
+            format!(
+                "admitted on a dry run, refused for real: {}",
+                api_error_message(&e)
+            )
+        })
 }
 
 #[tokio::test]
 async fn an_exception_needs_the_verb_except_and_waives_nothing_else() {
-    let setup = setup("exc-verb").await;
+    let mut setup = setup("exc-verb").await;
     over_budget(&setup, &[("pricey", &[])]).await;
     // bob may approve and may create AgentExceptions as far as RBAC goes, but holds no `except`.
     person(&setup, "bob", true).await;
@@ -458,8 +534,12 @@ async fn an_exception_needs_the_verb_except_and_waives_nothing_else() {
         )
         .await
         .unwrap_or_else(|e| panic!("carol creates the exception: {}", api_error_message(&e)));
-    // Once the operator has observed the exception, an approval is judged with it in force.
+    // Once the operator has observed the exception, an approval is judged with it in force:
+    // the webhook refuses it at apply, and the operator, when it reaches it anyway (made while
+    // the webhook was away), denies it.
     wait_exception_active(&setup, "pricey-temperature", &["pricey"]).await;
+    approval_refused_for_budget(&setup, "bob", "pricey", "refused-bob").await;
+    setup.deregister().await;
     approve_as(&setup, "bob", "pricey", "by-bob").await;
     wait_outcome(&setup, "by-bob", PromotionOutcome::Denied).await;
     let agent = setup.agents().get("pricey").await.unwrap();
@@ -493,7 +573,7 @@ async fn an_exception_needs_the_verb_except_and_waives_nothing_else() {
 
 #[tokio::test]
 async fn an_exception_by_label_covers_the_agents_it_selects_and_no_other() {
-    let setup = setup("exc-label").await;
+    let mut setup = setup("exc-label").await;
     over_budget(
         &setup,
         &[("labelled", &[("team", "pilot")]), ("plain", &[])],
@@ -513,6 +593,9 @@ async fn an_exception_by_label_covers_the_agents_it_selects_and_no_other() {
         .await
         .unwrap_or_else(|e| panic!("carol creates the exception: {}", api_error_message(&e)));
     wait_exception_active(&setup, "pilot", &["labelled"]).await;
+    // Approved by the cluster admin without the webhook (which judges approvals by the policy
+    // alone: test 1 checks it with an exception in force).
+    setup.deregister().await;
     approve(&setup, "labelled").await;
     let plain = approve(&setup, "plain").await;
     let agent = wait_agent(&setup, "labelled", "GOVERNED_RESTRICTED", |a| {

@@ -44,13 +44,15 @@ struct FloorTest {
 }
 
 impl FloorTest {
-    /// Wait for the lock, then make sure no floor is left from before.
+    /// Wait for the lock, then make sure no floor is left from before, nor a registration of a
+    /// webhook that is gone (see [`delete_dead_registrations`]).
     async fn start() -> Self {
         let lock = FLOOR_LOCK.lock().await;
         let client = agentgov_e2e::client().await;
         agentgov_e2e::install_crds(&client)
             .await
             .expect("install the CRDs");
+        delete_dead_registrations(&client).await;
         let floors: Api<ClusterPolicyBundle> = Api::all(client);
         let _ = floors.delete(FLOOR, &DeleteParams::default()).await;
         wait_for(WAIT, || {
@@ -95,6 +97,49 @@ impl Drop for FloorTest {
         });
         if cleanup.join().is_err() {
             eprintln!("the floor test's cleanup failed: ClusterPolicyBundle {FLOOR} may be left");
+        }
+    }
+}
+
+/// Delete the e2e webhook registrations (`agentgov-e2e-*`) whose loopback webhook no longer
+/// listens. A test's registration outlives it (its Drop spawns the delete on a runtime that is
+/// ending), which is harmless for namespaced objects (its namespace selector names only the
+/// test's namespace) but not for a ClusterPolicyBundle: a cluster-scoped object goes to every
+/// registered webhook whatever its namespace selector, and with `failurePolicy: Fail` one dead
+/// webhook refuses every floor write. Test binaries run one after another against one API
+/// server (`make e2e`), so the earlier binaries' webhooks are all gone by now.
+async fn delete_dead_registrations(client: &kube::Client) {
+    let webhooks: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
+    let list = webhooks
+        .list(&ListParams::default())
+        .await
+        .expect("list the webhook registrations");
+    for registration in list.items {
+        let name = registration.name_any();
+        if !name.starts_with("agentgov-e2e-") {
+            continue;
+        }
+        let addresses: Vec<String> = registration
+            .webhooks
+            .iter()
+            .flatten()
+            .filter_map(|w| w.client_config.url.as_deref())
+            .filter_map(|url| url.strip_prefix("https://"))
+            .filter_map(|rest| rest.split('/').next())
+            .filter(|address| address.starts_with("127.0.0.1:"))
+            .map(str::to_string)
+            .collect();
+        let Some(address) = addresses.first() else {
+            continue;
+        };
+        let connect = tokio::net::TcpStream::connect(address.as_str());
+        let alive = matches!(
+            tokio::time::timeout(Duration::from_secs(2), connect).await,
+            Ok(Ok(_))
+        );
+        if !alive {
+            eprintln!("deleting {name}: its webhook at {address} is gone");
+            let _ = webhooks.delete(&name, &DeleteParams::default()).await;
         }
     }
 }

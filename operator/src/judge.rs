@@ -23,7 +23,7 @@ use agentgov_api::agent::{
 };
 use agentgov_api::conditions::{self, ConditionUpdate, EXPIRED, PROMOTED, READY};
 use agentgov_api::effective::EffectivePolicy;
-use agentgov_api::exception::{AppliedException, next_expiry, waives};
+use agentgov_api::exception::{AppliedException, next_expiry, waive};
 
 use crate::break_glass::ADMISSION_GUARDED;
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
@@ -884,49 +884,6 @@ struct Grant<'a> {
     approvers: &'a [Approver],
     promotions: &'a [String],
     exceptions: &'a [ProofException],
-}
-
-/// The policy's answer with the denies `exceptions` waive taken out: each becomes the warning
-/// `[exception NAME] waives (CODE): message`; and the exceptions that waived something. A
-/// decision with no deny left is allowed. Only waivable codes are waived
-/// ([`agentgov_api::exception::waivable`]: never the actor rule, nor a missing or failing
-/// policy).
-pub fn waive(
-    decision: PolicyDecision,
-    exceptions: &[AppliedException],
-) -> (PolicyDecision, Vec<AppliedException>) {
-    if exceptions.is_empty() || decision.denies.is_empty() {
-        return (decision, Vec::new());
-    }
-    let PolicyDecision {
-        allow,
-        denies,
-        mut warnings,
-        audit,
-    } = decision;
-    let mut kept = Vec::new();
-    let mut used: Vec<AppliedException> = Vec::new();
-    for deny in denies {
-        match waives(exceptions, &deny.code) {
-            Some(exception) => {
-                warnings.push(format!(
-                    "[exception {}] waives ({}): {}",
-                    exception.name, deny.code, deny.message
-                ));
-                if !used.iter().any(|u| u.name == exception.name) {
-                    used.push(exception.clone());
-                }
-            }
-            None => kept.push(deny),
-        }
-    }
-    let decision = PolicyDecision {
-        allow: allow || kept.is_empty(),
-        denies: kept,
-        warnings,
-        audit,
-    };
-    (decision, used)
 }
 
 /// An applied exception as the proof records it.

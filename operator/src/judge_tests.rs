@@ -2036,7 +2036,7 @@ fn an_exception_waives_its_rule_into_a_warning_the_status_and_the_signed_proof()
 
 #[test]
 fn an_exception_never_waives_the_actor_rule() {
-    let (decision, used) = crate::judge::waive(
+    let (decision, used) = agentgov_api::exception::waive(
         PolicyDecision {
             allow: false,
             denies: vec![agentgov_api::policy::Deny::new(

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use agentgov_api::agent::{AgentMode, RoleClass};
+use agentgov_api::exception::{AgentException, AppliedException, applicable};
 use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::{Agent, ClusterPolicyBundle, PolicyBundle};
 use futures::StreamExt;
@@ -27,6 +28,8 @@ use crate::policy::{ActivePolicy, PolicyIndex};
 /// The caches behind the live webhook.
 pub struct Caches {
     agents: Store<Agent>,
+    /// AgentExceptions (empty until listed, and where the kind is not served: nothing waived).
+    exceptions: Store<AgentException>,
     agents_synced: AtomicBool,
     policies: Arc<PolicyIndex>,
     keys: Arc<Keys>,
@@ -44,9 +47,15 @@ impl std::fmt::Debug for Caches {
 }
 
 impl Caches {
-    fn new(agents: Store<Agent>, policies: Arc<PolicyIndex>, keys: Arc<Keys>) -> Self {
+    fn new(
+        agents: Store<Agent>,
+        exceptions: Store<AgentException>,
+        policies: Arc<PolicyIndex>,
+        keys: Arc<Keys>,
+    ) -> Self {
         Caches {
             agents,
+            exceptions,
             agents_synced: AtomicBool::new(false),
             policies,
             keys,
@@ -62,7 +71,8 @@ impl Caches {
         keys: Arc<Keys>,
     ) -> (Self, reflector::store::Writer<Agent>) {
         let (reader, writer) = reflector::store::<Agent>();
-        let caches = Caches::new(reader, policies, keys);
+        let (exceptions, _) = reflector::store::<AgentException>();
+        let caches = Caches::new(reader, exceptions, policies, keys);
         caches.agents_synced.store(true, Ordering::Release);
         (caches, writer)
     }
@@ -123,6 +133,26 @@ impl View for Caches {
         self.policies.floor_data()
     }
 
+    fn exceptions_for(
+        &self,
+        namespace: &str,
+        name: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<AppliedException> {
+        let in_namespace = self
+            .exceptions
+            .state()
+            .into_iter()
+            .filter(|e| e.metadata.namespace.as_deref() == Some(namespace));
+        applicable(
+            in_namespace.collect::<Vec<_>>().iter().map(|e| e.as_ref()),
+            name,
+            labels,
+            jiff::Timestamp::now(),
+            self.policies.max_exception(),
+        )
+    }
+
     fn keys(&self) -> Arc<KeySnapshot> {
         self.keys.current()
     }
@@ -142,7 +172,7 @@ pub fn trim_for_cache(agent: &mut Agent) {
     let metadata = &mut agent.metadata;
     metadata.managed_fields = None;
     metadata.annotations = None;
-    metadata.labels = None;
+    // Labels stay: an AgentException may select the agent by them.
     metadata.owner_references = None;
     metadata.finalizers = None;
     if let Some(status) = agent.status.as_mut() {
@@ -171,16 +201,50 @@ pub fn start(
     let (agents_api, bundles_api): (Api<Agent>, Api<PolicyBundle>) = match namespace {
         Some(ns) => (
             Api::namespaced(client.clone(), ns),
-            Api::namespaced(client, ns),
+            Api::namespaced(client.clone(), ns),
         ),
-        None => (Api::all(client.clone()), Api::all(client)),
+        None => (Api::all(client.clone()), Api::all(client.clone())),
     };
     let policies = Arc::new(
         PolicyIndex::new(bundle_name, metrics.policy_bundle_load.clone())
             .with_bundle_keys(bundle_keys),
     );
     let (reader, writer) = reflector::store::<Agent>();
-    let caches = Arc::new(Caches::new(reader.clone(), Arc::clone(&policies), keys));
+    let (exceptions, exception_writer) = reflector::store::<AgentException>();
+    let caches = Arc::new(Caches::new(
+        reader.clone(),
+        exceptions,
+        Arc::clone(&policies),
+        keys,
+    ));
+    // AgentExceptions: not part of readiness (before they are listed, or where the kind is not
+    // served, nothing is waived: stricter, never looser).
+    let exception_client = client.clone();
+    let exceptions_api: Api<AgentException> = match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client),
+    };
+    let exceptions_task = tokio::spawn(async move {
+        if let Ok(served) = exception_client
+            .list_api_group_resources("agentgov.dev/v1alpha1")
+            .await
+            && !served.resources.iter().any(|r| r.name == "agentexceptions")
+        {
+            tracing::warn!(
+                "agentexceptions.agentgov.dev is not served: no exception waives any rule (apply the chart's CRDs, then restart the webhook)"
+            );
+            return;
+        }
+        let stream = watcher(exceptions_api, watcher::Config::default()).default_backoff();
+        reflector::reflector(exception_writer, stream)
+            .for_each(|event| {
+                if let Err(e) = event {
+                    tracing::warn!(error = %e, "agent exception watch error; retrying with backoff");
+                }
+                std::future::ready(())
+            })
+            .await;
+    });
 
     let agent_stream = watcher(
         agents_api,
@@ -268,6 +332,12 @@ pub fn start(
 
     (
         caches,
-        vec![agents_task, readiness_task, bundles_task, floors_task],
+        vec![
+            agents_task,
+            readiness_task,
+            bundles_task,
+            floors_task,
+            exceptions_task,
+        ],
     )
 }

@@ -63,6 +63,16 @@ pub trait View: Send + Sync {
             None => PolicyData::default().pod_security_level(mode, role),
         }
     }
+    /// The AgentExceptions of `namespace` in force now for the agent `name` with `labels` (by
+    /// this process's clock): the policy's denies they waive do not refuse it. None by default.
+    fn exceptions_for(
+        &self,
+        _namespace: &str,
+        _name: &str,
+        _labels: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<agentgov_api::exception::AppliedException> {
+        Vec::new()
+    }
     /// The cluster floor's data, when a floor is in force (the bounds of namespace bundles).
     fn floor_data(&self) -> Option<Arc<PolicyData>> {
         None

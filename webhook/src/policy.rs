@@ -86,6 +86,8 @@ pub struct PolicyIndex {
     loads: Family<ResultLabels, Counter>,
     /// The public policy-signing ring a spec must verify with (`--require-signed-bundles`).
     bundle_keys: Option<Arc<agentgov_runtime::keys::Keys>>,
+    /// The longest an AgentException may last: the floor's `maxExceptionDays`.
+    max_exception: RwLock<jiff::SignedDuration>,
 }
 
 /// The key of the floor's layer.
@@ -119,7 +121,16 @@ impl PolicyIndex {
             failed: Mutex::default(),
             loads,
             bundle_keys: None,
+            max_exception: RwLock::new(agentgov_api::exception::DEFAULT_MAX_EXCEPTION),
         }
+    }
+
+    /// The longest an AgentException may last (the floor's `maxExceptionDays`, else 7 days).
+    pub fn max_exception(&self) -> jiff::SignedDuration {
+        *self
+            .max_exception
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Put in force only specs whose signature verifies with `keys` (`None`: any spec).
@@ -215,6 +226,21 @@ impl PolicyIndex {
 
     /// Apply one watch event of cluster floors.
     pub async fn apply_floor_event(&self, event: Event<ClusterPolicyBundle>) {
+        let longest = match &event {
+            Event::Apply(floor) | Event::InitApply(floor) if self.key_of(floor).is_some() => {
+                Some(floor.spec.max_exception())
+            }
+            Event::Delete(floor) if self.key_of(floor).is_some() => {
+                Some(agentgov_api::exception::DEFAULT_MAX_EXCEPTION)
+            }
+            _ => None,
+        };
+        if let Some(longest) = longest {
+            *self
+                .max_exception
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = longest;
+        }
         self.apply(&self.floor, event).await;
     }
 

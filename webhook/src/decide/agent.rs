@@ -13,6 +13,7 @@
 use agentgov_api::Agent;
 use agentgov_api::admission::{AdmissionContext, AgentView, DecisionCode, Denial, check_agent};
 use agentgov_api::agent::{AgentMode, AgentSpec};
+use agentgov_api::exception::{AppliedException, waive};
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
 use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::{Actor, AgentInput, PolicyInput};
@@ -38,6 +39,10 @@ struct Request {
     name: String,
     spec: AgentSpec,
     user: UserInfo,
+    /// The agent's labels (an AgentException may select it by them).
+    labels: std::collections::BTreeMap<String, String>,
+    /// The AgentExceptions in force for the agent (their waived denies do not refuse it).
+    exceptions: Vec<AppliedException>,
 }
 
 impl Request {
@@ -165,8 +170,10 @@ impl<'r> Change<'r> {
         Request {
             namespace: self.namespace.to_string(),
             name: self.name,
+            labels: self.agent.metadata.labels.unwrap_or_default(),
             spec: self.agent.spec,
             user: self.req.user_info.clone(),
+            exceptions: Vec::new(),
         }
     }
 }
@@ -295,7 +302,10 @@ fn judge_spec(request: &Request, policy: &ActivePolicy) -> Decision {
         ),
         Err(e) => format!("its spec cannot be hashed: {e}"),
     };
-    match policy.evaluate(&input) {
+    match policy
+        .evaluate(&input)
+        .map(|d| waive(d, &request.exceptions).0)
+    {
         Err(e) => Decision::deny(
             DecisionCode::DenyPolicy,
             Some(display),
@@ -392,6 +402,8 @@ async fn governed(request: Request, view: &dyn View, policy_slots: &Semaphore) -
         )
         .attempt(vec!["no_policy".into()]);
     };
+    let mut request = request;
+    request.exceptions = view.exceptions_for(&request.namespace, &request.name, &request.labels);
     on_blocking_pool(policy_slots, request.display().to_string(), move || {
         judge_spec(&request, &policy)
     })

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use agentgov_api::admission::DecisionCode;
 use agentgov_api::agent::AgentMode;
+use agentgov_api::exception::waive;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::{Actor, AgentInput, PolicyInput};
 use agentgov_api::{Agent, AgentPromotion};
@@ -176,6 +177,12 @@ pub(crate) async fn decide_promotion(
     };
     let user = req.user_info.clone();
     let spec = agent.spec.clone();
+    let no_labels = std::collections::BTreeMap::new();
+    let exceptions = view.exceptions_for(
+        &namespace,
+        &agent_name,
+        agent.metadata.labels.as_ref().unwrap_or(&no_labels),
+    );
     on_blocking_pool(policy_slots, agent_name.clone(), move || {
         let actor = Actor {
             username: user.username.clone().unwrap_or_default(),
@@ -193,7 +200,9 @@ pub(crate) async fn decide_promotion(
             namespace: None,
         };
         let hash = short(policy.hash());
-        match policy.evaluate(&input) {
+        // The denies an AgentException in force waives for the agent do not refuse it (as the
+        // operator judges).
+        match policy.evaluate(&input).map(|d| waive(d, &exceptions).0) {
             Err(e) => Decision::deny(
                 DecisionCode::DenyPolicy,
                 Some(&agent_name),
