@@ -133,12 +133,36 @@ pub struct Operator {
 impl Operator {
     /// Start an operator watching `namespace`, with a Lease in that namespace.
     pub fn start(namespace: &str, keyring: &Path, tag: &str, extra: &[&str]) -> Result<Self> {
+        Self::spawn(Some(namespace), namespace, keyring, tag, extra)
+    }
+
+    /// Start an operator watching every namespace (as the chart runs it), with a Lease in
+    /// `lease_namespace`. It judges every agent of the control plane, other tests' included.
+    pub fn start_everywhere(
+        lease_namespace: &str,
+        keyring: &Path,
+        tag: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
+        Self::spawn(None, lease_namespace, keyring, tag, extra)
+    }
+
+    fn spawn(
+        watched: Option<&str>,
+        namespace: &str,
+        keyring: &Path,
+        tag: &str,
+        extra: &[&str],
+    ) -> Result<Self> {
         let bin = binary("agentgov-operator")?;
         let metrics_port = free_port()?;
         let log = log_dir().join(format!("{namespace}-operator-{tag}.log"));
+        let mut command = Command::new(&bin);
+        if let Some(watched) = watched {
+            command.args(["--namespace", watched]);
+        }
         let child = crate::process::Process::spawn(
-            Command::new(&bin)
-                .args(["--namespace", namespace])
+            command
                 .arg("--keyring-file")
                 .arg(keyring)
                 .args(["--keyring-poll", "500ms"])

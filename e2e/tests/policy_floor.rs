@@ -568,3 +568,134 @@ async fn the_floor_caps_a_namespace_total_and_the_operator_reports_it() {
         panic!("expected {allocated} 900 and {limit} 1000; the budget series: {budget:#?}");
     }
 }
+
+/// Apply the floor directly (no webhook of this test reviews it) and wait until it is in force;
+/// its policy hash.
+async fn floor_applied(client: &kube::Client, spec: &ClusterPolicyBundleSpec, log: &str) -> String {
+    let hash = policy_hash(&spec.policy).expect("a policy hash");
+    let floors: Api<ClusterPolicyBundle> = Api::all(client.clone());
+    floors
+        .patch(
+            FLOOR,
+            &PatchParams::apply("e2e").force(),
+            &Patch::Apply(&ClusterPolicyBundle::new(FLOOR, spec.clone())),
+        )
+        .await
+        .expect("apply the floor");
+    wait_for(WAIT, || {
+        let (floors, hash) = (floors.clone(), hash.clone());
+        async move {
+            let status = floors.get(FLOOR).await.ok()?.status?;
+            (status.active_hash.as_deref() == Some(hash.as_str())).then_some(())
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("the floor {hash} never in force\n{log}"));
+    hash
+}
+
+/// The write count with ONE operator watching every namespace, as the chart runs it (the tests
+/// above give each namespace its own): a change of A's bundle writes A's agents and not one of
+/// B's, though the operator sees both; a floor change writes both namespaces' agents.
+#[tokio::test]
+async fn one_operator_for_every_namespace_writes_only_where_the_policy_changed() {
+    let _test = FloorTest::start().await;
+    let client = agentgov_e2e::client().await;
+    let a = agentgov_e2e::TestNamespace::new(&client, "pf-one-a")
+        .await
+        .expect("namespace A");
+    let b = agentgov_e2e::TestNamespace::new(&client, "pf-one-b")
+        .await
+        .expect("namespace B");
+    let dir = agentgov_e2e::operator::log_dir().join(format!("{}-keys", a.name));
+    let keys = agentgov_e2e::operator::KeyFile::new(&dir, "key-1").expect("a key ring");
+    let operator =
+        agentgov_e2e::operator::Operator::start_everywhere(&a.name, &keys.path, "all", &[])
+            .expect("start the operator");
+    let log = || operator.logs().lines().rev().take(40).collect::<Vec<_>>().join("\n");
+    let floor_one = floor_applied(&client, &floor_spec("1", 1000.0), &log()).await;
+    let a_one = ns_spec("a-1", 900.0);
+    let a_one_hash = policy_hash(&a_one).expect("a policy hash");
+    agentgov_e2e::apply_bundle_in_force(&a, a_one, WAIT)
+        .await
+        .expect("A's bundle in force");
+    let (a_agents, b_agents): (Api<Agent>, Api<Agent>) = (a.api(), b.api());
+    for (ns, agents) in [(&a, &a_agents), (&b, &b_agents)] {
+        for name in ["first", "second"] {
+            agents
+                .create(&PostParams::default(), &Agent::new(name, costing(250.0)))
+                .await
+                .expect("create the agent");
+            agentgov_e2e::approve(agents, &ns.api(), name)
+                .await
+                .expect("approve the agent");
+        }
+    }
+    let valid_under = |agents: &Api<Agent>, name: &'static str, hash: String| {
+        let agents = agents.clone();
+        async move {
+            agentgov_e2e::wait_agent(&agents, name, "GOVERNED_VALID under the hash", WAIT, |a| {
+                governance(a) == Some(GovernanceStatus::GovernedValid)
+                    && judged_under(a).as_deref() == Some(hash.as_str())
+            })
+            .await
+        }
+    };
+    for name in ["first", "second"] {
+        valid_under(&a_agents, name, layered(&floor_one, &a_one_hash))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", log()));
+        valid_under(&b_agents, name, floor_one.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", log()));
+    }
+
+    // A's bundle changes (no verdict changes): A's agents are written, B's not one.
+    let from = b_agents
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list B's agents")
+        .metadata
+        .resource_version
+        .expect("a resourceVersion");
+    let b_versions = versions(&b_agents).await;
+    let (watch, seen) = record_events(b_agents.clone(), from);
+    let a_two = ns_spec("a-2", 800.0);
+    let a_two_hash = policy_hash(&a_two).expect("a policy hash");
+    agentgov_e2e::apply_bundle_in_force(&a, a_two, WAIT)
+        .await
+        .expect("A's new bundle in force");
+    for name in ["first", "second"] {
+        valid_under(&a_agents, name, layered(&floor_one, &a_two_hash))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", log()));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    watch.abort();
+    let seen = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        seen.is_empty(),
+        "one operator for both: B's agents were written after a change of A's bundle: {seen:#?}"
+    );
+    assert_eq!(versions(&b_agents).await, b_versions);
+
+    // The floor changes: both namespaces' agents are written, each under its new hash.
+    let (a_before, b_before) = (versions(&a_agents).await, versions(&b_agents).await);
+    let mut two = floor_spec("2", 1000.0);
+    two.policy.data.extra = Some(serde_json::json!({"revision": 2}));
+    let floor_two = floor_applied(&client, &two, &log()).await;
+    for name in ["first", "second"] {
+        valid_under(&a_agents, name, layered(&floor_two, &a_two_hash))
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", log()));
+        valid_under(&b_agents, name, floor_two.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", log()));
+    }
+    for (agents, before) in [(&a_agents, a_before), (&b_agents, b_before)] {
+        let after = versions(agents).await;
+        for ((name, old), (_, new)) in before.iter().zip(after.iter()) {
+            assert_ne!(old, new, "{name} was not written after the floor changed");
+        }
+    }
+}
