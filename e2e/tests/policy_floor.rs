@@ -612,7 +612,15 @@ async fn one_operator_for_every_namespace_writes_only_where_the_policy_changed()
     let operator =
         agentgov_e2e::operator::Operator::start_everywhere(&a.name, &keys.path, "all", &[])
             .expect("start the operator");
-    let log = || operator.logs().lines().rev().take(40).collect::<Vec<_>>().join("\n");
+    let log = || {
+        operator
+            .logs()
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     let floor_one = floor_applied(&client, &floor_spec("1", 1000.0), &log()).await;
     let a_one = ns_spec("a-1", 900.0);
     let a_one_hash = policy_hash(&a_one).expect("a policy hash");

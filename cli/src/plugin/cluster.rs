@@ -210,6 +210,13 @@ impl Cluster {
             .map_err(|e| Error::from_api(&format!("get policybundle {name}"), namespace, None, e))
     }
 
+    /// The cluster floor (ClusterPolicyBundle) `name`, if there is one the user may read (a
+    /// cluster without the kind, or a user who may not read it, has none as far as they know).
+    pub async fn get_floor(&self, name: &str) -> Option<agentgov_api::ClusterPolicyBundle> {
+        let api: Api<agentgov_api::ClusterPolicyBundle> = Api::all(self.client.clone());
+        api.get_opt(name).await.ok().flatten()
+    }
+
     /// The AgentPromotions in `namespace` (every page).
     pub async fn promotions(&self, namespace: &str) -> Result<Vec<AgentPromotion>, Error> {
         let api: Api<AgentPromotion> = Api::namespaced(self.client.clone(), namespace);

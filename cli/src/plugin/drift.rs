@@ -11,12 +11,13 @@
 
 use std::collections::BTreeMap;
 
-use agentgov_api::Agent;
 use agentgov_api::agent::{AGENT_LABEL, AgentMode, GovernanceStatus};
 use agentgov_api::conditions::READY;
+use agentgov_api::effective::effective_hash;
 use agentgov_api::hash::spec_hash;
 use agentgov_api::policy_bundle::{DEFAULT_BUNDLE_NAME, PolicyBundle};
 use agentgov_api::runtime;
+use agentgov_api::{Agent, ClusterPolicyBundle};
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Pod;
 use serde::Serialize;
@@ -67,22 +68,76 @@ pub struct InForce {
     pub hash: String,
 }
 
-/// The policy in force per (namespace, bundle name), from the bundles' status (`activeHash`,
-/// the last version that compiled); bundles with nothing in force are left out.
-pub fn policies_in_force(bundles: &[PolicyBundle]) -> BTreeMap<(String, String), InForce> {
-    bundles
-        .iter()
-        .filter_map(|bundle| {
-            let status = bundle.status.as_ref()?;
-            let hash = status.active_hash.clone()?;
-            let key = (
-                bundle.metadata.namespace.clone().unwrap_or_default(),
-                bundle.metadata.name.clone().unwrap_or_default(),
-            );
-            let version = status.active_version.clone().unwrap_or_default();
-            Some((key, InForce { version, hash }))
-        })
-        .collect()
+/// The policy in force per (namespace, policy name), from the bundles' status (`activeHash`,
+/// the last version that compiled); bundles with nothing in force are left out. With a cluster
+/// floor in force, a namespace's policy is the effective one of both layers, under the names the
+/// operator writes (the bundle's, and `ClusterPolicyBundle/<floor>+<bundle>`), and the floor
+/// alone is under `("", "ClusterPolicyBundle/<floor>")` for namespaces without a bundle.
+pub fn policies_in_force(
+    bundles: &[PolicyBundle],
+    floor: Option<&ClusterPolicyBundle>,
+) -> BTreeMap<(String, String), InForce> {
+    let floor = floor.and_then(|f| {
+        let status = f.status.as_ref()?;
+        Some((
+            format!(
+                "ClusterPolicyBundle/{}",
+                f.metadata.name.clone().unwrap_or_default()
+            ),
+            InForce {
+                version: status.active_version.clone().unwrap_or_default(),
+                hash: status.active_hash.clone()?,
+            },
+        ))
+    });
+    let mut in_force = BTreeMap::new();
+    if let Some((name, policy)) = &floor {
+        in_force.insert((String::new(), name.clone()), policy.clone());
+    }
+    for bundle in bundles {
+        let Some(status) = bundle.status.as_ref() else {
+            continue;
+        };
+        let Some(hash) = status.active_hash.clone() else {
+            continue;
+        };
+        let namespace = bundle.metadata.namespace.clone().unwrap_or_default();
+        let name = bundle.metadata.name.clone().unwrap_or_default();
+        let own = InForce {
+            version: status.active_version.clone().unwrap_or_default(),
+            hash,
+        };
+        let Some((floor_name, floor)) = &floor else {
+            in_force.insert((namespace, name), own);
+            continue;
+        };
+        let effective = InForce {
+            version: format!("{}+{}", floor.version, own.version),
+            hash: effective_hash(Some(&floor.hash), Some(&own.hash))
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+        };
+        for key in [
+            name.clone(),
+            format!("{floor_name}+{name}"),
+            floor_name.clone(),
+        ] {
+            in_force.insert((namespace.clone(), key), effective.clone());
+        }
+    }
+    in_force
+}
+
+/// The policy in force that `bundle` names in `namespace` (see [`policies_in_force`]).
+pub fn in_force_for<'a>(
+    policies: &'a BTreeMap<(String, String), InForce>,
+    namespace: &str,
+    bundle: &str,
+) -> Option<&'a InForce> {
+    policies
+        .get(&(namespace.to_string(), bundle.to_string()))
+        .or_else(|| policies.get(&(String::new(), bundle.to_string())))
 }
 
 /// The name of the PolicyBundle `agent` is judged against: the one its last evaluation names,
@@ -252,7 +307,7 @@ fn of_agent(
             ),
         }
         let bundle = bundle_of(agent);
-        match policies.get(&(namespace.clone(), bundle.to_string())) {
+        match in_force_for(policies, &namespace, bundle) {
             Some(active) if active.hash == proof.policy_hash => {}
             Some(active) => add(
                 DriftKind::PolicyChanged,

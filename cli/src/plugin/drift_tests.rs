@@ -154,13 +154,13 @@ fn requests_not_yet_promoted_are_not_drift() {
 fn policies_in_force_come_from_the_bundles_status() {
     let mut bundle = PolicyBundle::new("default", default_bundle_spec());
     bundle.metadata.namespace = Some("team-a".into());
-    assert!(policies_in_force(std::slice::from_ref(&bundle)).is_empty());
+    assert!(policies_in_force(std::slice::from_ref(&bundle), None).is_empty());
     bundle.status = Some(agentgov_api::PolicyBundleStatus {
         active_hash: Some("ab12".into()),
         active_version: Some("v1".into()),
         ..Default::default()
     });
-    let found = policies_in_force(&[bundle]);
+    let found = policies_in_force(std::slice::from_ref(&bundle), None);
     assert_eq!(
         found[&("team-a".to_string(), "default".to_string())],
         InForce {
@@ -168,6 +168,46 @@ fn policies_in_force_come_from_the_bundles_status() {
             hash: "ab12".into()
         }
     );
+}
+
+#[test]
+fn with_a_floor_a_namespaces_policy_is_both_layers_and_the_floor_alone_elsewhere() {
+    let mut bundle = PolicyBundle::new("default", default_bundle_spec());
+    bundle.metadata.namespace = Some("team-a".into());
+    bundle.status = Some(agentgov_api::PolicyBundleStatus {
+        active_hash: Some("ab12".into()),
+        active_version: Some("v1".into()),
+        ..Default::default()
+    });
+    let mut floor = agentgov_api::ClusterPolicyBundle::new(
+        "default",
+        agentgov_api::ClusterPolicyBundleSpec {
+            policy: default_bundle_spec(),
+            max_exception_days: None,
+        },
+    );
+    floor.status = Some(agentgov_api::PolicyBundleStatus {
+        active_hash: Some("f00d".into()),
+        active_version: Some("org-1".into()),
+        ..Default::default()
+    });
+    let found = policies_in_force(std::slice::from_ref(&bundle), Some(&floor));
+    let both = agentgov_api::effective::effective_hash(Some("f00d"), Some("ab12"))
+        .unwrap()
+        .unwrap();
+    for name in [
+        "default",
+        "ClusterPolicyBundle/default+default",
+        "ClusterPolicyBundle/default",
+    ] {
+        let policy = super::in_force_for(&found, "team-a", name).unwrap();
+        assert_eq!(policy.hash, both, "{name}");
+        assert_eq!(policy.version, "org-1+v1");
+    }
+    // A namespace without a bundle: the floor alone.
+    let alone = super::in_force_for(&found, "team-b", "ClusterPolicyBundle/default").unwrap();
+    assert_eq!(alone.hash, "f00d");
+    assert!(super::in_force_for(&found, "team-b", "default").is_none());
 }
 
 #[test]

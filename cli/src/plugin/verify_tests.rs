@@ -110,6 +110,7 @@ fn export_of(agents: &[Agent], config: &KeyRingConfig) -> String {
     let input = export::Input {
         agents,
         bundles: &[],
+        floor: None,
         keys: config,
         namespace: Some("team-a"),
         since: None,

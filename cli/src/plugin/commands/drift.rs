@@ -23,25 +23,47 @@ pub struct DriftArgs {
     exit_code: bool,
 }
 
-/// The scope (`-A`, `-n`, else the context's namespace), and the agents and PolicyBundles in
-/// it (what `drift` and `export` read).
-pub async fn agents_and_bundles(
-    global: &Global,
-) -> Result<(Cluster, Scope, Vec<Agent>, Vec<PolicyBundle>), Error> {
+/// What `drift` and `export` read: the scope (`-A`, `-n`, else the context's namespace), the
+/// agents and PolicyBundles in it, and the cluster floor (the ClusterPolicyBundle `default`, if
+/// there is one the user may read).
+pub struct Read {
+    pub cluster: Cluster,
+    pub scope: Scope,
+    pub agents: Vec<Agent>,
+    pub bundles: Vec<PolicyBundle>,
+    pub floor: Option<agentgov_api::ClusterPolicyBundle>,
+}
+
+pub async fn agents_and_bundles(global: &Global) -> Result<Read, Error> {
     let (cluster, scope) = cluster_and_scope(global).await?;
     let agents = cluster.list(&scope, None).await?;
     let bundles = cluster.list_of(&scope, "policybundles").await?;
-    Ok((cluster, scope, agents, bundles))
+    let floor = cluster
+        .get_floor(agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME)
+        .await;
+    Ok(Read {
+        cluster,
+        scope,
+        agents,
+        bundles,
+        floor,
+    })
 }
 
 pub async fn run(global: &Global, args: DriftArgs) -> Result<(), Error> {
-    let (cluster, scope, agents, bundles) = agents_and_bundles(global).await?;
+    let Read {
+        cluster,
+        scope,
+        agents,
+        bundles,
+        floor,
+    } = agents_and_bundles(global).await?;
     // The Pods labelled for an agent, whatever the agent (the label's presence, selected by
     // the API server).
     let pods: Vec<Pod> = cluster
         .list_selected(&scope, "pods", Some(AGENT_LABEL))
         .await?;
-    let policies = drift::policies_in_force(&bundles);
+    let policies = drift::policies_in_force(&bundles, floor.as_ref());
     let mut found = drift::findings(&agents, &policies, args.expiring_within, Timestamp::now());
     found.extend(drift::image_findings(&agents, &pods));
     drift::sort(&mut found);

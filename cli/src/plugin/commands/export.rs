@@ -40,11 +40,18 @@ pub async fn run(global: &Global, args: ExportArgs) -> Result<(), Error> {
         message: e.to_string(),
     })?;
     let mapping = Mapping::shipped().map_err(Error::Encode)?;
-    let (_, scope, agents, bundles) = super::drift::agents_and_bundles(global).await?;
+    let super::drift::Read {
+        scope,
+        agents,
+        bundles,
+        floor,
+        ..
+    } = super::drift::agents_and_bundles(global).await?;
     let now = Timestamp::now();
     let input = Input {
         agents: &agents,
         bundles: &bundles,
+        floor: floor.as_ref(),
         keys: &keys,
         namespace: match &scope {
             Scope::All => None,

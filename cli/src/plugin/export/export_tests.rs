@@ -35,6 +35,7 @@ pub fn exported(since: Option<Timestamp>) -> (Export, KeyRingConfig) {
     let input = Input {
         agents: &agents,
         bundles: &bundles,
+        floor: None,
         keys: &keys,
         namespace: Some("team-a"),
         since,

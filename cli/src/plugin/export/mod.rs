@@ -126,6 +126,8 @@ impl AgentRecord {
 pub struct Input<'a> {
     pub agents: &'a [Agent],
     pub bundles: &'a [PolicyBundle],
+    /// The cluster floor, if any (a namespace's policy in force is both).
+    pub floor: Option<&'a agentgov_api::ClusterPolicyBundle>,
     /// The key ring as read (`--keys`); only its public part is embedded.
     pub keys: &'a KeyRingConfig,
     /// The namespace, or `None` for every namespace.
@@ -147,7 +149,7 @@ pub fn build(input: &Input<'_>, mapping: &Mapping) -> Result<(Export, Vec<String
     agents.sort_by(|a, b| {
         (&a.metadata.namespace, &a.metadata.name).cmp(&(&b.metadata.namespace, &b.metadata.name))
     });
-    let in_force = policies_in_force(input.bundles);
+    let in_force = policies_in_force(input.bundles, input.floor);
     let records = agents
         .into_iter()
         .map(|a| record(a, &in_force, mapping))
@@ -291,9 +293,8 @@ fn record(
         message: e.to_string(),
     })?;
     let bundle = bundle_of(agent);
-    let policy_in_force = policies
-        .get(&(namespace.clone(), bundle.to_string()))
-        .map(|active| PolicyRef {
+    let policy_in_force =
+        super::drift::in_force_for(policies, &namespace, bundle).map(|active| PolicyRef {
             name: bundle.to_string(),
             version: active.version.clone(),
             hash: active.hash.clone(),
