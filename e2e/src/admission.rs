@@ -183,6 +183,38 @@ impl Setup {
     }
 }
 
+/// The outcome the operator wrote on the AgentPromotion `name`, if any.
+pub async fn promotion_outcome(
+    setup: &Setup,
+    name: &str,
+) -> Option<agentgov_api::promotion::PromotionOutcome> {
+    setup
+        .ns
+        .api::<agentgov_api::AgentPromotion>()
+        .get(name)
+        .await
+        .ok()?
+        .status?
+        .outcome
+}
+
+/// The setup's operator counted `metric` (a series with its labels) at least once and logged a
+/// line with the decision code `code` naming `agent`.
+pub async fn assert_reported(setup: &Setup, metric: &str, code: &str, agent: &str) {
+    let metrics = setup.operator.metrics().await;
+    assert!(
+        crate::operator::metric_value(&metrics, metric).is_some_and(|v| v >= 1.0),
+        "{metric} not counted:\n{metrics}"
+    );
+    let logs = setup.operator.logs();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(&format!("\"{code}\"")) && l.contains(&format!("\"{agent}\""))),
+        "no {code} line for {agent}:\n{}",
+        tail(&logs, 40)
+    );
+}
+
 pub fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")

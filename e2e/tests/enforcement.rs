@@ -10,7 +10,6 @@ use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::EnforcementAction;
 use agentgov_api::{Agent, AgentPromotion, PolicyBundleSpec};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::operator::metric_value;
 use agentgov_e2e::{approval, wait_for};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, PostParams};
@@ -110,24 +109,13 @@ async fn audit_changes_no_agent_but_reports_then_enforce_invalidates_exactly_tho
             .iter()
             .any(|r| r == "PolicyAudit")
     );
-    let metrics = setup.operator.metrics().await;
-    assert!(
-        metric_value(
-            &metrics,
-            "agentgov_policy_audit_findings_total{code=\"budget\"}"
-        )
-        .is_some_and(|v| v >= 1.0),
-        "{metrics}"
-    );
-    assert!(
-        setup
-            .operator
-            .logs()
-            .lines()
-            .any(|l| l.contains("\"POLICY_AUDIT\"") && l.contains("\"pricey\"")),
-        "{}",
-        tail(&setup.operator.logs(), 40)
-    );
+    assert_reported(
+        &setup,
+        "agentgov_policy_audit_findings_total{code=\"budget\"}",
+        "POLICY_AUDIT",
+        "pricey",
+    )
+    .await;
     // The webhook agrees: pricey's Pods are admitted under the audit bundle.
     pod_admitted(&setup, "pricey-0", "pricey").await;
 

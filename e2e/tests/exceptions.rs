@@ -15,7 +15,6 @@ use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::promotion::{PromotionOutcome, Requester};
 use agentgov_api::{Agent, AgentException, AgentExceptionSpec, AgentPromotion, PolicyBundleSpec};
 use agentgov_e2e::admission::*;
-use agentgov_e2e::operator::metric_value;
 use agentgov_e2e::{api_error_message, approval, wait_for};
 use jiff::Timestamp;
 use k8s_openapi::api::events::v1::Event;
@@ -169,17 +168,6 @@ async fn approval_refused_for_budget(setup: &Setup, user: &str, agent: &str, nam
     );
 }
 
-async fn promotion_outcome(setup: &Setup, name: &str) -> Option<PromotionOutcome> {
-    setup
-        .ns
-        .api::<AgentPromotion>()
-        .get(name)
-        .await
-        .ok()?
-        .status?
-        .outcome
-}
-
 /// Wait until the AgentPromotion `name` has `outcome`.
 async fn wait_outcome(setup: &Setup, name: &str, outcome: PromotionOutcome) {
     let reached = wait_for(WAIT, || async {
@@ -330,24 +318,13 @@ async fn an_exception_lets_a_named_agent_through_one_rule_until_it_ends() {
     wait_outcome(&setup, "by-alice", PromotionOutcome::Approved).await;
     wait_exception_active(&setup, "pricey-pilot", &["pricey"]).await;
     wait_event(&setup, "pricey", "ExceptionApplied").await;
-    let metrics = setup.operator.metrics().await;
-    assert!(
-        metric_value(
-            &metrics,
-            "agentgov_policy_exceptions_applied_total{code=\"budget\"}"
-        )
-        .is_some_and(|v| v >= 1.0),
-        "{metrics}"
-    );
-    assert!(
-        setup
-            .operator
-            .logs()
-            .lines()
-            .any(|l| l.contains("\"EXCEPTION_APPLIED\"") && l.contains("\"pricey\"")),
-        "{}",
-        tail(&setup.operator.logs(), 40)
-    );
+    assert_reported(
+        &setup,
+        "agentgov_policy_exceptions_applied_total{code=\"budget\"}",
+        "EXCEPTION_APPLIED",
+        "pricey",
+    )
+    .await;
     // Its Pods are admitted while the exception is in force.
     pod_admitted(&setup, "pricey-0", "pricey").await;
     // A new approval while the exception is in force is admitted through the webhook too (the

@@ -422,6 +422,26 @@ fn record_events(
     (task, seen)
 }
 
+/// The agents' versions now, and a watch recording every event from now on.
+async fn watch_from_now(
+    agents: &Api<Agent>,
+) -> (
+    Vec<(String, String)>,
+    tokio::task::JoinHandle<()>,
+    Arc<Mutex<Vec<String>>>,
+) {
+    let from = agents
+        .list_metadata(&ListParams::default())
+        .await
+        .expect("list the agents")
+        .metadata
+        .resource_version
+        .expect("a resourceVersion");
+    let before = versions(agents).await;
+    let (watch, seen) = record_events(agents.clone(), from);
+    (before, watch, seen)
+}
+
 async fn versions(agents: &Api<Agent>) -> Vec<(String, String)> {
     let mut list: Vec<(String, String)> = agents
         .list(&ListParams::default())
@@ -477,15 +497,7 @@ async fn a_floor_change_revalidates_every_namespace_and_a_bundle_change_only_its
 
     // A change of A's bundle (no verdict changes either): A's agents are written, B's not one.
     let b_agents = b.agents();
-    let from = b_agents
-        .list_metadata(&ListParams::default())
-        .await
-        .expect("list B's agents")
-        .metadata
-        .resource_version
-        .expect("a resourceVersion");
-    let b_versions = versions(&b_agents).await;
-    let (watch, seen) = record_events(b_agents.clone(), from);
+    let (b_versions, watch, seen) = watch_from_now(&b_agents).await;
     let a_two = ns_spec("a-2", 800.0);
     let a_two_hash = policy_hash(&a_two).expect("a policy hash");
     bundle_in_force(&a, &a_two).await;
@@ -659,15 +671,7 @@ async fn one_operator_for_every_namespace_writes_only_where_the_policy_changed()
     }
 
     // A's bundle changes (no verdict changes): A's agents are written, B's not one.
-    let from = b_agents
-        .list_metadata(&ListParams::default())
-        .await
-        .expect("list B's agents")
-        .metadata
-        .resource_version
-        .expect("a resourceVersion");
-    let b_versions = versions(&b_agents).await;
-    let (watch, seen) = record_events(b_agents.clone(), from);
+    let (b_versions, watch, seen) = watch_from_now(&b_agents).await;
     let a_two = ns_spec("a-2", 800.0);
     let a_two_hash = policy_hash(&a_two).expect("a policy hash");
     agentgov_e2e::apply_bundle_in_force(&a, a_two, WAIT)

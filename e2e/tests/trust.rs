@@ -36,17 +36,6 @@ async fn approve_as(
         .await
 }
 
-async fn promotion_outcome(setup: &Setup, name: &str) -> Option<PromotionOutcome> {
-    setup
-        .ns
-        .api::<AgentPromotion>()
-        .get(name)
-        .await
-        .ok()?
-        .status?
-        .outcome
-}
-
 #[tokio::test]
 async fn without_the_webhook_only_an_identity_holding_promote_can_approve() {
     // HMAC-SHA256 (the seed's scheme) signs here; the other suites use Ed25519.

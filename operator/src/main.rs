@@ -368,24 +368,18 @@ async fn run(config: Config) -> Result<()> {
             ctx.clone(),
         )
         .for_each(|_| async {});
-    let floors = floor_controller
-        .reconcile_all_on(bundle_keys_changed())
-        .graceful_shutdown_on(stopping())
-        .run(
-            bundle_controller::reconcile,
-            bundle_controller::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
-    let bundles = bundle_controller
-        .reconcile_all_on(bundle_keys_changed())
-        .graceful_shutdown_on(stopping())
-        .run(
-            bundle_controller::reconcile,
-            bundle_controller::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    let floors = run_bundles(
+        floor_controller,
+        bundle_keys_changed(),
+        stopping(),
+        ctx.clone(),
+    );
+    let bundles = run_bundles(
+        bundle_controller,
+        bundle_keys_changed(),
+        stopping(),
+        ctx.clone(),
+    );
     let exceptions = exception_controller
         .graceful_shutdown_on(stopping())
         .run(
@@ -421,6 +415,25 @@ async fn serves_floors(client: &kube::Client) -> bool {
             .any(|r| r.name == "clusterpolicybundles"),
         Err(_) => true,
     }
+}
+
+/// Run a bundle controller (namespace bundles or floors), every bundle looked at again when the
+/// policy-signing ring changes, until a shutdown.
+fn run_bundles<K: bundle_controller::Bundle>(
+    controller: Controller<K>,
+    keys_changed: impl futures::Stream<Item = ()> + Send + 'static,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> {
+    controller
+        .reconcile_all_on(keys_changed)
+        .graceful_shutdown_on(shutdown)
+        .run(
+            bundle_controller::reconcile,
+            bundle_controller::error_policy,
+            ctx,
+        )
+        .for_each(|_| async {})
 }
 
 /// A stream that yields each time the watched value changes.
