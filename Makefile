@@ -44,7 +44,7 @@ cli-docs:
 crds:
 	$(CARGO) run -q --locked -p agentgov-api --bin crdgen
 
-## tools: helm, OPA, the PromQL checker and lua5.4 into .cache/tools (cached; hack/tools.sh)
+## tools: helm, OPA, the PromQL checker, promtool and lua5.4 into .cache/tools (cached; hack/tools.sh)
 tools:
 	bash hack/tools.sh
 
