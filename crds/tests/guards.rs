@@ -117,6 +117,7 @@ fn every_resource_rule_names_a_served_crd() {
         "policybundles.agentgov.dev.yaml",
         "agentpromotions.agentgov.dev.yaml",
         "agentexceptions.agentgov.dev.yaml",
+        "clusterpolicybundles.agentgov.dev.yaml",
     ] {
         let crd: Value =
             serde_yaml::from_str(&common::read(&format!("crds/{file}"))).expect("a CRD");
