@@ -181,18 +181,27 @@ async fn a_passing_agent_is_promoted_with_a_proof_that_verifies() {
         metric_value(&metrics, "policy_reload_success_total").unwrap_or(0.0) >= 1.0,
         "{metrics}"
     );
-    let logs = setup.operator.logs();
-    for code in [
-        "PROMOTION_ATTEMPT",
-        "PROMOTION_SUCCESS",
-        "POLICY_HOTRELOAD",
-        "POLICY_REVALIDATION",
-    ] {
-        assert!(
-            logs.contains(code),
-            "{code} missing from the operator's JSON logs"
-        );
-    }
+    // The revalidation summary is written once every governed agent of the namespace is judged
+    // under the version in force: the bundle controller looks again every half second until then,
+    // so it may follow the promotion by that much.
+    let logged = wait_for(WAIT, || async {
+        let logs = setup.operator.logs();
+        [
+            "PROMOTION_ATTEMPT",
+            "PROMOTION_SUCCESS",
+            "POLICY_HOTRELOAD",
+            "POLICY_REVALIDATION",
+        ]
+        .iter()
+        .all(|code| logs.contains(code))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        logged.is_ok(),
+        "a decision code is missing from the operator's JSON logs:\n{}",
+        setup.operator.logs()
+    );
 
     // Events are the audit trail.
     let events: Api<k8s_openapi::api::events::v1::Event> = setup.ns.api();
