@@ -586,7 +586,8 @@ async fn admin_roles_grant_promote(client: &Client, target: &str) -> Result<()> 
             ],
             None,
         )?;
-        ensure!(
+        // The API server's RBAC cache sees a new RoleBinding a moment after it is created.
+        let promote = agentgov_e2e::wait_for(std::time::Duration::from_secs(15), || async {
             can(
                 client,
                 &user,
@@ -594,11 +595,14 @@ async fn admin_roles_grant_promote(client: &Client, target: &str) -> Result<()> 
                 "agentgov.dev",
                 "agents",
                 None,
-                target
+                target,
             )
-            .await?,
-            "{role}: no promote"
-        );
+            .await
+            .ok()
+            .filter(|allowed| *allowed)
+        })
+        .await;
+        ensure!(promote.is_ok(), "{role}: no promote");
         ensure!(
             !can(
                 client,
