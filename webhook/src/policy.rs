@@ -141,15 +141,24 @@ impl PolicyIndex {
 
     /// The policy in force in `namespace` (its bundle and the floor), if any.
     pub fn get(&self, namespace: &str) -> Option<ActivePolicy> {
+        self.with_policy(namespace, |policy| policy.cloned())
+    }
+
+    /// `read` of the policy in force in `namespace`, composed again only when a layer changed
+    /// since: the hot path of every Pod review reads the hash without cloning the policy.
+    fn with_policy<R>(
+        &self,
+        namespace: &str,
+        read: impl FnOnce(Option<&EffectivePolicy>) -> R,
+    ) -> R {
         let generations = (self.namespaces.generation(), self.floor.generation());
-        if let Some((at, policy)) = self
-            .composed
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(namespace)
-            && *at == generations
         {
-            return policy.clone();
+            let composed = self.composed.read().unwrap_or_else(PoisonError::into_inner);
+            if let Some((at, policy)) = composed.get(namespace)
+                && *at == generations
+            {
+                return read(policy.as_ref());
+            }
         }
         let policy =
             match EffectivePolicy::new(self.floor.get(FLOOR), self.namespaces.get(namespace)) {
@@ -159,6 +168,7 @@ impl PolicyIndex {
                     None
                 }
             };
+        let answer = read(policy.as_ref());
         let mut composed = self
             .composed
             .write()
@@ -166,13 +176,13 @@ impl PolicyIndex {
         if composed.len() >= COMPOSED_CAPACITY {
             composed.clear();
         }
-        composed.insert(namespace.to_string(), (generations, policy.clone()));
-        policy
+        composed.insert(namespace.to_string(), (generations, policy));
+        answer
     }
 
     /// The hash of the policy in force in `namespace`, if any.
     pub fn hash(&self, namespace: &str) -> Option<Arc<str>> {
-        self.get(namespace).map(|p| p.shared_hash())
+        self.with_policy(namespace, |policy| policy.map(EffectivePolicy::shared_hash))
     }
 
     /// The Pod Security level an agent's Pods must meet in `namespace` (see
@@ -183,10 +193,10 @@ impl PolicyIndex {
         mode: AgentMode,
         role: RoleClass,
     ) -> PodSecurityLevel {
-        match self.get(namespace) {
+        self.with_policy(namespace, |policy| match policy {
             Some(policy) => policy.pod_security_level(mode, role),
             None => PolicyData::default().pod_security_level(mode, role),
-        }
+        })
     }
 
     /// The cluster floor's data, when a floor is in force: the bounds of namespace bundles.
