@@ -183,6 +183,30 @@ impl Setup {
     }
 }
 
+/// The example governed agent with a monthly budget of `usd`.
+pub fn costing(usd: f64) -> AgentSpec {
+    let mut spec = governed_spec();
+    if let Some(economics) = spec.anatomy.economics.as_mut() {
+        economics.monthly_budget_usd = usd;
+    }
+    spec
+}
+
+/// The reasons of the Events about the agent `regarding` in the setup's namespace.
+pub async fn event_reasons(setup: &Setup, regarding: &str) -> Vec<String> {
+    setup
+        .ns
+        .api::<k8s_openapi::api::events::v1::Event>()
+        .list(&kube::api::ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+        .filter_map(|e| e.reason)
+        .collect()
+}
+
 /// The outcome the operator wrote on the AgentPromotion `name`, if any.
 pub async fn promotion_outcome(
     setup: &Setup,

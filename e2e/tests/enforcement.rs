@@ -4,15 +4,14 @@
 //! promotes what the policy would deny as GOVERNED_RESTRICTED with a warning naming the rule;
 //! and the actor rule (who may approve) holds under `audit`.
 
-use agentgov_api::agent::{AgentSpec, GovernanceStatus};
+use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::hash::policy_hash;
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::EnforcementAction;
 use agentgov_api::{Agent, AgentPromotion, PolicyBundleSpec};
 use agentgov_e2e::admission::*;
 use agentgov_e2e::{approval, wait_for};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 
 /// The shipped policy with a monthly budget limit of `max`, under `action`.
 fn bundle(version: &str, max: f64, action: EnforcementAction) -> PolicyBundleSpec {
@@ -23,35 +22,12 @@ fn bundle(version: &str, max: f64, action: EnforcementAction) -> PolicyBundleSpe
     spec
 }
 
-/// The example governed agent with a monthly budget of `usd`.
-fn costing(usd: f64) -> AgentSpec {
-    let mut spec = governed_spec();
-    if let Some(economics) = spec.anatomy.economics.as_mut() {
-        economics.monthly_budget_usd = usd;
-    }
-    spec
-}
-
 fn signed_under(agent: &Agent, hash: &str) -> bool {
     agent
         .status
         .as_ref()
         .and_then(|s| s.proof.as_ref())
         .is_some_and(|p| p.policy_hash == hash)
-}
-
-async fn event_reasons(setup: &Setup, regarding: &str) -> Vec<String> {
-    setup
-        .ns
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 #[tokio::test]

@@ -17,7 +17,6 @@ use agentgov_api::{Agent, AgentException, AgentExceptionSpec, AgentPromotion, Po
 use agentgov_e2e::admission::*;
 use agentgov_e2e::{api_error_message, approval, wait_for};
 use jiff::Timestamp;
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
@@ -208,21 +207,6 @@ async fn wait_exception_active(setup: &Setup, name: &str, agents: &[&str]) -> Ag
             setup.diagnostics()
         ),
     }
-}
-
-/// The reasons of the Events about the agent `regarding`.
-async fn event_reasons(setup: &Setup, regarding: &str) -> Vec<String> {
-    setup
-        .ns
-        .api::<Event>()
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
-        .filter_map(|e| e.reason)
-        .collect()
 }
 
 /// Wait until an Event with `reason` about the agent `regarding` exists.

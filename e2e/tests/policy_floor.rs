@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use agentgov_api::PolicyBundleSpec;
-use agentgov_api::agent::{AgentSpec, GovernanceStatus};
+use agentgov_api::agent::GovernanceStatus;
 use agentgov_api::conditions::{PROMOTED, READY, find, is_true};
 use agentgov_api::effective::effective_hash;
 use agentgov_api::hash::policy_hash;
@@ -157,15 +157,6 @@ fn ns_spec(version: &str, max: f64) -> PolicyBundleSpec {
     let mut spec = default_bundle_spec();
     spec.version = version.into();
     spec.data.max_monthly_budget_usd = max;
-    spec
-}
-
-/// The example governed agent with a monthly budget of `usd`.
-fn costing(usd: f64) -> AgentSpec {
-    let mut spec = governed_spec();
-    if let Some(economics) = spec.anatomy.economics.as_mut() {
-        economics.monthly_budget_usd = usd;
-    }
     spec
 }
 
