@@ -196,13 +196,9 @@ pub fn costing(usd: f64) -> AgentSpec {
 pub async fn event_reasons(setup: &Setup, regarding: &str) -> Vec<String> {
     setup
         .ns
-        .api::<k8s_openapi::api::events::v1::Event>()
-        .list(&kube::api::ListParams::default())
+        .events_about(regarding)
         .await
-        .map(|l| l.items)
-        .unwrap_or_default()
         .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
         .filter_map(|e| e.reason)
         .collect()
 }

@@ -129,6 +129,19 @@ impl TestNamespace {
         })
     }
 
+    /// The Events (events.k8s.io) about the object named `regarding` in this namespace (none
+    /// when they cannot be listed).
+    pub async fn events_about(&self, regarding: &str) -> Vec<k8s_openapi::api::events::v1::Event> {
+        self.api::<k8s_openapi::api::events::v1::Event>()
+            .list(&kube::api::ListParams::default())
+            .await
+            .map(|l| l.items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+            .collect()
+    }
+
     pub fn api<K>(&self) -> Api<K>
     where
         K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>

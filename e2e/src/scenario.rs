@@ -12,8 +12,7 @@ use agentgov_api::conditions::{EXPIRED, is_true};
 use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::policy_bundle::RuntimeData;
 use agentgov_api::{Agent, AgentSpec, PolicyBundleSpec};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 
 use crate::admission::governance;
 use crate::operator::{KeyFile, Operator, metric_value};
@@ -73,14 +72,10 @@ impl Setup {
 
     /// The reasons of the Events about the object named `regarding`.
     pub async fn reasons(&self, regarding: &str) -> Vec<String> {
-        let events: Api<Event> = self.ns.api();
-        events
-            .list(&ListParams::default())
+        self.ns
+            .events_about(regarding)
             .await
-            .unwrap()
-            .items
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
             .filter_map(|e| e.reason)
             .collect()
     }

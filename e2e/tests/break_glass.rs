@@ -22,9 +22,8 @@ use agentgov_e2e::operator::{KeyFile, Operator, log_dir, metric_value};
 use agentgov_e2e::{TestNamespace, client, install_crds, wait_for};
 use futures::FutureExt;
 use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
-use k8s_openapi::api::events::v1::Event;
 use kube::Client;
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 
 const WAIT: Duration = Duration::from_secs(60);
 const CONDITION: &str = "AdmissionGuarded";
@@ -137,13 +136,9 @@ impl Test {
     /// The (type, reason) of the Events about the object named `regarding`.
     async fn events(&self, regarding: &str) -> Vec<(String, String)> {
         self.ns
-            .api::<Event>()
-            .list(&ListParams::default())
+            .events_about(regarding)
             .await
-            .unwrap()
-            .items
             .into_iter()
-            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
             .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
             .collect()
     }
