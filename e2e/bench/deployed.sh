@@ -17,8 +17,8 @@
 #      CPU time per review (utime + stime from /proc/<pid>/stat over the measured window), the
 #      median of several rounds (the webhooks and shapes alternating within each round);
 #   5. checks that every decision reached the log (log lines = the decision counters);
-#   6. measures Pod creates through the API server at concurrency 1 and 16, with and without
-#      the webhook registered, alternating, in the same run.
+#   6. measures Pod creates through the API server at concurrency 1 and 16 into a namespace the
+#      webhook's registration selects and into one it does not, create by create in turn.
 #
 # Environment (optional):
 #   AGENTGOV_WEBHOOK_BIN           the webhook binary to measure (default target/release)
@@ -249,9 +249,11 @@ Decision log: ${lines} \`admission decision\` lines for ${counted_after} counted
 #### Latency the webhook adds to Pod creates (through the API server)
 
 \`admission-load pods\`: Pod creates (the fixture's Pod as a client submits it) at each concurrency,
-${CREATES} per row and round, ${CREATE_ROUNDS} rounds alternating without and with the registration
-(without then with, then with then without). Every create is stored by etcd on this machine's disk;
-the added figures are differences of quantiles, so read them with the spread by round.
+${CREATES} per side, row and round, ${CREATE_ROUNDS} rounds, into two namespaces create by create in
+turn: the agent's, which the webhook's registration selects, and one it does not (the same Pod; no
+other admission webhook is registered). Interleaving puts both sides under the same moment's load:
+every create is stored by etcd on this machine's disk, whose stalls make the tail. The added figures
+are differences of quantiles, so read them with the spread by round.
 
 ${creates}
 EOF

@@ -4,6 +4,8 @@
 //! agents come round and, once every governed agent is judged under the new hash, writes the
 //! summary (counts by outcome, and how long it took).
 
+use std::collections::HashMap;
+
 use agentgov_api::Agent;
 use agentgov_api::agent::{AgentMode, GovernanceStatus};
 use agentgov_api::policy_bundle::RevalidationSummary;
@@ -23,12 +25,18 @@ pub fn progress<'a>(
         ..Default::default()
     };
     let mut pending = 0;
+    // Looked at every 500 ms while thousands of agents come round: each namespace's effective
+    // hash once a look (with a floor it is a SHA-256 of canonical JSON).
+    let mut expected_in: HashMap<&str, Option<String>> = HashMap::new();
     for agent in agents {
         if agent.spec.mode != AgentMode::Governed || agent.metadata.deletion_timestamp.is_some() {
             continue;
         }
         let status = agent.status.as_ref();
-        let expected = effective(agent.metadata.namespace.as_deref().unwrap_or_default());
+        let namespace = agent.metadata.namespace.as_deref().unwrap_or_default();
+        let expected = expected_in
+            .entry(namespace)
+            .or_insert_with(|| effective(namespace));
         let judged = status
             .and_then(|s| s.policy.as_ref())
             .is_some_and(|p| Some(&p.hash) == expected.as_ref());

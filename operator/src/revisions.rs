@@ -6,7 +6,7 @@
 //! force and the approved one are never pruned). The Agent controller writes them after each
 //! judgement; [`plan`] decides what to write, plainly, and [`converge`] writes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use agentgov_api::Agent;
@@ -168,30 +168,81 @@ pub fn approval_in_force(judgement: &Judgement) -> Option<RevisionApproval> {
 /// What this process last made each agent's revisions say (by agent uid): a reconcile that
 /// would write the same again asks the API server nothing.
 #[derive(Default)]
-pub struct Converged(Mutex<HashMap<String, Fingerprint>>);
+pub struct Converged {
+    /// Per agent uid: a fingerprint of what its revisions were last made to say.
+    memo: Mutex<HashMap<String, Fingerprint>>,
+    /// Each agent's revisions as one list of its namespace found them, until the agent's first
+    /// look takes them: a fresh operator (a restart, a failover) would otherwise list the
+    /// namespace's revisions once per agent, and the API server filters a label selector over
+    /// every revision of the namespace each time (a sweep of 10,000 agents took 84 s instead of
+    /// 6). Listed once per namespace for the life of the process.
+    listed: tokio::sync::Mutex<Listed>,
+}
+
+#[derive(Default)]
+struct Listed {
+    namespaces: HashSet<String>,
+    by_owner: HashMap<String, Vec<Known>>,
+}
 
 impl Converged {
     fn get(&self, uid: &str) -> Option<Fingerprint> {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(uid)
-            .copied()
+        lock(&self.memo).get(uid).copied()
     }
 
     fn set(&self, uid: &str, value: Fingerprint) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(uid.to_string(), value);
+        lock(&self.memo).insert(uid.to_string(), value);
     }
 
     /// The agent is gone.
     pub fn forget(&self, uid: &str) {
-        self.0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(uid);
+        lock(&self.memo).remove(uid);
+        if let Ok(mut listed) = self.listed.try_lock() {
+            listed.by_owner.remove(uid);
+        }
+    }
+
+    /// The agent's revisions from its namespace's one list (made now if this is the
+    /// namespace's first), if that list found any and no look has taken them yet.
+    async fn take_listed(
+        &self,
+        api: &Api<ControllerRevision>,
+        namespace: &str,
+        uid: &str,
+    ) -> Result<Option<Vec<Known>>> {
+        let mut listed = self.listed.lock().await;
+        if !listed.namespaces.contains(namespace) {
+            let by_owner = list_by_owner(api).await?;
+            listed.by_owner.extend(by_owner);
+            listed.namespaces.insert(namespace.to_string());
+        }
+        Ok(listed.by_owner.remove(uid))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Every agent revision `api` holds, by the uid of the agent that controls it, in pages.
+async fn list_by_owner(api: &Api<ControllerRevision>) -> Result<HashMap<String, Vec<Known>>> {
+    let mut by_owner: HashMap<String, Vec<Known>> = HashMap::new();
+    let mut params = ListParams::default().labels(AGENT_LABEL).limit(500);
+    loop {
+        let page = api.list(&params).await?;
+        for revision in &page.items {
+            let owner = revision
+                .owner_references()
+                .iter()
+                .find(|o| o.controller == Some(true));
+            if let (Some(owner), Some(known)) = (owner, known(revision)) {
+                by_owner.entry(owner.uid.clone()).or_default().push(known);
+            }
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return Ok(by_owner),
+        }
     }
 }
 
@@ -226,16 +277,24 @@ pub async fn converge(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Re
         return Ok(());
     }
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
-    let selector = format!("{AGENT_LABEL}={}", agent_label_value(&name));
-    let listed = api
-        .list(&ListParams::default().labels(&selector))
-        .await?
-        .items;
-    let known: Vec<Known> = listed
-        .iter()
-        .filter(|r| owned_by(r, &uid))
-        .filter_map(known)
-        .collect();
+    let first_look = ctx.revisions.get(&uid).is_none();
+    let listed = match first_look {
+        true => ctx.revisions.take_listed(&api, &namespace, &uid).await?,
+        false => None,
+    };
+    let known: Vec<Known> = match listed {
+        Some(known) => known,
+        None => {
+            let selector = format!("{AGENT_LABEL}={}", agent_label_value(&name));
+            api.list(&ListParams::default().labels(&selector))
+                .await?
+                .items
+                .iter()
+                .filter(|r| owned_by(r, &uid))
+                .filter_map(known)
+                .collect()
+        }
+    };
     for step in plan(&known, &want) {
         let _turn = ctx.status_limiter.turn().await;
         match step {

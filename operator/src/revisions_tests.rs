@@ -207,3 +207,83 @@ fn a_revision_is_read_back_from_what_the_operator_writes() {
         })
     );
 }
+
+fn revision_of(agent: &str, uid: &str, n: u8, revision: i64) -> ControllerRevision {
+    let mut object = Agent::new(agent, crate::fixtures::governed_spec());
+    object.metadata.namespace = Some(crate::fixtures::NAMESPACE.into());
+    object.metadata.uid = Some(uid.into());
+    new_revision(&object, &revision_name(agent, &hash(n)), &hash(n), revision).unwrap()
+}
+
+fn page(items: &[ControllerRevision], next: Option<&str>) -> http::Response<kube::client::Body> {
+    let body = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "ControllerRevisionList",
+        "metadata": {"continue": next.unwrap_or_default()},
+        "items": items,
+    });
+    http::Response::builder()
+        .body(kube::client::Body::from(serde_json::to_vec(&body).unwrap()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_fresh_operator_lists_a_namespaces_revisions_once_in_pages_and_each_agent_takes_its_own()
+{
+    let (service, mut handle) = tower_test::mock::pair::<
+        http::Request<kube::client::Body>,
+        http::Response<kube::client::Body>,
+    >();
+    let api: Api<ControllerRevision> = Api::namespaced(
+        kube::Client::new(service, crate::fixtures::NAMESPACE),
+        crate::fixtures::NAMESPACE,
+    );
+    let server = tokio::spawn(async move {
+        let (request, send) = handle.next_request().await.unwrap();
+        let query = request.uri().query().unwrap_or_default().to_string();
+        assert!(
+            query.contains("labelSelector=agentgov.dev%2Fagent"),
+            "{query}"
+        );
+        assert!(
+            query.contains("limit=500") && !query.contains("continue="),
+            "{query}"
+        );
+        send.send_response(page(
+            &[
+                revision_of("a", "uid-a", 1, 1),
+                revision_of("b", "uid-b", 1, 1),
+            ],
+            Some("page-2"),
+        ));
+        let (request, send) = handle.next_request().await.unwrap();
+        let query = request.uri().query().unwrap_or_default().to_string();
+        assert!(query.contains("continue=page-2"), "{query}");
+        send.send_response(page(&[revision_of("a", "uid-a", 2, 2)], None));
+        // No third request: the namespace is listed once.
+        assert!(handle.next_request().await.is_none());
+    });
+    let converged = Converged::default();
+    let a = converged
+        .take_listed(&api, crate::fixtures::NAMESPACE, "uid-a")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        a.iter()
+            .map(|k| (k.spec_hash.clone(), k.revision))
+            .collect::<Vec<_>>(),
+        [(hash(1), 1), (hash(2), 2)]
+    );
+    // Taken: a second look of the same agent lists for itself.
+    let again = converged.take_listed(&api, crate::fixtures::NAMESPACE, "uid-a");
+    assert_eq!(again.await.unwrap(), None);
+    let b = converged.take_listed(&api, crate::fixtures::NAMESPACE, "uid-b");
+    assert_eq!(b.await.unwrap().map(|k| k.len()), Some(1));
+    // An agent with none listed (or gone before its look): nothing from the list.
+    converged.forget("uid-c");
+    let c = converged.take_listed(&api, crate::fixtures::NAMESPACE, "uid-c");
+    assert_eq!(c.await.unwrap(), None);
+    drop(api);
+    server.await.unwrap();
+}

@@ -35,9 +35,10 @@
 //!     [--concurrency 1,16] [--creates N] [--rounds R]
 //! ```
 //! Under `cluster.sh exec`: Pod creates through the API server (the fixture's Pod, labelled for
-//! the agent), at each concurrency, without and with the webhook registered, `R` rounds (without
-//! then with, then with then without, ...); prints the latency of each side pooled over the
-//! rounds and what the registration adds, pooled and round by round.
+//! the agent), at each concurrency, `R` rounds, into NS (the webhook registered for it) and
+//! into `NS-plain` (not selected by the registration), create by create in turn; prints the
+//! latency of each side pooled over the rounds and what the webhook adds, pooled and round by
+//! round.
 #![forbid(unsafe_code)]
 
 #[path = "../load.rs"]
@@ -396,16 +397,7 @@ async fn capture_mode(flags: &Flags) -> Result<()> {
 
     let client = agentgov_e2e::client().await;
     agentgov_e2e::install_crds(&client).await?;
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let ns: Namespace = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace},
-    }))?;
-    match namespaces.create(&PostParams::default(), &ns).await {
-        Ok(_) => {}
-        Err(kube::Error::Api(status)) if status.code == 409 => {}
-        Err(e) => return Err(e).context("create the namespace"),
-    }
-    wait_for_service_account(&client, &namespace).await?;
+    create_namespace(&client, &namespace).await?;
     let registration = register(
         &client,
         "agentgov-capture",
@@ -578,30 +570,39 @@ fn pod_from_fixture(fixture: &Value, agent: &str) -> Result<Pod> {
     serde_json::from_value(object).context("the fixture's Pod does not parse as a Pod")
 }
 
-/// Latencies of `creates` Pod creates, `concurrency` at a time.
+/// Latencies of `creates` Pod creates into each of `reviewed` and `unreviewed`, `concurrency`
+/// at a time, interleaved (reviewed then not, then not then reviewed, ...): both sides sorted.
 async fn create_pods(
-    api: &Api<Pod>,
+    reviewed: &Api<Pod>,
+    unreviewed: &Api<Pod>,
     pod: &Pod,
     concurrency: usize,
     creates: usize,
-) -> Result<Vec<Duration>> {
-    let results: Vec<Result<Duration>> = stream::iter(0..creates)
-        .map(|_| {
-            let api = api.clone();
+) -> Result<[Vec<Duration>; 2]> {
+    let results: Vec<Result<(bool, Duration)>> = stream::iter(0..creates * 2)
+        .map(|i| {
+            let is_reviewed = (i % 2 == 0) != (i / 2 % 2 == 1);
+            let api = if is_reviewed { reviewed } else { unreviewed }.clone();
             async move {
                 let sent = Instant::now();
                 api.create(&PostParams::default(), pod).await.map_err(|e| {
                     anyhow!("create a Pod: {}", agentgov_e2e::api_error_message(&e))
                 })?;
-                Ok(sent.elapsed())
+                Ok((is_reviewed, sent.elapsed()))
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut latencies = results.into_iter().collect::<Result<Vec<_>>>()?;
-    latencies.sort_unstable();
-    Ok(latencies)
+    let mut sides = [Vec::with_capacity(creates), Vec::with_capacity(creates)];
+    for result in results {
+        let (is_reviewed, latency) = result?;
+        sides[usize::from(!is_reviewed)].push(latency);
+    }
+    for side in &mut sides {
+        side.sort_unstable();
+    }
+    Ok(sides)
 }
 
 fn quantile(sorted: &[Duration], p: f64) -> Duration {
@@ -652,63 +653,66 @@ async fn pods_mode(flags: &Flags) -> Result<()> {
     let rounds = flags.parsed("rounds", 2usize)?;
     let pod = pod_from_fixture(&fixture, agent)?;
     let client = agentgov_e2e::client().await;
-    let api: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    // The same Pods into a second namespace the registration does not select: its creates
+    // are the "without" side, interleaved create by create with the reviewed namespace's, so
+    // that the machine's drift over the run (etcd's disk above all) weighs on both alike.
+    let plain = format!("{namespace}-plain");
+    create_namespace(&client, &plain).await?;
+    let reviewed: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let unreviewed: Api<Pod> = Api::namespaced(client.clone(), &plain);
     let ca = ClusterCerts::from_env()?.ca_bundle()?;
+    let registration = register(
+        &client,
+        "agentgov-deployed-bench",
+        &url,
+        &ca,
+        only_namespace(&namespace),
+    )
+    .await?;
+    agentgov_e2e::webhook::wait_enforced(&client, &namespace).await?;
+    wait_unenforced(&unreviewed, &pod).await?;
     let mut samples = Samples::default();
     for round in 0..rounds {
-        // Without then with, then with then without: a drift in the machine's load over the
-        // run weighs on both sides alike.
-        let order = if round % 2 == 0 {
-            [false, true]
-        } else {
-            [true, false]
-        };
-        for registered in order {
-            let registration = if registered {
-                let r = register(
-                    &client,
-                    "agentgov-deployed-bench",
-                    &url,
-                    &ca,
-                    only_namespace(&namespace),
-                )
-                .await?;
-                agentgov_e2e::webhook::wait_enforced(&client, &namespace).await?;
-                Some(r)
-            } else {
-                None
-            };
-            for &c in &concurrency {
-                // A few creates first, outside the measurement (connections, caches).
-                create_pods(&api, &pod, c, c.max(4)).await?;
-                let latencies = create_pods(&api, &pod, c, creates).await?;
-                eprintln!(
-                    "round {round}: webhook {} concurrency {c}: p50 {} ms p99 {} ms",
-                    if registered {
-                        "registered"
-                    } else {
-                        "not registered"
-                    },
-                    ms(quantile(&latencies, 0.5)),
-                    ms(quantile(&latencies, 0.99)),
-                );
-                samples.0.push(((round, registered, c), latencies));
-            }
-            if let Some(r) = registration {
-                r.delete().await?;
-                wait_unenforced(&api, &pod).await?;
-            }
-            // Pods pile up (nothing runs them): clear them between phases.
+        for &c in &concurrency {
+            // A few creates first, outside the measurement (connections, caches).
+            create_pods(&reviewed, &unreviewed, &pod, c, c.max(4)).await?;
+            let [with, without] = create_pods(&reviewed, &unreviewed, &pod, c, creates).await?;
+            eprintln!(
+                "round {round}: concurrency {c}: p50 {} ms reviewed, {} ms not; p99 {} ms reviewed, {} ms not",
+                ms(quantile(&with, 0.5)),
+                ms(quantile(&without, 0.5)),
+                ms(quantile(&with, 0.99)),
+                ms(quantile(&without, 0.99)),
+            );
+            samples.0.push(((round, true, c), with));
+            samples.0.push(((round, false, c), without));
+        }
+        // Pods pile up (nothing runs them): clear them between rounds.
+        for api in [&reviewed, &unreviewed] {
             api.delete_collection(&DeleteParams::background(), &ListParams::default())
                 .await
                 .context("delete the Pods")?;
         }
     }
+    registration.delete().await?;
     print!("{}", samples.report(&concurrency, rounds));
     Ok(())
 }
 
-/// Pod create latencies by (round, registered, concurrency), each sorted.
+async fn create_namespace(client: &kube::Client, name: &str) -> Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+    }))?;
+    match namespaces.create(&PostParams::default(), &ns).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => return Err(e).context("create the namespace"),
+    }
+    wait_for_service_account(client, name).await
+}
+
+/// Pod create latencies by (round, reviewed by the webhook, concurrency), each sorted.
 #[derive(Default)]
 struct Samples(Vec<((usize, bool, usize), Vec<Duration>)>);
 
@@ -743,7 +747,7 @@ impl Samples {
         };
         let mut out = String::new();
         out.push_str(
-            "| webhook registered | concurrency | creates | p50 ms | p90 ms | p99 ms | creates/s (per client) |\n",
+            "| reviewed by the webhook | concurrency | creates | p50 ms | p90 ms | p99 ms | mean ms |\n",
         );
         out.push_str("|---|---|---|---|---|---|---|\n");
         for &c in concurrency {
@@ -752,13 +756,13 @@ impl Samples {
                 let total: Duration = all.iter().sum();
                 let _ = writeln!(
                     out,
-                    "| {} | {c} | {} | {} | {} | {} | {:.0} |",
+                    "| {} | {c} | {} | {} | {} | {} | {} |",
                     if registered { "yes" } else { "no" },
                     all.len(),
                     ms(quantile(&all, 0.5)),
                     ms(quantile(&all, 0.9)),
                     ms(quantile(&all, 0.99)),
-                    all.len() as f64 * c as f64 / total.as_secs_f64().max(f64::MIN_POSITIVE),
+                    ms(total / u32::try_from(all.len().max(1)).unwrap_or(u32::MAX)),
                 );
             }
         }
