@@ -2,12 +2,6 @@
 //! controllers.
 #![forbid(unsafe_code)]
 
-/// mimalloc rather than glibc's allocator: with 10,000 agents cached the operator's resident
-/// memory was 131 MiB with glibc and 105 MiB with mimalloc, and a revalidation took 7% less of
-/// its CPU (`make bench`; allocation is a fifth of the operator's CPU in a revalidation).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 mod agent_controller;
 mod authz;
 mod backoff;
