@@ -277,10 +277,10 @@ pub async fn converge(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Re
         return Ok(());
     }
     let api: Api<ControllerRevision> = Api::namespaced(ctx.client.clone(), &namespace);
-    let first_look = ctx.revisions.get(&uid).is_none();
-    let listed = match first_look {
-        true => ctx.revisions.take_listed(&api, &namespace, &uid).await?,
-        false => None,
+    let listed = if ctx.revisions.get(&uid).is_none() {
+        ctx.revisions.take_listed(&api, &namespace, &uid).await?
+    } else {
+        None
     };
     let known: Vec<Known> = match listed {
         Some(known) => known,
