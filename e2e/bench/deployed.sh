@@ -18,7 +18,8 @@
 #      median of several rounds (the webhooks and shapes alternating within each round);
 #   5. checks that every decision reached the log (log lines = the decision counters);
 #   6. measures Pod creates through the API server at concurrency 1 and 16 into a namespace the
-#      webhook's registration selects and into one it does not, create by create in turn.
+#      webhook's registration selects, into one an allow-all webhook's registration selects and
+#      into one neither does, create by create in turn.
 #
 # Environment (optional):
 #   AGENTGOV_WEBHOOK_BIN           the webhook binary to measure (default target/release)
@@ -249,11 +250,15 @@ Decision log: ${lines} \`admission decision\` lines for ${counted_after} counted
 #### Latency the webhook adds to Pod creates (through the API server)
 
 \`admission-load pods\`: Pod creates (the fixture's Pod as a client submits it) at each concurrency,
-${CREATES} per side, row and round, ${CREATE_ROUNDS} rounds, into two namespaces create by create in
-turn: the agent's, which the webhook's registration selects, and one it does not (the same Pod; no
-other admission webhook is registered). Interleaving puts both sides under the same moment's load:
-every create is stored by etcd on this machine's disk, whose stalls make the tail. The added figures
-are differences of quantiles, so read them with the spread by round.
+${CREATES} per side, row and round, ${CREATE_ROUNDS} rounds, into three namespaces create by create in
+turn (the order rotating): the agent's, which agentgov's registration selects; one that the same
+registration (rules, selectors, match conditions) selects for an allow-all webhook in the load
+generator's process, which reads the review's uid and answers allowed (what calling any webhook costs
+the API server: encoding the review, TLS, the round trip, decoding the answer); and one no webhook
+selects (the same Pod; no other admission webhook is registered). Interleaving puts every side under
+the same moment's load: every create is stored by etcd, and the API server, etcd and the webhooks
+share the cores, which makes the tail. The added figures are differences of quantiles, so read them
+with the spread by round.
 
 ${creates}
 EOF

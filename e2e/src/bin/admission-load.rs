@@ -35,10 +35,10 @@
 //!     [--concurrency 1,16] [--creates N] [--rounds R]
 //! ```
 //! Under `cluster.sh exec`: Pod creates through the API server (the fixture's Pod, labelled for
-//! the agent), at each concurrency, `R` rounds, into NS (the webhook registered for it) and
-//! into `NS-plain` (not selected by the registration), create by create in turn; prints the
-//! latency of each side pooled over the rounds and what the webhook adds, pooled and round by
-//! round.
+//! the agent), at each concurrency, `R` rounds, into NS (agentgov's webhook registered for it),
+//! into `NS-allow-all` (the same registration pointing at an allow-all webhook in this process)
+//! and into `NS-plain` (selected by neither), create by create in turn; prints the latency of
+//! each side pooled over the rounds and what each webhook adds, pooled and round by round.
 #![forbid(unsafe_code)]
 
 #[path = "../load.rs"]
@@ -322,11 +322,6 @@ async fn load_mode(flags: &Flags) -> Result<()> {
 // ---- capture -------------------------------------------------------------------------
 
 async fn capture_mode(flags: &Flags) -> Result<()> {
-    use hyper::service::service_fn;
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
     let out = PathBuf::from(flags.required("out")?);
     let namespace = flags.get("namespace").unwrap_or("team-a").to_string();
     let deployment_file = flags.get("deployment").map_or_else(
@@ -334,66 +329,13 @@ async fn capture_mode(flags: &Flags) -> Result<()> {
         PathBuf::from,
     );
     let certs = ClusterCerts::from_env()?;
-    let chain = CertificateDer::pem_file_iter(&certs.serving_cert)
-        .context("serving certificate")?
-        .collect::<Result<Vec<_>, _>>()
-        .context("serving certificate")?;
-    let key = PrivateKeyDer::from_pem_file(&certs.serving_key).context("serving key")?;
-    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()?
-    .with_no_client_auth()
-    .with_single_cert(chain, key)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let port = free_port()?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
     let (found_tx, mut found_rx) = tokio::sync::mpsc::channel::<(Vec<u8>, String)>(4);
-    tokio::spawn(async move {
-        loop {
-            let Ok((tcp, _)) = listener.accept().await else {
-                continue;
-            };
-            let acceptor = acceptor.clone();
-            let found = found_tx.clone();
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let alpn = tls
-                    .get_ref()
-                    .1
-                    .alpn_protocol()
-                    .map(|p| String::from_utf8_lossy(p).into_owned())
-                    .unwrap_or_else(|| "none".into());
-                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-                    let found = found.clone();
-                    let alpn = alpn.clone();
-                    async move {
-                        use http_body_util::BodyExt;
-                        let body = request.into_body().collect().await?.to_bytes();
-                        let review: Value = serde_json::from_slice(&body).unwrap_or_default();
-                        let req = &review["request"];
-                        if req["kind"]["kind"] == "Pod" && req["operation"] == "CREATE" {
-                            let _ = found.try_send((body.to_vec(), alpn));
-                        }
-                        let answer = serde_json::json!({
-                            "apiVersion": "admission.k8s.io/v1",
-                            "kind": "AdmissionReview",
-                            "response": {"uid": req["uid"], "allowed": true},
-                        });
-                        Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
-                            Bytes::from(answer.to_string()),
-                        )))
-                    }
-                });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
-                    .await;
-            });
+    let port = allow_all_server(&certs, move |head, body, alpn| {
+        if head.kind.kind == "Pod" && head.operation == "CREATE" {
+            let _ = found_tx.try_send((body.to_vec(), alpn.to_string()));
         }
-    });
+    })
+    .await?;
 
     let client = agentgov_e2e::client().await;
     agentgov_e2e::install_crds(&client).await?;
@@ -431,6 +373,104 @@ async fn capture_mode(flags: &Flags) -> Result<()> {
     let _ = deployments.delete(&name, &DeleteParams::background()).await;
     registration.delete().await?;
     Ok(())
+}
+
+/// The fields of an AdmissionReview's request an allow-all server reads.
+#[derive(serde::Deserialize)]
+struct ReviewHead<'a> {
+    #[serde(borrow)]
+    request: RequestHead<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct RequestHead<'a> {
+    uid: &'a str,
+    #[serde(default)]
+    operation: &'a str,
+    #[serde(borrow)]
+    kind: KindHead<'a>,
+}
+
+#[derive(serde::Deserialize)]
+struct KindHead<'a> {
+    #[serde(default)]
+    kind: &'a str,
+}
+
+/// A webhook that allows every AdmissionReview it is sent, doing as little as a webhook can
+/// (the review's uid read, the answer written), over TLS with the cluster's serving
+/// certificate (no client certificate asked), HTTP/1.1 and HTTP/2. `seen` gets each review's
+/// head, body and ALPN protocol first. Returns the port (127.0.0.1).
+async fn allow_all_server<F>(certs: &ClusterCerts, seen: F) -> Result<u16>
+where
+    F: Fn(&RequestHead<'_>, &[u8], &str) + Clone + Send + Sync + 'static,
+{
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+    let chain = CertificateDer::pem_file_iter(&certs.serving_cert)
+        .context("serving certificate")?
+        .collect::<Result<Vec<_>, _>>()
+        .context("serving certificate")?;
+    let key = PrivateKeyDer::from_pem_file(&certs.serving_key).context("serving key")?;
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let port = free_port()?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = tcp.set_nodelay(true);
+            let acceptor = acceptor.clone();
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let alpn: Arc<str> = tls
+                    .get_ref()
+                    .1
+                    .alpn_protocol()
+                    .map_or_else(|| "none".into(), |p| String::from_utf8_lossy(p).into());
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    let alpn = Arc::clone(&alpn);
+                    async move {
+                        use http_body_util::BodyExt;
+                        let body = request.into_body().collect().await?.to_bytes();
+                        let answer = match serde_json::from_slice::<ReviewHead<'_>>(&body) {
+                            Ok(head) => {
+                                seen(&head.request, &body, &alpn);
+                                serde_json::json!({
+                                    "apiVersion": "admission.k8s.io/v1",
+                                    "kind": "AdmissionReview",
+                                    "response": {"uid": head.request.uid, "allowed": true},
+                                })
+                            }
+                            Err(_) => Value::Null,
+                        };
+                        Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                            Bytes::from(answer.to_string()),
+                        )))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    Ok(port)
 }
 
 // ---- setup ---------------------------------------------------------------------------
@@ -570,39 +610,40 @@ fn pod_from_fixture(fixture: &Value, agent: &str) -> Result<Pod> {
     serde_json::from_value(object).context("the fixture's Pod does not parse as a Pod")
 }
 
-/// Latencies of `creates` Pod creates into each of `reviewed` and `unreviewed`, `concurrency`
-/// at a time, interleaved (reviewed then not, then not then reviewed, ...): both sides sorted.
+/// Latencies of `creates` Pod creates into each of `sides`, `concurrency` at a time,
+/// interleaved: each run of one create a side takes the sides in an order rotated by one from
+/// the run before, so that no side is always first. Each side's latencies, sorted.
 async fn create_pods(
-    reviewed: &Api<Pod>,
-    unreviewed: &Api<Pod>,
+    sides: &[Api<Pod>],
     pod: &Pod,
     concurrency: usize,
     creates: usize,
-) -> Result<[Vec<Duration>; 2]> {
-    let results: Vec<Result<(bool, Duration)>> = stream::iter(0..creates * 2)
+) -> Result<Vec<Vec<Duration>>> {
+    let n = sides.len();
+    let results: Vec<Result<(usize, Duration)>> = stream::iter(0..creates * n)
         .map(|i| {
-            let is_reviewed = (i % 2 == 0) != (i / 2 % 2 == 1);
-            let api = if is_reviewed { reviewed } else { unreviewed }.clone();
+            let side = (i + i / n) % n;
+            let api = sides[side].clone();
             async move {
                 let sent = Instant::now();
                 api.create(&PostParams::default(), pod).await.map_err(|e| {
                     anyhow!("create a Pod: {}", agentgov_e2e::api_error_message(&e))
                 })?;
-                Ok((is_reviewed, sent.elapsed()))
+                Ok((side, sent.elapsed()))
             }
         })
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let mut sides = [Vec::with_capacity(creates), Vec::with_capacity(creates)];
+    let mut latencies = vec![Vec::with_capacity(creates); n];
     for result in results {
-        let (is_reviewed, latency) = result?;
-        sides[usize::from(!is_reviewed)].push(latency);
+        let (side, latency) = result?;
+        latencies[side].push(latency);
     }
-    for side in &mut sides {
+    for side in &mut latencies {
         side.sort_unstable();
     }
-    Ok(sides)
+    Ok(latencies)
 }
 
 fn quantile(sorted: &[Duration], p: f64) -> Duration {
@@ -640,6 +681,30 @@ async fn wait_unenforced(api: &Api<Pod>, pod: &Pod) -> Result<()> {
     }
 }
 
+/// The sides of the Pod-create comparison: the namespaces' suffixes and what reviews their Pods.
+const SIDES: [Side; 3] = [
+    Side {
+        suffix: "-plain",
+        reviewed_by: "none",
+    },
+    Side {
+        suffix: "-allow-all",
+        reviewed_by: "an allow-all webhook",
+    },
+    Side {
+        suffix: "",
+        reviewed_by: "agentgov",
+    },
+];
+const NONE: usize = 0;
+const ALLOW_ALL: usize = 1;
+const AGENTGOV: usize = 2;
+
+struct Side {
+    suffix: &'static str,
+    reviewed_by: &'static str,
+}
+
 async fn pods_mode(flags: &Flags) -> Result<()> {
     let namespace = flags.required("namespace")?.to_string();
     let agent = flags.required("agent")?;
@@ -653,50 +718,108 @@ async fn pods_mode(flags: &Flags) -> Result<()> {
     let rounds = flags.parsed("rounds", 2usize)?;
     let pod = pod_from_fixture(&fixture, agent)?;
     let client = agentgov_e2e::client().await;
-    // The same Pods into a second namespace the registration does not select: its creates
-    // are the "without" side, interleaved create by create with the reviewed namespace's, so
-    // that the machine's drift over the run (etcd's disk above all) weighs on both alike.
-    let plain = format!("{namespace}-plain");
-    create_namespace(&client, &plain).await?;
-    let reviewed: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let unreviewed: Api<Pod> = Api::namespaced(client.clone(), &plain);
-    let ca = ClusterCerts::from_env()?.ca_bundle()?;
-    let registration = register(
-        &client,
-        "agentgov-deployed-bench",
-        &url,
-        &ca,
-        only_namespace(&namespace),
-    )
+    // The same Pods into two more namespaces, create by create in turn with the agent's, so
+    // that the machine's drift over the run (etcd's disk above all) weighs on every side
+    // alike: one the registration does not select (the API server alone), and one that an
+    // allow-all webhook's registration (the same template: rules, selectors, match
+    // conditions) selects (what calling any webhook costs the API server).
+    let certs = ClusterCerts::from_env()?;
+    let ca = certs.ca_bundle()?;
+    let allow_all_reviews = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = Arc::clone(&allow_all_reviews);
+    let allow_all = allow_all_server(&certs, move |_, _, _| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    })
     .await?;
+    let mut apis = Vec::new();
+    for side in &SIDES {
+        let name = format!("{namespace}{}", side.suffix);
+        if !side.suffix.is_empty() {
+            create_namespace(&client, &name).await?;
+        }
+        apis.push(Api::<Pod>::namespaced(client.clone(), &name));
+    }
+    let registrations = [
+        register(
+            &client,
+            "agentgov-deployed-bench",
+            &url,
+            &ca,
+            only_namespace(&namespace),
+        )
+        .await?,
+        register(
+            &client,
+            "agentgov-deployed-bench-allow-all",
+            &format!("https://127.0.0.1:{allow_all}"),
+            &ca,
+            only_namespace(&format!("{namespace}{}", SIDES[ALLOW_ALL].suffix)),
+        )
+        .await?,
+    ];
     agentgov_e2e::webhook::wait_enforced(&client, &namespace).await?;
-    wait_unenforced(&unreviewed, &pod).await?;
+    wait_unenforced(&apis[NONE], &pod).await?;
+    wait_reviewed_by_allow_all(&apis[ALLOW_ALL], &pod, &allow_all_reviews).await?;
     let mut samples = Samples::default();
     for round in 0..rounds {
         for &c in &concurrency {
             // A few creates first, outside the measurement (connections, caches).
-            create_pods(&reviewed, &unreviewed, &pod, c, c.max(4)).await?;
-            let [with, without] = create_pods(&reviewed, &unreviewed, &pod, c, creates).await?;
+            create_pods(&apis, &pod, c, c.max(4)).await?;
+            let latencies = create_pods(&apis, &pod, c, creates).await?;
             eprintln!(
-                "round {round}: concurrency {c}: p50 {} ms reviewed, {} ms not; p99 {} ms reviewed, {} ms not",
-                ms(quantile(&with, 0.5)),
-                ms(quantile(&without, 0.5)),
-                ms(quantile(&with, 0.99)),
-                ms(quantile(&without, 0.99)),
+                "round {round}: concurrency {c}: p50 {} ms",
+                SIDES
+                    .iter()
+                    .zip(&latencies)
+                    .map(|(side, l)| format!("{} {}", side.reviewed_by, ms(quantile(l, 0.5))))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             );
-            samples.0.push(((round, true, c), with));
-            samples.0.push(((round, false, c), without));
+            for (side, l) in latencies.into_iter().enumerate() {
+                samples.0.push(((round, side, c), l));
+            }
         }
         // Pods pile up (nothing runs them): clear them between rounds.
-        for api in [&reviewed, &unreviewed] {
+        for api in &apis {
             api.delete_collection(&DeleteParams::background(), &ListParams::default())
                 .await
                 .context("delete the Pods")?;
         }
     }
-    registration.delete().await?;
+    for registration in registrations {
+        registration.delete().await?;
+    }
     print!("{}", samples.report(&concurrency, rounds));
     Ok(())
+}
+
+/// Wait until the allow-all webhook reviews this namespace's Pods: a dry-run create reaches
+/// it (its review count goes up).
+async fn wait_reviewed_by_allow_all(
+    api: &Api<Pod>,
+    pod: &Pod,
+    reviews: &std::sync::atomic::AtomicUsize,
+) -> Result<()> {
+    let dry_run = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = reviews.load(std::sync::atomic::Ordering::Relaxed);
+        api.create(&dry_run, pod)
+            .await
+            .map_err(|e| anyhow!("dry-run a Pod: {}", agentgov_e2e::api_error_message(&e)))?;
+        if reviews.load(std::sync::atomic::Ordering::Relaxed) > before {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the allow-all webhook's registration was not in force 30 s after it was applied"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 async fn create_namespace(client: &kube::Client, name: &str) -> Result<()> {
@@ -712,33 +835,34 @@ async fn create_namespace(client: &kube::Client, name: &str) -> Result<()> {
     wait_for_service_account(client, name).await
 }
 
-/// Pod create latencies by (round, reviewed by the webhook, concurrency), each sorted.
+/// Pod create latencies by (round, side (an index of [`SIDES`]), concurrency), each sorted.
 #[derive(Default)]
-struct Samples(Vec<((usize, bool, usize), Vec<Duration>)>);
+struct Samples(Vec<((usize, usize, usize), Vec<Duration>)>);
 
 impl Samples {
     /// Every round's latencies of one side at one concurrency, sorted.
-    fn pooled(&self, registered: bool, concurrency: usize) -> Vec<Duration> {
+    fn pooled(&self, side: usize, concurrency: usize) -> Vec<Duration> {
         let mut all: Vec<Duration> = self
             .0
             .iter()
-            .filter(|((_, r, c), _)| *r == registered && *c == concurrency)
+            .filter(|((_, s, c), _)| *s == side && *c == concurrency)
             .flat_map(|(_, l)| l.iter().copied())
             .collect();
         all.sort_unstable();
         all
     }
 
-    fn round(&self, round: usize, registered: bool, concurrency: usize) -> &[Duration] {
+    fn round(&self, round: usize, side: usize, concurrency: usize) -> &[Duration] {
         self.0
             .iter()
-            .find(|(k, _)| *k == (round, registered, concurrency))
+            .find(|(k, _)| *k == (round, side, concurrency))
             .map(|(_, l)| l.as_slice())
             .unwrap_or_default()
     }
 
-    /// Two Markdown tables: each side pooled over the rounds, then what the registration adds
-    /// (pooled, and round by round to show the spread).
+    /// Two Markdown tables: each side pooled over the rounds, then what a registration adds
+    /// (agentgov's and the allow-all webhook's over none, agentgov's over the allow-all
+    /// webhook's), pooled and round by round to show the spread.
     fn report(&self, concurrency: &[usize], rounds: usize) -> String {
         use std::fmt::Write as _;
         let added = |with: &[Duration], without: &[Duration], p: f64| {
@@ -747,17 +871,17 @@ impl Samples {
         };
         let mut out = String::new();
         out.push_str(
-            "| reviewed by the webhook | concurrency | creates | p50 ms | p90 ms | p99 ms | mean ms |\n",
+            "| reviewed by | concurrency | creates | p50 ms | p90 ms | p99 ms | mean ms |\n",
         );
         out.push_str("|---|---|---|---|---|---|---|\n");
         for &c in concurrency {
-            for registered in [false, true] {
-                let all = self.pooled(registered, c);
+            for (index, side) in SIDES.iter().enumerate() {
+                let all = self.pooled(index, c);
                 let total: Duration = all.iter().sum();
                 let _ = writeln!(
                     out,
                     "| {} | {c} | {} | {} | {} | {} | {} |",
-                    if registered { "yes" } else { "no" },
+                    side.reviewed_by,
                     all.len(),
                     ms(quantile(&all, 0.5)),
                     ms(quantile(&all, 0.9)),
@@ -768,26 +892,30 @@ impl Samples {
         }
         out.push('\n');
         out.push_str(
-            "| concurrency | added p50 ms | added p90 ms | added p99 ms | added p50 ms by round | added p99 ms by round |\n",
+            "| added by | over | concurrency | added p50 ms | added p90 ms | added p99 ms | added p50 ms by round | added p99 ms by round |\n",
         );
-        out.push_str("|---|---|---|---|---|---|\n");
+        out.push_str("|---|---|---|---|---|---|---|---|\n");
         for &c in concurrency {
-            let (with, without) = (self.pooled(true, c), self.pooled(false, c));
-            let by_round = |p: f64| {
-                (0..rounds)
-                    .map(|r| added(self.round(r, true, c), self.round(r, false, c), p))
-                    .collect::<Vec<_>>()
-                    .join(" / ")
-            };
-            let _ = writeln!(
-                out,
-                "| {c} | {} | {} | {} | {} | {} |",
-                added(&with, &without, 0.5),
-                added(&with, &without, 0.9),
-                added(&with, &without, 0.99),
-                by_round(0.5),
-                by_round(0.99),
-            );
+            for (with, without) in [(AGENTGOV, NONE), (ALLOW_ALL, NONE), (AGENTGOV, ALLOW_ALL)] {
+                let (all_with, all_without) = (self.pooled(with, c), self.pooled(without, c));
+                let by_round = |p: f64| {
+                    (0..rounds)
+                        .map(|r| added(self.round(r, with, c), self.round(r, without, c), p))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                };
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {c} | {} | {} | {} | {} | {} |",
+                    SIDES[with].reviewed_by,
+                    SIDES[without].reviewed_by,
+                    added(&all_with, &all_without, 0.5),
+                    added(&all_with, &all_without, 0.9),
+                    added(&all_with, &all_without, 0.99),
+                    by_round(0.5),
+                    by_round(0.99),
+                );
+            }
         }
         out
     }
@@ -858,17 +986,29 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let samples = Samples(vec![
-            ((0, false, 1), ms(&[2, 2, 2])),
-            ((0, true, 1), ms(&[3, 3, 3])),
-            ((1, true, 1), ms(&[4, 4, 4])),
-            ((1, false, 1), ms(&[2, 2, 2])),
+            ((0, NONE, 1), ms(&[2, 2, 2])),
+            ((0, AGENTGOV, 1), ms(&[3, 3, 3])),
+            ((0, ALLOW_ALL, 1), ms(&[2, 3, 3])),
+            ((1, AGENTGOV, 1), ms(&[4, 4, 4])),
+            ((1, ALLOW_ALL, 1), ms(&[3, 3, 3])),
+            ((1, NONE, 1), ms(&[2, 2, 2])),
         ]);
-        assert_eq!(samples.pooled(true, 1), ms(&[3, 3, 3, 4, 4, 4]));
+        assert_eq!(samples.pooled(AGENTGOV, 1), ms(&[3, 3, 3, 4, 4, 4]));
         let report = samples.report(&[1], 2);
-        assert!(report.contains("| no | 1 | 6 | 2.00 |"), "{report}");
-        assert!(report.contains("| yes | 1 | 6 | 4.00 |"), "{report}");
+        assert!(report.contains("| none | 1 | 6 | 2.00 |"), "{report}");
+        assert!(report.contains("| agentgov | 1 | 6 | 4.00 |"), "{report}");
         assert!(
-            report.contains("| +1.00 / +2.00 | +1.00 / +2.00 |"),
+            report.contains(
+                "| agentgov | none | 1 | +2.00 | +2.00 | +2.00 | +1.00 / +2.00 | +1.00 / +2.00 |"
+            ),
+            "{report}"
+        );
+        assert!(
+            report.contains("| an allow-all webhook | none | 1 | +1.00 | +1.00 | +1.00 | +1.00 / +1.00 | +1.00 / +1.00 |"),
+            "{report}"
+        );
+        assert!(
+            report.contains("| agentgov | an allow-all webhook | 1 | +1.00 | +1.00 | +1.00 | +0.00 / +1.00 | +0.00 / +1.00 |"),
             "{report}"
         );
     }
