@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use agentgov_api::agent::AgentMode;
@@ -19,7 +19,7 @@ use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::NamespaceInput;
 use agentgov_api::policy_bundle::RuntimeData;
 use agentgov_api::promotion::PromotionOutcome;
-use agentgov_api::{Agent, AgentPromotion, GovernanceStatus};
+use agentgov_api::{Agent, AgentPromotion, AgentSpec, GovernanceStatus};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
@@ -94,7 +94,8 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
         keep_pods(&ctx, &world, &agent, agent.status.as_ref()).await?;
         return Ok(Action::requeue(wait));
     }
-    let authorized = authorize(&ctx, &agent, &namespace, &promotions).await?;
+    let spec_hash = extra.spec_hash.get();
+    let authorized = authorize(&ctx, &agent, &namespace, spec_hash, &promotions).await?;
     let now = Timestamp::now();
     let judgement = judge_in(&ctx, &world, &agent, &promotions, &authorized, &extra, now)?;
     let last_write = last.and_then(|j| j.write);
@@ -105,7 +106,7 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
     crate::status::prune_promotions(&ctx, &namespace, &promotions, &judgement).await;
     // The agent's versions: the spec it has now, and the approval it is signed under.
-    crate::revisions::converge(&ctx, &agent, &judgement).await?;
+    crate::revisions::converge(&ctx, &agent, spec_hash, &judgement).await?;
     keep_pods(&ctx, &world, &agent, Some(&judgement.status)).await?;
     let next = next_look(&ctx, &promotions, &judgement, now).min(RESYNC);
     if let Some(version) = version {
@@ -160,13 +161,17 @@ async fn authorize(
     ctx: &Context,
     agent: &Agent,
     namespace: &str,
+    spec_hash: Result<&str, &str>,
     promotions: &[Arc<AgentPromotion>],
 ) -> Result<HashMap<String, bool>> {
     let mut authorized = HashMap::new();
+    // A spec that cannot be hashed matches no approval (the judge refuses it).
+    let Ok(hash) = spec_hash else {
+        return Ok(authorized);
+    };
     if agent.spec.mode != AgentMode::Governed || promotions.is_empty() {
         return Ok(authorized);
     }
-    let hash = spec_hash(&agent.spec)?;
     for p in promotions.iter().filter(|p| p.spec.spec_hash == hash) {
         let Some(requester) = p.spec.requested_by.as_ref() else {
             continue;
@@ -222,7 +227,7 @@ impl World {
         &self,
         written: &Written,
         promotions: &[Arc<AgentPromotion>],
-        extra: &Extra,
+        extra: &Extra<'_>,
     ) -> Fingerprint {
         let mut hasher = DefaultHasher::new();
         self.fingerprint.hash(&mut hasher);
@@ -264,18 +269,47 @@ pub fn judge(
 }
 
 /// What a judgement of one agent depends on from the rest of its namespace: the approved
-/// budgets (when the policy sets a total) and the AgentExceptions in force for it.
-pub struct Extra {
+/// budgets (when the policy sets a total) and the AgentExceptions in force for it; and the
+/// agent's spec hash, which the judge, the approvals' check and the revisions all need.
+pub struct Extra<'a> {
     budget: Option<NamespaceInput>,
     exceptions: Vec<AppliedException>,
+    spec_hash: SpecHash<'a>,
 }
 
-impl Extra {
-    pub fn of(ctx: &Context, world: &World, agent: &Agent, now: Timestamp) -> Extra {
+impl<'a> Extra<'a> {
+    pub fn of(ctx: &Context, world: &World, agent: &'a Agent, now: Timestamp) -> Extra<'a> {
+        let spec_hash = SpecHash::of(&agent.spec);
         Extra {
-            budget: namespace_budget(ctx, world, agent),
+            budget: namespace_budget(ctx, world, agent, &spec_hash),
             exceptions: exceptions_for(ctx, agent, now),
+            spec_hash,
         }
+    }
+}
+
+/// An agent's spec hash, computed when first asked for and kept for the rest of the look: a
+/// look whose judgement still holds needs none, one that judges needs it three times (hashing
+/// canonical JSON was 7 % of the operator's CPU in a revalidation when each computed its own).
+pub struct SpecHash<'a> {
+    spec: &'a AgentSpec,
+    hash: OnceLock<std::result::Result<String, String>>,
+}
+
+impl<'a> SpecHash<'a> {
+    pub fn of(spec: &'a AgentSpec) -> SpecHash<'a> {
+        SpecHash {
+            spec,
+            hash: OnceLock::new(),
+        }
+    }
+
+    /// The hash, or why the spec cannot be hashed.
+    pub fn get(&self) -> std::result::Result<&str, &str> {
+        self.hash
+            .get_or_init(|| spec_hash(self.spec).map_err(|e| e.to_string()))
+            .as_deref()
+            .map_err(String::as_str)
     }
 }
 
@@ -306,7 +340,7 @@ fn judge_in(
     agent: &Agent,
     promotions: &[Arc<AgentPromotion>],
     authorized: &HashMap<String, bool>,
-    extra: &Extra,
+    extra: &Extra<'_>,
     now: Timestamp,
 ) -> Result<Judgement> {
     let namespace = agent
@@ -327,6 +361,7 @@ fn judge_in(
             .as_ref()
             .map_or(now, |t| t.0),
         spec: &agent.spec,
+        spec_hash: extra.spec_hash.get(),
         status: agent.status.as_ref(),
     };
     let names: Vec<String> = promotions.iter().map(|p| p.name_any()).collect();
@@ -364,14 +399,19 @@ fn judge_in(
 /// the budgets of its other agents in a governed status. `None` (not checked) for a sandbox, and
 /// for an agent already governed under its current spec: a total that shrinks stops new
 /// promotions and does not take budgets back, so revalidations cannot flip agents in turn.
-pub fn namespace_budget(ctx: &Context, world: &World, agent: &Agent) -> Option<NamespaceInput> {
+pub fn namespace_budget(
+    ctx: &Context,
+    world: &World,
+    agent: &Agent,
+    spec_hash: &SpecHash<'_>,
+) -> Option<NamespaceInput> {
     world
         .policy
         .as_ref()?
         .engine
         .data()
         .max_namespace_monthly_budget_usd?;
-    if agent.spec.mode != AgentMode::Governed || governed_as_approved(agent) {
+    if agent.spec.mode != AgentMode::Governed || governed_as_approved(agent, spec_hash) {
         return None;
     }
     let namespace = agent.namespace()?;
@@ -410,13 +450,13 @@ pub fn monthly_budget(agent: &Agent) -> f64 {
 }
 
 /// Governed, and its proof is of its current spec.
-fn governed_as_approved(agent: &Agent) -> bool {
+fn governed_as_approved(agent: &Agent, spec_hash: &SpecHash<'_>) -> bool {
     holds_governance(agent)
         && agent
             .status
             .as_ref()
             .and_then(|s| s.proof.as_ref())
-            .zip(spec_hash(&agent.spec).ok())
+            .zip(spec_hash.get().ok())
             .is_some_and(|(proof, hash)| proof.spec_hash == hash)
 }
 

@@ -27,7 +27,6 @@ use agentgov_api::exception::{AppliedException, next_expiry, waive};
 
 use crate::break_glass::ADMISSION_GUARDED;
 use agentgov_api::expiry::{ExpiryPolicy, sandbox_expires_at};
-use agentgov_api::hash::spec_hash;
 use agentgov_api::keyring::KeyRing;
 use agentgov_api::policy::{
     ACTOR_RULE, Actor, AgentInput, NamespaceInput, PolicyDecision, PolicyInput, Standing,
@@ -81,6 +80,9 @@ pub struct AgentFacts<'a> {
     pub generation: Option<i64>,
     pub created: Timestamp,
     pub spec: &'a AgentSpec,
+    /// The spec's hash ([`agentgov_api::hash::spec_hash`]), computed once per look by the caller, which needs it
+    /// too; why not, if the spec cannot be hashed.
+    pub spec_hash: Result<&'a str, &'a str>,
     pub status: Option<&'a AgentStatus>,
     /// The namespace's approved budgets, when its total is to be checked (a policy that sets
     /// one, for an agent not already governed under its spec).
@@ -293,11 +295,11 @@ impl Judge<'_> {
             j
         };
         // A sandbox asks for nothing: its approvals are for a governed spec it no longer has.
-        let hash = spec_hash(agent.spec).unwrap_or_default();
+        let hash = agent.spec_hash.unwrap_or_default();
         judgement.promotions = approvals
             .iter()
             .map(|a| {
-                let status = self.superseded(a, &hash, "the agent is a sandbox now");
+                let status = self.superseded(a, hash, "the agent is a sandbox now");
                 (a.name.to_string(), status)
             })
             .collect();
@@ -309,8 +311,8 @@ impl Judge<'_> {
         let was_governed = previous
             .governance_status
             .is_some_and(|g| g != GovernanceStatus::Sandbox);
-        let hash = match spec_hash(agent.spec) {
-            Ok(h) => h,
+        let hash = match agent.spec_hash {
+            Ok(h) => h.to_string(),
             Err(e) => {
                 let mut j =
                     self.refuse(agent, was_governed, vec![format!("cannot hash spec: {e}")]);

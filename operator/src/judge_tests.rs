@@ -122,6 +122,8 @@ struct World {
     namespace_budget: Option<NamespaceInput>,
     exceptions: Vec<AppliedException>,
     unguarded: Option<String>,
+    /// Why the spec cannot be hashed, to judge as if it could not.
+    unhashable: Option<&'static str>,
 }
 
 impl World {
@@ -141,6 +143,7 @@ impl World {
             namespace_budget: None,
             exceptions: Vec::new(),
             unguarded: None,
+            unhashable: None,
         }
     }
 
@@ -177,6 +180,7 @@ impl World {
                 generation: Some(generation),
                 created: created(),
                 spec,
+                spec_hash: self.unhashable.map_or(Ok(&hash), Err),
                 status,
                 namespace_budget: self.namespace_budget.as_ref(),
                 exceptions: &self.exceptions,
@@ -666,6 +670,28 @@ fn no_policy_in_force_is_a_deny_naming_the_bundle() {
     assert_eq!(j.outcome, Outcome::Invalidated);
     assert_eq!(j.status.proof, valid.proof);
     assert!(j.status.denies[0].contains("finance-policy"));
+}
+
+#[test]
+fn a_spec_that_cannot_be_hashed_is_refused_and_a_governed_agent_invalidated() {
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    let valid = world.judge(&spec, 1, None).status;
+
+    world.unhashable = Some("a number is not finite");
+    let j = world.judge(&spec, 1, None);
+    assert_eq!(j.outcome, Outcome::Denied);
+    assert_eq!(j.deny_codes, vec!["other".to_string()]);
+    assert_eq!(j.status.governance_status, Some(GovernanceStatus::Sandbox));
+    assert!(j.status.proof.is_none());
+    assert_eq!(
+        j.status.denies,
+        vec!["cannot hash spec: a number is not finite".to_string()]
+    );
+
+    let j = world.judge(&spec, 1, Some(&valid));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert_eq!(j.status.proof, valid.proof);
 }
 
 // --- Approvals ----------------------------------------------------------------------------------

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, PoisonError};
 
 use agentgov_api::Agent;
-use agentgov_api::hash::spec_hash;
 use agentgov_api::promotion::PromotionOutcome;
 use agentgov_api::revision::{
     AGENT_LABEL, RevisionApproval, RevisionData, SPEC_HASH_ANNOTATION, agent_label_value,
@@ -248,7 +247,12 @@ async fn list_by_owner(api: &Api<ControllerRevision>) -> Result<HashMap<String, 
 
 /// Make the agent's revisions say what its `judgement` says (nothing with
 /// `--revision-history-limit 0`).
-pub async fn converge(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Result<()> {
+pub async fn converge(
+    ctx: &Context,
+    agent: &Agent,
+    spec_hash: std::result::Result<&str, &str>,
+    judgement: &Judgement,
+) -> Result<()> {
     let limit = ctx.settings.revision_history_limit;
     let (Some(namespace), Some(uid)) = (agent.namespace(), agent.metadata.uid.clone()) else {
         return Ok(());
@@ -257,12 +261,15 @@ pub async fn converge(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Re
         return Ok(());
     }
     let name = agent.name_any();
-    let current = spec_hash(&agent.spec)?;
+    // A spec that cannot be hashed has no revision (the judge refuses it).
+    let Ok(current) = spec_hash else {
+        return Ok(());
+    };
     let approval = approval_in_force(judgement);
     let approved = judgement.status.proof.as_ref().map(|p| p.spec_hash.clone());
     let want = Want {
         agent: &name,
-        current: &current,
+        current,
         approval: approval.as_ref(),
         approved: approved.as_deref(),
         limit,
@@ -302,7 +309,7 @@ pub async fn converge(ctx: &Context, agent: &Agent, judgement: &Judgement) -> Re
                 name: rev,
                 revision,
             } => {
-                let object = new_revision(agent, &rev, &current, revision)?;
+                let object = new_revision(agent, &rev, current, revision)?;
                 api.create(&PostParams::default(), &object).await?;
                 debug!(revision = %rev, number = revision, "agent revision recorded");
             }

@@ -1,5 +1,6 @@
 //! [`plan`] over plain data: numbering, renumbering on return, approvals recorded, pruning.
 
+use agentgov_api::hash::spec_hash;
 use agentgov_api::revision::RevisionApproval;
 
 use super::*;
