@@ -80,8 +80,8 @@ pub struct AgentFacts<'a> {
     pub generation: Option<i64>,
     pub created: Timestamp,
     pub spec: &'a AgentSpec,
-    /// The spec's hash ([`agentgov_api::hash::spec_hash`]), computed once per look by the caller, which needs it
-    /// too; why not, if the spec cannot be hashed.
+    /// The spec's hash ([`agentgov_api::hash::spec_hash`]), computed once per look by the
+    /// caller, which needs it too; why not, if the spec cannot be hashed.
     pub spec_hash: Result<&'a str, &'a str>,
     pub status: Option<&'a AgentStatus>,
     /// The namespace's approved budgets, when its total is to be checked (a policy that sets
