@@ -124,7 +124,8 @@ echo "${webhook_rss}"
   echo "   the sweep is over) is the operator's memory holding N agents and N AgentPromotions."
   echo "   The operator allocates with jemalloc (one arena, freed pages returned within a second;"
   echo "   \`.cargo/config.toml\`), as the images ship it (on musl without the background thread that"
-  echo "   returns them; operator/Cargo.toml)."
+  echo "   returns them; operator/Cargo.toml). Its Agent and AgentPromotion caches keep each object"
+  echo "   compact (metadata, a few fields, the rest as LZ4-compressed JSON; operator/src/compact.rs)."
   echo "3. The webhook binary on the same agents (below)."
   echo "4. **Ceiling**, last, with the operator and the webhook gone, on the same N agents (so the"
   echo "   API server holds and watches what it did in the revalidation; it writes more slowly the"
@@ -154,6 +155,10 @@ echo "${webhook_rss}"
   echo "| agents | no-change sweep: agents judged | agents written | s | operator RSS MiB (N agents) | peak RSS MiB |"
   echo "|---|---|---|---|---|---|"
   printf '%s' "${sweep_rows}"
+  echo
+  # Side-by-side experiments on the operator's memory, measured by hand (two builds of the
+  # operator, one after the other): kept in e2e/bench/operator-memory.md and copied in as is.
+  cat e2e/bench/operator-memory.md
   echo
   echo "### The webhook binary on the same control plane"
   echo

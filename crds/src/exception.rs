@@ -20,12 +20,11 @@
 use std::collections::BTreeMap;
 
 use jiff::{SignedDuration, Timestamp};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, ObjectMeta, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::Agent;
 use crate::conditions::{self, ConditionUpdate, conditions_schema};
 use crate::policy::{ACTOR_RULE, DENY_CODES, Deny, PolicyDecision};
 use crate::promotion::Requester;
@@ -379,12 +378,13 @@ pub fn waive(
     (decision, used)
 }
 
-/// The status of `exception` at `now`, given the agents of its namespace: its effective expiry,
+/// The status of `exception` at `now`, given the metadata of the agents of its namespace (a
+/// name and labels are all it reads): its effective expiry,
 /// the agents it applies to, and `Ready` (true while it is stamped and unexpired). Conditions
 /// already in its status keep their `lastTransitionTime` while unchanged.
 pub fn observe<'a>(
     exception: &AgentException,
-    agents: impl IntoIterator<Item = &'a Agent>,
+    agents: impl IntoIterator<Item = &'a ObjectMeta>,
     now: Timestamp,
     max: SignedDuration,
 ) -> AgentExceptionStatus {
@@ -393,10 +393,10 @@ pub fn observe<'a>(
     let mut covered: Vec<String> = Vec::new();
     let no_labels = BTreeMap::new();
     for agent in agents {
-        let Some(name) = agent.metadata.name.as_deref() else {
+        let Some(name) = agent.name.as_deref() else {
             continue;
         };
-        let labels = agent.metadata.labels.as_ref().unwrap_or(&no_labels);
+        let labels = agent.labels.as_ref().unwrap_or(&no_labels);
         if exception.covers(name, labels) {
             covered.push(name.to_string());
         }

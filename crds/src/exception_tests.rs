@@ -419,7 +419,12 @@ fn the_status_reports_the_covered_agents_the_expiry_and_ready() {
     ];
     let e = example("2026-12-01T00:00:00Z");
     let now = at("2026-12-02T00:00:00Z");
-    let status = observe(&e, &agents, now, DEFAULT_MAX_EXCEPTION);
+    let status = observe(
+        &e,
+        agents.iter().map(|a| &a.metadata),
+        now,
+        DEFAULT_MAX_EXCEPTION,
+    );
     assert_eq!(status.agents, ["alpha", "invoice-auditor", "zeta"]);
     assert_eq!(status.agent_count, Some(3));
     assert_eq!(status.expires_at, Some(Time(at("2026-12-08T00:00:00Z"))));
@@ -435,7 +440,12 @@ fn the_status_reports_the_covered_agents_the_expiry_and_ready() {
     let mut e2 = e.clone();
     e2.status = Some(status);
     let later = at("2026-12-09T00:00:00Z");
-    let expired = observe(&e2, &agents, later, DEFAULT_MAX_EXCEPTION);
+    let expired = observe(
+        &e2,
+        agents.iter().map(|a| &a.metadata),
+        later,
+        DEFAULT_MAX_EXCEPTION,
+    );
     let ready = conditions::find(&expired.conditions, conditions::READY).unwrap();
     assert_eq!(
         (ready.status.as_str(), ready.reason.as_str()),
@@ -446,7 +456,12 @@ fn the_status_reports_the_covered_agents_the_expiry_and_ready() {
     // Not stamped: not ready.
     let mut unstamped = e.clone();
     unstamped.spec.requested_by = None;
-    let status = observe(&unstamped, &agents, now, DEFAULT_MAX_EXCEPTION);
+    let status = observe(
+        &unstamped,
+        agents.iter().map(|a| &a.metadata),
+        now,
+        DEFAULT_MAX_EXCEPTION,
+    );
     assert!(!conditions::is_true(&status.conditions, conditions::READY));
     assert_eq!(
         conditions::find(&status.conditions, conditions::READY).map(|c| c.reason.as_str()),
@@ -469,7 +484,7 @@ fn the_status_lists_a_bounded_number_of_agents() {
         .collect();
     let status = observe(
         &e,
-        &agents,
+        agents.iter().map(|a| &a.metadata),
         at("2026-12-02T00:00:00Z"),
         DEFAULT_MAX_EXCEPTION,
     );

@@ -19,12 +19,13 @@ use agentgov_api::hash::spec_hash;
 use agentgov_api::policy::NamespaceInput;
 use agentgov_api::policy_bundle::RuntimeData;
 use agentgov_api::promotion::PromotionOutcome;
-use agentgov_api::{Agent, AgentPromotion, AgentSpec, GovernanceStatus};
+use agentgov_api::{Agent, AgentPromotion, AgentSpec};
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 use tracing::{Instrument, Span, instrument, warn};
 
+use crate::compact::{CachedAgent, holds_governance};
 use crate::context::Context;
 use crate::error::{Error, Result};
 use crate::judge::{ActivePolicy, AgentFacts, ApprovalFacts, Judge, Judgement};
@@ -39,9 +40,14 @@ const RESYNC: Duration = Duration::from_secs(600);
 /// judgement (the policy, hashing, signing: CPU work) and the write of one agent proceed on any
 /// core beside the others'. A reconcile the controller drops takes its task with it.
 #[instrument(skip(agent, ctx), fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
-pub async fn reconcile(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
+pub async fn reconcile(agent: Arc<CachedAgent>, ctx: Arc<Context>) -> Result<Action> {
     let mut task = AbortOnDrop(tokio::spawn(
-        judge_and_write(agent, ctx).instrument(Span::current()),
+        async move {
+            // Read whole again in the task, beside the other reconciles.
+            let agent = Arc::new(agent.object().map_err(Error::Cached)?);
+            judge_and_write(agent, ctx).await
+        }
+        .instrument(Span::current()),
     ));
     match (&mut task.0).await {
         Ok(action) => action,
@@ -81,7 +87,7 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(agent.name_any()))?;
     let uid = agent.metadata.uid.clone().unwrap_or_default();
-    let promotions = ctx.promotions_of(&namespace, &agent.name_any());
+    let promotions = ctx.promotions_of(&namespace, &agent.name_any())?;
     let world = World::now(&ctx, &namespace)?;
     let written = &ctx.status_limiter.written;
     let last = written.agent(&uid);
@@ -422,36 +428,18 @@ pub fn namespace_budget(
         .filter(|other| {
             other.namespace().as_deref() == Some(namespace.as_str())
                 && other.metadata.uid != agent.metadata.uid
-                && holds_governance(other)
+                && other.summary.holds_governance()
         })
-        .map(|other| monthly_budget(other))
+        .map(|other| other.summary.monthly_budget_usd)
         .sum();
     Some(NamespaceInput {
         allocated_monthly_budget_usd: allocated,
     })
 }
 
-/// In a governed status (valid or restricted): its budget is allocated.
-pub fn holds_governance(agent: &Agent) -> bool {
-    matches!(
-        agent.status.as_ref().and_then(|s| s.governance_status),
-        Some(GovernanceStatus::GovernedValid | GovernanceStatus::GovernedRestricted)
-    )
-}
-
-/// The agent's declared monthly budget (0 when it declares none).
-pub fn monthly_budget(agent: &Agent) -> f64 {
-    agent
-        .spec
-        .anatomy
-        .economics
-        .as_ref()
-        .map_or(0.0, |e| e.monthly_budget_usd)
-}
-
 /// Governed, and its proof is of its current spec.
 fn governed_as_approved(agent: &Agent, spec_hash: &SpecHash<'_>) -> bool {
-    holds_governance(agent)
+    holds_governance(agent.status.as_ref().and_then(|s| s.governance_status))
         && agent
             .status
             .as_ref()
@@ -488,7 +476,7 @@ fn next_look(
 }
 
 /// Retry with growing backoff, per object, up to five minutes.
-pub fn error_policy(agent: Arc<Agent>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(agent: Arc<CachedAgent>, error: &Error, ctx: Arc<Context>) -> Action {
     warn!(agent = %agent.name_any(), error = %error, "agent reconcile failed");
     ctx.metrics.reconcile_error("agent", error.category());
     Action::requeue(crate::backoff::next(&agent.uid().unwrap_or_default()))

@@ -23,13 +23,13 @@ use super::{error_policy, judge, reconcile};
 use crate::context::Context;
 use crate::error::Error;
 use crate::fixtures::{
-    EXPECT_WITHIN, NAMESPACE, Scenario, agent, bundle_in_force, finish, governed_spec,
+    EXPECT_WITHIN, NAMESPACE, Scenario, agent, bundle_in_force, compact, finish, governed_spec,
     metrics_text, promotion, ring_config, sandbox_spec, too_hot_spec,
 };
 async fn run_reconcile(agent: &Agent, ctx: &Arc<Context>) -> crate::error::Result<Action> {
     timeout(
         EXPECT_WITHIN,
-        reconcile(Arc::new(agent.clone()), ctx.clone()),
+        reconcile(Arc::new(compact(agent.clone())), ctx.clone()),
     )
     .await
     .expect("reconcile did not finish")
@@ -376,7 +376,7 @@ async fn failed_status_patch_is_an_error_that_requeues_with_growing_backoff() {
     let result = run_reconcile(&agent, &ctx).await;
     let actions: Vec<Action> = match result.as_ref() {
         Err(e) => (0..2)
-            .map(|_| error_policy(Arc::new(agent.clone()), e, ctx.clone()))
+            .map(|_| error_policy(Arc::new(compact(agent.clone())), e, ctx.clone()))
             .collect(),
         Ok(_) => Vec::new(),
     };

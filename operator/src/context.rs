@@ -10,7 +10,7 @@ use agentgov_api::effective::{EffectivePolicy, Layer};
 use agentgov_api::exception::AgentException;
 use agentgov_api::policy::PolicyEngine;
 use agentgov_api::policy_bundle::BundleObject;
-use agentgov_api::{Agent, AgentPromotion, ClusterPolicyBundle, PolicyBundle, PolicyBundleSpec};
+use agentgov_api::{AgentPromotion, ClusterPolicyBundle, PolicyBundle, PolicyBundleSpec};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use jiff::SignedDuration;
 use kube::Client;
@@ -20,6 +20,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::authz::Approvers;
+use crate::compact::{CachedAgent, CachedPromotion};
 use crate::error::{Error, Result};
 use crate::judge::ActivePolicy;
 use crate::keys::KeyRingSource;
@@ -34,13 +35,13 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub keys: Arc<KeyRingSource>,
-    pub agents: Store<Agent>,
+    pub agents: Store<CachedAgent>,
     pub bundles: Store<PolicyBundle>,
     /// The cluster floors (ClusterPolicyBundles); the one named like the bundles is in force.
     pub floors: Store<ClusterPolicyBundle>,
     /// AgentExceptions: waivers of policy rules for named agents, for a while.
     pub exceptions: Store<AgentException>,
-    pub promotions: Store<AgentPromotion>,
+    pub promotions: Store<CachedPromotion>,
     /// AgentPromotions by the agent they approve.
     pub promotion_index: Arc<PromotionIndex>,
     pub agents_synced: crate::cache::Synced,
@@ -234,10 +235,10 @@ impl PromotionIndex {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn insert(&self, promotion: &AgentPromotion) {
+    pub fn insert(&self, promotion: &CachedPromotion) {
         let key = (
             promotion.namespace().unwrap_or_default(),
-            promotion.spec.agent.clone(),
+            promotion.summary.to_string(),
         );
         if let Some(relist) = self
             .relist
@@ -271,10 +272,10 @@ impl PromotionIndex {
         }
     }
 
-    pub fn remove(&self, promotion: &AgentPromotion) {
+    pub fn remove(&self, promotion: &CachedPromotion) {
         let key = (
             promotion.namespace().unwrap_or_default(),
-            promotion.spec.agent.clone(),
+            promotion.summary.to_string(),
         );
         let mut index = self.lock();
         if let Some(names) = index.get_mut(&key) {
@@ -421,15 +422,16 @@ impl Context {
     }
 
     /// The AgentPromotions of an agent, from the cache.
-    pub fn promotions_of(&self, namespace: &str, agent: &str) -> Vec<Arc<AgentPromotion>> {
+    pub fn promotions_of(&self, namespace: &str, agent: &str) -> Result<Vec<Arc<AgentPromotion>>> {
         self.promotion_index
             .of(namespace, agent)
             .into_iter()
             .filter_map(|name| {
                 self.promotions
                     .get(&ObjectRef::new(&name).within(namespace))
-                    .filter(|p| p.spec.agent == agent)
+                    .filter(|p| &*p.summary == agent)
             })
+            .map(|p| p.object().map(Arc::new).map_err(Error::Cached))
             .collect()
     }
 }
@@ -524,22 +526,24 @@ mod tests {
 
         let names = |agent: &str| -> Vec<String> {
             ctx.promotions_of(NAMESPACE, agent)
+                .unwrap()
                 .iter()
                 .map(|p| p.name_any())
                 .collect()
         };
         assert_eq!(names("filings"), vec!["filings-by-alice", "filings-by-bob"]);
         assert_eq!(names("other"), vec!["other-by-alice"]);
-        assert!(ctx.promotions_of("team-b", "filings").is_empty());
+        assert!(ctx.promotions_of("team-b", "filings").unwrap().is_empty());
 
         // The index may name a promotion the cache no longer has (deleted meanwhile): skipped.
         ctx.promotion_index
-            .insert(&promotion("filings-gone", &filings, "carol"));
+            .insert(&CachedPromotion::of(promotion("filings-gone", &filings, "carol")).unwrap());
         assert_eq!(names("filings"), vec!["filings-by-alice", "filings-by-bob"]);
         // Or one the cache has for another agent (an index out of step): skipped too.
         let mut moved = by_bob;
         moved.spec.agent = "other".into();
-        ctx.promotion_index.insert(&moved);
+        ctx.promotion_index
+            .insert(&CachedPromotion::of(moved).unwrap());
         assert_eq!(names("other"), vec!["other-by-alice"]);
     }
 

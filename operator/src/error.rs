@@ -8,6 +8,9 @@ pub enum Error {
     Api(#[from] agentgov_api::Error),
     #[error("cannot serialize status: {0}")]
     Serialize(#[from] serde_json::Error),
+    /// A cached object that no longer reads as its kind (see `compact`).
+    #[error("cannot read a cached object again: {0}")]
+    Cached(serde_json::Error),
     #[error("{0} has no namespace")]
     MissingNamespace(String),
     /// The key ring file, listening, serving (the shared runtime).
@@ -24,6 +27,7 @@ impl Error {
             Error::Kube(_) => "kube",
             Error::Api(e) => e.category(),
             Error::Serialize(_) => "serialize",
+            Error::Cached(_) => "cached",
             Error::MissingNamespace(_) => "missing_namespace",
             Error::Runtime(e) => e.category(),
             Error::Config(_) => "config",

@@ -36,7 +36,7 @@ pub async fn reconcile(exception: Arc<AgentException>, ctx: Arc<Context>) -> Res
     let agents = ctx
         .agents
         .state_filter(|a| a.namespace().as_deref() == Some(namespace.as_str()));
-    let status = observe(&exception, agents.iter().map(|a| a.as_ref()), now, max);
+    let status = observe(&exception, agents.iter().map(|a| &a.metadata), now, max);
     if exception.status.as_ref() != Some(&status) {
         let api: Api<AgentException> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = json!({

@@ -111,13 +111,13 @@ pub fn requester(username: &str) -> Requester {
     }
 }
 
-/// An hour ago.
+/// An hour ago, in whole seconds, as the API server keeps timestamps (and as the operator's
+/// caches read them back).
 fn an_hour_ago() -> Time {
-    Time(
-        Timestamp::now()
-            .checked_sub(SignedDuration::from_hours(1))
-            .expect("an hour ago"),
-    )
+    let then = Timestamp::now()
+        .checked_sub(SignedDuration::from_hours(1))
+        .expect("an hour ago");
+    Time(Timestamp::from_second(then.as_second()).expect("a whole second"))
 }
 
 /// An agent as the API server returns it: namespaced, with a uid, generation 1, created an hour
@@ -486,7 +486,7 @@ impl Context {
         };
         let promotion_index = PromotionIndex::default();
         for promotion in promotions {
-            promotion_index.insert(promotion);
+            promotion_index.insert(&compact(promotion.clone()));
         }
         // `None`: the admission guards are in place.
         let guards = GuardState::default();
@@ -495,11 +495,11 @@ impl Context {
             client,
             metrics,
             keys: Arc::new(key_source(keys)),
-            agents: store(agents),
+            agents: store(&agents.iter().cloned().map(compact).collect::<Vec<_>>()),
             bundles: store(bundles),
             floors: store(&[]),
             exceptions: store(&[]),
-            promotions: store(promotions),
+            promotions: store(&promotions.iter().cloned().map(compact).collect::<Vec<_>>()),
             promotion_index: Arc::new(promotion_index),
             counted: Default::default(),
             revisions: Default::default(),
@@ -537,6 +537,11 @@ impl Context {
         };
         (Arc::new(ctx), ApiServerVerifier(handle), registry)
     }
+}
+
+/// `object` as the operator's caches hold it.
+pub fn compact<K: crate::compact::Compacted>(object: K) -> crate::compact::Compact<K> {
+    crate::compact::Compact::of(object).expect("a cacheable object")
 }
 
 /// A store that has seen one full list of `objects`.

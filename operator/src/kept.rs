@@ -11,7 +11,7 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 
-use agentgov_api::Agent;
+use crate::compact::CachedAgent;
 use agentgov_api::agent::AGENT_LABEL;
 use agentgov_api::containment::{MANAGED_BY_LABEL, MANAGER};
 use futures::Stream;
@@ -177,7 +177,7 @@ impl<K: Kept> Digest<K> {
     /// The agent the object is kept for, by its agent label: a change by anyone has that agent
     /// looked at again. (The label, not the owner reference, which a digest keeps only as a
     /// fingerprint; a label someone else sets only makes another agent be looked at.)
-    pub fn agent(&self) -> Option<ObjectRef<Agent>> {
+    pub fn agent(&self) -> Option<ObjectRef<CachedAgent>> {
         let namespace = self.metadata.namespace.as_deref()?;
         Some(ObjectRef::new(self.label(AGENT_LABEL)?).within(namespace))
     }

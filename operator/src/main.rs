@@ -8,6 +8,7 @@ mod backoff;
 mod break_glass;
 mod bundle_controller;
 mod cache;
+mod compact;
 mod config;
 mod containment;
 mod context;
@@ -31,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentgov_api::exception::AgentException;
-use agentgov_api::{Agent, AgentPromotion, ClusterPolicyBundle, GovernanceStatus, PolicyBundle};
+use agentgov_api::{ClusterPolicyBundle, GovernanceStatus, PolicyBundle};
 use agentgov_runtime::health::{self, Health, Readiness};
 use agentgov_runtime::shutdown::Shutdown;
 use agentgov_runtime::telemetry;
@@ -49,6 +50,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::authz::Approvers;
+use crate::compact::{CachedAgent, CachedPromotion};
 use crate::config::Config;
 use crate::context::{Context, GuardState, PolicyCache, PromotionIndex, Settings, status_limiter};
 use crate::error::{Error, Result};
@@ -129,7 +131,7 @@ async fn run(config: Config) -> Result<()> {
         None
     };
 
-    let (agents, bundles, promotions): (Api<Agent>, Api<PolicyBundle>, Api<AgentPromotion>) =
+    let (agents, bundles, promotions): (Api<CachedAgent>, Api<PolicyBundle>, Api<CachedPromotion>) =
         match &config.namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
@@ -359,9 +361,9 @@ async fn run(config: Config) -> Result<()> {
     // Readiness is already off when this resolves (see `stop`).
     let shutdown = stopping();
     let agents = agent_controller
-        .watches_stream(promotion_stream, |p: AgentPromotion| {
+        .watches_stream(promotion_stream, |p: CachedPromotion| {
             let namespace = p.namespace().unwrap_or_default();
-            std::iter::once(ObjectRef::new(&p.spec.agent).within(&namespace))
+            std::iter::once(ObjectRef::new(&p.summary).within(&namespace))
         })
         .watches_stream(exception_stream, {
             let agents = agent_store.clone();
@@ -459,7 +461,7 @@ async fn gauge_loop(ctx: Arc<Context>) {
         interval.tick().await;
         let mut counts = [0i64; 4];
         for agent in ctx.agents.state() {
-            if let Some(status) = agent.status.as_ref().and_then(|s| s.governance_status)
+            if let Some(status) = agent.summary.governance_status
                 && let Some(i) = GovernanceStatus::ALL.iter().position(|g| *g == status)
             {
                 counts[i] += 1;
@@ -485,8 +487,8 @@ fn budget_gauges(ctx: &Context, exported: &mut std::collections::BTreeSet<String
     for agent in ctx.agents.state() {
         let namespace = agent.metadata.namespace.clone().unwrap_or_default();
         let sum = allocated.entry(namespace).or_default();
-        if agent_controller::holds_governance(&agent) {
-            *sum += agent_controller::monthly_budget(&agent);
+        if agent.summary.holds_governance() {
+            *sum += agent.summary.monthly_budget_usd;
         }
     }
     let mut now_exported = std::collections::BTreeSet::new();

@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
+use crate::compact::CachedAgent;
 use crate::context::MANAGER;
 use crate::written::{Fingerprint, fingerprint};
 
@@ -325,7 +326,7 @@ impl Reports {
     }
 
     /// A watch event of an agent: its namespace's report may change.
-    pub fn observe(&self, event: &Event<Agent>) {
+    pub fn observe(&self, event: &Event<CachedAgent>) {
         if !self.enabled {
             return;
         }
@@ -379,7 +380,7 @@ impl Reports {
 pub async fn run(
     client: Client,
     bundle_name: String,
-    agents: Store<Agent>,
+    agents: Store<CachedAgent>,
     synced: crate::cache::Synced,
     reports: Arc<Reports>,
 ) {
@@ -395,12 +396,20 @@ pub async fn run(
         let dirty = reports.take_dirty();
         let state = agents.state();
         for namespace in dirty {
-            let report = build(
-                &namespace,
-                &bundle_name,
-                state.iter().map(|a| a.as_ref()),
-                |uid| reports.codes(uid),
-            );
+            // Each agent of the namespace read whole again (its denies, warnings, conditions).
+            let judged: Vec<Agent> = state
+                .iter()
+                .filter(|a| {
+                    a.namespace().as_deref() == Some(namespace.as_str())
+                        && a.summary.governance_status.is_some()
+                })
+                .filter_map(|a| {
+                    a.object()
+                        .inspect_err(|e| warn!(agent = %a.name_any(), namespace, error = %e, "left out of the PolicyReport"))
+                        .ok()
+                })
+                .collect();
+            let report = build(&namespace, &bundle_name, &judged, |uid| reports.codes(uid));
             let empty = report.results.is_empty();
             let content = fingerprint(&serde_json::to_string(&report).unwrap_or_default());
             if last.get(&namespace) == Some(&content) {

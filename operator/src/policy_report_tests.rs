@@ -7,7 +7,7 @@ use kube::runtime::watcher::Event;
 
 use agentgov_api::testing::governed_spec;
 
-use crate::fixtures::{NAMESPACE, agent, sandbox_spec};
+use crate::fixtures::{NAMESPACE, agent, compact, sandbox_spec};
 
 const AT: i64 = 1_700_000_000;
 
@@ -198,7 +198,7 @@ fn the_report_serializes_to_the_upstream_shape() {
 
 #[test]
 fn reports_mark_namespaces_of_changed_agents_only_when_enabled() {
-    let a = judged("valid", GovernanceStatus::GovernedValid, &[], &[]);
+    let a = compact(judged("valid", GovernanceStatus::GovernedValid, &[], &[]));
     let off = Reports::new(false);
     off.observe(&Event::Apply(a.clone()));
     assert!(off.take_dirty().is_empty());

@@ -6,9 +6,10 @@
 
 use std::collections::HashMap;
 
-use agentgov_api::Agent;
 use agentgov_api::agent::{AgentMode, GovernanceStatus};
 use agentgov_api::policy_bundle::RevalidationSummary;
+
+use crate::compact::CachedAgent;
 
 /// Where a namespace's revalidation against `policy_hash` stands: the summary so far, and how
 /// many governed agents are still to be judged under it.
@@ -16,7 +17,7 @@ use agentgov_api::policy_bundle::RevalidationSummary;
 /// `policy_hash` is the bundle's own version; each agent is judged under its namespace's
 /// effective policy, whose hash `effective` gives (the floor and the namespace bundle together).
 pub fn progress<'a>(
-    agents: impl IntoIterator<Item = &'a Agent>,
+    agents: impl IntoIterator<Item = &'a CachedAgent>,
     policy_hash: &str,
     effective: impl Fn(&str) -> Option<String>,
 ) -> (RevalidationSummary, usize) {
@@ -29,22 +30,23 @@ pub fn progress<'a>(
     // hash once a look (with a floor it is a SHA-256 of canonical JSON).
     let mut expected_in: HashMap<&str, Option<String>> = HashMap::new();
     for agent in agents {
-        if agent.spec.mode != AgentMode::Governed || agent.metadata.deletion_timestamp.is_some() {
+        let facts = &agent.summary;
+        if facts.mode != AgentMode::Governed || agent.metadata.deletion_timestamp.is_some() {
             continue;
         }
-        let status = agent.status.as_ref();
         let namespace = agent.metadata.namespace.as_deref().unwrap_or_default();
         let expected = expected_in
             .entry(namespace)
             .or_insert_with(|| effective(namespace));
-        let judged = status
-            .and_then(|s| s.policy.as_ref())
-            .is_some_and(|p| Some(&p.hash) == expected.as_ref());
+        let judged = facts
+            .policy_hash
+            .as_deref()
+            .is_some_and(|hash| expected.as_deref() == Some(hash));
         if !judged {
             pending += 1;
             continue;
         }
-        match status.and_then(|s| s.governance_status) {
+        match facts.governance_status {
             Some(GovernanceStatus::GovernedValid) => summary.valid += 1,
             Some(GovernanceStatus::GovernedRestricted) => summary.restricted += 1,
             Some(GovernanceStatus::GovernedInvalidated) => summary.invalidated += 1,
@@ -58,9 +60,11 @@ pub fn progress<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures::compact;
+    use agentgov_api::Agent;
     use agentgov_api::agent::{AgentStatus, PolicyRef};
 
-    fn governed(status: Option<GovernanceStatus>, hash: &str) -> Agent {
+    fn governed(status: Option<GovernanceStatus>, hash: &str) -> CachedAgent {
         let mut spec = crate::fixtures::governed_spec();
         spec.mode = AgentMode::Governed;
         let mut agent = Agent::new("a", spec);
@@ -73,7 +77,7 @@ mod tests {
             }),
             ..AgentStatus::default()
         });
-        agent
+        compact(agent)
     }
 
     #[test]
@@ -84,7 +88,7 @@ mod tests {
             governed(Some(GovernanceStatus::GovernedInvalidated), "new"),
             governed(Some(GovernanceStatus::Sandbox), "new"),
             governed(Some(GovernanceStatus::GovernedValid), "old"),
-            Agent::new("sandbox", crate::fixtures::sandbox_spec()),
+            compact(Agent::new("sandbox", crate::fixtures::sandbox_spec())),
         ];
         let (summary, pending) = progress(&agents, "new", |_| Some("new".to_string()));
         assert_eq!(

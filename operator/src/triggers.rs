@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use agentgov_api::exception::AgentException;
 use agentgov_api::policy_bundle::BundleObject;
-use agentgov_api::{Agent, AgentPromotion};
 use futures::{Stream, StreamExt};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use crate::compact::{CachedAgent, CachedPromotion};
 use crate::context::PromotionIndex;
 use crate::written::Written;
 
@@ -95,13 +95,13 @@ impl BundleTrigger {
 /// Every agent of each namespace sent, from the agent cache at the time it is sent.
 pub fn agents_of(
     namespaces: UnboundedReceiver<String>,
-    agents: Store<Agent>,
-) -> impl Stream<Item = ObjectRef<Agent>> + Send + 'static {
+    agents: Store<CachedAgent>,
+) -> impl Stream<Item = ObjectRef<CachedAgent>> + Send + 'static {
     let namespaces = futures::stream::unfold(namespaces, |mut rx| async move {
         rx.recv().await.map(|ns| (ns, rx))
     });
     namespaces.flat_map(move |namespace| {
-        let refs: Vec<ObjectRef<Agent>> = agents
+        let refs: Vec<ObjectRef<CachedAgent>> = agents
             .state()
             .iter()
             .filter(|a| a.namespace().as_deref() == Some(namespace.as_str()))
@@ -113,7 +113,10 @@ pub fn agents_of(
 
 /// The agents an AgentException names or selects (from the agent cache), to judge again when
 /// it changes or goes.
-pub fn agents_covered(agents: &Store<Agent>, exception: &AgentException) -> Vec<ObjectRef<Agent>> {
+pub fn agents_covered(
+    agents: &Store<CachedAgent>,
+    exception: &AgentException,
+) -> Vec<ObjectRef<CachedAgent>> {
     let namespace = exception.namespace().unwrap_or_default();
     let no_labels = std::collections::BTreeMap::new();
     agents
@@ -140,7 +143,7 @@ pub fn forget_deleted<K: Resource>(written: &Written, event: &Event<K>) {
 }
 
 /// Keep the promotion index in step with the promotion cache.
-pub fn index_promotions(index: &Arc<PromotionIndex>, event: &Event<AgentPromotion>) {
+pub fn index_promotions(index: &Arc<PromotionIndex>, event: &Event<CachedPromotion>) {
     match event {
         Event::Apply(p) | Event::InitApply(p) => index.insert(p),
         Event::Delete(p) => index.remove(p),
@@ -151,13 +154,13 @@ pub fn index_promotions(index: &Arc<PromotionIndex>, event: &Event<AgentPromotio
 
 #[cfg(test)]
 mod tests {
+    use agentgov_api::PolicyBundle;
     use agentgov_api::policy::default_bundle_spec;
-    use agentgov_api::{AgentPromotion, PolicyBundle};
     use kube::runtime::watcher::Event;
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
     use super::*;
-    use crate::fixtures::{agent, bundle_in_force, governed_spec, promotion};
+    use crate::fixtures::{agent, bundle_in_force, compact, governed_spec, promotion};
 
     /// A bundle named `name` in `namespace` with `hash` in force (None: no status yet).
     fn bundle(namespace: &str, name: &str, hash: Option<&str>) -> PolicyBundle {
@@ -244,9 +247,9 @@ mod tests {
     fn the_promotion_index_follows_applies_and_deletes() {
         let filings = agent("filings", governed_spec());
         let other = agent("other", governed_spec());
-        let by_alice = promotion("filings-by-alice", &filings, "alice");
-        let by_bob = promotion("filings-by-bob", &filings, "bob");
-        let of_other = promotion("other-by-alice", &other, "alice");
+        let by_alice = compact(promotion("filings-by-alice", &filings, "alice"));
+        let by_bob = compact(promotion("filings-by-bob", &filings, "bob"));
+        let of_other = compact(promotion("other-by-alice", &other, "alice"));
         let index = Arc::new(PromotionIndex::default());
         let ns = crate::fixtures::NAMESPACE;
 
@@ -267,7 +270,7 @@ mod tests {
         index_promotions(&index, &Event::Delete(by_bob));
         assert_eq!(index.of(ns, "filings"), vec!["filings-by-alice"]);
         index_promotions(&index, &Event::Delete(by_alice.clone()));
-        index_promotions(&index, &Event::Delete::<AgentPromotion>(by_alice));
+        index_promotions(&index, &Event::Delete::<CachedPromotion>(by_alice));
         assert!(index.of(ns, "filings").is_empty());
         assert_eq!(index.of(ns, "other"), vec!["other-by-alice"]);
     }
