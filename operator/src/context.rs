@@ -457,8 +457,8 @@ mod tests {
 
     use super::*;
     use crate::fixtures::{
-        BUNDLE, NAMESPACE, agent, bundle_in_force, governed_spec, policy_requiring, promotion,
-        ring_config,
+        BUNDLE, NAMESPACE, agent, bundle_in_force, compact, governed_spec, policy_requiring,
+        promotion, ring_config,
     };
 
     #[test]
@@ -537,13 +537,12 @@ mod tests {
 
         // The index may name a promotion the cache no longer has (deleted meanwhile): skipped.
         ctx.promotion_index
-            .insert(&CachedPromotion::of(promotion("filings-gone", &filings, "carol")).unwrap());
+            .insert(&compact(promotion("filings-gone", &filings, "carol")));
         assert_eq!(names("filings"), vec!["filings-by-alice", "filings-by-bob"]);
         // Or one the cache has for another agent (an index out of step): skipped too.
         let mut moved = by_bob;
         moved.spec.agent = "other".into();
-        ctx.promotion_index
-            .insert(&CachedPromotion::of(moved).unwrap());
+        ctx.promotion_index.insert(&compact(moved));
         assert_eq!(names("other"), vec!["other-by-alice"]);
     }
 
