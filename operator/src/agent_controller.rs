@@ -33,8 +33,8 @@ use crate::written::{Fingerprint, Judged, Write, Written, fingerprint};
 use agentgov_runtime::keys::KeySnapshot;
 
 /// A safety net: every agent is looked at again this often even when nothing changed (a role
-/// revoked from an approver, for one).
-const RESYNC: Duration = Duration::from_secs(600);
+/// revoked from an approver, for one): one round for all agents ([`crate::triggers::Resync`]).
+pub const RESYNC: Duration = Duration::from_secs(600);
 
 /// The controller polls every reconcile from one task, so each runs as a task of its own: the
 /// judgement (the policy, hashing, signing: CPU work) and the write of one agent proceed on any
@@ -94,11 +94,11 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let version = agent.metadata.resource_version.as_deref().map(fingerprint);
     let extra = Extra::of(&ctx, &world, &agent, Timestamp::now());
     let inputs = world.inputs(written, &promotions, &extra);
-    if let Some(wait) = Judged::holds(last.as_ref(), version, inputs, Instant::now()) {
+    if let Some(next) = Judged::holds(last.as_ref(), version, inputs, Instant::now()) {
         // Nothing to judge; what the operator keeps for the agent may still have been changed
         // by someone.
         keep_pods(&ctx, &world, &agent, agent.status.as_ref()).await?;
-        return Ok(Action::requeue(wait));
+        return Ok(look_again(next));
     }
     let spec_hash = extra.spec_hash.get();
     let authorized = authorize(&ctx, &agent, &namespace, spec_hash, &promotions).await?;
@@ -114,7 +114,7 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     // The agent's versions: the spec it has now, and the approval it is signed under.
     crate::revisions::converge(&ctx, &agent, spec_hash, &judgement).await?;
     keep_pods(&ctx, &world, &agent, Some(&judgement.status)).await?;
-    let next = next_look(&ctx, &promotions, &judgement, now).min(RESYNC);
+    let next = next_look(&ctx, &promotions, &judgement, now);
     if let Some(version) = version {
         // A write the cache has not shown yet still counts.
         let write = write.or(last_write.filter(|w| w.before == version));
@@ -123,12 +123,17 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
             Judged {
                 version: Write::version(write.as_ref(), version),
                 inputs: world.inputs(written, &promotions, &extra),
-                until: Instant::now() + next,
+                until: next.map(|wait| Instant::now() + wait),
                 write,
             },
         );
     }
-    Ok(Action::requeue(next))
+    Ok(look_again(next))
+}
+
+/// Reconcile again after `wait`, or only when something changes (the resync round among them).
+fn look_again(wait: Option<Duration>) -> Action {
+    wait.map_or_else(Action::await_change, Action::requeue)
 }
 
 /// Keep the agent's Pods as its judged `status` says: its NetworkPolicy and a quarantined
@@ -216,6 +221,7 @@ impl World {
                 .map(|p| (p.hash(), p.engine.version(), p.approvals_required)),
             keys.generation,
             &guards,
+            ctx.resync.round(),
         ));
         Ok(World {
             policy,
@@ -448,14 +454,15 @@ fn governed_as_approved(agent: &Agent, spec_hash: &SpecHash<'_>) -> bool {
             .is_some_and(|(proof, hash)| proof.spec_hash == hash)
 }
 
-/// When to look again: at a sandbox's expiry, at a pending approval's expiry, or at the resync.
+/// When to look again by itself: at a sandbox's expiry, at a pending approval's expiry (None:
+/// only when something changes, the resync round among them).
 fn next_look(
     ctx: &Context,
     promotions: &[Arc<AgentPromotion>],
     judgement: &Judgement,
     now: Timestamp,
-) -> Duration {
-    let mut next = judgement.requeue_after.unwrap_or(RESYNC);
+) -> Option<Duration> {
+    let mut next = judgement.requeue_after;
     for p in promotions {
         let pending = judgement
             .promotions
@@ -469,11 +476,17 @@ fn next_look(
             && let Ok(at) = created.checked_add(ctx.settings.approval_ttl)
             && let Ok(wait) = Duration::try_from(now.duration_until(at))
         {
-            next = next.min(wait + Duration::from_secs(1));
+            let wait = wait + Duration::from_secs(1);
+            next = Some(next.map_or(wait, |next| next.min(wait)));
         }
     }
-    next
+    // A resync round judges the agent again before then anyway; this keeps the timer in what
+    // kube-runtime's delay queue takes.
+    next.map(|wait| wait.min(LONGEST_LOOK))
 }
+
+/// The longest time-bound look (a sandbox's expiry weeks away is looked at again by then).
+const LONGEST_LOOK: Duration = Duration::from_secs(24 * 3600);
 
 /// Retry with growing backoff, per object, up to five minutes.
 pub fn error_policy(agent: Arc<CachedAgent>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -19,7 +19,7 @@ use kube::runtime::controller::Action;
 use std::time::Duration;
 use tokio::time::timeout;
 
-use super::{error_policy, judge, reconcile};
+use super::{World, error_policy, judge, reconcile};
 use crate::context::Context;
 use crate::error::Error;
 use crate::fixtures::{
@@ -62,7 +62,7 @@ async fn sandbox_agent_without_status_gets_exactly_one_status_patch() {
     assert!(is_true(&status.conditions, READY), "{status:?}");
     assert!(status.proof.is_none() && status.approval.is_none());
     assert!(calls.events.is_empty() && calls.promotions.is_empty());
-    // The sandbox is looked at again, well before its 72 h expiry (the resync cap).
+    // The sandbox is looked at again at its expiry (72 h away; in a day at most).
     assert_ne!(action, Action::await_change());
 }
 
@@ -114,11 +114,39 @@ async fn agent_whose_statuses_match_the_judgement_causes_no_api_call() {
     drop(ctx);
     let calls = finish(verifier).await;
 
-    sandbox_action.expect("sandbox reconcile succeeds");
-    governed_action.expect("governed reconcile succeeds");
+    // The sandbox is looked at again at its expiry; the governed agent only when something
+    // changes (a resync round among them): no timer per agent.
+    assert_ne!(
+        sandbox_action.expect("sandbox reconcile succeeds"),
+        Action::await_change()
+    );
+    assert_eq!(
+        governed_action.expect("governed reconcile succeeds"),
+        Action::await_change()
+    );
     assert!(calls.status.is_none() && calls.events.is_empty() && calls.promotions.is_empty());
     // An approval decided before is not a promotion attempt again.
     assert!(metrics_text(&registry).contains("promotion_attempts_total 0"));
+}
+
+#[tokio::test]
+async fn a_resync_round_has_every_agent_judged_again() {
+    let keys = ring_config("k1", &["k1"]);
+    let bundle = bundle_in_force(default_bundle_spec());
+    let (ctx, _, _) = Context::test(&keys, &[bundle], &[], &[]);
+    let before = World::now(&ctx, NAMESPACE).unwrap().fingerprint;
+    assert_eq!(World::now(&ctx, NAMESPACE).unwrap().fingerprint, before);
+    let mut rounds = std::pin::pin!(ctx.resync.every(Duration::from_millis(10)));
+    timeout(
+        Duration::from_secs(10),
+        futures::StreamExt::next(&mut rounds),
+    )
+    .await
+    .expect("a round after its period")
+    .expect("rounds go on");
+    assert!(ctx.resync.round() >= 1);
+    // What every judgement depends on changed: none holds.
+    assert_ne!(World::now(&ctx, NAMESPACE).unwrap().fingerprint, before);
 }
 
 #[tokio::test]

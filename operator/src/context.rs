@@ -73,6 +73,8 @@ pub struct Context {
     pub status_limiter: StatusWrites,
     /// Which namespaces' PolicyReports are to be recomputed (`--policy-reports`).
     pub reports: Arc<crate::policy_report::Reports>,
+    /// The periodic look at every agent.
+    pub resync: Arc<crate::triggers::Resync>,
 }
 
 /// Settings derived from the flags.
@@ -205,28 +207,50 @@ pub struct PromotionIndex {
     relist: Mutex<Option<Index>>,
 }
 
-type Index = HashMap<(String, String), Names>;
+/// Namespace → agent → the agent's AgentPromotion names. Nested, so each namespace's name is
+/// kept once and a lookup allocates nothing (a judgement looks up its agent's approvals).
+type Index = HashMap<String, HashMap<Box<str>, Names>>;
 
-/// An agent's AgentPromotion names, sorted, without repeats: a Vec, not a `BTreeSet`, whose
-/// smallest node is about 400 bytes for the one or two names an agent usually has.
+/// An agent's AgentPromotion names, sorted, without repeats: a boxed slice, not a `BTreeSet`,
+/// whose smallest node is about 400 bytes for the one or two names an agent usually has (and
+/// not a `Vec`, whose first push reserves four).
 #[derive(Default)]
-pub struct Names(Vec<String>);
+pub struct Names(Box<[Box<str>]>);
 
 impl Names {
-    fn insert(&mut self, name: String) {
-        if let Err(at) = self.0.binary_search(&name) {
-            self.0.insert(at, name);
+    fn insert(&mut self, name: &str) {
+        if let Err(at) = self.0.binary_search_by(|n| (**n).cmp(name)) {
+            let mut names = std::mem::take(&mut self.0).into_vec();
+            names.insert(at, name.into());
+            self.0 = names.into_boxed_slice();
         }
     }
 
     fn remove(&mut self, name: &str) {
-        if let Ok(at) = self.0.binary_search_by(|n| n.as_str().cmp(name)) {
-            self.0.remove(at);
+        if let Ok(at) = self.0.binary_search_by(|n| (**n).cmp(name)) {
+            let mut names = std::mem::take(&mut self.0).into_vec();
+            names.remove(at);
+            self.0 = names.into_boxed_slice();
         }
     }
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+fn insert_into(index: &mut Index, namespace: &str, agent: &str, name: &str) {
+    let agents = match index.get_mut(namespace) {
+        Some(agents) => agents,
+        None => index.entry(namespace.to_string()).or_default(),
+    };
+    match agents.get_mut(agent) {
+        Some(names) => names.insert(name),
+        None => {
+            let mut names = Names::default();
+            names.insert(name);
+            agents.insert(agent.into(), names);
+        }
     }
 }
 
@@ -236,25 +260,17 @@ impl PromotionIndex {
     }
 
     pub fn insert(&self, promotion: &CachedPromotion) {
-        let key = (
-            promotion.namespace().unwrap_or_default(),
-            promotion.summary.to_string(),
-        );
+        let namespace = promotion.metadata.namespace.as_deref().unwrap_or_default();
+        let name = promotion.metadata.name.as_deref().unwrap_or_default();
         if let Some(relist) = self
             .relist
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_mut()
         {
-            relist
-                .entry(key.clone())
-                .or_default()
-                .insert(promotion.name_any());
+            insert_into(relist, namespace, &promotion.summary, name);
         }
-        self.lock()
-            .entry(key)
-            .or_default()
-            .insert(promotion.name_any());
+        insert_into(&mut self.lock(), namespace, &promotion.summary, name);
     }
 
     pub fn relist_started(&self) {
@@ -273,23 +289,28 @@ impl PromotionIndex {
     }
 
     pub fn remove(&self, promotion: &CachedPromotion) {
-        let key = (
-            promotion.namespace().unwrap_or_default(),
-            promotion.summary.to_string(),
-        );
+        let namespace = promotion.metadata.namespace.as_deref().unwrap_or_default();
+        let agent = &*promotion.summary;
         let mut index = self.lock();
-        if let Some(names) = index.get_mut(&key) {
-            names.remove(&promotion.name_any());
+        let Some(agents) = index.get_mut(namespace) else {
+            return;
+        };
+        if let Some(names) = agents.get_mut(agent) {
+            names.remove(promotion.metadata.name.as_deref().unwrap_or_default());
             if names.is_empty() {
-                index.remove(&key);
+                agents.remove(agent);
             }
+        }
+        if agents.is_empty() {
+            index.remove(namespace);
         }
     }
 
     pub fn of(&self, namespace: &str, agent: &str) -> Vec<String> {
         self.lock()
-            .get(&(namespace.to_string(), agent.to_string()))
-            .map(|names| names.0.clone())
+            .get(namespace)
+            .and_then(|agents| agents.get(agent))
+            .map(|names| names.0.iter().map(|n| n.to_string()).collect())
             .unwrap_or_default()
     }
 }
@@ -550,14 +571,37 @@ mod tests {
     fn names_stay_sorted_without_repeats() {
         let mut names = Names::default();
         for name in ["b", "a", "c", "a"] {
-            names.insert(name.to_string());
+            names.insert(name);
         }
-        assert_eq!(names.0, ["a", "b", "c"]);
+        let listed = |names: &Names| names.0.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(listed(&names), ["a", "b", "c"]);
         names.remove("b");
         names.remove("missing");
-        assert_eq!(names.0, ["a", "c"]);
+        assert_eq!(listed(&names), ["a", "c"]);
         names.remove("a");
         names.remove("c");
         assert!(names.is_empty());
+    }
+
+    #[test]
+    fn the_index_forgets_agents_and_namespaces_left_without_promotions() {
+        let filings = agent("filings", governed_spec());
+        let by_alice = compact(promotion("filings-by-alice", &filings, "alice"));
+        let by_bob = compact(promotion("filings-by-bob", &filings, "bob"));
+        let index = PromotionIndex::default();
+        index.insert(&by_alice);
+        index.insert(&by_bob);
+        index.insert(&by_bob);
+        assert_eq!(
+            index.of(NAMESPACE, "filings"),
+            ["filings-by-alice", "filings-by-bob"]
+        );
+        assert!(index.of(NAMESPACE, "other").is_empty());
+        assert!(index.of("team-b", "filings").is_empty());
+        index.remove(&by_alice);
+        assert_eq!(index.of(NAMESPACE, "filings"), ["filings-by-bob"]);
+        index.remove(&by_bob);
+        assert!(index.of(NAMESPACE, "filings").is_empty());
+        assert!(index.lock().is_empty(), "nothing left behind");
     }
 }

@@ -535,6 +535,7 @@ impl Context {
             },
             status_limiter: status_limiter(1000),
             reports: Default::default(),
+            resync: Default::default(),
         };
         (Arc::new(ctx), ApiServerVerifier(handle), registry)
     }

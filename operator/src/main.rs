@@ -286,6 +286,7 @@ async fn run(config: Config) -> Result<()> {
         },
         status_limiter: writes,
         reports: Arc::clone(&reports),
+        resync: Default::default(),
     });
 
     // A new key ring (rotation, revocation), or the admission guards going or coming back,
@@ -301,7 +302,7 @@ async fn run(config: Config) -> Result<()> {
     }
     // One stream per controller (bundles and floors) of the same reloads.
     let bundle_keys_changed = || match &bundle_keys {
-        Some(source) => futures::future::Either::Left(tokio_stream_of(source.changes())),
+        Some(source) => futures::future::Either::Left(triggers::on_change(source.changes())),
         None => futures::future::Either::Right(futures::stream::pending()),
     };
     let (guards_changed, guards_rx) = watch::channel(0u64);
@@ -325,9 +326,11 @@ async fn run(config: Config) -> Result<()> {
         );
     }
     let rejudge_all = futures::stream::select(
-        futures::stream::select(tokio_stream_of(keys_rx), tokio_stream_of(guards_rx)),
-        futures::stream::select(floor_changed, tokio_stream_of(webhook_rx)),
+        futures::stream::select(triggers::on_change(keys_rx), triggers::on_change(guards_rx)),
+        futures::stream::select(floor_changed, triggers::on_change(webhook_rx)),
     );
+    let rejudge_all =
+        futures::stream::select(rejudge_all, ctx.resync.every(agent_controller::RESYNC));
     let in_force_changed = triggers::agents_of(namespaces_rx, agent_store.clone());
 
     tokio::spawn(gauge_loop(ctx.clone()));
@@ -444,13 +447,6 @@ fn run_bundles<K: bundle_controller::Bundle>(
             ctx,
         )
         .for_each(|_| async {})
-}
-
-/// A stream that yields each time the watched value changes.
-fn tokio_stream_of(rx: watch::Receiver<u64>) -> impl futures::Stream<Item = ()> + Send {
-    futures::stream::unfold(rx, |mut rx| async move {
-        rx.changed().await.ok().map(|()| ((), rx))
-    })
 }
 
 /// Keep the agents-by-status gauge in step with the cache.

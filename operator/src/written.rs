@@ -67,30 +67,35 @@ pub fn must_write<S: PartialEq + Serialize>(
 }
 
 /// An agent's last judgement: the version of the agent it stands for (after its own write), a
-/// fingerprint of everything else it depended on, and until when it holds (a sandbox's expiry,
-/// an approval's, the resync).
+/// fingerprint of everything else it depended on (the resync round among it), and until when
+/// it holds (a sandbox's expiry, an approval's; None: until something changes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Judged {
     pub version: Fingerprint,
     pub inputs: Fingerprint,
-    pub until: Instant,
+    pub until: Option<Instant>,
     /// The agent's last status write, if this judgement made one.
     pub write: Option<Write>,
 }
 
 impl Judged {
-    /// How long the judgement still holds for an agent at `version` (the cache's) judged on
-    /// `inputs` at `now`; None: judge again.
+    /// Whether the judgement still holds for an agent at `version` (the cache's) judged on
+    /// `inputs` at `now`, and if so for how long (None: until something changes); None: judge
+    /// again.
     pub fn holds(
         this: Option<&Judged>,
         version: Option<Fingerprint>,
         inputs: Fingerprint,
         now: Instant,
-    ) -> Option<Duration> {
+    ) -> Option<Option<Duration>> {
         let (this, version) = (this?, version?);
         let version = Write::version(this.write.as_ref(), version);
-        (version == this.version && inputs == this.inputs && now < this.until)
-            .then(|| this.until - now)
+        let unchanged = version == this.version && inputs == this.inputs;
+        match this.until {
+            _ if !unchanged => None,
+            None => Some(None),
+            Some(until) => (now < until).then(|| Some(until - now)),
+        }
     }
 }
 
@@ -208,7 +213,7 @@ mod tests {
         let judged = Judged {
             version: 2,
             inputs: 7,
-            until: now + Duration::from_secs(60),
+            until: Some(now + Duration::from_secs(60)),
             write: Some(Write {
                 before: 1,
                 after: 2,
@@ -218,7 +223,7 @@ mod tests {
         // The echo (version 2), or the cache before it arrives (version 1): unchanged.
         assert_eq!(
             Judged::holds(Some(&judged), Some(2), 7, now),
-            Some(Duration::from_secs(60))
+            Some(Some(Duration::from_secs(60)))
         );
         assert!(Judged::holds(Some(&judged), Some(1), 7, now).is_some());
         // Anything else is judged again: another version (a spec change, a status someone else
@@ -232,6 +237,17 @@ mod tests {
         );
         assert_eq!(Judged::holds(Some(&judged), None, 7, now), None);
         assert_eq!(Judged::holds(None, Some(2), 7, now), None);
+        // Without a time bound it holds until something changes.
+        let unbounded = Judged {
+            until: None,
+            ..judged
+        };
+        let later = now + Duration::from_secs(86_400);
+        assert_eq!(
+            Judged::holds(Some(&unbounded), Some(2), 7, later),
+            Some(None)
+        );
+        assert_eq!(Judged::holds(Some(&unbounded), Some(2), 8, later), None);
     }
 
     #[test]
@@ -253,7 +269,7 @@ mod tests {
         let judged = Judged {
             version: 1,
             inputs: 1,
-            until: Instant::now(),
+            until: Some(Instant::now()),
             write: None,
         };
         written.judged("a", judged);
