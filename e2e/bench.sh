@@ -63,8 +63,8 @@ for n in ${SIZES}; do
   IFS='|' read -r _ apiserver_ms etcd_ms operator_ms _ <<<"${cpu}"
   # revalidation| N | initial s | converged s | summary s | agents/s | body bytes | RSS | peak RSS |
   IFS='|' read -r _ initial converged summary agents_per_s bytes rss peak _ <<<"${revalidation}"
-  # sweep| N | reconciles | written | s | RSS | peak RSS |
-  IFS='|' read -r _ swept written sweep_s sweep_rss sweep_peak _ <<<"${sweep}"
+  # sweep| N | reconciles | written | s | RSS | peak RSS | RSS settled |
+  IFS='|' read -r _ swept written sweep_s sweep_rss sweep_peak sweep_settled _ <<<"${sweep}"
   ratio=$(awk -v a="${converged}" -v b="${ceiling_s}" 'BEGIN { printf "%.2f", a / b }')
   verdict=$(awk -v r="${ratio}" -v t="${TARGET_RATIO}" 'BEGIN { print (r <= t ? "yes" : "no") }')
   echo "${n} agents: ceiling ${rate// /} writes/s at concurrency ${c// /} (${ceiling_s// /} s for ${n});" \
@@ -72,7 +72,7 @@ for n in ${SIZES}; do
     "no-change sweep wrote ${written// /}; operator RSS ${sweep_rss// /} MiB" >&2
   ceiling_rows+="| ${n} |${rate}|${c}|${ceiling_s}|${ceiling_bytes}| ${per_concurrency} |"$'\n'
   revalidation_rows+="| ${n} |${ceiling_s}|${converged}| **${ratio}** (${verdict}) |${summary}|${agents_per_s}|${bytes}|${initial}|${rss}|${peak}|"$'\n'
-  sweep_rows+="| ${n} |${swept}|${written}|${sweep_s}|${sweep_rss}|${sweep_peak}|"$'\n'
+  sweep_rows+="| ${n} |${swept}|${written}|${sweep_s}|${sweep_rss}|${sweep_peak}|${sweep_settled}|"$'\n'
   webhook_rows+="| ${webhook}"$'\n'
   cpu_rows+="| ${n} |${ceiling_apiserver}|${ceiling_etcd}|${apiserver_ms}|${etcd_ms}|${operator_ms}|"$'\n'
   if [[ "${written// /}" != "0" ]]; then
@@ -120,8 +120,9 @@ echo "${webhook_rss}"
   echo "   namespace has seen every agent signed under the new hash (then the operator's own"
   echo "   revalidation summary must count all N and a list must confirm every proof)."
   echo "2. **No-change sweep**: a fresh operator (remembering nothing) judges every agent again;"
-  echo "   agents written = those whose resourceVersion changed (must be 0). Its RSS (VmRSS, once"
-  echo "   the sweep is over) is the operator's memory holding N agents and N AgentPromotions."
+  echo "   agents written = those whose resourceVersion changed (must be 0). Its RSS (VmRSS) once"
+  echo "   the sweep is over, and again 5 s later at rest (the judgements' transient memory given"
+  echo "   back), is the operator's memory holding N agents and N AgentPromotions."
   echo "   The operator allocates with jemalloc (one arena, freed pages returned within a second;"
   echo "   \`.cargo/config.toml\`), as the images ship it (on musl without the background thread that"
   echo "   returns them; operator/Cargo.toml). Its Agent and AgentPromotion caches keep each object"
@@ -152,8 +153,8 @@ echo "${webhook_rss}"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s' "${revalidation_rows}"
   echo
-  echo "| agents | no-change sweep: agents judged | agents written | s | operator RSS MiB (N agents) | peak RSS MiB |"
-  echo "|---|---|---|---|---|---|"
+  echo "| agents | no-change sweep: agents judged | agents written | s | operator RSS MiB (N agents) | peak RSS MiB | RSS MiB 5 s later, at rest |"
+  echo "|---|---|---|---|---|---|---|"
   printf '%s' "${sweep_rows}"
   echo
   # Side-by-side experiments on the operator's memory, measured by hand (two builds of the
@@ -173,6 +174,10 @@ echo "${webhook_rss}"
   printf '%s' "${webhook_rows}"
   echo
   printf '%s\n' "${deployed}"
+  echo
+  # Where the webhook's CPU per review goes, profiled by hand with perf (deployed.sh's
+  # AGENTGOV_DEPLOYED_PROFILE): kept in e2e/bench/webhook-profile.md and copied in as is.
+  cat e2e/bench/webhook-profile.md
   echo
   printf '%s\n' "${peer}"
   echo

@@ -30,6 +30,10 @@
 #   AGENTGOV_DEPLOYED_CREATES      Pod creates per latency row and round (default 300)
 #   AGENTGOV_DEPLOYED_CREATE_ROUNDS  latency rounds (default 4)
 #   AGENTGOV_DEPLOYED_NO_BUILD=1   use the binaries already in target/release
+#   AGENTGOV_DEPLOYED_PROFILE=1    after the load rounds, load the release webhook once more per
+#                                  shape with `perf record --call-graph dwarf` attached, print where
+#                                  a review's CPU goes (e2e/bench/profile.py; needs perf, as root
+#                                  or with perf_event_paranoid <= 1), and stop before the Pod creates
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "${REPO}"
@@ -197,6 +201,31 @@ idle_cpu() {
   echo "$(( (b - a) * 1000 / $(getconf CLK_TCK) / 5 ))"
 }
 idle="$(idle_cpu "${release_PID}")"
+
+# Where a review's CPU goes: each shape loaded once more with perf sampling the release webhook
+# (call graphs unwound from the stack, so shares are inclusive), shares turned into µs with the
+# unprofiled median CPU per review (perf's own cost is charged to the process it samples).
+if [[ -n "${AGENTGOV_DEPLOYED_PROFILE:-}" ]]; then
+  command -v perf >/dev/null || { log "perf not found (apt-get install linux-perf)"; exit 1; }
+  echo "${rows}"
+  echo
+  echo "#### Where a review's CPU goes (perf, release webhook)"
+  echo
+  for shape in "${SHAPES[@]}"; do
+    read -r http connections in_flight <<<"${shape}"
+    data="${RUN_DIR}/perf-${http}-${connections}-${in_flight}.data"
+    (sleep 1.5; perf record -q --call-graph dwarf,32768 -F 1000 -o "${data}" -p "${release_PID}" -- sleep 3) \
+      >/dev/null 2>&1 &
+    profiled="$(load release "${http}" "${connections}" "${in_flight}")" || { log "profiled load failed"; exit 1; }
+    wait $!
+    [[ -s "${data}" ]] || { log "perf recorded nothing (perf_event_paranoid? run as root)"; exit 1; }
+    perf report -i "${data}" --children --sort sym -g none --stdio --percent-limit 0 2>/dev/null |
+      python3 e2e/bench/profile.py --results "${RESULTS}" --shape "${http} ${connections} ${in_flight}" \
+        --profiled "${profiled}"
+    echo
+  done
+  exit 0
+fi
 
 # Every decision reached the log: decision lines = the decision counters.
 decisions_counted() {

@@ -82,8 +82,42 @@ where
 {
     let writer: Writer<K> = Writer::default();
     let reader = writer.as_reader();
+    let events = reflector::reflector(writer, watcher::watcher(api, config).modify(modify));
+    let (stream, synced) = observed(events, observe);
+    (reader, stream, synced)
+}
+
+/// A watch of `api` without a kube-runtime store, for a kind `observe` caches itself (it sees
+/// every watch event, relists included): the stream of changed objects and its readiness.
+pub fn streamed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    modify: fn(&mut K),
+    observe: impl Fn(&Event<K>) + Send + 'static,
+) -> (
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Synced,
+)
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    observed(watcher::watcher(api, config).modify(modify), observe)
+}
+
+/// `events` shown to `observe`, readiness published at the first `InitDone`, retried with
+/// backoff, as the objects they touch.
+fn observed<K>(
+    events: impl Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+    observe: impl Fn(&Event<K>) + Send + 'static,
+) -> (
+    impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    Synced,
+)
+where
+    K: Send + 'static,
+{
     let (tx, rx) = watch::channel(false);
-    let stream = reflector::reflector(writer, watcher::watcher(api, config).modify(modify))
+    let stream = events
         .inspect(move |event| {
             if let Ok(event) = event {
                 observe(event);
@@ -94,7 +128,7 @@ where
         })
         .default_backoff()
         .touched_objects();
-    (reader, stream, Synced(rx))
+    (stream, Synced(rx))
 }
 
 /// A store that stays empty, already synced: for a kind the operator is told not to watch.

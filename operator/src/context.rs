@@ -18,9 +18,10 @@ use kube::ResourceExt;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tracing::warn;
 
 use crate::authz::Approvers;
-use crate::compact::{CachedAgent, CachedPromotion};
+use crate::compact::{CachedAgent, PackedPromotion};
 use crate::error::{Error, Result};
 use crate::judge::ActivePolicy;
 use crate::keys::KeyRingSource;
@@ -41,7 +42,6 @@ pub struct Context {
     pub floors: Store<ClusterPolicyBundle>,
     /// AgentExceptions: waivers of policy rules for named agents, for a while.
     pub exceptions: Store<AgentException>,
-    pub promotions: Store<CachedPromotion>,
     /// AgentPromotions by the agent they approve.
     pub promotion_index: Arc<PromotionIndex>,
     pub agents_synced: crate::cache::Synced,
@@ -197,8 +197,10 @@ impl CountedOnce {
     }
 }
 
-/// The AgentPromotions of each agent, by (namespace, agent) → promotion names, kept from the
-/// promotion watch (so judging an agent does not scan every promotion).
+/// The AgentPromotions, by namespace and agent: the operator's cache of them, kept from the
+/// promotion watch. Not a kube-runtime store: nothing scans every promotion, a judgement reads
+/// its agent's own, and each is kept whole as one [`PackedPromotion`] (no `ObjectMeta`, `Arc`,
+/// key and table slot per promotion, which were most of what one cost in a store).
 #[derive(Default)]
 pub struct PromotionIndex {
     index: Mutex<Index>,
@@ -207,30 +209,33 @@ pub struct PromotionIndex {
     relist: Mutex<Option<Index>>,
 }
 
-/// Namespace → agent → the agent's AgentPromotion names. Nested, so each namespace's name is
-/// kept once and a lookup allocates nothing (a judgement looks up its agent's approvals).
-type Index = HashMap<String, HashMap<Box<str>, Names>>;
+/// Namespace → agent → the agent's AgentPromotions. Nested, so each namespace's name is kept
+/// once and a lookup allocates nothing but the approvals it returns.
+type Index = HashMap<String, HashMap<Box<str>, Approvals>>;
 
-/// An agent's AgentPromotion names, sorted, without repeats: a boxed slice, not a `BTreeSet`,
-/// whose smallest node is about 400 bytes for the one or two names an agent usually has (and
-/// not a `Vec`, whose first push reserves four).
+/// An agent's AgentPromotions, sorted by name, one per name: a boxed slice, not a `BTreeMap`,
+/// whose smallest node is about 400 bytes for the one or two an agent usually has (and not a
+/// `Vec`, whose first push reserves four).
 #[derive(Default)]
-pub struct Names(Box<[Box<str>]>);
+pub struct Approvals(Box<[(Box<str>, PackedPromotion)]>);
 
-impl Names {
-    fn insert(&mut self, name: &str) {
-        if let Err(at) = self.0.binary_search_by(|n| (**n).cmp(name)) {
-            let mut names = std::mem::take(&mut self.0).into_vec();
-            names.insert(at, name.into());
-            self.0 = names.into_boxed_slice();
+impl Approvals {
+    fn insert(&mut self, name: &str, promotion: PackedPromotion) {
+        match self.0.binary_search_by(|(n, _)| (**n).cmp(name)) {
+            Ok(at) => self.0[at].1 = promotion,
+            Err(at) => {
+                let mut approvals = std::mem::take(&mut self.0).into_vec();
+                approvals.insert(at, (name.into(), promotion));
+                self.0 = approvals.into_boxed_slice();
+            }
         }
     }
 
     fn remove(&mut self, name: &str) {
-        if let Ok(at) = self.0.binary_search_by(|n| (**n).cmp(name)) {
-            let mut names = std::mem::take(&mut self.0).into_vec();
-            names.remove(at);
-            self.0 = names.into_boxed_slice();
+        if let Ok(at) = self.0.binary_search_by(|(n, _)| (**n).cmp(name)) {
+            let mut approvals = std::mem::take(&mut self.0).into_vec();
+            approvals.remove(at);
+            self.0 = approvals.into_boxed_slice();
         }
     }
 
@@ -239,17 +244,17 @@ impl Names {
     }
 }
 
-fn insert_into(index: &mut Index, namespace: &str, agent: &str, name: &str) {
+fn insert_into(index: &mut Index, namespace: &str, agent: &str, name: &str, p: PackedPromotion) {
     let agents = match index.get_mut(namespace) {
         Some(agents) => agents,
         None => index.entry(namespace.to_string()).or_default(),
     };
     match agents.get_mut(agent) {
-        Some(names) => names.insert(name),
+        Some(approvals) => approvals.insert(name, p),
         None => {
-            let mut names = Names::default();
-            names.insert(name);
-            agents.insert(agent.into(), names);
+            let mut approvals = Approvals::default();
+            approvals.insert(name, p);
+            agents.insert(agent.into(), approvals);
         }
     }
 }
@@ -259,18 +264,28 @@ impl PromotionIndex {
         self.index.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn insert(&self, promotion: &CachedPromotion) {
+    pub fn insert(&self, promotion: &AgentPromotion) {
+        let packed = match PackedPromotion::of(promotion) {
+            Ok(packed) => packed,
+            Err(e) => {
+                // Its own type wrote it a moment ago; were it ever to fail, the agent is judged
+                // without this approval (a deny), which the log explains.
+                warn!(promotion = %promotion.name_any(), error = %e, "AgentPromotion not cached");
+                return;
+            }
+        };
         let namespace = promotion.metadata.namespace.as_deref().unwrap_or_default();
         let name = promotion.metadata.name.as_deref().unwrap_or_default();
+        let agent = promotion.spec.agent.as_str();
         if let Some(relist) = self
             .relist
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .as_mut()
         {
-            insert_into(relist, namespace, &promotion.summary, name);
+            insert_into(relist, namespace, agent, name, packed.clone());
         }
-        insert_into(&mut self.lock(), namespace, &promotion.summary, name);
+        insert_into(&mut self.lock(), namespace, agent, name, packed);
     }
 
     pub fn relist_started(&self) {
@@ -288,16 +303,16 @@ impl PromotionIndex {
         }
     }
 
-    pub fn remove(&self, promotion: &CachedPromotion) {
+    pub fn remove(&self, promotion: &AgentPromotion) {
         let namespace = promotion.metadata.namespace.as_deref().unwrap_or_default();
-        let agent = &*promotion.summary;
+        let agent = promotion.spec.agent.as_str();
         let mut index = self.lock();
         let Some(agents) = index.get_mut(namespace) else {
             return;
         };
-        if let Some(names) = agents.get_mut(agent) {
-            names.remove(promotion.metadata.name.as_deref().unwrap_or_default());
-            if names.is_empty() {
+        if let Some(approvals) = agents.get_mut(agent) {
+            approvals.remove(promotion.metadata.name.as_deref().unwrap_or_default());
+            if approvals.is_empty() {
                 agents.remove(agent);
             }
         }
@@ -306,12 +321,20 @@ impl PromotionIndex {
         }
     }
 
-    pub fn of(&self, namespace: &str, agent: &str) -> Vec<String> {
-        self.lock()
+    /// The AgentPromotions of `agent` in `namespace`, by name. Copied out under the lock and
+    /// unpacked after it.
+    pub fn of(
+        &self,
+        namespace: &str,
+        agent: &str,
+    ) -> Result<Vec<AgentPromotion>, serde_json::Error> {
+        let packed: Vec<PackedPromotion> = self
+            .lock()
             .get(namespace)
             .and_then(|agents| agents.get(agent))
-            .map(|names| names.0.iter().map(|n| n.to_string()).collect())
-            .unwrap_or_default()
+            .map(|approvals| approvals.0.iter().map(|(_, p)| p.clone()).collect())
+            .unwrap_or_default();
+        packed.iter().map(PackedPromotion::object).collect()
     }
 }
 
@@ -444,16 +467,13 @@ impl Context {
 
     /// The AgentPromotions of an agent, from the cache.
     pub fn promotions_of(&self, namespace: &str, agent: &str) -> Result<Vec<Arc<AgentPromotion>>> {
-        self.promotion_index
+        Ok(self
+            .promotion_index
             .of(namespace, agent)
+            .map_err(Error::Cached)?
             .into_iter()
-            .filter_map(|name| {
-                self.promotions
-                    .get(&ObjectRef::new(&name).within(namespace))
-                    .filter(|p| &*p.summary == agent)
-            })
-            .map(|p| p.object().map(Arc::new).map_err(Error::Cached))
-            .collect()
+            .map(Arc::new)
+            .collect())
     }
 }
 
@@ -478,8 +498,8 @@ mod tests {
 
     use super::*;
     use crate::fixtures::{
-        BUNDLE, NAMESPACE, agent, bundle_in_force, compact, governed_spec, policy_requiring,
-        promotion, ring_config,
+        BUNDLE, NAMESPACE, agent, bundle_in_force, governed_spec, policy_requiring, promotion,
+        ring_config,
     };
 
     #[test]
@@ -535,7 +555,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_agents_promotions_come_from_the_index_and_the_cache() {
+    async fn an_agents_promotions_come_from_the_index() {
         let keys = ring_config("k1", &["k1"]);
         let filings = agent("filings", governed_spec());
         let other = agent("other", governed_spec());
@@ -556,52 +576,72 @@ mod tests {
         assert_eq!(names("other"), vec!["other-by-alice"]);
         assert!(ctx.promotions_of("team-b", "filings").unwrap().is_empty());
 
-        // The index may name a promotion the cache no longer has (deleted meanwhile): skipped.
-        ctx.promotion_index
-            .insert(&compact(promotion("filings-gone", &filings, "carol")));
-        assert_eq!(names("filings"), vec!["filings-by-alice", "filings-by-bob"]);
-        // Or one the cache has for another agent (an index out of step): skipped too.
-        let mut moved = by_bob;
+        // A promotion recreated under its name for another agent (its spec is immutable): the
+        // watch shows the delete, then the new one (a relist replaces the whole index).
+        let mut moved = by_bob.clone();
         moved.spec.agent = "other".into();
-        ctx.promotion_index.insert(&compact(moved));
-        assert_eq!(names("other"), vec!["other-by-alice"]);
+        ctx.promotion_index.remove(&by_bob);
+        ctx.promotion_index.insert(&moved);
+        assert_eq!(names("other"), vec!["filings-by-bob", "other-by-alice"]);
+        assert_eq!(names("filings"), vec!["filings-by-alice"]);
     }
 
     #[test]
-    fn names_stay_sorted_without_repeats() {
-        let mut names = Names::default();
-        for name in ["b", "a", "c", "a"] {
-            names.insert(name);
+    fn approvals_stay_sorted_one_per_name() {
+        let filings = agent("filings", governed_spec());
+        let mut approvals = Approvals::default();
+        let mut uids = HashMap::new();
+        for (name, approver) in [("b", "bob"), ("a", "alice"), ("c", "carol"), ("a", "dan")] {
+            let p = promotion(name, &filings, approver);
+            uids.insert(name, p.uid());
+            approvals.insert(name, PackedPromotion::of(&p).unwrap());
         }
-        let listed = |names: &Names| names.0.iter().map(|n| n.to_string()).collect::<Vec<_>>();
-        assert_eq!(listed(&names), ["a", "b", "c"]);
-        names.remove("b");
-        names.remove("missing");
-        assert_eq!(listed(&names), ["a", "c"]);
-        names.remove("a");
-        names.remove("c");
-        assert!(names.is_empty());
+        let listed = |approvals: &Approvals| {
+            let listed = approvals
+                .0
+                .iter()
+                .map(|(n, p)| (n.to_string(), p.object().unwrap()));
+            listed.map(|(n, p)| (n, p.uid())).collect::<Vec<_>>()
+        };
+        let expected = |names: &[&str]| -> Vec<(String, Option<String>)> {
+            names
+                .iter()
+                .map(|n| (n.to_string(), uids[n].clone()))
+                .collect()
+        };
+        // The later "a" (dan's) replaced the earlier.
+        assert_eq!(listed(&approvals), expected(&["a", "b", "c"]));
+        approvals.remove("b");
+        approvals.remove("missing");
+        assert_eq!(listed(&approvals), expected(&["a", "c"]));
+        approvals.remove("a");
+        approvals.remove("c");
+        assert!(approvals.is_empty());
     }
 
     #[test]
     fn the_index_forgets_agents_and_namespaces_left_without_promotions() {
         let filings = agent("filings", governed_spec());
-        let by_alice = compact(promotion("filings-by-alice", &filings, "alice"));
-        let by_bob = compact(promotion("filings-by-bob", &filings, "bob"));
+        let by_alice = promotion("filings-by-alice", &filings, "alice");
+        let by_bob = promotion("filings-by-bob", &filings, "bob");
         let index = PromotionIndex::default();
+        let names = |namespace: &str, agent: &str| -> Vec<String> {
+            let approvals = index.of(namespace, agent).unwrap();
+            approvals.iter().map(|p| p.name_any()).collect()
+        };
         index.insert(&by_alice);
         index.insert(&by_bob);
         index.insert(&by_bob);
         assert_eq!(
-            index.of(NAMESPACE, "filings"),
+            names(NAMESPACE, "filings"),
             ["filings-by-alice", "filings-by-bob"]
         );
-        assert!(index.of(NAMESPACE, "other").is_empty());
-        assert!(index.of("team-b", "filings").is_empty());
+        assert!(names(NAMESPACE, "other").is_empty());
+        assert!(names("team-b", "filings").is_empty());
         index.remove(&by_alice);
-        assert_eq!(index.of(NAMESPACE, "filings"), ["filings-by-bob"]);
+        assert_eq!(names(NAMESPACE, "filings"), ["filings-by-bob"]);
         index.remove(&by_bob);
-        assert!(index.of(NAMESPACE, "filings").is_empty());
+        assert!(names(NAMESPACE, "filings").is_empty());
         assert!(index.lock().is_empty(), "nothing left behind");
     }
 }

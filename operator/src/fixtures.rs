@@ -484,9 +484,8 @@ impl Context {
             controller: MANAGER.into(),
             instance: Some("test".into()),
         };
-        let promotions: Vec<_> = promotions.iter().cloned().map(compact).collect();
         let promotion_index = PromotionIndex::default();
-        for promotion in &promotions {
+        for promotion in promotions {
             promotion_index.insert(promotion);
         }
         // `None`: the admission guards are in place.
@@ -500,7 +499,6 @@ impl Context {
             bundles: store(bundles),
             floors: store(&[]),
             exceptions: store(&[]),
-            promotions: store(&promotions),
             promotion_index: Arc::new(promotion_index),
             counted: Default::default(),
             revisions: Default::default(),

@@ -32,7 +32,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentgov_api::exception::AgentException;
-use agentgov_api::{ClusterPolicyBundle, GovernanceStatus, PolicyBundle};
+use agentgov_api::{AgentPromotion, ClusterPolicyBundle, GovernanceStatus, PolicyBundle};
 use agentgov_runtime::health::{self, Health, Readiness};
 use agentgov_runtime::shutdown::Shutdown;
 use agentgov_runtime::telemetry;
@@ -50,7 +50,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::authz::Approvers;
-use crate::compact::{CachedAgent, CachedPromotion};
+use crate::compact::CachedAgent;
 use crate::config::Config;
 use crate::context::{Context, GuardState, PolicyCache, PromotionIndex, Settings, status_limiter};
 use crate::error::{Error, Result};
@@ -131,7 +131,7 @@ async fn run(config: Config) -> Result<()> {
         None
     };
 
-    let (agents, bundles, promotions): (Api<CachedAgent>, Api<PolicyBundle>, Api<CachedPromotion>) =
+    let (agents, bundles, promotions): (Api<CachedAgent>, Api<PolicyBundle>, Api<AgentPromotion>) =
         match &config.namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
@@ -208,10 +208,10 @@ async fn run(config: Config) -> Result<()> {
     // Their own status (when each ends, whom it covers): a controller with its own small cache.
     let exception_controller = Controller::new(exceptions, cache::config());
     let promotion_index = Arc::new(PromotionIndex::default());
-    let (promotion_store, promotion_stream, promotions_synced) = {
+    let (promotion_stream, promotions_synced) = {
         let index = Arc::clone(&promotion_index);
         let written = Arc::clone(&writes.written);
-        cache::watched(
+        cache::streamed(
             promotions,
             cache::config(),
             cache::slim_unlabelled,
@@ -265,7 +265,6 @@ async fn run(config: Config) -> Result<()> {
         bundles: bundle_store,
         floors: floor_store,
         exceptions: exception_store,
-        promotions: promotion_store,
         promotion_index,
         agents_synced,
         bundles_synced,
@@ -364,9 +363,9 @@ async fn run(config: Config) -> Result<()> {
     // Readiness is already off when this resolves (see `stop`).
     let shutdown = stopping();
     let agents = agent_controller
-        .watches_stream(promotion_stream, |p: CachedPromotion| {
+        .watches_stream(promotion_stream, |p: AgentPromotion| {
             let namespace = p.namespace().unwrap_or_default();
-            std::iter::once(ObjectRef::new(&p.summary).within(&namespace))
+            std::iter::once(ObjectRef::new(&p.spec.agent).within(&namespace))
         })
         .watches_stream(exception_stream, {
             let agents = agent_store.clone();

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use agentgov_api::AgentPromotion;
 use agentgov_api::exception::AgentException;
 use agentgov_api::policy_bundle::BundleObject;
 use futures::{Stream, StreamExt};
@@ -16,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
-use crate::compact::{CachedAgent, CachedPromotion};
+use crate::compact::CachedAgent;
 use crate::context::PromotionIndex;
 use crate::written::Written;
 
@@ -144,8 +145,8 @@ pub fn forget_deleted<K: Resource>(written: &Written, event: &Event<K>) {
     }
 }
 
-/// Keep the promotion index in step with the promotion cache.
-pub fn index_promotions(index: &Arc<PromotionIndex>, event: &Event<CachedPromotion>) {
+/// Keep the promotion index (the operator's cache of AgentPromotions) in step with the watch.
+pub fn index_promotions(index: &Arc<PromotionIndex>, event: &Event<AgentPromotion>) {
     match event {
         Event::Apply(p) | Event::InitApply(p) => index.insert(p),
         Event::Delete(p) => index.remove(p),
@@ -213,7 +214,7 @@ mod tests {
     use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
     use super::*;
-    use crate::fixtures::{agent, bundle_in_force, compact, governed_spec, promotion};
+    use crate::fixtures::{agent, bundle_in_force, governed_spec, promotion};
 
     /// A bundle named `name` in `namespace` with `hash` in force (None: no status yet).
     fn bundle(namespace: &str, name: &str, hash: Option<&str>) -> PolicyBundle {
@@ -297,14 +298,18 @@ mod tests {
     }
 
     #[test]
-    fn the_promotion_index_follows_applies_and_deletes() {
+    fn the_promotion_index_follows_applies_deletes_and_relists() {
         let filings = agent("filings", governed_spec());
         let other = agent("other", governed_spec());
-        let by_alice = compact(promotion("filings-by-alice", &filings, "alice"));
-        let by_bob = compact(promotion("filings-by-bob", &filings, "bob"));
-        let of_other = compact(promotion("other-by-alice", &other, "alice"));
+        let by_alice = promotion("filings-by-alice", &filings, "alice");
+        let by_bob = promotion("filings-by-bob", &filings, "bob");
+        let of_other = promotion("other-by-alice", &other, "alice");
         let index = Arc::new(PromotionIndex::default());
         let ns = crate::fixtures::NAMESPACE;
+        let names = |namespace: &str, agent: &str| -> Vec<String> {
+            let approvals = index.of(namespace, agent).unwrap();
+            approvals.iter().map(|p| p.name_any()).collect()
+        };
 
         index_promotions(&index, &Event::Init);
         index_promotions(&index, &Event::InitApply(by_bob.clone()));
@@ -313,18 +318,25 @@ mod tests {
         index_promotions(&index, &Event::Apply(of_other.clone()));
         // A status write of a promotion already indexed.
         index_promotions(&index, &Event::Apply(by_alice.clone()));
-        assert_eq!(
-            index.of(ns, "filings"),
-            vec!["filings-by-alice", "filings-by-bob"]
-        );
-        assert_eq!(index.of(ns, "other"), vec!["other-by-alice"]);
-        assert!(index.of("elsewhere", "filings").is_empty());
+        assert_eq!(names(ns, "filings"), ["filings-by-alice", "filings-by-bob"]);
+        assert_eq!(names(ns, "other"), ["other-by-alice"]);
+        assert!(names("elsewhere", "filings").is_empty());
 
         index_promotions(&index, &Event::Delete(by_bob));
-        assert_eq!(index.of(ns, "filings"), vec!["filings-by-alice"]);
+        assert_eq!(names(ns, "filings"), ["filings-by-alice"]);
         index_promotions(&index, &Event::Delete(by_alice.clone()));
-        index_promotions(&index, &Event::Delete::<CachedPromotion>(by_alice));
-        assert!(index.of(ns, "filings").is_empty());
-        assert_eq!(index.of(ns, "other"), vec!["other-by-alice"]);
+        index_promotions(&index, &Event::Delete(by_alice.clone()));
+        assert!(names(ns, "filings").is_empty());
+        assert_eq!(names(ns, "other"), ["other-by-alice"]);
+
+        // A relist (the watch was down): what it did not show is forgotten when it is done, and
+        // until then the index answers as before.
+        index_promotions(&index, &Event::Apply(by_alice.clone()));
+        index_promotions(&index, &Event::Init);
+        index_promotions(&index, &Event::InitApply(by_alice));
+        assert_eq!(names(ns, "other"), ["other-by-alice"]);
+        index_promotions(&index, &Event::InitDone);
+        assert_eq!(names(ns, "filings"), ["filings-by-alice"]);
+        assert!(names(ns, "other").is_empty());
     }
 }

@@ -16,7 +16,7 @@
 //! prints Markdown rows:
 //! `revalidation| N | initial s | converged s | summary s | agents/s | body bytes | RSS MiB | peak RSS MiB |`,
 //! `cpu| N | kube-apiserver ms | etcd ms | operator ms |` (CPU per agent in the revalidation),
-//! `sweep| N | reconciles | agents written | s | RSS MiB | peak RSS MiB |`, `webhook| ...`, and
+//! `sweep| N | reconciles | agents written | s | RSS MiB | peak RSS MiB | RSS MiB settled |`, `webhook| ...`, and
 //! the ceiling's rows (`status_writes::ceiling`)
 
 #[path = "../status_writes.rs"]
@@ -36,6 +36,9 @@ use futures::{StreamExt, TryStreamExt, stream};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
 use status_writes::{control_plane_cpu, cpu_per_write, memory_kib, status_body, watch_signed};
+
+/// How long after the sweep the operator's memory is read again, at rest.
+const SETTLE: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> Result<()> {
@@ -149,6 +152,10 @@ async fn main() -> Result<()> {
     let sweep = started.elapsed();
     let rss_kib = memory_kib(operator.pid(), "VmRSS:").context("the operator's VmRSS")?;
     let sweep_peak_kib = memory_kib(operator.pid(), "VmHWM:").context("the operator's VmHWM")?;
+    // At rest: the judgements' transient memory returned (jemalloc gives freed pages back after
+    // a second), what is left is what holding N agents costs.
+    tokio::time::sleep(SETTLE).await;
+    let settled_kib = memory_kib(operator.pid(), "VmRSS:").context("the operator's VmRSS")?;
     stop(operator).await?;
     let after = resource_versions(&agents).await?;
     let written = versions
@@ -157,10 +164,11 @@ async fn main() -> Result<()> {
         .count();
     eprintln!("no-change sweep: {swept} agent reconciles, {written} agents written");
     println!(
-        "sweep| {n} | {swept} | {written} | {:.1} | {:.1} | {:.1} |",
+        "sweep| {n} | {swept} | {written} | {:.1} | {:.1} | {:.1} | {:.1} |",
         sweep.as_secs_f64(),
         rss_kib as f64 / 1024.0,
         sweep_peak_kib as f64 / 1024.0,
+        settled_kib as f64 / 1024.0,
     );
     webhook_memory(&ns, &keys, n).await?;
 

@@ -156,6 +156,20 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView, ring: KeyRing) {
     let baseline = per_op(5_000, || {
         crate::baseline_answer(&body);
     });
+    // What the API server sends for a Deployment's Pod (8 KB, most of it managed fields and
+    // container fields no decision reads), parsed as a review is, beside skimming it whole
+    // without keeping a field: what reading it costs any serde_json parse.
+    let deployment_body = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../e2e/bench/fixtures/pod-review-deployment.json"
+    ))
+    .unwrap();
+    let parse_deployment = per_op(5_000, || {
+        agentgov_webhook::review::parse_pod(&deployment_body).unwrap();
+    });
+    let skim_deployment = per_op(5_000, || {
+        serde_json::from_slice::<serde::de::IgnoredAny>(&deployment_body).unwrap();
+    });
     let parse_whole = per_op(5_000, || {
         agentgov_webhook::review::parse(&body).unwrap();
     });
@@ -226,6 +240,15 @@ pub fn micro(memo_view: &StaticView, fresh_view: &StaticView, ring: KeyRing) {
     println!(
         "| of which: parsing the Pod AdmissionReview (the fields decisions read) | {} |",
         micros(parse_only)
+    );
+    println!(
+        "| parsing a Deployment's Pod AdmissionReview as the API server sends it ({} bytes, `e2e/bench/fixtures/pod-review-deployment.json`) | {} |",
+        deployment_body.len(),
+        micros(parse_deployment)
+    );
+    println!(
+        "| for comparison: skimming that body without keeping a field (serde_json into `IgnoredAny`: the least any serde parse of it costs) | {} |",
+        micros(skim_deployment)
     );
     println!(
         "| for comparison: the baseline's whole answer (parse of the uid only, encoding) | {} |",
