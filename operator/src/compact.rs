@@ -21,7 +21,7 @@
 use std::borrow::Cow;
 use std::fmt::Debug;
 use std::marker::PhantomData;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use agentgov_api::agent::AgentMode;
 use agentgov_api::{Agent, AgentPromotion, GovernanceStatus};
@@ -108,16 +108,17 @@ fn compress<K: Learns>(object: &K) -> Result<Box<[u8]>, serde_json::Error> {
 
 /// A whole object, metadata too, as JSON compressed against its kind's dictionary: what a
 /// cache keeps of a kind no kube-runtime store holds (AgentPromotions, in the promotion index,
-/// which spares each the store's `ObjectMeta`, `Arc`, key and table slot).
+/// which spares each the store's `ObjectMeta`, `Arc`, key and table slot). Shared, so a
+/// reader takes it out from under the cache's lock by a reference count, not a copy.
 pub struct Packed<K> {
-    packed: Box<[u8]>,
+    packed: Arc<[u8]>,
     kind: PhantomData<fn() -> K>,
 }
 
 impl<K: Learns> Packed<K> {
     pub fn of(object: &K) -> Result<Self, serde_json::Error> {
         Ok(Packed {
-            packed: compress(object)?,
+            packed: compress(object)?.into(),
             kind: PhantomData,
         })
     }
@@ -132,7 +133,7 @@ impl<K: Learns> Packed<K> {
 impl<K> Clone for Packed<K> {
     fn clone(&self) -> Self {
         Packed {
-            packed: self.packed.clone(),
+            packed: Arc::clone(&self.packed),
             kind: PhantomData,
         }
     }
@@ -300,7 +301,6 @@ pub type PackedPromotion = Packed<AgentPromotion>;
 #[cfg(test)]
 mod tests {
     use agentgov_api::agent::{AgentStatus, PolicyRef};
-    use std::sync::Arc;
 
     use super::*;
     use crate::fixtures::{agent, governed_spec, promotion};

@@ -321,8 +321,8 @@ impl PromotionIndex {
         }
     }
 
-    /// The AgentPromotions of `agent` in `namespace`, by name. Copied out under the lock and
-    /// unpacked after it.
+    /// The AgentPromotions of `agent` in `namespace`, by name. Taken out under the lock (a
+    /// reference count each) and unpacked after it.
     pub fn of(
         &self,
         namespace: &str,

@@ -168,8 +168,9 @@ pub fn approval_in_force(judgement: &Judgement) -> Option<RevisionApproval> {
 /// would write the same again asks the API server nothing.
 #[derive(Default)]
 pub struct Converged {
-    /// Per agent uid: a fingerprint of what its revisions were last made to say.
-    memo: Mutex<HashMap<String, Fingerprint>>,
+    /// By the fingerprint of an agent's uid (as `Written` keys them: 16 bytes an agent, not a
+    /// uid's 60): a fingerprint of what its revisions were last made to say.
+    memo: Mutex<HashMap<Fingerprint, Fingerprint>>,
     /// Each agent's revisions as one list of its namespace found them, until the agent's first
     /// look takes them: a fresh operator (a restart, a failover) would otherwise list the
     /// namespace's revisions once per agent, and the API server filters a label selector over
@@ -186,16 +187,16 @@ struct Listed {
 
 impl Converged {
     fn get(&self, uid: &str) -> Option<Fingerprint> {
-        lock(&self.memo).get(uid).copied()
+        lock(&self.memo).get(&fingerprint(uid)).copied()
     }
 
     fn set(&self, uid: &str, value: Fingerprint) {
-        lock(&self.memo).insert(uid.to_string(), value);
+        lock(&self.memo).insert(fingerprint(uid), value);
     }
 
     /// The agent is gone.
     pub fn forget(&self, uid: &str) {
-        lock(&self.memo).remove(uid);
+        lock(&self.memo).remove(&fingerprint(uid));
         if let Ok(mut listed) = self.listed.try_lock() {
             listed.by_owner.remove(uid);
         }
@@ -215,7 +216,12 @@ impl Converged {
             listed.by_owner.extend(by_owner);
             listed.namespaces.insert(namespace.to_string());
         }
-        Ok(listed.by_owner.remove(uid))
+        let taken = listed.by_owner.remove(uid);
+        if listed.by_owner.is_empty() {
+            // Every agent has taken its own: give back the table a large namespace grew.
+            listed.by_owner = HashMap::new();
+        }
+        Ok(taken)
     }
 }
 
