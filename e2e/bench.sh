@@ -63,8 +63,8 @@ for n in ${SIZES}; do
   IFS='|' read -r _ apiserver_ms etcd_ms operator_ms _ <<<"${cpu}"
   # revalidation| N | initial s | converged s | summary s | agents/s | body bytes | RSS | peak RSS |
   IFS='|' read -r _ initial converged summary agents_per_s bytes rss peak _ <<<"${revalidation}"
-  # sweep| N | reconciles | written | s | RSS | peak RSS | RSS settled |
-  IFS='|' read -r _ swept written sweep_s sweep_rss sweep_peak sweep_settled _ <<<"${sweep}"
+  # sweep| N | reconciles | written | s | RSS | peak RSS | RSS settled | anonymous | file-backed |
+  IFS='|' read -r _ swept written sweep_s sweep_rss sweep_peak sweep_settled sweep_anon sweep_file _ <<<"${sweep}"
   ratio=$(awk -v a="${converged}" -v b="${ceiling_s}" 'BEGIN { printf "%.2f", a / b }')
   verdict=$(awk -v r="${ratio}" -v t="${TARGET_RATIO}" 'BEGIN { print (r <= t ? "yes" : "no") }')
   echo "${n} agents: ceiling ${rate// /} writes/s at concurrency ${c// /} (${ceiling_s// /} s for ${n});" \
@@ -72,7 +72,7 @@ for n in ${SIZES}; do
     "no-change sweep wrote ${written// /}; operator RSS ${sweep_rss// /} MiB" >&2
   ceiling_rows+="| ${n} |${rate}|${c}|${ceiling_s}|${ceiling_bytes}| ${per_concurrency} |"$'\n'
   revalidation_rows+="| ${n} |${ceiling_s}|${converged}| **${ratio}** (${verdict}) |${summary}|${agents_per_s}|${bytes}|${initial}|${rss}|${peak}|"$'\n'
-  sweep_rows+="| ${n} |${swept}|${written}|${sweep_s}|${sweep_rss}|${sweep_peak}|${sweep_settled}|"$'\n'
+  sweep_rows+="| ${n} |${swept}|${written}|${sweep_s}|${sweep_rss}|${sweep_peak}|${sweep_settled}|${sweep_anon}/${sweep_file}|"$'\n'
   webhook_rows+="| ${webhook}"$'\n'
   cpu_rows+="| ${n} |${ceiling_apiserver}|${ceiling_etcd}|${apiserver_ms}|${etcd_ms}|${operator_ms}|"$'\n'
   if [[ "${written// /}" != "0" ]]; then
@@ -122,7 +122,9 @@ echo "${webhook_rss}"
   echo "2. **No-change sweep**: a fresh operator (remembering nothing) judges every agent again;"
   echo "   agents written = those whose resourceVersion changed (must be 0). Its RSS (VmRSS) once"
   echo "   the sweep is over, and again 5 s later at rest (the judgements' transient memory given"
-  echo "   back), is the operator's memory holding N agents and N AgentPromotions."
+  echo "   back), is the operator's memory holding N agents and N AgentPromotions; at rest it is"
+  echo "   also split into anonymous memory (heap, stacks: RssAnon) and the binary's own pages"
+  echo "   (file-backed and clean, which the kernel may drop and read again: RssFile)."
   echo "   The operator allocates with jemalloc (one arena, freed pages returned within a second;"
   echo "   \`.cargo/config.toml\`), as the images ship it (on musl without the background thread that"
   echo "   returns them; operator/Cargo.toml). Its Agent and AgentPromotion caches keep each object"
@@ -153,8 +155,8 @@ echo "${webhook_rss}"
   echo "|---|---|---|---|---|---|---|---|---|---|"
   printf '%s' "${revalidation_rows}"
   echo
-  echo "| agents | no-change sweep: agents judged | agents written | s | operator RSS MiB (N agents) | peak RSS MiB | RSS MiB 5 s later, at rest |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| agents | no-change sweep: agents judged | agents written | s | operator RSS MiB (N agents) | peak RSS MiB | RSS MiB 5 s later, at rest | at rest: anonymous / file-backed MiB |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s' "${sweep_rows}"
   echo
   # Side-by-side experiments on the operator's memory, measured by hand (two builds of the

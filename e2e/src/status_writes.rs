@@ -106,7 +106,7 @@ pub fn status_body(status: &AgentStatus) -> Result<Vec<u8>> {
     }))?)
 }
 
-/// A memory figure (`VmRSS:`, `VmHWM:`) of a process, in KiB.
+/// A memory figure (`VmRSS:`, `VmHWM:`, `RssAnon:`, `RssFile:`) of a process, in KiB.
 pub fn memory_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status

@@ -156,6 +156,10 @@ async fn main() -> Result<()> {
     // a second), what is left is what holding N agents costs.
     tokio::time::sleep(SETTLE).await;
     let settled_kib = memory_kib(operator.pid(), "VmRSS:").context("the operator's VmRSS")?;
+    // What of it is the heap (and stacks) and what the binary's own pages, which the kernel
+    // can drop and read again: a smaller heap and a smaller binary are different work.
+    let anonymous_kib = memory_kib(operator.pid(), "RssAnon:").context("the operator's RssAnon")?;
+    let file_kib = memory_kib(operator.pid(), "RssFile:").context("the operator's RssFile")?;
     stop(operator).await?;
     let after = resource_versions(&agents).await?;
     let written = versions
@@ -164,11 +168,13 @@ async fn main() -> Result<()> {
         .count();
     eprintln!("no-change sweep: {swept} agent reconciles, {written} agents written");
     println!(
-        "sweep| {n} | {swept} | {written} | {:.1} | {:.1} | {:.1} | {:.1} |",
+        "sweep| {n} | {swept} | {written} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
         sweep.as_secs_f64(),
         rss_kib as f64 / 1024.0,
         sweep_peak_kib as f64 / 1024.0,
         settled_kib as f64 / 1024.0,
+        anonymous_kib as f64 / 1024.0,
+        file_kib as f64 / 1024.0,
     );
     webhook_memory(&ns, &keys, n).await?;
 
