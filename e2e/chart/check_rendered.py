@@ -181,7 +181,7 @@ WORKLOAD_RULES = expand("apps", ["deployments"], ["get", "list", "watch", "creat
 )
 # With policyReports.enabled (AGENTGOV_POLICY_REPORTS=true), and only then.
 REPORT_RULES = expand("wgpolicyk8s.io", ["policyreports"], ["get", "list", "watch", "create", "patch", "update", "delete"])
-WEBHOOK_RULES = expand("agentgov.dev", ["agents", "policybundles", "clusterpolicybundles"], ["get", "list", "watch"])
+WEBHOOK_RULES = expand("agentgov.dev", ["agents", "policybundles", "agentexceptions", "clusterpolicybundles"], ["get", "list", "watch"])
 
 
 def operator_flag(by_kind, env_name):

@@ -520,6 +520,9 @@ const RBAC: &str = "
     operator update admissionregistration.k8s.io/validatingadmissionpolicies - - no
     webhook  watch  agentgov.dev/agents                       -                 target  yes
     webhook  list   agentgov.dev/policybundles                -                 target  yes
+    webhook  list   agentgov.dev/agentexceptions              -                 target  yes
+    webhook  watch  agentgov.dev/agentexceptions              -                 target  yes
+    webhook  update agentgov.dev/agentexceptions              -                 target  no
     webhook  create authorization.k8s.io/subjectaccessreviews -                 -       yes
     webhook  patch  agentgov.dev/agents/status                -                 target  no
     webhook  create events.k8s.io/events                      -                 target  no
