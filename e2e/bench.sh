@@ -109,6 +109,10 @@ echo "${webhook_rss}"
   echo
   echo "\`target/release/examples/policy_throughput 200000\`: ${policy}"
   echo
+  # Measured by hand (the shared program against a copy per thread, two builds): kept in
+  # e2e/bench/policy-threads.md and copied in as is.
+  cat e2e/bench/policy-threads.md
+  echo
   echo "## Revalidation against the API server's own ceiling (real kube-apiserver + etcd on loopback)"
   echo
   echo "For each N, on one throwaway control plane (\`e2e/controlplane/cluster.sh exec\`), by"

@@ -13,6 +13,8 @@ use crate::policy_bundle::{
     RegoModule,
 };
 
+mod per_thread;
+
 /// The promotion policy shipped with agentgov (`policies/promotion.rego`).
 pub const PROMOTION_REGO: &str = include_str!("../../policies/promotion.rego");
 
@@ -333,13 +335,65 @@ impl Standing {
 /// Evaluation runs on regorus' Rego virtual machine (RVM), several times faster than its tree
 /// interpreter; a bundle whose Rego the RVM compiler does not support falls back to the
 /// interpreter, so any bundle that compiles can be evaluated.
+///
+/// A thread that evaluates the bundle again does so on its own copy of the program and data
+/// ([`per_thread`]): shared, their reference counts are written from every core.
 #[derive(Clone)]
 pub struct PolicyEngine {
     compiled: Arc<regorus::CompiledPolicy>,
     program: Option<Arc<regorus::rvm::program::Program>>,
     data: regorus::Value,
+    source: Arc<Source>,
     hash: Arc<str>,
     action: EnforcementAction,
+}
+
+/// What an engine is compiled from, kept so that a thread can compile its own copy.
+struct Source {
+    modules: Vec<RegoModule>,
+    /// The whole data document, as JSON.
+    data: String,
+    entrypoint: String,
+}
+
+/// A bundle compiled: for regorus' interpreter, for its RVM (when the RVM compiler supports
+/// the bundle's Rego), and its data document.
+struct Compiled {
+    policy: regorus::CompiledPolicy,
+    program: Option<Arc<regorus::rvm::program::Program>>,
+    data: regorus::Value,
+}
+
+impl Compiled {
+    /// Errors name the module and line.
+    fn of(source: &Source) -> Result<Self, Error> {
+        let mut engine = regorus::Engine::new();
+        engine.set_rego_v0(false);
+        for module in &source.modules {
+            engine
+                .add_policy(module.name.clone(), module.rego.clone())
+                .map_err(|e| Error::PolicyCompile(format!("{e}")))?;
+        }
+        let data = regorus::Value::from_json_str(&source.data)
+            .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
+        engine
+            .add_data(data.clone())
+            .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
+        let entrypoint: regorus::Rc<str> = source.entrypoint.as_str().into();
+        let policy = engine
+            .compile_with_entrypoint(&entrypoint)
+            .map_err(|e| Error::PolicyCompile(format!("{e}")))?;
+        let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(
+            &policy,
+            &[source.entrypoint.as_str()],
+        )
+        .ok();
+        Ok(Compiled {
+            policy,
+            program,
+            data,
+        })
+    }
 }
 
 impl std::fmt::Debug for PolicyEngine {
@@ -392,31 +446,17 @@ impl PolicyEngine {
 
     fn compile_data(spec: &PolicyBundleSpec, data: &str) -> Result<Self, Error> {
         let hash = policy_hash(spec)?;
-        let mut engine = regorus::Engine::new();
-        engine.set_rego_v0(false);
-        for module in &spec.modules {
-            engine
-                .add_policy(module.name.clone(), module.rego.clone())
-                .map_err(|e| Error::PolicyCompile(format!("{e}")))?;
-        }
-        let data = regorus::Value::from_json_str(data)
-            .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
-        engine
-            .add_data(data.clone())
-            .map_err(|e| Error::PolicyCompile(format!("policy data: {e}")))?;
-        let entrypoint: regorus::Rc<str> = spec.entrypoint.as_str().into();
-        let compiled = engine
-            .compile_with_entrypoint(&entrypoint)
-            .map_err(|e| Error::PolicyCompile(format!("{e}")))?;
-        let program = regorus::languages::rego::compiler::Compiler::compile_from_policy(
-            &compiled,
-            &[spec.entrypoint.as_str()],
-        )
-        .ok();
+        let source = Arc::new(Source {
+            modules: spec.modules.clone(),
+            data: data.to_string(),
+            entrypoint: spec.entrypoint.clone(),
+        });
+        let compiled = Compiled::of(&source)?;
         Ok(PolicyEngine {
-            compiled: Arc::new(compiled),
-            program,
-            data,
+            compiled: Arc::new(compiled.policy),
+            program: compiled.program,
+            data: compiled.data,
+            source,
             hash: hash.into(),
             action: spec.enforcement_action,
         })
@@ -426,9 +466,10 @@ impl PolicyEngine {
         let Some(program) = &self.program else {
             return self.interpret(input);
         };
+        let (program, data) = per_thread::program_and_data(&self.source, program, &self.data);
         let mut vm = regorus::rvm::vm::RegoVM::new();
-        vm.load_program(program.clone());
-        vm.set_data(self.data.clone())
+        vm.load_program(program);
+        vm.set_data(data)
             .map_err(|e| Error::PolicyEval(format!("{e}")))?;
         vm.set_input(input);
         vm.execute().map_err(|e| Error::PolicyEval(format!("{e}")))
