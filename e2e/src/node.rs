@@ -239,3 +239,150 @@ pub fn tls_handshake(address: &str, host: &str, ca_file: &std::path::Path) -> Re
     }
     Ok(())
 }
+
+/// What the host sees of the network of every Pod `api` lists, for a failure's message: each
+/// Pod's IP, containers and restarts; whether its declared ports take a connection and its
+/// liveness probe answers (from the host, as the kubelet probes); the neighbour entry and the
+/// packet filter rules (kube-router's NetworkPolicy chains) naming its IP; and the last of
+/// kube-router's warnings and errors and of the kubelet's failed probes. A Pod the kubelet could not probe once (its
+/// probes timed out while the process served, on an IP an earlier Pod had) left no more than
+/// its restarts behind; this is what tells the network from the Pod.
+pub async fn network_report(api: &Api<Pod>) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::from("== the Pods' network, as the host sees it\n");
+    let pods = match api.list(&Default::default()).await {
+        Ok(list) => list.items,
+        Err(e) => return format!("{out}cannot list the Pods: {e}\n"),
+    };
+    let rules = command_output("iptables-save", &[]);
+    for pod in &pods {
+        let status = pod.status.clone().unwrap_or_default();
+        let ip = status.pod_ip.unwrap_or_default();
+        let containers: Vec<String> = status
+            .container_statuses
+            .unwrap_or_default()
+            .iter()
+            .map(|c| {
+                let last = c
+                    .last_state
+                    .as_ref()
+                    .and_then(|s| s.terminated.as_ref())
+                    .map(|t| format!(", last ended {:?} ({})", t.reason, t.exit_code))
+                    .unwrap_or_default();
+                format!(
+                    "{} ready={} restarts={}{last}",
+                    c.name, c.ready, c.restart_count
+                )
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "Pod {} ip={ip} phase={:?}: {}",
+            pod.metadata.name.as_deref().unwrap_or_default(),
+            status.phase,
+            containers.join("; ")
+        );
+        if ip.is_empty() {
+            continue;
+        }
+        for container in pod.spec.iter().flat_map(|s| &s.containers) {
+            for port in container.ports.iter().flatten() {
+                let address = format!("{ip}:{}", port.container_port);
+                let connect = match address.parse() {
+                    Ok(address) => {
+                        match std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))
+                        {
+                            Ok(_) => "connects".to_string(),
+                            Err(e) => format!("does not connect: {e}"),
+                        }
+                    }
+                    Err(e) => format!("not an address: {e}"),
+                };
+                let _ = writeln!(out, "  tcp {address}: {connect}");
+            }
+            let liveness = container
+                .liveness_probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref());
+            if let Some(get) = liveness {
+                let port = match &get.port {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
+                        n.to_string()
+                    }
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(name) => {
+                        container
+                            .ports
+                            .iter()
+                            .flatten()
+                            .find(|p| p.name.as_deref() == Some(name.as_str()))
+                            .map_or_else(|| name.clone(), |p| p.container_port.to_string())
+                    }
+                };
+                let url = format!("http://{ip}:{port}{}", get.path.as_deref().unwrap_or("/"));
+                let answer = command_output(
+                    "curl",
+                    &[
+                        "-sS",
+                        "-m",
+                        "2",
+                        "-o",
+                        "/dev/null",
+                        "-w",
+                        "%{http_code} in %{time_total} s",
+                        &url,
+                    ],
+                );
+                let _ = writeln!(out, "  liveness GET {url}: {}", answer.trim());
+            }
+        }
+        let neighbour = command_output("ip", &["neigh", "show", &ip]);
+        let _ = writeln!(out, "  neighbour: {}", neighbour.trim());
+        let needle = format!("{ip}/32");
+        for rule in rules
+            .lines()
+            .filter(|l| l.contains(&needle) || l.contains(&format!(" {ip} ")))
+        {
+            let _ = writeln!(out, "  rule: {rule}");
+        }
+    }
+    let logs = std::path::PathBuf::from(node_env("AGENTGOV_NODE_DIR")).join("logs");
+    // klog's severity is the line's first letter; at -v=1 the rest is every sync.
+    let _ = writeln!(out, "== kube-router's warnings and errors, last lines");
+    out.push_str(&last_lines(&logs.join("kube-router.log"), 30, |l| {
+        l.starts_with('W') || l.starts_with('E')
+    }));
+    let _ = writeln!(out, "== the kubelet's failed probes, last lines");
+    out.push_str(&last_lines(&logs.join("kubelet.log"), 20, |l| {
+        l.contains("Probe failed") || l.contains("probe failed")
+    }));
+    out
+}
+
+/// A command's stdout and stderr, or why it did not run.
+fn command_output(program: &str, args: &[&str]) -> String {
+    match Command::new(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) => format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => format!("{program} did not run: {e}"),
+    }
+}
+
+/// The last `n` lines of the file that `keep` keeps, each with a newline.
+fn last_lines(path: &std::path::Path, n: usize, keep: impl Fn(&str) -> bool) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let kept: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
+            let mut out = kept[kept.len().saturating_sub(n)..].join("\n");
+            out.push('\n');
+            out
+        }
+        Err(e) => format!("{}: {e}\n", path.display()),
+    }
+}

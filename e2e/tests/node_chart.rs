@@ -11,7 +11,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use agentgov_e2e::node::{Prober, busybox_pod, helm, node_env, pod_ip, tls_handshake};
+use agentgov_e2e::node::{
+    Prober, busybox_pod, helm, network_report, node_env, pod_ip, tls_handshake,
+};
 use agentgov_e2e::operator::{KeyFile, log_dir};
 use agentgov_e2e::{TestNamespace, api_error_message, client, wait_agent, wait_for};
 use anyhow::{Context as _, Result, bail, ensure};
@@ -159,28 +161,36 @@ async fn the_chart_runs_as_pods_and_admissions_never_fail_during_rollout_failove
 -> Result<()> {
     let client = client().await;
     let (setup, _release) = install(client).await?;
+    match under_test(&setup).await {
+        Ok(()) => Ok(()),
+        // Said while the Pods are still there: what the host sees of their network.
+        Err(e) => bail!("{e:#}\n{}", network_report(&setup.pods()).await),
+    }
+}
 
-    deployments_pods_and_probes(&setup).await?;
+/// Every step on the installed chart, in order.
+async fn under_test(setup: &Setup) -> Result<()> {
+    deployments_pods_and_probes(setup).await?;
     println!("ok: 2 operator and 2 webhook Pods Ready (kubelet probes), no restarts, restricted");
-    let first_tls = webhook_replicas_behind_the_service(&setup).await?;
+    let first_tls = webhook_replicas_behind_the_service(setup).await?;
     println!(
         "ok: both webhook replicas are endpoints of the Service and serve the chart's certificate"
     );
-    let (agent_pod, pods) = agents_through_the_service(&setup).await?;
+    let (agent_pod, pods) = agents_through_the_service(setup).await?;
     println!("ok: the API server calls the webhook through the Service: allowed and refused");
-    leader_election(&setup).await?;
+    leader_election(setup).await?;
     println!("ok: one operator Pod holds the Lease");
-    disruption_budgets(&setup).await?;
+    disruption_budgets(setup).await?;
     println!("ok: PodDisruptionBudgets: one eviction allowed, the second refused");
 
     // Under the prober from here on.
     let prober = Prober::start(pods.clone(), agent_pod.clone(), PROBE_INTERVAL);
-    webhook_rollout(&setup).await?;
+    webhook_rollout(setup).await?;
     let report = prober.stop().await?;
     expect_no_failures("webhook rollout", &report)?;
 
     let prober = Prober::start(pods.clone(), agent_pod.clone(), PROBE_INTERVAL);
-    let failover = leader_failover(&setup).await?;
+    let failover = leader_failover(setup).await?;
     let report = prober.stop().await?;
     expect_no_failures("leader Pod deleted", &report)?;
     println!(
@@ -189,7 +199,7 @@ async fn the_chart_runs_as_pods_and_admissions_never_fail_during_rollout_failove
     );
 
     let prober = Prober::start(pods, agent_pod, PROBE_INTERVAL);
-    certificate_rotation(&setup, &first_tls).await?;
+    certificate_rotation(setup, &first_tls).await?;
     let report = prober.stop().await?;
     expect_no_failures("serving certificate rotation", &report)?;
     Ok(())
