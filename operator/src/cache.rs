@@ -37,21 +37,15 @@ pub fn slim<K: kube::Resource>(object: &mut K) {
     }
 }
 
-/// [`slim`], and labels and annotations too: the operator reads neither of Agents and
-/// AgentPromotions, and a GitOps tool's labels and annotations are on every one of thousands.
+/// [`slim`], and labels and annotations too: the operator reads neither from the cached
+/// metadata of Agents and AgentPromotions (an Agent's labels, which AgentExceptions select
+/// by, are in its summary: `compact::Labels`), and a GitOps tool's labels and annotations are
+/// on every one of thousands.
 pub fn slim_unlabelled<K: kube::Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
     meta.annotations = None;
     meta.labels = None;
-}
-
-/// [`slim`], and annotations too, keeping labels: Agents (an AgentException selects agents by
-/// label; a GitOps tool's annotations are on every one of thousands).
-pub fn slim_labelled<K: kube::Resource>(object: &mut K) {
-    let meta = object.meta_mut();
-    meta.managed_fields = None;
-    meta.annotations = None;
 }
 
 /// Objects per page of the initial list (and of each re-list). kube's default of 500 full

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use agentgov_api::exception::{AgentException, observe};
 use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -36,7 +37,16 @@ pub async fn reconcile(exception: Arc<AgentException>, ctx: Arc<Context>) -> Res
     let agents = ctx
         .agents
         .state_filter(|a| a.namespace().as_deref() == Some(namespace.as_str()));
-    let status = observe(&exception, agents.iter().map(|a| &a.metadata), now, max);
+    // The cached metadata holds no labels (they are in the summary): what the selector reads.
+    let named: Vec<ObjectMeta> = agents
+        .iter()
+        .map(|a| ObjectMeta {
+            name: a.metadata.name.clone(),
+            labels: a.summary.labels.to_map(),
+            ..ObjectMeta::default()
+        })
+        .collect();
+    let status = observe(&exception, &named, now, max);
     if exception.status.as_ref() != Some(&status) {
         let api: Api<AgentException> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = json!({

@@ -545,7 +545,7 @@ pub fn compact<K: crate::compact::Compacted>(object: K) -> crate::compact::Compa
 }
 
 /// A store that has seen one full list of `objects`.
-fn store<K>(objects: &[K]) -> kube::runtime::reflector::Store<K>
+pub fn store<K>(objects: &[K]) -> kube::runtime::reflector::Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {

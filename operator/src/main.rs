@@ -155,7 +155,7 @@ async fn run(config: Config) -> Result<()> {
         cache::watched(
             agents,
             cache::config(),
-            cache::slim_labelled,
+            cache::slim_unlabelled,
             move |event| {
                 triggers::forget_deleted(&written, event);
                 reports.observe(event);

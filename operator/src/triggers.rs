@@ -121,7 +121,6 @@ pub fn agents_covered(
     exception: &AgentException,
 ) -> Vec<ObjectRef<CachedAgent>> {
     let namespace = exception.namespace().unwrap_or_default();
-    let no_labels = std::collections::BTreeMap::new();
     agents
         .state()
         .iter()
@@ -129,7 +128,7 @@ pub fn agents_covered(
         .filter(|a| {
             exception.covers(
                 &a.name_any(),
-                a.metadata.labels.as_ref().unwrap_or(&no_labels),
+                &a.summary.labels.to_map().unwrap_or_default(),
             )
         })
         .map(|a| ObjectRef::from(a.as_ref()))
@@ -338,5 +337,44 @@ mod tests {
         index_promotions(&index, &Event::InitDone);
         assert_eq!(names(ns, "filings"), ["filings-by-alice"]);
         assert!(names(ns, "other").is_empty());
+    }
+
+    /// The agents' labels are in their summary, not in the cached metadata: an AgentException's
+    /// selector still finds them.
+    #[test]
+    fn an_exception_covers_the_agents_it_names_or_its_selector_selects() {
+        use std::collections::BTreeMap;
+
+        use crate::fixtures::{NAMESPACE, compact, store};
+        let labelled = |name: &str, team: Option<&str>| {
+            let mut a = agent(name, governed_spec());
+            a.metadata.labels = team.map(|t| BTreeMap::from([("team".into(), t.into())]));
+            compact(a)
+        };
+        let mut elsewhere = agent("other-ns", governed_spec());
+        elsewhere.metadata.namespace = Some("team-b".into());
+        elsewhere.metadata.labels = Some(BTreeMap::from([("team".into(), "ledger".into())]));
+        let agents = store(&[
+            labelled("ledger-1", Some("ledger")),
+            labelled("ledger-2", Some("ledger")),
+            labelled("audit", Some("audit")),
+            labelled("plain", None),
+            compact(elsewhere),
+        ]);
+        assert!(agents.state().iter().all(|a| a.metadata.labels.is_none()));
+        let exception: AgentException = serde_json::from_value(serde_json::json!({
+            "apiVersion": "agentgov.dev/v1alpha1", "kind": "AgentException",
+            "metadata": {"name": "pilot", "namespace": NAMESPACE},
+            "spec": {"rules": ["budget"], "agents": ["plain"],
+                     "selector": {"matchLabels": {"team": "ledger"}},
+                     "justification": "pilot", "expiresAt": "2099-01-01T00:00:00Z"},
+        }))
+        .unwrap();
+        let mut covered: Vec<String> = agents_covered(&agents, &exception)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        covered.sort();
+        assert_eq!(covered, ["ledger-1", "ledger-2", "plain"]);
     }
 }
