@@ -336,7 +336,7 @@ impl Standing {
 /// interpreter; a bundle whose Rego the RVM compiler does not support falls back to the
 /// interpreter, so any bundle that compiles can be evaluated.
 ///
-/// A thread that evaluates the bundle again does so on its own copy of the program and data
+/// A thread that keeps evaluating the bundle does so on its own copy of the program and data
 /// ([`per_thread`]): shared, their reference counts are written from every core.
 #[derive(Clone)]
 pub struct PolicyEngine {

@@ -44,8 +44,8 @@ enum PolicyCommand {
     /// Evaluate a candidate PolicyBundle against every live governed agent of the namespace
     /// (`-A`: every namespace) as the operator will once it is applied, and list which stay
     /// valid, become restricted or are invalidated: AGENT, NOW, AFTER, WHY. Sandboxes are not
-    /// listed (a policy change does not judge them). The agents are evaluated in parallel, each
-    /// thread on its own compiled copy of the bundle.
+    /// listed (a policy change does not judge them). The agents are evaluated in parallel (a
+    /// thread that judges many compiles its own copy of the bundle).
     #[command(after_help = "Examples:\n  \
         kubectl agentgov policy preview strict-bundle.yaml\n  \
         kubectl agentgov policy preview -f strict-bundle.yaml -A -o json")]
