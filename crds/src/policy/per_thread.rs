@@ -74,7 +74,7 @@ thread_local! {
 }
 
 /// The program and data this thread evaluates the engine compiled from `source` with (its
-/// shared `program` and `data` until the [`OWN_AFTER`]th time in a row it kept the engine).
+/// shared `program` and `data` until its [`OWN_AFTER`]th evaluation while it keeps the engine).
 pub(super) fn program_and_data(
     source: &Arc<Source>,
     program: &Arc<Program>,
@@ -158,7 +158,7 @@ mod tests {
             assert!(Arc::ptr_eq(&ours(&engine), shared(&engine)));
             assert_eq!(held(), 1);
             let first = answer(&engine);
-            // On the shared copy until the OWN_AFTER-th evaluation in a row.
+            // On the shared copy until the OWN_AFTER-th evaluation.
             let before: Vec<_> = (2..OWN_AFTER - 2).map(|_| answer(&engine)).collect();
             assert!(before.iter().all(|a| *a == first));
             assert!(Arc::ptr_eq(&ours(&engine), shared(&engine)));
