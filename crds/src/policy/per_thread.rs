@@ -3,7 +3,7 @@
 //! regorus counts its values' references atomically (its `arc` feature), and an evaluation
 //! clones the program's literals and the parts of the data document it reads. Threads that
 //! evaluate one shared program and data write the same reference counts from every core: on two
-//! cores, two threads evaluated 1.1× as many inputs a second as one. So a thread that keeps
+//! cores, two threads evaluated 1.1–1.6× as many inputs a second as one. So a thread that keeps
 //! evaluating a bundle compiles it once more, for itself, and keeps its copy while the engine
 //! lives (a few per thread: the bundles in force, a namespace's and the cluster floor). Until
 //! then it evaluates on the shared copy: a compile (2–4 ms) costs as much as some 50
@@ -19,8 +19,9 @@ use regorus::rvm::program::Program;
 
 use super::{Compiled, Source};
 
-/// The program and data a thread evaluates the engine compiled from `of` with.
-struct Copy {
+/// What a thread keeps of the engine compiled from `of`: the program and data it evaluates
+/// with.
+struct Kept {
     of: Weak<Source>,
     program: Arc<Program>,
     data: Value,
@@ -30,9 +31,9 @@ struct Copy {
     uses: u32,
 }
 
-impl Copy {
+impl Kept {
     fn shared(source: &Arc<Source>, program: &Arc<Program>, data: &Value) -> Self {
-        Copy {
+        Kept {
             of: Arc::downgrade(source),
             program: Arc::clone(program),
             data: data.clone(),
@@ -49,13 +50,13 @@ impl Copy {
                 program: Some(program),
                 data,
                 ..
-            }) => Copy {
+            }) => Kept {
                 program,
                 data,
                 own: true,
                 ..self
             },
-            _ => Copy { own: true, ..self },
+            _ => Kept { own: true, ..self },
         }
     }
 }
@@ -70,7 +71,7 @@ const OWN_AFTER: u32 = 64;
 
 thread_local! {
     /// The most recently used last.
-    static COPIES: RefCell<Vec<Copy>> = const { RefCell::new(Vec::new()) };
+    static COPIES: RefCell<Vec<Kept>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The program and data this thread evaluates the engine compiled from `source` with (its
@@ -87,7 +88,7 @@ pub(super) fn program_and_data(
             .iter()
             .position(|copy| std::ptr::eq(copy.of.as_ptr(), Arc::as_ptr(source)));
         let copy = match found.map(|at| copies.remove(at)) {
-            None => Copy::shared(source, program, data),
+            None => Kept::shared(source, program, data),
             Some(copy) if copy.own => copy,
             Some(mut copy) => {
                 copy.uses += 1;
