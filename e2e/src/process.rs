@@ -91,6 +91,47 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     ))
 }
 
+/// How many TCP connections process `pid` holds established to `port` (on any address), from
+/// `/proc`: its socket descriptors matched against the kernel's TCP tables.
+pub fn connections_to(pid: u32, port: u16) -> Result<usize> {
+    let mut sockets = std::collections::HashSet::new();
+    let fds = format!("/proc/{pid}/fd");
+    for fd in std::fs::read_dir(&fds).with_context(|| format!("read {fds}"))? {
+        // A descriptor closed between the listing and the read is not a connection.
+        let Ok(target) = std::fs::read_link(fd?.path()) else {
+            continue;
+        };
+        if let Some(inode) = target
+            .to_str()
+            .and_then(|t| t.strip_prefix("socket:["))
+            .and_then(|t| t.strip_suffix(']'))
+        {
+            sockets.insert(inode.to_string());
+        }
+    }
+    let mut count = 0;
+    for table in ["tcp", "tcp6"] {
+        let path = format!("/proc/{pid}/net/{table}");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+        count += established_to(&text, port)
+            .filter(|inode| sockets.contains(*inode))
+            .count();
+    }
+    Ok(count)
+}
+
+/// The inodes of the established connections to `port` in a `/proc/net/tcp` table: after the
+/// header, `sl local_address rem_address st ... inode`, addresses as `HEXADDR:HEXPORT`, state
+/// `01` for established.
+fn established_to(table: &str, port: u16) -> impl Iterator<Item = &str> {
+    let remote = format!(":{port:04X}");
+    table.lines().skip(1).filter_map(move |line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (remote_address, state, inode) = (fields.get(2)?, fields.get(3)?, fields.get(9)?);
+        (remote_address.ends_with(&remote) && *state == "01").then_some(*inode)
+    })
+}
+
 /// The unit of `/proc/<pid>/stat`'s CPU times: USER_HZ, which the kernel fixes at 100 for
 /// this interface whatever its own tick rate (glibc's `sysconf(_SC_CLK_TCK)` answers the same
 /// constant). Not asked of `getconf`: spawning a process forks, and a fork while another
@@ -112,5 +153,21 @@ mod tests {
         std::hint::black_box(x);
         assert!(super::cpu_time(pid).unwrap() >= before);
         assert!(super::cpu_time(u32::MAX).is_none());
+    }
+
+    #[test]
+    fn a_process_s_own_connection_to_a_listener_is_counted() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let pid = std::process::id();
+        assert_eq!(super::connections_to(pid, port).unwrap(), 0);
+        let first = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let _second = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        // The accepted ends are connections from the listener's port, not to it.
+        let _accepted = listener.accept().unwrap();
+        assert_eq!(super::connections_to(pid, port).unwrap(), 2);
+        drop(first);
+        assert_eq!(super::connections_to(pid, port).unwrap(), 1);
+        assert!(super::connections_to(u32::MAX, port).is_err());
     }
 }

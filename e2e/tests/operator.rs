@@ -765,3 +765,44 @@ async fn keys_rotate_with_overlap_and_revoke_live() {
     )
     .unwrap();
 }
+
+/// The operator's watches, reads and status writes share one HTTP/2 connection to the API
+/// server, as client-go's do. kube's default client opened an HTTP/1.1 connection per request
+/// in flight and a watch each, and kept every one (some 60 after a revalidation).
+#[tokio::test]
+async fn the_operator_talks_to_the_api_server_over_one_connection() {
+    let setup = setup("op-connections", &[]).await;
+    apply_bundle(&setup.ns, default_bundle_spec()).await;
+    // Judged and written together: many requests in flight at once.
+    let names: Vec<String> = (0..24).map(|i| format!("worker-{i}")).collect();
+    for name in &names {
+        create_approved(&setup.ns, name, governed_spec()).await;
+    }
+    for name in &names {
+        wait_agent(
+            &setup,
+            name,
+            "GOVERNED_VALID",
+            is(GovernanceStatus::GovernedValid),
+        )
+        .await;
+    }
+    let port = kube::Config::infer()
+        .await
+        .unwrap()
+        .cluster_url
+        .port_u16()
+        .unwrap();
+    let pid = setup.operator.pid();
+    // A moment for a connection the pool is closing to go.
+    wait_for(Duration::from_secs(10), || async {
+        (agentgov_e2e::process::connections_to(pid, port).unwrap() == 1).then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| {
+        panic!(
+            "the operator holds {} connections to the API server (port {port}), not one",
+            agentgov_e2e::process::connections_to(pid, port).unwrap()
+        )
+    });
+}

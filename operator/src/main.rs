@@ -44,7 +44,7 @@ use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
@@ -104,7 +104,7 @@ async fn run(config: Config) -> Result<()> {
         }
         (false, _) => None,
     };
-    let client = Client::try_default().await?;
+    let client = agentgov_runtime::api_client::client().await?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);
     let guards_mode = crate::guards::ModeGauge::register(&mut registry);

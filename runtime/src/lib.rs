@@ -2,12 +2,14 @@
 //! ([`reload`]) and the key ring read that way ([`keys`]), the log format ([`telemetry`]) and
 //! the lines' way out ([`log_sink`]), the
 //! plain-HTTP `/healthz`, `/readyz` and `/metrics` server ([`health`]), shutdown on SIGTERM and
-//! SIGINT ([`shutdown`]), and the flags both binaries take ([`flags`]).
+//! SIGINT ([`shutdown`]), the flags both binaries take ([`flags`]), and their client of the API
+//! server, one HTTP/2 connection for everything ([`api_client`]).
 //!
 //! The pure rules both binaries apply (the seven checks, the policy call, which bundle version
 //! is in force) live in `agentgov-api`; this crate holds the I/O around them.
 #![forbid(unsafe_code)]
 
+pub mod api_client;
 mod error;
 pub mod flags;
 pub mod health;

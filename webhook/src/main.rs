@@ -83,7 +83,7 @@ async fn run(args: Args) -> Result<(), Error> {
         (false, _) => None,
     };
 
-    let client = kube::Client::try_default().await?;
+    let client = agentgov_runtime::api_client::client().await?;
     let (caches, _watch_tasks) = cache::start(
         client.clone(),
         args.namespace.as_deref(),

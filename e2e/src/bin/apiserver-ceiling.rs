@@ -44,5 +44,5 @@ async fn main() -> Result<()> {
         "created {n} agents in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    status_writes::ceiling(&client, &agents, &concurrencies).await
+    status_writes::ceiling(&agents, &concurrencies).await
 }

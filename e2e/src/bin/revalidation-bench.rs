@@ -182,7 +182,7 @@ async fn main() -> Result<()> {
     // client re-signs these very agents, so that it meets the API server in the state the
     // revalidation met it (the same objects stored and watched; an API server holding more
     // objects writes more slowly).
-    status_writes::ceiling(&client, &agents, &status_writes::CEILING_CONCURRENCIES).await
+    status_writes::ceiling(&agents, &status_writes::CEILING_CONCURRENCIES).await
 }
 
 /// Stop an operator as the kubelet would (SIGTERM): it releases its Lease, so that the next

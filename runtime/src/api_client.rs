@@ -1,0 +1,105 @@
+//! The API server client both binaries use: kube's own layers (base URI, credentials, extra
+//! headers, and the retry of 429, 503 and 504 it does by default) over HTTP/2.
+//!
+//! kube's `Client::try_default` speaks HTTP/1.1 only, so every watch and every request in
+//! flight has a TCP and TLS connection of its own, and the pool keeps each idle for 90 seconds:
+//! the operator, with 32 status writes and 64 reconciles in flight, held some 60 connections
+//! to the API server after a revalidation, each with its buffers on both ends. client-go
+//! multiplexes everything over one HTTP/2 connection; so does this client when the API server
+//! offers HTTP/2 (ALPN), which every kube-apiserver does. Behind something that speaks only
+//! HTTP/1.1 it falls back to that, with at most [`MAX_IDLE`] connections kept idle.
+//!
+//! kube's upgrade calls (exec, attach, port-forward) need HTTP/1.1; neither binary makes them.
+
+use std::time::Duration;
+
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kube::client::ConfigExt;
+use kube::client::retry::RetryPolicy;
+use tower::{BoxError, ServiceBuilder};
+
+use crate::Error;
+
+/// HTTP/1.1 connections kept idle once a burst is over (HTTP/2 needs one).
+const MAX_IDLE: usize = 8;
+
+/// How long an idle connection is kept.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// With one connection carrying every watch, a connection that died without a word (a
+/// restarted load balancer, a lost route) must be found in seconds, not at the read timeout
+/// (kube's is almost five minutes): a ping after this long without a frame, as client-go's
+/// `ReadIdleTimeout`...
+const PING_AFTER_IDLE: Duration = Duration::from_secs(30);
+
+/// ...answered within this long, or the connection is closed and everything on it retried
+/// (client-go's `PingTimeout`).
+const PING_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// What the API server may send on the connection that no stream has read yet. Each stream's
+/// own window (hyper's 2 MB) bounds what one holds; this one is wide enough that a few streams
+/// whose reader lags (a watch behind a busy consumer) never stall the rest. Go's HTTP/2 client,
+/// and so client-go, allows 1 GB.
+const CONNECTION_WINDOW: u32 = 64 << 20;
+
+/// A client for the cluster `KUBECONFIG` or the Pod's service account points at.
+pub async fn client() -> Result<kube::Client, Error> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| Error::Config(format!("cluster configuration: {e}")))?;
+    from_config(config)
+}
+
+/// A client for `config`'s cluster, with `config`'s credentials, timeouts and headers.
+pub fn from_config(config: kube::Config) -> Result<kube::Client, Error> {
+    let tls = config
+        .rustls_client_config()
+        .map_err(|e| Error::Config(format!("TLS to the API server: {e}")))?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let https = match &config.tls_server_name {
+        Some(name) => https.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+            name.clone()
+                .try_into()
+                .map_err(|e| Error::Config(format!("tls-server-name {name}: {e}")))?,
+        )),
+        None => https,
+    };
+    let mut connector =
+        hyper_timeout::TimeoutConnector::new(https.enable_all_versions().wrap_connector(http));
+    connector.set_connect_timeout(config.connect_timeout);
+    connector.set_read_timeout(config.read_timeout);
+    connector.set_write_timeout(config.write_timeout);
+    connector.set_reset_reader_on_write(config.reset_reader_on_write);
+    let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(IDLE_TIMEOUT)
+        .pool_max_idle_per_host(MAX_IDLE)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .http2_keep_alive_interval(PING_AFTER_IDLE)
+        .http2_keep_alive_timeout(PING_TIMEOUT)
+        .http2_keep_alive_while_idle(true)
+        .http2_initial_connection_window_size(CONNECTION_WINDOW)
+        .build(connector);
+    let auth = config
+        .auth_layer()
+        .map_err(|e| Error::Config(format!("credentials: {e}")))?;
+    let headers = config
+        .extra_headers_layer()
+        .map_err(|e| Error::Config(format!("extra headers: {e}")))?;
+    let retry = config
+        .default_retry
+        .then(|| tower::retry::RetryLayer::new(RetryPolicy::server_retry()));
+    let service = ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(retry)
+        .option_layer(auth)
+        .layer(headers)
+        .map_err(BoxError::from)
+        .service(hyper);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
