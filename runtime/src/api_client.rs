@@ -104,3 +104,131 @@ pub fn from_config(config: kube::Config) -> Result<kube::Client, Error> {
         .service(hyper);
     Ok(kube::Client::new(service, config.default_namespace))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use http_body_util::Full;
+    use hyper::body::{Bytes, Incoming};
+    use hyper::{Request, Response, Version};
+    use hyper_util::rt::TokioIo;
+    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+    /// Connections a [`server`] accepted, and of them those still open.
+    #[derive(Default)]
+    struct Connections {
+        accepted: usize,
+        open: usize,
+    }
+
+    /// A TLS server on loopback that offers `alpn` and answers `/version` as an API server does,
+    /// recording the HTTP version of each request and its connections; and a kube config that
+    /// trusts it.
+    async fn server(
+        alpn: &[&[u8]],
+    ) -> (
+        kube::Config,
+        Arc<Mutex<Vec<Version>>>,
+        Arc<Mutex<Connections>>,
+    ) {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let mut tls = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.cert.der().clone()], key)
+        .unwrap();
+        tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let versions = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(Mutex::new(Connections::default()));
+        let (seen, accepted) = (versions.clone(), connections.clone());
+        tokio::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                {
+                    let mut connections = accepted.lock().unwrap();
+                    connections.accepted += 1;
+                    connections.open += 1;
+                }
+                let (acceptor, seen, closed) = (acceptor.clone(), seen.clone(), accepted.clone());
+                tokio::spawn(async move {
+                    let tls = acceptor.accept(tcp).await.unwrap();
+                    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+                        seen.lock().unwrap().push(request.version());
+                        let body = r#"{"major":"1","minor":"37","gitVersion":"v1.37.2","gitCommit":"","gitTreeState":"","buildDate":"","goVersion":"","compiler":"","platform":""}"#;
+                        async move {
+                            Ok::<_, std::convert::Infallible>(Response::new(Full::new(
+                                Bytes::from(body),
+                            )))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(TokioIo::new(tls), service)
+                    .await;
+                    closed.lock().unwrap().open -= 1;
+                });
+            }
+        });
+        let mut config = kube::Config::new(format!("https://127.0.0.1:{port}").parse().unwrap());
+        config.root_cert = Some(vec![cert.cert.der().to_vec()]);
+        (config, versions, connections)
+    }
+
+    /// Requests at once, as the operator's reconciles make them.
+    async fn ask_together(client: &kube::Client, n: usize) {
+        let asks = (0..n).map(|_| client.apiserver_version());
+        for answer in futures::future::join_all(asks).await {
+            assert_eq!(answer.unwrap().git_version, "v1.37.2");
+        }
+    }
+
+    /// Wait (at most 10 s) until no more than `n` connections are open.
+    async fn open_at_most(connections: &Mutex<Connections>, n: usize) {
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while connections.lock().unwrap().open > n {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(closed.is_ok(), "{} open", connections.lock().unwrap().open);
+    }
+
+    #[tokio::test]
+    async fn everything_goes_over_one_http2_connection_when_the_server_offers_it() {
+        let (config, versions, connections) = server(&[b"h2", b"http/1.1"]).await;
+        let client = super::from_config(config).unwrap();
+        // Until a first answer settles the protocol (ALPN), each request connects of its own;
+        // then one connection is kept and the others close.
+        ask_together(&client, 16).await;
+        open_at_most(&connections, 1).await;
+        let accepted = connections.lock().unwrap().accepted;
+        ask_together(&client, 16).await;
+        ask_together(&client, 16).await;
+        assert_eq!(*versions.lock().unwrap(), vec![Version::HTTP_2; 48]);
+        let connections = connections.lock().unwrap();
+        assert_eq!((connections.accepted, connections.open), (accepted, 1));
+    }
+
+    #[tokio::test]
+    async fn a_server_without_http2_is_spoken_to_over_http1() {
+        let (config, versions, connections) = server(&[b"http/1.1"]).await;
+        let client = super::from_config(config).unwrap();
+        ask_together(&client, 16).await;
+        assert_eq!(*versions.lock().unwrap(), vec![Version::HTTP_11; 16]);
+        // A connection per request in flight, as HTTP/1.1 needs; of them, MAX_IDLE are kept.
+        assert!(connections.lock().unwrap().accepted > super::MAX_IDLE);
+        open_at_most(&connections, super::MAX_IDLE).await;
+    }
+}
