@@ -218,6 +218,32 @@ pub async fn promotion_outcome(
         .outcome
 }
 
+/// Wait until the AgentPromotion `name` has `outcome` (the operator writes an approval's status
+/// after its agent's).
+pub async fn wait_outcome(
+    setup: &Setup,
+    name: &str,
+    outcome: agentgov_api::promotion::PromotionOutcome,
+) {
+    let reached = wait_for(WAIT, || async {
+        (promotion_outcome(setup, name).await == Some(outcome)).then_some(())
+    })
+    .await;
+    if reached.is_err() {
+        let now = setup
+            .ns
+            .api::<agentgov_api::AgentPromotion>()
+            .get(name)
+            .await
+            .ok();
+        panic!(
+            "AgentPromotion {name} never became {outcome:?}; it is {:#?}\n{}",
+            now.and_then(|p| p.status),
+            setup.diagnostics()
+        );
+    }
+}
+
 /// The setup's operator counted `metric` (a series with its labels) at least once and logged a
 /// line with the decision code `code` naming `agent`.
 pub async fn assert_reported(setup: &Setup, metric: &str, code: &str, agent: &str) {

@@ -167,22 +167,6 @@ async fn approval_refused_for_budget(setup: &Setup, user: &str, agent: &str, nam
     );
 }
 
-/// Wait until the AgentPromotion `name` has `outcome`.
-async fn wait_outcome(setup: &Setup, name: &str, outcome: PromotionOutcome) {
-    let reached = wait_for(WAIT, || async {
-        (promotion_outcome(setup, name).await == Some(outcome)).then_some(())
-    })
-    .await;
-    if reached.is_err() {
-        let now = setup.ns.api::<AgentPromotion>().get(name).await.ok();
-        panic!(
-            "AgentPromotion {name} never became {outcome:?}; it is {:#?}\n{}",
-            now.and_then(|p| p.status),
-            setup.diagnostics()
-        );
-    }
-}
-
 /// Wait until the operator has observed the exception: Ready=True (Active) and applying to
 /// exactly `agents`.
 async fn wait_exception_active(setup: &Setup, name: &str, agents: &[&str]) -> AgentException {

@@ -469,17 +469,15 @@ async fn an_approver_who_loses_promote_no_longer_counts() {
         "{:?}",
         status.denies
     );
-    let approval = setup
-        .ns
-        .api::<agentgov_api::AgentPromotion>()
-        .get(&approval.metadata.name.clone().unwrap())
-        .await
-        .unwrap();
-    let outcome = approval.status.and_then(|s| s.outcome);
-    assert_eq!(
-        outcome,
-        Some(agentgov_api::promotion::PromotionOutcome::Denied)
-    );
+    // The operator writes the approval's status after the agent's.
+    let approvals = setup.ns.api::<agentgov_api::AgentPromotion>();
+    let name = approval.metadata.name.clone().unwrap();
+    wait_for(WAIT, || async {
+        let outcome = approvals.get(&name).await.ok()?.status?.outcome;
+        (outcome == Some(agentgov_api::promotion::PromotionOutcome::Denied)).then_some(())
+    })
+    .await
+    .expect("the approval is recorded Denied");
 }
 
 #[tokio::test]

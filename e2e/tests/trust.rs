@@ -119,10 +119,7 @@ async fn without_the_webhook_only_an_identity_holding_promote_can_approve() {
     );
     assert!(stdout.contains("approved by: alice"), "{stdout}");
     assert!(stdout.contains("ok: the proof holds"), "{stdout}");
-    assert_eq!(
-        promotion_outcome(&setup, "by-alice").await,
-        Some(PromotionOutcome::Approved)
-    );
+    wait_outcome(&setup, "by-alice", PromotionOutcome::Approved).await;
 }
 
 #[tokio::test]
@@ -178,22 +175,12 @@ async fn four_eyes_two_distinct_approvers() {
     approve_as(&setup, "alice", "auditor", "alice-1")
         .await
         .unwrap();
-    wait_for(WAIT, || async {
-        (promotion_outcome(&setup, "alice-1").await == Some(PromotionOutcome::Pending))
-            .then_some(())
-    })
-    .await
-    .expect("alice's approval waits for a second approver");
+    wait_outcome(&setup, "alice-1", PromotionOutcome::Pending).await;
     // alice again: still one approver.
     approve_as(&setup, "alice", "auditor", "alice-2")
         .await
         .unwrap();
-    wait_for(WAIT, || async {
-        (promotion_outcome(&setup, "alice-2").await == Some(PromotionOutcome::Pending))
-            .then_some(())
-    })
-    .await
-    .expect("alice's second approval is judged");
+    wait_outcome(&setup, "alice-2", PromotionOutcome::Pending).await;
     let agent = setup.agents().get("auditor").await.unwrap();
     let status = agent.status.unwrap();
     assert_eq!(status.governance_status, Some(GovernanceStatus::Sandbox));

@@ -202,15 +202,7 @@ async fn without_mutating_admission_policy_a_promoter_who_names_themselves_is_ap
         .map(|a| a.username.as_str())
         .collect();
     assert_eq!(approvers, vec!["alice"]);
-    let outcome = setup
-        .ns
-        .api::<AgentPromotion>()
-        .get("by-alice")
-        .await
-        .unwrap()
-        .status
-        .and_then(|s| s.outcome);
-    assert_eq!(outcome, Some(PromotionOutcome::Approved));
+    wait_outcome(&setup, "by-alice", PromotionOutcome::Approved).await;
 
     // A changed-by annotation, where a client writes one, still names no one but the requester.
     let error = alice_agents
