@@ -141,9 +141,13 @@ pub fn start(
                     })
                 }
             };
-            drop(seen);
+            // Published before the lock goes: two checks racing (watch events of two kinds on
+            // two threads) must not let the older verdict land last. Seen in CI: "in place",
+            // then a stale "not listed yet" that nothing corrected, and nothing was signed.
             metrics.set_guards_missing(problems.is_some());
-            if state.set(problems.clone()) {
+            let flipped = state.set(problems.clone());
+            drop(seen);
+            if flipped {
                 match &problems {
                     Some(why) => error!(
                         code = "TRUST_GUARDS_MISSING",
