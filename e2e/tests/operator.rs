@@ -766,7 +766,8 @@ async fn keys_rotate_with_overlap_and_revoke_live() {
 
 /// The operator's watches, reads and status writes share one HTTP/2 connection to the API
 /// server, as client-go's do. kube's default client opened an HTTP/1.1 connection per request
-/// in flight and a watch each, and kept every one (some 60 after a revalidation).
+/// in flight and a watch each, and kept every one (78 to 109 in a revalidation of 10,000
+/// agents: BENCHMARKS.md).
 #[tokio::test]
 async fn the_operator_talks_to_the_api_server_over_one_connection() {
     let setup = setup("op-connections", &[]).await;
