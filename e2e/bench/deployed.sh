@@ -13,7 +13,8 @@
 #      stdout into a pipe that another process (cat) drains into a file;
 #   4. loads /validate/pods with the Pod AdmissionReview the API server sent for a Deployment's
 #      Pod (e2e/bench/fixtures/pod-review-deployment.json, rewritten to the run's namespace),
-#      over HTTP/1.1 and HTTP/2 (what the API server speaks), and reports the webhook process's
+#      over HTTP/1.1 and HTTP/2 (what the API server speaks: HTTP/1.1 behind a Service, HTTP/2
+#      by URL), and reports the webhook process's
 #      CPU time per review (utime + stime from /proc/<pid>/stat over the measured window), the
 #      median of several rounds (the webhooks and shapes alternating within each round);
 #   5. checks that every decision reached the log (log lines = the decision counters);
@@ -141,7 +142,8 @@ RESULTS="${RUN_DIR}/load.jsonl"
 : >"${RESULTS}"
 load_failed=0
 # (HTTP, connections, in flight): the API server speaks HTTP/2 over one connection per webhook
-# and API server, with as many streams as requests in flight.
+# it reaches by URL, with as many streams as requests in flight, and HTTP/1.1 with a connection
+# per review in flight to one behind a Service (k8s.io/apiserver pkg/util/webhook/client.go).
 SHAPES=("1.1 1 1" "1.1 8 1" "2 1 1" "2 1 8")
 for round in $(seq "${ROUNDS}"); do
   for shape in "${SHAPES[@]}"; do

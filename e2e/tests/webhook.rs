@@ -682,8 +682,9 @@ async fn a_quarantined_agent_is_refused_but_can_be_deleted() {
 }
 
 /// SIGTERM, as the kubelet stops the webhook's Pod: `/readyz` says 503 at once, reviews are
-/// still answered for `--shutdown-delay` (while endpoints drop the Pod, so no admission fails),
-/// then the admission port closes, what is in flight finishes and the webhook exits with 0.
+/// still answered for `--shutdown-delay` (while endpoints drop the Pod, so no admission fails;
+/// over HTTP/1.1 each answer closes its connection), then the admission port closes, what is
+/// in flight finishes and the webhook exits with 0.
 #[tokio::test]
 async fn sigterm_turns_the_webhook_not_ready_then_it_exits_cleanly() {
     let mut setup = setup("wh-sigterm").await;
@@ -720,6 +721,15 @@ async fn sigterm_turns_the_webhook_not_ready_then_it_exits_cleanly() {
     assert!(readyz.contains("shutting down"), "{readyz}");
     // Not ready, but still answering the API server until its port closes.
     pod_admitted(&setup, "lab-1", "lab").await;
+    // Over HTTP/1.1 (how the API server calls a webhook behind a Service) each answer now
+    // closes its connection, so that none is left idle for the close to race.
+    let answer = http11_review(&setup.webhook, &setup.ns.name).await;
+    assert_eq!(
+        answer.headers().get(http::header::CONNECTION),
+        Some(&http::HeaderValue::from_static("close")),
+        "{:?}",
+        answer.headers()
+    );
     assert!(
         sigterm.elapsed() < delay,
         "the admission took until {:?} after SIGTERM; the test needs a longer delay",
@@ -743,4 +753,37 @@ async fn sigterm_turns_the_webhook_not_ready_then_it_exits_cleanly() {
     let log = setup.webhook.logs();
     assert!(log.contains(r#""signal":"SIGTERM""#), "{log}");
     assert!(log.contains(r#""message":"stopped""#), "{log}");
+}
+
+/// A Pod review sent to `webhook` over HTTP/1.1 as the API server sends it; its answer.
+async fn http11_review(webhook: &Webhook, namespace: &str) -> http::Response<kube::client::Body> {
+    let client = webhook
+        .admission_client()
+        .await
+        .expect("a client for the webhook");
+    let mut pod = agent_pod("lab-2", "lab");
+    pod.metadata.namespace = Some(namespace.to_string());
+    let review = json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "http11-review",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+        }
+    });
+    let request = http::Request::post("/validate/pods")
+        .header("content-type", "application/json")
+        .body(kube::client::Body::from(
+            serde_json::to_vec(&review).expect("the review as JSON"),
+        ))
+        .expect("a request");
+    let answer = client.send(request).await.expect("an answer over HTTP/1.1");
+    assert_eq!(answer.status(), http::StatusCode::OK);
+    assert_eq!(answer.version(), http::Version::HTTP_11);
+    answer
 }

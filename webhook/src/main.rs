@@ -132,7 +132,7 @@ async fn run(args: Args) -> Result<(), Error> {
     let readiness = Readiness::when("caches not synced yet", move || caches.synced());
     let shutdown = Shutdown::on_signals(readiness.clone());
     let health = Health {
-        readiness,
+        readiness: readiness.clone(),
         metrics: {
             let metrics = Arc::clone(&metrics);
             Arc::new(move || metrics.encode())
@@ -152,8 +152,9 @@ async fn run(args: Args) -> Result<(), Error> {
     );
 
     // Shutdown (SIGTERM, SIGINT): readiness off at once, `--shutdown-delay` for endpoints to
-    // drop this pod, then no new connections, and the reviews in flight get `--shutdown-grace`.
-    // The health port stays up until the admission port has drained.
+    // drop this pod (meanwhile each HTTP/1.1 answer closes its connection), then no new
+    // connections, and the reviews in flight get `--shutdown-grace`. The health port stays up
+    // until the admission port has drained.
     let stop_accepting = {
         let started = shutdown.wait();
         let delay = args.shutdown_delay;
@@ -176,6 +177,7 @@ async fn run(args: Args) -> Result<(), Error> {
         ServeOptions {
             handshake_timeout: args.request_timeout,
             drain_timeout: args.runtime.shutdown_grace,
+            shutting_down: Some(readiness.clone()),
         },
         serving_threads,
         stop_accepting,

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use agentgov_api::admission::DecisionCode;
 use agentgov_api::expiry::ExpiryPolicy;
+use agentgov_runtime::health::Readiness;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -268,12 +269,25 @@ fn finish(s: &AppState, kind: ReviewKind, reviewed: Reviewed<'_>) -> Response {
 }
 
 /// Limits of the TLS server.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct ServeOptions {
     /// For the TLS handshake and for HTTP/1 request headers.
     pub handshake_timeout: Duration,
     /// How long in-flight connections may take to finish at shutdown.
     pub drain_timeout: Duration,
+    /// Once this readiness is stopping (a shutdown has begun), every HTTP/1.1 answer closes
+    /// its connection (`Connection: close`).
+    ///
+    /// Why: the API server calls a webhook it reaches through a Service over HTTP/1.1 (to
+    /// spread load over the endpoints: k8s.io/apiserver `pkg/util/webhook/client.go`, issue
+    /// 75791), never retries a POST, and reuses idle keep-alive connections. A keep-alive
+    /// connection that the server closes at the end of its drain can cross a review the API
+    /// server has just sent on it: the review fails with `EOF` and, fail closed, the Pod is
+    /// refused (seen once in a chart rollout). Closed by the client after each answer while
+    /// the endpoints drop this process, no connection is left idle to race at the close; the
+    /// next review dials the Service again and reaches a ready replica. HTTP/2 needs none of
+    /// this: its drain's GOAWAY tells the client which requests were taken.
+    pub shutting_down: Option<Readiness>,
 }
 
 /// What each connection is served with: the HTTP/1.1 and HTTP/2 settings, the router, the TLS
@@ -284,10 +298,11 @@ struct Connections {
     app: Router,
     tls: Arc<ReloadingTls>,
     handshake_timeout: Duration,
+    shutting_down: Option<Readiness>,
 }
 
 impl Connections {
-    fn new(tls: Arc<ReloadingTls>, app: Router, options: ServeOptions) -> Self {
+    fn new(tls: Arc<ReloadingTls>, app: Router, options: &ServeOptions) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -305,6 +320,7 @@ impl Connections {
             app,
             tls,
             handshake_timeout: options.handshake_timeout,
+            shutting_down: options.shutting_down.clone(),
         }
     }
 
@@ -332,6 +348,8 @@ impl Connections {
         // the log; an AdmissionReview names its requester inside); the path is compared per
         // request, the certificate is parsed at most once per connection.
         let certificate = PeerCertificate::of(stream.get_ref().1.peer_certificates());
+        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
+        let shutting_down = self.shutting_down.clone().filter(|_| !http2);
         let app = self
             .app
             .map_request(move |mut request: axum::http::Request<_>| {
@@ -341,6 +359,14 @@ impl Connections {
                     request.extensions_mut().insert(certificate.clone());
                 }
                 request
+            })
+            .map_response(move |mut response: Response| {
+                if shutting_down.as_ref().is_some_and(Readiness::stopping) {
+                    response
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                response
             });
         let service = TowerToHyperService::new(app);
         let connection = self.builder.serve_connection(TokioIo::new(stream), service);
@@ -395,7 +421,7 @@ pub async fn serve_tls<F>(
     F: Future<Output = ()> + Send,
 {
     let graceful = GracefulShutdown::new();
-    let connections = Connections::new(tls, app, options);
+    let connections = Connections::new(tls, app, &options);
     tokio::pin!(shutdown);
     while let Some((tcp, peer)) = accept(&listener, shutdown.as_mut()).await {
         tokio::spawn(connections.clone().serve(tcp, peer, graceful.watcher()));
@@ -412,8 +438,10 @@ pub async fn serve_tls<F>(
 /// readiness, the connection and (HTTP/2) each stream's task were picked up by whichever
 /// worker was awake, and the hand-offs between two workers (a futex wake and a context switch
 /// each) cost more CPU than the review itself. A connection's requests are answered by one
-/// core; the API server opens one HTTP/2 connection per webhook, and a review takes tens of
-/// microseconds of it. Policy evaluations still run on the blocking pool.
+/// core. The API server calls a webhook it reaches by URL over one HTTP/2 connection, and one
+/// it reaches through a Service over HTTP/1.1, one connection per review in flight; either
+/// way a review takes tens of microseconds of a core. Policy evaluations still run on the
+/// blocking pool.
 pub async fn serve_tls_on_threads<F>(
     listener: TcpListener,
     tls: Arc<ReloadingTls>,
@@ -424,7 +452,7 @@ pub async fn serve_tls_on_threads<F>(
 ) where
     F: Future<Output = ()> + Send,
 {
-    let connections = Connections::new(tls, app, options);
+    let connections = Connections::new(tls, app, &options);
     let mut workers = Vec::with_capacity(threads);
     for index in 0..threads.max(1) {
         match ServingThread::start(index, connections.clone()) {
@@ -669,6 +697,7 @@ mod tests {
             ServeOptions {
                 handshake_timeout: Duration::from_secs(10),
                 drain_timeout: Duration::from_secs(10),
+                shutting_down: None,
             },
             2,
             async {
@@ -709,6 +738,114 @@ mod tests {
                 .body(Empty::new())
                 .unwrap();
             assert!(sender.send_request(request).await.is_err());
+        }
+    }
+
+    /// An HTTP/2 connection (ALPN h2) to `addr`.
+    async fn connect_h2(
+        addr: SocketAddr,
+        ca_pem: &str,
+    ) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .unwrap();
+        let (sender, connection) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        sender
+    }
+
+    fn get_thread() -> axum::http::Request<Empty<Bytes>> {
+        axum::http::Request::get("https://localhost/thread")
+            .body(Empty::new())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn once_a_shutdown_begins_http1_answers_close_their_connection_and_http2_keeps_its() {
+        let dir = std::env::temp_dir().join(format!(
+            "agentgov-serve-closing-{}-{}",
+            std::process::id(),
+            Timestamp::now().as_nanosecond()
+        ));
+        let (files, ca) = certificate(&dir);
+        let (tls, _) = ReloadingTls::load(files).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let app = Router::new().route("/thread", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let readiness = Readiness::new();
+        readiness.set(true);
+        let (_stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve_tls(
+            listener,
+            tls,
+            app,
+            ServeOptions {
+                handshake_timeout: Duration::from_secs(10),
+                drain_timeout: Duration::from_secs(10),
+                shutting_down: Some(readiness.clone()),
+            },
+            async {
+                let _ = stopped.await;
+            },
+        ));
+
+        // Serving: keep-alive on both.
+        let mut http1 = connect(addr, &ca).await;
+        let mut http2 = connect_h2(addr, &ca).await;
+        for _ in 0..2 {
+            let answer = http1.send_request(get_thread()).await.unwrap();
+            assert_eq!(answer.version(), axum::http::Version::HTTP_11);
+            assert_eq!(answer.headers().get(header::CONNECTION), None);
+            let answer = http2.send_request(get_thread()).await.unwrap();
+            assert_eq!(answer.version(), axum::http::Version::HTTP_2);
+        }
+
+        // Shutting down (readiness off; the port still open): the next HTTP/1.1 answer says
+        // `Connection: close` and the connection is closed after it.
+        readiness.stop();
+        let answer = http1.send_request(get_thread()).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(
+            answer.headers().get(header::CONNECTION),
+            Some(&HeaderValue::from_static("close"))
+        );
+        let _ = answer.into_body().collect().await.unwrap();
+        assert!(
+            http1.ready().await.is_err(),
+            "the HTTP/1.1 connection is closed after the answer"
+        );
+        // A new HTTP/1.1 connection is still served, once.
+        let mut again = connect(addr, &ca).await;
+        let answer = again.send_request(get_thread()).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        assert_eq!(
+            answer.headers().get(header::CONNECTION),
+            Some(&HeaderValue::from_static("close"))
+        );
+        // HTTP/2 keeps its connection (its drain's GOAWAY closes it) and carries no
+        // connection header, which HTTP/2 forbids.
+        for _ in 0..2 {
+            let answer = http2.send_request(get_thread()).await.unwrap();
+            assert_eq!(answer.status(), StatusCode::OK);
+            assert_eq!(answer.headers().get(header::CONNECTION), None);
         }
     }
 }

@@ -21,7 +21,8 @@ use crate::Error;
 use crate::config::ClientAuth;
 use agentgov_runtime::reload::{self, WatchedFiles};
 
-/// ALPN: HTTP/2 first (the API server's Go client speaks it), HTTP/1.1 for everything else.
+/// ALPN: HTTP/2 first, HTTP/1.1 for everything else. The API server takes HTTP/2 for a webhook
+/// it reaches by URL and asks for HTTP/1.1 alone for one behind a Service.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
 /// Where the TLS material lives.
