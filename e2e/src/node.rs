@@ -386,3 +386,56 @@ fn last_lines(path: &std::path::Path, n: usize, keep: impl Fn(&str) -> bool) -> 
         Err(e) => format!("{}: {e}\n", path.display()),
     }
 }
+
+/// The host's ICMP counters that say whether it sent "unreachable" answers or held them back
+/// (its network namespace's `/proc/net/snmp`): `OutDestUnreachs`, `OutRateLimitHost` and
+/// `OutRateLimitGlobal`, in that order.
+pub fn icmp_counters() -> Result<[u64; 3]> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").context("/proc/net/snmp")?;
+    icmp_counters_of(&snmp)
+}
+
+fn icmp_counters_of(snmp: &str) -> Result<[u64; 3]> {
+    let mut rows = snmp.lines().filter(|l| l.starts_with("Icmp:"));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else {
+        bail!("no Icmp rows in /proc/net/snmp");
+    };
+    let value = |name: &str| -> Result<u64> {
+        let column = names
+            .split_whitespace()
+            .position(|n| n == name)
+            .with_context(|| format!("no {name} in /proc/net/snmp"))?;
+        let value = values
+            .split_whitespace()
+            .nth(column)
+            .with_context(|| format!("no value for {name} in /proc/net/snmp"))?;
+        value
+            .parse()
+            .with_context(|| format!("{name} = {value:?} in /proc/net/snmp"))
+    };
+    Ok([
+        value("OutDestUnreachs")?,
+        value("OutRateLimitHost")?,
+        value("OutRateLimitGlobal")?,
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn icmp_counters_are_read_by_name_from_the_icmp_rows() {
+        let snmp = "Ip: Forwarding DefaultTTL\nIp: 1 64\n\
+            Icmp: InMsgs OutMsgs OutRateLimitGlobal OutRateLimitHost OutDestUnreachs\n\
+            Icmp: 3 72 5 9 70\n\
+            IcmpMsg: InType3 OutType3\nIcmpMsg: 3 72\n";
+        assert_eq!(icmp_counters_of(snmp).unwrap(), [70, 9, 5]);
+        assert!(icmp_counters_of("Ip: A\nIp: 1\n").is_err());
+        assert!(icmp_counters_of("Icmp: InMsgs\nIcmp: 3\n").is_err());
+        // The host's own file has them.
+        icmp_counters().unwrap();
+    }
+}
