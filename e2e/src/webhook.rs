@@ -457,6 +457,30 @@ pub async fn register(
     })
 }
 
+/// What the API server sends a webhook when the ReplicaSet controller creates `pod` in
+/// `namespace`: `POST /validate/pods` with the Pod's AdmissionReview, for
+/// [`Webhook::admission_client`].
+pub fn pod_review_request(namespace: &str, uid: &str, pod: &Pod) -> Result<http::Request<Vec<u8>>> {
+    let mut pod = pod.clone();
+    pod.metadata.namespace = Some(namespace.to_string());
+    let review = serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": uid,
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": namespace,
+            "operation": "CREATE",
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+        }
+    });
+    Ok(http::Request::post("/validate/pods")
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&review)?)?)
+}
+
 /// A Pod that claims to run `agent` (no scheduler or kubelet runs: it stays Pending).
 pub fn agent_pod(name: &str, agent: &str) -> Pod {
     let mut pod = plain_pod(name);

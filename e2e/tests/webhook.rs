@@ -15,7 +15,7 @@ use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, AgentPromotion};
 use agentgov_e2e::admission::*;
 use agentgov_e2e::operator::{http_get, metric_value};
-use agentgov_e2e::webhook::{Webhook, agent_pod, plain_pod};
+use agentgov_e2e::webhook::{Webhook, agent_pod, plain_pod, pod_review_request};
 use agentgov_e2e::{api_error_message, apply_bundle, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Event;
@@ -761,27 +761,9 @@ async fn http11_review(webhook: &Webhook, namespace: &str) -> http::Response<kub
         .admission_client()
         .await
         .expect("a client for the webhook");
-    let mut pod = agent_pod("lab-2", "lab");
-    pod.metadata.namespace = Some(namespace.to_string());
-    let review = json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": "http11-review",
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod,
-        }
-    });
-    let request = http::Request::post("/validate/pods")
-        .header("content-type", "application/json")
-        .body(kube::client::Body::from(
-            serde_json::to_vec(&review).expect("the review as JSON"),
-        ))
-        .expect("a request");
+    let request = pod_review_request(namespace, "http11-review", &agent_pod("lab-2", "lab"))
+        .expect("a review request")
+        .map(kube::client::Body::from);
     let answer = client.send(request).await.expect("an answer over HTTP/1.1");
     assert_eq!(answer.status(), http::StatusCode::OK);
     assert_eq!(answer.version(), http::Version::HTTP_11);

@@ -242,6 +242,7 @@ fn spawn_server(pki: &Pki, app: Router) -> SocketAddr {
                 ServeOptions {
                     handshake_timeout: Duration::from_secs(10),
                     drain_timeout: Duration::from_secs(1),
+                    idle_timeout: Duration::from_secs(120),
                     shutting_down: None,
                 },
                 std::future::pending::<()>(),

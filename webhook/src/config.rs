@@ -120,10 +120,17 @@ pub struct Args {
     #[arg(long, env = "AGENTGOV_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
-    /// Time allowed for the TLS handshake, for reading request headers and for reading the
+    /// Time allowed for the TLS handshake, for a request's head from its first byte and for its
     /// body ("10s", "500ms" or seconds). A slower client is cut off and never reaches a decision.
     #[arg(long, env = "AGENTGOV_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+
+    /// How long an HTTP/1.1 connection may wait for its next request before the webhook closes
+    /// it. Keep it longer than the clients' own idle timeout (the API server's is 90 s), so that
+    /// they close idle connections first: a connection closed by the webhook can cross a review
+    /// just sent on it, which then fails (EOF) and, fail closed, refuses the Pod.
+    #[arg(long, env = "AGENTGOV_IDLE_TIMEOUT", default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 
     #[command(flatten)]
     pub expiry: ExpiryFlags,
@@ -182,6 +189,11 @@ impl Args {
                 "--max-body-bytes must be positive".into(),
             ));
         }
+        if self.idle_timeout.is_zero() || self.request_timeout.is_zero() {
+            return Err(crate::Error::Config(
+                "--idle-timeout and --request-timeout must be positive".into(),
+            ));
+        }
         if self.reload_interval.is_zero() {
             return Err(crate::Error::Config(
                 "--reload-interval must be positive".into(),
@@ -212,6 +224,7 @@ mod tests {
         assert_eq!(args.client_auth, ClientAuth::Required);
         assert_eq!(args.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         assert_eq!(args.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(args.idle_timeout, Duration::from_secs(120));
         assert_eq!(args.runtime.shutdown_grace, Duration::from_secs(10));
         // required without a CA file is refused
         assert!(args.validate().is_err());

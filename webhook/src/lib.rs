@@ -30,6 +30,7 @@ pub mod decision;
 pub mod decision_log;
 pub mod error;
 pub mod external;
+pub mod head_deadline;
 pub use agentgov_runtime::keys;
 pub mod memo;
 pub mod metrics;

@@ -176,6 +176,7 @@ async fn run(args: Args) -> Result<(), Error> {
         server::admission_router(state),
         ServeOptions {
             handshake_timeout: args.request_timeout,
+            idle_timeout: args.idle_timeout,
             drain_timeout: args.runtime.shutdown_grace,
             shutting_down: Some(readiness.clone()),
         },

@@ -38,6 +38,7 @@ use crate::decide::View;
 use crate::decision::Decision;
 use crate::decision_log::{Facts, record};
 use crate::external::{self, ADMIT_PATH, Admitted};
+use crate::head_deadline::{HeadDeadline, HeadState};
 use crate::metrics::{Metrics, ReviewKind};
 use crate::peer::PeerCertificate;
 use crate::review::Answer;
@@ -271,8 +272,11 @@ fn finish(s: &AppState, kind: ReviewKind, reviewed: Reviewed<'_>) -> Response {
 /// Limits of the TLS server.
 #[derive(Clone)]
 pub struct ServeOptions {
-    /// For the TLS handshake and for HTTP/1 request headers.
+    /// For the TLS handshake and for an HTTP/1.1 request's head from its first byte.
     pub handshake_timeout: Duration,
+    /// How long an HTTP/1.1 connection may wait for its next request (`--idle-timeout`; longer
+    /// than the API server's 90 s, see [`crate::head_deadline`]).
+    pub idle_timeout: Duration,
     /// How long in-flight connections may take to finish at shutdown.
     pub drain_timeout: Duration,
     /// Once this readiness is stopping (a shutdown has begun), every HTTP/1.1 answer closes
@@ -307,7 +311,7 @@ impl Connections {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(options.handshake_timeout)
+            .header_read_timeout(options.idle_timeout)
             .keep_alive(true);
         builder
             .http2()
@@ -350,9 +354,19 @@ impl Connections {
         let certificate = PeerCertificate::of(stream.get_ref().1.peer_certificates());
         let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
         let shutting_down = self.shutting_down.clone().filter(|_| !http2);
+        let head = HeadState::new();
+        if http2 {
+            head.http2();
+        }
+        let stream = HeadDeadline::new(stream, Arc::clone(&head), self.handshake_timeout);
+        let answered = Arc::clone(&head);
         let app = self
             .app
             .map_request(move |mut request: axum::http::Request<_>| {
+                head.head_read();
+                if request.version() == axum::http::Version::HTTP_2 {
+                    head.http2();
+                }
                 if let Some(certificate) = &certificate
                     && request.uri().path() == ADMIT_PATH
                 {
@@ -361,6 +375,7 @@ impl Connections {
                 request
             })
             .map_response(move |mut response: Response| {
+                answered.answered();
                 if shutting_down.as_ref().is_some_and(Readiness::stopping) {
                     response
                         .headers_mut()
@@ -618,10 +633,16 @@ mod tests {
     use crate::config::ClientAuth;
     use crate::tls::TlsFiles;
 
-    /// A server certificate for localhost in a directory of its own: (TLS files, CA PEM).
-    fn certificate(dir: &std::path::Path) -> (TlsFiles, String) {
+    /// The TLS config of a server for localhost (its files written to a directory of its own,
+    /// then removed) and the CA PEM that trusts it.
+    async fn localhost_tls(tag: &str) -> (Arc<ReloadingTls>, String) {
+        let dir = std::env::temp_dir().join(format!(
+            "agentgov-serve-{tag}-{}-{}",
+            std::process::id(),
+            Timestamp::now().as_nanosecond()
+        ));
         let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        std::fs::create_dir_all(dir).unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
         let pem = cert.cert.pem();
         std::fs::write(dir.join("tls.crt"), &pem).unwrap();
         std::fs::write(dir.join("tls.key"), cert.signing_key.serialize_pem()).unwrap();
@@ -631,32 +652,45 @@ mod tests {
             client_ca: None,
             client_auth: ClientAuth::None,
         };
-        (files, pem)
+        let (tls, _) = ReloadingTls::load(files).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        (tls, pem)
     }
 
-    async fn connect(
+    /// A TLS connection to `addr` as localhost, trusting `ca_pem`, offering `alpn`.
+    async fn tls_to(
         addr: SocketAddr,
         ca_pem: &str,
-    ) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+        alpn: &[&[u8]],
+    ) -> TokioIo<tokio_rustls::client::TlsStream<TcpStream>> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
             roots.add(cert.unwrap()).unwrap();
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let tcp = TcpStream::connect(addr).await.unwrap();
         let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("localhost").unwrap(), tcp)
             .await
             .unwrap();
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .unwrap();
+        TokioIo::new(tls)
+    }
+
+    async fn connect(
+        addr: SocketAddr,
+        ca_pem: &str,
+    ) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(tls_to(addr, ca_pem, &[]).await)
+                .await
+                .unwrap();
         tokio::spawn(connection);
         sender
     }
@@ -675,14 +709,7 @@ mod tests {
 
     #[tokio::test]
     async fn connections_are_spread_over_serving_threads_and_drained_at_shutdown() {
-        let dir = std::env::temp_dir().join(format!(
-            "agentgov-serve-threads-{}-{}",
-            std::process::id(),
-            Timestamp::now().as_nanosecond()
-        ));
-        let (files, ca) = certificate(&dir);
-        let (tls, _) = ReloadingTls::load(files).await.unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+        let (tls, ca) = localhost_tls("threads").await;
         let app = Router::new().route(
             "/thread",
             get(|| async { std::thread::current().name().unwrap_or("?").to_string() }),
@@ -697,6 +724,7 @@ mod tests {
             ServeOptions {
                 handshake_timeout: Duration::from_secs(10),
                 drain_timeout: Duration::from_secs(10),
+                idle_timeout: Duration::from_secs(120),
                 shutting_down: None,
             },
             2,
@@ -746,29 +774,28 @@ mod tests {
         addr: SocketAddr,
         ca_pem: &str,
     ) -> hyper::client::conn::http2::SendRequest<Empty<Bytes>> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-        let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        config.alpn_protocols = vec![b"h2".to_vec()];
-        let tcp = TcpStream::connect(addr).await.unwrap();
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .unwrap();
-        let (sender, connection) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .unwrap();
+        let (sender, connection) = hyper::client::conn::http2::handshake(
+            TokioExecutor::new(),
+            tls_to(addr, ca_pem, &[b"h2"]).await,
+        )
+        .await
+        .unwrap();
         tokio::spawn(connection);
         sender
+    }
+
+    /// `GET /thread` answering "ok", served with `options` until the sender is dropped: the
+    /// address, the CA PEM and the sender.
+    async fn serve_ok(options: ServeOptions) -> (SocketAddr, String, oneshot::Sender<()>) {
+        let (tls, ca) = localhost_tls("ok").await;
+        let app = Router::new().route("/thread", get(|| async { "ok" }));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(serve_tls(listener, tls, app, options, async {
+            let _ = stopped.await;
+        }));
+        (addr, ca, stop)
     }
 
     fn get_thread() -> axum::http::Request<Empty<Bytes>> {
@@ -779,33 +806,15 @@ mod tests {
 
     #[tokio::test]
     async fn once_a_shutdown_begins_http1_answers_close_their_connection_and_http2_keeps_its() {
-        let dir = std::env::temp_dir().join(format!(
-            "agentgov-serve-closing-{}-{}",
-            std::process::id(),
-            Timestamp::now().as_nanosecond()
-        ));
-        let (files, ca) = certificate(&dir);
-        let (tls, _) = ReloadingTls::load(files).await.unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
-        let app = Router::new().route("/thread", get(|| async { "ok" }));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let readiness = Readiness::new();
         readiness.set(true);
-        let (_stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(serve_tls(
-            listener,
-            tls,
-            app,
-            ServeOptions {
-                handshake_timeout: Duration::from_secs(10),
-                drain_timeout: Duration::from_secs(10),
-                shutting_down: Some(readiness.clone()),
-            },
-            async {
-                let _ = stopped.await;
-            },
-        ));
+        let (addr, ca, _stop) = serve_ok(ServeOptions {
+            handshake_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            shutting_down: Some(readiness.clone()),
+        })
+        .await;
 
         // Serving: keep-alive on both.
         let mut http1 = connect(addr, &ca).await;
@@ -847,5 +856,30 @@ mod tests {
             assert_eq!(answer.status(), StatusCode::OK);
             assert_eq!(answer.headers().get(header::CONNECTION), None);
         }
+    }
+
+    #[tokio::test]
+    async fn an_idle_http1_connection_outlives_the_head_timeout_and_closes_after_the_idle_one() {
+        let (addr, ca, _stop) = serve_ok(ServeOptions {
+            handshake_timeout: Duration::from_millis(200),
+            drain_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_millis(1500),
+            shutting_down: None,
+        })
+        .await;
+        let mut http1 = connect(addr, &ca).await;
+        let answer = http1.send_request(get_thread()).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        // Idle for longer than a head may take: the connection is still there for the next
+        // review (hyper's one timer, set to the head timeout, closed it here).
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let answer = http1.send_request(get_thread()).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        // Idle past the idle timeout: the webhook closes it.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(
+            http1.ready().await.is_err(),
+            "closed after the idle timeout"
+        );
     }
 }

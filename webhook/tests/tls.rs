@@ -123,6 +123,7 @@ async fn start(secret: &SecretDir, client_auth: ClientAuth, handshake_timeout: D
         ServeOptions {
             handshake_timeout,
             drain_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(120),
             shutting_down: None,
         },
         async {

@@ -29,7 +29,7 @@ use agentgov_api::policy::default_bundle_spec;
 use agentgov_api::{Agent, PolicyBundle};
 use agentgov_e2e::operator::{KeyFile, Operator, log_dir, metric_value};
 use agentgov_e2e::process::cpu_time;
-use agentgov_e2e::webhook::{Webhook, agent_pod};
+use agentgov_e2e::webhook::{Webhook, agent_pod, pod_review_request};
 use agentgov_e2e::{TestNamespace, client, install_crds, manifest, wait_for};
 use anyhow::{Context as _, Result, bail};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -282,24 +282,8 @@ async fn webhook_memory(ns: &TestNamespace, keys: &KeyFile, n: usize) -> Result<
 /// was allowed.
 async fn review_pod(client: &kube::Client, namespace: &str, i: usize) -> Result<bool> {
     let agent = format!("agent-{i:05}");
-    let mut pod = agent_pod(&format!("{agent}-pod"), &agent);
-    pod.metadata.namespace = Some(namespace.to_string());
-    let review = serde_json::json!({
-        "apiVersion": "admission.k8s.io/v1",
-        "kind": "AdmissionReview",
-        "request": {
-            "uid": format!("bench-{i}"),
-            "kind": {"group": "", "version": "v1", "kind": "Pod"},
-            "resource": {"group": "", "version": "v1", "resource": "pods"},
-            "namespace": namespace,
-            "operation": "CREATE",
-            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-            "object": pod,
-        }
-    });
-    let request = http::Request::post("/validate/pods")
-        .header("content-type", "application/json")
-        .body(serde_json::to_vec(&review)?)?;
+    let pod = agent_pod(&format!("{agent}-pod"), &agent);
+    let request = pod_review_request(namespace, &format!("bench-{i}"), &pod)?;
     let answer: serde_json::Value = serde_json::from_str(&client.request_text(request).await?)?;
     Ok(answer["response"]["allowed"] == serde_json::json!(true))
 }

@@ -112,6 +112,7 @@ impl Served {
             ServeOptions {
                 handshake_timeout: Duration::from_secs(5),
                 drain_timeout: Duration::from_secs(1),
+                idle_timeout: Duration::from_secs(120),
                 shutting_down: None,
             },
             async {
