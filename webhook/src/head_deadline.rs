@@ -62,9 +62,14 @@ impl HeadState {
 
     /// The answer is ready: the next bytes start the next request's head.
     pub fn answered(&self) {
-        if !self.http2.load(Ordering::Acquire) {
+        if !self.is_http2() {
             self.awaiting_head.store(true, Ordering::Release);
         }
+    }
+
+    /// Whether the connection speaks HTTP/2 (see [`HeadState::http2`]).
+    pub fn is_http2(&self) -> bool {
+        self.http2.load(Ordering::Acquire)
     }
 
     fn awaiting_head(&self) -> bool {

@@ -178,7 +178,7 @@ async fn run(args: Args) -> Result<(), Error> {
             handshake_timeout: args.request_timeout,
             idle_timeout: args.idle_timeout,
             drain_timeout: args.runtime.shutdown_grace,
-            shutting_down: Some(readiness.clone()),
+            shutting_down: Some(readiness),
         },
         serving_threads,
         stop_accepting,

@@ -352,12 +352,11 @@ impl Connections {
         // the log; an AdmissionReview names its requester inside); the path is compared per
         // request, the certificate is parsed at most once per connection.
         let certificate = PeerCertificate::of(stream.get_ref().1.peer_certificates());
-        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-        let shutting_down = self.shutting_down.clone().filter(|_| !http2);
         let head = HeadState::new();
-        if http2 {
+        if stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice()) {
             head.http2();
         }
+        let shutting_down = self.shutting_down.clone();
         let stream = HeadDeadline::new(stream, Arc::clone(&head), self.handshake_timeout);
         let answered = Arc::clone(&head);
         let app = self
@@ -376,7 +375,8 @@ impl Connections {
             })
             .map_response(move |mut response: Response| {
                 answered.answered();
-                if shutting_down.as_ref().is_some_and(Readiness::stopping) {
+                // HTTP/2 forbids the header; its drain's GOAWAY does this job.
+                if !answered.is_http2() && shutting_down.as_ref().is_some_and(Readiness::stopping) {
                     response
                         .headers_mut()
                         .insert(header::CONNECTION, HeaderValue::from_static("close"));
