@@ -39,6 +39,7 @@ revalidation_rows=""
 sweep_rows=""
 webhook_rows=""
 cpu_rows=""
+paired_rows=""
 for n in ${SIZES}; do
   echo "API-server ceiling and revalidation benchmark: ${n} agents" >&2
   out=$(AGENTGOV_OPERATOR_BIN="${REL}/agentgov-operator" \
@@ -52,7 +53,8 @@ for n in ${SIZES}; do
   sweep=$(printf '%s\n' "${out}" | sed -n 's/^sweep| //p')
   webhook=$(printf '%s\n' "${out}" | sed -n 's/^webhook| //p')
   cpu=$(printf '%s\n' "${out}" | sed -n 's/^cpu| //p')
-  if [[ -z "${ceiling}" || -z "${revalidation}" || -z "${sweep}" || -z "${webhook}" || -z "${cpu}" ]]; then
+  paired=$(printf '%s\n' "${out}" | sed -n 's/^paired| //p')
+  if [[ -z "${ceiling}" || -z "${revalidation}" || -z "${sweep}" || -z "${webhook}" || -z "${cpu}" || -z "${paired}" ]]; then
     fail "the benchmarks for ${n} agents printed no result rows"
   fi
   # ceiling| c/transport | writes/s | s | apiserver ms | etcd ms |  ->  c/transport: writes/s
@@ -66,13 +68,18 @@ for n in ${SIZES}; do
   IFS='|' read -r _ initial converged summary agents_per_s bytes rss peak _ <<<"${revalidation}"
   # sweep| N | reconciles | written | s | RSS | peak RSS | RSS settled | anonymous | file-backed |
   IFS='|' read -r _ swept written sweep_s sweep_rss sweep_peak sweep_settled sweep_anon sweep_file _ <<<"${sweep}"
-  ratio=$(awk -v a="${converged}" -v b="${ceiling_s}" 'BEGIN { printf "%.2f", a / b }')
+  # paired| N | c/transport | ceiling s, each | revalidation s, each | median ceiling s | median revalidation s | ratio |
+  IFS='|' read -r _ paired_c paired_ceilings paired_revalidations median_ceiling median_revalidation ratio _ <<<"${paired}"
+  ratio="${ratio// /}"
+  first_ratio=$(awk -v a="${converged}" -v b="${ceiling_s}" 'BEGIN { printf "%.2f", a / b }')
   verdict=$(awk -v r="${ratio}" -v t="${TARGET_RATIO}" 'BEGIN { print (r <= t ? "yes" : "no") }')
-  echo "${n} agents: ceiling ${rate// /} writes/s at concurrency ${c// /} (${ceiling_s// /} s for ${n});" \
-    "revalidation converged in ${converged// /} s = ${ratio}x the ceiling's time (target <= ${TARGET_RATIO}x: ${verdict});" \
+  echo "${n} agents: ceiling at ${paired_c// /}, median of rounds in turn ${median_ceiling// /} s for ${n};" \
+    "median revalidation ${median_revalidation// /} s = ${ratio}x (target <= ${TARGET_RATIO}x: ${verdict});" \
+    "first revalidation over the best sweep round ${first_ratio}x;" \
     "no-change sweep wrote ${written// /}; operator RSS ${sweep_rss// /} MiB" >&2
   ceiling_rows+="| ${n} |${rate}|${c}|${ceiling_s}|${ceiling_bytes}| ${per_concurrency} |"$'\n'
-  revalidation_rows+="| ${n} |${ceiling_s}|${converged}| **${ratio}** (${verdict}) |${summary}|${agents_per_s}|${bytes}|${initial}|${rss}|${peak}|"$'\n'
+  paired_rows+="| ${n} |${paired_c}|${paired_ceilings}|${paired_revalidations}|${median_ceiling}|${median_revalidation}| **${ratio}** (${verdict}) | ${first_ratio} |"$'\n'
+  revalidation_rows+="| ${n} |${converged}|${summary}|${agents_per_s}|${bytes}|${initial}|${rss}|${peak}|"$'\n'
   sweep_rows+="| ${n} |${swept}|${written}|${sweep_s}|${sweep_rss}|${sweep_peak}|${sweep_settled}|${sweep_anon}/${sweep_file}|"$'\n'
   webhook_rows+="| ${webhook}"$'\n'
   cpu_rows+="| ${n} |${ceiling_apiserver}|${ceiling_etcd}|${apiserver_ms}|${etcd_ms}|${operator_ms}|"$'\n'
@@ -144,8 +151,17 @@ echo "${webhook_rss}"
   echo "   writes (a governed agent's whole status re-signed under another policy hash, under the"
   echo "   operator's field manager), bodies made before the clock starts, answers not decoded. A"
   echo "   round ends when the same kind of watch has seen every agent under the round's hash. The"
-  echo "   best rate of any concurrency and transport is the ceiling. Ratio = revalidation converged / the ceiling's"
-  echo "   time for N writes (target ≤ ${TARGET_RATIO})."
+  echo "   concurrency and transport with the best rate is the ceiling's setting."
+  echo "5. **In turn**: on the same API server, a round of the ceiling at that setting, then a"
+  echo "   fresh operator re-signs every agent under the bundle in force (the ceiling left them"
+  echo "   signed by a key no one else holds) and the bundle changes again (a revalidation, timed as"
+  echo "   in 1), twice, and a last ceiling round: C, R, C, R, C. **Ratio = the median of the three"
+  echo "   revalidations (1 and these two) / the median of these three ceiling rounds** (target ≤"
+  echo "   ${TARGET_RATIO}). Why: one round's time moves by 10–20 % with the API server's state (its CPU per"
+  echo "   write drifts up as history grows and falls after a compaction; at concurrency 16 in one"
+  echo "   run, 3.7 to 5.3 ms a write), so the best of twelve sweep rounds is partly luck, and it"
+  echo "   was measured minutes after the first revalidation. The first revalidation over the"
+  echo "   sweep's best round, the ratio as measured before, is in the last column."
   echo
   echo "CPU per agent (from /proc, over the converged window; the ceiling's at its best"
   echo "concurrency and transport), which is where a revalidation's time goes when the API server is the bottleneck:"
@@ -158,8 +174,12 @@ echo "${webhook_rss}"
   echo "|---|---|---|---|---|---|"
   printf '%s' "${ceiling_rows}"
   echo
-  echo "| agents | ceiling s for N writes | revalidation converged s | ratio (≤ ${TARGET_RATIO}?) | operator's summary s | agents/s | body bytes | initial promotion s | operator RSS MiB after | peak RSS MiB |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| agents | ceiling's setting | ceiling s for N writes, rounds in turn | revalidation converged s (1, then in turn) | median ceiling s | median revalidation s | ratio of the medians (≤ ${TARGET_RATIO}?) | first revalidation / best sweep round |"
+  echo "|---|---|---|---|---|---|---|---|"
+  printf '%s' "${paired_rows}"
+  echo
+  echo "| agents | first revalidation converged s | operator's summary s | agents/s | body bytes | initial promotion s | operator RSS MiB after | peak RSS MiB |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s' "${revalidation_rows}"
   echo
   echo "| agents | no-change sweep: agents judged | agents written | s | operator RSS MiB (N agents) | peak RSS MiB | RSS MiB 5 s later, at rest | at rest: anonymous / file-backed MiB |"

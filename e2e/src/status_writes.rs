@@ -157,70 +157,166 @@ pub fn cpu_per_write(before: [f64; 2], after: [f64; 2], writes: usize) -> [f64; 
 /// `ceiling| c/transport | writes/s | s | kube-apiserver CPU ms/write | etcd CPU ms/write |` per
 /// round, then `ceiling-best| N | c/transport | writes/s | s for N writes | body bytes |
 /// kube-apiserver ms | etcd ms |`. The agents are left signed by a key no one else holds.
-pub async fn ceiling(agents: &Api<Agent>, concurrencies: &[usize]) -> Result<()> {
-    let transports = transports().await?;
-    let list = agents.list(&ListParams::default()).await?;
-    let n = list.items.len();
-    let namespace = agents_namespace(&list)?;
-    let spec = &list.items.first().context("no agents to write")?.spec;
-    let subjects: Vec<(String, String)> = list
-        .items
-        .iter()
-        .map(|a| (a.name_any(), a.metadata.uid.clone().unwrap_or_default()))
-        .collect();
-    let ring = KeyRing::from_config(&KeyRingConfig {
-        active_key_id: Some("ceiling".into()),
-        keys: vec![generate_ed25519("ceiling")?],
-        revoked: vec![],
-    })?;
-    let spec_hash = hash::spec_hash(spec)?;
-    let mut best: Option<(String, f64, usize, f64, f64)> = None;
-    let rounds = concurrencies
-        .iter()
-        .flat_map(|c| transports.iter().map(move |t| (*c, t)));
-    for (round, (concurrency, (transport, client))) in rounds.enumerate() {
+/// Answers the writer and the best setting, for more rounds at it.
+pub async fn ceiling(
+    agents: &Api<Agent>,
+    concurrencies: &[usize],
+) -> Result<(StatusWriter, Setting)> {
+    let mut writer = StatusWriter::new(agents).await?;
+    let mut best: Option<(Setting, Round)> = None;
+    for concurrency in concurrencies {
+        for transport in 0..writer.transports.len() {
+            let setting = Setting {
+                concurrency: *concurrency,
+                transport,
+            };
+            let round = writer.round(setting).await?;
+            println!(
+                "ceiling| {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+                round.label, round.rate, round.seconds, round.apiserver, round.etcd
+            );
+            if best.as_ref().is_none_or(|(_, b)| round.rate > b.rate) {
+                best = Some((setting, round));
+            }
+        }
+    }
+    let (setting, round) = best.context("no concurrency measured")?;
+    println!(
+        "ceiling-best| {} | {} | {:.0} | {:.2} | {} | {:.2} | {:.2} |",
+        writer.subjects.len(),
+        round.label,
+        round.rate,
+        round.seconds,
+        round.bytes,
+        round.apiserver,
+        round.etcd
+    );
+    Ok((writer, setting))
+}
+
+/// A concurrency and one of [`transports`] (by index).
+#[derive(Clone, Copy, Debug)]
+pub struct Setting {
+    pub concurrency: usize,
+    pub transport: usize,
+}
+
+/// What one ceiling round measured.
+#[derive(Clone, Debug)]
+pub struct Round {
+    /// `concurrency/transport`.
+    pub label: String,
+    /// From the first write until the watch saw the last.
+    pub seconds: f64,
+    pub rate: f64,
+    /// The mean body of a write.
+    pub bytes: usize,
+    /// CPU per write, ms.
+    pub apiserver: f64,
+    pub etcd: f64,
+}
+
+/// The ceiling's writer: every agent of a namespace re-signed, per round, under a hash of its
+/// own, by a key no one else holds.
+pub struct StatusWriter {
+    agents: Api<Agent>,
+    namespace: String,
+    spec_hash: String,
+    /// Each agent's name and uid.
+    subjects: Vec<(String, String)>,
+    ring: KeyRing,
+    transports: Vec<(&'static str, Client)>,
+    rounds: usize,
+}
+
+impl StatusWriter {
+    /// A writer for the agents `agents` lists now (all in one namespace, with one spec).
+    pub async fn new(agents: &Api<Agent>) -> Result<Self> {
+        let list = agents.list(&ListParams::default()).await?;
+        let namespace = agents_namespace(&list)?;
+        let spec = &list.items.first().context("no agents to write")?.spec;
+        Ok(StatusWriter {
+            agents: agents.clone(),
+            namespace,
+            spec_hash: hash::spec_hash(spec)?,
+            subjects: list
+                .items
+                .iter()
+                .map(|a| (a.name_any(), a.metadata.uid.clone().unwrap_or_default()))
+                .collect(),
+            ring: KeyRing::from_config(&KeyRingConfig {
+                active_key_id: Some("ceiling".into()),
+                keys: vec![generate_ed25519("ceiling")?],
+                revoked: vec![],
+            })?,
+            transports: transports().await?,
+            rounds: 0,
+        })
+    }
+
+    /// Write every agent once at `setting`, each write a change (a policy hash no round
+    /// used before).
+    pub async fn round(&mut self, setting: Setting) -> Result<Round> {
+        let (transport, client) = self
+            .transports
+            .get(setting.transport)
+            .context("no such transport")?;
+        let (concurrency, n) = (setting.concurrency, self.subjects.len());
         let label = format!("{concurrency}/{transport}");
-        // Every round re-signs under another policy hash: each write changes the object.
-        let policy_hash = hash::sha256_hex(format!("ceiling round {round}").as_bytes());
-        let bodies = subjects
+        let policy_hash = hash::sha256_hex(format!("ceiling round {}", self.rounds).as_bytes());
+        self.rounds += 1;
+        let bodies = self
+            .subjects
             .iter()
             .map(|(name, uid)| {
-                let status =
-                    governed_status(&ring, &namespace, name, uid, &spec_hash, &policy_hash)?;
+                let status = governed_status(
+                    &self.ring,
+                    &self.namespace,
+                    name,
+                    uid,
+                    &self.spec_hash,
+                    &policy_hash,
+                )?;
                 Ok((name.clone(), status_body(&status)?))
             })
             .collect::<Result<Vec<_>>>()?;
         let bytes = bodies.iter().map(|(_, b)| b.len()).sum::<usize>() / n.max(1);
-        let seen = watch_signed(agents, &policy_hash, n).await?;
+        let seen = watch_signed(&self.agents, &policy_hash, n).await?;
         let cpu_before = control_plane_cpu()?;
         let started = Instant::now();
-        let written = write_all(client, &namespace, bodies, concurrency).await?;
+        let written = write_all(client, &self.namespace, bodies, concurrency).await?;
         let elapsed = tokio::time::timeout(Duration::from_secs(600), seen)
             .await
             .context("the watch did not see every write in 600s")???
             .max(written)
             .duration_since(started);
         let [apiserver, etcd] = cpu_per_write(cpu_before, control_plane_cpu()?, n);
-        let rate = n as f64 / elapsed.as_secs_f64();
         eprintln!(
             "concurrency {concurrency} over {transport}: {n} writes of {bytes} bytes answered after {:.2}s, all seen after {:.2}s; CPU per write: kube-apiserver {apiserver:.2} ms, etcd {etcd:.2} ms",
             written.duration_since(started).as_secs_f64(),
             elapsed.as_secs_f64()
         );
-        println!(
-            "ceiling| {label} | {rate:.0} | {:.2} | {apiserver:.2} | {etcd:.2} |",
-            elapsed.as_secs_f64()
-        );
-        if best.as_ref().is_none_or(|(_, r, ..)| rate > *r) {
-            best = Some((label, rate, bytes, apiserver, etcd));
-        }
+        Ok(Round {
+            label,
+            seconds: elapsed.as_secs_f64(),
+            rate: n as f64 / elapsed.as_secs_f64(),
+            bytes,
+            apiserver,
+            etcd,
+        })
     }
-    let (label, rate, bytes, apiserver, etcd) = best.context("no concurrency measured")?;
-    println!(
-        "ceiling-best| {n} | {label} | {rate:.0} | {:.2} | {bytes} | {apiserver:.2} | {etcd:.2} |",
-        n as f64 / rate
-    );
-    Ok(())
+}
+
+/// The median of `values` (the mean of the middle two when their number is even).
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let mid = sorted.len() / 2;
+    match sorted.len() {
+        0 => None,
+        len if len % 2 == 1 => sorted.get(mid).copied(),
+        _ => Some((sorted[mid - 1] + sorted[mid]) / 2.0),
+    }
 }
 
 /// The clients the ceiling writes with: kube's default (HTTP/1.1) and the one the operator
@@ -334,4 +430,17 @@ fn governed_status(
         );
     }
     Ok(status)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[31.0, 24.0, 29.0]), Some(29.0));
+    }
 }

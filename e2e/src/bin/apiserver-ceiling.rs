@@ -44,5 +44,7 @@ async fn main() -> Result<()> {
         "created {n} agents in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    status_writes::ceiling(&agents, &concurrencies).await
+    status_writes::ceiling(&agents, &concurrencies)
+        .await
+        .map(drop)
 }
