@@ -28,7 +28,9 @@
 #                                  the release one and loaded row for row with it (same run)
 #   AGENTGOV_DEPLOYED_SECONDS      measured seconds per load row (default 5)
 #   AGENTGOV_DEPLOYED_ROUNDS       load rounds (default 3)
-#   AGENTGOV_DEPLOYED_CREATES      Pod creates per latency row and round (default 300)
+#   AGENTGOV_DEPLOYED_CREATES      Pod creates per latency row and round (default 1000: over 4
+#                                  rounds a side's p99 is its 40th slowest create; with 300, its
+#                                  12th, and the added p99 moved by several ms from round to round)
 #   AGENTGOV_DEPLOYED_CREATE_ROUNDS  latency rounds (default 4)
 #   AGENTGOV_DEPLOYED_NO_BUILD=1   use the binaries already in target/release
 #   AGENTGOV_DEPLOYED_PROFILE=1    after the load rounds, load the release webhook once more per
@@ -57,7 +59,7 @@ fi
 LOAD="${AGENTGOV_LOAD_BIN:-${REL}/admission-load}"
 SECONDS_PER_ROW="${AGENTGOV_DEPLOYED_SECONDS:-5}"
 ROUNDS="${AGENTGOV_DEPLOYED_ROUNDS:-3}"
-CREATES="${AGENTGOV_DEPLOYED_CREATES:-300}"
+CREATES="${AGENTGOV_DEPLOYED_CREATES:-1000}"
 CREATE_ROUNDS="${AGENTGOV_DEPLOYED_CREATE_ROUNDS:-4}"
 RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/agentgov-deployed.XXXXXX")"
 PIDS=()
