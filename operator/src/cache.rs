@@ -6,6 +6,7 @@
 //! publish it on a `tokio::sync::watch` channel, which wakes every waiter.
 
 use std::fmt::Debug;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use futures::{Stream, StreamExt};
 use kube::Api;
@@ -133,11 +134,85 @@ where
     let mut writer = Writer::<K>::default();
     writer.apply_watcher_event(&Event::Init);
     writer.apply_watcher_event(&Event::InitDone);
-    (writer.as_reader(), Synced(watch::channel(true).1))
+    (writer.as_reader(), synced())
 }
 
-/// Already synced: for tests that build a [`crate::context::Context`] by hand.
-#[cfg(test)]
-pub fn synced_for_test() -> Synced {
+/// Already synced: for a cache that is not watched, and for tests that build a
+/// [`crate::context::Context`] by hand.
+pub fn synced() -> Synced {
     Synced(watch::channel(true).1)
+}
+
+/// A cache the operator keeps itself (fed by [`streamed`]'s events, not a kube-runtime store):
+/// what it holds, and what a (re)list in progress has shown, which replaces it when the list is
+/// done, so objects deleted while the watch was down are forgotten. Changes go to both, so
+/// readers see them during the list too.
+pub struct Relisted<M> {
+    live: Mutex<M>,
+    relist: Mutex<Option<M>>,
+}
+
+impl<M: Default> Default for Relisted<M> {
+    fn default() -> Self {
+        Relisted {
+            live: Mutex::default(),
+            relist: Mutex::default(),
+        }
+    }
+}
+
+impl<M: Default> Relisted<M> {
+    /// What the cache holds, to read.
+    pub fn lock(&self) -> MutexGuard<'_, M> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Apply a change to what the cache holds and to the list in progress, if any.
+    pub fn change(&self, mut change: impl FnMut(&mut M)) {
+        if let Some(relist) = self
+            .relist
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            change(relist);
+        }
+        change(&mut self.lock());
+    }
+
+    pub fn relist_started(&self) {
+        *self.relist.lock().unwrap_or_else(PoisonError::into_inner) = Some(M::default());
+    }
+
+    pub fn relist_done(&self) {
+        let fresh = self
+            .relist
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(fresh) = fresh {
+            *self.lock() = fresh;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Relisted;
+
+    #[test]
+    fn a_relist_replaces_what_is_held_once_done_and_changes_meanwhile_show_at_once() {
+        let cache: Relisted<Vec<&str>> = Relisted::default();
+        cache.change(|m| m.push("gone while the watch was down"));
+        cache.relist_started();
+        cache.change(|m| m.push("listed"));
+        // Readers see the list's objects as they come, beside what was held.
+        assert_eq!(*cache.lock(), ["gone while the watch was down", "listed"]);
+        cache.relist_done();
+        assert_eq!(*cache.lock(), ["listed"]);
+        // After the list, changes go to what is held alone.
+        cache.change(|m| m.push("applied"));
+        cache.relist_done();
+        assert_eq!(*cache.lock(), ["listed", "applied"]);
+    }
 }

@@ -15,14 +15,13 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use kube::api::{Api, EvictParams, ListParams};
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::context::Context;
 use crate::error::Result;
-use crate::kept::{Digest, Kept};
+use crate::kept::Kept;
 
 /// What of a NetworkPolicy the operator sets: its spec (k8s-openapi writes its fields in a fixed
 /// order, so the stored and the wanted spec compare equal when they mean the same).
@@ -36,9 +35,6 @@ impl Kept for NetworkPolicy {
     type Shape = NetworkPolicyShape;
     const LABELS: &'static [&'static str] = &[AGENT_LABEL, NETWORK_STATE_LABEL];
 }
-
-/// A NetworkPolicy the operator keeps, as its cache holds it.
-pub type PolicyDigest = Digest<NetworkPolicy>;
 
 /// Bring the agent's NetworkPolicy and Pods in line with `status` (its judged status): write,
 /// replace or delete the policy, evict a quarantined agent's Pods when the bundle says `stop`,
@@ -62,13 +58,11 @@ pub async fn converge(
         uid: &uid,
     };
     let wanted = network_policy(&reference, state, &runtime.egress);
-    let cached = ctx
-        .network_policies
-        .get(&ObjectRef::new(&policy_name).within(&namespace));
+    let cached = ctx.network_policies.get(&namespace, &policy_name);
     let was_quarantined =
-        cached.as_deref().and_then(|c| c.label(NETWORK_STATE_LABEL)) == Some(QUARANTINED);
+        cached.as_ref().and_then(|c| c.label(NETWORK_STATE_LABEL)) == Some(QUARANTINED);
     let policies: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &namespace);
-    match (&wanted, cached.as_deref()) {
+    match (&wanted, cached.as_ref()) {
         (Some(wanted), Some(cached)) if cached.matches(wanted) => {}
         (Some(wanted), cached) => {
             crate::kept::write(&policies, wanted, cached.is_some()).await?;
@@ -184,6 +178,9 @@ async fn event(ctx: &Context, agent: &Agent, type_: EventType, reason: &str, not
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kept::{Cache, Digest};
+    use kube::runtime::reflector::ObjectRef;
+    use kube::runtime::watcher::Event;
 
     #[test]
     fn a_stored_policy_compares_equal_to_the_wanted_one() {
@@ -210,20 +207,24 @@ mod tests {
             stored["metadata"]["managedFields"] =
                 serde_json::json!([{"manager": "agentgov-operator"}]);
             let text = serde_json::to_string(&stored).unwrap();
-            let digest: PolicyDigest = serde_json::from_str(&text).unwrap();
-            assert!(digest.matches(&wanted), "{state:?}");
+            let digest: Digest<NetworkPolicy> = serde_json::from_str(&text).unwrap();
             assert_eq!(digest.metadata.managed_fields, None);
             assert_eq!(digest.metadata.labels, None, "kept as values, not a map");
-            assert_eq!(digest.label(NETWORK_STATE_LABEL), state.label());
             // A change to it has its agent looked at again.
             assert_eq!(
                 digest.agent(),
                 Some(ObjectRef::new("auditor").within("team"))
             );
+            // What the cache holds of it, found by namespace and name.
+            let cache = Cache::<NetworkPolicy>::default();
+            cache.observe(&Event::Apply(digest));
+            let held = cache.get("team", &network_policy_name("auditor")).unwrap();
+            assert!(held.matches(&wanted), "{state:?}");
+            assert_eq!(held.label(NETWORK_STATE_LABEL), state.label());
             // Another writer's change to the spec shows.
             stored["spec"]["podSelector"]["matchLabels"]["extra"] = "1".into();
-            let tampered: PolicyDigest = serde_json::from_value(stored).unwrap();
-            assert!(!tampered.matches(&wanted), "{state:?}");
+            let tampered: Digest<NetworkPolicy> = serde_json::from_value(stored).unwrap();
+            assert!(!tampered.held().matches(&wanted), "{state:?}");
         }
         let contained = network_policy(&agent, RunState::Contained, &egress).unwrap();
         let quarantined = network_policy(
@@ -232,6 +233,6 @@ mod tests {
             &egress,
         )
         .unwrap();
-        assert!(!Digest::of(&contained).matches(&quarantined));
+        assert!(!Digest::of(&contained).held().matches(&quarantined));
     }
 }

@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use tracing::warn;
 
 use crate::authz::Approvers;
+use crate::cache::Relisted;
 use crate::compact::{CachedAgent, PackedPromotion};
 use crate::error::{Error, Result};
 use crate::judge::ActivePolicy;
@@ -50,11 +51,11 @@ pub struct Context {
     pub exceptions_synced: crate::cache::Synced,
     pub promotions_synced: crate::cache::Synced,
     /// The NetworkPolicies the operator keeps (empty unless `--contain-pods`).
-    pub network_policies: Store<crate::containment::PolicyDigest>,
+    pub network_policies: Arc<crate::kept::Cache<k8s_openapi::api::networking::v1::NetworkPolicy>>,
     pub network_policies_synced: crate::cache::Synced,
     /// Managed agents' Deployments and ConfigMaps.
-    pub deployments: Store<crate::kept::Digest<k8s_openapi::api::apps::v1::Deployment>>,
-    pub config_maps: Store<crate::kept::Digest<k8s_openapi::api::core::v1::ConfigMap>>,
+    pub deployments: Arc<crate::kept::Cache<k8s_openapi::api::apps::v1::Deployment>>,
+    pub config_maps: Arc<crate::kept::Cache<k8s_openapi::api::core::v1::ConfigMap>>,
     pub workloads_synced: [crate::cache::Synced; 2],
     pub policies: PolicyCache,
     /// Why the operator may not sign now (the admission guards' problems), if it may not.
@@ -202,12 +203,7 @@ impl CountedOnce {
 /// its agent's own, and each is kept whole as one [`PackedPromotion`] (no `ObjectMeta`, `Arc`,
 /// key and table slot per promotion, which were most of what one cost in a store).
 #[derive(Default)]
-pub struct PromotionIndex {
-    index: Mutex<Index>,
-    /// What a (re)list in progress has shown; it replaces the index when the list is done, so
-    /// promotions deleted while the watch was down are forgotten.
-    relist: Mutex<Option<Index>>,
-}
+pub struct PromotionIndex(Relisted<Index>);
 
 /// Namespace → agent → the agent's AgentPromotions. Nested, so each namespace's name is kept
 /// once and a lookup allocates nothing but the approvals it returns.
@@ -260,10 +256,6 @@ fn insert_into(index: &mut Index, namespace: &str, agent: &str, name: &str, p: P
 }
 
 impl PromotionIndex {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
-        self.index.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
     pub fn insert(&self, promotion: &AgentPromotion) {
         let packed = match PackedPromotion::of(promotion) {
             Ok(packed) => packed,
@@ -277,48 +269,36 @@ impl PromotionIndex {
         let namespace = promotion.metadata.namespace.as_deref().unwrap_or_default();
         let name = promotion.metadata.name.as_deref().unwrap_or_default();
         let agent = promotion.spec.agent.as_str();
-        if let Some(relist) = self
-            .relist
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .as_mut()
-        {
-            insert_into(relist, namespace, agent, name, packed.clone());
-        }
-        insert_into(&mut self.lock(), namespace, agent, name, packed);
+        self.0
+            .change(|index| insert_into(index, namespace, agent, name, packed.clone()));
     }
 
     pub fn relist_started(&self) {
-        *self.relist.lock().unwrap_or_else(PoisonError::into_inner) = Some(Index::new());
+        self.0.relist_started();
     }
 
     pub fn relist_done(&self) {
-        let fresh = self
-            .relist
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(fresh) = fresh {
-            *self.lock() = fresh;
-        }
+        self.0.relist_done();
     }
 
     pub fn remove(&self, promotion: &AgentPromotion) {
         let namespace = promotion.metadata.namespace.as_deref().unwrap_or_default();
         let agent = promotion.spec.agent.as_str();
-        let mut index = self.lock();
-        let Some(agents) = index.get_mut(namespace) else {
-            return;
-        };
-        if let Some(approvals) = agents.get_mut(agent) {
-            approvals.remove(promotion.metadata.name.as_deref().unwrap_or_default());
-            if approvals.is_empty() {
-                agents.remove(agent);
+        let name = promotion.metadata.name.as_deref().unwrap_or_default();
+        self.0.change(|index| {
+            let Some(agents) = index.get_mut(namespace) else {
+                return;
+            };
+            if let Some(approvals) = agents.get_mut(agent) {
+                approvals.remove(name);
+                if approvals.is_empty() {
+                    agents.remove(agent);
+                }
             }
-        }
-        if agents.is_empty() {
-            index.remove(namespace);
-        }
+            if agents.is_empty() {
+                index.remove(namespace);
+            }
+        });
     }
 
     /// The AgentPromotions of `agent` in `namespace`, by name. Taken out under the lock (a
@@ -329,6 +309,7 @@ impl PromotionIndex {
         agent: &str,
     ) -> Result<Vec<AgentPromotion>, serde_json::Error> {
         let packed: Vec<PackedPromotion> = self
+            .0
             .lock()
             .get(namespace)
             .and_then(|agents| agents.get(agent))
@@ -642,6 +623,6 @@ mod tests {
         assert_eq!(names(NAMESPACE, "filings"), ["filings-by-bob"]);
         index.remove(&by_bob);
         assert!(names(NAMESPACE, "filings").is_empty());
-        assert!(index.lock().is_empty(), "nothing left behind");
+        assert!(index.0.lock().is_empty(), "nothing left behind");
     }
 }

@@ -21,7 +21,6 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -138,12 +137,8 @@ pub async fn converge(ctx: &Context, agent: &Agent, status: Option<&AgentStatus>
     let name = agent.name_any();
     let uid = agent.uid().unwrap_or_default();
     let object_name = workload_name(&name);
-    let cached_deployment = ctx
-        .deployments
-        .get(&ObjectRef::new(&object_name).within(&namespace));
-    let cached_config = ctx
-        .config_maps
-        .get(&ObjectRef::new(&object_name).within(&namespace));
+    let cached_deployment = ctx.deployments.get(&namespace, &object_name);
+    let cached_config = ctx.config_maps.get(&namespace, &object_name);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
     let reference = AgentRef {
@@ -154,12 +149,12 @@ pub async fn converge(ctx: &Context, agent: &Agent, status: Option<&AgentStatus>
     let Some(managed) = agent.spec.runtime.as_ref().and_then(RuntimeSpec::managed) else {
         let ours = owner(&reference);
         if cached_deployment
-            .as_deref()
+            .as_ref()
             .is_some_and(|d| d.owned_by(&ours))
         {
             crate::kept::delete(&deployments, &object_name).await?;
         }
-        if cached_config.as_deref().is_some_and(|c| c.owned_by(&ours)) {
+        if cached_config.as_ref().is_some_and(|c| c.owned_by(&ours)) {
             crate::kept::delete(&config_maps, &object_name).await?;
         }
         return Ok(());
@@ -179,7 +174,7 @@ pub async fn converge(ctx: &Context, agent: &Agent, status: Option<&AgentStatus>
             governance_status: status.governance_status,
         };
         if let Some(wanted) = approved_config_map(&reference, &approved)
-            && !cached_config.as_deref().is_some_and(|c| c.matches(&wanted))
+            && !cached_config.as_ref().is_some_and(|c| c.matches(&wanted))
         {
             crate::kept::write(&config_maps, &wanted, cached_config.is_some()).await?;
         }
@@ -192,7 +187,7 @@ pub async fn converge(ctx: &Context, agent: &Agent, status: Option<&AgentStatus>
     let Some(wanted) = deployment(&reference, managed, &spec_hash, replicas) else {
         return Ok(());
     };
-    let cached = cached_deployment.as_deref();
+    let cached = cached_deployment.as_ref();
     if cached.is_some_and(|d| d.matches(&wanted)) {
         return Ok(());
     }
