@@ -22,11 +22,11 @@ use agentgov_api::promotion::PromotionOutcome;
 use agentgov_api::{Agent, AgentPromotion, AgentSpec};
 use jiff::Timestamp;
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
-use tracing::{Instrument, Span, instrument, warn};
+use tracing::{instrument, warn};
 
 use crate::compact::{CachedAgent, holds_governance};
 use crate::context::Context;
+use crate::driver::Action;
 use crate::error::{Error, Result};
 use crate::judge::{ActivePolicy, AgentFacts, ApprovalFacts, Judge, Judgement};
 use crate::written::{Fingerprint, Judged, Write, Written, fingerprint};
@@ -36,39 +36,14 @@ use agentgov_runtime::keys::KeySnapshot;
 /// revoked from an approver, for one): one round for all agents ([`crate::triggers::Resync`]).
 pub const RESYNC: Duration = Duration::from_secs(600);
 
-/// The controller polls every reconcile from one task, so each runs as a task of its own: the
-/// judgement (the policy, hashing, signing: CPU work) and the write of one agent proceed on any
-/// core beside the others'. A reconcile the controller drops takes its task with it.
+/// The driver ([`crate::driver`]) runs each reconcile as a task of its own, so the judgement
+/// (the policy, hashing, signing: CPU work) and the write of one agent proceed on any core beside
+/// the others'.
 #[instrument(skip(agent, ctx), fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
 pub async fn reconcile(agent: Arc<CachedAgent>, ctx: Arc<Context>) -> Result<Action> {
-    let mut task = AbortOnDrop(tokio::spawn(
-        async move {
-            // Read whole again in the task, beside the other reconciles.
-            let agent = Arc::new(agent.object().map_err(Error::Cached)?);
-            judge_and_write(agent, ctx).await
-        }
-        .instrument(Span::current()),
-    ));
-    match (&mut task.0).await {
-        Ok(action) => action,
-        // A reconcile that panics panics the controller's poll of it, as it would inline.
-        Err(e) => match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(_) => Err(agentgov_api::Error::PolicyEval(
-                "the reconcile was cancelled: the operator is stopping".into(),
-            )
-            .into()),
-        },
-    }
-}
-
-/// Aborts the task when dropped (a reconcile the controller gives up on).
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    // Read whole again in the reconcile's task, beside the other reconciles.
+    let agent = Arc::new(agent.object().map_err(Error::Cached)?);
+    judge_and_write(agent, ctx).await
 }
 
 async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
@@ -480,8 +455,7 @@ fn next_look(
             next = Some(next.map_or(wait, |next| next.min(wait)));
         }
     }
-    // A resync round judges the agent again before then anyway; this keeps the timer in what
-    // kube-runtime's delay queue takes.
+    // A resync round judges the agent again before then anyway.
     next.map(|wait| wait.min(LONGEST_LOOK))
 }
 

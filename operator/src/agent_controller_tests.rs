@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::driver::Action;
 use agentgov_api::conditions::{PROMOTED, READY, find, is_true};
 use agentgov_api::hash::{policy_hash, spec_hash};
 use agentgov_api::keyring::KeyRing;
@@ -15,7 +16,6 @@ use agentgov_api::{Agent, GovernanceStatus};
 use http::StatusCode;
 use jiff::{SignedDuration, Timestamp};
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
 use std::time::Duration;
 use tokio::time::timeout;
 

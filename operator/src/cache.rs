@@ -143,6 +143,13 @@ pub fn synced() -> Synced {
     Synced(watch::channel(true).1)
 }
 
+/// Not synced until the sender says so: for tests of what waits for a cache.
+#[cfg(test)]
+pub fn unsynced() -> (watch::Sender<bool>, Synced) {
+    let (tx, rx) = watch::channel(false);
+    (tx, Synced(rx))
+}
+
 /// A cache the operator keeps itself (fed by [`streamed`]'s events, not a kube-runtime store):
 /// what it holds, and what a (re)list in progress has shown, which replaces it when the list is
 /// done, so objects deleted while the watch was down are forgotten. Changes go to both, so

@@ -179,7 +179,6 @@ async fn event(ctx: &Context, agent: &Agent, type_: EventType, reason: &str, not
 mod tests {
     use super::*;
     use crate::kept::{Cache, Digest};
-    use kube::runtime::reflector::ObjectRef;
     use kube::runtime::watcher::Event;
 
     #[test]
@@ -213,7 +212,7 @@ mod tests {
             // A change to it has its agent looked at again.
             assert_eq!(
                 digest.agent(),
-                Some(ObjectRef::new("auditor").within("team"))
+                Some(crate::driver::Key::new("team", "auditor"))
             );
             // What the cache holds of it, found by namespace and name.
             let cache = Cache::<NetworkPolicy>::default();

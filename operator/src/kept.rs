@@ -14,13 +14,12 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use crate::compact::CachedAgent;
+use crate::driver::Key;
 use agentgov_api::agent::AGENT_LABEL;
 use agentgov_api::containment::{MANAGED_BY_LABEL, MANAGER};
 use futures::Stream;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, PostParams};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -190,9 +189,9 @@ impl<K: Kept> Digest<K> {
     /// The agent the object is kept for, by its agent label: a change by anyone has that agent
     /// looked at again. (The label, not the owner reference, which a digest keeps only as a
     /// fingerprint; a label someone else sets only makes another agent be looked at.)
-    pub fn agent(&self) -> Option<ObjectRef<CachedAgent>> {
+    pub fn agent(&self) -> Option<Key> {
         let namespace = self.metadata.namespace.as_deref()?;
-        Some(ObjectRef::new(self.held().label(AGENT_LABEL)?).within(namespace))
+        Some(Key::new(namespace, self.held().label(AGENT_LABEL)?))
     }
 }
 

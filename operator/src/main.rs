@@ -12,6 +12,7 @@ mod compact;
 mod config;
 mod containment;
 mod context;
+mod driver;
 mod error;
 mod exception_controller;
 mod guards;
@@ -230,16 +231,24 @@ async fn run(config: Config) -> Result<()> {
         kept::cache::<Deployment>(&client, namespace, config.manage_workloads);
     let (config_map_store, config_map_stream, config_maps_synced) =
         kept::cache::<ConfigMap>(&client, namespace, config.manage_workloads);
-    let mut agent_controller = Controller::for_stream(agent_stream, agent_store.clone())
-        .with_config(controller_config.clone());
+    // What has an agent judged again: its own changes, and its kept objects' changes.
+    let mut agent_triggers = vec![
+        triggers::agents_named(agent_stream, |a| Some(triggers::key_of(&a))),
+        triggers::agents_named(promotion_stream, |p: AgentPromotion| {
+            Some(driver::Key::new(
+                &p.namespace().unwrap_or_default(),
+                &p.spec.agent,
+            ))
+        }),
+    ];
     if let Some(stream) = deployment_stream {
-        agent_controller = agent_controller.watches_stream(stream, |d| d.agent());
+        agent_triggers.push(triggers::agents_named(stream, |d| d.agent()));
     }
     if let Some(stream) = config_map_stream {
-        agent_controller = agent_controller.watches_stream(stream, |c| c.agent());
+        agent_triggers.push(triggers::agents_named(stream, |c| c.agent()));
     }
     if let Some(stream) = policy_stream {
-        agent_controller = agent_controller.watches_stream(stream, |p| p.agent());
+        agent_triggers.push(triggers::agents_named(stream, |p| p.agent()));
     }
     let bundle_controller = Controller::for_stream(bundle_stream, bundle_store.clone())
         .with_config(controller_config.clone());
@@ -362,24 +371,32 @@ async fn run(config: Config) -> Result<()> {
 
     // Readiness is already off when this resolves (see `stop`).
     let shutdown = stopping();
-    let agents = agent_controller
-        .watches_stream(promotion_stream, |p: AgentPromotion| {
-            let namespace = p.namespace().unwrap_or_default();
-            std::iter::once(ObjectRef::new(&p.spec.agent).within(&namespace))
-        })
-        .watches_stream(exception_stream, {
+    agent_triggers.push({
+        let agents = agent_store.clone();
+        exception_stream
+            .filter_map(|e| std::future::ready(e.ok()))
+            .flat_map(move |exception| {
+                futures::stream::iter(triggers::agents_covered(&agents, &exception))
+            })
+            .boxed()
+    });
+    agent_triggers.push(in_force_changed.boxed());
+    agent_triggers.push(triggers::all_agents(rejudge_all, agent_store.clone()).boxed());
+    let agents = driver::Driver {
+        get: Box::new({
             let agents = agent_store.clone();
-            move |exception: AgentException| triggers::agents_covered(&agents, &exception)
-        })
-        .reconcile_on(in_force_changed)
-        .reconcile_all_on(rejudge_all)
-        .graceful_shutdown_on(shutdown)
-        .run(
-            agent_controller::reconcile,
-            agent_controller::error_policy,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+            move |key: &driver::Key| agents.get(&ObjectRef::new(key.name()).within(key.namespace()))
+        }),
+        synced: ctx.agents_synced.clone(),
+        concurrency: usize::from(config.concurrency),
+        ctx: ctx.clone(),
+    }
+    .run(
+        futures::stream::select_all(agent_triggers),
+        shutdown,
+        agent_controller::reconcile,
+        agent_controller::error_policy,
+    );
     let floors = run_bundles(
         floor_controller,
         bundle_keys_changed(),

@@ -11,7 +11,7 @@ use agentgov_api::AgentPromotion;
 use agentgov_api::exception::AgentException;
 use agentgov_api::policy_bundle::BundleObject;
 use futures::{Stream, StreamExt};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::compact::CachedAgent;
 use crate::context::PromotionIndex;
+use crate::driver::Key;
 use crate::written::Written;
 
 /// Watches the bundle events (after the store applied them) for a change of the version in
@@ -95,31 +96,57 @@ impl BundleTrigger {
     }
 }
 
+/// The key the driver queues an agent by.
+pub fn key_of(agent: &CachedAgent) -> Key {
+    Key::new(
+        agent.metadata.namespace.as_deref().unwrap_or_default(),
+        agent.metadata.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The agents a watched kind's changes name (`agent` of each changed object).
+pub fn agents_named<T: Send + 'static>(
+    changes: impl Stream<Item = Result<T, kube::runtime::watcher::Error>> + Send + 'static,
+    agent: impl Fn(T) -> Option<Key> + Send + 'static,
+) -> futures::stream::BoxStream<'static, Key> {
+    changes
+        .filter_map(move |changed| std::future::ready(changed.ok().and_then(&agent)))
+        .boxed()
+}
+
 /// Every agent of each namespace sent, from the agent cache at the time it is sent.
 pub fn agents_of(
     namespaces: UnboundedReceiver<String>,
     agents: Store<CachedAgent>,
-) -> impl Stream<Item = ObjectRef<CachedAgent>> + Send + 'static {
+) -> impl Stream<Item = Key> + Send + 'static {
     let namespaces = futures::stream::unfold(namespaces, |mut rx| async move {
         rx.recv().await.map(|ns| (ns, rx))
     });
     namespaces.flat_map(move |namespace| {
-        let refs: Vec<ObjectRef<CachedAgent>> = agents
+        let keys: Vec<Key> = agents
             .state()
             .iter()
             .filter(|a| a.namespace().as_deref() == Some(namespace.as_str()))
-            .map(|a| ObjectRef::from(a.as_ref()))
+            .map(|a| key_of(a))
             .collect();
-        futures::stream::iter(refs)
+        futures::stream::iter(keys)
+    })
+}
+
+/// Every agent in the cache, each time `rounds` yields.
+pub fn all_agents(
+    rounds: impl Stream<Item = ()> + Send + 'static,
+    agents: Store<CachedAgent>,
+) -> impl Stream<Item = Key> + Send + 'static {
+    rounds.flat_map(move |()| {
+        let keys: Vec<Key> = agents.state().iter().map(|a| key_of(a)).collect();
+        futures::stream::iter(keys)
     })
 }
 
 /// The agents an AgentException names or selects (from the agent cache), to judge again when
 /// it changes or goes.
-pub fn agents_covered(
-    agents: &Store<CachedAgent>,
-    exception: &AgentException,
-) -> Vec<ObjectRef<CachedAgent>> {
+pub fn agents_covered(agents: &Store<CachedAgent>, exception: &AgentException) -> Vec<Key> {
     let namespace = exception.namespace().unwrap_or_default();
     agents
         .state()
@@ -131,7 +158,7 @@ pub fn agents_covered(
                 &a.summary.labels.to_map().unwrap_or_default(),
             )
         })
-        .map(|a| ObjectRef::from(a.as_ref()))
+        .map(|a| key_of(a))
         .collect()
 }
 
@@ -372,7 +399,7 @@ mod tests {
         .unwrap();
         let mut covered: Vec<String> = agents_covered(&agents, &exception)
             .into_iter()
-            .map(|r| r.name)
+            .map(|k| k.name().to_string())
             .collect();
         covered.sort();
         assert_eq!(covered, ["ledger-1", "ledger-2", "plain"]);
