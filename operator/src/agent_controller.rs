@@ -26,7 +26,7 @@ use tracing::{instrument, warn};
 
 use crate::compact::{CachedAgent, holds_governance};
 use crate::context::Context;
-use crate::driver::Action;
+use crate::driver::{Action, Key};
 use crate::error::{Error, Result};
 use crate::judge::{ActivePolicy, AgentFacts, ApprovalFacts, Judge, Judgement};
 use crate::written::{Fingerprint, Judged, Write, Written, fingerprint};
@@ -39,13 +39,13 @@ pub const RESYNC: Duration = Duration::from_secs(600);
 /// The driver ([`crate::driver`]) runs each reconcile as a task of its own, so the judgement
 /// (the policy, hashing, signing: CPU work) and the write of one agent proceed on any core beside
 /// the others'.
-#[instrument(skip(agent, ctx), fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
 pub async fn reconcile(agent: Arc<CachedAgent>, ctx: Arc<Context>) -> Result<Action> {
     // Read whole again in the reconcile's task, beside the other reconciles.
     let agent = Arc::new(agent.object().map_err(Error::Cached)?);
     judge_and_write(agent, ctx).await
 }
 
+#[instrument(skip(agent, ctx), fields(agent = %agent.name_any(), namespace = agent.namespace().unwrap_or_default()))]
 async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.timer("agent");
     if agent.metadata.deletion_timestamp.is_some() {
@@ -402,17 +402,19 @@ pub fn namespace_budget(
         return None;
     }
     let namespace = agent.namespace()?;
+    let name = agent.name_any();
+    let other_than = |other: &str| other != name;
     let allocated = ctx
         .agents
-        .state()
-        .iter()
-        .filter(|other| {
-            other.namespace().as_deref() == Some(namespace.as_str())
-                && other.metadata.uid != agent.metadata.uid
-                && other.summary.holds_governance()
-        })
-        .map(|other| other.summary.monthly_budget_usd)
-        .sum();
+        .lock()
+        .get(namespace.as_str())
+        .map_or(0.0, |agents| {
+            agents
+                .iter()
+                .filter(|(other, held)| other_than(other) && held.summary.holds_governance())
+                .map(|(_, held)| held.summary.monthly_budget_usd)
+                .sum()
+        });
     Some(NamespaceInput {
         allocated_monthly_budget_usd: allocated,
     })
@@ -463,10 +465,14 @@ fn next_look(
 const LONGEST_LOOK: Duration = Duration::from_secs(24 * 3600);
 
 /// Retry with growing backoff, per object, up to five minutes.
-pub fn error_policy(agent: Arc<CachedAgent>, error: &Error, ctx: Arc<Context>) -> Action {
-    warn!(agent = %agent.name_any(), error = %error, "agent reconcile failed");
+pub fn error_policy(agent: &Key, error: &Error, ctx: Arc<Context>) -> Action {
+    warn!(agent = agent.name(), namespace = agent.namespace(), error = %error, "agent reconcile failed");
     ctx.metrics.reconcile_error("agent", error.category());
-    Action::requeue(crate::backoff::next(&agent.uid().unwrap_or_default()))
+    Action::requeue(crate::backoff::next(&format!(
+        "{}/{}",
+        agent.namespace(),
+        agent.name()
+    )))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::driver::Action;
+use crate::driver::{Action, Key};
 use agentgov_api::conditions::{PROMOTED, READY, find, is_true};
 use agentgov_api::hash::{policy_hash, spec_hash};
 use agentgov_api::keyring::KeyRing;
@@ -29,7 +29,10 @@ use crate::fixtures::{
 async fn run_reconcile(agent: &Agent, ctx: &Arc<Context>) -> crate::error::Result<Action> {
     timeout(
         EXPECT_WITHIN,
-        reconcile(Arc::new(compact(agent.clone())), ctx.clone()),
+        reconcile(
+            Arc::new(compact(agent.clone()).stored().unwrap()),
+            ctx.clone(),
+        ),
     )
     .await
     .expect("reconcile did not finish")
@@ -404,7 +407,7 @@ async fn failed_status_patch_is_an_error_that_requeues_with_growing_backoff() {
     let result = run_reconcile(&agent, &ctx).await;
     let actions: Vec<Action> = match result.as_ref() {
         Err(e) => (0..2)
-            .map(|_| error_policy(Arc::new(compact(agent.clone())), e, ctx.clone()))
+            .map(|_| error_policy(&Key::new(NAMESPACE, "scratch"), e, ctx.clone()))
             .collect(),
         Ok(_) => Vec::new(),
     };

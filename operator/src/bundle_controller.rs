@@ -243,9 +243,6 @@ pub async fn reconcile<K: Bundle>(bundle: Arc<K>, ctx: Arc<Context>) -> Result<A
         // The agents this bundle governs, each judged under its namespace's effective policy
         // (this version with the other layer as the cache has it).
         let floor = bundle.namespace().is_none();
-        let agents = ctx
-            .agents
-            .state_filter(|a| floor || a.namespace().as_deref() == Some(namespace.as_str()));
         let effective = |agent_namespace: &str| {
             let (floor_hash, own_hash) = if floor {
                 (Some(active.clone()), ctx.own_active_hash(agent_namespace))
@@ -256,8 +253,19 @@ pub async fn reconcile<K: Bundle>(bundle: Arc<K>, ctx: Arc<Context>) -> Result<A
                 .ok()
                 .flatten()
         };
-        let (mut summary, pending) =
-            crate::revalidation::progress(agents.iter().map(|a| a.as_ref()), &active, effective);
+        let (mut summary, pending) = {
+            let in_scope = |agent_namespace: &str| floor || agent_namespace == namespace;
+            let agents = ctx.agents.lock();
+            let governed = agents
+                .iter()
+                .filter(|(agent_namespace, _)| in_scope(agent_namespace))
+                .flat_map(|(agent_namespace, names)| {
+                    names
+                        .values()
+                        .map(move |agent| (&**agent_namespace, &agent.summary))
+                });
+            crate::revalidation::progress(governed, &active, effective)
+        };
         let activated = status
             .history
             .iter()

@@ -22,7 +22,7 @@ use tracing::warn;
 
 use crate::authz::Approvers;
 use crate::cache::Relisted;
-use crate::compact::{CachedAgent, PackedPromotion};
+use crate::compact::PackedPromotion;
 use crate::error::{Error, Result};
 use crate::judge::ActivePolicy;
 use crate::keys::KeyRingSource;
@@ -37,7 +37,7 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Metrics,
     pub keys: Arc<KeyRingSource>,
-    pub agents: Store<CachedAgent>,
+    pub agents: Arc<crate::agents::Agents>,
     pub bundles: Store<PolicyBundle>,
     /// The cluster floors (ClusterPolicyBundles); the one named like the bundles is in force.
     pub floors: Store<ClusterPolicyBundle>,

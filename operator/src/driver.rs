@@ -186,7 +186,7 @@ where
         triggers: impl Stream<Item = Key> + Send,
         shutdown: impl Future<Output = ()> + Send,
         reconcile: impl Fn(Arc<K>, Arc<C>) -> Fut,
-        error_policy: impl Fn(Arc<K>, &E, Arc<C>) -> Action + Send + Sync + 'static,
+        error_policy: impl Fn(&Key, &E, Arc<C>) -> Action + Send + Sync + 'static,
     ) where
         E: Display + Send + 'static,
         Fut: Future<Output = Result<Action, E>> + Send + 'static,
@@ -215,11 +215,12 @@ where
                 };
                 let ctx = Arc::clone(&self.ctx);
                 let error_policy = Arc::clone(&error_policy);
-                let reconciled = reconcile(Arc::clone(&object), Arc::clone(&ctx));
+                let reconciled = reconcile(object, Arc::clone(&ctx));
+                let failed = key.clone();
                 running.start(key, async move {
                     match reconciled.await {
                         Ok(action) => action,
-                        Err(e) => error_policy(object, &e, ctx),
+                        Err(e) => error_policy(&failed, &e, ctx),
                     }
                 });
             }

@@ -98,11 +98,11 @@ async fn reconcile(object: Arc<Object>, ctx: Arc<Ctx>) -> Result<Action, String>
     object.then.clone()
 }
 
-fn error_policy(object: Arc<Object>, error: &String, ctx: Arc<Ctx>) -> Action {
+fn error_policy(key: &Key, error: &String, ctx: Arc<Ctx>) -> Action {
     ctx.errors
         .lock()
         .unwrap()
-        .push(format!("{}: {error}", object.name));
+        .push(format!("{}: {error}", key.name()));
     Action::requeue(Duration::from_secs(7))
 }
 

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use agentgov_api::exception::{AgentException, observe};
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
@@ -34,18 +33,7 @@ pub async fn reconcile(exception: Arc<AgentException>, ctx: Arc<Context>) -> Res
     ctx.floors_synced.wait().await;
     let now = Timestamp::now();
     let max = ctx.max_exception();
-    let agents = ctx
-        .agents
-        .state_filter(|a| a.namespace().as_deref() == Some(namespace.as_str()));
-    // The cached metadata holds no labels (they are in the summary): what the selector reads.
-    let named: Vec<ObjectMeta> = agents
-        .iter()
-        .map(|a| ObjectMeta {
-            name: a.metadata.name.clone(),
-            labels: a.summary.labels.to_map(),
-            ..ObjectMeta::default()
-        })
-        .collect();
+    let named = ctx.agents.named(&namespace);
     let status = observe(&exception, &named, now, max);
     if exception.status.as_ref() != Some(&status) {
         let api: Api<AgentException> = Api::namespaced(ctx.client.clone(), &namespace);

@@ -495,7 +495,7 @@ impl Context {
             client,
             metrics,
             keys: Arc::new(key_source(keys)),
-            agents: store(&agents.iter().cloned().map(compact).collect::<Vec<_>>()),
+            agents: Arc::new(crate::agents::Agents::of(agents.iter().cloned())),
             bundles: store(bundles),
             floors: store(&[]),
             exceptions: store(&[]),

@@ -9,7 +9,6 @@
 //! to a field of the shape shows (the object is put back on the watch event). It is replaced
 //! whole (an unconditional update), so fields another writer added do not survive.
 
-use std::collections::HashMap;
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use kube::runtime::watcher::{self, Event};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::cache::{Relisted, Synced};
+use crate::cache::{ByName, Synced};
 use crate::error::Result;
 use crate::written::{Fingerprint, fingerprint};
 
@@ -215,58 +214,24 @@ impl<K: Kept> Held<K> {
 }
 
 /// The objects the operator keeps, as it caches them: by namespace and name, what it holds of
-/// each. Not a kube-runtime store: at 10,000 agents a store's `Arc`, 360-byte `ObjectMeta`,
-/// `ObjectRef` key (four strings) and table slot per NetworkPolicy cost several times the
-/// digest itself; nested maps keep each namespace's name once.
-pub struct Cache<K>(Relisted<Objects<K>>);
-
-type Objects<K> = HashMap<Box<str>, HashMap<Box<str>, Held<K>>>;
+/// each ([`Held`]).
+pub struct Cache<K>(ByName<Held<K>>);
 
 impl<K> Default for Cache<K> {
     fn default() -> Self {
-        Cache(Relisted::default())
+        Cache(ByName::default())
     }
 }
 
 impl<K: Kept> Cache<K> {
     /// What the cache holds of the object `name` in `namespace`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Held<K>> {
-        self.0.lock().get(namespace)?.get(name).cloned()
+        self.0.get(namespace, name)
     }
 
     /// Keep the cache in step with the watch.
     pub fn observe(&self, event: &Event<Digest<K>>) {
-        match event {
-            Event::Apply(digest) | Event::InitApply(digest) => {
-                let (Some(namespace), Some(name)) = (
-                    digest.metadata.namespace.as_deref(),
-                    digest.metadata.name.as_deref(),
-                ) else {
-                    return;
-                };
-                self.0.change(|objects| {
-                    let names = match objects.get_mut(namespace) {
-                        Some(names) => names,
-                        None => objects.entry(namespace.into()).or_default(),
-                    };
-                    names.insert(name.into(), digest.held().clone());
-                });
-            }
-            Event::Delete(digest) => {
-                let namespace = digest.metadata.namespace.as_deref().unwrap_or_default();
-                let name = digest.metadata.name.as_deref().unwrap_or_default();
-                self.0.change(|objects| {
-                    if let Some(names) = objects.get_mut(namespace) {
-                        names.remove(name);
-                        if names.is_empty() {
-                            objects.remove(namespace);
-                        }
-                    }
-                });
-            }
-            Event::Init => self.0.relist_started(),
-            Event::InitDone => self.0.relist_done(),
-        }
+        self.0.observe(event, |digest| Some(digest.held().clone()));
     }
 }
 

@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_controller;
+mod agents;
 mod authz;
 mod backoff;
 mod break_glass;
@@ -44,14 +45,13 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Api, ResourceExt};
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::authz::Approvers;
-use crate::compact::CachedAgent;
+use crate::compact::WatchedAgent;
 use crate::config::Config;
 use crate::context::{Context, GuardState, PolicyCache, PromotionIndex, Settings, status_limiter};
 use crate::error::{Error, Result};
@@ -132,7 +132,7 @@ async fn run(config: Config) -> Result<()> {
         None
     };
 
-    let (agents, bundles, promotions): (Api<CachedAgent>, Api<PolicyBundle>, Api<AgentPromotion>) =
+    let (agents, bundles, promotions): (Api<WatchedAgent>, Api<PolicyBundle>, Api<AgentPromotion>) =
         match &config.namespace {
             Some(ns) => (
                 Api::namespaced(client.clone(), ns),
@@ -150,14 +150,17 @@ async fn run(config: Config) -> Result<()> {
     // Every change of an agent (its status writes included) marks its namespace's
     // PolicyReport to be recomputed (`--policy-reports`; nothing otherwise).
     let reports = Arc::new(policy_report::Reports::new(config.policy_reports));
-    let (agent_store, agent_stream, agents_synced) = {
+    let agent_store = Arc::new(agents::Agents::default());
+    let (agent_stream, agents_synced) = {
+        let cache = Arc::clone(&agent_store);
         let written = Arc::clone(&writes.written);
         let reports = Arc::clone(&reports);
-        cache::watched(
+        cache::streamed(
             agents,
             cache::config(),
             cache::slim_unlabelled,
             move |event| {
+                cache.observe(event);
                 triggers::forget_deleted(&written, event);
                 reports.observe(event);
             },
@@ -385,7 +388,7 @@ async fn run(config: Config) -> Result<()> {
     let agents = driver::Driver {
         get: Box::new({
             let agents = agent_store.clone();
-            move |key: &driver::Key| agents.get(&ObjectRef::new(key.name()).within(key.namespace()))
+            move |key: &driver::Key| agents.get(key)
         }),
         synced: ctx.agents_synced.clone(),
         concurrency: usize::from(config.concurrency),
@@ -472,7 +475,7 @@ async fn gauge_loop(ctx: Arc<Context>) {
     loop {
         interval.tick().await;
         let mut counts = [0i64; 4];
-        for agent in ctx.agents.state() {
+        for agent in ctx.agents.lock().values().flat_map(|names| names.values()) {
             if let Some(status) = agent.summary.governance_status
                 && let Some(i) = GovernanceStatus::ALL.iter().position(|g| *g == status)
             {
@@ -496,11 +499,12 @@ mod fixtures;
 /// dropped, so the series do not outlive what they describe).
 fn budget_gauges(ctx: &Context, exported: &mut std::collections::BTreeSet<String>) {
     let mut allocated: std::collections::BTreeMap<String, f64> = Default::default();
-    for agent in ctx.agents.state() {
-        let namespace = agent.metadata.namespace.clone().unwrap_or_default();
-        let sum = allocated.entry(namespace).or_default();
-        if agent.summary.holds_governance() {
-            *sum += agent.summary.monthly_budget_usd;
+    for (namespace, agents) in ctx.agents.lock().iter() {
+        let sum = allocated.entry(namespace.to_string()).or_default();
+        for agent in agents.values() {
+            if agent.summary.holds_governance() {
+                *sum += agent.summary.monthly_budget_usd;
+            }
         }
     }
     let mut now_exported = std::collections::BTreeSet::new();

@@ -17,14 +17,14 @@ use agentgov_api::conditions::{PROMOTED, READY};
 use agentgov_api::{Agent, GovernanceStatus};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher::Event;
 use kube::{Client, ResourceExt};
 use serde::Serialize;
 use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
-use crate::compact::CachedAgent;
+use crate::agents::Agents;
+use crate::compact::{CachedAgent, WatchedAgent};
 use crate::context::MANAGER;
 use crate::written::{Fingerprint, fingerprint};
 
@@ -326,7 +326,7 @@ impl Reports {
     }
 
     /// A watch event of an agent: its namespace's report may change.
-    pub fn observe(&self, event: &Event<CachedAgent>) {
+    pub fn observe(&self, event: &Event<WatchedAgent>) {
         if !self.enabled {
             return;
         }
@@ -380,32 +380,39 @@ impl Reports {
 pub async fn run(
     client: Client,
     bundle_name: String,
-    agents: Store<CachedAgent>,
+    agents: Arc<Agents>,
     synced: crate::cache::Synced,
     reports: Arc<Reports>,
 ) {
     synced.wait().await;
     let mut last: HashMap<String, Fingerprint> = HashMap::new();
     let mut missing_crd_logged = false;
-    for agent in agents.state() {
-        reports.mark(&agent.namespace().unwrap_or_default());
+    let namespaces: Vec<String> = agents.lock().keys().map(|ns| ns.to_string()).collect();
+    for namespace in namespaces {
+        reports.mark(&namespace);
     }
     loop {
         reports.changed.notified().await;
         tokio::time::sleep(DEBOUNCE).await;
         let dirty = reports.take_dirty();
-        let state = agents.state();
         for namespace in dirty {
-            // Each agent of the namespace read whole again (its denies, warnings, conditions).
-            let judged: Vec<Agent> = state
-                .iter()
-                .filter(|a| {
-                    a.namespace().as_deref() == Some(namespace.as_str())
-                        && a.summary.governance_status.is_some()
+            let held: Vec<(Box<str>, Arc<CachedAgent>)> = agents
+                .lock()
+                .get(namespace.as_str())
+                .map(|names| {
+                    names
+                        .iter()
+                        .filter(|(_, a)| a.summary.governance_status.is_some())
+                        .map(|(name, a)| (name.clone(), Arc::clone(a)))
+                        .collect()
                 })
-                .filter_map(|a| {
+                .unwrap_or_default();
+            // Each agent of the namespace read whole again (its denies, warnings, conditions).
+            let judged: Vec<Agent> = held
+                .iter()
+                .filter_map(|(name, a)| {
                     a.object()
-                        .inspect_err(|e| warn!(agent = %a.name_any(), namespace, error = %e, "left out of the PolicyReport"))
+                        .inspect_err(|e| warn!(agent = %name, namespace, error = %e, "left out of the PolicyReport"))
                         .ok()
                 })
                 .collect();

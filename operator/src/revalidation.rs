@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use agentgov_api::agent::{AgentMode, GovernanceStatus};
 use agentgov_api::policy_bundle::RevalidationSummary;
 
-use crate::compact::CachedAgent;
+use crate::compact::AgentSummary;
 
 /// Where a namespace's revalidation against `policy_hash` stands: the summary so far, and how
 /// many governed agents are still to be judged under it.
@@ -17,7 +17,7 @@ use crate::compact::CachedAgent;
 /// `policy_hash` is the bundle's own version; each agent is judged under its namespace's
 /// effective policy, whose hash `effective` gives (the floor and the namespace bundle together).
 pub fn progress<'a>(
-    agents: impl IntoIterator<Item = &'a CachedAgent>,
+    agents: impl IntoIterator<Item = (&'a str, &'a AgentSummary)>,
     policy_hash: &str,
     effective: impl Fn(&str) -> Option<String>,
 ) -> (RevalidationSummary, usize) {
@@ -29,12 +29,10 @@ pub fn progress<'a>(
     // Looked at every 500 ms while thousands of agents come round: each namespace's effective
     // hash once a look (with a floor it is a SHA-256 of canonical JSON).
     let mut expected_in: HashMap<&str, Option<String>> = HashMap::new();
-    for agent in agents {
-        let facts = &agent.summary;
-        if facts.mode != AgentMode::Governed || agent.metadata.deletion_timestamp.is_some() {
+    for (namespace, facts) in agents {
+        if facts.mode != AgentMode::Governed || facts.deleting {
             continue;
         }
-        let namespace = agent.metadata.namespace.as_deref().unwrap_or_default();
         let expected = expected_in
             .entry(namespace)
             .or_insert_with(|| effective(namespace));
@@ -60,11 +58,12 @@ pub fn progress<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compact::WatchedAgent;
     use crate::fixtures::compact;
     use agentgov_api::Agent;
     use agentgov_api::agent::{AgentStatus, PolicyRef};
 
-    fn governed(status: Option<GovernanceStatus>, hash: &str) -> CachedAgent {
+    fn governed(status: Option<GovernanceStatus>, hash: &str) -> WatchedAgent {
         let mut spec = crate::fixtures::governed_spec();
         spec.mode = AgentMode::Governed;
         let mut agent = Agent::new("a", spec);
@@ -90,7 +89,13 @@ mod tests {
             governed(Some(GovernanceStatus::GovernedValid), "old"),
             compact(Agent::new("sandbox", crate::fixtures::sandbox_spec())),
         ];
-        let (summary, pending) = progress(&agents, "new", |_| Some("new".to_string()));
+        let mut deleting = governed(Some(GovernanceStatus::GovernedValid), "old");
+        deleting.summary.deleting = true;
+        let summaries = agents
+            .iter()
+            .chain([&deleting])
+            .map(|a| ("team", &a.summary));
+        let (summary, pending) = progress(summaries, "new", |_| Some("new".to_string()));
         assert_eq!(
             (
                 summary.valid,
@@ -100,6 +105,9 @@ mod tests {
             ),
             (1, 1, 1, 1)
         );
-        assert_eq!(pending, 1, "the one still judged under the old hash");
+        assert_eq!(
+            pending, 1,
+            "the one still judged under the old hash (not the one being deleted)"
+        );
     }
 }

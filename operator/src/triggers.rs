@@ -11,13 +11,13 @@ use agentgov_api::AgentPromotion;
 use agentgov_api::exception::AgentException;
 use agentgov_api::policy_bundle::BundleObject;
 use futures::{Stream, StreamExt};
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher::Event;
 use kube::{Resource, ResourceExt};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::watch;
 
-use crate::compact::CachedAgent;
+use crate::agents::Agents;
+use crate::compact::WatchedAgent;
 use crate::context::PromotionIndex;
 use crate::driver::Key;
 use crate::written::Written;
@@ -97,7 +97,7 @@ impl BundleTrigger {
 }
 
 /// The key the driver queues an agent by.
-pub fn key_of(agent: &CachedAgent) -> Key {
+pub fn key_of(agent: &WatchedAgent) -> Key {
     Key::new(
         agent.metadata.namespace.as_deref().unwrap_or_default(),
         agent.metadata.name.as_deref().unwrap_or_default(),
@@ -117,48 +117,35 @@ pub fn agents_named<T: Send + 'static>(
 /// Every agent of each namespace sent, from the agent cache at the time it is sent.
 pub fn agents_of(
     namespaces: UnboundedReceiver<String>,
-    agents: Store<CachedAgent>,
+    agents: Arc<Agents>,
 ) -> impl Stream<Item = Key> + Send + 'static {
     let namespaces = futures::stream::unfold(namespaces, |mut rx| async move {
         rx.recv().await.map(|ns| (ns, rx))
     });
-    namespaces.flat_map(move |namespace| {
-        let keys: Vec<Key> = agents
-            .state()
-            .iter()
-            .filter(|a| a.namespace().as_deref() == Some(namespace.as_str()))
-            .map(|a| key_of(a))
-            .collect();
-        futures::stream::iter(keys)
-    })
+    namespaces.flat_map(move |namespace| futures::stream::iter(agents.keys(Some(&namespace))))
 }
 
 /// Every agent in the cache, each time `rounds` yields.
 pub fn all_agents(
     rounds: impl Stream<Item = ()> + Send + 'static,
-    agents: Store<CachedAgent>,
+    agents: Arc<Agents>,
 ) -> impl Stream<Item = Key> + Send + 'static {
-    rounds.flat_map(move |()| {
-        let keys: Vec<Key> = agents.state().iter().map(|a| key_of(a)).collect();
-        futures::stream::iter(keys)
-    })
+    rounds.flat_map(move |()| futures::stream::iter(agents.keys(None)))
 }
 
 /// The agents an AgentException names or selects (from the agent cache), to judge again when
 /// it changes or goes.
-pub fn agents_covered(agents: &Store<CachedAgent>, exception: &AgentException) -> Vec<Key> {
+pub fn agents_covered(agents: &Agents, exception: &AgentException) -> Vec<Key> {
     let namespace = exception.namespace().unwrap_or_default();
     agents
-        .state()
-        .iter()
-        .filter(|a| a.namespace().as_deref() == Some(namespace.as_str()))
-        .filter(|a| {
-            exception.covers(
-                &a.name_any(),
-                &a.summary.labels.to_map().unwrap_or_default(),
-            )
+        .named(&namespace)
+        .into_iter()
+        .filter_map(|agent| {
+            let name = agent.name?;
+            exception
+                .covers(&name, &agent.labels.unwrap_or_default())
+                .then(|| Key::new(&namespace, &name))
         })
-        .map(|a| key_of(a))
         .collect()
 }
 
@@ -372,23 +359,22 @@ mod tests {
     fn an_exception_covers_the_agents_it_names_or_its_selector_selects() {
         use std::collections::BTreeMap;
 
-        use crate::fixtures::{NAMESPACE, compact, store};
+        use crate::fixtures::NAMESPACE;
         let labelled = |name: &str, team: Option<&str>| {
             let mut a = agent(name, governed_spec());
             a.metadata.labels = team.map(|t| BTreeMap::from([("team".into(), t.into())]));
-            compact(a)
+            a
         };
         let mut elsewhere = agent("other-ns", governed_spec());
         elsewhere.metadata.namespace = Some("team-b".into());
         elsewhere.metadata.labels = Some(BTreeMap::from([("team".into(), "ledger".into())]));
-        let agents = store(&[
+        let agents = Agents::of([
             labelled("ledger-1", Some("ledger")),
             labelled("ledger-2", Some("ledger")),
             labelled("audit", Some("audit")),
             labelled("plain", None),
-            compact(elsewhere),
+            elsewhere,
         ]);
-        assert!(agents.state().iter().all(|a| a.metadata.labels.is_none()));
         let exception: AgentException = serde_json::from_value(serde_json::json!({
             "apiVersion": "agentgov.dev/v1alpha1", "kind": "AgentException",
             "metadata": {"name": "pilot", "namespace": NAMESPACE},
