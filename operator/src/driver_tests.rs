@@ -246,11 +246,15 @@ async fn an_earlier_request_moves_a_requeue_forward_and_a_later_one_does_not_del
     let ctx = Arc::clone(&d.ctx);
     let (triggers, _stop, _task) = start(d);
     triggers.send(key("a")).unwrap();
-    sleep(10 * SECOND).await;
-    // Queued for 101 s; asked for now.
+    sleep(SECOND / 2).await;
+    // Asked for while it runs: due at once when it ends, and its requeue (100 s later) does
+    // not put that off.
+    triggers.send(key("a")).unwrap();
+    sleep(10 * SECOND - SECOND / 2).await;
+    // Queued for 102 s; asked for now.
     triggers.send(key("a")).unwrap();
     sleep(SECOND / 2).await;
-    assert_eq!(ctx.log.starts("a"), [Duration::ZERO, 10 * SECOND]);
+    assert_eq!(ctx.log.starts("a"), [Duration::ZERO, SECOND, 10 * SECOND]);
 }
 
 #[tokio::test(start_paused = true)]

@@ -150,9 +150,9 @@ async fn run(config: Config) -> Result<()> {
     // Every change of an agent (its status writes included) marks its namespace's
     // PolicyReport to be recomputed (`--policy-reports`; nothing otherwise).
     let reports = Arc::new(policy_report::Reports::new(config.policy_reports));
-    let agent_store = Arc::new(agents::Agents::default());
+    let agent_cache = Arc::new(agents::Agents::default());
     let (agent_stream, agents_synced) = {
-        let cache = Arc::clone(&agent_store);
+        let cache = Arc::clone(&agent_cache);
         let written = Arc::clone(&writes.written);
         let reports = Arc::clone(&reports);
         cache::streamed(
@@ -273,7 +273,7 @@ async fn run(config: Config) -> Result<()> {
         client: client.clone(),
         metrics: metrics.clone(),
         keys: keys.clone(),
-        agents: agent_store.clone(),
+        agents: agent_cache.clone(),
         bundles: bundle_store,
         floors: floor_store,
         exceptions: exception_store,
@@ -342,7 +342,7 @@ async fn run(config: Config) -> Result<()> {
     );
     let rejudge_all =
         futures::stream::select(rejudge_all, ctx.resync.every(agent_controller::RESYNC));
-    let in_force_changed = triggers::agents_of(namespaces_rx, agent_store.clone());
+    let in_force_changed = triggers::agents_of(namespaces_rx, agent_cache.clone());
 
     tokio::spawn(gauge_loop(ctx.clone()));
     if reports.enabled() {
@@ -374,20 +374,15 @@ async fn run(config: Config) -> Result<()> {
 
     // Readiness is already off when this resolves (see `stop`).
     let shutdown = stopping();
-    agent_triggers.push({
-        let agents = agent_store.clone();
-        exception_stream
-            .filter_map(|e| std::future::ready(e.ok()))
-            .flat_map(move |exception| {
-                futures::stream::iter(triggers::agents_covered(&agents, &exception))
-            })
-            .boxed()
-    });
+    agent_triggers.push(triggers::agents_covered_by(
+        exception_stream,
+        agent_cache.clone(),
+    ));
     agent_triggers.push(in_force_changed.boxed());
-    agent_triggers.push(triggers::all_agents(rejudge_all, agent_store.clone()).boxed());
+    agent_triggers.push(triggers::all_agents(rejudge_all, agent_cache.clone()).boxed());
     let agents = driver::Driver {
         get: Box::new({
-            let agents = agent_store.clone();
+            let agents = agent_cache.clone();
             move |key: &driver::Key| agents.get(key)
         }),
         synced: ctx.agents_synced.clone(),

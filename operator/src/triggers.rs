@@ -149,6 +149,19 @@ pub fn agents_covered(agents: &Agents, exception: &AgentException) -> Vec<Key> {
         .collect()
 }
 
+/// The agents each changed AgentException covers ([`agents_covered`]).
+pub fn agents_covered_by(
+    exceptions: impl Stream<Item = Result<AgentException, kube::runtime::watcher::Error>>
+    + Send
+    + 'static,
+    agents: Arc<Agents>,
+) -> futures::stream::BoxStream<'static, Key> {
+    exceptions
+        .filter_map(|changed| std::future::ready(changed.ok()))
+        .flat_map(move |exception| futures::stream::iter(agents_covered(&agents, &exception)))
+        .boxed()
+}
+
 /// Forget what was judged and written of an object that is gone.
 pub fn forget_deleted<K: Resource>(written: &Written, event: &Event<K>) {
     if let Event::Delete(object) = event
