@@ -157,13 +157,13 @@ pub fn cpu_per_write(before: [f64; 2], after: [f64; 2], writes: usize) -> [f64; 
 /// `ceiling| c/transport | writes/s | s | kube-apiserver CPU ms/write | etcd CPU ms/write |` per
 /// round, then `ceiling-best| N | c/transport | writes/s | s for N writes | body bytes |
 /// kube-apiserver ms | etcd ms |`. The agents are left signed by a key no one else holds.
-/// Answers the writer and the best setting, for more rounds at it.
+/// Answers the writer and the settings, fastest first, for more rounds at them.
 pub async fn ceiling(
     agents: &Api<Agent>,
     concurrencies: &[usize],
-) -> Result<(StatusWriter, Setting)> {
+) -> Result<(StatusWriter, Vec<Setting>)> {
     let mut writer = StatusWriter::new(agents).await?;
-    let mut best: Option<(Setting, Round)> = None;
+    let mut rounds: Vec<(Setting, Round)> = Vec::new();
     for concurrency in concurrencies {
         for transport in 0..writer.transports.len() {
             let setting = Setting {
@@ -175,12 +175,12 @@ pub async fn ceiling(
                 "ceiling| {} | {:.0} | {:.2} | {:.2} | {:.2} |",
                 round.label, round.rate, round.seconds, round.apiserver, round.etcd
             );
-            if best.as_ref().is_none_or(|(_, b)| round.rate > b.rate) {
-                best = Some((setting, round));
-            }
+            rounds.push((setting, round));
         }
     }
-    let (setting, round) = best.context("no concurrency measured")?;
+    // Fastest first.
+    rounds.sort_by(|(_, a), (_, b)| b.rate.total_cmp(&a.rate));
+    let (_, round) = rounds.first().context("no concurrency measured")?;
     println!(
         "ceiling-best| {} | {} | {:.0} | {:.2} | {} | {:.2} | {:.2} |",
         writer.subjects.len(),
@@ -191,7 +191,10 @@ pub async fn ceiling(
         round.apiserver,
         round.etcd
     );
-    Ok((writer, setting))
+    Ok((
+        writer,
+        rounds.into_iter().map(|(setting, _)| setting).collect(),
+    ))
 }
 
 /// A concurrency and one of [`transports`] (by index).

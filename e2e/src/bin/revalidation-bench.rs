@@ -8,9 +8,9 @@
 //! the same namespace, once its caches have synced and again after it has reviewed one Pod of
 //! each agent (every memo entry filled). Last, with both gone, the API server's own ceiling
 //! (`status_writes::ceiling`) on these same agents, ended by the same kind of watch, so that
-//! the two compare. Then, in turn on the same API server, the ceiling's best setting again and
-//! two more revalidations (C, R, C, R, C), and the ratio of the median revalidation to the
-//! median of those ceiling rounds. The operators run with their default flags and are stopped
+//! the two compare. Then, in turn on the same API server, the ceiling again (a round at each of
+//! the sweep's two best settings, the faster counting) and two more revalidations (C, R, C, R,
+//! C), and the ratio of the median revalidation to the median of those ceiling rounds. The operators run with their default flags and are stopped
 //! with SIGTERM (the Lease released, so the next one leads at once). Run under
 //! `e2e/controlplane/cluster.sh exec`.
 //!
@@ -20,7 +20,7 @@
 //! `cpu| N | kube-apiserver ms | etcd ms | operator ms |` (CPU per agent in the revalidation),
 //! `sweep| N | reconciles | agents written | s | RSS MiB | peak RSS MiB | RSS MiB settled |`, `webhook| ...`, and
 //! the ceiling's rows (`status_writes::ceiling`), then
-//! `paired| N | c/transport | ceiling s, each round | revalidation s, each | median ceiling s |
+//! `paired| N | c/transport of each counted round | ceiling s, each round | revalidation s, each | median ceiling s |
 //! median revalidation s | ratio |`
 
 #[path = "../status_writes.rs"]
@@ -181,25 +181,32 @@ async fn main() -> Result<()> {
     // client re-signs these very agents, so that it meets the API server in the state the
     // revalidation met it (the same objects stored and watched; an API server holding more
     // objects writes more slowly).
-    let (mut writer, best) =
+    let (mut writer, ranked) =
         status_writes::ceiling(&agents, &status_writes::CEILING_CONCURRENCIES).await?;
 
     // The ceiling's best round is the fastest of twelve, and one round's time moves by 10-20 %
     // with the API server's state (its CPU per write drifts as history grows and falls after a
     // compaction): a best round is partly luck, and the revalidation above met the API server
     // minutes earlier. So the best setting is measured again, in turn with more revalidations
-    // on the same API server, and the ratio compares the medians.
+    // on the same API server, and the ratio compares the medians. One sweep round per setting
+    // can also pick a setting by luck (a slow one whose round came at a fast moment), so each
+    // turn runs the sweep's two best settings and counts the faster.
+    let settings = &ranked[..ranked.len().min(2)];
     let mut ceilings = Vec::new();
     let mut revalidations = vec![converged.as_secs_f64()];
     let mut in_force = second_hash;
     for pair in 0..PAIRED_REVALIDATIONS {
-        ceilings.push(writer.round(best).await?);
+        ceilings.push(fastest_round(&mut writer, settings).await?);
         let (seconds, hash) = revalidate_again(&ns, &keys, &flags, n, pair, &in_force).await?;
         revalidations.push(seconds);
         in_force = hash;
     }
-    ceilings.push(writer.round(best).await?);
-    let label = ceilings.first().map_or(String::new(), |r| r.label.clone());
+    ceilings.push(fastest_round(&mut writer, settings).await?);
+    let label = ceilings
+        .iter()
+        .map(|r| r.label.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     let ceiling_s: Vec<f64> = ceilings.iter().map(|r| r.seconds).collect();
     let median_ceiling = median(&ceiling_s).context("no ceiling rounds")?;
     let median_revalidation = median(&revalidations).context("no revalidations")?;
@@ -222,6 +229,25 @@ async fn main() -> Result<()> {
         list(&revalidations),
     );
     Ok(())
+}
+
+/// One round of the ceiling at each of `settings`, in order: the fastest.
+async fn fastest_round(
+    writer: &mut status_writes::StatusWriter,
+    settings: &[status_writes::Setting],
+) -> Result<status_writes::Round> {
+    let mut fastest: Option<status_writes::Round> = None;
+    for setting in settings {
+        let round = writer.round(*setting).await?;
+        eprintln!(
+            "in turn: the ceiling at {} {:.2} s",
+            round.label, round.seconds
+        );
+        if fastest.as_ref().is_none_or(|f| round.seconds < f.seconds) {
+            fastest = Some(round);
+        }
+    }
+    fastest.context("no ceiling setting")
 }
 
 /// Revalidations measured after the ceiling's sweep, each after a round of the ceiling at its
