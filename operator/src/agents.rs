@@ -47,6 +47,20 @@ impl Agents {
         }
     }
 
+    /// The agents of the namespaces `in_scope` picks, by namespace: a copy to read without
+    /// holding the lock (a reference count an agent), so the watch and the reconciles do not
+    /// wait while a caller walks thousands of them.
+    pub fn by_namespace(
+        &self,
+        in_scope: impl Fn(&str) -> bool,
+    ) -> Vec<(Box<str>, Vec<Arc<CachedAgent>>)> {
+        self.lock()
+            .iter()
+            .filter(|(namespace, _)| in_scope(namespace))
+            .map(|(namespace, agents)| (namespace.clone(), agents.values().cloned().collect()))
+            .collect()
+    }
+
     /// The agents of `namespace` as an AgentException's selector reads them: name and labels.
     pub fn named(&self, namespace: &str) -> Vec<ObjectMeta> {
         self.lock()
@@ -111,12 +125,18 @@ mod tests {
             .collect()
     }
 
+    /// team-a/one, team-a/two and team-b/one, as if watched.
+    fn two_namespaces() -> Agents {
+        let cache = Agents::default();
+        for (namespace, name) in [("team-a", "one"), ("team-a", "two"), ("team-b", "one")] {
+            cache.observe(&Event::Apply(watched(namespace, name)));
+        }
+        cache
+    }
+
     #[test]
     fn the_cache_follows_the_watch_and_reads_each_agent_back_whole() {
-        let cache = Agents::default();
-        cache.observe(&Event::Apply(watched("team-a", "one")));
-        cache.observe(&Event::Apply(watched("team-a", "two")));
-        cache.observe(&Event::Apply(watched("team-b", "one")));
+        let cache = two_namespaces();
         let held = cache.get(&Key::new("team-a", "two")).unwrap();
         let read = held.object().unwrap();
         assert_eq!(read.metadata.name.as_deref(), Some("two"));
@@ -141,5 +161,19 @@ mod tests {
         cache.observe(&Event::InitApply(watched("team-a", "one")));
         cache.observe(&Event::InitDone);
         assert_eq!(sorted(cache.keys(None)), [("team-a".into(), "one".into())]);
+    }
+
+    #[test]
+    fn a_copy_by_namespace_holds_the_namespaces_picked_and_outlives_the_lock() {
+        let cache = two_namespaces();
+        let picked = cache.by_namespace(|namespace| namespace == "team-a");
+        assert_eq!(picked.len(), 1);
+        assert_eq!(&*picked[0].0, "team-a");
+        assert_eq!(picked[0].1.len(), 2);
+        // The copy is not a view: the cache moves on without it, and it without the cache.
+        cache.observe(&Event::Delete(watched("team-a", "two")));
+        assert_eq!(picked[0].1.len(), 2);
+        assert_eq!(cache.keys(Some("team-a")).len(), 1);
+        assert_eq!(cache.by_namespace(|_| true).len(), 2);
     }
 }

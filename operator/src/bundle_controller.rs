@@ -253,19 +253,19 @@ pub async fn reconcile<K: Bundle>(bundle: Arc<K>, ctx: Arc<Context>) -> Result<A
                 .ok()
                 .flatten()
         };
-        let (mut summary, pending) = {
-            let in_scope = |agent_namespace: &str| floor || agent_namespace == namespace;
-            let agents = ctx.agents.lock();
-            let governed = agents
-                .iter()
-                .filter(|(agent_namespace, _)| in_scope(agent_namespace))
-                .flat_map(|(agent_namespace, names)| {
-                    names
-                        .values()
-                        .map(move |agent| (&**agent_namespace, &agent.summary))
-                });
-            crate::revalidation::progress(governed, &active, effective)
-        };
+        // Every 500 ms while a revalidation runs: walked outside the cache's lock.
+        let governed = ctx
+            .agents
+            .by_namespace(|agent_namespace| floor || agent_namespace == namespace);
+        let (mut summary, pending) = crate::revalidation::progress(
+            governed.iter().flat_map(|(agent_namespace, agents)| {
+                agents
+                    .iter()
+                    .map(move |agent| (&**agent_namespace, &agent.summary))
+            }),
+            &active,
+            effective,
+        );
         let activated = status
             .history
             .iter()
