@@ -37,10 +37,15 @@
 //! Under `cluster.sh exec`: Pod creates through the API server (the fixture's Pod, labelled for
 //! the agent), at each concurrency, `R` rounds, into NS (agentgov's webhook registered for it),
 //! into `NS-allow-all` (the same registration pointing at an allow-all webhook in this process)
-//! and into `NS-plain` (selected by neither), create by create in turn; prints the latency of
-//! each side pooled over the rounds and what each webhook adds, pooled and round by round.
+//! and into `NS-plain` (selected by neither), create by create in turn, stored and then as dry
+//! runs (`dryRun=All`: admitted the same way, webhooks included, but not stored, so without
+//! etcd's and the scheduler's tail); prints, for each kind, the latency of each side pooled over
+//! the rounds and what each webhook adds, pooled (the added p99 with a 95 % bootstrap interval,
+//! `src/create_latency.rs`) and round by round.
 #![forbid(unsafe_code)]
 
+#[path = "../create_latency.rs"]
+mod create_latency;
 #[path = "../load.rs"]
 mod load;
 
@@ -53,6 +58,7 @@ use agentgov_e2e::webhook::{
     ClusterCerts, only_namespace, register, wait_for_service_account, write_verification_ring,
 };
 use anyhow::{Context as _, Result, anyhow, bail};
+use create_latency::{ALLOW_ALL, NONE, SIDES, Samples, ms, quantile};
 use futures::{StreamExt, stream};
 use hyper::body::Bytes;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -618,15 +624,20 @@ async fn create_pods(
     pod: &Pod,
     concurrency: usize,
     creates: usize,
+    kind: CreateKind,
 ) -> Result<Vec<Vec<Duration>>> {
     let n = sides.len();
+    let params = &PostParams {
+        dry_run: kind == CreateKind::DryRun,
+        ..PostParams::default()
+    };
     let results: Vec<Result<(usize, Duration)>> = stream::iter(0..creates * n)
         .map(|i| {
             let side = (i + i / n) % n;
             let api = sides[side].clone();
             async move {
                 let sent = Instant::now();
-                api.create(&PostParams::default(), pod).await.map_err(|e| {
+                api.create(params, pod).await.map_err(|e| {
                     anyhow!("create a Pod: {}", agentgov_e2e::api_error_message(&e))
                 })?;
                 Ok((side, sent.elapsed()))
@@ -644,17 +655,6 @@ async fn create_pods(
         side.sort_unstable();
     }
     Ok(latencies)
-}
-
-fn quantile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1e3)
 }
 
 /// Wait until the API server no longer sends this namespace's agent Pods to a webhook (a dry
@@ -681,28 +681,34 @@ async fn wait_unenforced(api: &Api<Pod>, pod: &Pod) -> Result<()> {
     }
 }
 
-/// The sides of the Pod-create comparison: the namespaces' suffixes and what reviews their Pods.
-const SIDES: [Side; 3] = [
-    Side {
-        suffix: "-plain",
-        reviewed_by: "none",
-    },
-    Side {
-        suffix: "-allow-all",
-        reviewed_by: "an allow-all webhook",
-    },
-    Side {
-        suffix: "",
-        reviewed_by: "agentgov",
-    },
-];
-const NONE: usize = 0;
-const ALLOW_ALL: usize = 1;
-const AGENTGOV: usize = 2;
+/// How the measured Pods are created.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CreateKind {
+    /// Stored: etcd writes each, and the scheduler and controllers see it.
+    Stored = 0,
+    /// `dryRun=All`: admitted as a create is (every webhook called, with `dryRun: true` in
+    /// the review), not stored. The webhook's cost without the storage's tail.
+    DryRun = 1,
+}
 
-struct Side {
-    suffix: &'static str,
-    reviewed_by: &'static str,
+impl CreateKind {
+    const BOTH: [CreateKind; 2] = [CreateKind::Stored, CreateKind::DryRun];
+
+    fn label(self) -> &'static str {
+        match self {
+            CreateKind::Stored => "stored",
+            CreateKind::DryRun => "dry-run",
+        }
+    }
+
+    fn heading(self) -> &'static str {
+        match self {
+            CreateKind::Stored => "**Stored creates** (each Pod written to etcd)",
+            CreateKind::DryRun => {
+                "**Dry-run creates** (`dryRun=All`: admitted the same way, webhooks included; not stored)"
+            }
+        }
+    }
 }
 
 async fn pods_mode(flags: &Flags) -> Result<()> {
@@ -760,23 +766,26 @@ async fn pods_mode(flags: &Flags) -> Result<()> {
     agentgov_e2e::webhook::wait_enforced(&client, &namespace).await?;
     wait_unenforced(&apis[NONE], &pod).await?;
     wait_reviewed_by_allow_all(&apis[ALLOW_ALL], &pod, &allow_all_reviews).await?;
-    let mut samples = Samples::default();
+    let mut samples = [Samples::default(), Samples::default()];
     for round in 0..rounds {
         for &c in &concurrency {
-            // A few creates first, outside the measurement (connections, caches).
-            create_pods(&apis, &pod, c, c.max(4)).await?;
-            let latencies = create_pods(&apis, &pod, c, creates).await?;
-            eprintln!(
-                "round {round}: concurrency {c}: p50 {} ms",
-                SIDES
-                    .iter()
-                    .zip(&latencies)
-                    .map(|(side, l)| format!("{} {}", side.reviewed_by, ms(quantile(l, 0.5))))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            );
-            for (side, l) in latencies.into_iter().enumerate() {
-                samples.0.push(((round, side, c), l));
+            for kind in CreateKind::BOTH {
+                // A few creates first, outside the measurement (connections, caches).
+                create_pods(&apis, &pod, c, c.max(4), kind).await?;
+                let latencies = create_pods(&apis, &pod, c, creates, kind).await?;
+                eprintln!(
+                    "round {round}: {} creates at concurrency {c}: p50 {} ms",
+                    kind.label(),
+                    SIDES
+                        .iter()
+                        .zip(&latencies)
+                        .map(|(side, l)| format!("{} {}", side.reviewed_by, ms(quantile(l, 0.5))))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                );
+                for (side, l) in latencies.into_iter().enumerate() {
+                    samples[kind as usize].0.push(((round, side, c), l));
+                }
             }
         }
         // Pods pile up (nothing runs them): clear them between rounds.
@@ -789,7 +798,11 @@ async fn pods_mode(flags: &Flags) -> Result<()> {
     for registration in registrations {
         registration.delete().await?;
     }
-    print!("{}", samples.report(&concurrency, rounds));
+    for kind in CreateKind::BOTH {
+        println!("{}:\n", kind.heading());
+        print!("{}", samples[kind as usize].report(&concurrency, rounds));
+        println!();
+    }
     Ok(())
 }
 
@@ -833,92 +846,6 @@ async fn create_namespace(client: &kube::Client, name: &str) -> Result<()> {
         Err(e) => return Err(e).context("create the namespace"),
     }
     wait_for_service_account(client, name).await
-}
-
-/// Pod create latencies by (round, side (an index of [`SIDES`]), concurrency), each sorted.
-#[derive(Default)]
-struct Samples(Vec<((usize, usize, usize), Vec<Duration>)>);
-
-impl Samples {
-    /// Every round's latencies of one side at one concurrency, sorted.
-    fn pooled(&self, side: usize, concurrency: usize) -> Vec<Duration> {
-        let mut all: Vec<Duration> = self
-            .0
-            .iter()
-            .filter(|((_, s, c), _)| *s == side && *c == concurrency)
-            .flat_map(|(_, l)| l.iter().copied())
-            .collect();
-        all.sort_unstable();
-        all
-    }
-
-    fn round(&self, round: usize, side: usize, concurrency: usize) -> &[Duration] {
-        self.0
-            .iter()
-            .find(|(k, _)| *k == (round, side, concurrency))
-            .map(|(_, l)| l.as_slice())
-            .unwrap_or_default()
-    }
-
-    /// Two Markdown tables: each side pooled over the rounds, then what a registration adds
-    /// (agentgov's and the allow-all webhook's over none, agentgov's over the allow-all
-    /// webhook's), pooled and round by round to show the spread.
-    fn report(&self, concurrency: &[usize], rounds: usize) -> String {
-        use std::fmt::Write as _;
-        let added = |with: &[Duration], without: &[Duration], p: f64| {
-            let d = quantile(with, p).as_secs_f64() - quantile(without, p).as_secs_f64();
-            format!("{:+.2}", d * 1e3)
-        };
-        let mut out = String::new();
-        out.push_str(
-            "| reviewed by | concurrency | creates | p50 ms | p90 ms | p99 ms | mean ms |\n",
-        );
-        out.push_str("|---|---|---|---|---|---|---|\n");
-        for &c in concurrency {
-            for (index, side) in SIDES.iter().enumerate() {
-                let all = self.pooled(index, c);
-                let total: Duration = all.iter().sum();
-                let _ = writeln!(
-                    out,
-                    "| {} | {c} | {} | {} | {} | {} | {} |",
-                    side.reviewed_by,
-                    all.len(),
-                    ms(quantile(&all, 0.5)),
-                    ms(quantile(&all, 0.9)),
-                    ms(quantile(&all, 0.99)),
-                    ms(total / u32::try_from(all.len().max(1)).unwrap_or(u32::MAX)),
-                );
-            }
-        }
-        out.push('\n');
-        out.push_str(
-            "| added by | over | concurrency | added p50 ms | added p90 ms | added p99 ms | added p50 ms by round | added p99 ms by round |\n",
-        );
-        out.push_str("|---|---|---|---|---|---|---|---|\n");
-        for &c in concurrency {
-            for (with, without) in [(AGENTGOV, NONE), (ALLOW_ALL, NONE), (AGENTGOV, ALLOW_ALL)] {
-                let (all_with, all_without) = (self.pooled(with, c), self.pooled(without, c));
-                let by_round = |p: f64| {
-                    (0..rounds)
-                        .map(|r| added(self.round(r, with, c), self.round(r, without, c), p))
-                        .collect::<Vec<_>>()
-                        .join(" / ")
-                };
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {c} | {} | {} | {} | {} | {} |",
-                    SIDES[with].reviewed_by,
-                    SIDES[without].reviewed_by,
-                    added(&all_with, &all_without, 0.5),
-                    added(&all_with, &all_without, 0.9),
-                    added(&all_with, &all_without, 0.99),
-                    by_round(0.5),
-                    by_round(0.99),
-                );
-            }
-        }
-        out
-    }
 }
 
 #[cfg(test)]
@@ -975,41 +902,6 @@ mod tests {
                 .unwrap_or_default()
                 .iter()
                 .all(|v| !v.name.starts_with("kube-api-access-"))
-        );
-    }
-
-    #[test]
-    fn the_latency_report_pools_rounds_and_shows_each() {
-        let ms = |v: &[u64]| {
-            v.iter()
-                .map(|&m| Duration::from_millis(m))
-                .collect::<Vec<_>>()
-        };
-        let samples = Samples(vec![
-            ((0, NONE, 1), ms(&[2, 2, 2])),
-            ((0, AGENTGOV, 1), ms(&[3, 3, 3])),
-            ((0, ALLOW_ALL, 1), ms(&[2, 3, 3])),
-            ((1, AGENTGOV, 1), ms(&[4, 4, 4])),
-            ((1, ALLOW_ALL, 1), ms(&[3, 3, 3])),
-            ((1, NONE, 1), ms(&[2, 2, 2])),
-        ]);
-        assert_eq!(samples.pooled(AGENTGOV, 1), ms(&[3, 3, 3, 4, 4, 4]));
-        let report = samples.report(&[1], 2);
-        assert!(report.contains("| none | 1 | 6 | 2.00 |"), "{report}");
-        assert!(report.contains("| agentgov | 1 | 6 | 4.00 |"), "{report}");
-        assert!(
-            report.contains(
-                "| agentgov | none | 1 | +2.00 | +2.00 | +2.00 | +1.00 / +2.00 | +1.00 / +2.00 |"
-            ),
-            "{report}"
-        );
-        assert!(
-            report.contains("| an allow-all webhook | none | 1 | +1.00 | +1.00 | +1.00 | +1.00 / +1.00 | +1.00 / +1.00 |"),
-            "{report}"
-        );
-        assert!(
-            report.contains("| agentgov | an allow-all webhook | 1 | +1.00 | +1.00 | +1.00 | +0.00 / +1.00 | +0.00 / +1.00 |"),
-            "{report}"
         );
     }
 
