@@ -1,21 +1,25 @@
-//! The way out for log lines: stdout, written as lines come while they are rare and in batches
-//! while they are not ([`Batched`]). A busy webhook writes a decision line a review; one
-//! `write` to a pipe a line (and a wake of the reader) cost more CPU than the review itself
-//! (`make bench`, "the webhook as deployed").
+//! The way out for log lines: stdout, written by a thread of its own, as lines come while they
+//! are rare and in batches while they are not ([`Batched`]). A busy webhook writes a decision
+//! line a review; one `write` to a pipe a line (and a wake of the reader) cost more CPU than the
+//! review itself (`make bench`, "the webhook as deployed"), and a review must not wait on
+//! whatever drains its stdout.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// Log lines to a sink (stdout), as they come while lines are rare, in batches while they are
-/// not. A line that finds the sink quiet for [`Batched::INTERVAL`] is written at once, as
-/// stdout's own writer does. Lines that follow within it wait for a thread of this writer's own
-/// that writes them together [`Batched::INTERVAL`] after the previous write: one write a
-/// batch instead of one a line. A decision line into a pipe took a `write` and woke the
-/// reader each time, which cost a busy webhook more CPU than the review itself.
+/// Log lines to a sink (stdout), written by a thread of this writer's own: as they come while
+/// lines are rare, in batches while they are not. A line that finds the sink quiet for
+/// [`Batched::INTERVAL`] is written at once; lines that follow within it are written together
+/// [`Batched::INTERVAL`] after the previous write: one write a batch instead of one a line. A
+/// decision line into a pipe took a `write` and woke the reader each time, which cost a busy
+/// webhook more CPU than the review itself.
 ///
-/// Nothing is dropped: past [`Batched::MAX_PENDING_BYTES`] waiting, a writer waits for the
-/// batch to be written (as a write to a full pipe blocks). [`Batched::flush`] (also
+/// The thread that logs only appends the line and, for a batch's first, wakes the writer: it
+/// never waits on the sink. A reader of stdout that stalls (a container runtime's log copier
+/// held up by its disk) holds up the writer thread, not the reviews, until
+/// [`Batched::MAX_PENDING_BYTES`] wait. Nothing is dropped: past them, a thread that logs waits
+/// for the batch to be written (as a write to a full pipe blocks). [`Batched::flush`] (also
 /// `io::Write::flush`) writes what is waiting; the binary calls it before it exits. A write
 /// error loses the lines it carried, as a failed write to stdout does.
 #[derive(Clone)]
@@ -38,6 +42,9 @@ struct Shared {
     sink: Mutex<Box<dyn Write + Send>>,
     interval: Duration,
     max_pending_bytes: usize,
+    /// A writer thread writes the lines; without one ([`Batched::direct`]), each line is
+    /// written by the thread that logs it.
+    threaded: bool,
 }
 
 #[derive(Default)]
@@ -85,9 +92,9 @@ impl Batched {
                 pending: Condvar::new(),
                 written: Condvar::new(),
                 sink: Mutex::new(sink),
-                // With no interval, a line always finds the sink quiet: nothing ever waits.
                 interval: Duration::ZERO,
                 max_pending_bytes: 0,
+                threaded: false,
             }),
         }
     }
@@ -105,6 +112,7 @@ impl Batched {
             sink: Mutex::new(sink),
             interval,
             max_pending_bytes,
+            threaded: true,
         });
         let batches = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -189,6 +197,12 @@ impl Shared {
 impl Write for Batched {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
         let shared = &*self.shared;
+        if !shared.threaded {
+            let mut sink = lock(&shared.sink);
+            sink.write_all(line)?;
+            sink.flush()?;
+            return Ok(line.len());
+        }
         let mut state = lock(&shared.state);
         while !state.pending.is_empty()
             && state.pending.len() + line.len() > shared.max_pending_bytes
@@ -201,20 +215,6 @@ impl Write for Batched {
             state.waiting -= 1;
         }
         let first = state.pending.is_empty();
-        if first && !state.writing {
-            let now = Instant::now();
-            if state
-                .last_write
-                .is_none_or(|at| now.duration_since(at) >= shared.interval)
-            {
-                // Quiet: write it now, holding the state so that no batch overtakes it.
-                state.last_write = Some(now);
-                let mut sink = lock(&shared.sink);
-                sink.write_all(line)?;
-                sink.flush()?;
-                return Ok(line.len());
-            }
-        }
         let half = shared.max_pending_bytes / 2;
         let was_below_half = state.pending.len() < half;
         state.pending.extend_from_slice(line);
@@ -260,17 +260,72 @@ mod tests {
         }
     }
 
+    /// Wait until `sink` holds `text`, at most `within`.
+    fn written(sink: &Writes, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while sink.text() != text {
+            assert!(Instant::now() < deadline, "{:?}", sink.text());
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn a_lone_line_is_written_at_once() {
         let sink = Writes::default();
+        // An interval far longer than the test may wait: a lone line does not wait for it.
         let mut log =
-            Batched::new(Box::new(sink.clone()), Duration::from_millis(50), 1 << 16).unwrap();
+            Batched::new(Box::new(sink.clone()), Duration::from_secs(30), 1 << 16).unwrap();
         log.write_all(b"one\n").unwrap();
-        assert_eq!(sink.text(), "one\n");
-        std::thread::sleep(Duration::from_millis(60));
-        log.write_all(b"two\n").unwrap();
-        assert_eq!(sink.text(), "one\ntwo\n");
-        assert_eq!(sink.count(), 2);
+        written(&sink, "one\n", Duration::from_secs(5));
+        assert_eq!(sink.count(), 1);
+    }
+
+    /// A sink whose writes wait until the test lets them through.
+    struct Gate(Arc<(Mutex<bool>, Condvar)>, Writes);
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let (open, opened) = &*self.0;
+            let mut open = open.lock().unwrap();
+            while !*open {
+                open = opened.wait(open).unwrap();
+            }
+            self.1.write(buf)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_sink_holds_up_the_writer_thread_not_the_lines_logged() {
+        let sink = Writes::default();
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let mut log = Batched::new(
+            Box::new(Gate(Arc::clone(&gate), sink.clone())),
+            Duration::from_millis(1),
+            1 << 16,
+        )
+        .unwrap();
+        // The reader of stdout stalls: the writer thread is stuck writing the first line.
+        let (done, logged) = std::sync::mpsc::channel();
+        let logging = std::thread::spawn(move || {
+            for i in 0..100 {
+                log.write_all(format!("{i}\n").as_bytes()).unwrap();
+            }
+            done.send(()).unwrap();
+            log
+        });
+        logged
+            .recv_timeout(Duration::from_secs(5))
+            .expect("logging waited on the stalled sink");
+        assert_eq!(sink.count(), 0);
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+        let log = logging.join().unwrap();
+        log.flush();
+        let expected: String = (0..100).map(|i| format!("{i}\n")).collect();
+        assert_eq!(sink.text(), expected);
     }
 
     #[test]
@@ -324,11 +379,7 @@ mod tests {
         log.write_all(b"a\n").unwrap();
         log.write_all(b"b\n").unwrap();
         log.write_all(b"c\n").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while sink.text() != "a\nb\nc\n" {
-            assert!(Instant::now() < deadline, "{:?}", sink.text());
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        written(&sink, "a\nb\nc\n", Duration::from_secs(5));
         assert!(sink.count() <= 3, "{} writes", sink.count());
     }
 
