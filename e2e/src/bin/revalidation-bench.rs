@@ -10,9 +10,9 @@
 //! (`status_writes::ceiling`) on these same agents, ended by the same kind of watch, so that
 //! the two compare. Then, in turn on the same API server, the ceiling again (a round at each of
 //! the sweep's two best settings, the faster counting) and two more revalidations (C, R, C, R,
-//! C), and the ratio of the median revalidation to the median of those ceiling rounds. The operators run with their default flags and are stopped
-//! with SIGTERM (the Lease released, so the next one leads at once). Run under
-//! `e2e/controlplane/cluster.sh exec`.
+//! C), and the ratio of the median revalidation to the median of those ceiling rounds. The
+//! operators run with their default flags and are stopped with SIGTERM (the Lease released, so
+//! the next one leads at once). Run under `e2e/controlplane/cluster.sh exec`.
 //!
 //! usage: revalidation-bench N [OPERATOR FLAG...]
 //! prints Markdown rows:
@@ -20,8 +20,8 @@
 //! `cpu| N | kube-apiserver ms | etcd ms | operator ms |` (CPU per agent in the revalidation),
 //! `sweep| N | reconciles | agents written | s | RSS MiB | peak RSS MiB | RSS MiB settled |`, `webhook| ...`, and
 //! the ceiling's rows (`status_writes::ceiling`), then
-//! `paired| N | c/transport of each counted round | ceiling s, each round | revalidation s, each | median ceiling s |
-//! median revalidation s | ratio |`
+//! `paired| N | c/transport of each counted round | ceiling s, each round | revalidation s,
+//! each | median ceiling s | median revalidation s | ratio |`
 
 #[path = "../status_writes.rs"]
 mod status_writes;
