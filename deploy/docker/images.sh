@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make images`: the operator and webhook images as OCI archives, built without a daemon or a
 # registry, from the static binaries (the same code the Dockerfiles build with musl; glibc's
-# crt-static here, since the musl standard library cannot be installed on these machines).
+# crt-static here, the build `make run` and the e2e suite share, which needs no musl toolchain).
 #
 # Each image is what deploy/docker/<name>.Dockerfile's final stage describes: the binary at
 # /<name>, user 65532:65532, the ports it EXPOSEs, ENTRYPOINT ["/<name>"], on a distroless-like
