@@ -60,9 +60,9 @@ use crate::metrics::Metrics;
 
 // jemalloc, with one arena and freed pages returned to the kernel within a second (settings
 // built in by .cargo/config.toml; the background thread that returns them, on glibc and musl
-// alike, by operator/Cargo.toml). glibc's per-thread arenas held ~30 MB more at 10,000 agents: a no-change
-// sweep's RSS went from 130 to 100 MiB, with a little less CPU per agent ("The operator's
-// allocator" in BENCHMARKS.md).
+// alike, by operator/Cargo.toml). glibc's per-thread arenas held ~30 MB more at 10,000 agents:
+// a no-change sweep's RSS went from 130 to 100 MiB, with a little less CPU per agent ("The
+// operator's allocator" in BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
