@@ -60,9 +60,9 @@ use crate::metrics::Metrics;
 
 // jemalloc, with one arena and freed pages returned to the kernel within a second (settings
 // built in by .cargo/config.toml; the background thread that returns them, on glibc and musl
-// alike, by operator/Cargo.toml). glibc's per-thread arenas held ~30 MB more at 10,000 agents:
-// a no-change sweep's RSS went from 130 to 100 MiB, with a little less CPU per agent ("The
-// operator's allocator" in BENCHMARKS.md).
+// alike, by the workspace's Cargo.toml). glibc's per-thread arenas held ~30 MB more at 10,000
+// agents: a no-change sweep's RSS went from 130 to 100 MiB, with a little less CPU per agent
+// ("The operator's allocator" in BENCHMARKS.md).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
@@ -542,7 +542,7 @@ fn budget_gauges(ctx: &Context, exported: &mut std::collections::BTreeSet<String
 mod allocator_tests {
     /// The settings .cargo/config.toml builds into jemalloc are in force (without them, jemalloc
     /// keeps four arenas per core and holds more than glibc at 1,000 agents), and its background
-    /// thread runs, on musl too (operator/Cargo.toml).
+    /// thread runs, on musl too (the workspace's Cargo.toml).
     #[test]
     fn jemalloc_runs_with_one_arena_and_background_purging() {
         assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().unwrap(), 1);
