@@ -3,6 +3,7 @@
 //! a kube-runtime store (see [`crate::cache::ByName`]). The whole agent is read again only when
 //! it is judged, or when its namespace's PolicyReport is written.
 
+use std::collections::HashMap;
 use std::sync::{Arc, MutexGuard};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -28,21 +29,22 @@ impl Agents {
 
     /// The agents of `namespace`, or of every namespace.
     pub fn keys(&self, namespace: Option<&str>) -> Vec<Key> {
+        fn keys_of<'a, V>(
+            namespace: &'a str,
+            names: &'a HashMap<Box<str>, V>,
+        ) -> impl Iterator<Item = Key> + 'a {
+            names.keys().map(move |name| Key::new(namespace, name))
+        }
         let agents = self.lock();
-        let of = |namespace: &str, names: &std::collections::HashMap<Box<str>, _>| {
-            names
-                .keys()
-                .map(|name| Key::new(namespace, name))
-                .collect::<Vec<_>>()
-        };
         match namespace {
             Some(namespace) => agents
                 .get(namespace)
-                .map(|names| of(namespace, names))
-                .unwrap_or_default(),
+                .into_iter()
+                .flat_map(|names| keys_of(namespace, names))
+                .collect(),
             None => agents
                 .iter()
-                .flat_map(|(namespace, names)| of(namespace, names))
+                .flat_map(|(namespace, names)| keys_of(namespace, names))
                 .collect(),
         }
     }

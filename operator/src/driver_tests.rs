@@ -72,21 +72,6 @@ struct Ctx {
     errors: Mutex<Vec<String>>,
 }
 
-fn driver(objects: Vec<Arc<Object>>, synced: Synced, concurrency: usize) -> Driver<Object, Ctx> {
-    let objects: HashMap<String, Arc<Object>> =
-        objects.into_iter().map(|o| (o.name.clone(), o)).collect();
-    Driver {
-        get: Box::new(move |key: &Key| objects.get(key.name()).cloned()),
-        synced,
-        concurrency,
-        ctx: Arc::new(Ctx {
-            log: Log::default(),
-            t0: Instant::now(),
-            errors: Mutex::default(),
-        }),
-    }
-}
-
 async fn reconcile(object: Arc<Object>, ctx: Arc<Ctx>) -> Result<Action, String> {
     ctx.log.push(ctx.t0, &object.name, "start");
     if object.name == "panics" {
@@ -114,14 +99,28 @@ fn key(name: &str) -> Key {
     Key::new("ns", name)
 }
 
-/// Run `driver` on the triggers sent to the returned sender until `stop` is sent.
-fn start(
-    driver: Driver<Object, Ctx>,
-) -> (
-    mpsc::UnboundedSender<Key>,
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<()>,
-) {
+/// A driver of `objects`, running on what is sent to `triggers` until `stop` is sent.
+struct Running {
+    ctx: Arc<Ctx>,
+    triggers: mpsc::UnboundedSender<Key>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn start(objects: Vec<Arc<Object>>, synced: Synced, concurrency: usize) -> Running {
+    let objects: HashMap<String, Arc<Object>> =
+        objects.into_iter().map(|o| (o.name.clone(), o)).collect();
+    let ctx = Arc::new(Ctx {
+        log: Log::default(),
+        t0: Instant::now(),
+        errors: Mutex::default(),
+    });
+    let driver = Driver {
+        get: Box::new(move |key: &Key| objects.get(key.name()).cloned()),
+        synced,
+        concurrency,
+        ctx: Arc::clone(&ctx),
+    };
     let (triggers, rx) = mpsc::unbounded_channel();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(driver.run(
@@ -132,7 +131,12 @@ fn start(
         reconcile,
         error_policy,
     ));
-    (triggers, stop, task)
+    Running {
+        ctx,
+        triggers,
+        stop,
+        task,
+    }
 }
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -140,7 +144,7 @@ const SECOND: Duration = Duration::from_secs(1);
 #[tokio::test(start_paused = true)]
 async fn nothing_runs_before_the_cache_is_synced_and_an_agent_asked_for_twice_runs_once() {
     let (synced_tx, synced) = cache::unsynced();
-    let d = driver(
+    let run = start(
         vec![
             object("a", SECOND, Ok(Action::await_change())),
             object("b", SECOND, Ok(Action::await_change())),
@@ -148,45 +152,41 @@ async fn nothing_runs_before_the_cache_is_synced_and_an_agent_asked_for_twice_ru
         synced,
         0,
     );
-    let ctx = Arc::clone(&d.ctx);
-    let (triggers, _stop, _task) = start(d);
     for name in ["a", "b", "a", "gone"] {
-        triggers.send(key(name)).unwrap();
+        run.triggers.send(key(name)).unwrap();
     }
     sleep(10 * SECOND).await;
     assert!(
-        ctx.log.starts("a").is_empty(),
+        run.ctx.log.starts("a").is_empty(),
         "ran before the cache synced"
     );
     synced_tx.send_replace(true);
     sleep(10 * SECOND).await;
-    assert_eq!(ctx.log.starts("a"), [10 * SECOND]);
-    assert_eq!(ctx.log.starts("b"), [10 * SECOND]);
-    assert_eq!(ctx.log.most_at_once(), 2);
+    assert_eq!(run.ctx.log.starts("a"), [10 * SECOND]);
+    assert_eq!(run.ctx.log.starts("b"), [10 * SECOND]);
+    assert_eq!(run.ctx.log.most_at_once(), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_agent_asked_for_while_it_is_reconciled_runs_again_after_and_never_twice_at_once() {
-    let d = driver(
+    let run = start(
         vec![object("a", 4 * SECOND, Ok(Action::await_change()))],
         cache::synced(),
         4,
     );
-    let ctx = Arc::clone(&d.ctx);
-    let (triggers, _stop, _task) = start(d);
-    triggers.send(key("a")).unwrap();
+    run.triggers.send(key("a")).unwrap();
     sleep(SECOND).await;
-    triggers.send(key("a")).unwrap();
-    triggers.send(key("a")).unwrap();
+    run.triggers.send(key("a")).unwrap();
+    run.triggers.send(key("a")).unwrap();
     sleep(20 * SECOND).await;
-    assert_eq!(ctx.log.starts("a"), [Duration::ZERO, 4 * SECOND]);
-    assert_eq!(ctx.log.most_at_once(), 1);
+    assert_eq!(run.ctx.log.starts("a"), [Duration::ZERO, 4 * SECOND]);
+    assert_eq!(run.ctx.log.most_at_once(), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn at_most_the_concurrency_runs_at_once() {
     let names = ["a", "b", "c", "d", "e"];
-    let d = driver(
+    let run = start(
         names
             .iter()
             .map(|n| object(n, SECOND, Ok(Action::await_change())))
@@ -194,23 +194,25 @@ async fn at_most_the_concurrency_runs_at_once() {
         cache::synced(),
         2,
     );
-    let ctx = Arc::clone(&d.ctx);
-    let (triggers, _stop, _task) = start(d);
     for name in names {
-        triggers.send(key(name)).unwrap();
+        run.triggers.send(key(name)).unwrap();
     }
     sleep(10 * SECOND).await;
-    assert_eq!(ctx.log.most_at_once(), 2);
+    assert_eq!(run.ctx.log.most_at_once(), 2);
     for name in names {
-        assert_eq!(ctx.log.starts(name).len(), 1, "{name}");
+        assert_eq!(run.ctx.log.starts(name).len(), 1, "{name}");
     }
-    let last = names.iter().map(|n| ctx.log.starts(n)[0]).max().unwrap();
+    let last = names
+        .iter()
+        .map(|n| run.ctx.log.starts(n)[0])
+        .max()
+        .unwrap();
     assert_eq!(last, 2 * SECOND, "five one-second reconciles two at a time");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_reconcile_is_run_again_when_it_asks_and_a_failure_as_the_error_policy_says() {
-    let d = driver(
+    let run = start(
         vec![
             object("requeued", SECOND, Ok(Action::requeue(5 * SECOND))),
             object("failing", SECOND, Err("no policy".into())),
@@ -218,48 +220,47 @@ async fn a_reconcile_is_run_again_when_it_asks_and_a_failure_as_the_error_policy
         cache::synced(),
         0,
     );
-    let ctx = Arc::clone(&d.ctx);
-    let (triggers, _stop, _task) = start(d);
-    triggers.send(key("requeued")).unwrap();
-    triggers.send(key("failing")).unwrap();
+    run.triggers.send(key("requeued")).unwrap();
+    run.triggers.send(key("failing")).unwrap();
     sleep(14 * SECOND).await;
     // Ends at 1 s, again 5 s later (6 s), and at 12 s.
     assert_eq!(
-        ctx.log.starts("requeued"),
+        run.ctx.log.starts("requeued"),
         [Duration::ZERO, 6 * SECOND, 12 * SECOND]
     );
     // Ends at 1 s, the policy's 7 s later (8 s).
-    assert_eq!(ctx.log.starts("failing"), [Duration::ZERO, 8 * SECOND]);
+    assert_eq!(run.ctx.log.starts("failing"), [Duration::ZERO, 8 * SECOND]);
     assert_eq!(
-        *ctx.errors.lock().unwrap(),
+        *run.ctx.errors.lock().unwrap(),
         ["failing: no policy", "failing: no policy"]
     );
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_earlier_request_moves_a_requeue_forward_and_a_later_one_does_not_delay_it() {
-    let d = driver(
+    let run = start(
         vec![object("a", SECOND, Ok(Action::requeue(100 * SECOND)))],
         cache::synced(),
         0,
     );
-    let ctx = Arc::clone(&d.ctx);
-    let (triggers, _stop, _task) = start(d);
-    triggers.send(key("a")).unwrap();
+    run.triggers.send(key("a")).unwrap();
     sleep(SECOND / 2).await;
     // Asked for while it runs: due at once when it ends, and its requeue (100 s later) does
     // not put that off.
-    triggers.send(key("a")).unwrap();
+    run.triggers.send(key("a")).unwrap();
     sleep(10 * SECOND - SECOND / 2).await;
     // Queued for 102 s; asked for now.
-    triggers.send(key("a")).unwrap();
+    run.triggers.send(key("a")).unwrap();
     sleep(SECOND / 2).await;
-    assert_eq!(ctx.log.starts("a"), [Duration::ZERO, SECOND, 10 * SECOND]);
+    assert_eq!(
+        run.ctx.log.starts("a"),
+        [Duration::ZERO, SECOND, 10 * SECOND]
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_reconcile_that_panics_is_tried_again_later_and_the_loop_goes_on() {
-    let d = driver(
+    let run = start(
         vec![
             object("panics", SECOND, Ok(Action::await_change())),
             object("b", SECOND, Ok(Action::await_change())),
@@ -267,20 +268,18 @@ async fn a_reconcile_that_panics_is_tried_again_later_and_the_loop_goes_on() {
         cache::synced(),
         0,
     );
-    let ctx = Arc::clone(&d.ctx);
-    let (triggers, _stop, task) = start(d);
-    triggers.send(key("panics")).unwrap();
+    run.triggers.send(key("panics")).unwrap();
     sleep(SECOND).await;
-    triggers.send(key("b")).unwrap();
+    run.triggers.send(key("b")).unwrap();
     sleep(AFTER_PANIC + SECOND).await;
-    assert_eq!(ctx.log.starts("panics"), [Duration::ZERO, AFTER_PANIC]);
-    assert_eq!(ctx.log.starts("b"), [SECOND]);
-    assert!(!task.is_finished());
+    assert_eq!(run.ctx.log.starts("panics"), [Duration::ZERO, AFTER_PANIC]);
+    assert_eq!(run.ctx.log.starts("b"), [SECOND]);
+    assert!(!run.task.is_finished());
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_shutdown_starts_nothing_new_and_waits_for_the_reconciles_in_flight() {
-    let d = driver(
+    let run = start(
         vec![
             object("long", 30 * SECOND, Ok(Action::await_change())),
             object("next", SECOND, Ok(Action::await_change())),
@@ -288,15 +287,13 @@ async fn a_shutdown_starts_nothing_new_and_waits_for_the_reconciles_in_flight() 
         cache::synced(),
         1,
     );
-    let ctx = Arc::clone(&d.ctx);
-    let (triggers, stop, task) = start(d);
-    triggers.send(key("long")).unwrap();
-    triggers.send(key("next")).unwrap();
+    run.triggers.send(key("long")).unwrap();
+    run.triggers.send(key("next")).unwrap();
     sleep(SECOND).await;
-    stop.send(()).unwrap();
-    task.await.unwrap();
-    assert_eq!(ctx.log.of("long", "end"), [30 * SECOND]);
-    assert!(ctx.log.starts("next").is_empty());
+    run.stop.send(()).unwrap();
+    run.task.await.unwrap();
+    assert_eq!(run.ctx.log.of("long", "end"), [30 * SECOND]);
+    assert!(run.ctx.log.starts("next").is_empty());
 }
 
 #[test]

@@ -34,17 +34,21 @@ impl std::fmt::Debug for Batched {
 }
 
 struct Shared {
+    sink: Mutex<Box<dyn Write + Send>>,
+    /// The writer thread's side; none for a [`Batched::direct`] sink, where each line is
+    /// written by the thread that logs it.
+    batching: Option<Batching>,
+}
+
+/// What the lines' writer thread shares with the threads that log.
+struct Batching {
     state: Mutex<State>,
     /// The batch writer waits here for a batch to start (and for `flush`).
     pending: Condvar,
     /// Writers waiting for room and `flush` wait here for a batch to be written.
     written: Condvar,
-    sink: Mutex<Box<dyn Write + Send>>,
     interval: Duration,
     max_pending_bytes: usize,
-    /// A writer thread writes the lines; without one ([`Batched::direct`]), each line is
-    /// written by the thread that logs it.
-    threaded: bool,
 }
 
 #[derive(Default)]
@@ -88,13 +92,8 @@ impl Batched {
     pub fn direct(sink: Box<dyn Write + Send>) -> Self {
         Batched {
             shared: Arc::new(Shared {
-                state: Mutex::new(State::default()),
-                pending: Condvar::new(),
-                written: Condvar::new(),
                 sink: Mutex::new(sink),
-                interval: Duration::ZERO,
-                max_pending_bytes: 0,
-                threaded: false,
+                batching: None,
             }),
         }
     }
@@ -106,34 +105,42 @@ impl Batched {
         max_pending_bytes: usize,
     ) -> io::Result<Self> {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
-            pending: Condvar::new(),
-            written: Condvar::new(),
             sink: Mutex::new(sink),
-            interval,
-            max_pending_bytes,
-            threaded: true,
+            batching: Some(Batching {
+                state: Mutex::new(State::default()),
+                pending: Condvar::new(),
+                written: Condvar::new(),
+                interval,
+                max_pending_bytes,
+            }),
         });
         let batches = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("log-writer".into())
-            .spawn(move || batches.write_batches())?;
+            .spawn(move || {
+                if let Some(batching) = &batches.batching {
+                    batching.write_batches(&batches.sink);
+                }
+            })?;
         Ok(Batched { shared })
     }
 
     /// Write what is waiting, waiting at most `timeout` for it.
     pub fn flush_within(&self, timeout: Duration) {
-        let shared = &*self.shared;
+        let Some(batching) = &self.shared.batching else {
+            // Each line was written and flushed as it came.
+            return;
+        };
         let deadline = Instant::now() + timeout;
-        let mut state = lock(&shared.state);
+        let mut state = lock(&batching.state);
         while !state.pending.is_empty() || state.writing {
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
                 return;
             };
             state.urgent = true;
-            shared.pending.notify_one();
+            batching.pending.notify_one();
             state.waiting += 1;
-            state = shared
+            state = batching
                 .written
                 .wait_timeout(state, left)
                 .unwrap_or_else(PoisonError::into_inner)
@@ -148,10 +155,10 @@ impl Batched {
     }
 }
 
-impl Shared {
+impl Batching {
     /// The batch writer: waits for a batch to start, lets it fill until `interval` after the
-    /// previous write, writes it.
-    fn write_batches(&self) {
+    /// previous write, writes it to `sink`.
+    fn write_batches(&self, sink: &Mutex<Box<dyn Write + Send>>) {
         let mut state = lock(&self.state);
         loop {
             while state.pending.is_empty() {
@@ -179,7 +186,7 @@ impl Shared {
             state.writing = true;
             drop(state);
             {
-                let mut sink = lock(&self.sink);
+                let mut sink = lock(sink);
                 let _ = sink.write_all(&batch).and_then(|()| sink.flush());
             }
             batch.clear();
@@ -196,31 +203,30 @@ impl Shared {
 
 impl Write for Batched {
     fn write(&mut self, line: &[u8]) -> io::Result<usize> {
-        let shared = &*self.shared;
-        if !shared.threaded {
-            let mut sink = lock(&shared.sink);
+        let Some(batching) = &self.shared.batching else {
+            let mut sink = lock(&self.shared.sink);
             sink.write_all(line)?;
             sink.flush()?;
             return Ok(line.len());
-        }
-        let mut state = lock(&shared.state);
+        };
+        let mut state = lock(&batching.state);
         while !state.pending.is_empty()
-            && state.pending.len() + line.len() > shared.max_pending_bytes
+            && state.pending.len() + line.len() > batching.max_pending_bytes
         {
             state.waiting += 1;
-            state = shared
+            state = batching
                 .written
                 .wait(state)
                 .unwrap_or_else(PoisonError::into_inner);
             state.waiting -= 1;
         }
         let first = state.pending.is_empty();
-        let half = shared.max_pending_bytes / 2;
+        let half = batching.max_pending_bytes / 2;
         let was_below_half = state.pending.len() < half;
         state.pending.extend_from_slice(line);
         // The batch writer waits for a batch's first line, and is told when it is half full.
         if (first && !state.writing) || (was_below_half && state.pending.len() >= half) {
-            shared.pending.notify_one();
+            batching.pending.notify_one();
         }
         Ok(line.len())
     }

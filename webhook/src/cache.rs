@@ -7,9 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use agentgov_api::agent::{AgentMode, RoleClass};
 use agentgov_api::exception::{AgentException, AppliedException, applicable};
-use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::{Agent, ClusterPolicyBundle, PolicyBundle};
 use futures::StreamExt;
 use kube::api::Api;
@@ -23,7 +21,7 @@ use crate::decide::View;
 use crate::keys::{KeySnapshot, Keys};
 use crate::memo::CheckMemo;
 use crate::metrics::Metrics;
-use crate::policy::{ActivePolicy, PolicyIndex};
+use crate::policy::PolicyIndex;
 
 /// The caches behind the live webhook.
 pub struct Caches {
@@ -112,25 +110,8 @@ impl View for Caches {
         self.agents.get(&ObjectRef::new(name).within(namespace))
     }
 
-    fn policy(&self, namespace: &str) -> Option<ActivePolicy> {
-        self.policies.get(namespace)
-    }
-
-    fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
-        self.policies.hash(namespace)
-    }
-
-    fn pod_security_level(
-        &self,
-        namespace: &str,
-        mode: AgentMode,
-        role: RoleClass,
-    ) -> PodSecurityLevel {
-        self.policies.pod_security_level(namespace, mode, role)
-    }
-
-    fn floor_data(&self) -> Option<Arc<agentgov_api::policy_bundle::PolicyData>> {
-        self.policies.floor_data()
+    fn policies(&self) -> &PolicyIndex {
+        &self.policies
     }
 
     fn exceptions_for(

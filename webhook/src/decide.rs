@@ -24,7 +24,7 @@ use kube::core::gvk::GroupVersionKind;
 use crate::decision::Decision;
 use crate::keys::KeySnapshot;
 use crate::memo::CheckMemo;
-use crate::policy::ActivePolicy;
+use crate::policy::{ActivePolicy, PolicyIndex};
 
 mod agent;
 mod bundle;
@@ -44,11 +44,15 @@ pub trait View: Send + Sync {
     /// needs them denies with `ADMISSION_DENY_UNAVAILABLE`.
     fn synced(&self) -> bool;
     fn agent(&self, namespace: &str, name: &str) -> Option<Arc<Agent>>;
+    /// The PolicyBundles in force, by namespace and the cluster floor.
+    fn policies(&self) -> &PolicyIndex;
     /// The promotion policy in force in `namespace` (its hash is the active policy hash).
-    fn policy(&self, namespace: &str) -> Option<ActivePolicy>;
+    fn policy(&self, namespace: &str) -> Option<ActivePolicy> {
+        self.policies().get(namespace)
+    }
     /// The hash of the policy in force in `namespace`, without the engine.
     fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
-        self.policy(namespace).map(|p| p.shared_hash())
+        self.policies().hash(namespace)
     }
     /// The Pod Security level an agent's Pods must meet under the policy in force in
     /// `namespace` (without one: the defaults, `restricted` for a sandbox, `baseline` else).
@@ -58,10 +62,7 @@ pub trait View: Send + Sync {
         mode: AgentMode,
         role: RoleClass,
     ) -> PodSecurityLevel {
-        match self.policy(namespace) {
-            Some(policy) => policy.pod_security_level(mode, role),
-            None => PolicyData::default().pod_security_level(mode, role),
-        }
+        self.policies().pod_security_level(namespace, mode, role)
     }
     /// The AgentExceptions of `namespace` in force now for the agent `name` with `labels` (by
     /// this process's clock): the policy's denies they waive do not refuse it. None by default.
@@ -75,7 +76,7 @@ pub trait View: Send + Sync {
     }
     /// The cluster floor's data, when a floor is in force (the bounds of namespace bundles).
     fn floor_data(&self) -> Option<Arc<PolicyData>> {
-        None
+        self.policies().floor_data()
     }
     /// The key ring in force and its generation.
     fn keys(&self) -> Arc<KeySnapshot>;

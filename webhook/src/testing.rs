@@ -8,16 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use agentgov_api::Agent;
-use agentgov_api::agent::{AgentMode, RoleClass};
 use agentgov_api::keyring::KeyRing;
-use agentgov_api::pod_security::PodSecurityLevel;
 use agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME;
 use kube::ResourceExt;
 
 use crate::decide::View;
 use crate::keys::{KeySnapshot, Keys};
 use crate::memo::CheckMemo;
-use crate::policy::{ActivePolicy, PolicyIndex};
+use crate::policy::PolicyIndex;
 
 /// A fixed view for tests and benchmarks: agents, policies and keys set by hand.
 pub struct StaticView {
@@ -73,25 +71,8 @@ impl View for StaticView {
             .cloned()
     }
 
-    fn policy(&self, namespace: &str) -> Option<ActivePolicy> {
-        self.policies.get(namespace)
-    }
-
-    fn policy_hash(&self, namespace: &str) -> Option<Arc<str>> {
-        self.policies.hash(namespace)
-    }
-
-    fn pod_security_level(
-        &self,
-        namespace: &str,
-        mode: AgentMode,
-        role: RoleClass,
-    ) -> PodSecurityLevel {
-        self.policies.pod_security_level(namespace, mode, role)
-    }
-
-    fn floor_data(&self) -> Option<Arc<agentgov_api::policy_bundle::PolicyData>> {
-        self.policies.floor_data()
+    fn policies(&self) -> &PolicyIndex {
+        &self.policies
     }
 
     fn keys(&self) -> Arc<KeySnapshot> {

@@ -245,7 +245,7 @@ mod tests {
 
     use super::*;
     use crate::keys::KeySnapshot;
-    use crate::policy::ActivePolicy;
+    use crate::policy::PolicyIndex;
     use crate::testing::StaticView;
 
     /// A cache that shows the agent only from its `shows_after`-th look on.
@@ -265,8 +265,8 @@ mod tests {
                 .then(|| self.inner.agent(namespace, name))
                 .flatten()
         }
-        fn policy(&self, namespace: &str) -> Option<ActivePolicy> {
-            self.inner.policy(namespace)
+        fn policies(&self) -> &PolicyIndex {
+            self.inner.policies()
         }
         fn keys(&self) -> Arc<KeySnapshot> {
             self.inner.keys()
