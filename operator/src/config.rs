@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use agentgov_runtime::flags::{ExpiryFlags, RuntimeFlags, positive_duration as parse_duration};
+use agentgov_runtime::flags::{
+    BundleSigningFlags, ExpiryFlags, RuntimeFlags, positive_duration as parse_duration,
+};
 use clap::Parser;
 use jiff::SignedDuration;
 
@@ -24,19 +26,8 @@ pub struct Config {
     #[arg(long, env = "AGENTGOV_KEYRING_POLL", default_value = "2s", value_parser = parse_duration)]
     pub keyring_poll: SignedDuration,
 
-    /// Put a PolicyBundle version in force only when its `spec.signature` verifies with the
-    /// policy-signing key ring of --bundle-keys (`proof sign-bundle` signs). An unsigned or badly
-    /// signed version is reported on the bundle (Ready False, SignatureMissing or
-    /// SignatureInvalid, and an Event) and the last good version stays in force. Versions already
-    /// in force when this is turned on stay until replaced.
-    #[arg(long, env = "AGENTGOV_REQUIRE_SIGNED_BUNDLES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", requires = "bundle_keys")]
-    pub require_signed_bundles: bool,
-
-    /// The public policy-signing key ring (`keygen public` of a `keygen new --policy` ring; a
-    /// ring separate from the proof keys), for --require-signed-bundles. Reloaded when it changes
-    /// (every --keyring-poll); a new ring has every bundle looked at again.
-    #[arg(long, env = "AGENTGOV_BUNDLE_KEYS_FILE")]
-    pub bundle_keys: Option<PathBuf>,
+    #[command(flatten)]
+    pub bundle_signing: BundleSigningFlags,
 
     /// Name of the PolicyBundle that is in force in each namespace.
     #[arg(long, env = "AGENTGOV_BUNDLE_NAME", default_value = agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME)]

@@ -96,15 +96,7 @@ async fn run(config: Config) -> Result<()> {
     let metrics_listener = agentgov_runtime::bind(config.metrics_listen).await?;
     let keys = Arc::new(KeyRingSource::load(&config.keyring_file)?);
     // The public policy-signing ring: a separate ring from the proof keys, same reloader.
-    let bundle_keys = match (&config.require_signed_bundles, &config.bundle_keys) {
-        (true, Some(path)) => Some(Arc::new(KeyRingSource::load(path)?)),
-        (true, None) => {
-            return Err(Error::Config(
-                "--require-signed-bundles needs --bundle-keys".into(),
-            ));
-        }
-        (false, _) => None,
-    };
+    let bundle_keys = config.bundle_signing.keys()?;
     let client = agentgov_runtime::api_client::client().await?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry);

@@ -1,6 +1,8 @@
 //! Flags both binaries take, with the same names, environment variables and meaning:
 //! `#[command(flatten)]` them into each binary's flags.
 
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentgov_api::expiry::ExpiryPolicy;
@@ -8,6 +10,7 @@ use clap::Args;
 use jiff::SignedDuration;
 
 use crate::Error;
+use crate::keys::Keys;
 use crate::telemetry::LogFormat;
 
 /// Sandbox expiry: how long a sandbox agent lives.
@@ -39,6 +42,40 @@ impl ExpiryFlags {
         ExpiryPolicy {
             default_ttl: self.default_sandbox_ttl,
             max_ttl: self.max_sandbox_ttl,
+        }
+    }
+}
+
+/// Signed PolicyBundles: whether a bundle version must be signed, and the key ring that
+/// verifies it.
+#[derive(Args, Clone, Debug, Default, PartialEq, Eq)]
+pub struct BundleSigningFlags {
+    /// Put in force only PolicyBundle versions whose `spec.signature` verifies with the
+    /// policy-signing key ring of --bundle-keys (`proof sign-bundle` signs). The webhook refuses
+    /// the others at admission, naming the key. The operator, the check that holds when the
+    /// webhook is bypassed, reports them on the bundle (Ready False, SignatureMissing or
+    /// SignatureInvalid, and an Event) and keeps the last good version in force. Versions already
+    /// in force when this is turned on stay until replaced.
+    #[arg(long, env = "AGENTGOV_REQUIRE_SIGNED_BUNDLES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", requires = "bundle_keys")]
+    pub require_signed_bundles: bool,
+
+    /// The public policy-signing key ring (`keygen public` of a `keygen new --policy` ring; a
+    /// ring separate from the proof keys), for --require-signed-bundles. Re-read when it changes,
+    /// like --keyring-file.
+    #[arg(long, env = "AGENTGOV_BUNDLE_KEYS_FILE")]
+    pub bundle_keys: Option<PathBuf>,
+}
+
+impl BundleSigningFlags {
+    /// The policy-signing key ring, loaded, when bundles must be signed; none when they need
+    /// not be (a --bundle-keys given without --require-signed-bundles is not read).
+    pub fn keys(&self) -> Result<Option<Arc<Keys>>, Error> {
+        match (self.require_signed_bundles, &self.bundle_keys) {
+            (true, Some(path)) => Ok(Some(Arc::new(Keys::load(path)?))),
+            (true, None) => Err(Error::Config(
+                "--require-signed-bundles needs --bundle-keys".into(),
+            )),
+            (false, _) => Ok(None),
         }
     }
 }
@@ -85,6 +122,8 @@ mod tests {
         expiry: ExpiryFlags,
         #[command(flatten)]
         runtime: RuntimeFlags,
+        #[command(flatten)]
+        bundles: BundleSigningFlags,
     }
 
     #[test]
@@ -134,5 +173,29 @@ mod tests {
                 .unwrap();
         assert_eq!(longer.expiry.check().unwrap_err().category(), "config");
         assert!(Flags::try_parse_from(["x", "--max-sandbox-ttl=0s"]).is_err());
+    }
+
+    #[test]
+    fn signed_bundles_need_their_key_ring() {
+        let flags = Flags::try_parse_from(["x"]).unwrap();
+        assert_eq!(flags.bundles, BundleSigningFlags::default());
+        assert!(flags.bundles.keys().unwrap().is_none());
+        // clap refuses the flag alone; so does `keys` for flags made another way.
+        assert!(Flags::try_parse_from(["x", "--require-signed-bundles"]).is_err());
+        let alone = BundleSigningFlags {
+            require_signed_bundles: true,
+            bundle_keys: None,
+        };
+        assert_eq!(alone.keys().unwrap_err().category(), "config");
+        // Not required: the ring is not read.
+        let unread = Flags::try_parse_from(["x", "--bundle-keys=/nonexistent"]).unwrap();
+        assert!(unread.bundles.keys().unwrap().is_none());
+        let missing = Flags::try_parse_from([
+            "x",
+            "--require-signed-bundles",
+            "--bundle-keys=/nonexistent",
+        ])
+        .unwrap();
+        assert_eq!(missing.bundles.keys().unwrap_err().category(), "read_file");
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use agentgov_api::expiry::ExpiryPolicy;
 use agentgov_api::policy_bundle::DEFAULT_BUNDLE_NAME;
-use agentgov_runtime::flags::{ExpiryFlags, RuntimeFlags, duration as parse_duration};
+use agentgov_runtime::flags::{
+    BundleSigningFlags, ExpiryFlags, RuntimeFlags, duration as parse_duration,
+};
 use clap::{Parser, ValueEnum};
 
 use crate::admit_clients::AdmitClients;
@@ -95,17 +97,8 @@ pub struct Args {
     #[arg(long, env = "AGENTGOV_KEYRING_FILE")]
     pub keyring_file: PathBuf,
 
-    /// Refuse a PolicyBundle whose `spec.signature` does not verify with the policy-signing key
-    /// ring of --bundle-keys (an unsigned one too), at admission, naming the key; and put in force
-    /// only versions that verify (else the operator's last good version). The operator's flag of
-    /// the same name is the check that holds when the webhook is bypassed.
-    #[arg(long, env = "AGENTGOV_REQUIRE_SIGNED_BUNDLES", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", requires = "bundle_keys")]
-    pub require_signed_bundles: bool,
-
-    /// The public policy-signing key ring (`keygen public` of a `keygen new --policy` ring), for
-    /// --require-signed-bundles. Re-read when it changes, like --keyring-file.
-    #[arg(long, env = "AGENTGOV_BUNDLE_KEYS_FILE")]
-    pub bundle_keys: Option<PathBuf>,
+    #[command(flatten)]
+    pub bundle_signing: BundleSigningFlags,
 
     /// Name of the PolicyBundle in force in each namespace.
     #[arg(long, env = "AGENTGOV_BUNDLE_NAME", default_value = DEFAULT_BUNDLE_NAME)]

@@ -81,15 +81,7 @@ async fn run(args: Args) -> Result<(), Error> {
     }
 
     // The public policy-signing ring (`--require-signed-bundles`): separate from the proof keys.
-    let bundle_keys = match (args.require_signed_bundles, &args.bundle_keys) {
-        (true, Some(path)) => Some(Arc::new(Keys::load(path)?)),
-        (true, None) => {
-            return Err(Error::Config(
-                "--require-signed-bundles needs --bundle-keys".into(),
-            ));
-        }
-        (false, _) => None,
-    };
+    let bundle_keys = args.bundle_signing.keys()?;
 
     let client = agentgov_runtime::api_client::client().await?;
     let (caches, _watch_tasks) = cache::start(
