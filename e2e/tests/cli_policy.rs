@@ -403,8 +403,15 @@ async fn policy_eval_and_preview_predict_what_applying_a_bundle_does() {
     follow.start_kill().unwrap();
     let _ = follow.wait().await;
 
-    // events NAME: the promotion and the invalidation, as a table.
-    let run: Run = plugin.quiet(&["events", "costly"]).await;
+    // events NAME: the promotion and the invalidation, as a table. The status (and so the
+    // condition lines the plugin derives from it) is written before the operator records its
+    // Warning Event, so read until that Event is listed.
+    let mut run: Run = plugin.quiet(&["events", "costly"]).await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !run.stdout.contains("Warning   Invalidated") && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        run = plugin.quiet(&["events", "costly"]).await;
+    }
     let mut rows = run.stdout.lines();
     let header = rows.next().unwrap();
     assert!(
