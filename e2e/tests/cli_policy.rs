@@ -384,8 +384,10 @@ async fn policy_eval_and_preview_predict_what_applying_a_bundle_does() {
         judged, predicted,
         "what preview said is what the operator did"
     );
-    let lab = setup.agents().get("lab").await.unwrap();
-    assert_eq!(governance(&lab), Some(GovernanceStatus::Sandbox));
+    wait_agent(&setup, "lab", "still a sandbox", |a| {
+        governance(a) == Some(GovernanceStatus::Sandbox)
+    })
+    .await;
 
     // The follower saw near become restricted, after it started.
     let mut after = Vec::new();

@@ -407,22 +407,41 @@ async fn a_managed_agent_runs_hardened_with_its_spec_and_quarantine_cuts_it_off(
         &["sleep", "3600"],
     )?;
     run_pod(&pods, &caller, READY).await?;
-    let out = kubectl_exec(
-        &ns.name,
-        "caller",
-        &["nc", "-w", "2", &elsewhere_ip, "8080"],
-    )?;
-    ensure!(
-        out.output.contains("hello from elsewhere"),
-        "the governed agent with externalCalls: true cannot reach another Pod: {}",
-        out.output
-    );
+    // While it awaited approval the agent was a sandbox, contained by a NetworkPolicy; the
+    // operator deletes it after writing the promoted status, and kube-router then drops its
+    // rules, so both are read until they hold.
     use k8s_openapi::api::networking::v1::NetworkPolicy;
     let policies: Api<NetworkPolicy> = ns.api();
-    ensure!(
-        policies.get_opt("agentgov-caller").await?.is_none(),
-        "a NetworkPolicy was written for an agent whose anatomy allows external calls"
-    );
+    wait_for(READY, || {
+        let policies = policies.clone();
+        async move {
+            policies
+                .get_opt("agentgov-caller")
+                .await
+                .ok()?
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await
+    .context(
+        "the containment NetworkPolicy stays for an agent whose anatomy allows external calls",
+    )?;
+    let nc = ["nc", "-w", "2", elsewhere_ip.as_str(), "8080"];
+    let reached = wait_for(READY, || {
+        let ns = ns.name.clone();
+        async move {
+            let out = kubectl_exec(&ns, "caller", &nc).ok()?;
+            out.output.contains("hello from elsewhere").then_some(())
+        }
+    })
+    .await;
+    if reached.is_err() {
+        bail!(
+            "the governed agent with externalCalls: true cannot reach another Pod: {}",
+            kubectl_exec(&ns.name, "caller", &nc)?.output
+        );
+    }
 
     let image = node_env("AGENTGOV_TEST_IMAGE_PINNED");
     let mut spec = agentgov_e2e::admission::sandbox_spec(45);

@@ -172,11 +172,14 @@ async fn a_passing_agent_is_promoted_with_a_proof_that_verifies() {
     assert!(is_true(&status.conditions, "Ready"));
     assert_eq!(status.observed_generation, agent.metadata.generation);
 
+    // The attempt is counted after the status write the wait above saw: read until it is.
+    let attempted = wait_for(WAIT, || async {
+        let metrics = setup.operator.metrics().await;
+        (metric_value(&metrics, "promotion_attempts_total").unwrap_or(0.0) >= 1.0).then_some(())
+    })
+    .await;
     let metrics = setup.operator.metrics().await;
-    assert!(
-        metric_value(&metrics, "promotion_attempts_total").unwrap_or(0.0) >= 1.0,
-        "{metrics}"
-    );
+    assert!(attempted.is_ok(), "no promotion attempt counted: {metrics}");
     assert!(
         metric_value(&metrics, "policy_reload_success_total").unwrap_or(0.0) >= 1.0,
         "{metrics}"
