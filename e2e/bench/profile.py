@@ -20,13 +20,13 @@ PARTS = [
     ("deciding (`decide::pod::decide_pod`: cache, seven checks, Pod Security)", "incl", r"^agentgov_webhook::decide::pod::decide_pod$"),
     ("the decision log line and counters (`decision_log::record`)", "incl", r"^agentgov_webhook::decision_log::record$"),
     ("the log's write to the pipe (`write`, batched)", "incl", r"^__GI___libc_write$"),
-    ("encoding the answer (`Answer` serialized)", "incl", r"Serialize for agentgov_webhook::review::answer::Answer>::serialize$"),
+    ("encoding the answer (`server::json`: `Answer` serialized, the response built)", "incl", r"^agentgov_webhook::server::json$"),
     ("sending the response (`writev`: TCP, and on loopback the peer's receive path)", "incl", r"^__GI___writev$"),
     ("receiving the request (`recv`)", "incl", r"^__libc_recv$"),
     ("waiting for the next request (`epoll_wait`, sleeping and waking)", "incl", r"^epoll_wait$"),
     ("TLS record crypto (AES-GCM, self time)", "self", r"aes_gcm|gcm_|ghash|^ring_core"),
     ("HTTP framing (hyper, h2, httparse, http; self time)", "self", r"^<?(hyper|h2|httparse|http|hyper_util)::|<(hyper|h2|http)::"),
-    ("allocation (malloc, free, realloc; self time)", "self", r"^(malloc|_int_malloc|_int_free|cfree@GLIBC_2\.2\.5|__GI___libc_free|free|realloc|_int_realloc|__libc_malloc|malloc_consolidate)$"),
+    ("allocation (jemalloc, and glibc's malloc in a build without it; self time)", "self", r"^(_rjem_|__rust_(alloc|dealloc|realloc)|tikv_jemallocator::)|^(malloc|_int_malloc|_int_free|cfree@GLIBC_2\.2\.5|__GI___libc_free|free|realloc|_int_realloc|__libc_malloc|malloc_consolidate)$"),
 ]
 
 LINE = re.compile(r"^\s*([\d.]+)%\s+([\d.]+)%\s+\[[^\]]*\]\s+(.*?)\s*$")
@@ -68,7 +68,11 @@ def main():
     for name, how, pattern in PARTS:
         rx = re.compile(pattern)
         if how == "incl":
-            share = max((c for c, _, sym in rows if rx.search(sym)), default=0.0)
+            found = [c for c, _, sym in rows if rx.search(sym)]
+            # A part whose frame is missing (inlined, renamed) would read 0 %: refuse instead.
+            if not found:
+                sys.exit(f"profile.py: no frame matches {pattern!r} ({name}); was it inlined or renamed?")
+            share = max(found)
         else:
             share = sum(s for _, s, sym in rows if rx.search(sym))
         shares.append((name, share))

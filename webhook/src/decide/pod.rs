@@ -173,6 +173,9 @@ impl PolicyRecheck for PolicyInForce<'_> {
 
 /// A Pod review: admitted only if the agent it names passes the seven checks (and, for a
 /// sandbox, the Pod is contained).
+// Never inlined: `make bench`'s profile (e2e/bench/profile.py) charges a review's CPU to this
+// frame; one call per review.
+#[inline(never)]
 pub(crate) fn decide_pod(
     req: &PodRequest<'_>,
     view: &dyn View,
