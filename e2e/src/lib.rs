@@ -186,6 +186,18 @@ where
     }
 }
 
+/// Wait until a get of `name` from `api` finds nothing, or fail after `timeout`.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration) -> Result<()>
+where
+    K: Clone + DeserializeOwned + std::fmt::Debug,
+{
+    wait_for(timeout, || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await
+    .with_context(|| format!("{name} is still there"))
+}
+
 /// Wait until the Agent `name` satisfies `check`. On timeout, the error names `what` was awaited
 /// and the status last seen.
 pub async fn wait_agent(

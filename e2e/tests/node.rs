@@ -412,21 +412,11 @@ async fn a_managed_agent_runs_hardened_with_its_spec_and_quarantine_cuts_it_off(
     // rules, so both are read until they hold.
     use k8s_openapi::api::networking::v1::NetworkPolicy;
     let policies: Api<NetworkPolicy> = ns.api();
-    wait_for(READY, || {
-        let policies = policies.clone();
-        async move {
-            policies
-                .get_opt("agentgov-caller")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await
-    .context(
-        "the containment NetworkPolicy stays for an agent whose anatomy allows external calls",
-    )?;
+    agentgov_e2e::wait_gone(&policies, "agentgov-caller", READY)
+        .await
+        .context(
+            "the containment NetworkPolicy stays for an agent whose anatomy allows external calls",
+        )?;
     let nc = ["nc", "-w", "2", elsewhere_ip.as_str(), "8080"];
     let reached = wait_for(READY, || {
         let ns = ns.name.clone();

@@ -568,17 +568,9 @@ async fn leader_failover(setup: &Setup) -> Result<Duration> {
     let failover = started.elapsed();
     println!("the Lease moved from {leader} to {new}");
     // Keep probing until the old leader's Pod is gone.
-    wait_for(TIMEOUT, || async {
-        setup
-            .pods()
-            .get_opt(&leader)
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await
-    .with_context(|| format!("the deleted leader Pod {leader} never went away"))?;
+    agentgov_e2e::wait_gone(&setup.pods(), &leader, TIMEOUT)
+        .await
+        .with_context(|| format!("the deleted leader Pod {leader} never went away"))?;
     wait_two_ready(setup, "operator").await?;
     Ok(failover)
 }

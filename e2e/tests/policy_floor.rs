@@ -55,12 +55,9 @@ impl FloorTest {
         delete_dead_registrations(&client).await;
         let floors: Api<ClusterPolicyBundle> = Api::all(client);
         let _ = floors.delete(FLOOR, &DeleteParams::default()).await;
-        wait_for(WAIT, || {
-            let floors = floors.clone();
-            async move { floors.get_opt(FLOOR).await.ok()?.is_none().then_some(()) }
-        })
-        .await
-        .expect("a floor left from before is deleted");
+        agentgov_e2e::wait_gone(&floors, FLOOR, WAIT)
+            .await
+            .expect("a floor left from before is deleted");
         FloorTest {
             registrations: Vec::new(),
             _lock: lock,

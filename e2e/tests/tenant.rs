@@ -618,19 +618,9 @@ async fn an_agent_being_deleted_keeps_the_spec_its_proof_covers() {
         )
         .await
         .expect("remove the finalizer");
-    wait_for(WAIT, || {
-        let agents = agents.clone();
-        async move {
-            agents
-                .get_opt("auditor")
-                .await
-                .ok()?
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await
-    .expect("the agent is gone");
+    agentgov_e2e::wait_gone(&agents, "auditor", WAIT)
+        .await
+        .expect("the agent is gone");
 }
 
 #[tokio::test]

@@ -671,13 +671,9 @@ async fn a_quarantined_agent_is_refused_but_can_be_deleted() {
         .delete("auditor", &DeleteParams::default())
         .await
         .expect("a quarantined agent can be deleted");
-    let api = setup.agents();
-    wait_for(WAIT, || {
-        let api = api.clone();
-        async move { api.get_opt("auditor").await.ok()?.is_none().then_some(()) }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("the agent was never deleted\n{}", setup.diagnostics()));
+    agentgov_e2e::wait_gone(&setup.agents(), "auditor", WAIT)
+        .await
+        .unwrap_or_else(|_| panic!("the agent was never deleted\n{}", setup.diagnostics()));
     pod_denied(&setup, "auditor-2", "auditor", AGENT_NOT_FOUND).await;
 }
 
