@@ -28,7 +28,7 @@ use agentgov_api::{Agent, AgentSpec, PolicyBundle, PolicyBundleSpec};
 use agentgov_e2e::admission::*;
 use agentgov_e2e::operator::{binary, log_dir};
 use agentgov_e2e::plugin::{Plugin, Run, golden};
-use agentgov_e2e::repo_root;
+use agentgov_e2e::{repo_root, wait_for};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -408,12 +408,16 @@ async fn policy_eval_and_preview_predict_what_applying_a_bundle_does() {
     // events NAME: the promotion and the invalidation, as a table. The status (and so the
     // condition lines the plugin derives from it) is written before the operator records its
     // Warning Event, so read until that Event is listed.
-    let mut run: Run = plugin.quiet(&["events", "costly"]).await;
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !run.stdout.contains("Warning   Invalidated") && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        run = plugin.quiet(&["events", "costly"]).await;
-    }
+    let events = || plugin.quiet(&["events", "costly"]);
+    let run: Run = match wait_for(WAIT, || async {
+        let run = events().await;
+        run.stdout.contains("Warning   Invalidated").then_some(run)
+    })
+    .await
+    {
+        Ok(run) => run,
+        Err(_) => events().await,
+    };
     let mut rows = run.stdout.lines();
     let header = rows.next().unwrap();
     assert!(
