@@ -107,7 +107,14 @@ async fn without_mutating_admission_policy_a_promoter_who_names_themselves_is_ap
             setup.diagnostics()
         );
     }
-    let logs = setup.operator.logs();
+    // The operator sets the gauge, then logs: the line can reach the file a moment later.
+    let logged = wait_for(WAIT, || async {
+        let logs = setup.operator.logs();
+        logs.contains("TRUST_GUARDS_VALIDATING_ONLY")
+            .then_some(logs)
+    })
+    .await;
+    let logs = logged.unwrap_or_else(|e| panic!("{e:#}: not logged\n{}", setup.operator.logs()));
     assert_eq!(
         logs.matches("TRUST_GUARDS_VALIDATING_ONLY").count(),
         1,
