@@ -338,6 +338,7 @@ mod tests {
             "agentgov-promotion",
             "agentgov-exception",
             "agentgov-changed-by",
+            "agentgov-pod-agent-label",
         ] {
             for kind in [GuardKind::ValidatingPolicy, GuardKind::ValidatingBinding] {
                 assert!(validating.contains_key(&(kind, name.to_string())), "{name}");
@@ -410,6 +411,43 @@ mod tests {
             ))
             .unwrap()["validationActions"] = serde_json::json!(["Audit"]);
         assert_eq!(check(&shipped, &audit).len(), 1);
+    }
+
+    #[test]
+    fn the_agent_label_never_changes_through_a_pod_subresource_or_a_binding() {
+        let guards = expected(DEFAULT_PREFIX).unwrap();
+        let policy = &guards[&(
+            GuardKind::ValidatingPolicy,
+            "agentgov-pod-agent-label".to_string(),
+        )];
+        assert_eq!(
+            policy["matchConstraints"]["resourceRules"],
+            serde_json::json!([{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                "resources": ["pods/*"], "scope": "*",
+            }, {
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods/binding", "bindings"], "scope": "*",
+            }])
+        );
+        assert_eq!(
+            policy["matchConditions"][0]["expression"],
+            "request.resource.resource == 'bindings' || (has(request.subResource) && request.subResource != '')"
+        );
+        let label = format!("labels[?'{}']", crate::agent::AGENT_LABEL);
+        let validations = policy["validations"].as_array().unwrap();
+        assert_eq!(validations.len(), 1);
+        let expression = validations[0]["expression"].as_str().unwrap();
+        assert!(
+            expression.contains(&format!("!object.metadata.?{label}.hasValue()")),
+            "{expression}"
+        );
+        assert!(
+            expression.contains(&format!(
+                "object.metadata.?{label} == oldObject.metadata.?{label}"
+            )),
+            "{expression}"
+        );
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! - Sandbox Pods meet the Pod Security Standards `restricted` level (privileged containers,
 //!   host namespaces, added capabilities and host ports are refused), ephemeral containers too.
 //! - The agent label cannot be added to a Pod that was never judged, nor removed from one that
-//!   was; unlabelled Pods and unrelated updates of agent Pods never reach the webhook.
+//!   was, nor changed through `pods/status` or a Binding at all; unlabelled Pods and unrelated
+//!   updates of agent Pods never reach the webhook.
 //! - An expired sandbox cannot be revived by a longer TTL without the verb `extend`.
 //! - A stricter PolicyBundle is in force at admission while the operator is down.
 //! - A forged refusal written into an agent's status by someone else is healed.
@@ -28,6 +29,8 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 
 const LABEL_REMOVED: &str = "ADMISSION_DENY_AGENT_LABEL_REMOVED";
+/// What the in-process guard of the agent label says of a change through a Pod subresource.
+const THROUGH_SUBRESOURCE: &str = "may not add, change or remove the agentgov.dev/agent label";
 /// What both guards of a sandbox's expiry say (the in-process policy and the webhook).
 const LENGTHENED: &str = "may not move the expiry of sandbox";
 const SANDBOX_EXTENDED: &str = "ADMISSION_ALLOW_SANDBOX_EXTENDED";
@@ -253,6 +256,88 @@ async fn the_agent_label_cannot_be_added_to_an_unjudged_pod_nor_removed_from_a_j
         ),
     )
     .await;
+    // A status write keeps the labels it is sent, and the webhook is not registered for
+    // status writes: the API server's own guard refuses each of these label changes there.
+    for (what, pod, value) in [
+        ("label added through pods/status", "loose", json!("lab")),
+        ("label removed through pods/status", "lab-0", Value::Null),
+        ("label changed through pods/status", "lab-0", json!("ghost")),
+    ] {
+        let message = refused(
+            &setup,
+            what,
+            THROUGH_SUBRESOURCE,
+            patching(&pods, pod, Some("status"), label(value)),
+        )
+        .await;
+        assert!(message.contains("through pods/status"), "{message}");
+    }
+    // Nor through a Binding, whose labels the API server copies onto the Pod it binds, by
+    // either of its two paths; the Pod stays unbound.
+    for (what, path) in [
+        ("label added by pods/binding", "pods/loose/binding"),
+        ("label added by a Binding", "bindings"),
+    ] {
+        let message = refused(&setup, what, THROUGH_SUBRESOURCE, binding(&setup, path)).await;
+        assert!(message.contains("loose"), "{message}");
+    }
+    // A status write that leaves the label alone, as a kubelet's, is never refused.
+    admitted(
+        &setup,
+        "status message of an agent Pod",
+        patching(
+            &pods,
+            "lab-0",
+            Some("status"),
+            json!({"status": {"message": "status writes pass"}}),
+        ),
+    )
+    .await;
+    for (pod, agent) in [("loose", None), ("lab-0", Some("lab"))] {
+        let found = pods.get(pod).await.unwrap();
+        assert_eq!(
+            found.spec.and_then(|s| s.node_name),
+            None,
+            "{pod} was bound"
+        );
+        let labels = found.metadata.labels;
+        assert_eq!(
+            labels.as_ref().and_then(|l| l.get("agentgov.dev/agent")),
+            agent.map(String::from).as_ref(),
+            "{pod}: {labels:?}"
+        );
+    }
+}
+
+/// A Binding of the Pod `loose` to a node, labelled for the agent `lab`, POSTed to `path` under
+/// the setup's namespace (`pods/loose/binding`, or the older `bindings`), as a repeatable
+/// attempt for [`refused`].
+fn binding(
+    setup: &Setup,
+    path: &'static str,
+) -> impl Fn(PostParams) -> BoxFuture<'static, kube::Result<Value>> {
+    let client = setup.client.clone();
+    let url = format!("/api/v1/namespaces/{}/{path}", setup.ns.name);
+    move |pp| {
+        let (client, url) = (client.clone(), url.clone());
+        Box::pin(async move {
+            let body = json!({
+                "apiVersion": "v1", "kind": "Binding",
+                "metadata": {"name": "loose", "labels": {"agentgov.dev/agent": "lab"}},
+                "target": {"kind": "Node", "name": "node-1"},
+            });
+            let url = if pp.dry_run {
+                format!("{url}?dryRun=All")
+            } else {
+                url
+            };
+            let request = http::Request::post(url)
+                .header("content-type", "application/json")
+                .body(serde_json::to_vec(&body).expect("JSON"))
+                .expect("a request");
+            client.request::<Value>(request).await
+        })
+    }
 }
 
 #[tokio::test]
