@@ -339,6 +339,7 @@ mod tests {
             "agentgov-exception",
             "agentgov-changed-by",
             "agentgov-pod-agent-label",
+            "agentgov-binding-annotations",
         ] {
             for kind in [GuardKind::ValidatingPolicy, GuardKind::ValidatingBinding] {
                 assert!(validating.contains_key(&(kind, name.to_string())), "{name}");
@@ -446,6 +447,38 @@ mod tests {
             expression.contains(&format!(
                 "object.metadata.?{label} == oldObject.metadata.?{label}"
             )),
+            "{expression}"
+        );
+    }
+
+    #[test]
+    fn a_binding_carries_no_annotation_kubernetes_forbids_adding_to_a_pod() {
+        let guards = expected(DEFAULT_PREFIX).unwrap();
+        let policy = &guards[&(
+            GuardKind::ValidatingPolicy,
+            "agentgov-binding-annotations".to_string(),
+        )];
+        assert_eq!(
+            policy["matchConstraints"]["resourceRules"],
+            serde_json::json!([{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                "resources": ["pods/binding", "bindings"], "scope": "*",
+            }])
+        );
+        // Every Binding is matched: none is left out by a condition.
+        assert_eq!(policy.get("matchConditions"), None);
+        let validations = policy["validations"].as_array().unwrap();
+        assert_eq!(validations.len(), 1);
+        let expression = validations[0]["expression"].as_str().unwrap();
+        // The two kinds of annotation the API server's own Pod update validation forbids adding.
+        for forbidden in [
+            "k.startsWith('container.apparmor.security.beta.kubernetes.io/')",
+            "k == 'kubernetes.io/config.mirror'",
+        ] {
+            assert!(expression.contains(forbidden), "{expression}");
+        }
+        assert!(
+            expression.starts_with("!has(object.metadata.annotations) ||"),
             "{expression}"
         );
     }

@@ -7,6 +7,7 @@
 //! - The agent label cannot be added to a Pod that was never judged, nor removed from one that
 //!   was, nor changed through `pods/status` or a Binding at all; unlabelled Pods and unrelated
 //!   updates of agent Pods never reach the webhook.
+//! - A Binding cannot unconfine a judged Pod's container by an AppArmor annotation.
 //! - An expired sandbox cannot be revived by a longer TTL without the verb `extend`.
 //! - A stricter PolicyBundle is in force at admission while the operator is down.
 //! - A forged refusal written into an agent's status by someone else is healed.
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 const LABEL_REMOVED: &str = "ADMISSION_DENY_AGENT_LABEL_REMOVED";
 /// What the in-process guard of the agent label says of a change through a Pod subresource.
 const THROUGH_SUBRESOURCE: &str = "may not add, change or remove the agentgov.dev/agent label";
+const BINDING_ANNOTATION: &str = "may not set an AppArmor or mirror-Pod annotation";
 /// What both guards of a sandbox's expiry say (the in-process policy and the webhook).
 const LENGTHENED: &str = "may not move the expiry of sandbox";
 const SANDBOX_EXTENDED: &str = "ADMISSION_ALLOW_SANDBOX_EXTENDED";
@@ -278,7 +280,14 @@ async fn the_agent_label_cannot_be_added_to_an_unjudged_pod_nor_removed_from_a_j
         ("label added by pods/binding", "pods/loose/binding"),
         ("label added by a Binding", "bindings"),
     ] {
-        let message = refused(&setup, what, THROUGH_SUBRESOURCE, binding(&setup, path)).await;
+        let labelled = json!({"labels": {"agentgov.dev/agent": "lab"}});
+        let message = refused(
+            &setup,
+            what,
+            THROUGH_SUBRESOURCE,
+            binding(&setup, path, labelled),
+        )
+        .await;
         assert!(message.contains("loose"), "{message}");
     }
     // A status write that leaves the label alone, as a kubelet's, is never refused.
@@ -309,23 +318,81 @@ async fn the_agent_label_cannot_be_added_to_an_unjudged_pod_nor_removed_from_a_j
     }
 }
 
-/// A Binding of the Pod `loose` to a node, labelled for the agent `lab`, POSTed to `path` under
-/// the setup's namespace (`pods/loose/binding`, or the older `bindings`), as a repeatable
-/// attempt for [`refused`].
+/// A Binding's annotations are merged into its Pod without the check that forbids adding an
+/// AppArmor or mirror-Pod annotation on any other path, and the kubelet prefers the AppArmor
+/// annotation to the Pod's own profile: whoever may bind a Pod could run a container judged
+/// `restricted` unconfined, or make the Pod pass for a mirror Pod. The API server's own guard
+/// refuses both, and the Pod stays unbound and as judged.
+#[tokio::test]
+async fn a_binding_cannot_annotate_a_judged_pod_out_of_its_security_level() {
+    let setup = setup("tn-bind").await;
+    create_agent(&setup, "lab", sandbox_spec(3600)).await;
+    admitted(
+        &setup,
+        "pod lab-0",
+        creating(&setup.pods(), &as_pod(pod_json("lab-0", Some("lab")))),
+    )
+    .await;
+    for (what, annotation, value) in [
+        (
+            "AppArmor unconfined by a Binding",
+            "container.apparmor.security.beta.kubernetes.io/agent",
+            "unconfined",
+        ),
+        (
+            "mirror-Pod annotation added by a Binding",
+            "kubernetes.io/config.mirror",
+            "x",
+        ),
+    ] {
+        let annotated = json!({"annotations": {annotation: value}});
+        let message = refused(
+            &setup,
+            what,
+            BINDING_ANNOTATION,
+            binding(&setup, "pods/lab-0/binding", annotated),
+        )
+        .await;
+        assert!(message.contains("lab-0"), "{message}");
+    }
+    let found = setup.pods().get("lab-0").await.unwrap();
+    assert_eq!(
+        found.spec.and_then(|s| s.node_name),
+        None,
+        "lab-0 was bound"
+    );
+    let annotations = found.metadata.annotations.unwrap_or_default();
+    assert!(
+        annotations
+            .keys()
+            .all(|k| !k.starts_with("container.apparmor") && k != "kubernetes.io/config.mirror"),
+        "{annotations:?}"
+    );
+}
+
+/// A Binding to a node with `metadata` (labels, annotations) POSTed to `path` under the setup's
+/// namespace, as a repeatable attempt for [`refused`]: to `pods/<pod>/binding`, or to the older
+/// `bindings`, which binds the Pod `loose`.
 fn binding(
     setup: &Setup,
     path: &'static str,
+    mut metadata: Value,
 ) -> impl Fn(PostParams) -> BoxFuture<'static, kube::Result<Value>> {
     let client = setup.client.clone();
     let url = format!("/api/v1/namespaces/{}/{path}", setup.ns.name);
+    let pod = path
+        .strip_prefix("pods/")
+        .and_then(|p| p.strip_suffix("/binding"))
+        .unwrap_or("loose");
+    metadata["name"] = json!(pod);
     move |pp| {
         let (client, url) = (client.clone(), url.clone());
+        let body = json!({
+            "apiVersion": "v1", "kind": "Binding",
+            "metadata": metadata,
+            "target": {"kind": "Node", "name": "node-1"},
+        });
         Box::pin(async move {
-            let body = json!({
-                "apiVersion": "v1", "kind": "Binding",
-                "metadata": {"name": "loose", "labels": {"agentgov.dev/agent": "lab"}},
-                "target": {"kind": "Node", "name": "node-1"},
-            });
             let url = if pp.dry_run {
                 format!("{url}?dryRun=All")
             } else {
