@@ -9,7 +9,7 @@
 //! - Any other agent gets no policy of ours.
 //!
 //! NetworkPolicies add up: another policy selecting the same Pods can allow more. The operator
-//! owns this one; see docs/design.md for what a tenant who may write NetworkPolicies can do.
+//! owns this one and reports the others that widen it ([`widening`]; docs/design.md).
 
 use std::collections::BTreeMap;
 
@@ -22,6 +22,10 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use crate::agent::{AGENT_LABEL, AgentMode, AgentSpec, AgentStatus, GovernanceStatus};
 use crate::conditions::{EXPIRED, is_true};
 use crate::policy_bundle::EgressDestination;
+
+#[path = "containment_widening.rs"]
+mod widening_of;
+pub use widening_of::{Widening, widening};
 
 /// The label every object the operator keeps for an agent carries, with `MANAGER` as value.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -414,31 +414,40 @@ mod tests {
         assert_eq!(check(&shipped, &audit).len(), 1);
     }
 
+    /// The shipped ValidatingAdmissionPolicy `name`, and the expression of its one validation.
+    fn validating(name: &str) -> (Value, String) {
+        let guards = expected(DEFAULT_PREFIX).unwrap();
+        let policy = guards[&(GuardKind::ValidatingPolicy, name.to_string())].clone();
+        let validations = policy["validations"].as_array().unwrap();
+        assert_eq!(validations.len(), 1, "{name}");
+        let expression = validations[0]["expression"].as_str().unwrap().to_string();
+        (policy, expression)
+    }
+
+    /// A rule matching core (`v1`) `resources` on `operation`, as the API server stores it.
+    fn core_rule(operation: &str, resources: &[&str]) -> Value {
+        serde_json::json!({
+            "apiGroups": [""], "apiVersions": ["v1"], "operations": [operation],
+            "resources": resources, "scope": "*",
+        })
+    }
+
     #[test]
     fn the_agent_label_never_changes_through_a_pod_subresource_or_a_binding() {
-        let guards = expected(DEFAULT_PREFIX).unwrap();
-        let policy = &guards[&(
-            GuardKind::ValidatingPolicy,
-            "agentgov-pod-agent-label".to_string(),
-        )];
+        let (policy, expression) = validating("agentgov-pod-agent-label");
+        let bindings = ["pods/binding", "bindings"];
         assert_eq!(
             policy["matchConstraints"]["resourceRules"],
-            serde_json::json!([{
-                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
-                "resources": ["pods/*"], "scope": "*",
-            }, {
-                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                "resources": ["pods/binding", "bindings"], "scope": "*",
-            }])
+            serde_json::json!([
+                core_rule("UPDATE", &["pods/*"]),
+                core_rule("CREATE", &bindings)
+            ])
         );
         assert_eq!(
             policy["matchConditions"][0]["expression"],
             "request.resource.resource == 'bindings' || (has(request.subResource) && request.subResource != '')"
         );
         let label = format!("labels[?'{}']", crate::agent::AGENT_LABEL);
-        let validations = policy["validations"].as_array().unwrap();
-        assert_eq!(validations.len(), 1);
-        let expression = validations[0]["expression"].as_str().unwrap();
         assert!(
             expression.contains(&format!("!object.metadata.?{label}.hasValue()")),
             "{expression}"
@@ -453,23 +462,13 @@ mod tests {
 
     #[test]
     fn a_binding_carries_no_annotation_kubernetes_forbids_adding_to_a_pod() {
-        let guards = expected(DEFAULT_PREFIX).unwrap();
-        let policy = &guards[&(
-            GuardKind::ValidatingPolicy,
-            "agentgov-binding-annotations".to_string(),
-        )];
+        let (policy, expression) = validating("agentgov-binding-annotations");
         assert_eq!(
             policy["matchConstraints"]["resourceRules"],
-            serde_json::json!([{
-                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
-                "resources": ["pods/binding", "bindings"], "scope": "*",
-            }])
+            serde_json::json!([core_rule("CREATE", &["pods/binding", "bindings"])])
         );
         // Every Binding is matched: none is left out by a condition.
         assert_eq!(policy.get("matchConditions"), None);
-        let validations = policy["validations"].as_array().unwrap();
-        assert_eq!(validations.len(), 1);
-        let expression = validations[0]["expression"].as_str().unwrap();
         // The two kinds of annotation the API server's own Pod update validation forbids adding.
         for forbidden in [
             "k.startsWith('container.apparmor.security.beta.kubernetes.io/')",

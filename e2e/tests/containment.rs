@@ -2,8 +2,9 @@
 //! contained agent (egress to DNS and the bundle's allow-list only) and puts it back when someone
 //! changes or deletes it; a quarantined agent (invalidated, or an expired sandbox) is cut off
 //! both ways and its Pods evicted (`quarantine: stop`) or left running (`isolate`), with Events
-//! and metrics, and the quarantine is lifted when the agent is valid again. (Whether the node
-//! enforces such a policy is `e2e/tests/node.rs`'s.)
+//! and metrics, and the quarantine is lifted when the agent is valid again; other NetworkPolicies
+//! that widen a contained agent are reported on it. (Whether the node enforces such a policy is
+//! `e2e/tests/node.rs`'s.)
 
 // Test code: a panic with the value is the failure report, in helpers as in #[test]s.
 #![allow(clippy::unwrap_used)]
@@ -252,6 +253,111 @@ async fn an_expired_sandbox_is_isolated_and_its_pods_keep_running_under_isolate(
             .iter()
             .any(|r| r == "Stopped")
     );
+}
+
+/// Another NetworkPolicy that may select a contained agent's Pods and allows more egress widens
+/// its containment (NetworkPolicies add up): reported on the agent, by a Warning Event naming
+/// it and the gauge, as is one labelled as the operator's that it does not keep (its rules are
+/// not read). One that allows DNS only, or leaves agent Pods out by the agent label, is not.
+/// When none is left, a Normal Event, and the gauge goes back to 0.
+#[tokio::test]
+async fn other_network_policies_that_widen_a_contained_agent_are_reported() {
+    let setup = setup("contain-widen", ON, gateway()).await;
+    setup.create_agent("scratchpad", sandbox_spec(3600)).await;
+    wait_policy(&setup, "scratchpad", "contained", is_contained).await;
+    let api: Api<NetworkPolicy> = setup.ns.api();
+    let create = |name: &str, labels: serde_json::Value, spec: serde_json::Value| {
+        let policy: NetworkPolicy = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels}, "spec": spec,
+        }))
+        .unwrap();
+        let api = api.clone();
+        async move { api.create(&PostParams::default(), &policy).await.unwrap() }
+    };
+    let everyone = json!({});
+    let not_agents = json!({"matchExpressions": [
+        {"key": "agentgov.dev/agent", "operator": "DoesNotExist"}]});
+    let allow_all = |selector: &serde_json::Value| json!({"podSelector": selector, "policyTypes": ["Egress"], "egress": [{}]});
+    create(
+        "dns-only",
+        json!({}),
+        json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{
+            "to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
+                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+            "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}]}),
+    )
+    .await;
+    create("web", json!({}), allow_all(&not_agents)).await;
+    create("allow-all-egress", json!({}), allow_all(&everyone)).await;
+    let note = wait_note(
+        &setup,
+        "ContainmentWidened",
+        "NetworkPolicy allow-all-egress may select this agent's Pods and allows egress",
+    )
+    .await;
+    assert!(note.contains("DoesNotExist"), "says how: {note}");
+    wait_widened(&setup, 1.0).await;
+
+    // Labelled as the operator's, for this very agent, but not one it keeps.
+    create(
+        "sneaky",
+        json!({"app.kubernetes.io/managed-by": "agentgov-operator", "agentgov.dev/agent": "scratchpad"}),
+        allow_all(&everyone),
+    )
+    .await;
+    let note = wait_note(&setup, "ContainmentWidened", "NetworkPolicy sneaky").await;
+    assert!(note.contains("its rules are not read"), "{note}");
+    assert!(
+        api.get_opt("sneaky").await.unwrap().is_some(),
+        "not the operator's to delete"
+    );
+
+    // Both mended: the agent's Pods left out of one, the other deleted.
+    api.patch(
+        "allow-all-egress",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"podSelector": not_agents}})),
+    )
+    .await
+    .unwrap();
+    api.delete("sneaky", &DeleteParams::default())
+        .await
+        .unwrap();
+    setup.wait_event("scratchpad", "ContainmentRestored").await;
+    wait_widened(&setup, 0.0).await;
+    for event in setup.ns.events_about("scratchpad").await {
+        let note = event.note.unwrap_or_default();
+        assert!(
+            !note.contains("dns-only") && !note.contains("web"),
+            "reported a policy that widens nothing: {note}"
+        );
+    }
+}
+
+/// Wait for an Event about the agent `scratchpad` with `reason` whose note contains `text`.
+async fn wait_note(setup: &Setup, reason: &str, text: &str) -> String {
+    wait_for(WAIT, || async {
+        setup
+            .ns
+            .events_about("scratchpad")
+            .await
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .filter_map(|e| e.note)
+            .find(|note| note.contains(text))
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no {reason} event with {text}:\n{}", setup.operator.logs()))
+}
+
+async fn wait_widened(setup: &Setup, agents: f64) {
+    wait_for(WAIT, || async {
+        let metrics = setup.operator.metrics().await;
+        (metric_value(&metrics, "agentgov_containment_widened_agents") == Some(agents))
+            .then_some(())
+    })
+    .await
+    .unwrap_or_else(|_| panic!("agentgov_containment_widened_agents never {agents}"));
 }
 
 #[tokio::test]

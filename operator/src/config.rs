@@ -72,10 +72,11 @@ pub struct Config {
 
     /// Keep a NetworkPolicy per contained or quarantined agent (egress to DNS and the bundle's
     /// `runtime.egress` only; nothing in or out when quarantined) and evict a quarantined
-    /// agent's Pods when the bundle says `quarantine: stop`. `false`: the operator touches no
-    /// NetworkPolicy and no Pod (for clusters whose network does not enforce NetworkPolicy, or
-    /// whose admins write their own; the chart's `operator.containPods: false` then also drops
-    /// the RBAC it needs: networkpolicies, pods list, pods/eviction).
+    /// agent's Pods when the bundle says `quarantine: stop`; report other NetworkPolicies that
+    /// widen a contained or quarantined agent (`ContainmentWidened`). `false`: the operator
+    /// touches no NetworkPolicy and no Pod (for clusters whose network does not enforce
+    /// NetworkPolicy, or whose admins write their own; the chart's `operator.containPods: false`
+    /// then also drops the RBAC it needs: networkpolicies, pods list, pods/eviction).
     #[arg(long, env = "AGENTGOV_CONTAIN_PODS", default_value_t = true, action = clap::ArgAction::Set)]
     pub contain_pods: bool,
 

@@ -98,6 +98,8 @@ pub async fn converge(
         (None, Some(_)) => crate::kept::delete(&policies, &policy_name).await?,
         (None, None) => {}
     }
+    ctx.foreign_policies_synced.wait().await;
+    crate::widening::report(ctx, agent, state, &runtime.egress).await;
     if was_quarantined && !state.is_quarantined() {
         ctx.metrics.quarantine("lift", 1);
         info!(

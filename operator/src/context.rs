@@ -53,6 +53,11 @@ pub struct Context {
     /// The NetworkPolicies the operator keeps (empty unless `--contain-pods`).
     pub network_policies: Arc<crate::kept::Cache<k8s_openapi::api::networking::v1::NetworkPolicy>>,
     pub network_policies_synced: crate::cache::Synced,
+    /// Everyone else's NetworkPolicies (empty unless `--contain-pods`), and which agents they
+    /// widen as last reported.
+    pub foreign_policies: Store<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    pub foreign_policies_synced: crate::cache::Synced,
+    pub widened: Arc<crate::widening::Widened>,
     /// Managed agents' Deployments and ConfigMaps.
     pub deployments: Arc<crate::kept::Cache<k8s_openapi::api::apps::v1::Deployment>>,
     pub config_maps: Arc<crate::kept::Cache<k8s_openapi::api::core::v1::ConfigMap>>,

@@ -27,6 +27,10 @@ use crate::cache::{ByName, Synced};
 use crate::error::Result;
 use crate::written::{Fingerprint, fingerprint};
 
+/// What the name of every object the operator keeps for an agent starts with: the agent's
+/// name follows.
+const KEPT_PREFIX: &str = "agentgov-";
+
 /// A kind the operator keeps for agents.
 pub trait Kept:
     k8s_openapi::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -180,6 +184,16 @@ impl<K: Kept> Digest<K> {
             })
     }
 
+    /// Whether it is one the operator keeps: named `agentgov-<agent>` for the agent its agent
+    /// label names (`containment::network_policy_name`, `workload::workload_name`). Anyone may
+    /// label an object as the operator's; the operator writes only those so named.
+    pub fn kept_for_its_agent(&self) -> bool {
+        let name = self.metadata.name.as_deref().unwrap_or_default();
+        self.held()
+            .label(AGENT_LABEL)
+            .is_some_and(|agent| name.strip_prefix(KEPT_PREFIX) == Some(agent))
+    }
+
     /// What the cache holds of it.
     pub fn held(&self) -> &Held<K> {
         &self.held
@@ -214,24 +228,43 @@ impl<K: Kept> Held<K> {
 }
 
 /// The objects the operator keeps, as it caches them: by namespace and name, what it holds of
-/// each ([`Held`]).
-pub struct Cache<K>(ByName<Held<K>>);
+/// each ([`Held`]); and apart, the names of those labelled as the operator's that it does not
+/// keep ([`Digest::kept_for_its_agent`]).
+pub struct Cache<K> {
+    held: ByName<Held<K>>,
+    others: ByName<()>,
+}
 
 impl<K> Default for Cache<K> {
     fn default() -> Self {
-        Cache(ByName::default())
+        Cache {
+            held: ByName::default(),
+            others: ByName::default(),
+        }
     }
 }
 
 impl<K: Kept> Cache<K> {
     /// What the cache holds of the object `name` in `namespace`.
     pub fn get(&self, namespace: &str, name: &str) -> Option<Held<K>> {
-        self.0.get(namespace, name)
+        self.held.get(namespace, name)
+    }
+
+    /// The names of the objects in `namespace` labelled as the operator's that it does not keep.
+    pub fn others(&self, namespace: &str) -> Vec<String> {
+        let others = self.others.lock();
+        others
+            .get(namespace)
+            .map(|names| names.keys().map(|name| name.to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// Keep the cache in step with the watch.
     pub fn observe(&self, event: &Event<Digest<K>>) {
-        self.0.observe(event, |digest| Some(digest.held().clone()));
+        self.held
+            .observe(event, |digest| Some(digest.held().clone()));
+        self.others
+            .observe(event, |digest| (!digest.kept_for_its_agent()).then_some(()));
     }
 }
 
@@ -346,7 +379,7 @@ mod tests {
         cache.observe(&Event::Delete(digest("team-b", "one", "b1")));
         assert_eq!(agent_of("team-b", "one"), None);
         assert!(
-            !cache.0.lock().contains_key("team-b"),
+            !cache.held.lock().contains_key("team-b"),
             "an emptied namespace goes"
         );
         // The watch restarts and lists only one of them: the other was deleted meanwhile.
@@ -355,5 +388,33 @@ mod tests {
         cache.observe(&Event::InitDone);
         assert_eq!(agent_of("team-a", "one"), Some(Some("a1".into())));
         assert_eq!(agent_of("team-a", "two"), None);
+    }
+
+    #[test]
+    fn objects_labelled_as_the_operators_but_not_named_for_their_agent_are_told_apart() {
+        let cache = Cache::<NetworkPolicy>::default();
+        let own = digest("team", "agentgov-a1", "a1");
+        assert!(own.kept_for_its_agent());
+        assert_eq!(
+            own.metadata.name.as_deref(),
+            Some(agentgov_api::containment::network_policy_name("a1").as_str())
+        );
+        assert_eq!(
+            agentgov_api::workload::workload_name("a1"),
+            agentgov_api::containment::network_policy_name("a1")
+        );
+        cache.observe(&Event::Apply(own));
+        // Named for another agent than its label says, or for none.
+        cache.observe(&Event::Apply(digest("team", "agentgov-a2", "a1")));
+        cache.observe(&Event::Apply(digest("team", "allow-all", "a1")));
+        let mut others = cache.others("team");
+        others.sort();
+        assert_eq!(others, ["agentgov-a2", "allow-all"]);
+        assert!(cache.get("team", "allow-all").is_some(), "held as ever");
+        // Relabelled to match its name, or deleted: no longer another's.
+        cache.observe(&Event::Apply(digest("team", "agentgov-a2", "a2")));
+        cache.observe(&Event::Delete(digest("team", "allow-all", "a1")));
+        assert!(cache.others("team").is_empty());
+        assert!(cache.others("elsewhere").is_empty());
     }
 }

@@ -26,6 +26,7 @@ mod revalidation;
 mod revisions;
 mod status;
 mod triggers;
+mod widening;
 mod workload;
 mod written;
 
@@ -143,10 +144,13 @@ async fn run(config: Config) -> Result<()> {
     // PolicyReport to be recomputed (`--policy-reports`; nothing otherwise).
     let reports = Arc::new(policy_report::Reports::new(config.policy_reports));
     let agent_cache = Arc::new(agents::Agents::default());
+    let widened = Arc::new(widening::Widened::default());
     let (agent_stream, agents_synced) = {
         let cache = Arc::clone(&agent_cache);
         let written = Arc::clone(&writes.written);
         let reports = Arc::clone(&reports);
+        let widened = Arc::clone(&widened);
+        let metrics = metrics.clone();
         cache::streamed(
             agents,
             cache::config(),
@@ -154,6 +158,7 @@ async fn run(config: Config) -> Result<()> {
             move |event| {
                 cache.observe(event);
                 triggers::forget_deleted(&written, event);
+                widening::forget_deleted(&widened, &metrics, event);
                 reports.observe(event);
             },
         )
@@ -221,6 +226,10 @@ async fn run(config: Config) -> Result<()> {
     let namespace = config.namespace.as_deref();
     let (policy_store, policy_stream, policies_synced) =
         kept::cache::<NetworkPolicy>(&client, namespace, config.contain_pods);
+    // Everyone else's NetworkPolicies: a change has its namespace's agents looked at again
+    // (does it widen their containment?).
+    let (foreign_store, foreign_stream, foreign_synced) =
+        widening::watch(&client, namespace, config.contain_pods);
     // Managed agents' Deployments and ConfigMaps: likewise.
     let (deployment_store, deployment_stream, deployments_synced) =
         kept::cache::<Deployment>(&client, namespace, config.manage_workloads);
@@ -243,7 +252,22 @@ async fn run(config: Config) -> Result<()> {
         agent_triggers.push(triggers::agents_named(stream, |c| c.agent()));
     }
     if let Some(stream) = policy_stream {
-        agent_triggers.push(triggers::agents_named(stream, |p| p.agent()));
+        // One labelled as the operator's that it does not keep may widen any agent around it.
+        agent_triggers.push(triggers::agents_touched(
+            stream,
+            agent_cache.clone(),
+            |agents, p| match p.kept_for_its_agent() {
+                true => p.agent().into_iter().collect(),
+                false => agents.keys(p.metadata.namespace.as_deref()),
+            },
+        ));
+    }
+    if let Some(stream) = foreign_stream {
+        agent_triggers.push(triggers::agents_touched(
+            stream,
+            agent_cache.clone(),
+            |agents, p| agents.keys(p.metadata.namespace.as_deref()),
+        ));
     }
     let bundle_controller = Controller::for_stream(bundle_stream, bundle_store.clone())
         .with_config(controller_config.clone());
@@ -277,6 +301,9 @@ async fn run(config: Config) -> Result<()> {
         promotions_synced,
         network_policies: policy_store,
         network_policies_synced: policies_synced,
+        foreign_policies: foreign_store,
+        foreign_policies_synced: foreign_synced,
+        widened,
         deployments: deployment_store,
         config_maps: config_map_store,
         workloads_synced: [deployments_synced, config_maps_synced],
@@ -356,6 +383,7 @@ async fn run(config: Config) -> Result<()> {
             ctx.exceptions_synced.wait().await;
             ctx.promotions_synced.wait().await;
             ctx.network_policies_synced.wait().await;
+            ctx.foreign_policies_synced.wait().await;
             for synced in &ctx.workloads_synced {
                 synced.wait().await;
             }

@@ -66,6 +66,8 @@ pub struct Metrics {
     pub webhook_configuration_missing: Gauge,
     /// What quarantine did to agents' running Pods: isolate, stop (per Pod evicted), lift.
     pub quarantine_actions: Family<ActionLabel, Counter>,
+    /// Contained or quarantined agents that another NetworkPolicy may widen.
+    pub containment_widened: Gauge,
     /// Findings of policies in `audit` mode, by code (a deny code or `warning`).
     pub audit_findings: Family<CodeLabel, Counter>,
     /// AgentExceptions newly applied to an agent, by the deny code they waive.
@@ -94,6 +96,7 @@ impl Metrics {
             trust_guards_missing: Gauge::default(),
             webhook_configuration_missing: Gauge::default(),
             quarantine_actions: Family::default(),
+            containment_widened: Gauge::default(),
             audit_findings: Family::default(),
             exceptions_applied: Family::default(),
             budget_allocated: Family::default(),
@@ -159,6 +162,11 @@ impl Metrics {
             "agentgov_quarantine_actions",
             "What quarantine did to agents' running Pods: isolate (network cut), stop (a Pod evicted), lift (quarantine ended)",
             metrics.quarantine_actions.clone(),
+        );
+        registry.register(
+            "agentgov_containment_widened_agents",
+            "Contained or quarantined agents whose Pods another NetworkPolicy may select while allowing traffic their own denies (NetworkPolicies add up); only with --contain-pods",
+            metrics.containment_widened.clone(),
         );
         registry.register(
             "agentgov_policy_exceptions_applied",

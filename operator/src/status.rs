@@ -482,12 +482,25 @@ pub async fn publish(
     reason: &str,
     note: String,
 ) {
+    publish_related(ctx, reference, None, type_, reason, note).await;
+}
+
+/// [`publish`], with the other object the Event is about (`related`). Events with the same
+/// reason about the same objects are one series, which keeps the first note.
+pub async fn publish_related(
+    ctx: &Context,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    related: Option<k8s_openapi::api::core::v1::ObjectReference>,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
     let event = Event {
         type_,
         reason: reason.to_string(),
         note: Some(note),
         action: reason.to_string(),
-        secondary: None,
+        secondary: related,
     };
     if let Err(e) = ctx.recorder.publish(&event, reference).await {
         warn!(error = %e, reason, "cannot publish event");

@@ -114,6 +114,19 @@ pub fn agents_named<T: Send + 'static>(
         .boxed()
 }
 
+/// The agents each changed object has looked at again, by `touched`, from the agent cache at
+/// the time it changed.
+pub fn agents_touched<T: Send + 'static>(
+    changes: impl Stream<Item = Result<T, kube::runtime::watcher::Error>> + Send + 'static,
+    agents: Arc<Agents>,
+    touched: impl Fn(&Agents, T) -> Vec<Key> + Send + 'static,
+) -> futures::stream::BoxStream<'static, Key> {
+    changes
+        .filter_map(|changed| std::future::ready(changed.ok()))
+        .flat_map(move |changed| futures::stream::iter(touched(&agents, changed)))
+        .boxed()
+}
+
 /// Every agent of each namespace sent, from the agent cache at the time it is sent.
 pub fn agents_of(
     namespaces: UnboundedReceiver<String>,
