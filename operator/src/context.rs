@@ -55,7 +55,7 @@ pub struct Context {
     pub network_policies_synced: crate::cache::Synced,
     /// Everyone else's NetworkPolicies (empty unless `--contain-pods`), and which agents they
     /// widen as last reported.
-    pub foreign_policies: Store<k8s_openapi::api::networking::v1::NetworkPolicy>,
+    pub foreign_policies: Arc<crate::widening::Others>,
     pub foreign_policies_synced: crate::cache::Synced,
     pub widened: Arc<crate::widening::Widened>,
     /// Managed agents' Deployments and ConfigMaps.

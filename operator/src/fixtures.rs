@@ -509,7 +509,7 @@ impl Context {
             promotions_synced: crate::cache::synced(),
             network_policies: Default::default(),
             network_policies_synced: crate::cache::synced(),
-            foreign_policies: store(&[]),
+            foreign_policies: Default::default(),
             foreign_policies_synced: crate::cache::synced(),
             widened: Default::default(),
             deployments: Default::default(),

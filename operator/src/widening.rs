@@ -8,7 +8,7 @@
 //! for the namespace's other Pods), and only the cluster's owner can stop them being written.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use agentgov_api::Agent;
 use agentgov_api::agent::AGENT_LABEL;
@@ -16,28 +16,31 @@ use agentgov_api::containment::{
     MANAGED_BY_LABEL, MANAGER, RunState, Widening, network_policy_name, widening,
 };
 use agentgov_api::policy_bundle::EgressDestination;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicySpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::Api;
 use kube::runtime::events::EventType;
-use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
-use crate::cache::Synced;
+use crate::cache::{ByName, Synced};
 use crate::context::Context;
 use crate::metrics::Metrics;
 use kube::runtime::watcher::Event;
 
+/// Everyone else's NetworkPolicies: their specs by namespace and name (a reconcile reads its
+/// agent's namespace only).
+pub type Others = ByName<Arc<NetworkPolicySpec>>;
+
 /// The NetworkPolicies in `namespace` (all when `None`) that the operator does not keep, when
-/// `on`: their store, the stream of those that changed or went, and its readiness.
+/// `on`: their cache, the stream of those that changed or went, and its readiness.
 #[allow(clippy::type_complexity)]
 pub fn watch(
     client: &kube::Client,
     namespace: Option<&str>,
     on: bool,
 ) -> (
-    Store<NetworkPolicy>,
+    Arc<Others>,
     Option<
         impl futures::Stream<Item = Result<NetworkPolicy, kube::runtime::watcher::Error>>
         + Send
@@ -45,17 +48,24 @@ pub fn watch(
     >,
     Synced,
 ) {
+    let others = Arc::new(Others::default());
     if !on {
-        let (store, synced) = crate::cache::empty();
-        return (store, None, synced);
+        return (others, None, crate::cache::synced());
     }
     let api: Api<NetworkPolicy> = match namespace {
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     };
     let config = crate::cache::config().labels(&format!("{MANAGED_BY_LABEL}!={MANAGER}"));
-    let (store, stream, synced) = crate::cache::watched(api, config, crate::cache::slim, |_| {});
-    (store, Some(stream), synced)
+    let (stream, synced) = crate::cache::streamed(api, config, crate::cache::slim, {
+        let others = Arc::clone(&others);
+        move |event| others.observe(event, spec_of)
+    });
+    (others, Some(stream), synced)
+}
+
+fn spec_of(policy: &NetworkPolicy) -> Option<Arc<NetworkPolicySpec>> {
+    policy.spec.clone().map(Arc::new)
 }
 
 /// Forget an agent that is gone (and count the agents widened without it).
@@ -119,7 +129,7 @@ impl Widened {
 /// allow more (`others`), and any labelled as the operator's that it does not keep
 /// (`strangers`).
 fn widening_policies(
-    others: &Store<NetworkPolicy>,
+    others: &Others,
     strangers: Vec<String>,
     namespace: &str,
     agent: &str,
@@ -127,12 +137,13 @@ fn widening_policies(
     egress: &[EgressDestination],
 ) -> Vec<Found> {
     let mut found: Vec<Found> = others
-        .state()
-        .iter()
-        .filter(|p| p.namespace().as_deref() == Some(namespace))
-        .filter_map(|p| {
-            let widens = widening(p.spec.as_ref()?, agent, state, egress)?;
-            Some((p.name_any(), Reach::Allows(widens)))
+        .lock()
+        .get(namespace)
+        .into_iter()
+        .flatten()
+        .filter_map(|(name, spec)| {
+            let widens = widening(spec, agent, state, egress)?;
+            Some((name.to_string(), Reach::Allows(widens)))
         })
         .chain(strangers.into_iter().map(|name| (name, Reach::Unread)))
         .collect();
@@ -240,7 +251,6 @@ pub async fn report(ctx: &Context, agent: &Agent, state: RunState, egress: &[Egr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kube::runtime::reflector::store::Writer;
     use kube::runtime::watcher::Event;
 
     fn policy(namespace: &str, name: &str, spec: serde_json::Value) -> NetworkPolicy {
@@ -253,7 +263,7 @@ mod tests {
 
     #[test]
     fn only_the_agents_namespace_counts_strangers_included_sorted() {
-        let mut writer = Writer::<NetworkPolicy>::default();
+        let store = Others::default();
         let allow_all =
             serde_json::json!({"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]});
         let ingress =
@@ -263,9 +273,8 @@ mod tests {
             policy("team", "a-ingress", ingress),
             policy("other", "egress", allow_all),
         ] {
-            writer.apply_watcher_event(&Event::Apply(p));
+            store.observe(&Event::Apply(p), spec_of);
         }
-        let store = writer.as_reader();
         let contained = RunState::Contained;
         assert_eq!(
             widening_policies(&store, Vec::new(), "team", "auditor", contained, &[]),
