@@ -1,6 +1,7 @@
 //! The chain of trust without the webhook, on the real control plane: approvals (AgentPromotions)
 //! whose requester the API server itself stamps and checks, the approver inside the signed proof
-//! (checked offline), no silent re-signing of an edited spec, four eyes, an operator that signs
+//! (checked offline), no silent re-signing of an edited spec, no approval carried over to a
+//! re-created agent, four eyes, an operator that signs
 //! nothing while an admission guard is missing, every promotion attempt counted once whoever
 //! refuses it, and a broken PolicyBundle refused at apply.
 
@@ -13,7 +14,9 @@ use agentgov_api::promotion::PromotionOutcome;
 use agentgov_api::{Agent, AgentPromotion};
 use agentgov_e2e::admission::*;
 use agentgov_e2e::operator::{KeyFile, Operator, binary, log_dir, metric_value};
-use agentgov_e2e::{TestNamespace, api_error_message, approval, client, install_crds, wait_for};
+use agentgov_e2e::{
+    TestNamespace, api_error_message, approval, client, install_crds, wait_for, wait_gone,
+};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 
@@ -161,6 +164,84 @@ async fn without_the_webhook_an_edited_spec_is_not_signed_again() {
     // The webhook back: the edited agent's Pods are refused.
     setup.reregister().await;
     pod_denied(&setup, "auditor-1", "auditor", SPEC_HASH_MISMATCH).await;
+}
+
+#[tokio::test]
+async fn an_approval_does_not_carry_over_to_a_re_created_agent() {
+    // The agent is approved and promoted, then deleted and created again under the same name
+    // with the same spec: another object. Its old approval stays (AgentPromotions are not owned
+    // by their agent) but approved the old object, so the new one waits for its own.
+    let setup = setup("tr-recreate").await;
+    bundle_in_force(&setup, &default_bundle_spec()).await;
+    let first = create_approved(&setup, "auditor", governed_spec()).await;
+    let old_uid = first.metadata.uid.clone().expect("a uid");
+    let hash = agentgov_api::hash::spec_hash(&first.spec).expect("a spec hash");
+    let old_approval = approval("auditor", &hash).metadata.name.expect("a name");
+    setup
+        .agents()
+        .delete("auditor", &Default::default())
+        .await
+        .expect("delete the agent");
+    wait_gone(&setup.agents(), "auditor", WAIT)
+        .await
+        .expect("the agent deleted");
+    let second = create_agent(&setup, "auditor", governed_spec()).await;
+    let new_uid = second.metadata.uid.clone().expect("a uid");
+    assert_ne!(new_uid, old_uid);
+
+    let promotions: Api<AgentPromotion> = setup.ns.api();
+    let superseded = wait_for(WAIT, || async {
+        let p = promotions.get(&old_approval).await.ok()?;
+        let status = p.status?;
+        (status.outcome == Some(PromotionOutcome::Superseded)).then_some(status)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "old approval not superseded: {e:#}\n{}",
+            setup.diagnostics()
+        )
+    });
+    assert!(
+        superseded
+            .denies
+            .iter()
+            .any(|d| d.contains("another Agent object of this name")),
+        "{:?}",
+        superseded.denies
+    );
+    assert_eq!(
+        superseded.proof.map(|p| p.agent_uid).as_deref(),
+        Some(old_uid.as_str()),
+        "the record of what it approved stays"
+    );
+    let waiting = wait_agent(&setup, "auditor", "awaiting approval", |a| {
+        a.metadata.uid.as_deref() == Some(new_uid.as_str())
+            && a.status.as_ref().is_some_and(|s| s.approval.is_some())
+    })
+    .await;
+    let status = waiting.status.unwrap();
+    assert_eq!(status.governance_status, Some(GovernanceStatus::Sandbox));
+    assert!(status.proof.is_none(), "nothing signed for the new object");
+    assert_eq!(status.approval.unwrap().approved_by, Vec::<String>::new());
+    let promoted = find(&status.conditions, PROMOTED).expect("a Promoted condition");
+    assert_eq!(
+        (promoted.status.as_str(), promoted.reason.as_str()),
+        ("False", "AwaitingApproval")
+    );
+
+    // An approval of its own promotes it.
+    person(&setup, "alice", true).await;
+    approve_as(&setup, "alice", "auditor", "again-by-alice")
+        .await
+        .expect("alice holds promote");
+    let agent = wait_agent(&setup, "auditor", "GOVERNED_VALID", |a| {
+        governance(a) == Some(GovernanceStatus::GovernedValid)
+    })
+    .await;
+    let proof = agent.status.unwrap().proof.expect("a proof");
+    assert_eq!(proof.agent_uid, new_uid);
+    pod_admitted(&setup, "auditor-0", "auditor").await;
 }
 
 #[tokio::test]

@@ -192,7 +192,11 @@ pub struct Judge<'a> {
 /// One approval, judged.
 struct Verdict<'a> {
     facts: &'a ApprovalFacts<'a>,
+    /// It approves this spec, of this Agent object.
     current: bool,
+    /// The uid of another Agent object of this name that it approved (one deleted since): it
+    /// never counts for this one.
+    other_object: Option<&'a str>,
     expired: bool,
     decision: Option<PolicyDecision>,
 }
@@ -299,7 +303,8 @@ impl Judge<'_> {
         judgement.promotions = approvals
             .iter()
             .map(|a| {
-                let status = self.superseded(a, hash, "the agent is a sandbox now");
+                let status =
+                    self.superseded(a, spec_moved_on(a, hash, "the agent is a sandbox now"));
                 (a.name.to_string(), status)
             })
             .collect();
@@ -346,7 +351,8 @@ impl Judge<'_> {
         let verdicts: Vec<Verdict<'_>> = approvals
             .iter()
             .map(|a| {
-                let current = a.spec_hash == hash;
+                let other_object = approved_another_object(a, agent.uid);
+                let current = a.spec_hash == hash && other_object.is_none();
                 let since = valid_since(a);
                 let expired = self.now >= since.saturating_add(self.approval_ttl).unwrap_or(since)
                     && a.status.and_then(|s| s.outcome) != Some(PromotionOutcome::Approved);
@@ -364,6 +370,7 @@ impl Judge<'_> {
                 Verdict {
                     facts: a,
                     current,
+                    other_object,
                     expired,
                     decision,
                 }
@@ -434,7 +441,7 @@ impl Judge<'_> {
             // verifies).
             let changed = verdicts
                 .iter()
-                .any(|v| !v.current && v.facts.requester.is_some());
+                .any(|v| !v.current && v.other_object.is_none() && v.facts.requester.is_some());
             self.await_approval(
                 agent,
                 was_governed,
@@ -700,8 +707,20 @@ impl Judge<'_> {
         have: usize,
     ) -> AgentPromotionStatus {
         let a = v.facts;
+        if let Some(other) = v.other_object {
+            return self.superseded(
+                a,
+                format!(
+                    "it approved another Agent object of this name (uid {}), deleted since: a re-created agent needs its own approval",
+                    short(other)
+                ),
+            );
+        }
         if !v.current {
-            return self.superseded(a, hash, "the agent's spec is no longer the one approved");
+            return self.superseded(
+                a,
+                spec_moved_on(a, hash, "the agent's spec is no longer the one approved"),
+            );
         }
         let Some(requester) = a.requester else {
             return self.decided(a, Some(policy), PromotionOutcome::Denied, vec![
@@ -789,18 +808,8 @@ impl Judge<'_> {
         )
     }
 
-    fn superseded(&self, a: &ApprovalFacts<'_>, hash: &str, why: &str) -> AgentPromotionStatus {
-        let mut status = self.decided(
-            a,
-            None,
-            PromotionOutcome::Superseded,
-            vec![format!(
-                "{why}: it approves {} but the spec hashes to {}",
-                short(a.spec_hash),
-                short(hash)
-            )],
-            None,
-        );
+    fn superseded(&self, a: &ApprovalFacts<'_>, why: String) -> AgentPromotionStatus {
+        let mut status = self.decided(a, None, PromotionOutcome::Superseded, vec![why], None);
         // The record that it was approved (the proof it produced) stays: a rollback to its spec
         // reuses it for `approval_ttl` after it was superseded ([`valid_since`]).
         status.proof = a
@@ -916,6 +925,31 @@ fn evaluate(
         actor: &actor,
         namespace: agent.namespace_budget,
     })
+}
+
+/// Why an approval of another spec no longer counts.
+fn spec_moved_on(a: &ApprovalFacts<'_>, hash: &str, why: &str) -> String {
+    format!(
+        "{why}: it approves {} but the spec hashes to {}",
+        short(a.spec_hash),
+        short(hash)
+    )
+}
+
+/// The uid of the Agent object an approval produced a proof for, when that is not `agent_uid`:
+/// an AgentPromotion names its agent by name, and an Agent deleted and created again under the
+/// same name is another object, whose Pods the webhook refuses the old proof
+/// (`proof.agentUid`). So its approvals do not carry over either: the new object is promoted
+/// only under approvals that have not yet promoted another (a pending one, made before or after
+/// it was created, still counts).
+fn approved_another_object<'a>(a: &ApprovalFacts<'a>, agent_uid: &str) -> Option<&'a str> {
+    let link = a.status?.proof.as_ref()?;
+    let approved = matches!(
+        a.status?.outcome,
+        Some(PromotionOutcome::Approved | PromotionOutcome::Superseded)
+    );
+    (approved && !link.agent_uid.is_empty() && link.agent_uid != agent_uid)
+        .then_some(link.agent_uid.as_str())
 }
 
 /// From when an approval's `approval_ttl` runs: its creation, or, for one that was approved

@@ -1304,7 +1304,8 @@ fn proof_that_still_holds_is_kept_not_resigned() {
 
 #[test]
 fn a_proof_signed_for_another_agent_object_is_resigned() {
-    // A re-created agent of the same name (another uid) carrying the old object's status.
+    // A re-created agent of the same name (another uid) carrying the old object's status, under
+    // an approval that has not promoted anything yet (made for the new object).
     let mut world = World::new(&keys());
     let spec = governed_spec();
     let old = world.judge(&spec, 1, None).status;
@@ -2098,4 +2099,71 @@ fn break_glass_is_recorded_on_every_agent_and_cleared_when_the_webhook_is_back()
         assert!(find(&back.status.conditions, "AdmissionGuarded").is_none());
         world.unguarded = Some("the ValidatingWebhookConfiguration hook was deleted".into());
     }
+}
+
+#[test]
+fn an_approval_that_promoted_a_deleted_agent_does_not_promote_its_successor() {
+    // alice's approval promoted the agent; the agent is deleted and created again under the
+    // same name with the same spec (another uid). The approval approved the old object: the new
+    // one waits for an approval of its own, and the old approval says why it no longer counts.
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    let first = world.judge(&spec, 1, None);
+    assert_eq!(first.outcome, Outcome::Promoted);
+    world.record(&first);
+
+    world.uid = "a-new-uid";
+    world.now = hours(2);
+    let j = world.judge(&spec, 1, None);
+    assert_eq!(j.outcome, Outcome::AwaitingApproval);
+    assert!(
+        j.status.proof.is_none(),
+        "nothing is signed for the new object"
+    );
+    assert_eq!(
+        j.status.approval.as_ref().unwrap().approved_by,
+        Vec::<String>::new()
+    );
+    let old = &j.promotions[&world.approvals[0].name];
+    assert_eq!(old.outcome, Some(PromotionOutcome::Superseded));
+    assert!(
+        old.denies[0].contains("another Agent object of this name")
+            && old.denies[0].contains(&UID[..8]),
+        "{:?}",
+        old.denies
+    );
+    assert_eq!(
+        old.proof.as_ref().unwrap().agent_uid,
+        UID,
+        "the record of what it approved stays"
+    );
+    // Not "the spec changed": it did not.
+    assert!(
+        !j.status.denies.iter().any(|d| d.contains("changed")),
+        "{:?}",
+        j.status.denies
+    );
+
+    // Stable: judged again with that status, still superseded, nothing signed.
+    world.record(&j);
+    let again = world.judge(&spec, 1, Some(&j.status));
+    assert_eq!(again.outcome, Outcome::AwaitingApproval);
+    assert_eq!(
+        again.promotions[&world.approvals[0].name],
+        j.promotions[&world.approvals[0].name]
+    );
+
+    // A new approval by alice promotes the new object; the old one stays superseded.
+    world
+        .approvals
+        .push(Approval::by("alice").named("again-by-alice").at(hours(2)));
+    let promoted = world.judge(&spec, 1, Some(&again.status));
+    assert_eq!(promoted.outcome, Outcome::Promoted);
+    let p = proof(&promoted.status);
+    assert_eq!(p.agent_uid, "a-new-uid");
+    assert_eq!(p.promotions, vec![world.approvals[1].uid.clone()]);
+    assert_eq!(
+        promoted.promotions[&world.approvals[0].name].outcome,
+        Some(PromotionOutcome::Superseded)
+    );
 }
