@@ -12,10 +12,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// The label naming the agent a revision belongs to (its name, cut to a label value's 63
-/// characters; readers match the owner's uid as well).
-pub const AGENT_LABEL: &str = "agentgov.dev/agent";
-/// The spec hash a revision holds (also in `data.specHash`).
-pub const SPEC_HASH_ANNOTATION: &str = "agentgov.dev/spec-hash";
+/// characters; readers match the owner's uid as well): the agent label, as on its Pods.
+pub use crate::agent::AGENT_LABEL;
+/// The spec hash a revision holds (also in `data.specHash`): the annotation that carries it on a
+/// managed agent's Pod template too.
+pub use crate::workload::SPEC_HASH_ANNOTATION;
 /// Who approved the spec, comma-separated usernames, as the proof names them.
 pub const APPROVED_BY_ANNOTATION: &str = "agentgov.dev/approved-by";
 /// The policy hash the spec was last signed under.

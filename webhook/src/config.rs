@@ -42,8 +42,8 @@ impl ClientAuth {
 
 /// agentgov-webhook: validating admission webhook for agentgov.dev Agents and their Pods.
 ///
-/// Serves `POST /validate/pods` and `POST /validate/agents` over HTTPS (TLS 1.2/1.3, mTLS by
-/// default) and `/healthz`, `/readyz`, `/metrics` over plain HTTP on a separate port. Certificate,
+/// Serves `POST /validate/{pods,agents,agentpromotions,policybundles,sandboxes}` and `/v1/admit`
+/// over HTTPS (TLS 1.2/1.3, mTLS by default) and `/healthz`, `/readyz`, `/metrics` over plain HTTP on a separate port. Certificate,
 /// client CA and key ring files are re-read when they change (no restart).
 #[derive(Clone, Debug, Parser)]
 #[command(name = "agentgov-webhook", version, about, long_about)]

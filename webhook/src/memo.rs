@@ -90,6 +90,7 @@ impl ProofDigest {
             proof.agent_uid.as_str(),
             &proof.approvers,
             &proof.promotions,
+            &proof.exceptions,
         )))
     }
 }

@@ -675,3 +675,57 @@ fn a_newer_policys_verdict_is_remembered_per_version_and_policy() {
     derived.recheck(&p3, || judge(Ok(()))).unwrap();
     assert_eq!(judged.get(), 5);
 }
+
+#[test]
+fn the_proof_digest_covers_every_signed_field() {
+    use agentgov_api::proof::ProofException;
+
+    use super::ProofDigest;
+    let keys = ahash::RandomState::new();
+    let base = ProofBundle {
+        version: 2,
+        spec_hash: "s".into(),
+        policy_hash: "p".into(),
+        signature: "sig".into(),
+        key_id: "k1".into(),
+        signed_at: "2026-01-01T00:00:00Z".into(),
+        agent_uid: "u".into(),
+        approvers: vec![Approver {
+            username: "alice".into(),
+            uid: "a".into(),
+        }],
+        promotions: vec!["p1".into()],
+        algorithm: agentgov_api::keyring::Algorithm::Ed25519,
+        exceptions: Vec::new(),
+    };
+    let digest = |p: &ProofBundle| ProofDigest::of(p, &keys);
+    type Change = fn(&mut ProofBundle);
+    let changes: [(&str, Change); 11] = [
+        ("version", |p| p.version = 3),
+        ("algorithm", |p| {
+            p.algorithm = agentgov_api::keyring::Algorithm::HmacSha256
+        }),
+        ("specHash", |p| p.spec_hash.push('x')),
+        ("policyHash", |p| p.policy_hash.push('x')),
+        ("signature", |p| p.signature.push('x')),
+        ("keyId", |p| p.key_id.push('x')),
+        ("signedAt", |p| p.signed_at.push('x')),
+        ("agentUid", |p| p.agent_uid.push('x')),
+        ("approvers", |p| p.approvers[0].username.push('x')),
+        ("promotions", |p| p.promotions.push("p2".into())),
+        ("exceptions", |p| {
+            p.exceptions.push(ProofException {
+                name: "e".into(),
+                rules: vec!["budget".into()],
+                expires_at: "2026-02-01T00:00:00Z".into(),
+                requested_by: "bob".into(),
+            })
+        }),
+    ];
+    for (field, change) in changes {
+        let mut changed = base.clone();
+        change(&mut changed);
+        assert_ne!(digest(&changed), digest(&base), "{field}");
+    }
+    assert_eq!(digest(&base.clone()), digest(&base));
+}

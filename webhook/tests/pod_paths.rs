@@ -53,6 +53,10 @@ async fn removing_the_label_is_refused() {
         message(&removed).contains("delete the Pod instead"),
         "{removed:#}"
     );
+    // Emptied: the same (a Pod that named its agent may not stop naming it).
+    let emptied = pods_answer(world().view, &label_update(Some(GOVERNED), Some(""))).await;
+    assert_denied(&emptied, DecisionCode::DenyAgentLabelRemoved);
+    assert!(message(&emptied).contains("emptied"), "{emptied:#}");
     // Even while the caches are not synced (nothing to look up).
     let mut w = world();
     w.view.synced = false;

@@ -107,13 +107,15 @@ fn scope(req: &PodRequest<'_>) -> Result<(), Decision> {
                     "an update that leaves the agent label and the images alone",
                 ));
             }
-            if new.is_none() {
+            // Emptying the label takes the Pod from its agent as removing it does.
+            let emptied = new == Some("") && old.is_some_and(|o| !o.is_empty());
+            if new.is_none() || emptied {
                 let old = old.unwrap_or_default();
                 return Err(Decision::deny(
                     DecisionCode::DenyAgentLabelRemoved,
                     Some(old),
                     format!(
-                        "label {AGENT_LABEL}={old} may not be removed from a Pod that carries it: an agent's Pod stays its agent's; delete the Pod instead"
+                        "label {AGENT_LABEL}={old} may not be removed from (or emptied on) a Pod that carries it: an agent's Pod stays its agent's; delete the Pod instead"
                     ),
                 ));
             }
