@@ -16,6 +16,10 @@ use agentgov_e2e::operator::metric_value;
 use agentgov_e2e::scenario::{Setup, WAIT, expired, is, setup};
 use agentgov_e2e::wait_for;
 use agentgov_e2e::webhook::agent_pod;
+use k8s_openapi::api::admissionregistration::v1::{
+    ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -227,6 +231,124 @@ async fn an_invalidated_agent_is_quarantined_and_stopped_then_restored() {
     assert!(quarantine_actions(&setup, "lift").await >= 1.0);
     assert!(setup.operator.logs().contains("AGENT_QUARANTINED"));
     assert!(setup.operator.logs().contains("AGENT_STOPPED"));
+}
+
+#[tokio::test]
+async fn a_quarantine_is_not_held_up_by_versions_that_cannot_be_recorded() {
+    // ControllerRevisions cannot be created in the namespace (a tenant filled its quota; here a
+    // ValidatingAdmissionPolicy refuses them), and a governed agent's spec is edited (it is
+    // invalidated: no approval of the new spec). Its new version cannot be recorded; the
+    // quarantine comes anyway.
+    let setup = setup("contain-quota", ON, gateway()).await;
+    setup.create_agent("auditor", governed_spec()).await;
+    setup.approve_valid("auditor").await;
+    wait_policy(&setup, "auditor", "contained", is_contained).await;
+    let revisions: Api<ControllerRevision> = setup.ns.api();
+    let of_auditor = ListParams::default().labels("agentgov.dev/agent=auditor");
+    let recorded = revisions.list(&of_auditor).await.unwrap().items.len();
+    assert!(recorded >= 1, "the approved version is recorded");
+    let refusal = refuse_controller_revisions(&setup.ns.name).await;
+    // In force once the API server has loaded it: until a probe's create is refused.
+    let probe: ControllerRevision = serde_json::from_value(json!({
+        "metadata": {"name": "probe"},
+        "data": {},
+        "revision": 1,
+    }))
+    .unwrap();
+    wait_for(WAIT, || async {
+        match revisions.create(&PostParams::default(), &probe).await {
+            Err(kube::Error::Api(e)) if e.message.contains(&refusal) => Some(()),
+            Ok(_) => {
+                revisions
+                    .delete("probe", &DeleteParams::default())
+                    .await
+                    .unwrap();
+                None
+            }
+            Err(e) => panic!("probe: {e}"),
+        }
+    })
+    .await
+    .unwrap();
+
+    setup
+        .ns
+        .api::<agentgov_api::Agent>()
+        .patch(
+            "auditor",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"description": "edited without approval"}})),
+        )
+        .await
+        .unwrap();
+    setup
+        .wait_agent(
+            "auditor",
+            "invalidated",
+            is(GovernanceStatus::GovernedInvalidated),
+        )
+        .await;
+    wait_policy(&setup, "auditor", "quarantined", is_quarantined).await;
+    setup.wait_event("auditor", "Quarantined").await;
+    assert_eq!(
+        revisions.list(&of_auditor).await.unwrap().items.len(),
+        recorded,
+        "the edited version could not be recorded"
+    );
+    delete_refusal(&setup.ns.name).await;
+}
+
+/// A ValidatingAdmissionPolicy and its binding that refuse every ControllerRevision created in
+/// `namespace`; the text of the refusal.
+async fn refuse_controller_revisions(namespace: &str) -> String {
+    let client = agentgov_e2e::client().await;
+    let name = format!("e2e-no-revisions-{namespace}");
+    let message = format!("no ControllerRevision in {namespace} (e2e)");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["apps"], "apiVersions": ["v1"],
+                "operations": ["CREATE"], "resources": ["controllerrevisions"],
+            }]},
+            "validations": [{"expression": "false", "message": message}],
+        },
+    }))
+    .unwrap();
+    let binding: ValidatingAdmissionPolicyBinding = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {
+            "policyName": name,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {
+                "kubernetes.io/metadata.name": namespace,
+            }}},
+        },
+    }))
+    .unwrap();
+    Api::<ValidatingAdmissionPolicy>::all(client.clone())
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicyBinding>::all(client)
+        .create(&PostParams::default(), &binding)
+        .await
+        .unwrap();
+    message
+}
+
+async fn delete_refusal(namespace: &str) {
+    let client = agentgov_e2e::client().await;
+    let name = format!("e2e-no-revisions-{namespace}");
+    Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
+    Api::<ValidatingAdmissionPolicy>::all(client)
+        .delete(&name, &DeleteParams::default())
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

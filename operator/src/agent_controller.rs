@@ -84,11 +84,19 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     // write, whose watch event has the report recomputed).
     ctx.reports.judged(&uid, &judgement.deny_codes);
     let write = crate::status::apply(&ctx, &agent, &judgement, last_write.as_ref()).await?;
-    crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
-    crate::status::prune_promotions(&ctx, &namespace, &promotions, &judgement).await;
-    // The agent's versions: the spec it has now, and the approval it is signed under.
-    crate::revisions::converge(&ctx, &agent, spec_hash, &judgement).await?;
-    keep_pods(&ctx, &world, &agent, Some(&judgement.status)).await?;
+    // Its Pods kept as judged first, and whatever the records below meet: an approval's status
+    // or a ControllerRevision that cannot be written (a name still taken by a deleted agent's,
+    // a quota a tenant filled) must not hold up a quarantine. Either error is retried.
+    let kept = keep_pods(&ctx, &world, &agent, Some(&judgement.status)).await;
+    let recorded = async {
+        crate::status::apply_promotions(&ctx, &namespace, &promotions, &judgement).await?;
+        crate::status::prune_promotions(&ctx, &namespace, &promotions, &judgement).await;
+        // The agent's versions: the spec it has now, and the approval it is signed under.
+        crate::revisions::converge(&ctx, &agent, spec_hash, &judgement).await
+    }
+    .await;
+    kept?;
+    recorded?;
     let next = next_look(&ctx, &promotions, &judgement, now);
     if let Some(version) = version {
         // A write the cache has not shown yet still counts.
