@@ -8,6 +8,7 @@ pub mod agent;
 pub mod bundle_signature;
 pub mod conditions;
 pub mod containment;
+pub mod crd_formats;
 pub mod effective;
 mod error;
 pub mod exception;
@@ -46,7 +47,6 @@ pub const GROUP: &str = "agentgov.dev";
 /// chart), the admission guards' copy in the chart, and the default PolicyBundle example (which
 /// embeds `policies/promotion.rego`) with its copy in the GitOps example. `crdgen` writes them and `crdgen --check` fails on drift.
 pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
-    use kube::CustomResourceExt;
     let bundle = PolicyBundle::new("default", policy::default_bundle_spec());
     let mut bundle = serde_yaml::to_value(&bundle)?;
     if let Some(map) = bundle.as_mapping_mut() {
@@ -56,31 +56,31 @@ pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     let crds = [
         (
             "agents.agentgov.dev.yaml",
-            serde_yaml::to_string(&Agent::crd())?,
+            serde_yaml::to_string(&crd_formats::installed::<Agent>())?,
         ),
         (
             "policybundles.agentgov.dev.yaml",
-            serde_yaml::to_string(&PolicyBundle::crd())?,
+            serde_yaml::to_string(&crd_formats::installed::<PolicyBundle>())?,
         ),
         (
             "clusterpolicybundles.agentgov.dev.yaml",
-            serde_yaml::to_string(&ClusterPolicyBundle::crd())?,
+            serde_yaml::to_string(&crd_formats::installed::<ClusterPolicyBundle>())?,
         ),
         (
             "agentpromotions.agentgov.dev.yaml",
-            serde_yaml::to_string(&AgentPromotion::crd())?,
+            serde_yaml::to_string(&crd_formats::installed::<AgentPromotion>())?,
         ),
         (
             "agenttemplates.agentgov.dev.yaml",
-            serde_yaml::to_string(&AgentTemplate::crd())?,
+            serde_yaml::to_string(&crd_formats::installed::<AgentTemplate>())?,
         ),
         (
             "clusteragenttemplates.agentgov.dev.yaml",
-            serde_yaml::to_string(&ClusterAgentTemplate::crd())?,
+            serde_yaml::to_string(&crd_formats::installed::<ClusterAgentTemplate>())?,
         ),
         (
             "agentexceptions.agentgov.dev.yaml",
-            serde_yaml::to_string(&AgentException::crd())?,
+            serde_yaml::to_string(&crd_formats::installed::<AgentException>())?,
         ),
     ];
     let mut files = Vec::new();

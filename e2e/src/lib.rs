@@ -21,7 +21,7 @@ use anyhow::{Context as _, Result, anyhow, bail};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Client, Config, CustomResourceExt};
+use kube::{Client, Config};
 use serde::de::DeserializeOwned;
 
 /// The repository root.
@@ -51,15 +51,16 @@ pub async fn client() -> Client {
 /// Install (server-side apply) the generated CRDs and the admission guards, and wait until the
 /// CRDs are Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
+    use agentgov_api::crd_formats::installed;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     for crd in [
-        agentgov_api::Agent::crd(),
-        agentgov_api::PolicyBundle::crd(),
-        agentgov_api::AgentPromotion::crd(),
-        agentgov_api::AgentTemplate::crd(),
-        agentgov_api::ClusterAgentTemplate::crd(),
-        agentgov_api::AgentException::crd(),
-        agentgov_api::ClusterPolicyBundle::crd(),
+        installed::<agentgov_api::Agent>(),
+        installed::<agentgov_api::PolicyBundle>(),
+        installed::<agentgov_api::AgentPromotion>(),
+        installed::<agentgov_api::AgentTemplate>(),
+        installed::<agentgov_api::ClusterAgentTemplate>(),
+        installed::<agentgov_api::AgentException>(),
+        installed::<agentgov_api::ClusterPolicyBundle>(),
     ] {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(
