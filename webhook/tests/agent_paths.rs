@@ -81,6 +81,34 @@ async fn a_live_sandbox_cannot_be_lengthened_either_by_ttl_or_expires_at() {
 }
 
 #[tokio::test]
+async fn an_old_object_that_does_not_parse_grants_no_life_without_extend() {
+    // An UPDATE whose oldObject our types cannot read (a version skew, a field written past the
+    // schema): nothing to compare the new life with, so it needs `extend`, as coming back
+    // from governed does.
+    let old = sandbox(30, 24);
+    let mut new = old.clone();
+    new.spec.sandbox = ttl(48 * 3600);
+    let mut review = agent_update("lab", &old, &new);
+    review["request"]["oldObject"]["spec"]["mode"] = Value::from("not-a-mode");
+    let refused = post(
+        &app_extending(false).router,
+        "/validate/agents",
+        bytes(&review),
+    )
+    .await
+    .1;
+    assert_denied(&refused, DecisionCode::DenySandboxExtension);
+    let granted = post(
+        &app_extending(true).router,
+        "/validate/agents",
+        bytes(&review),
+    )
+    .await
+    .1;
+    assert!(allowed(&granted), "{granted:#}");
+}
+
+#[tokio::test]
 async fn shortening_is_always_allowed() {
     let old = sandbox(1, 24);
     let mut shorter = old.clone();

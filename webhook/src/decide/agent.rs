@@ -211,19 +211,28 @@ pub(crate) async fn decide_agent(
         return Decision::from_denial(&change.display, denial);
     }
     let id = change.id();
-    let Some(old) = change.old.as_ref() else {
-        return contained(&change.display, &id);
-    };
     let will = sandbox_expires_at(created, change.agent.spec.sandbox.as_ref(), expiry);
-    let extended = if old.spec.mode == AgentMode::Sandbox {
+    let extended = if req.operation != Operation::Update {
+        None
+    } else if let Some(old) = change
+        .old
+        .as_ref()
+        .filter(|o| o.spec.mode == AgentMode::Sandbox)
+    {
         let was = sandbox_expires_at(created, old.spec.sandbox.as_ref(), expiry);
         (will > was).then(|| format!("sandbox {id} extended from {was} to {will}"))
-    } else {
+    } else if change.old.is_some() {
         // Back from governed: the old spec holds no sandbox life to compare with (its
         // `sandbox` block was free to edit while governed), so any life it gets is granted.
         // Otherwise sandbox -> governed -> sandbox would revive an expired sandbox.
         Some(format!(
             "sandbox {id} returned from governed, alive until {will}"
+        ))
+    } else {
+        // An UPDATE whose oldObject does not parse: nothing to compare with, so the life it
+        // has is granted as an extension (fail closed), as coming back from governed is.
+        Some(format!(
+            "sandbox {id} updated from an object that does not parse, alive until {will}"
         ))
     };
     match extended {
