@@ -313,9 +313,14 @@ impl Judge<'_> {
 
     fn governed(&self, agent: &AgentFacts<'_>, approvals: &[ApprovalFacts<'_>]) -> Judgement {
         let previous = agent.status.cloned().unwrap_or_default();
+        // Governed before: as its status says, or as an approval that stands for this very
+        // object records (the proof it produced). The status alone is not enough: whoever may write
+        // agents/status could set it back to SANDBOX, and a governed agent that fails would
+        // then be denied as a sandbox (contained) instead of invalidated (quarantined).
         let was_governed = previous
             .governance_status
-            .is_some_and(|g| g != GovernanceStatus::Sandbox);
+            .is_some_and(|g| g != GovernanceStatus::Sandbox)
+            || approvals.iter().any(|a| promoted_this_object(a, agent.uid));
         let hash = match agent.spec_hash {
             Ok(h) => h.to_string(),
             Err(e) => {
@@ -934,6 +939,17 @@ fn spec_moved_on(a: &ApprovalFacts<'_>, hash: &str, why: &str) -> String {
         short(a.spec_hash),
         short(hash)
     )
+}
+
+/// Whether an approval stands as the one the Agent object `agent_uid` is promoted under (it is
+/// `Approved`, linking the proof it produced; once the spec moves on it is `Superseded`).
+fn promoted_this_object(a: &ApprovalFacts<'_>, agent_uid: &str) -> bool {
+    a.status.is_some_and(|s| {
+        s.outcome == Some(PromotionOutcome::Approved)
+            && s.proof
+                .as_ref()
+                .is_some_and(|link| !agent_uid.is_empty() && link.agent_uid == agent_uid)
+    })
 }
 
 /// The uid of the Agent object an approval produced a proof for, when that is not `agent_uid`:

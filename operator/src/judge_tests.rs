@@ -777,7 +777,9 @@ fn a_spec_changed_since_its_approval_is_invalidated_keeping_its_proof() {
     assert_eq!(a.proof, approval(&first, "filings-by-alice").proof);
     assert!(j.attempts.is_empty());
 
-    // A first request whose only approval is of another spec just waits.
+    // A first request whose only approval is of another spec (one that promoted nothing) just
+    // waits.
+    world.approvals[0].status = None;
     let j = world.judge(&edited, 2, None);
     assert_eq!(j.outcome, Outcome::AwaitingApproval);
     assert_eq!(j.status.governance_status, Some(GovernanceStatus::Sandbox));
@@ -1271,6 +1273,10 @@ fn nothing_is_signed_while_the_admission_guards_are_missing() {
     // Refusals still refuse.
     let j = world.judge(&too_hot_spec(), 2, Some(&valid.status));
     assert_eq!(j.outcome, Outcome::Invalidated);
+    // (A first request: its approval has promoted nothing.)
+    for a in &mut world.approvals {
+        a.status = None;
+    }
     let j = world.judge(&too_hot_spec(), 1, None);
     assert_eq!(j.outcome, Outcome::Denied);
 }
@@ -2165,5 +2171,29 @@ fn an_approval_that_promoted_a_deleted_agent_does_not_promote_its_successor() {
     assert_eq!(
         promoted.promotions[&world.approvals[0].name].outcome,
         Some(PromotionOutcome::Superseded)
+    );
+}
+
+#[test]
+fn a_status_set_back_to_sandbox_does_not_turn_a_quarantine_into_containment() {
+    // A governed agent's status is rewritten by someone else to SANDBOX, without its proof;
+    // then the policy refuses it. Its approval still stands for this object (Approved, linking
+    // the proof it produced): it was governed, so it is invalidated (quarantined), not denied
+    // as a sandbox (contained).
+    let mut world = World::new(&keys());
+    let spec = governed_spec();
+    let first = world.judge(&spec, 1, None);
+    assert_eq!(first.outcome, Outcome::Promoted);
+    world.record(&first);
+    let forged = AgentStatus {
+        governance_status: Some(GovernanceStatus::Sandbox),
+        ..AgentStatus::default()
+    };
+    world.policy = Some(active_policy(&policy_spec(1.0)));
+    let j = world.judge(&spec, 1, Some(&forged));
+    assert_eq!(j.outcome, Outcome::Invalidated);
+    assert_eq!(
+        j.status.governance_status,
+        Some(GovernanceStatus::GovernedInvalidated)
     );
 }
