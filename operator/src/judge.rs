@@ -352,7 +352,10 @@ impl Judge<'_> {
             return j;
         };
         // Each approval of this spec, judged by the policy with its approver as the actor.
-        let mut decisions: BTreeMap<&str, PolicyDecision> = BTreeMap::new();
+        // The policy reads the approver's username and groups and whether they hold `promote`:
+        // one evaluation per distinct actor, not per username (two approvals by one user may
+        // carry other groups, stamped at their creation).
+        let mut decisions: BTreeMap<(&str, &[String], bool), PolicyDecision> = BTreeMap::new();
         let verdicts: Vec<Verdict<'_>> = approvals
             .iter()
             .map(|a| {
@@ -364,7 +367,7 @@ impl Judge<'_> {
                 let decision = match (current, a.requester) {
                     (true, Some(r)) => Some(
                         decisions
-                            .entry(r.username.as_str())
+                            .entry((r.username.as_str(), r.groups.as_slice(), a.authorized))
                             .or_insert_with(|| {
                                 waive(evaluate(policy, agent, r, a.authorized), agent.exceptions).0
                             })

@@ -2197,3 +2197,37 @@ fn a_status_set_back_to_sandbox_does_not_turn_a_quarantine_into_containment() {
         Some(GovernanceStatus::GovernedInvalidated)
     );
 }
+
+#[test]
+fn each_approval_is_judged_with_its_own_stamped_groups() {
+    // carol approved twice: first before she joined the promoter group (the policy refuses
+    // that actor), then after. Each approval is judged with the identity it was stamped with:
+    // the agent is promoted under the second alone, and the first is denied, whichever is
+    // listed first.
+    let mut policy = default_bundle_spec();
+    policy.data.promoter_roles = vec!["agent-approvers".into()];
+    let mut world = World::new(&keys());
+    world.policy = Some(active_policy(&policy));
+    let before = Approval::by("carol").named("before-joining");
+    let after = Approval::by("carol")
+        .named("after-joining")
+        .in_groups(&["agent-approvers"])
+        .at(hours(1));
+    for approvals in [
+        vec![after.clone(), before.clone()],
+        vec![before.clone(), after.clone()],
+    ] {
+        world.approvals = approvals;
+        let j = world.judge(&governed_spec(), 1, None);
+        assert_eq!(j.outcome, Outcome::Promoted);
+        assert_eq!(proof(&j.status).promotions, vec![after.uid.clone()]);
+        assert_eq!(
+            outcome(&j, "before-joining"),
+            Some(PromotionOutcome::Denied)
+        );
+        assert_eq!(
+            outcome(&j, "after-joining"),
+            Some(PromotionOutcome::Approved)
+        );
+    }
+}
