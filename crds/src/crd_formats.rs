@@ -27,6 +27,23 @@ pub fn installed<K: CustomResourceExt>() -> CustomResourceDefinition {
     serde_json::from_value(value).unwrap_or(crd)
 }
 
+/// Every CRD of the API group as installed, in the order crdgen writes them.
+pub fn all() -> Vec<CustomResourceDefinition> {
+    use crate::{
+        Agent, AgentException, AgentPromotion, AgentTemplate, ClusterAgentTemplate,
+        ClusterPolicyBundle, PolicyBundle,
+    };
+    vec![
+        installed::<Agent>(),
+        installed::<PolicyBundle>(),
+        installed::<ClusterPolicyBundle>(),
+        installed::<AgentPromotion>(),
+        installed::<AgentTemplate>(),
+        installed::<ClusterAgentTemplate>(),
+        installed::<AgentException>(),
+    ]
+}
+
 /// Add [`DATE_TIME_PATTERN`] to every string schema of format `date-time` below `schema`.
 fn constrain_date_times(schema: &mut Value) {
     match schema {
@@ -89,15 +106,8 @@ mod tests {
 
     #[test]
     fn every_date_time_of_every_crd_has_the_pattern() {
-        let crds = [
-            installed::<crate::Agent>(),
-            installed::<crate::PolicyBundle>(),
-            installed::<crate::ClusterPolicyBundle>(),
-            installed::<crate::AgentPromotion>(),
-            installed::<crate::AgentException>(),
-            installed::<crate::AgentTemplate>(),
-            installed::<crate::ClusterAgentTemplate>(),
-        ];
+        let crds = all();
+        assert_eq!(crds.len(), 7);
         let mut seen = 0;
         for crd in crds {
             let text = serde_json::to_string(&crd).unwrap();

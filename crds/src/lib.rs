@@ -53,40 +53,12 @@ pub fn generated_files() -> Result<Vec<(String, String)>, serde_yaml::Error> {
         // A manifest for `kubectl apply`: no status, and the namespace comes from the command.
         map.remove("status");
     }
-    let crds = [
-        (
-            "agents.agentgov.dev.yaml",
-            serde_yaml::to_string(&crd_formats::installed::<Agent>())?,
-        ),
-        (
-            "policybundles.agentgov.dev.yaml",
-            serde_yaml::to_string(&crd_formats::installed::<PolicyBundle>())?,
-        ),
-        (
-            "clusterpolicybundles.agentgov.dev.yaml",
-            serde_yaml::to_string(&crd_formats::installed::<ClusterPolicyBundle>())?,
-        ),
-        (
-            "agentpromotions.agentgov.dev.yaml",
-            serde_yaml::to_string(&crd_formats::installed::<AgentPromotion>())?,
-        ),
-        (
-            "agenttemplates.agentgov.dev.yaml",
-            serde_yaml::to_string(&crd_formats::installed::<AgentTemplate>())?,
-        ),
-        (
-            "clusteragenttemplates.agentgov.dev.yaml",
-            serde_yaml::to_string(&crd_formats::installed::<ClusterAgentTemplate>())?,
-        ),
-        (
-            "agentexceptions.agentgov.dev.yaml",
-            serde_yaml::to_string(&crd_formats::installed::<AgentException>())?,
-        ),
-    ];
     let mut files = Vec::new();
-    for (name, yaml) in crds {
-        files.push((format!("crds/{name}"), yaml.clone()));
-        files.push((format!("charts/agentgov/crds/{name}"), yaml));
+    for crd in crd_formats::all() {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        let yaml = serde_yaml::to_string(&crd)?;
+        files.push((format!("crds/{name}.yaml"), yaml.clone()));
+        files.push((format!("charts/agentgov/crds/{name}.yaml"), yaml));
     }
     files.push((
         "charts/agentgov/files/admission-policies.yaml".into(),

@@ -51,36 +51,20 @@ pub async fn client() -> Client {
 /// Install (server-side apply) the generated CRDs and the admission guards, and wait until the
 /// CRDs are Established.
 pub async fn install_crds(client: &Client) -> Result<()> {
-    use agentgov_api::crd_formats::installed;
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for crd in [
-        installed::<agentgov_api::Agent>(),
-        installed::<agentgov_api::PolicyBundle>(),
-        installed::<agentgov_api::AgentPromotion>(),
-        installed::<agentgov_api::AgentTemplate>(),
-        installed::<agentgov_api::ClusterAgentTemplate>(),
-        installed::<agentgov_api::AgentException>(),
-        installed::<agentgov_api::ClusterPolicyBundle>(),
-    ] {
+    let crds = agentgov_api::crd_formats::all();
+    for crd in &crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(
             &name,
             &PatchParams::apply("agentgov-e2e").force(),
-            &Patch::Apply(&crd),
+            &Patch::Apply(crd),
         )
         .await
         .with_context(|| format!("apply CRD {name}"))?;
     }
-    for name in [
-        "agents.agentgov.dev",
-        "policybundles.agentgov.dev",
-        "agentpromotions.agentgov.dev",
-        "agenttemplates.agentgov.dev",
-        "clusteragenttemplates.agentgov.dev",
-        "agentexceptions.agentgov.dev",
-        "clusterpolicybundles.agentgov.dev",
-    ] {
-        wait_established(&api, name).await?;
+    for crd in &crds {
+        wait_established(&api, crd.metadata.name.as_deref().unwrap_or_default()).await?;
     }
     guards::install(client, agentgov_api::guards::DEFAULT_PREFIX).await
 }
