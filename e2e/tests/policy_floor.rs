@@ -569,6 +569,48 @@ async fn the_floor_caps_a_namespace_total_and_the_operator_reports_it() {
     }
 }
 
+/// Approvals that arrive together (a GitOps sync of several agents) are judged one after
+/// another against the namespace's total: each promotion counts the budgets the ones judged
+/// before it were signed with, also while the operator's cache does not show those writes yet.
+/// Six agents of 60 against a total of 100: exactly one is promoted.
+#[tokio::test]
+async fn approvals_given_together_never_allocate_past_the_namespace_total() {
+    let mut test = FloorTest::start().await;
+    let setup = test.setup("pf-together").await;
+    let mut spec = ns_spec("1", 1000.0);
+    spec.data.max_namespace_monthly_budget_usd = Some(100.0);
+    bundle_in_force(&setup, &spec).await;
+    let names: Vec<String> = (0..6).map(|i| format!("together-{i}")).collect();
+    for name in &names {
+        create_agent(&setup, name, costing(60.0)).await;
+    }
+    futures::future::join_all(names.iter().map(|name| approve(&setup, name))).await;
+
+    let mut governed = Vec::new();
+    for name in &names {
+        let agent = wait_agent(&setup, name, "promoted or denied", |a| {
+            governance(a) == Some(GovernanceStatus::GovernedValid) || !denies(a).is_empty()
+        })
+        .await;
+        if governance(&agent) == Some(GovernanceStatus::GovernedValid) {
+            governed.push(name.clone());
+        } else {
+            let denied = denies(&agent);
+            assert!(
+                denied
+                    .iter()
+                    .any(|d| d.contains("of its monthly total of 100")),
+                "{name} denied for another reason: {denied:?}"
+            );
+        }
+    }
+    assert_eq!(
+        governed.len(),
+        1,
+        "60 each against a total of 100: one promotion fits, these were signed: {governed:?}"
+    );
+}
+
 /// Apply the floor directly (no webhook of this test reviews it) and wait until it is in force;
 /// its policy hash.
 async fn floor_applied(client: &kube::Client, spec: &ClusterPolicyBundleSpec, log: &str) -> String {

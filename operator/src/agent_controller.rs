@@ -24,7 +24,7 @@ use jiff::Timestamp;
 use kube::ResourceExt;
 use tracing::{instrument, warn};
 
-use crate::compact::{CachedAgent, holds_governance};
+use crate::compact::{CachedAgent, holds_governance, monthly_budget_usd};
 use crate::context::Context;
 use crate::driver::{Action, Key};
 use crate::error::{Error, Result};
@@ -51,6 +51,8 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     if agent.metadata.deletion_timestamp.is_some() {
         ctx.revisions
             .forget(agent.metadata.uid.as_deref().unwrap_or_default());
+        ctx.allocations
+            .forget(&agent.namespace().unwrap_or_default(), &agent.name_any());
         return Ok(Action::await_change());
     }
     // Judging before the caches are known would deny for want of a policy or of approvals.
@@ -67,9 +69,22 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     let written = &ctx.status_limiter.written;
     let last = written.agent(&uid);
     let version = agent.metadata.resource_version.as_deref().map(fingerprint);
-    let extra = Extra::of(&ctx, &world, &agent, Timestamp::now());
+    let spec_hash = SpecHash::of(&agent.spec);
+    // A promotion judged against the namespace's total waits for its turn: the promotions
+    // judged before it are counted as signed (see [`crate::allocations`]). Only an agent with
+    // an approval of its spec can be signed.
+    let signable = checks_total(&world, &agent, &spec_hash)
+        && spec_hash
+            .get()
+            .is_ok_and(|hash| promotions.iter().any(|p| p.spec.spec_hash == hash));
+    let turn = match signable {
+        true => Some(ctx.allocations.turn(&namespace).await),
+        false => None,
+    };
+    let extra = Extra::of(&ctx, &world, &agent, spec_hash, Timestamp::now());
     let inputs = world.inputs(written, &promotions, &extra);
     if let Some(next) = Judged::holds(last.as_ref(), version, inputs, Instant::now()) {
+        drop(turn);
         // Nothing to judge; what the operator keeps for the agent may still have been changed
         // by someone.
         keep_pods(&ctx, &world, &agent, agent.status.as_ref()).await?;
@@ -84,6 +99,12 @@ async fn judge_and_write(agent: Arc<Agent>, ctx: Arc<Context>) -> Result<Action>
     // write, whose watch event has the report recomputed).
     ctx.reports.judged(&uid, &judgement.deny_codes);
     let write = crate::status::apply(&ctx, &agent, &judgement, last_write.as_ref()).await?;
+    if let Some(turn) = turn {
+        let signed = holds_governance(judgement.status.governance_status)
+            .then(|| monthly_budget_usd(&agent.spec));
+        ctx.allocations
+            .judged(&turn, &namespace, &agent.name_any(), signed);
+    }
     // Its Pods kept as judged first, and whatever the records below meet: an approval's status
     // or a ControllerRevision that cannot be written (a name still taken by a deleted agent's,
     // a quota a tenant filled) must not hold up a quarantine. Either error is retried.
@@ -259,7 +280,7 @@ pub fn judge(
         .namespace()
         .ok_or_else(|| Error::MissingNamespace(agent.name_any()))?;
     let world = World::now(ctx, &namespace)?;
-    let extra = Extra::of(ctx, &world, agent, now);
+    let extra = Extra::of(ctx, &world, agent, SpecHash::of(&agent.spec), now);
     judge_in(ctx, &world, agent, promotions, authorized, &extra, now)
 }
 
@@ -273,8 +294,13 @@ pub struct Extra<'a> {
 }
 
 impl<'a> Extra<'a> {
-    pub fn of(ctx: &Context, world: &World, agent: &'a Agent, now: Timestamp) -> Extra<'a> {
-        let spec_hash = SpecHash::of(&agent.spec);
+    pub fn of(
+        ctx: &Context,
+        world: &World,
+        agent: &'a Agent,
+        spec_hash: SpecHash<'a>,
+        now: Timestamp,
+    ) -> Extra<'a> {
         Extra {
             budget: namespace_budget(ctx, world, agent, &spec_hash),
             exceptions: exceptions_for(ctx, agent, now),
@@ -390,28 +416,20 @@ fn judge_in(
     .judge(&facts, &approvals))
 }
 
-/// The namespace's approved budgets for a promotion of `agent`, when the policy sets a total:
-/// the budgets of its other agents in a governed status. `None` (not checked) for a sandbox, and
-/// for an agent already governed under its current spec: a total that shrinks stops new
-/// promotions and does not take budgets back, so revalidations cannot flip agents in turn.
-pub fn namespace_budget(
+/// The namespace's approved budgets for a promotion of `agent`, when the policy sets a total
+/// ([`checks_total`]): the budgets of its other agents in a governed status, or signed by this
+/// operator within the last minute and not yet shown so by the cache.
+fn namespace_budget(
     ctx: &Context,
     world: &World,
     agent: &Agent,
     spec_hash: &SpecHash<'_>,
 ) -> Option<NamespaceInput> {
-    world
-        .policy
-        .as_ref()?
-        .engine
-        .data()
-        .max_namespace_monthly_budget_usd?;
-    if agent.spec.mode != AgentMode::Governed || governed_as_approved(agent, spec_hash) {
+    if !checks_total(world, agent, spec_hash) {
         return None;
     }
     let namespace = agent.namespace()?;
     let name = agent.name_any();
-    let other_than = |other: &str| other != name;
     let allocated = ctx
         .agents
         .lock()
@@ -419,13 +437,33 @@ pub fn namespace_budget(
         .map_or(0.0, |agents| {
             agents
                 .iter()
-                .filter(|(other, held)| other_than(other) && held.summary.holds_governance())
-                .map(|(_, held)| held.summary.monthly_budget_usd)
+                .filter(|(other, _)| &***other != name.as_str())
+                .map(|(other, held)| {
+                    let cached = match held.summary.holds_governance() {
+                        true => held.summary.monthly_budget_usd,
+                        false => 0.0,
+                    };
+                    let signed = ctx.allocations.signed(&namespace, other).unwrap_or(0.0);
+                    cached.max(signed)
+                })
                 .sum()
         });
     Some(NamespaceInput {
         allocated_monthly_budget_usd: allocated,
     })
+}
+
+/// Whether a judgement of `agent` checks the namespace's total: when the policy sets one, for a
+/// governed agent not already governed under its current spec. Not for a sandbox, and not for
+/// an agent governed under its current spec: a total that shrinks stops new promotions and does
+/// not take budgets back, so revalidations cannot flip agents in turn.
+fn checks_total(world: &World, agent: &Agent, spec_hash: &SpecHash<'_>) -> bool {
+    world
+        .policy
+        .as_ref()
+        .is_some_and(|p| p.engine.data().max_namespace_monthly_budget_usd.is_some())
+        && agent.spec.mode == AgentMode::Governed
+        && !governed_as_approved(agent, spec_hash)
 }
 
 /// Governed, and its proof is of its current spec.

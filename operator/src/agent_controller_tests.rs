@@ -19,7 +19,7 @@ use kube::ResourceExt;
 use std::time::Duration;
 use tokio::time::timeout;
 
-use super::{World, error_policy, judge, reconcile};
+use super::{SpecHash, World, error_policy, judge, namespace_budget, reconcile};
 use crate::context::Context;
 use crate::error::Error;
 use crate::fixtures::{
@@ -150,6 +150,48 @@ async fn a_resync_round_has_every_agent_judged_again() {
     assert!(ctx.resync.round() >= 1);
     // What every judgement depends on changed: none holds.
     assert_ne!(World::now(&ctx, NAMESPACE).unwrap().fingerprint, before);
+}
+
+/// A promotion signed in this namespace counts against its total before the cache shows it
+/// governed (the watch has not brought the write back yet), and only while the agent exists.
+#[tokio::test]
+async fn a_promotion_just_signed_counts_against_the_namespace_total() {
+    let keys = ring_config("k1", &["k1"]);
+    let mut policy = default_bundle_spec();
+    policy.data.max_namespace_monthly_budget_usd = Some(100.0);
+    let costing = |usd: f64| {
+        let mut spec = governed_spec();
+        spec.anatomy
+            .economics
+            .as_mut()
+            .expect("economics")
+            .monthly_budget_usd = usd;
+        spec
+    };
+    let first = agent("first", costing(60.0));
+    let second = agent("second", costing(60.0));
+    let (ctx, _, _) = Context::test(
+        &keys,
+        &[bundle_in_force(policy)],
+        &[first.clone(), second.clone()],
+        &[],
+    );
+    let world = World::now(&ctx, NAMESPACE).unwrap();
+    let allocated = |ctx: &Context| {
+        namespace_budget(ctx, &world, &second, &SpecHash::of(&second.spec))
+            .expect("the total is checked")
+            .allocated_monthly_budget_usd
+    };
+    assert_eq!(allocated(&ctx), 0.0, "nothing governed yet");
+
+    let turn = ctx.allocations.turn(NAMESPACE).await;
+    ctx.allocations
+        .judged(&turn, NAMESPACE, "first", Some(60.0));
+    // Signed for an agent the cache no longer holds (deleted): not counted.
+    ctx.allocations.judged(&turn, NAMESPACE, "gone", Some(30.0));
+    assert_eq!(allocated(&ctx), 60.0, "the first promotion, just signed");
+    ctx.allocations.judged(&turn, NAMESPACE, "first", None);
+    assert_eq!(allocated(&ctx), 0.0, "judged not governed since");
 }
 
 #[tokio::test]

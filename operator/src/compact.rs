@@ -339,6 +339,14 @@ impl AgentSummary {
     }
 }
 
+/// The declared monthly budget (0 when the spec declares none).
+pub fn monthly_budget_usd(spec: &agentgov_api::AgentSpec) -> f64 {
+    spec.anatomy
+        .economics
+        .as_ref()
+        .map_or(0.0, |e| e.monthly_budget_usd)
+}
+
 /// In a governed status (valid or restricted): its budget is allocated.
 pub fn holds_governance(status: Option<GovernanceStatus>) -> bool {
     matches!(
@@ -365,12 +373,7 @@ impl Compacted for Agent {
         let status = self.status.as_ref();
         AgentSummary {
             mode: self.spec.mode,
-            monthly_budget_usd: self
-                .spec
-                .anatomy
-                .economics
-                .as_ref()
-                .map_or(0.0, |e| e.monthly_budget_usd),
+            monthly_budget_usd: monthly_budget_usd(&self.spec),
             governance_status: status.and_then(|s| s.governance_status),
             policy_hash: status
                 .and_then(|s| s.policy.as_ref())

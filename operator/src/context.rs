@@ -58,6 +58,8 @@ pub struct Context {
     pub foreign_policies: Arc<crate::widening::Others>,
     pub foreign_policies_synced: crate::cache::Synced,
     pub widened: Arc<crate::widening::Widened>,
+    /// The namespaces' budget totals while promotions are judged against them.
+    pub allocations: crate::allocations::Allocations,
     /// Managed agents' Deployments and ConfigMaps.
     pub deployments: Arc<crate::kept::Cache<k8s_openapi::api::apps::v1::Deployment>>,
     pub config_maps: Arc<crate::kept::Cache<k8s_openapi::api::core::v1::ConfigMap>>,

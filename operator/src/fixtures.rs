@@ -512,6 +512,7 @@ impl Context {
             foreign_policies: Default::default(),
             foreign_policies_synced: crate::cache::synced(),
             widened: Default::default(),
+            allocations: Default::default(),
             deployments: Default::default(),
             config_maps: Default::default(),
             workloads_synced: [crate::cache::synced(), crate::cache::synced()],

@@ -4,6 +4,7 @@
 
 mod agent_controller;
 mod agents;
+mod allocations;
 mod authz;
 mod backoff;
 mod break_glass;
@@ -304,6 +305,7 @@ async fn run(config: Config) -> Result<()> {
         foreign_policies: foreign_store,
         foreign_policies_synced: foreign_synced,
         widened,
+        allocations: Default::default(),
         deployments: deployment_store,
         config_maps: config_map_store,
         workloads_synced: [deployments_synced, config_maps_synced],
