@@ -14,11 +14,16 @@ pub struct ExpiryPolicy {
     pub max_ttl: SignedDuration,
 }
 
+/// The longest any sandbox may live (`--max-sandbox-ttl` at most): the ceiling the admission
+/// guards in the API server compute a sandbox's expiry with (`agentgov-agent-invariants`), so
+/// that they are never looser than the operator and the webhook.
+pub const LONGEST_SANDBOX_TTL: SignedDuration = SignedDuration::from_hours(720);
+
 impl Default for ExpiryPolicy {
     fn default() -> Self {
         ExpiryPolicy {
             default_ttl: SignedDuration::from_hours(72),
-            max_ttl: SignedDuration::from_hours(24 * 30),
+            max_ttl: LONGEST_SANDBOX_TTL,
         }
     }
 }

@@ -272,6 +272,19 @@ pub fn check(expected: &Guards, live: &Guards) -> Vec<GuardProblem> {
 mod tests {
     use super::*;
 
+    /// The agent guard computes expiries with the same ceiling as `--max-sandbox-ttl` allows
+    /// at most, so it is never looser than the operator and the webhook.
+    #[test]
+    fn the_agent_guard_s_ceiling_is_the_longest_sandbox_ttl() {
+        let hours = crate::expiry::LONGEST_SANDBOX_TTL.as_secs() / 3600;
+        let seconds = crate::expiry::LONGEST_SANDBOX_TTL.as_secs();
+        assert!(GUARDS_YAML.contains(&format!("duration('{hours}h')")));
+        assert_eq!(GUARDS_YAML.matches(&format!("< {seconds} ?")).count(), 2);
+        assert_eq!(GUARDS_YAML.matches(&format!(": {seconds})")).count(), 2);
+        // No other life is assumed (the default TTL is a flag the guard does not know).
+        assert!(!GUARDS_YAML.contains("259200)"), "the old default of 72h");
+    }
+
     #[test]
     fn the_shipped_guards_parse_and_pair_every_policy_with_its_binding() {
         let guards = expected(DEFAULT_PREFIX).unwrap();

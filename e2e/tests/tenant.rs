@@ -603,6 +603,68 @@ async fn an_expired_sandbox_cannot_be_revived_without_the_verb_extend() {
     .await;
 }
 
+/// The API server's own guard does not know the default sandbox TTL (a flag of the operator
+/// and the webhook, which may be shorter than 72h), so with the webhook away a sandbox of the
+/// default life cannot be given a life of its own without `extend`, however short: it was
+/// compared with a default of 72h, and a TTL of 48h passed where the default was 1h. Changes
+/// that leave the life alone, and shortening a life named, still pass.
+#[tokio::test]
+async fn without_the_webhook_a_sandbox_of_the_default_life_gets_no_life_of_its_own() {
+    let hour = ["--default-sandbox-ttl=1h"];
+    let mut setup = setup_with_flags("tn-default", KeyKind::Ed25519, &hour, &hour).await;
+    let mut default_life = sandbox_spec(1);
+    default_life.sandbox = None;
+    let plain = create_agent(&setup, "plain", default_life).await;
+    let created = plain.metadata.creation_timestamp.expect("created").0;
+    let an_hour = |a: &Agent| {
+        a.status
+            .as_ref()
+            .and_then(|s| s.expires_at.as_ref())
+            .map(|t| t.0)
+            == Some(created + jiff::SignedDuration::from_hours(1))
+    };
+    wait_agent(&setup, "plain", "an hour to live", an_hour).await;
+    create_agent(&setup, "named", sandbox_spec(3600)).await;
+    setup.deregister().await;
+    person(&setup, "mallory", false).await;
+    let mallory: Api<Agent> = Api::namespaced(client_as("mallory").await, &setup.ns.name);
+    let patch = |name: &'static str, body: Value| {
+        let mallory = mallory.clone();
+        async move {
+            mallory
+                .patch(name, &PatchParams::default(), &Patch::Merge(body))
+                .await
+        }
+    };
+    let refused = patch(
+        "plain",
+        json!({"spec": {"sandbox": {"ttlSeconds": 172_800}}}),
+    )
+    .await
+    .expect_err("a life of its own without extend");
+    let message = api_error_message(&refused);
+    assert!(message.contains(LENGTHENED), "{message}");
+    patch(
+        "plain",
+        json!({"spec": {"description": "still the default life"}}),
+    )
+    .await
+    .expect("a change that leaves the life alone");
+    let judged_again =
+        |a: &Agent| a.status.as_ref().and_then(|s| s.observed_generation) == a.metadata.generation;
+    let plain = wait_agent(&setup, "plain", "judged again", judged_again).await;
+    assert!(an_hour(&plain), "{:?}", plain.status);
+    patch("named", json!({"spec": {"sandbox": {"ttlSeconds": 1800}}}))
+        .await
+        .expect("a shorter life named");
+    let message = api_error_message(
+        &patch("named", json!({"spec": {"sandbox": null}}))
+            .await
+            .expect_err("dropping the life named without extend"),
+    );
+    assert!(message.contains(LENGTHENED), "{message}");
+}
+
 #[tokio::test]
 async fn a_stricter_policy_is_in_force_at_admission_while_the_operator_is_down() {
     let mut setup = setup("tn-frozen").await;

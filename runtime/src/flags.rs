@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentgov_api::expiry::ExpiryPolicy;
+use agentgov_api::expiry::{ExpiryPolicy, LONGEST_SANDBOX_TTL};
 use clap::Args;
 use jiff::SignedDuration;
 
@@ -26,8 +26,15 @@ pub struct ExpiryFlags {
 }
 
 impl ExpiryFlags {
-    /// A default TTL longer than the maximum is refused.
+    /// A default TTL longer than the maximum is refused, and so is a maximum longer than the
+    /// admission guards' ceiling ([`LONGEST_SANDBOX_TTL`]).
     pub fn check(&self) -> Result<(), Error> {
+        if self.max_sandbox_ttl > LONGEST_SANDBOX_TTL {
+            return Err(Error::Config(format!(
+                "--max-sandbox-ttl ({}) is longer than {}, the longest sandbox life the admission guards in the API server allow for",
+                self.max_sandbox_ttl, LONGEST_SANDBOX_TTL
+            )));
+        }
         if self.default_sandbox_ttl > self.max_sandbox_ttl {
             return Err(Error::Config(format!(
                 "--default-sandbox-ttl ({}) is longer than --max-sandbox-ttl ({})",
@@ -173,6 +180,13 @@ mod tests {
                 .unwrap();
         assert_eq!(longer.expiry.check().unwrap_err().category(), "config");
         assert!(Flags::try_parse_from(["x", "--max-sandbox-ttl=0s"]).is_err());
+        let beyond_the_guards = Flags::try_parse_from(["x", "--max-sandbox-ttl=721h"]).unwrap();
+        assert_eq!(
+            beyond_the_guards.expiry.check().unwrap_err().category(),
+            "config"
+        );
+        let at_the_guards = Flags::try_parse_from(["x", "--max-sandbox-ttl=720h"]).unwrap();
+        at_the_guards.expiry.check().unwrap();
     }
 
     #[test]
