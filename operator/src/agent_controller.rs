@@ -430,6 +430,7 @@ fn namespace_budget(
     }
     let namespace = agent.namespace()?;
     let name = agent.name_any();
+    let signed = ctx.allocations.signed(&namespace);
     let allocated = ctx
         .agents
         .lock()
@@ -443,8 +444,7 @@ fn namespace_budget(
                         true => held.summary.monthly_budget_usd,
                         false => 0.0,
                     };
-                    let signed = ctx.allocations.signed(&namespace, other).unwrap_or(0.0);
-                    cached.max(signed)
+                    cached.max(signed.get(other).copied().unwrap_or(0.0))
                 })
                 .sum()
         });

@@ -81,13 +81,18 @@ impl Allocations {
         }
     }
 
-    /// The budget the operator signed for the agent `name` within the last minute, if any.
-    pub fn signed(&self, namespace: &str, name: &str) -> Option<f64> {
+    /// The budgets the operator signed in `namespace` within the last minute, by agent name.
+    pub fn signed(&self, namespace: &str) -> HashMap<Box<str>, f64> {
         lock(&self.signed)
-            .get(namespace)?
-            .get(name)
-            .filter(|s| s.at.elapsed() < COUNTED_FOR)
-            .map(|s| s.monthly_budget_usd)
+            .get(namespace)
+            .map(|agents| {
+                agents
+                    .iter()
+                    .filter(|(_, s)| s.at.elapsed() < COUNTED_FOR)
+                    .map(|(name, s)| (name.clone(), s.monthly_budget_usd))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Forget the agent (deleted).
@@ -114,14 +119,16 @@ mod tests {
         let allocations = Allocations::default();
         let turn = allocations.turn("a").await;
         allocations.judged(&turn, "a", "one", Some(60.0));
-        assert_eq!(allocations.signed("a", "one"), Some(60.0));
-        assert_eq!(allocations.signed("a", "two"), None);
-        assert_eq!(allocations.signed("b", "one"), None);
+        assert_eq!(
+            allocations.signed("a"),
+            HashMap::from([("one".into(), 60.0)])
+        );
+        assert!(allocations.signed("b").is_empty());
         allocations.judged(&turn, "a", "one", None);
-        assert_eq!(allocations.signed("a", "one"), None);
+        assert!(allocations.signed("a").is_empty());
         allocations.judged(&turn, "a", "two", Some(10.0));
         allocations.forget("a", "two");
-        assert_eq!(allocations.signed("a", "two"), None);
+        assert!(allocations.signed("a").is_empty());
     }
 
     #[tokio::test]
